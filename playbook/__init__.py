@@ -1,0 +1,1 @@
+"""playbook: an incident-response playbook runner for the terminal."""

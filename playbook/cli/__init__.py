@@ -1,0 +1,582 @@
+"""The `playbook` command: thin click commands over :mod:`playbook.service`.
+
+Errors are mapped to exit codes in one place (:class:`_Group`): a
+:class:`~playbook.errors.PlaybookError` prints its title and advice and exits with its
+code; click's usage errors exit 2; anything unexpected prints one line (set
+``PLAYBOOK_DEBUG=1`` for the traceback) and exits 70. Text that came from a playbook,
+a note or a database is printed with control characters escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from playbook.core.model import format_duration
+from playbook.core.state import IncidentState
+from playbook.core.text import inline, printable
+from playbook.core.timers import BREACHED, WARNING, Timer
+from playbook.errors import PlaybookError, UsageError
+
+EXIT_INTERNAL = 70
+
+
+def _fail(error: PlaybookError) -> NoReturn:
+    click.secho(f"error: {printable(error.title)}", fg="red", err=True)
+    if error.message:
+        click.echo(printable(error.message), err=True)
+    sys.exit(error.exit_code)
+
+
+class _Group(click.Group):
+    """The one place errors become messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlaybookError as error:
+            _fail(error)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except BrokenPipeError:
+            # The reader (head, less) went away: not an error of ours.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(0)
+        except KeyboardInterrupt:
+            click.echo("interrupted; everything shown as recorded was recorded.", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("PLAYBOOK_DEBUG"):
+                raise
+            click.secho(
+                f"internal error: {type(exc).__name__}: {inline(str(exc))}", fg="red", err=True
+            )
+            click.echo("This is a bug in playbook; PLAYBOOK_DEBUG=1 shows the traceback.", err=True)
+            sys.exit(EXIT_INTERNAL)
+
+
+class _App:
+    """What the commands share, built lazily so `validate` and `schema` need no store."""
+
+    def __init__(self, data_dir: Path | None, actor: str | None) -> None:
+        self.data_dir = data_dir
+        self.actor = actor
+        self._service: Any = None
+
+    @property
+    def service(self) -> Any:
+        if self._service is None:
+            from playbook.resources import default_data_dir
+            from playbook.service import Service
+            from playbook.store.sqlite import SQLiteStore
+
+            store = SQLiteStore(self.data_dir or default_data_dir())
+            self._service = Service(store, actor=self.actor)
+        return self._service
+
+
+pass_app = click.make_pass_decorator(_App)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _local(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return f"{moment.astimezone():%Y-%m-%d %H:%M:%S %Z} ({moment:%H:%M}Z)"
+
+
+def _state_json(app: _App, state: IncidentState) -> dict[str, Any]:
+    from playbook.core.events import format_utc
+
+    timers = app.service.timers(state)
+
+    def t(timer: Timer | None) -> dict[str, Any] | None:
+        if timer is None:
+            return None
+        return {
+            "label": timer.label,
+            "state": timer.state,
+            "stopped": timer.stopped,
+            "elapsed_seconds": round(timer.elapsed, 3),
+            "target_seconds": timer.target,
+            "remaining_seconds": round(timer.remaining, 3),
+            "deadline": format_utc(timer.deadline),
+            "escalate_to": timer.escalate_to,
+        }
+
+    return {
+        "id": state.id,
+        "title": state.title,
+        "playbook": state.playbook_id,
+        "status": state.status,
+        "severity": state.severity,
+        "phase": state.phase,
+        "opened_at": format_utc(state.opened_at) if state.opened_at else None,
+        "acknowledged_at": format_utc(state.acknowledged_at) if state.acknowledged_at else None,
+        "resolved_at": format_utc(state.resolved_at) if state.resolved_at else None,
+        "closed_at": format_utc(state.closed_at) if state.closed_at else None,
+        "triggers": state.triggers,
+        "done": sorted(state.done),
+        "items": len(state.checklist),
+        "notes": len(state.notes),
+        "status_messages": len(state.messages),
+        "escalations": [e.to for e in state.escalations],
+        "next_escalation": state.next_escalation(),
+        "timers": {
+            "response": t(timers.response),
+            "resolution": t(timers.resolution),
+            "phase": t(timers.phase),
+            "status_update": t(timers.status_update),
+        },
+        "last_seq": state.last_seq,
+    }
+
+
+def _timer_line(timer: Timer) -> str:
+    if timer.stopped:
+        verdict = "BREACHED" if timer.state == BREACHED else "met"
+        return f"{timer.label:<28} {verdict:<9} took {format_duration(timer.elapsed)} of {format_duration(timer.target)}"
+    left = timer.remaining
+    when = f"{format_duration(left)} left" if left >= 0 else f"{format_duration(-left)} over"
+    line = (
+        f"{timer.label:<28} {timer.state.upper():<9} {format_duration(timer.elapsed)} used, {when}"
+    )
+    if timer.escalate_to:
+        line += f" — escalate to {timer.escalate_to}"
+    return line
+
+
+def _timer_color(timer: Timer) -> str | None:
+    return {BREACHED: "red", WARNING: "yellow"}.get(timer.state)
+
+
+def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> None:
+    click.secho(f"{state.id}  {inline(state.title)}", bold=True)
+    click.echo(
+        f"  playbook {state.playbook_id} · {state.severity} · {state.status} · phase {state.phase}"
+    )
+    click.echo(f"  opened {_local(state.opened_at)}")
+    if state.acknowledged_at:
+        click.echo(f"  acknowledged {_local(state.acknowledged_at)}")
+    if state.resolved_at:
+        click.echo(f"  resolved {_local(state.resolved_at)}")
+    click.echo("")
+    for timer in app.service.timers(state).all():
+        click.secho("  " + _timer_line(timer), fg=_timer_color(timer))
+    click.echo("")
+    for section in state.sections:
+        refs = [i["ref"] for s in section["steps"] for i in s["items"]]
+        done = sum(1 for r in refs if r in state.done)
+        marker = "▶" if section["id"] == state.phase else " "
+        click.echo(f" {marker} {inline(section['title']):<52} {done:>3}/{len(refs)}")
+        show = items == "all" or (items == "phase" and section["id"] == state.phase)
+        if show:
+            for step in section["steps"]:
+                click.echo(f"      {inline(step['title'])}  [{section['id']}.{step['id']}]")
+                for item in step["items"]:
+                    mark = "x" if item["ref"] in state.done else " "
+                    click.echo(
+                        f"        [{mark}] {inline(item['text'])}  ({item['ref'].split('.')[-1]})"
+                    )
+    if state.notes:
+        click.echo("")
+        click.echo(f"  {len(state.notes)} note(s); last: {inline(state.notes[-1].text)[:70]}")
+
+
+def _report(app: _App, state: IncidentState, as_json: bool, message: str) -> None:
+    if as_json:
+        _emit_json(_state_json(app, state))
+    else:
+        click.echo(message)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+
+
+@click.group(
+    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="PLAYBOOK_HOME",
+    help="Where incidents are kept (default: the user's data directory; env PLAYBOOK_HOME).",
+)
+@click.option("--actor", envvar="PLAYBOOK_ACTOR", help="Who is acting (default: $USER).")
+@click.version_option(package_name="playbook", message="%(prog)s %(version)s")
+@click.pass_context
+def main(ctx: click.Context, data_dir: Path | None, actor: str | None) -> None:
+    """Run incident-response playbooks from the terminal.
+
+    Every change to an incident is an event, written to disk before it is shown
+    as done. `playbook run` opens the app; the other commands drive an incident
+    headless, for scripts and for when the app is not at hand.
+    """
+    ctx.obj = _App(data_dir, actor)
+
+
+# ------------------------------------------------------------------------------ playbooks
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
+def validate(files: Sequence[Path], quiet: bool) -> None:
+    """Check playbook files; print every problem as file:line:column: key: message.
+
+    Exits 0 when all are valid, 1 when any is not, 2 on usage errors.
+    """
+    from playbook.core.loader import PlaybookInvalid, load
+
+    bad = 0
+    for file in files:
+        try:
+            loaded = load(file)
+        except PlaybookInvalid as invalid:
+            bad += 1
+            for problem in invalid.problems:
+                click.echo(printable(str(problem)), err=True)
+            continue
+        if not quiet:
+            pb = loaded.playbook
+            click.echo(
+                f"{file}: ok — {pb.title} (version {pb.version}): {len(pb.phases)} phases, "
+                f"{len(pb.checklist())} checklist items, {len(pb.diagnostics)} diagnostics, "
+                f"{len(pb.communications.templates)} templates"
+            )
+    sys.exit(1 if bad else 0)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the playbook format, for editors.
+
+    Save it and point your editor's YAML support at it, e.g. with a first line
+    `# yaml-language-server: $schema=playbook.schema.json`.
+    """
+    from playbook.core.model import Playbook
+
+    document = Playbook.model_json_schema()
+    document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    document["title"] = "playbook"
+    _emit_json(document)
+
+
+@main.command("playbooks")
+@json_option
+def list_playbooks(as_json: bool) -> None:
+    """List the built-in playbooks."""
+    from playbook.resources import builtin_runbooks
+
+    found = builtin_runbooks()
+    if as_json:
+        _emit_json({name: str(path) for name, path in found.items()})
+        return
+    for name, path in found.items():
+        click.echo(f"{name:<24} {path}")
+
+
+# ------------------------------------------------------------------------------ incidents
+
+
+@main.command("open")
+@click.argument("playbook", required=False)
+@click.option("--title", "-t", required=True, help="What is wrong, in a few words.")
+@click.option("--severity", "-s", help="Severity level (default: the playbook's default, e.g. P2).")
+@click.option(
+    "--trigger",
+    "triggers",
+    multiple=True,
+    help="What triggered it: a trigger id (e.g. automated-alerts.backup-verification-failures) or text. Repeatable.",
+)
+@json_option
+@pass_app
+def open_incident(
+    app: _App,
+    playbook: str | None,
+    title: str,
+    severity: str | None,
+    triggers: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Open an incident on PLAYBOOK (a file or a built-in name; default data-integrity)."""
+    state = app.service.open(playbook, title, severity, triggers)
+    if as_json:
+        _emit_json(_state_json(app, state))
+        return
+    level = state.levels[state.severity]
+    click.echo(f"Opened incident {state.id} ({state.severity}): {inline(state.title)}")
+    click.echo(
+        f"Respond within {format_duration(level.response)}, resolve within "
+        f"{format_duration(level.resolution)}. Next: playbook ack {state.id}"
+    )
+
+
+@main.command()
+@click.argument("incident")
+@json_option
+@pass_app
+def ack(app: _App, incident: str, as_json: bool) -> None:
+    """Acknowledge INCIDENT: the team has begun the response (stops the response timer)."""
+    state = app.service.acknowledge(incident)
+    timer = app.service.timers(state).response
+    _report(
+        app,
+        state,
+        as_json,
+        f"Acknowledged {state.id}: {_timer_line(timer)}" if timer else "Acknowledged",
+    )
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("level")
+@click.option("--reason", "-r", required=True, help="Why the severity changes (recorded).")
+@json_option
+@pass_app
+def severity(app: _App, incident: str, level: str, reason: str, as_json: bool) -> None:
+    """Change INCIDENT's severity to LEVEL (e.g. P1); running timers take the new targets."""
+    state = app.service.change_severity(incident, level, reason)
+    _report(app, state, as_json, f"{state.id} is now {state.severity}.")
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("phase")
+@json_option
+@pass_app
+def phase(app: _App, incident: str, phase: str, as_json: bool) -> None:
+    """Move INCIDENT to PHASE (checking an item of a later phase does this too)."""
+    state = app.service.enter_phase(incident, phase)
+    _report(app, state, as_json, f"{state.id} is in phase {state.phase}.")
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("items", nargs=-1, required=True)
+@json_option
+@pass_app
+def check(app: _App, incident: str, items: tuple[str, ...], as_json: bool) -> None:
+    """Mark STEP_OR_ITEM done (an item, or every item of a step). `show` lists their ids."""
+    state = None
+    for item in items:
+        state = app.service.check(incident, item)
+    assert state is not None
+    done = sum(1 for r in state.checklist if r in state.done)
+    _report(
+        app,
+        state,
+        as_json,
+        f"{state.id}: {done}/{len(state.checklist)} items done; phase {state.phase}.",
+    )
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("items", nargs=-1, required=True)
+@json_option
+@pass_app
+def uncheck(app: _App, incident: str, items: tuple[str, ...], as_json: bool) -> None:
+    """Mark STEP_OR_ITEM not done again (recorded as its own event)."""
+    state = None
+    for item in items:
+        state = app.service.uncheck(incident, item)
+    assert state is not None
+    done = sum(1 for r in state.checklist if r in state.done)
+    _report(app, state, as_json, f"{state.id}: {done}/{len(state.checklist)} items done.")
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("text")
+@json_option
+@pass_app
+def note(app: _App, incident: str, text: str, as_json: bool) -> None:
+    """Add a note to INCIDENT's timeline (TEXT of - reads standard input)."""
+    if text == "-":
+        text = sys.stdin.read()
+    state = app.service.note(incident, text)
+    _report(app, state, as_json, f"Noted on {state.id} (event {state.last_seq}).")
+
+
+@main.command()
+@click.argument("incident")
+@click.option("--to", help="Who (default: the next person on the escalation path).")
+@click.option("--reason", "-r", default="", help="Why.")
+@json_option
+@pass_app
+def escalate(app: _App, incident: str, to: str | None, reason: str, as_json: bool) -> None:
+    """Record an escalation of INCIDENT to the next person on the path (or --to)."""
+    state = app.service.escalate(incident, to, reason)
+    _report(app, state, as_json, f"Escalated {state.id} to {inline(state.escalations[-1].to)}.")
+
+
+@main.command()
+@click.argument("incident")
+@click.option("--summary", default="", help="How it was resolved, in a sentence.")
+@json_option
+@pass_app
+def resolve(app: _App, incident: str, summary: str, as_json: bool) -> None:
+    """Mark INCIDENT resolved (stops the resolution timer)."""
+    state = app.service.resolve(incident, summary)
+    timer = app.service.timers(state).resolution
+    _report(
+        app, state, as_json, f"Resolved {state.id}: {_timer_line(timer)}" if timer else "Resolved"
+    )
+
+
+@main.command()
+@click.argument("incident")
+@json_option
+@pass_app
+def close(app: _App, incident: str, as_json: bool) -> None:
+    """Close a resolved INCIDENT once post-incident work is done."""
+    state = app.service.close(incident)
+    _report(
+        app,
+        state,
+        as_json,
+        f"Closed {state.id}. Export it: playbook export {state.id} --format markdown",
+    )
+
+
+@main.command()
+@click.option("--all", "show_all", is_flag=True, help="Include closed incidents.")
+@json_option
+@pass_app
+def incidents(app: _App, show_all: bool, as_json: bool) -> None:
+    """List incidents: id, severity, status, age, timers."""
+    states = [s for s in app.service.incidents() if show_all or s.closed_at is None]
+    if as_json:
+        _emit_json([_state_json(app, s) for s in states])
+        return
+    if not states:
+        click.echo("No incidents. Open one: playbook open --title '…'")
+        return
+    now = app.service.clock.now()
+    for s in states:
+        alerts = app.service.timers(s).alerts()
+        flag = f"  {alerts[0].label} {alerts[0].state}" if alerts else ""
+        age = format_duration((now - s.opened_at).total_seconds()) if s.opened_at else "?"
+        click.echo(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  {inline(s.title)[:50]}{flag}")
+
+
+@main.command()
+@click.argument("incident")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="List the items of every section, not only the current phase.",
+)
+@json_option
+@pass_app
+def show(app: _App, incident: str, show_all: bool, as_json: bool) -> None:
+    """Show INCIDENT: timers, progress per phase, and the current phase's items with their ids."""
+    state = app.service.get(incident).state
+    if as_json:
+        _emit_json(_state_json(app, state))
+        return
+    _print_summary(app, state, items="all" if show_all else "phase")
+
+
+@main.command("timeline")
+@click.argument("incident")
+@json_option
+@pass_app
+def timeline(app: _App, incident: str, as_json: bool) -> None:
+    """Print every event of INCIDENT in order, with local and UTC times."""
+    from playbook.render.export import describe
+
+    found = app.service.get(incident)
+    if as_json:
+        _emit_json([e.to_dict() for e in found.events])
+        return
+    for event in found.events:
+        click.echo(
+            f"{event.seq:>4}  {_local(event.at)}  {inline(event.actor):<12} {inline(describe(event, found.state))}"
+        )
+
+
+def _parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set takes name=value, got {pair!r}.")
+        values[name.strip()] = value
+    return values
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("kind")
+@click.option(
+    "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A template variable. Repeatable."
+)
+@click.option("--preview", is_flag=True, help="Render without recording.")
+@json_option
+@pass_app
+def status(
+    app: _App, incident: str, kind: str, sets: tuple[str, ...], preview: bool, as_json: bool
+) -> None:
+    """Render status message KIND (initial, progress, resolution) and record its exact text.
+
+    Variables the incident knows (service, severity, current_time, …) are filled in;
+    give the others with --set. A missing variable is an error naming it.
+    """
+    values = _parse_sets(sets)
+    if preview:
+        text = app.service.preview_status(incident, kind, values)
+        recorded = None
+    else:
+        state, text = app.service.status(incident, kind, values)
+        recorded = state.last_seq
+    if as_json:
+        _emit_json({"kind": kind, "text": text, "recorded_as_event": recorded})
+        return
+    click.echo(printable(text), nl=not text.endswith("\n"))
+
+
+@main.command()
+@click.argument("incident")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["markdown", "json"]),
+    default="markdown",
+    show_default=True,
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file (atomically).",
+)
+@pass_app
+def export(app: _App, incident: str, fmt: str, output: Path | None) -> None:
+    """Export INCIDENT's timeline for the post-incident review (open or closed)."""
+    from playbook.fileio import atomic_write
+
+    text = app.service.export(incident, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    atomic_write(output, text)
+    click.echo(f"Wrote {output} ({len(text.encode()):,} bytes).", err=True)
+
+
+def command_names() -> list[str]:
+    """Every command, for the help test."""
+    return sorted(main.commands)

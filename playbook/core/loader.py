@@ -1,0 +1,573 @@
+"""Load a playbook from YAML, reporting every problem at once with file, line and key.
+
+The YAML is read defensively before it is trusted: the file's size and its nesting
+are capped before a node tree is built (the composer recurses, and a 50,000-level
+document would otherwise end in a RecursionError), aliases are expanded under a
+node budget (an alias bomb stops at the budget), only plain YAML tags are accepted
+(no ``!!python/object``), duplicate keys are errors, and the YAML 1.1 words that
+turn into booleans (``NO``, ``on``, ``y``) are refused so that no value is silently
+coerced. Values are then validated by the strict model in :mod:`playbook.core.model`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import types
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from playbook.core.model import Playbook
+from playbook.errors import PlaybookError
+
+MAX_BYTES = 1024 * 1024
+"""A playbook larger than this is refused before it is parsed."""
+MAX_DEPTH = 64
+"""Nesting deeper than this is refused before a node tree is built."""
+MAX_NODES = 200_000
+"""Values built from one file, aliases expanded; past this the file is refused."""
+
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+    "tag:yaml.org,2002:timestamp",
+}
+_TRUE_FALSE = {"true", "false"}
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a playbook, where it is, and what to do."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PlaybookInvalid(PlaybookError):
+    """A playbook file that cannot be used, with every problem found in it."""
+
+    exit_code = 1
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        count = len(problems)
+        super().__init__(
+            f"{file}: {count} problem{'s' if count != 1 else ''}",
+            "\n".join(str(p) for p in problems),
+        )
+
+
+@dataclass(frozen=True)
+class LoadedPlaybook:
+    """A valid playbook, where it came from, and a digest of its bytes."""
+
+    playbook: Playbook
+    path: Path
+    sha256: str
+
+    @property
+    def template_dir(self) -> Path:
+        return (self.path.parent / self.playbook.communications.template_dir).resolve()
+
+
+def format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class _Source:
+    """Positions and raw scalars of one parsed file, by key path."""
+
+    file: str
+    marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    key_marks: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    raw: dict[Path_, tuple[str, str]] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    nodes: int = 0
+
+    def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
+        """The closest known position: the path itself, else its nearest parent."""
+        table = self.key_marks if key else self.marks
+        probe = path
+        while True:
+            if probe in table:
+                return table[probe]
+            if probe in self.marks:
+                return self.marks[probe]
+            if not probe:
+                return (1, 1)
+            probe = probe[:-1]
+
+    def add(self, path: Path_, message: str, key: bool = False) -> None:
+        line, col = self.where(path, key)
+        self.problems.append(Problem(self.file, line, col, format_path(path), message))
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _prescan(text: str, src: _Source) -> bool:
+    """Walk the event stream (iterative, no recursion) to cap depth before composing."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line, col = event.start_mark.line + 1, event.start_mark.column + 1
+                    src.problems.append(
+                        Problem(
+                            src.file,
+                            line,
+                            col,
+                            "",
+                            f"nested more than {MAX_DEPTH} levels deep; a playbook never needs this",
+                        )
+                    )
+                    return False
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        _yaml_problem(exc, src)
+        return False
+    return True
+
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, src: _Source) -> None:
+    mark = exc.problem_mark or exc.context_mark
+    line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = " ".join(part for part in (exc.context, exc.problem) if part) or "not valid YAML"
+    src.problems.append(Problem(src.file, line, col, "", f"YAML syntax: {what}"))
+
+
+def _build(node: yaml.Node, path: Path_, src: _Source) -> Any:
+    """Turn a composed node into plain Python values, recording where each came from."""
+    src.nodes += 1
+    if src.nodes > MAX_NODES:
+        raise _TooBig
+    src.marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if node.tag not in _PLAIN_TAGS:
+        src.add(path, f"tag {node.tag!r} is not allowed in a playbook; only plain YAML values are")
+        return None
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                src.add(path, "merge keys (<<) are not supported; write the keys out")
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                src.add(path, "a key must be a plain string")
+                continue
+            key = key_node.value
+            child = (*path, key)
+            if key in out:
+                first = src.key_marks.get(child, (0, 0))
+                src.problems.append(
+                    Problem(
+                        src.file,
+                        key_node.start_mark.line + 1,
+                        key_node.start_mark.column + 1,
+                        format_path(child),
+                        f"duplicate key {key!r} (first at line {first[0]}); the second "
+                        "would silently replace the first",
+                    )
+                )
+                continue
+            src.key_marks[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _build(value_node, child, src)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), src) for i, item in enumerate(node.value)]
+    return _scalar(node, path, src)
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+def _scalar(node: yaml.ScalarNode, path: Path_, src: _Source) -> Any:
+    src.raw[path] = (node.value, node.tag)
+    if node.style is not None and node.style != "":
+        return node.value  # quoted or block scalars are strings, as written
+    tag = node.tag
+    if tag == "tag:yaml.org,2002:bool" and node.value.lower() not in _TRUE_FALSE:
+        src.add(
+            path,
+            f"{node.value!r} is read as a boolean by YAML 1.1 and as text by YAML 1.2; "
+            f"write true or false, or quote it if you mean the text {node.value!r}",
+        )
+        return None
+    if tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:str"):
+        return node.value  # dates stay text: the model decides what they mean
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError) as exc:
+        src.add(path, f"cannot read value {node.value!r}: {exc}")
+        return None
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty or null value)"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int | float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _resolve_loc(data: Any, loc: tuple[Any, ...]) -> Path_:
+    """Map a pydantic error location onto the data, dropping union tags it inserts."""
+    path: list[str | int] = []
+    current = data
+    for part in loc:
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
+            path.append(part)
+            current = current[part]
+        elif isinstance(current, dict | list):
+            # A union tag, or a key that is missing: keep missing keys, skip tags.
+            if isinstance(current, dict) and isinstance(part, str) and part not in _UNION_TAGS:
+                path.append(part)
+                current = None
+        else:
+            break
+    return tuple(path)
+
+
+_UNION_TAGS = {"mongo", "redis", "shell", "function-before", "function-after", "ChecklistItem"}
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete types an annotation may hold (through Annotated, unions, Optional)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for arg in typing.get_args(annotation) for t in _unwrap(arg)]
+    return [annotation]
+
+
+def _fields_at(path: Path_, data: Any) -> list[str]:
+    """The keys the model allows at a mapping path, for "did you mean" suggestions."""
+    candidates: list[Any] = [Playbook]
+    current = data
+    for part in path:
+        nxt: list[Any] = []
+        for cand in candidates:
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                info = cand.model_fields.get(str(part))
+                if info is not None:
+                    nxt.extend(_unwrap(info.annotation))
+                continue
+            origin = typing.get_origin(cand)
+            args = typing.get_args(cand)
+            if origin is list and isinstance(part, int):
+                nxt.extend(_unwrap(args[0]))
+            elif origin is dict and isinstance(part, str):
+                nxt.extend(_unwrap(args[1]))
+        if isinstance(current, dict):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            current = None
+        # Discriminated unions: keep the member whose `kind` matches the data.
+        kinds = [
+            c
+            for c in nxt
+            if isinstance(c, type)
+            and issubclass(c, BaseModel)
+            and "kind" in c.model_fields
+            and isinstance(current, dict)
+            and current.get("kind") in typing.get_args(c.model_fields["kind"].annotation)
+        ]
+        candidates = kinds or nxt
+    names: list[str] = []
+    for cand in candidates:
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            for name, info in cand.model_fields.items():
+                names.append(info.alias or name)
+    return names
+
+
+def _pydantic_problems(exc: ValidationError, data: Any, src: _Source) -> None:
+    already = {p.path for p in src.problems}
+    for err in exc.errors(include_url=False):
+        path = _resolve_loc(data, tuple(err["loc"]))
+        if format_path(path) in already:
+            continue  # the YAML reading already said what is wrong here
+        kind = err["type"]
+        value = err.get("input")
+        if kind == "extra_forbidden":
+            key = path[-1] if path else ""
+            allowed = _fields_at(path[:-1], data)
+            hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            message = f"unknown key {key!r}"
+            message += f" (did you mean {hint[0]!r}?)" if hint else ""
+            if allowed:
+                message += f"; allowed here: {', '.join(sorted(allowed))}"
+            src.add(path, message, key=True)
+            continue
+        if kind == "missing":
+            src.add(path[:-1], f"missing required key {path[-1]!r}" if path else "missing key")
+            continue
+        if kind == "union_tag_invalid":
+            expected = err.get("ctx", {}).get("expected_tags", "")
+            kind_value = value.get("kind") if isinstance(value, dict) else value
+            src.add((*path, "kind"), f"unknown kind {kind_value!r}; expected one of {expected}")
+            continue
+        message = err["msg"]
+        if kind.endswith("_type") or kind in ("literal_error", "int_from_float"):
+            message = f"{message}, got {_describe(value)}"
+            raw = src.raw.get(path)
+            if raw is not None and raw[1] != "tag:yaml.org,2002:str" and kind == "string_type":
+                message += f"; quote it to keep it as written: {raw[0]!r}"
+        src.add(path, message)
+
+
+def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
+    """Ids that name other parts of the playbook must exist, and ids must be unique."""
+    phases = {p.id for p in pb.phases}
+    procedures = {p.id for p in pb.recovery_procedures}
+    templates = set(pb.communications.templates)
+    diagnostics = set(pb.diagnostics)
+    levels = [lvl.id for lvl in pb.severity.levels]
+
+    if pb.severity.default not in levels:
+        src.add(
+            ("severity", "default"),
+            f"default severity {pb.severity.default!r} is not one of the levels {levels}",
+        )
+    for i, dup in _duplicates(levels):
+        src.add(("severity", "levels", i, "id"), f"duplicate severity level {dup!r}")
+
+    top_ids: list[tuple[Path_, str]] = [(("assessment", "id"), pb.assessment.id)]
+    top_ids += [(("phases", i, "id"), p.id) for i, p in enumerate(pb.phases)]
+    top_ids += [(("scenarios", i, "id"), s.id) for i, s in enumerate(pb.scenarios)]
+    top_ids += [(("post_incident", i, "id"), s.id) for i, s in enumerate(pb.post_incident)]
+    seen: dict[str, Path_] = {}
+    for path, ident in top_ids:
+        if ident in seen:
+            src.add(path, f"id {ident!r} is already used at {format_path(seen[ident])}")
+        else:
+            seen[ident] = path
+    for i, dup in _duplicates([p.id for p in pb.recovery_procedures]):
+        src.add(("recovery_procedures", i, "id"), f"duplicate procedure id {dup!r}")
+    for i, dup in _duplicates([t.id for t in pb.appendix]):
+        src.add(("appendix", i, "id"), f"duplicate table id {dup!r}")
+    for i, dup in _duplicates([t.id for t in pb.triggers]):
+        src.add(("triggers", i, "id"), f"duplicate trigger group id {dup!r}")
+
+    for i, phase in enumerate(pb.phases):
+        if phase.ends <= phase.starts:
+            src.add(("phases", i, "ends"), "a phase must end after it starts")
+
+    def check_step(path: Path_, step: Any) -> None:
+        for j, ref in enumerate(step.diagnostics):
+            if ref not in diagnostics:
+                src.add((*path, "diagnostics", j), _dangling("diagnostic", ref, diagnostics))
+        for j, ref in enumerate(step.procedures):
+            if ref not in procedures:
+                src.add((*path, "procedures", j), _dangling("procedure", ref, procedures))
+        for j, ref in enumerate(step.templates):
+            if ref not in templates:
+                src.add((*path, "templates", j), _dangling("template", ref, templates))
+        for j, dup in _duplicates([item.key for item in step.items]):
+            src.add(
+                (*path, "items", j),
+                f"two items of this step have the id {dup!r}; give one an explicit id",
+            )
+
+    for i, dup in _duplicates([s.id for s in pb.assessment.steps]):
+        src.add(("assessment", "steps", i, "id"), f"duplicate step id {dup!r}")
+    for i, step in enumerate(pb.assessment.steps):
+        check_step(("assessment", "steps", i), step)
+    for i, phase in enumerate(pb.phases):
+        for k, dup in _duplicates([s.id for s in phase.steps]):
+            src.add(("phases", i, "steps", k, "id"), f"duplicate step id {dup!r}")
+        for k, step in enumerate(phase.steps):
+            check_step(("phases", i, "steps", k), step)
+    for i, section in enumerate(pb.post_incident):
+        for k, step in enumerate(section.steps):
+            check_step(("post_incident", i, "steps", k), step)
+    for i, scenario in enumerate(pb.scenarios):
+        if scenario.phase not in phases:
+            src.add(("scenarios", i, "phase"), _dangling("phase", scenario.phase, phases))
+        check_step(("scenarios", i, "investigation"), scenario.investigation)
+    for name, tmpl in pb.communications.templates.items():
+        if tmpl.phase not in phases:
+            src.add(
+                ("communications", "templates", name, "phase"),
+                _dangling("phase", tmpl.phase, phases),
+            )
+    for name, diag in pb.diagnostics.items():
+        _check_params(("diagnostics", name), diag, data, src)
+
+
+def _check_params(path: Path_, diag: Any, data: Any, src: _Source) -> None:
+    declared = set(diag.params)
+    raw = data.get("diagnostics", {}).get(path[-1], {}) if isinstance(data, dict) else {}
+    for where, name in _param_uses(raw, path):
+        if name not in declared:
+            src.add(where, _dangling("parameter", name, declared))
+    for pname, param in diag.params.items():
+        if param.type == "list" and param.items is None:
+            src.add(
+                (*path, "params", pname, "items"), "a list parameter names the type of its items"
+            )
+
+
+def _param_uses(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
+    """Every ``{$param: name}`` and ``$param:name`` key in a diagnostic's raw data."""
+    if isinstance(value, dict):
+        if "$param" in value:
+            extra = set(value) - {"$param", "as"}
+            if extra:
+                yield (*path, sorted(extra)[0]), "<a parameter reference takes only $param and as>"
+            yield (*path, "$param"), str(value["$param"])
+            return
+        for key, child in value.items():
+            if isinstance(key, str) and key.startswith("$param:"):
+                yield (*path, key), key.removeprefix("$param:")
+            yield from _param_uses(child, (*path, key))
+    elif isinstance(value, list):
+        for i, child in enumerate(value):
+            yield from _param_uses(child, (*path, i))
+
+
+def _dangling(what: str, ref: str, known: set[str]) -> str:
+    if ref.startswith("<"):
+        return ref.strip("<>")
+    hint = difflib.get_close_matches(ref, sorted(known), n=1, cutoff=0.6)
+    message = f"no {what} named {ref!r}"
+    if hint:
+        return f"{message} (did you mean {hint[0]!r}?)"
+    if known:
+        shown = ", ".join(sorted(known)[:8])
+        return f"{message}; known: {shown}{', …' if len(known) > 8 else ''}"
+    return f"{message}; none are defined"
+
+
+def _duplicates(values: list[str]) -> Iterator[tuple[int, str]]:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            yield i, value
+        seen.add(value)
+
+
+def _check_template_files(pb: Playbook, base: Path, src: _Source) -> None:
+    template_dir = (base.parent / pb.communications.template_dir).resolve()
+    for name, tmpl in pb.communications.templates.items():
+        target = (template_dir / tmpl.file).resolve()
+        if not target.is_relative_to(template_dir):
+            src.add(
+                ("communications", "templates", name, "file"),
+                f"{tmpl.file!r} points outside the template directory",
+            )
+        elif not target.is_file():
+            src.add(
+                ("communications", "templates", name, "file"),
+                f"template file {tmpl.file!r} not found in {template_dir}",
+            )
+
+
+def parse(text: str, file: str = "<playbook>", base: Path | None = None) -> Playbook:
+    """Validate playbook text; raise :class:`PlaybookInvalid` listing every problem."""
+    src = _Source(file)
+    if not _prescan(text, src):
+        raise PlaybookInvalid(file, src.problems)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        _yaml_problem(exc, src)
+        raise PlaybookInvalid(file, src.problems) from None
+    if node is None:
+        src.problems.append(Problem(file, 1, 1, "", "the file is empty"))
+        raise PlaybookInvalid(file, src.problems)
+    try:
+        data = _build(node, (), src)
+    except _TooBig:
+        src.problems.append(
+            Problem(file, 1, 1, "", f"expands to more than {MAX_NODES} values (aliases?)")
+        )
+        raise PlaybookInvalid(file, src.problems) from None
+    if not isinstance(data, dict):
+        src.add((), "a playbook is a mapping of keys (version, id, title, …)")
+        raise PlaybookInvalid(file, src.problems)
+    playbook: Playbook | None = None
+    try:
+        playbook = Playbook.model_validate(data)
+    except ValidationError as exc:
+        _pydantic_problems(exc, data, src)
+    if playbook is not None:
+        _check_references(playbook, data, src)
+        if base is not None:
+            _check_template_files(playbook, base, src)
+    if src.problems or playbook is None:
+        src.problems.sort(key=lambda p: (p.line, p.column))
+        raise PlaybookInvalid(file, src.problems)
+    return playbook
+
+
+def load(path: Path | str) -> LoadedPlaybook:
+    """Read and validate a playbook file."""
+    path = Path(path)
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise PlaybookInvalid(
+                name,
+                [Problem(name, 1, 1, "", f"{size:,} bytes is over the {MAX_BYTES:,}-byte limit")],
+            )
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise PlaybookInvalid(
+            name, [Problem(name, 1, 1, "", f"cannot read: {exc.strerror}")]
+        ) from None
+    if len(raw) > MAX_BYTES:
+        raise PlaybookInvalid(name, [Problem(name, 1, 1, "", f"over the {MAX_BYTES:,}-byte limit")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PlaybookInvalid(name, [Problem(name, line, 1, "", "not UTF-8 text")]) from None
+    playbook = parse(text, name, base=path)
+    return LoadedPlaybook(playbook, path.resolve(), hashlib.sha256(raw).hexdigest())

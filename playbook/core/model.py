@@ -1,0 +1,515 @@
+"""The playbook format: what a YAML playbook may say, as a validated model.
+
+Every model forbids unknown keys and validates strictly (``"1"`` is not an
+int, ``3.10`` is not a string), so a typo or a YAML coercion is an error the
+author sees, not a value the responder gets at 3 a.m. Field docstrings become
+the descriptions of the JSON Schema that ``playbook schema`` prints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError
+from pydantic_core import core_schema as cs
+
+FORMAT_VERSION = 1
+
+_SLUG = r"^[a-z0-9][a-z0-9-]*$"
+Slug = Annotated[str, Field(pattern=_SLUG, max_length=64)]
+"""A lower-case identifier: letters, digits and dashes."""
+
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> object:
+    """Turn ``"90m"`` / ``"1h"`` into seconds; leave anything else for the type check."""
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration; write a number and a unit: 30s, 15m, 1h, 2d"
+            )
+        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("a duration is a string such as 15m or 1h")
+    return value
+
+
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(s|m|h|d)$", "examples": ["15m", "1h"]}),
+]
+"""A duration written as a number and a unit (s, m, h, d); held as seconds."""
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a short human duration: ``1h 05m``, ``12m 30s``, ``45s``."""
+    sign = "-" if seconds < 0 else ""
+    total = int(abs(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours:02d}h"
+    if hours:
+        return f"{sign}{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{sign}{minutes}m {secs:02d}s"
+    return f"{sign}{secs}s"
+
+
+def slugify(text: str) -> str:
+    """The id an item gets when its author gives none: its text, lower-cased and dashed."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:64].rstrip("-") or "item"
+
+
+class Model(BaseModel):
+    """Base for every part of a playbook: strict, closed, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+        populate_by_name=False,
+    )
+
+
+# --------------------------------------------------------------------------- checklists
+
+
+class ChecklistItem(Model):
+    """One thing a responder does and ticks off."""
+
+    text: str = Field(min_length=1)
+    """What to do, as the responder reads it."""
+    id: Slug | None = None
+    """Stable id used by `playbook check`; derived from the text when omitted."""
+    options: list[str] = []
+    """Alternatives listed under the item (shown, not ticked separately)."""
+    guidance: str | None = None
+    """Longer advice shown beside the item."""
+
+    @property
+    def key(self) -> str:
+        return self.id or slugify(self.text)
+
+
+class _StringOrItemSchema:
+    """JSON Schema for an item that may be written as a bare string."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string", "minLength": 1}, handler(schema)]}
+
+
+def _item_from_string(value: object) -> object:
+    if isinstance(value, str):
+        return {"text": value}
+    if isinstance(value, dict | ChecklistItem):
+        return value
+    raise PydanticCustomError("string_type", "an item is text, or a mapping with a text key")
+
+
+Item = Annotated[ChecklistItem, BeforeValidator(_item_from_string), _StringOrItemSchema()]
+"""A checklist item: a string, or a mapping with text, id, options, guidance."""
+
+
+class Step(Model):
+    """A numbered step of a phase or scenario: a title and the items under it."""
+
+    id: Slug
+    """Stable id, unique within its phase or section."""
+    title: str
+    """The step's heading."""
+    guidance: str | None = None
+    """What this step is for, shown above its items."""
+    items: list[Item] = []
+    """The checklist of this step."""
+    diagnostics: list[Slug] = []
+    """Ids of diagnostics (see `diagnostics`) that help with this step."""
+    procedures: list[Slug] = []
+    """Ids of recovery procedures (see `recovery_procedures`) this step may use."""
+    templates: list[Slug] = []
+    """Ids of status-page templates (see `communications.templates`) this step sends."""
+
+
+# --------------------------------------------------------------------------- severity
+
+
+class SeverityLevel(Model):
+    """One severity level and its targets."""
+
+    id: Annotated[str, Field(pattern=r"^P[0-9]$")]
+    """P0..P9; a lower number is more severe."""
+    name: str
+    """Short name, e.g. High."""
+    response: Duration
+    """Time from opening to acknowledgement: the team acknowledges and begins response."""
+    resolution: Duration
+    """Time from opening to resolution."""
+    status_update_every: Duration
+    """How often the status page gets an update while the incident is open."""
+    description: str = ""
+    """When this level applies."""
+    defined_by: Literal["source", "playbook"] = "source"
+    """`source` when the targets come from the playbook's source document; `playbook`
+    when this file defines them because the source does not."""
+
+
+class SeverityPolicy(Model):
+    """The severity table: levels, default, escalation."""
+
+    default: str
+    """The level a new incident starts at."""
+    levels: list[SeverityLevel] = Field(min_length=1)
+    """Every level, most severe first."""
+    escalation_path: list[str] = Field(min_length=1)
+    """Who is escalated to, in order."""
+    escalation_basis: str = ""
+    """What decides an escalation."""
+    escalation_rule: str = ""
+    """When the severity itself may be raised."""
+
+    def level(self, level_id: str) -> SeverityLevel | None:
+        return next((lvl for lvl in self.levels if lvl.id == level_id), None)
+
+
+# --------------------------------------------------------------------------- triggers, phases
+
+
+class TriggerGroup(Model):
+    """A kind of signal that opens an incident."""
+
+    id: Slug
+    title: str
+    items: list[Item] = Field(min_length=1)
+    """The signals of this kind."""
+
+
+Stage = Literal["containment", "investigation", "recovery", "restoration"]
+
+
+class Phase(Model):
+    """A timed phase of the response procedure."""
+
+    id: Slug
+    """Stable id, unique among phases, scenarios and sections."""
+    title: str
+    stage: Stage
+    """Which of the app's four stages shows this phase."""
+    starts: Duration
+    """When the phase's window opens, measured from the incident's opening."""
+    ends: Duration
+    """When the phase's window closes, measured from the incident's opening."""
+    steps: list[Step] = Field(min_length=1)
+
+
+class Section(Model):
+    """A group of steps outside the timed phases (initial assessment, post-incident)."""
+
+    id: Slug
+    title: str
+    steps: list[Step] = Field(min_length=1)
+
+
+class Scenario(Model):
+    """A specific kind of data integrity incident."""
+
+    id: Slug
+    title: str
+    summary: str = ""
+    phase: Slug
+    """The phase in which this scenario's investigation starts."""
+    detection: list[Item] = Field(min_length=1)
+    """Detection signs: what the responder may observe."""
+    investigation: Step
+    """How to investigate, with the diagnostics that do it."""
+    recovery: list[Item] = Field(min_length=1)
+    """Recovery procedures for this scenario."""
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+
+class ParamRef(Model):
+    """A typed parameter placed into a query: ``{$param: name}``."""
+
+    param: Slug = Field(alias="$param")
+    """The parameter's name."""
+    as_: Literal["value", "field_ref"] = Field("value", alias="as")
+    """`value` puts the value in; `field_ref` puts ``$`` + value (an aggregation field path)."""
+
+    model_config = ConfigDict(populate_by_name=False)
+
+
+ParamType = Literal["string", "int", "float", "bool", "datetime", "objectid", "field", "list"]
+
+
+class Param(Model):
+    """A typed input of a diagnostic, asked of the responder or defaulted."""
+
+    type: ParamType
+    """string, int, float, bool, datetime (ISO 8601), objectid, field (a field name), list."""
+    items: ParamType | None = None
+    """Type of each element when `type` is list."""
+    description: str = ""
+    default: Any = None
+    """Used when the responder gives no value; omit to make the parameter required."""
+    choices: list[str | int] = []
+    """Allowed values, when only some make sense."""
+
+
+class Expectation(Model):
+    """What a healthy result looks like; a result that misses it gets `verdict`."""
+
+    metric: str
+    """What is compared: count, rows, age_seconds, drop_percent, present, …"""
+    op: Literal["eq", "ne", "lt", "le", "gt", "ge"]
+    value: int | float | bool
+    verdict: Literal["fail", "warn"] = "fail"
+    """The verdict when the expectation is not met."""
+    because: str = ""
+    """Why this is what healthy looks like."""
+
+
+class MongoQuery(Model):
+    """A MongoDB read, as data. Values may be ``{$param: name}``."""
+
+    op: Literal[
+        "find",
+        "count",
+        "distinct",
+        "aggregate",
+        "list_indexes",
+        "collection_stats",
+        "db_stats",
+        "command",
+    ]
+    collection: str | ParamRef | None = None
+    filter: dict[str, Any] = {}
+    projection: dict[str, Any] | None = None
+    sort: dict[str, Literal[1, -1]] | None = None
+    limit: int | None = None
+    field: str | ParamRef | None = None
+    """The field for `distinct`."""
+    pipeline: list[dict[str, Any]] = []
+    """Stages for `aggregate`."""
+    command: dict[str, Any] | None = None
+    """The command document for `command`."""
+
+
+class RedisQuery(Model):
+    """A Redis read, as data."""
+
+    op: Literal[
+        "count_keys",
+        "collection_sizes",
+        "ttl_audit",
+        "freshness",
+        "dbsize",
+        "info",
+        "baseline",
+        "snapshot",
+    ]
+    pattern: str | ParamRef | None = None
+    """Key pattern for SCAN."""
+    key: str | ParamRef | None = None
+    """A single key (freshness, baseline)."""
+    section: str | None = None
+    """INFO section."""
+    baseline_key: str | ParamRef | None = None
+    """Where the recorded baseline count lives."""
+
+
+class _DiagnosticBase(Model):
+    title: str
+    """What the diagnostic checks, in a few words."""
+    description: str = ""
+    target: Slug
+    """A named target resolved from configuration at run time; never a URI."""
+    params: dict[str, Param] = {}
+    """Typed inputs, by name."""
+    expect: list[Expectation] = []
+    """What a healthy result looks like."""
+    timeout: Duration = 30
+    """Deadline for the whole run."""
+    writes: bool = False
+    """True when the query changes data; such a diagnostic is never run as a diagnostic."""
+    caution: str = ""
+    """What the responder must know before running it."""
+    source: str = ""
+    """The query as the source document wrote it, shown for reference."""
+
+
+class MongoDiagnostic(_DiagnosticBase):
+    """A diagnostic run against MongoDB."""
+
+    kind: Literal["mongo"]
+    query: MongoQuery
+
+
+class RedisDiagnostic(_DiagnosticBase):
+    """A diagnostic run against Redis."""
+
+    kind: Literal["redis"]
+    query: RedisQuery
+
+
+class ShellDiagnostic(_DiagnosticBase):
+    """A program run with an argument list (never a shell string)."""
+
+    kind: Literal["shell"]
+    argv: list[str | ParamRef] = Field(min_length=1)
+
+
+Diagnostic = Annotated[
+    MongoDiagnostic | RedisDiagnostic | ShellDiagnostic, Field(discriminator="kind")
+]
+
+
+# --------------------------------------------------------------------------- communications
+
+
+class TemplateVariable(Model):
+    """A variable a status template needs."""
+
+    description: str = ""
+    source: Literal["incident", "responder"] = "responder"
+    """`incident`: filled from the incident; `responder`: asked of the responder."""
+
+
+StatusPageState = Literal["investigating", "identified", "monitoring", "resolved"]
+
+
+class StatusTemplate(Model):
+    """A status-page message template."""
+
+    title: str
+    file: str
+    """Path of the Jinja template, relative to the playbook's template directory."""
+    status: StatusPageState
+    """The status-page state this message puts the incident in."""
+    phase: Slug
+    """The phase in which this message is usually sent."""
+    variables: dict[str, TemplateVariable] = {}
+
+
+class Communications(Model):
+    """Status-page messages."""
+
+    template_dir: str = "../templates"
+    """Where the templates live, relative to the playbook file."""
+    templates: dict[Slug, StatusTemplate] = {}
+
+
+# --------------------------------------------------------------------------- procedures, tables
+
+
+class Command(Model):
+    """A command a responder may copy and run by hand. `playbook` never runs it."""
+
+    description: str = ""
+    language: str = "bash"
+    code: str
+
+
+class Procedure(Model):
+    """A data recovery procedure: steps and commands to copy."""
+
+    id: Slug
+    title: str
+    summary: str = ""
+    steps: list[Item] = []
+    commands: list[Command] = []
+
+
+Cell = str | int | float
+
+
+class Table(Model):
+    """A reference table of the appendix."""
+
+    id: Slug
+    title: str
+    columns: list[str] = Field(min_length=1)
+    rows: list[list[Cell]] = Field(min_length=1)
+
+
+# --------------------------------------------------------------------------- the playbook
+
+
+class Playbook(Model):
+    """An incident-response playbook."""
+
+    version: Literal[1]
+    """Format version of this file. The only version is 1."""
+    id: Slug
+    title: str
+    summary: str = ""
+    service: str
+    """The service this playbook protects, as status messages name it."""
+    severity: SeverityPolicy
+    triggers: list[TriggerGroup] = []
+    assessment: Section
+    """The initial assessment, done before the phases start."""
+    phases: list[Phase] = Field(min_length=1)
+    scenarios: list[Scenario] = []
+    post_incident: list[Section] = []
+    communications: Communications = Communications()
+    recovery_procedures: list[Procedure] = []
+    appendix: list[Table] = []
+    diagnostics: dict[Slug, Diagnostic] = {}
+
+    # -- lookups used by the service, the exporters and the app
+
+    def phase(self, phase_id: str) -> Phase | None:
+        return next((p for p in self.phases if p.id == phase_id), None)
+
+    def sections(self) -> Iterator[tuple[str, str, list[Step]]]:
+        """Every checklist group as (id, title, steps), in reading order."""
+        yield self.assessment.id, self.assessment.title, self.assessment.steps
+        for phase in self.phases:
+            yield phase.id, phase.title, phase.steps
+        for scenario in self.scenarios:
+            steps = [
+                Step(id="detection", title="Detection signs", items=scenario.detection),
+                scenario.investigation,
+                Step(id="recovery", title="Recovery procedures", items=scenario.recovery),
+            ]
+            yield scenario.id, f"Scenario: {scenario.title}", steps
+        for section in self.post_incident:
+            yield section.id, section.title, section.steps
+
+    def checklist(self) -> dict[str, str]:
+        """Every checkable item as ``section.step.item`` -> its text, in reading order."""
+        out: dict[str, str] = {}
+        for section_id, _title, steps in self.sections():
+            for step in steps:
+                for item in step.items:
+                    out[f"{section_id}.{step.id}.{item.key}"] = item.text
+        return out
+
+    def steps(self) -> dict[str, Step]:
+        """Every step as ``section.step`` -> step."""
+        return {
+            f"{section_id}.{step.id}": step
+            for section_id, _title, steps in self.sections()
+            for step in steps
+        }

@@ -1,0 +1,276 @@
+"""The state of an incident: a pure fold over its events.
+
+Nothing here is stored. The ``opened`` event carries a snapshot of the playbook as it
+was when the incident opened (targets, phases, checklist), so an incident folds the
+same way on any machine, and a later edit of the playbook file cannot move a running
+incident's targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from playbook.core import events as ev
+from playbook.core.events import Event
+
+
+@dataclass(frozen=True)
+class LevelTargets:
+    """A severity level's targets in seconds, as snapshotted at opening."""
+
+    id: str
+    name: str
+    response: int
+    resolution: int
+    status_update_every: int
+
+
+@dataclass(frozen=True)
+class PhaseWindow:
+    """A phase's window, in seconds from the incident's opening."""
+
+    id: str
+    title: str
+    stage: str
+    starts: int
+    ends: int
+
+
+@dataclass(frozen=True)
+class SeverityPeriod:
+    level: str
+    since: datetime
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class Note:
+    at: datetime
+    actor: str
+    text: str
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    at: datetime
+    actor: str
+    template: str
+    status: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Escalation:
+    at: datetime
+    actor: str
+    to: str
+    reason: str
+
+
+@dataclass
+class IncidentState:
+    """Everything known about an incident, folded from its events."""
+
+    id: str
+    title: str = ""
+    playbook_id: str = ""
+    playbook_title: str = ""
+    playbook_sha256: str = ""
+    playbook_path: str = ""
+    service: str = ""
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    levels: dict[str, LevelTargets] = field(default_factory=dict)
+    phases: list[PhaseWindow] = field(default_factory=list)
+    sections: list[dict[str, Any]] = field(default_factory=list)
+    """The checklist grouped by section and step, as snapshotted at opening."""
+    checklist: dict[str, str] = field(default_factory=dict)
+    """Every item ref -> its text."""
+    escalation_path: list[str] = field(default_factory=list)
+    triggers: list[str] = field(default_factory=list)
+    severity: str = ""
+    severity_history: list[SeverityPeriod] = field(default_factory=list)
+    opened_at: datetime | None = None
+    acknowledged_at: datetime | None = None
+    acknowledged_severity: str = ""
+    resolved_at: datetime | None = None
+    resolved_severity: str = ""
+    resolution_summary: str = ""
+    closed_at: datetime | None = None
+    phase: str = ""
+    phase_history: list[tuple[str, datetime]] = field(default_factory=list)
+    done: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+    messages: list[StatusMessage] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
+    actors: list[str] = field(default_factory=list)
+    last_seq: int = 0
+    last_event_at: datetime | None = None
+    unknown_events: int = 0
+
+    @property
+    def status(self) -> str:
+        if self.closed_at is not None:
+            return "closed"
+        if self.resolved_at is not None:
+            return "resolved"
+        if self.acknowledged_at is not None:
+            return "acknowledged"
+        return "open"
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+    def targets(self, level: str | None = None) -> LevelTargets:
+        return self.levels[level or self.severity]
+
+    def phase_window(self, phase_id: str | None = None) -> PhaseWindow | None:
+        wanted = phase_id or self.phase
+        return next((p for p in self.phases if p.id == wanted), None)
+
+    def next_escalation(self) -> str | None:
+        """The first person on the escalation path not yet escalated to."""
+        reached = {e.to for e in self.escalations}
+        return next((who for who in self.escalation_path if who not in reached), None)
+
+
+def _opened(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    pb = p.get("playbook", {})
+    state.title = p.get("title", "")
+    state.playbook_id = pb.get("id", "")
+    state.playbook_title = pb.get("title", "")
+    state.playbook_sha256 = pb.get("sha256", "")
+    state.playbook_path = pb.get("path", "")
+    snapshot = p.get("snapshot", {})
+    state.snapshot = snapshot
+    state.service = snapshot.get("service", "")
+    severity = snapshot.get("severity", {})
+    state.levels = {
+        lvl["id"]: LevelTargets(
+            lvl["id"],
+            lvl.get("name", ""),
+            int(lvl["response"]),
+            int(lvl["resolution"]),
+            int(lvl["status_update_every"]),
+        )
+        for lvl in severity.get("levels", [])
+    }
+    state.escalation_path = list(severity.get("escalation_path", []))
+    state.phases = [
+        PhaseWindow(ph["id"], ph["title"], ph.get("stage", ""), int(ph["starts"]), int(ph["ends"]))
+        for ph in snapshot.get("phases", [])
+    ]
+    state.sections = list(p.get("sections", []))
+    state.checklist = {
+        item["ref"]: item["text"]
+        for section in state.sections
+        for step in section.get("steps", [])
+        for item in step.get("items", [])
+    }
+    state.triggers = list(p.get("triggers", []))
+    state.severity = p.get("severity", "")
+    state.severity_history = [
+        SeverityPeriod(state.severity, event.at, "opened at this severity", event.actor)
+    ]
+    state.opened_at = event.at
+    if state.phases:
+        state.phase = state.phases[0].id
+        state.phase_history = [(state.phase, event.at)]
+
+
+def _acknowledged(state: IncidentState, event: Event) -> None:
+    state.acknowledged_at = event.at
+    state.acknowledged_severity = state.severity
+
+
+def _severity_changed(state: IncidentState, event: Event) -> None:
+    state.severity = event.payload["to"]
+    state.severity_history.append(
+        SeverityPeriod(state.severity, event.at, event.payload.get("reason", ""), event.actor)
+    )
+
+
+def _phase_entered(state: IncidentState, event: Event) -> None:
+    state.phase = event.payload["phase"]
+    state.phase_history.append((state.phase, event.at))
+
+
+def _item_checked(state: IncidentState, event: Event) -> None:
+    state.done[event.payload["item"]] = (event.at, event.actor)
+
+
+def _item_unchecked(state: IncidentState, event: Event) -> None:
+    state.done.pop(event.payload["item"], None)
+
+
+def _note_added(state: IncidentState, event: Event) -> None:
+    state.notes.append(Note(event.at, event.actor, event.payload["text"]))
+
+
+def _status_rendered(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    state.messages.append(
+        StatusMessage(event.at, event.actor, p["template"], p.get("status", ""), p["text"])
+    )
+
+
+def _escalated(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    state.escalations.append(Escalation(event.at, event.actor, p["to"], p.get("reason", "")))
+
+
+def _resolved(state: IncidentState, event: Event) -> None:
+    state.resolved_at = event.at
+    state.resolved_severity = state.severity
+    state.resolution_summary = event.payload.get("summary", "")
+
+
+def _closed(state: IncidentState, event: Event) -> None:
+    state.closed_at = event.at
+
+
+_APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
+    ev.OPENED: _opened,
+    ev.ACKNOWLEDGED: _acknowledged,
+    ev.SEVERITY_CHANGED: _severity_changed,
+    ev.PHASE_ENTERED: _phase_entered,
+    ev.ITEM_CHECKED: _item_checked,
+    ev.ITEM_UNCHECKED: _item_unchecked,
+    ev.NOTE_ADDED: _note_added,
+    ev.STATUS_RENDERED: _status_rendered,
+    ev.ESCALATED: _escalated,
+    ev.RESOLVED: _resolved,
+    ev.CLOSED: _closed,
+}
+
+
+def apply(state: IncidentState, event: Event) -> IncidentState:
+    """Fold one more event into ``state`` (in place) and return it."""
+    handler = _APPLY.get(event.type)
+    if handler is None:
+        # An event from a newer version of playbook: keep folding, count it.
+        state.unknown_events += 1
+    else:
+        handler(state, event)
+    state.last_seq = event.seq
+    state.last_event_at = event.at
+    if event.actor not in state.actors:
+        state.actors.append(event.actor)
+    return state
+
+
+def fold(events: Iterable[Event], incident_id: str | None = None) -> IncidentState:
+    """The state of an incident after all of ``events``, in sequence order."""
+    state: IncidentState | None = None
+    for event in events:
+        if state is None:
+            state = IncidentState(id=event.incident_id)
+        apply(state, event)
+    if state is None:
+        state = IncidentState(id=incident_id or "")
+    return state

@@ -1,0 +1,314 @@
+"""Exports of an incident's timeline: pure functions of its events, a time and a zone.
+
+Markdown is the post-incident document; JSON is versioned, holds every event, and
+loads back into the same state. Nothing here reads a store or writes a file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, tzinfo
+from typing import Any
+
+from playbook.core import events as ev
+from playbook.core.events import Event, format_utc
+from playbook.core.model import format_duration
+from playbook.core.state import IncidentState, fold
+from playbook.core.text import inline, printable
+from playbook.core.timers import BREACHED, compute
+from playbook.errors import UsageError
+
+EXPORT_FORMAT = "playbook.incident"
+EXPORT_VERSION = 1
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_json(events: list[Event], exported_at: datetime) -> str:
+    """Every event, versioned, plus a summary of the folded state for readers."""
+    state = fold(events)
+    document = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": format_utc(exported_at),
+        "incident": state.id,
+        "summary": {
+            "title": state.title,
+            "playbook": state.playbook_id,
+            "status": state.status,
+            "severity": state.severity,
+            "opened_at": _utc(state.opened_at),
+            "acknowledged_at": _utc(state.acknowledged_at),
+            "resolved_at": _utc(state.resolved_at),
+            "closed_at": _utc(state.closed_at),
+            "checked": len(state.done),
+            "items": len(state.checklist),
+        },
+        "events": [e.to_dict() for e in events],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def from_json(text: str) -> list[Event]:
+    """The events of a JSON export.
+
+    Raises:
+        UsageError: the text is not a JSON export of a version this reads.
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"Not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
+        raise UsageError("Not a playbook incident export (format is not playbook.incident).")
+    if document.get("version") != EXPORT_VERSION:
+        raise UsageError(f"Export version {document.get('version')!r} is not one this reads.")
+    try:
+        events = [Event.from_dict(e) for e in document["events"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"A malformed event in the export: {exc}") from None
+    for expected, event in enumerate(events, start=1):
+        if event.seq != expected:
+            raise UsageError(f"Events out of sequence at {event.seq} (expected {expected}).")
+    return events
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return format_utc(moment) if moment else None
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell: one line, pipes escaped, no controls."""
+    return inline(text).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _fence(text: str) -> str:
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{printable(text).rstrip(chr(10))}\n{fence}"
+
+
+def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
+    if moment is None:
+        return "—", "—"
+    local = moment.astimezone(tz)
+    return f"{moment:%Y-%m-%d %H:%M:%S}Z", f"{local:%Y-%m-%d %H:%M:%S %Z}".strip()
+
+
+def describe(event: Event, state: IncidentState | None = None) -> str:
+    """One line saying what an event recorded."""
+    p = event.payload
+    kind = event.type
+    if kind == ev.OPENED:
+        return f"Opened at {p.get('severity')} on playbook {p.get('playbook', {}).get('id')}: {p.get('title')}"
+    if kind == ev.ACKNOWLEDGED:
+        return "Acknowledged; response begun"
+    if kind == ev.SEVERITY_CHANGED:
+        return f"Severity {p.get('from')} → {p.get('to')}: {p.get('reason')}"
+    if kind == ev.PHASE_ENTERED:
+        title = (
+            state.phase_window(p.get("phase")).title
+            if state and state.phase_window(p.get("phase"))
+            else ""
+        )
+        return f"Entered phase {title or p.get('phase')}"
+    if kind in (ev.ITEM_CHECKED, ev.ITEM_UNCHECKED):
+        text = state.checklist.get(p.get("item", ""), "") if state else ""
+        verb = "Done" if kind == ev.ITEM_CHECKED else "Undone"
+        return f"{verb}: {text or p.get('item')} ({p.get('item')})"
+    if kind == ev.NOTE_ADDED:
+        return f"Note: {p.get('text')}"
+    if kind == ev.STATUS_RENDERED:
+        return f"Status message '{p.get('template')}' ({p.get('status')})"
+    if kind == ev.ESCALATED:
+        reason = f": {p['reason']}" if p.get("reason") else ""
+        return f"Escalated to {p.get('to')}{reason}"
+    if kind == ev.RESOLVED:
+        return "Resolved" + (f": {p['summary']}" if p.get("summary") else "")
+    if kind == ev.CLOSED:
+        return "Closed"
+    return f"{kind} {json.dumps(p, ensure_ascii=False, sort_keys=True)[:200]}"
+
+
+def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) -> str:
+    """The post-incident document."""
+    state = fold(events)
+    if state.opened_at is None:
+        raise UsageError("This incident has no events to export.")
+    end = state.resolved_at or now
+    timers = compute(state, now)
+    out: list[str] = []
+    add = out.append
+
+    add(f"# Incident {state.id}: {inline(state.title)}")
+    add("")
+    add(
+        f"Exported {now:%Y-%m-%d %H:%M}Z · playbook `{state.playbook_id}` · status **{state.status}**"
+    )
+    add("")
+    add("## Summary")
+    add("")
+    add("| | UTC | Local |")
+    add("|---|---|---|")
+    add(f"| Service | {_cell(state.service)} | |")
+    add(f"| Severity now | {state.severity} | |")
+    for label, moment in (
+        ("Opened", state.opened_at),
+        ("Acknowledged", state.acknowledged_at),
+        ("Resolved", state.resolved_at),
+        ("Closed", state.closed_at),
+    ):
+        utc, local = _times(moment, tz)
+        add(f"| {label} | {utc} | {local} |")
+    add(f"| Responders | {_cell(', '.join(state.actors))} | |")
+    if state.triggers:
+        add(f"| Triggered by | {_cell('; '.join(state.triggers))} | |")
+    if state.resolution_summary:
+        add(f"| Resolution | {_cell(state.resolution_summary)} | |")
+    add("")
+
+    add("## Targets")
+    add("")
+    add("| Target | Goal | Actual | Result |")
+    add("|---|---|---|---|")
+    for timer in (timers.response, timers.resolution):
+        if timer is None:
+            continue
+        if timer.stopped:
+            result = "**BREACHED**" if timer.state == BREACHED else "met"
+        else:
+            result = (
+                "**BREACHED** (still running)"
+                if timer.state == BREACHED
+                else f"running ({timer.state})"
+            )
+        add(
+            f"| {timer.label} | {format_duration(timer.target)} | "
+            f"{format_duration(timer.elapsed)} | {result} |"
+        )
+    add("")
+
+    add("## Severity")
+    add("")
+    add("| Level | From (UTC) | Until (UTC) | Time at level | Reason | By |")
+    add("|---|---|---|---|---|---|")
+    history = state.severity_history
+    for i, period in enumerate(history):
+        until = history[i + 1].since if i + 1 < len(history) else end
+        spent = (until - period.since).total_seconds()
+        until_text = (
+            f"{until:%Y-%m-%d %H:%M}Z" if i + 1 < len(history) or state.resolved_at else "now"
+        )
+        add(
+            f"| {period.level} | {period.since:%Y-%m-%d %H:%M}Z | {until_text} | "
+            f"{format_duration(spent)} | {_cell(period.reason)} | {_cell(period.actor)} |"
+        )
+    add("")
+    if state.escalations:
+        add(
+            "Escalations: "
+            + "; ".join(
+                f"{e.at:%H:%M}Z to {inline(e.to)}" + (f" ({inline(e.reason)})" if e.reason else "")
+                for e in state.escalations
+            )
+        )
+        add("")
+
+    add("## Timeline")
+    add("")
+    add("| # | UTC | Local | Actor | Event |")
+    add("|---|---|---|---|---|")
+    for event in events:
+        utc, local = _times(event.at, tz)
+        add(
+            f"| {event.seq} | {utc} | {local} | {_cell(event.actor)} | {_cell(describe(event, state))} |"
+        )
+    add("")
+
+    add("## Status messages")
+    add("")
+    if not state.messages:
+        add("None were sent.")
+        add("")
+    for message in state.messages:
+        add(
+            f"### {message.template} ({message.status}), {message.at:%Y-%m-%d %H:%M}Z by {inline(message.actor)}"
+        )
+        add("")
+        add(_fence(message.text))
+        add("")
+
+    add("## Notes")
+    add("")
+    if not state.notes:
+        add("None.")
+    for note in state.notes:
+        add(f"- **{note.at:%Y-%m-%d %H:%M}Z, {inline(note.actor)}:** {_note(note.text)}")
+    add("")
+
+    add("## Checklist")
+    add("")
+    left_open: list[tuple[str, list[str]]] = []
+    for section in state.sections:
+        items = [i for step in section.get("steps", []) for i in step.get("items", [])]
+        done = sum(1 for i in items if i["ref"] in state.done)
+        if not items:
+            continue
+        add(f"### {inline(section['title'])}: {done}/{len(items)} done")
+        add("")
+        for step in section.get("steps", []):
+            add(f"**{inline(step['title'])}**")
+            add("")
+            for item in step.get("items", []):
+                mark = "x" if item["ref"] in state.done else " "
+                when = state.done.get(item["ref"])
+                stamp = f" — {when[0]:%H:%M}Z, {inline(when[1])}" if when else ""
+                add(f"- [{mark}] {inline(item['text'])}{stamp}")
+            add("")
+        is_scenario = section["id"] not in {p.id for p in state.phases} and section[
+            "title"
+        ].startswith("Scenario:")
+        missing = [i["text"] for i in items if i["ref"] not in state.done]
+        if missing and not (is_scenario and done == 0):
+            left_open.append((section["title"], missing))
+
+    add("## Left open")
+    add("")
+    if state.acknowledged_at is None:
+        add("- The incident was never acknowledged.")
+    if state.resolved_at is None:
+        add("- The incident is not resolved.")
+    if not left_open and state.resolved_at is not None and state.acknowledged_at is not None:
+        add("Nothing: every item of every phase was done.")
+    for title, missing in left_open:
+        add(
+            f"- {inline(title)}: {len(missing)} not done — " + "; ".join(inline(m) for m in missing)
+        )
+    add("")
+    add("Scenarios in which nothing was ticked are taken as not applying and are not listed here.")
+    add("")
+    return "\n".join(out)
+
+
+def _note(text: str) -> str:
+    lines = printable(text).splitlines() or [""]
+    return "\n  ".join(lines)
+
+
+def export_payload_summary(state: IncidentState) -> dict[str, Any]:
+    """A short machine-readable summary (used by ``--json`` outputs)."""
+    return {
+        "id": state.id,
+        "title": state.title,
+        "status": state.status,
+        "severity": state.severity,
+        "phase": state.phase,
+        "opened_at": _utc(state.opened_at),
+    }

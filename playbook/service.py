@@ -1,0 +1,455 @@
+"""The use cases: everything the CLI and the app can do to an incident.
+
+Each command reads the incident's events, folds them, decides what new events the
+request means (refusing it with a clear error if the state does not allow it), and
+appends them naming the last sequence it saw. If another process appended first, the
+command re-reads and decides again, so concurrent writers never lose or reorder an
+acknowledged event and never act on stale state.
+"""
+
+from __future__ import annotations
+
+import difflib
+import getpass
+import os
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from playbook.core import events as ev
+from playbook.core.clock import Clock, SystemClock
+from playbook.core.events import Event, NewEvent
+from playbook.core.loader import LoadedPlaybook, load
+from playbook.core.model import Playbook
+from playbook.core.state import IncidentState, fold
+from playbook.core.timers import Timers, compute
+from playbook.errors import Conflict, NotFound, UsageError
+from playbook.render import export as exporters
+from playbook.render import templates
+from playbook.resources import builtin_runbooks, resolve_playbook
+from playbook.store import ConcurrencyConflict, EventStore
+
+MAX_RETRIES = 8
+MAX_NOTE = 20_000
+
+Decision = list[tuple[str, dict[str, Any]]]
+
+
+def default_actor() -> str:
+    """Who is acting: ``$PLAYBOOK_ACTOR``, ``$USER``, or the login name."""
+    for var in ("PLAYBOOK_ACTOR", "USER", "LOGNAME"):
+        value = os.environ.get(var)
+        if value:
+            return value
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def new_incident_id(now: datetime) -> str:
+    """``YYYYMMDD-xxxx``: sortable by day, short enough to type at 3 a.m."""
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    suffix = "".join(secrets.choice(alphabet) for _ in range(4))
+    return f"{now:%Y%m%d}-{suffix}"
+
+
+@dataclass(frozen=True)
+class Incident:
+    """An incident as read: its events and the state folded from them."""
+
+    state: IncidentState
+    events: list[Event]
+
+
+def sections_payload(pb: Playbook) -> list[dict[str, Any]]:
+    """The playbook's checklist, grouped, as stored in the ``opened`` event."""
+    return [
+        {
+            "id": section_id,
+            "title": title,
+            "steps": [
+                {
+                    "id": step.id,
+                    "title": step.title,
+                    "items": [
+                        {"ref": f"{section_id}.{step.id}.{item.key}", "text": item.text}
+                        for item in step.items
+                    ],
+                }
+                for step in steps
+            ],
+        }
+        for section_id, title, steps in pb.sections()
+    ]
+
+
+class Service:
+    """Incident use cases over an event store and a clock."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        clock: Clock | None = None,
+        actor: str | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.actor = actor or default_actor()
+
+    # ------------------------------------------------------------------ reading
+
+    def incident_ids(self) -> list[str]:
+        return self.store.incident_ids()
+
+    def resolve_id(self, ref: str) -> str:
+        """An incident id from the id itself or a unique part of it (e.g. its suffix)."""
+        ref = ref.strip()
+        ids = self.store.incident_ids()
+        if ref in ids:
+            return ref
+        matches = [i for i in ids if i.startswith(ref) or i.endswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise UsageError(
+                f"{ref!r} matches {len(matches)} incidents",
+                "Use more of the id: " + ", ".join(matches[:10]),
+            )
+        hint = difflib.get_close_matches(ref, ids, n=1)
+        raise NotFound(
+            f"No incident {ref!r}.",
+            f"Did you mean {hint[0]}?" if hint else "`playbook incidents` lists them.",
+        )
+
+    def get(self, ref: str) -> Incident:
+        incident_id = self.resolve_id(ref)
+        events = self.store.read(incident_id)
+        return Incident(fold(events, incident_id), events)
+
+    def incidents(self) -> list[IncidentState]:
+        return [fold(self.store.read(i), i) for i in self.store.incident_ids()]
+
+    def timers(self, state: IncidentState, now: datetime | None = None) -> Timers:
+        return compute(state, now or self.clock.now())
+
+    def playbook_of(self, state: IncidentState) -> Playbook:
+        """The playbook as it was when the incident opened (from the snapshot)."""
+        return Playbook.model_validate(state.snapshot, strict=False)
+
+    # ------------------------------------------------------------------ writing
+
+    def _command(self, ref: str, decide: Callable[[IncidentState], Decision]) -> IncidentState:
+        incident_id = self.resolve_id(ref)
+        for _attempt in range(MAX_RETRIES):
+            events = self.store.read(incident_id)
+            state = fold(events, incident_id)
+            decision = decide(state)
+            if not decision:
+                return state
+            now = self.clock.now()
+            if state.last_event_at is not None and now < state.last_event_at:
+                now = state.last_event_at  # the log's time never runs backwards
+            new = [NewEvent(kind, payload, self.actor, now) for kind, payload in decision]
+            try:
+                appended = self.store.append(incident_id, state.last_seq, new)
+            except ConcurrencyConflict:
+                continue
+            return fold([*events, *appended], incident_id)
+        raise Conflict(
+            f"Incident {incident_id} is being changed by others too fast to record this.",
+            "Nothing was recorded; run the command again.",
+        )
+
+    def open(
+        self,
+        playbook: LoadedPlaybook | str | Path | None,
+        title: str,
+        severity: str | None = None,
+        triggers: Iterable[str] = (),
+    ) -> IncidentState:
+        """Open a new incident on a playbook."""
+        loaded = (
+            playbook if isinstance(playbook, LoadedPlaybook) else load(resolve_playbook(playbook))
+        )
+        pb = loaded.playbook
+        title = title.strip()
+        if not title:
+            raise UsageError("An incident needs a title (--title).")
+        level = severity or pb.severity.default
+        if pb.severity.level(level) is None:
+            known = ", ".join(lvl.id for lvl in pb.severity.levels)
+            raise UsageError(f"Unknown severity {level!r}.", f"This playbook has: {known}.")
+        trigger_list = [self._trigger_text(pb, t) for t in triggers]
+        payload = {
+            "title": title,
+            "severity": level,
+            "triggers": trigger_list,
+            "playbook": {
+                "id": pb.id,
+                "title": pb.title,
+                "version": pb.version,
+                "path": str(loaded.path),
+                "sha256": loaded.sha256,
+            },
+            "snapshot": pb.model_dump(mode="json", by_alias=True),
+            "sections": sections_payload(pb),
+        }
+        now = self.clock.now()
+        for _attempt in range(MAX_RETRIES):
+            incident_id = new_incident_id(now)
+            try:
+                appended = self.store.append(
+                    incident_id, 0, [NewEvent(ev.OPENED, payload, self.actor, now)]
+                )
+            except ConcurrencyConflict:
+                continue  # the random suffix collided; draw again
+            return fold(appended, incident_id)
+        raise Conflict("Could not find a free incident id; try again.")
+
+    @staticmethod
+    def _trigger_text(pb: Playbook, trigger: str) -> str:
+        """A trigger given as ``group.item`` id becomes its text; free text stays as is."""
+        for group in pb.triggers:
+            for item in group.items:
+                if trigger in (f"{group.id}.{item.key}", item.key):
+                    return f"{group.title}: {item.text}"
+        return trigger.strip()
+
+    def acknowledge(self, ref: str) -> IncidentState:
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            if state.acknowledged_at is not None:
+                raise Conflict(
+                    f"Incident {state.id} was already acknowledged at {state.acknowledged_at:%H:%M} UTC."
+                )
+            return [(ev.ACKNOWLEDGED, {})]
+
+        return self._command(ref, decide)
+
+    def change_severity(self, ref: str, level: str, reason: str) -> IncidentState:
+        reason = reason.strip()
+        if not reason:
+            raise UsageError("A severity change needs a reason (--reason).")
+
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            if level not in state.levels:
+                raise UsageError(
+                    f"Unknown severity {level!r}.",
+                    f"This incident's playbook has: {', '.join(state.levels)}.",
+                )
+            if level == state.severity:
+                raise Conflict(f"Incident {state.id} is already {level}.")
+            return [(ev.SEVERITY_CHANGED, {"from": state.severity, "to": level, "reason": reason})]
+
+        return self._command(ref, decide)
+
+    def enter_phase(self, ref: str, phase: str) -> IncidentState:
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            ids = [p.id for p in state.phases]
+            if phase not in ids:
+                raise NotFound(f"No phase {phase!r}.", f"Phases: {', '.join(ids)}.")
+            if phase == state.phase:
+                return []
+            return [(ev.PHASE_ENTERED, {"phase": phase})]
+
+        return self._command(ref, decide)
+
+    def _items_for(self, state: IncidentState, ref: str) -> list[str]:
+        """Item refs named by ``ref``: an item, or every item of a step."""
+        ref = ref.strip().strip(".")
+        keys = list(state.checklist)
+        if ref in state.checklist:
+            return [ref]
+        steps = {k.rsplit(".", 1)[0] for k in keys}
+        step_matches = [s for s in steps if s == ref or s.endswith("." + ref)]
+        item_matches = [k for k in keys if k.endswith("." + ref)]
+        if len(item_matches) == 1 and not step_matches:
+            return item_matches
+        if len(step_matches) == 1 and not item_matches:
+            return [k for k in keys if k.rsplit(".", 1)[0] == step_matches[0]]
+        candidates = sorted(step_matches) + item_matches
+        if candidates:
+            raise UsageError(
+                f"{ref!r} names more than one step or item.",
+                "Say which:\n  " + "\n  ".join(candidates[:12]),
+            )
+        hint = difflib.get_close_matches(ref, keys + sorted(steps), n=3, cutoff=0.5)
+        raise NotFound(
+            f"No step or item {ref!r} in this incident's playbook.",
+            ("Did you mean: " + ", ".join(hint))
+            if hint
+            else "`playbook show INCIDENT` lists them.",
+        )
+
+    def check(self, ref: str, item: str) -> IncidentState:
+        """Tick an item, or every item of a step; enters the item's phase if it is later."""
+
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            wanted = [k for k in self._items_for(state, item) if k not in state.done]
+            decision: Decision = []
+            if wanted:
+                section = wanted[0].split(".", 1)[0]
+                order = [p.id for p in state.phases]
+                if (
+                    section in order
+                    and state.phase in order
+                    and order.index(section) > order.index(state.phase)
+                ):
+                    decision.append((ev.PHASE_ENTERED, {"phase": section}))
+            decision += [(ev.ITEM_CHECKED, {"item": k}) for k in wanted]
+            return decision
+
+        return self._command(ref, decide)
+
+    def uncheck(self, ref: str, item: str) -> IncidentState:
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            return [
+                (ev.ITEM_UNCHECKED, {"item": k})
+                for k in self._items_for(state, item)
+                if k in state.done
+            ]
+
+        return self._command(ref, decide)
+
+    def note(self, ref: str, text: str) -> IncidentState:
+        if not text.strip():
+            raise UsageError("A note needs some text.")
+        if len(text) > MAX_NOTE:
+            raise UsageError(
+                f"A note is limited to {MAX_NOTE:,} characters; attach a file instead."
+            )
+
+        def decide(state: IncidentState) -> Decision:
+            return [(ev.NOTE_ADDED, {"text": text})]  # notes are welcome even after closing
+
+        return self._command(ref, decide)
+
+    def escalate(self, ref: str, to: str | None = None, reason: str = "") -> IncidentState:
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            target = (to or "").strip() or state.next_escalation()
+            if not target:
+                raise Conflict(
+                    "Everyone on the escalation path has been escalated to.",
+                    "Name someone with --to.",
+                )
+            return [(ev.ESCALATED, {"to": target, "reason": reason.strip()})]
+
+        return self._command(ref, decide)
+
+    def resolve(self, ref: str, summary: str = "") -> IncidentState:
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            return [(ev.RESOLVED, {"summary": summary.strip()})]
+
+        return self._command(ref, decide)
+
+    def close(self, ref: str) -> IncidentState:
+        def decide(state: IncidentState) -> Decision:
+            if state.closed_at is not None:
+                raise Conflict(f"Incident {state.id} is already closed.")
+            if state.resolved_at is None:
+                raise Conflict(
+                    f"Incident {state.id} is not resolved.",
+                    "Resolve it first: playbook resolve ID.",
+                )
+            return [(ev.CLOSED, {})]
+
+        return self._command(ref, decide)
+
+    # ------------------------------------------------------------------ status messages
+
+    def template_dir(self, state: IncidentState) -> Path:
+        """Where the incident's status templates are."""
+        template_dir = state.snapshot.get("communications", {}).get("template_dir", "../templates")
+        recorded = Path(state.playbook_path).parent / template_dir if state.playbook_path else None
+        if recorded is not None and recorded.is_dir():
+            return recorded.resolve()
+        builtin = builtin_runbooks().get(state.playbook_id)
+        if builtin is not None:
+            return (builtin.parent / template_dir).resolve()
+        raise NotFound(
+            f"The templates of playbook {state.playbook_id!r} are not where they were.",
+            f"Expected them beside {state.playbook_path}.",
+        )
+
+    def status_variables(self, state: IncidentState, now: datetime | None = None) -> dict[str, str]:
+        """The variables an incident fills in by itself."""
+        moment = now or self.clock.now()
+        level = state.levels.get(state.severity)
+        return {
+            "service": state.service,
+            "incident_id": state.id,
+            "title": state.title,
+            "severity": state.severity,
+            "severity_name": level.name if level else "",
+            "opened_at": f"{state.opened_at:%Y-%m-%d %H:%M} UTC" if state.opened_at else "",
+            "current_time": f"{moment:%Y-%m-%d %H:%M} UTC",
+        }
+
+    def _template(self, state: IncidentState, kind: str) -> dict[str, Any]:
+        known = state.snapshot.get("communications", {}).get("templates", {})
+        if kind not in known:
+            raise NotFound(
+                f"No status template {kind!r}.", f"This playbook has: {', '.join(known) or 'none'}."
+            )
+        return dict(known[kind])
+
+    def preview_status(self, ref: str, kind: str, values: Mapping[str, str]) -> str:
+        """Render a status message without recording it."""
+        state = self.get(ref).state
+        tmpl = self._template(state, kind)
+        merged = {**self.status_variables(state), **values}
+        return templates.render(self.template_dir(state), tmpl["file"], merged)
+
+    def status(self, ref: str, kind: str, values: Mapping[str, str]) -> tuple[IncidentState, str]:
+        """Render a status message and record its exact text."""
+        rendered: dict[str, str] = {}
+
+        def decide(state: IncidentState) -> Decision:
+            tmpl = self._template(state, kind)
+            merged = {**self.status_variables(state), **values}
+            text = templates.render(self.template_dir(state), tmpl["file"], merged)
+            rendered["text"] = text
+            return [
+                (
+                    ev.STATUS_RENDERED,
+                    {
+                        "template": kind,
+                        "status": tmpl.get("status", ""),
+                        "text": text,
+                        "variables": dict(values),
+                    },
+                )
+            ]
+
+        state = self._command(ref, decide)
+        return state, rendered["text"]
+
+    # ------------------------------------------------------------------ export
+
+    def export(self, ref: str, fmt: str, tz: tzinfo | None = None) -> str:
+        incident = self.get(ref)
+        now = self.clock.now()
+        if fmt == "json":
+            return exporters.to_json(incident.events, now)
+        if fmt == "markdown":
+            return exporters.to_markdown(incident.events, now, tz)
+        raise UsageError(f"Unknown export format {fmt!r}.", "Use markdown or json.")
+
+
+def _require_open(state: IncidentState) -> None:
+    if state.closed_at is not None:
+        raise Conflict(
+            f"Incident {state.id} is closed.", "Only notes can be added to a closed incident."
+        )
+    if state.resolved_at is not None:
+        raise Conflict(f"Incident {state.id} is resolved.", "Only notes, and closing it, remain.")
