@@ -33,6 +33,7 @@ from playbook.resources import builtin_runbooks, resolve_playbook
 from playbook.store import ConcurrencyConflict, EventStore
 
 MAX_RETRIES = 8
+"""Attempts at drawing a free incident id."""
 MAX_NOTE = 20_000
 
 Decision = list[tuple[str, dict[str, Any]]]
@@ -143,26 +144,19 @@ class Service:
     # ------------------------------------------------------------------ writing
 
     def _command(self, ref: str, decide: Callable[[IncidentState], Decision]) -> IncidentState:
+        """Decide on the incident's current events and append, in one store transaction."""
         incident_id = self.resolve_id(ref)
-        for _attempt in range(MAX_RETRIES):
-            events = self.store.read(incident_id)
+
+        def make(events: list[Event]) -> list[NewEvent]:
             state = fold(events, incident_id)
             decision = decide(state)
-            if not decision:
-                return state
             now = self.clock.now()
             if state.last_event_at is not None and now < state.last_event_at:
                 now = state.last_event_at  # the log's time never runs backwards
-            new = [NewEvent(kind, payload, self.actor, now) for kind, payload in decision]
-            try:
-                appended = self.store.append(incident_id, state.last_seq, new)
-            except ConcurrencyConflict:
-                continue
-            return fold([*events, *appended], incident_id)
-        raise Conflict(
-            f"Incident {incident_id} is being changed by others too fast to record this.",
-            "Nothing was recorded; run the command again.",
-        )
+            return [NewEvent(kind, payload, self.actor, now) for kind, payload in decision]
+
+        before, appended = self.store.update(incident_id, make)
+        return fold([*before, *appended], incident_id)
 
     def open(
         self,

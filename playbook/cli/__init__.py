@@ -557,6 +557,7 @@ def status(
     type=click.Choice(["markdown", "json"]),
     default="markdown",
     show_default=True,
+    help="markdown: the post-incident document; json: every event, loadable again.",
 )
 @click.option(
     "-o",

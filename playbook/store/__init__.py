@@ -7,7 +7,7 @@ since, the append fails with :class:`ConcurrencyConflict` instead of forking the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from playbook.core.events import Event, NewEvent
@@ -33,6 +33,21 @@ class EventStore(Protocol):
         Raises:
             ConcurrencyConflict: the incident's last sequence is not ``expected_seq``.
             StoreError: the log could not be written (disk full, permissions, …).
+        """
+        ...
+
+    def update(
+        self, incident_id: str, decide: Callable[[list[Event]], Sequence[NewEvent]]
+    ) -> tuple[list[Event], list[Event]]:
+        """Read an incident's events and append what ``decide`` makes of them, atomically.
+
+        No other writer can append between the read and the append, so a decision is
+        never made on stale events. ``decide`` may raise to append nothing.
+
+        Returns:
+            The events that were read, and the events appended (durable on return).
+        Raises:
+            StoreError: the log could not be written.
         """
         ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from playbook.core.events import Event, NewEvent
 from playbook.store import ConcurrencyConflict, numbered
@@ -32,6 +32,17 @@ class MemoryStore:
             new = numbered(incident_id, expected_seq, events)
             log.extend(copy.deepcopy(new))
             return new
+
+    def update(
+        self, incident_id: str, decide: Callable[[list[Event]], Sequence[NewEvent]]
+    ) -> tuple[list[Event], list[Event]]:
+        with self._lock:
+            log = self._events.get(incident_id, [])
+            before = copy.deepcopy(log)
+            new = numbered(incident_id, len(log), decide(copy.deepcopy(log)))
+            if new:
+                self._events.setdefault(incident_id, []).extend(copy.deepcopy(new))
+            return before, new
 
     def read(self, incident_id: str) -> list[Event]:
         with self._lock:

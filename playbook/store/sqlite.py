@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -60,6 +60,12 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
             f"{path} stayed locked by another playbook process: {doing} was NOT recorded.",
             "Run the command again in a moment.",
         )
+    if "disk i/o error" in lowered:
+        return StoreError(
+            f"Writing the incident log at {path} failed: {doing} was NOT recorded.",
+            "The disk may be full, over a size limit, or failing. Free space or use another "
+            "--data-dir, then run the command again. Everything recorded before is intact.",
+        )
     if "unable to open" in lowered:
         return StoreError(
             f"Cannot open the incident log at {path}.",
@@ -91,25 +97,26 @@ class SQLiteStore:
                 check_same_thread=False,  # guarded by self._lock
             )
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            with self._write():
+            (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+            if version < _SCHEMA_VERSION:
+                # First use: create the schema. Later opens write nothing, so an
+                # incident can still be read and exported when the disk is full.
+                self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.executescript(
                     "BEGIN IMMEDIATE;" + _SCHEMA + f"PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
                 )
+            elif version > _SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer playbook (schema {version}).",
+                    "Upgrade playbook to read it; nothing was changed.",
+                )
+            self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "opening the log") from None
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        with self._lock:
-            yield
-
-    def append(
-        self, incident_id: str, expected_seq: int, events: Sequence[NewEvent]
-    ) -> list[Event]:
-        new = numbered(incident_id, expected_seq, events)
-        rows = [
+    @staticmethod
+    def _rows(events: Sequence[Event]) -> list[tuple[object, ...]]:
+        return [
             (
                 e.incident_id,
                 e.seq,
@@ -119,23 +126,31 @@ class SQLiteStore:
                 json.dumps(e.payload, ensure_ascii=False, sort_keys=True),
                 e.schema,
             )
-            for e in new
+            for e in events
         ]
-        doing = ", ".join(e.type for e in new) or "nothing"
+
+    def _select(self, incident_id: str) -> list[Event]:
+        rows = self._conn.execute(
+            "SELECT incident_id, seq, at, actor, type, payload, schema FROM events "
+            "WHERE incident_id = ? ORDER BY seq",
+            (incident_id,),
+        ).fetchall()
+        return [
+            Event(row[0], row[1], parse_utc(row[2]), row[3], row[4], json.loads(row[5]), row[6])
+            for row in rows
+        ]
+
+    @contextmanager
+    def _transaction(
+        self, incident_id: str, doing: Callable[[], str]
+    ) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT under the thread lock, with errors made readable."""
         with self._lock:
             conn = self._conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    (last,) = conn.execute(
-                        "SELECT COALESCE(MAX(seq), 0) FROM events WHERE incident_id = ?",
-                        (incident_id,),
-                    ).fetchone()
-                    if last != expected_seq:
-                        raise ConcurrencyConflict(
-                            f"incident {incident_id} changed: at {last}, expected {expected_seq}"
-                        )
-                    conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                    yield conn
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -146,23 +161,42 @@ class SQLiteStore:
                     f"incident {incident_id} changed while appending"
                 ) from None
             except sqlite3.Error as exc:
-                raise _store_error(exc, self.path, doing) from None
+                raise _store_error(exc, self.path, doing()) from None
+
+    def append(
+        self, incident_id: str, expected_seq: int, events: Sequence[NewEvent]
+    ) -> list[Event]:
+        new = numbered(incident_id, expected_seq, events)
+        with self._transaction(incident_id, lambda: ", ".join(e.type for e in new)) as conn:
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE incident_id = ?", (incident_id,)
+            ).fetchone()
+            if last != expected_seq:
+                raise ConcurrencyConflict(
+                    f"incident {incident_id} changed: at {last}, expected {expected_seq}"
+                )
+            conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", self._rows(new))
         return new
+
+    def update(
+        self, incident_id: str, decide: Callable[[list[Event]], Sequence[NewEvent]]
+    ) -> tuple[list[Event], list[Event]]:
+        new: list[Event] = []
+        with self._transaction(
+            incident_id, lambda: ", ".join(e.type for e in new) or "the change"
+        ) as conn:
+            before = self._select(incident_id)
+            new = numbered(incident_id, len(before), decide(before))
+            if new:
+                conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", self._rows(new))
+        return before, new
 
     def read(self, incident_id: str) -> list[Event]:
         with self._lock:
             try:
-                rows = self._conn.execute(
-                    "SELECT incident_id, seq, at, actor, type, payload, schema FROM events "
-                    "WHERE incident_id = ? ORDER BY seq",
-                    (incident_id,),
-                ).fetchall()
+                return self._select(incident_id)
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path, "reading") from None
-        return [
-            Event(row[0], row[1], parse_utc(row[2]), row[3], row[4], json.loads(row[5]), row[6])
-            for row in rows
-        ]
 
     def incident_ids(self) -> list[str]:
         with self._lock:

@@ -1,0 +1,148 @@
+"""The headless CLI: a whole incident from the command line, help everywhere, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from helpers import run_playbook
+
+from playbook.cli import main
+from playbook.core.state import fold
+from playbook.render.export import from_json
+
+
+def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found += _commands(command, f"{prefix}{name} ")
+    return found
+
+
+@pytest.mark.parametrize(
+    ("name", "command"), _commands(main), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_every_command_has_help(cli, name: str, command: click.Command) -> None:
+    assert (command.help or "").strip(), f"`playbook {name}` has no help text"
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"option {param.opts} of `playbook {name}` has no help"
+    result = cli(*name.split(), "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+def test_a_whole_incident_headless(cli, tmp_path: Path) -> None:
+    opened = cli(
+        "open",
+        "data-integrity",
+        "--title",
+        "Orders missing",
+        "--trigger",
+        "backup-verification-failures",
+        "--json",
+    )
+    assert opened.exit_code == 0, opened.output
+    incident = json.loads(opened.output)["id"]
+    assert cli("ack", incident).exit_code == 0
+    steps = [
+        "assessment.verify",
+        "immediate-response.containment",
+        "investigation.detailed-data-analysis",
+        "recovery-planning.develop-recovery-strategy",
+        "recovery-execution.verify-recovery",
+        "service-restoration.final-verification",
+    ]
+    for step in steps:
+        result = cli("check", incident, step)
+        assert result.exit_code == 0, result.output
+    assert (
+        cli("uncheck", incident, "final-verification.document-final-state-of-the-system").exit_code
+        == 0
+    )
+    assert cli("severity", incident, "P1", "--reason", "user accounts affected").exit_code == 0
+    initial = cli("status", incident, "initial", "--set", "specific_issues=missing orders")
+    progress = cli("status", incident, "progress", "--set", "estimated_time=2 hours")
+    resolution = cli(
+        "status",
+        incident,
+        "resolution",
+        "--set",
+        "brief_cause=a migration",
+        "--set",
+        "brief_resolution=a restore",
+    )
+    for result in (initial, progress, resolution):
+        assert result.exit_code == 0, result.output
+    assert "[RESOLVED] Chatbot Fluxa Data Consistency Issue" in resolution.output
+    assert cli("note", incident, "all clear").exit_code == 0
+    assert cli("resolve", incident, "--summary", "restored").exit_code == 0
+    assert cli("close", incident).exit_code == 0
+
+    md_path, json_path = tmp_path / "review.md", tmp_path / "review.json"
+    assert cli("export", incident, "--format", "markdown", "-o", str(md_path)).exit_code == 0
+    assert cli("export", incident, "--format", "json", "-o", str(json_path)).exit_code == 0
+    events = from_json(json_path.read_text())
+    state = fold(events)
+    shown = json.loads(cli("show", incident, "--json").output)
+    assert shown["status"] == "closed" and shown["severity"] == "P1"
+    assert sorted(state.done) == shown["done"]
+    assert [m.template for m in state.messages] == ["initial", "progress", "resolution"]
+    assert {s.split(".")[0] for s in state.done} >= {s.split(".")[0] for s in steps}
+    assert "immediate-response.containment.preserve-evidence-of-the-issue" in state.done
+    assert (
+        "service-restoration.final-verification.document-final-state-of-the-system"
+        not in state.done
+    )
+    md = md_path.read_text()
+    for event in events:
+        assert f"\n| {event.seq} | {event.at:%Y-%m-%d %H:%M:%S}Z |" in md
+    for message in state.messages:
+        assert message.text.rstrip("\n") in md
+    assert "- [ ] Document final state of the system" in md
+    assert "| P1 |" in md and "user accounts affected" in md
+
+
+def test_unknown_incident_and_bad_usage_exit_non_zero_without_traceback() -> None:
+    missing = run_playbook("show", "nope")
+    assert missing.returncode == 3 and "No incident 'nope'" in missing.stderr
+    usage = run_playbook("open")
+    assert usage.returncode == 2 and "--title" in usage.stderr
+    bad_set = run_playbook("open", "--title", "x", "--severity", "P9")
+    assert bad_set.returncode == 2 and "Unknown severity 'P9'" in bad_set.stderr
+    for result in (missing, usage, bad_set):
+        assert "Traceback" not in result.stderr
+
+
+def test_missing_template_variable_is_named_and_nothing_recorded(cli) -> None:
+    incident = json.loads(cli("open", "--title", "x", "--json").output)["id"]
+    result = cli("status", incident, "progress")
+    assert result.exit_code == 6
+    assert "missing: estimated_time" in result.output
+    timeline = json.loads(cli("timeline", incident, "--json").output)
+    assert [e["type"] for e in timeline] == ["opened"]
+
+
+def test_text_from_notes_is_shown_literally(cli) -> None:
+    incident = json.loads(cli("open", "--title", "t\x1b]0;pwned\x07itle", "--json").output)["id"]
+    cli("note", incident, "\x1b[2J[bold]wipe[/]\u202eevil")
+    for args in (("timeline", incident), ("show", incident), ("incidents",)):
+        output = cli(*args).output
+        assert "\x1b" not in output and "\u202e" not in output and "\x07" not in output
+    assert "\\x1b[2J[bold]wipe[/]\\u202eevil" in cli("timeline", incident).output
+
+
+def test_python_dash_m_and_the_version() -> None:
+    result = run_playbook("--version")
+    assert result.returncode == 0 and result.stdout.startswith("playbook ")
+
+
+def test_incidents_are_found_by_suffix_and_listed(cli) -> None:
+    incident = json.loads(cli("open", "--title", "find me", "--json").output)["id"]
+    assert cli("ack", incident[-4:]).exit_code == 0
+    listing = cli("incidents").output
+    assert incident in listing and "acknowledged" in listing and "find me" in listing

@@ -1,0 +1,85 @@
+"""Use cases on the in-memory store: what the CLI and the app both call."""
+
+from __future__ import annotations
+
+import pytest
+
+from playbook.core import events as ev
+from playbook.core.state import fold
+from playbook.errors import Conflict, NotFound, UsageError
+
+
+def test_open_records_playbook_snapshot_and_triggers(service, loaded) -> None:
+    state = service.open(
+        loaded, "Orders missing", triggers=["backup-verification-failures", "a pager alert"]
+    )
+    assert state.severity == "P2" and state.status == "open"
+    assert state.triggers == ["Automated Alerts: Backup verification failures", "a pager alert"]
+    assert state.playbook_sha256 == loaded.sha256
+    assert len(state.checklist) == len(loaded.playbook.checklist())
+    assert state.levels["P2"].response == 3600 and state.levels["P2"].resolution == 8 * 3600
+
+
+def test_check_a_step_ticks_its_items_and_enters_its_phase(service) -> None:
+    incident = service.open(None, "x").id
+    state = service.check(incident, "investigation.detailed-data-analysis")
+    assert state.phase == "investigation"
+    assert sum(1 for r in state.done if r.startswith("investigation.detailed-data-analysis.")) == 5
+    events = service.get(incident).events
+    assert [e.type for e in events[1:3]] == [ev.PHASE_ENTERED, ev.ITEM_CHECKED]
+    state = service.uncheck(incident, "verify-backup-integrity")
+    assert "investigation.detailed-data-analysis.verify-backup-integrity" not in state.done
+
+
+def test_ambiguous_and_unknown_items_are_explained(service) -> None:
+    incident = service.open(None, "x").id
+    with pytest.raises(UsageError, match="more than one"):
+        service.check(incident, "identify-contributing-factors")  # in two sections
+    with pytest.raises(NotFound, match="Did you mean"):
+        service.check(incident, "immediate-response.containment.preserve-evidenc")
+
+
+def test_state_rules(service) -> None:
+    incident = service.open(None, "x").id
+    service.acknowledge(incident)
+    with pytest.raises(Conflict, match="already acknowledged"):
+        service.acknowledge(incident)
+    with pytest.raises(Conflict, match="not resolved"):
+        service.close(incident)
+    with pytest.raises(UsageError, match="reason"):
+        service.change_severity(incident, "P1", " ")
+    with pytest.raises(UsageError, match="Unknown severity"):
+        service.change_severity(incident, "P7", "why not")
+    service.resolve(incident)
+    with pytest.raises(Conflict, match="resolved"):
+        service.check(incident, "assemble-response-team")
+    service.close(incident)
+    state = service.note(incident, "review: add an alert on index counts")
+    assert state.notes[-1].text.startswith("review")
+
+
+def test_incident_ids_resolve_from_a_unique_part(service) -> None:
+    first = service.open(None, "one").id
+    assert service.resolve_id(first[-4:]) == first
+    with pytest.raises(NotFound):
+        service.resolve_id("zzzz-not-there")
+
+
+def test_escalation_walks_the_path_then_needs_a_name(service) -> None:
+    incident = service.open(None, "x").id
+    for who in ("Technical Lead", "Engineering Manager", "CTO"):
+        assert service.escalate(incident).escalations[-1].to == who
+    with pytest.raises(Conflict, match="Name someone"):
+        service.escalate(incident)
+    assert service.escalate(incident, to="CEO").escalations[-1].to == "CEO"
+
+
+def test_state_is_a_fold_of_the_events(service) -> None:
+    incident = service.open(None, "x").id
+    service.acknowledge(incident)
+    service.check(incident, "assemble-response-team")
+    service.note(incident, "n")
+    found = service.get(incident)
+    assert fold(found.events) == found.state
+    assert [e.seq for e in found.events] == list(range(1, len(found.events) + 1))
+    assert all(e.actor == "alice" for e in found.events)

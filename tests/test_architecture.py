@@ -1,0 +1,41 @@
+"""The core cannot see the UI or the drivers, and the project stays lint-clean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+HEADLESS = {
+    "playbook.core.model": {"textual", "jinja2", "sqlite3", "click"},
+    "playbook.core.loader": {"textual", "jinja2", "sqlite3", "click"},
+    "playbook.core.state": {"textual", "jinja2", "sqlite3", "click", "pydantic"},
+    "playbook.core.timers": {"textual", "jinja2", "sqlite3", "click", "pydantic"},
+    "playbook.store.sqlite": {"textual", "jinja2", "click"},
+    "playbook.render.export": {"textual", "sqlite3", "click"},
+    "playbook.service": {"textual", "click"},
+}
+
+
+@pytest.mark.parametrize(("module", "forbidden"), sorted(HEADLESS.items()))
+def test_headless_modules_import_nothing_they_should_not(module: str, forbidden: set[str]) -> None:
+    code = f"import sys, json, {module}; print(json.dumps(sorted(sys.modules)))"
+    loaded = set(json.loads(subprocess.check_output([sys.executable, "-c", code], cwd=ROOT)))
+    assert not (forbidden & loaded), f"{module} pulls in {sorted(forbidden & loaded)}"
+
+
+def test_ruff_check_and_format_are_clean() -> None:
+    check = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
+    fmt = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert fmt.returncode == 0, fmt.stdout
