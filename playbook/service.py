@@ -254,6 +254,20 @@ class Service:
 
         return self._command(ref, decide)
 
+    def choose_scenario(self, ref: str, scenario: str) -> IncidentState:
+        """Follow a scenario: its detection signs, investigation and recovery come into view."""
+
+        def decide(state: IncidentState) -> Decision:
+            _require_open(state)
+            known = [s["id"] for s in state.snapshot.get("scenarios", [])]
+            if scenario not in known:
+                raise NotFound(f"No scenario {scenario!r}.", f"Scenarios: {', '.join(known)}.")
+            if scenario in state.scenarios:
+                return []
+            return [(ev.SCENARIO_CHOSEN, {"scenario": scenario})]
+
+        return self._command(ref, decide)
+
     def _items_for(self, state: IncidentState, ref: str) -> list[str]:
         """Item refs named by ``ref``: an item, or every item of a step."""
         ref = ref.strip().strip(".")
@@ -402,7 +416,7 @@ class Service:
         state = self.get(ref).state
         tmpl = self._template(state, kind)
         merged = {**self.status_variables(state), **values}
-        return templates.render(self.template_dir(state), tmpl["file"], merged)
+        return templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
 
     def status(self, ref: str, kind: str, values: Mapping[str, str]) -> tuple[IncidentState, str]:
         """Render a status message and record its exact text."""
@@ -411,7 +425,7 @@ class Service:
         def decide(state: IncidentState) -> Decision:
             tmpl = self._template(state, kind)
             merged = {**self.status_variables(state), **values}
-            text = templates.render(self.template_dir(state), tmpl["file"], merged)
+            text = templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
             rendered["text"] = text
             return [
                 (

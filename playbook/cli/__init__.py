@@ -287,6 +287,32 @@ def list_playbooks(as_json: bool) -> None:
         click.echo(f"{name:<24} {path}")
 
 
+# ------------------------------------------------------------------------------ the app
+
+
+@main.command()
+@click.argument("playbook", required=False)
+@click.option("--resume", "resume", metavar="INCIDENT", help="Go straight into this incident.")
+@pass_app
+def run(app: _App, playbook: str | None, resume: str | None) -> None:
+    """Open the app on PLAYBOOK (default: the data-integrity playbook).
+
+    Start a new incident or resume an open one; the app walks you through severity,
+    containment, investigation, recovery and restoration, keeps the timers, composes
+    status messages and exports the timeline. Press ? on any screen for its keys.
+    """
+    from playbook.core.loader import load
+    from playbook.resources import resolve_playbook
+
+    loaded = load(resolve_playbook(playbook))
+    service = app.service
+    if resume:
+        service.resolve_id(resume)  # an unknown id is an error here, not a blank app
+    from playbook.tui.app import run_app
+
+    sys.exit(run_app(service, loaded, resume))
+
+
 # ------------------------------------------------------------------------------ incidents
 
 
@@ -360,6 +386,17 @@ def phase(app: _App, incident: str, phase: str, as_json: bool) -> None:
     """Move INCIDENT to PHASE (checking an item of a later phase does this too)."""
     state = app.service.enter_phase(incident, phase)
     _report(app, state, as_json, f"{state.id} is in phase {state.phase}.")
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("scenario")
+@json_option
+@pass_app
+def scenario(app: _App, incident: str, scenario: str, as_json: bool) -> None:
+    """Follow SCENARIO (e.g. data-loss): its signs, investigation and recovery join the checklist."""
+    state = app.service.choose_scenario(incident, scenario)
+    _report(app, state, as_json, f"{state.id} follows: {', '.join(state.scenarios)}.")
 
 
 @main.command()

@@ -23,6 +23,7 @@ STATUS_RENDERED = "status_rendered"
 ESCALATED = "escalated"
 RESOLVED = "resolved"
 CLOSED = "closed"
+SCENARIO_CHOSEN = "scenario_chosen"
 
 EVENT_TYPES = (
     OPENED,
@@ -36,6 +37,7 @@ EVENT_TYPES = (
     ESCALATED,
     RESOLVED,
     CLOSED,
+    SCENARIO_CHOSEN,
 )
 
 

@@ -106,6 +106,8 @@ class IncidentState:
     notes: list[Note] = field(default_factory=list)
     messages: list[StatusMessage] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
+    scenarios: list[str] = field(default_factory=list)
+    """Scenarios the responders chose to follow, in the order chosen."""
     actors: list[str] = field(default_factory=list)
     last_seq: int = 0
     last_event_at: datetime | None = None
@@ -234,6 +236,12 @@ def _closed(state: IncidentState, event: Event) -> None:
     state.closed_at = event.at
 
 
+def _scenario_chosen(state: IncidentState, event: Event) -> None:
+    scenario = event.payload["scenario"]
+    if scenario not in state.scenarios:
+        state.scenarios.append(scenario)
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -246,6 +254,7 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.ESCALATED: _escalated,
     ev.RESOLVED: _resolved,
     ev.CLOSED: _closed,
+    ev.SCENARIO_CHOSEN: _scenario_chosen,
 }
 
 

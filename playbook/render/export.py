@@ -134,6 +134,8 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return "Resolved" + (f": {p['summary']}" if p.get("summary") else "")
     if kind == ev.CLOSED:
         return "Closed"
+    if kind == ev.SCENARIO_CHOSEN:
+        return f"Following scenario {p.get('scenario')}"
     return f"{kind} {json.dumps(p, ensure_ascii=False, sort_keys=True)[:200]}"
 
 
@@ -272,11 +274,10 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
                 stamp = f" — {when[0]:%H:%M}Z, {inline(when[1])}" if when else ""
                 add(f"- [{mark}] {inline(item['text'])}{stamp}")
             add("")
-        is_scenario = section["id"] not in {p.id for p in state.phases} and section[
-            "title"
-        ].startswith("Scenario:")
+        is_scenario = section["title"].startswith("Scenario:")
         missing = [i["text"] for i in items if i["ref"] not in state.done]
-        if missing and not (is_scenario and done == 0):
+        followed = section["id"] in state.scenarios or done > 0
+        if missing and not (is_scenario and not followed):
             left_open.append((section["title"], missing))
 
     add("## Left open")
@@ -292,7 +293,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             f"- {inline(title)}: {len(missing)} not done — " + "; ".join(inline(m) for m in missing)
         )
     add("")
-    add("Scenarios in which nothing was ticked are taken as not applying and are not listed here.")
+    add("Scenarios that were not followed and had nothing ticked are not listed here.")
     add("")
     return "\n".join(out)
 

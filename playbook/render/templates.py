@@ -83,7 +83,9 @@ def check_values(values: Mapping[str, str]) -> None:
             )
 
 
-def render(template_dir: Path, name: str, values: Mapping[str, str]) -> str:
+def render(
+    template_dir: Path, name: str, values: Mapping[str, str], label: str | None = None
+) -> str:
     """Render template ``name`` with ``values``.
 
     Raises:
@@ -100,10 +102,10 @@ def render(template_dir: Path, name: str, values: Mapping[str, str]) -> str:
             parts.append("missing: " + ", ".join(missing))
         if empty:
             parts.append("empty: " + ", ".join(empty))
-        flags = " ".join(f"--set {v}=…" for v in missing + empty)
         raise TemplateError(
-            f"Cannot render {name!r}: {'; '.join(parts)}",
-            f"Give a value for each ({flags}); a status message never goes out with a blank.",
+            f"Cannot render {label or name!r}: {'; '.join(parts)}",
+            "Give each a value (on the command line: --set NAME=VALUE); a status message "
+            "never goes out with a blank.",
         )
     env = environment(template_dir)
     try:

@@ -1,0 +1,258 @@
+"""The Textual app: a thin shell over :mod:`playbook.service`.
+
+Every call that may wait on the store runs in one long-lived thread worker that takes
+jobs from a queue in the order the responder made them and posts the result back as
+a message; the event loop never blocks on SQLite, and a checkbox is shown ticked only
+once the event is committed.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Static
+from textual.worker import get_current_worker
+
+from playbook.core.clock import SteadyClock
+from playbook.core.loader import LoadedPlaybook
+from playbook.errors import PlaybookError
+from playbook.service import Service
+
+MIN_WIDTH = 80
+MIN_HEIGHT = 24
+
+
+@dataclass
+class Job:
+    """Work for the store thread, and what to do on the event loop with its result."""
+
+    label: str
+    fn: Callable[[], Any]
+    on_done: Callable[[Any], None] | None = None
+    on_error: Callable[[BaseException], None] | None = None
+    ident: int = field(default=0)
+
+
+class JobDone(Message):
+    """A store job finished; its result is ready for the UI."""
+
+    def __init__(self, job: Job, result: Any) -> None:
+        super().__init__()
+        self.job = job
+        self.result = result
+
+
+class JobFailed(Message):
+    """A store job failed; nothing it was to record was recorded."""
+
+    def __init__(self, job: Job, error: BaseException) -> None:
+        super().__init__()
+        self.job = job
+        self.error = error
+
+
+class TooSmallNotice(Static, can_focus=True):
+    """Covers a screen, and takes the keys, while the terminal is under 80×24."""
+
+    DEFAULT_CSS = """
+    TooSmallNotice {
+        display: none; layer: notice; dock: top; width: 100%; height: 100%;
+        content-align: center middle; text-align: center; background: $background;
+        color: $text; text-style: bold;
+    }
+    """
+
+    def show_size(self, width: int, height: int) -> None:
+        self.update(
+            f"playbook needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT}.\n"
+            f"This one is {width}×{height}.\nEnlarge it; nothing is lost meanwhile."
+        )
+
+
+class PlaybookApp(App[int]):
+    """Walks a responder through an incident on a playbook."""
+
+    TITLE = "playbook"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = True
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("n", "note", "Note", id="app.note"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        service: Service,
+        playbook: LoadedPlaybook | None = None,
+        resume: str | None = None,
+        tick_seconds: float = 1.0,
+        refresh_seconds: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.playbook = playbook
+        self.resume = resume
+        self.tick_seconds = tick_seconds
+        self.refresh_seconds = refresh_seconds
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._next_job = 0
+        self.pending_jobs = 0
+        self._focus_before: dict[int, Any] = {}
+
+    # ------------------------------------------------------------------ store jobs
+
+    def submit(
+        self,
+        label: str,
+        fn: Callable[[], Any],
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> Job:
+        """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop."""
+        self._next_job += 1
+        job = Job(label, fn, on_done, on_error, self._next_job)
+        self.pending_jobs += 1
+        self._jobs.put(job)
+        return job
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="store", name="store-writer")
+    def _store_worker(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                job = self._jobs.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if job is None:
+                return
+            try:
+                result = job.fn()
+            except Exception as error:
+                self.post_message(JobFailed(job, error))
+            else:
+                self.post_message(JobDone(job, result))
+
+    def on_job_done(self, message: JobDone) -> None:
+        self.pending_jobs -= 1
+        if message.job.on_done is not None:
+            message.job.on_done(message.result)
+
+    def on_job_failed(self, message: JobFailed) -> None:
+        self.pending_jobs -= 1
+        error = message.error
+        if message.job.on_error is not None:
+            message.job.on_error(error)
+        if isinstance(error, PlaybookError):
+            text = error.title + (f"\n{error.message}" if error.message else "")
+        else:
+            text = f"{message.job.label} failed: {type(error).__name__}: {error}"
+        self.notify(text, title="Not recorded", severity="error", timeout=15, markup=False)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        from playbook.tui.screens import IncidentScreen, StartScreen
+
+        self._store_worker()
+        self.push_screen(StartScreen())
+        if self.resume:
+            ref = self.resume
+
+            def opened(incident_id: str) -> None:
+                self.push_screen(IncidentScreen(incident_id))
+
+            def failed(_error: BaseException) -> None:
+                self.resume = None
+
+            self.submit("resume", lambda: self.service.resolve_id(ref), opened, failed)
+        self.check_size()
+
+    def on_unmount(self) -> None:
+        self._jobs.put(None)
+
+    @property
+    def too_small(self) -> bool:
+        return self.size.width < MIN_WIDTH or self.size.height < MIN_HEIGHT
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in ("note", "help") and self.too_small)
+
+    def check_size(self) -> None:
+        """Cover every screen with the size notice while the terminal is too small."""
+        small = self.too_small
+        self.set_class(small, "-too-small")
+        width, height = self.size
+        for screen in self.screen_stack:
+            notice = next(iter(screen.query(TooSmallNotice)), None) if screen.is_mounted else None
+            if notice is None:
+                continue
+            notice.show_size(width, height)
+            if small and screen.focused is not notice:
+                self._focus_before[id(screen)] = screen.focused
+                screen.set_focus(notice)
+            elif not small and screen.focused is notice:
+                screen.set_focus(self._focus_before.pop(id(screen), None))
+
+    # ------------------------------------------------------------------ actions
+
+    def action_help(self) -> None:
+        from playbook.tui.screens import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_note(self) -> None:
+        from playbook.tui.screens import NoteDialog
+
+        incident = self.current_incident()
+        if incident is None:
+            self.notify("Open an incident first; notes belong to an incident.", markup=False)
+            return
+        self.push_screen(NoteDialog(incident))
+
+    def current_incident(self) -> Any:
+        from playbook.tui.screens import IncidentScreen
+
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, IncidentScreen):
+                return screen
+        return None
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        incident = self.current_incident()
+        if incident is None:
+            yield SystemCommand("incident: open new", "Start a new incident", self.new_incident)
+            return
+        yield from incident.palette_commands()
+
+    def new_incident(self) -> None:
+        from playbook.tui.screens import NewIncidentScreen
+
+        self.push_screen(NewIncidentScreen())
+
+
+def run_app(
+    service: Service,
+    playbook: LoadedPlaybook | None,
+    resume: str | None,
+) -> int:
+    """Run the app until the responder quits; returns the exit code."""
+    service.clock = SteadyClock()
+    app = PlaybookApp(service, playbook, resume)
+    app.run()
+    return app.return_code or 0
+
+
+def default_export_path(incident_id: str, fmt: str) -> Path:
+    return Path.cwd() / f"incident-{incident_id}.{'md' if fmt == 'markdown' else 'json'}"

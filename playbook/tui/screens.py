@@ -1,0 +1,1429 @@
+"""The app's screens. Each only calls the service through ``app.submit`` (the store thread)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    RadioButton,
+    RadioSet,
+    SelectionList,
+    Static,
+    TextArea,
+)
+from textual.widgets.option_list import Option, OptionDoesNotExist
+from textual.widgets.selection_list import Selection
+
+from playbook.core import events as ev
+from playbook.core.model import Playbook, format_duration
+from playbook.core.state import IncidentState
+from playbook.core.timers import BREACHED, WARNING
+from playbook.errors import PlaybookError, TemplateError
+from playbook.fileio import atomic_write
+from playbook.render import templates
+from playbook.render.export import describe
+from playbook.tui.widgets import TimerBar, block, lit
+
+if TYPE_CHECKING:
+    from playbook.tui.app import PlaybookApp
+
+from playbook.tui.app import TooSmallNotice
+
+NAV_TEXT = 28
+"""Characters of text in a line of the left column (its width less border and padding)."""
+
+STAGES = (
+    ("containment", "CONTAINMENT"),
+    ("investigation", "INVESTIGATION"),
+    ("recovery", "RECOVERY"),
+    ("restoration", "RESTORATION"),
+)
+
+
+def _app(widget: Any) -> PlaybookApp:
+    return widget.app  # type: ignore[no-any-return]
+
+
+class HelpText:
+    """Every screen of the app: says what it is for, and carries the too-small notice."""
+
+    HELP: ClassVar[str] = ""
+
+    def on_mount(self) -> None:
+        # Textual calls this in addition to the screen's own on_mount (it walks the MRO).
+        screen: Any = self
+        screen.mount(TooSmallNotice())
+        screen.call_after_refresh(screen.app.check_size)
+
+    def on_resize(self) -> None:
+        screen: Any = self
+        screen.app.check_size()
+
+    def on_screen_resume(self) -> None:
+        screen: Any = self
+        screen.call_after_refresh(screen.app.check_size)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """No key does anything behind the too-small notice."""
+        screen: Any = self
+        return not screen.app.too_small
+
+
+# ============================================================================ start
+
+
+class StartScreen(HelpText, Screen[None]):
+    """Open a new incident, or resume an open one."""
+
+    HELP = (
+        "Choose an incident to resume, or start a new one.\n"
+        "Open incidents are listed with their severity, age and timers; closed ones are "
+        "not (`playbook incidents --all` lists them)."
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "choose", "Open", id="start.open", show=True),
+        Binding("ctrl+n", "new", "New incident", id="start.new"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="start-title")
+        yield Static(
+            "Enter opens the highlighted line. Every change is written to disk before it "
+            "is shown as done; quitting or a killed terminal loses nothing.",
+            id="start-intro",
+        )
+        yield OptionList(id="incidents")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = _app(self)
+        pb = app.playbook.playbook if app.playbook else None
+        title = Text("playbook", style="bold")
+        if pb is not None:
+            title.append("  ·  ")
+            title.append_text(lit(pb.title))
+        self.query_one("#start-title", Static).update(title)
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        app = _app(self)
+        app.submit("list incidents", app.service.incidents, self.show_incidents)
+
+    def show_incidents(self, states: list[IncidentState]) -> None:
+        app = _app(self)
+        options = self.query_one("#incidents", OptionList)
+        pb = app.playbook.playbook if app.playbook else None
+        new_label = Text("＋ New incident", style="bold")
+        if pb is not None:
+            new_label.append(" on ")
+            new_label.append_text(lit(pb.title))
+        items: list[Option] = [Option(new_label, id="new")]
+        now = app.service.clock.now()
+        for state in reversed(states):
+            if state.closed_at is not None:
+                continue
+            timers = app.service.timers(state)
+            line = Text()
+            line.append(f"{state.id}  ", style="bold")
+            line.append(f"{state.severity}  ", style="bold red" if state.severity == "P1" else "")
+            line.append(f"{state.status:<12} ")
+            age = (
+                format_duration((now - state.opened_at).total_seconds()) if state.opened_at else "?"
+            )
+            line.append(f"{age:>8}  ")
+            line.append_text(lit(state.title[:60]))
+            alerts = timers.alerts()
+            if alerts:
+                style = "bold red" if alerts[0].state == BREACHED else "yellow"
+                line.append(f"  {alerts[0].label} {alerts[0].state}", style=style)
+            items.append(Option(line, id=f"incident:{state.id}"))
+        options.clear_options()
+        options.add_options(items)
+        options.highlighted = 1 if len(items) > 1 else 0
+        options.focus()
+
+    def action_choose(self) -> None:
+        options = self.query_one("#incidents", OptionList)
+        if options.highlighted is not None:
+            self._open(options.get_option_at_index(options.highlighted).id or "")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self._open(event.option.id or "")
+
+    def _open(self, option_id: str) -> None:
+        if option_id == "new":
+            self.action_new()
+        elif option_id.startswith("incident:"):
+            self.app.push_screen(IncidentScreen(option_id.split(":", 1)[1]))
+
+    def action_new(self) -> None:
+        if _app(self).playbook is None:
+            self.notify(
+                "No playbook was loaded; run `playbook run PLAYBOOK`.",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.app.push_screen(NewIncidentScreen())
+
+
+class NewIncidentScreen(HelpText, Screen[None]):
+    """A title, the severity (default from the playbook) and what triggered it."""
+
+    HELP = (
+        "Give the incident a title, check the severity (the playbook's default is "
+        "selected; its targets are shown), tick what triggered it (Space), then Ctrl+S."
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "open", "Open incident", id="new.open"),
+        Binding("escape", "cancel", "Cancel", id="new.cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        pb = self._playbook()
+        with VerticalScroll(id="new-form"):
+            yield Label("Title: what is wrong, in a few words")
+            yield Input(placeholder="e.g. Orders missing since 02:10", id="title")
+            yield Label("Severity")
+            with RadioSet(id="severity"):
+                for level in pb.severity.levels:
+                    label = Text(f"{level.id} {level.name}: ", style="bold")
+                    label.append(
+                        f"respond within {format_duration(level.response)}, resolve within "
+                        f"{format_duration(level.resolution)}"
+                    )
+                    if level.defined_by == "playbook":
+                        label.append(" (targets defined by this playbook)", style="italic")
+                    yield RadioButton(label, value=level.id == pb.severity.default)
+            path = " → ".join(pb.severity.escalation_path)
+            yield Static(lit(f"Escalation: {path}. {pb.severity.escalation_rule}"), id="escalation")
+            yield Label("What triggered it (Space ticks)")
+            selections = [
+                Selection(lit(f"{group.title}: {item.text}"), f"{group.id}.{item.key}")
+                for group in pb.triggers
+                for item in group.items
+            ]
+            yield SelectionList[str](*selections, id="triggers")
+            with Horizontal(id="new-buttons"):
+                yield Button("Open incident (Ctrl+S)", variant="primary", id="open")
+                yield Button("Cancel (Esc)", id="cancel")
+        yield Footer()
+
+    def _playbook(self) -> Playbook:
+        loaded = _app(self).playbook
+        assert loaded is not None
+        return loaded.playbook
+
+    def on_mount(self) -> None:
+        self.query_one("#title", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "open":
+            self.action_open()
+        else:
+            self.action_cancel()
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.query_one("#severity", RadioSet).focus()
+
+    def action_cancel(self) -> None:
+        self.app.pop_screen()
+
+    def action_open(self) -> None:
+        app = _app(self)
+        title = self.query_one("#title", Input).value.strip()
+        if not title:
+            self.notify("An incident needs a title.", severity="error", markup=False)
+            self.query_one("#title", Input).focus()
+            return
+        pb = self._playbook()
+        index = self.query_one("#severity", RadioSet).pressed_index
+        level = pb.severity.levels[index].id if index >= 0 else pb.severity.default
+        triggers = list(self.query_one("#triggers", SelectionList).selected)
+        loaded = app.playbook
+
+        def opened(state: IncidentState) -> None:
+            self.app.switch_screen(IncidentScreen(state.id, state))
+
+        app.submit(
+            "open incident", lambda: app.service.open(loaded, title, level, triggers), opened
+        )
+
+
+# ============================================================================ the incident
+
+
+class IncidentScreen(HelpText, Screen[None]):
+    """The incident: timers on top, phases on the left, the checklist and its details."""
+
+    HELP = (
+        "Left: the assessment, the phases grouped into Containment, Investigation, Recovery "
+        "and Restoration, the scenarios and the post-incident work, with progress.\n"
+        "Middle: the checklist of the chosen section; Space ticks the highlighted item. "
+        "An item shows ticked only after it is written to disk.\n"
+        "Below: the highlighted step's guidance, its diagnostics (what would run, on "
+        "which target, and what healthy looks like) and recovery commands to copy (c).\n"
+        "Timers: response and resolution (elapsed/target), the phase window, and when the "
+        "next status update is due. When one warns or is breached, a message names who "
+        "to escalate to next; e records the escalation.\n"
+        "Ctrl+P lists every action, e.g. 'incident: export timeline'."
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("space", "toggle", "Tick", id="incident.toggle"),
+        Binding("a", "ack", "Ack", id="incident.ack"),
+        Binding("v", "severity", "Severity", id="incident.severity"),
+        Binding("e", "escalate", "Escalate", id="incident.escalate"),
+        Binding("s", "status", "Status msg", id="incident.status"),
+        Binding("t", "timeline", "Timeline", id="incident.timeline"),
+        Binding("c", "copy", "Copy cmd", id="incident.copy"),
+        Binding("r", "resolve", "Resolve", id="incident.resolve"),
+        Binding("x", "export", "Export", id="incident.export", show=False),
+        Binding("escape", "leave", "Incidents", id="incident.leave", show=False),
+    ]
+
+    def __init__(self, incident_id: str, state: IncidentState | None = None) -> None:
+        super().__init__()
+        self.incident_id = incident_id
+        self.state: IncidentState | None = None
+        self.playbook: Playbook | None = None
+        self._playbook_sha = ""
+        self.section = ""
+        self.pending: set[str] = set()
+        self.announced: set[tuple[str, str, str]] = set()
+        self._initial = state
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading…", id="incident-header")
+        yield TimerBar(id="timers")
+        with Horizontal(id="body"):
+            yield OptionList(id="nav")
+            with Vertical(id="main"):
+                yield OptionList(id="checklist")
+                with VerticalScroll(id="detail-scroll"):
+                    yield Static(id="detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        app = _app(self)
+        if self._initial is not None:
+            self.apply_state(self._initial)
+        else:
+            self.reload()
+        self.set_interval(app.tick_seconds, self.tick)
+        self.set_interval(app.refresh_seconds, self.reload)
+
+    # -------------------------------------------------------------- state
+
+    def reload(self) -> None:
+        app = _app(self)
+        ref = self.incident_id
+        app.submit("read incident", lambda: app.service.get(ref).state, self._reloaded)
+
+    def _reloaded(self, state: IncidentState) -> None:
+        if self.state is None or state.last_seq != self.state.last_seq:
+            self.apply_state(state)
+
+    def apply_state(self, state: IncidentState) -> None:
+        """Show ``state``: called with every state the store thread hands back."""
+        self.incident_id = state.id
+        self.state = state
+        if state.playbook_sha256 != self._playbook_sha or self.playbook is None:
+            self.playbook = _app(self).service.playbook_of(state)
+            self._playbook_sha = state.playbook_sha256
+        if not self.section:
+            self.section = state.phase if not state.resolved_at else self._post_incident_first()
+        self.build_nav()
+        self.build_checklist()
+        self.tick()
+
+    def _post_incident_first(self) -> str:
+        assert self.state is not None
+        post = self.state.snapshot.get("post_incident", [])
+        return post[0]["id"] if post else self.state.phase
+
+    def _section(self, section_id: str) -> dict[str, Any] | None:
+        assert self.state is not None
+        return next((s for s in self.state.sections if s["id"] == section_id), None)
+
+    def _progress(self, section_id: str) -> tuple[int, int]:
+        assert self.state is not None
+        section = self._section(section_id)
+        if section is None:
+            return 0, 0
+        refs = [i["ref"] for step in section["steps"] for i in step["items"]]
+        return sum(1 for r in refs if r in self.state.done), len(refs)
+
+    # -------------------------------------------------------------- navigation
+
+    def _nav_entries(self) -> list[tuple[str, str, bool]]:
+        """(id, label, is_heading) for the left column."""
+        assert self.state is not None and self.playbook is not None
+        pb = self.playbook
+        entries: list[tuple[str, str, bool]] = [(pb.assessment.id, pb.assessment.title, False)]
+        for stage, heading in STAGES:
+            phases = [p for p in pb.phases if p.stage == stage]
+            if phases:
+                entries.append((f"heading:{stage}", heading, True))
+                entries += [(p.id, p.title, False) for p in phases]
+        if pb.scenarios:
+            entries.append(("heading:scenarios", "SCENARIOS", True))
+            entries.append(("choose-scenario", "Choose a scenario…", False))
+            for scenario in pb.scenarios:
+                if scenario.id in self.state.scenarios:
+                    entries.append((scenario.id, scenario.title, False))
+        if pb.post_incident:
+            entries.append(("heading:post", "POST-INCIDENT", True))
+            entries += [(s.id, s.title, False) for s in pb.post_incident]
+        return entries
+
+    def build_nav(self) -> None:
+        assert self.state is not None
+        nav = self.query_one("#nav", OptionList)
+        keep = self.section
+        options = []
+        for ident, label, heading in self._nav_entries():
+            if heading:
+                options.append(Option(Text(label, style="bold dim"), id=ident, disabled=True))
+                continue
+            text = Text(no_wrap=True, overflow="ellipsis")
+            current = ident == self.state.phase and self.state.resolved_at is None
+            text.append("▶ " if current else "  ", style="bold green")
+            done, total = self._progress(ident)
+            counter = f"{done}/{total}" if total else ""
+            room = NAV_TEXT - 3 - len(counter)
+            shown = label if len(label) <= room else label[: room - 1] + "…"
+            text.append_text(lit(shown, "bold" if ident == keep else ""))
+            text.append(" " * max(1, room - len(shown) + 1))
+            style = "green" if total and done == total else ""
+            text.append(counter, style=style)
+            options.append(Option(text, id=ident))
+        highlighted = nav.highlighted
+        nav.clear_options()
+        nav.add_options(options)
+        index = next((i for i, o in enumerate(options) if o.id == keep), None)
+        nav.highlighted = index if index is not None else highlighted
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option_list.id == "nav":
+            ident = event.option.id or ""
+            if ident and ident != self.section:
+                self.section = ident
+                self.build_checklist()
+        elif event.option_list.id == "checklist":
+            self.show_detail(event.option.id or "")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        ident = event.option.id or ""
+        if event.option_list.id == "nav":
+            self.query_one("#checklist", OptionList).focus()
+        elif ident.startswith("scenario:"):
+            self.choose_scenario(ident.split(":", 1)[1])
+        elif ident.startswith("item:"):
+            self.action_toggle()
+
+    # -------------------------------------------------------------- checklist
+
+    def _item_prompt(self, ref: str, text: str) -> Text:
+        assert self.state is not None
+        line = Text("  ")
+        if ref in self.pending:
+            line.append("[…] ", style="yellow")
+        elif ref in self.state.done:
+            line.append("[x] ", style="bold green")
+        else:
+            line.append("[ ] ")
+        line.append_text(lit(text, "dim" if ref in self.state.done else ""))
+        return line
+
+    def build_checklist(self) -> None:
+        assert self.state is not None and self.playbook is not None
+        checklist = self.query_one("#checklist", OptionList)
+        previous = checklist.highlighted
+        options: list[Option] = []
+        if self.section == "choose-scenario":
+            for scenario in self.playbook.scenarios:
+                line = Text("● " if scenario.id in self.state.scenarios else "○ ", style="bold")
+                line.append_text(lit(scenario.title, "bold"))
+                if scenario.summary:
+                    line.append(" — ")
+                    line.append_text(lit(scenario.summary))
+                options.append(Option(line, id=f"scenario:{scenario.id}"))
+        else:
+            section = self._section(self.section)
+            for step in section["steps"] if section else []:
+                heading = Text()
+                heading.append_text(lit(step["title"], "bold underline"))
+                options.append(Option(heading, id=f"step:{self.section}.{step['id']}"))
+                for item in step["items"]:
+                    options.append(
+                        Option(
+                            self._item_prompt(item["ref"], item["text"]), id=f"item:{item['ref']}"
+                        )
+                    )
+        checklist.clear_options()
+        checklist.add_options(options)
+        if options:
+            first_open = next(
+                (
+                    i
+                    for i, o in enumerate(options)
+                    if (o.id or "").startswith("item:") and (o.id or "")[5:] not in self.state.done
+                ),
+                0,
+            )
+            same = previous is not None and previous < len(options)
+            checklist.highlighted = previous if same and self._same_section_rebuild else first_open
+            highlighted = checklist.highlighted
+            if highlighted is not None:
+                self.show_detail(options[highlighted].id or "")
+        self._same_section_rebuild = True
+        self.update_header()
+
+    _same_section_rebuild = False
+
+    def refresh_item(self, ref: str) -> None:
+        assert self.state is not None
+        text = self.state.checklist.get(ref, ref)
+        checklist = self.query_one("#checklist", OptionList)
+        # The item may be in another section than the one shown: nothing to redraw then.
+        with contextlib.suppress(OptionDoesNotExist):
+            checklist.replace_option_prompt(f"item:{ref}", self._item_prompt(ref, text))
+
+    def action_toggle(self) -> None:
+        if self.state is None:
+            return
+        checklist = self.query_one("#checklist", OptionList)
+        option = checklist.highlighted_option
+        ident = option.id if option else ""
+        if ident and ident.startswith("scenario:"):
+            self.choose_scenario(ident.split(":", 1)[1])
+            return
+        if not ident or not ident.startswith("item:"):
+            self.notify("Highlight an item to tick it (the headings are steps).", markup=False)
+            return
+        ref = ident[5:]
+        if ref in self.pending:
+            return
+        if self.state.resolved_at is not None and not ref.startswith(tuple(self._post_ids())):
+            self.notify(
+                "The incident is resolved; only notes and post-incident work remain.", markup=False
+            )
+            return
+        app = _app(self)
+        done = ref in self.state.done
+        self.pending.add(ref)
+        self.refresh_item(ref)
+        method = app.service.uncheck if done else app.service.check
+        incident = self.incident_id
+
+        def recorded(state: IncidentState) -> None:
+            self.pending.discard(ref)
+            self._same_section_rebuild = True
+            self.apply_state(state)
+            if not done:
+                self._advance_from(ref)
+
+        def failed(_error: BaseException) -> None:
+            self.pending.discard(ref)
+            self.refresh_item(ref)
+
+        app.submit(f"tick {ref}", lambda: method(incident, ref), recorded, failed)
+
+    def _post_ids(self) -> list[str]:
+        assert self.state is not None
+        return [s["id"] for s in self.state.snapshot.get("post_incident", [])]
+
+    def _advance_from(self, ref: str) -> None:
+        checklist = self.query_one("#checklist", OptionList)
+        if (
+            checklist.highlighted_option is not None
+            and checklist.highlighted_option.id == f"item:{ref}"
+        ):
+            index = checklist.highlighted or 0
+            if index + 1 < checklist.option_count:
+                checklist.highlighted = index + 1
+
+    def choose_scenario(self, scenario: str) -> None:
+        app = _app(self)
+        incident = self.incident_id
+
+        def chosen(state: IncidentState) -> None:
+            self.section = scenario
+            self._same_section_rebuild = False
+            self.apply_state(state)
+            self.notify(
+                f"Following scenario: {scenario}. Its signs, queries and recovery are in the list.",
+                markup=False,
+            )
+
+        app.submit(
+            "choose scenario", lambda: app.service.choose_scenario(incident, scenario), chosen
+        )
+
+    # -------------------------------------------------------------- detail
+
+    def _highlighted_step(self) -> tuple[str, str] | None:
+        option = self.query_one("#checklist", OptionList).highlighted_option
+        ident = (option.id or "") if option else ""
+        if ident.startswith("step:"):
+            section, step = ident[5:].split(".", 1)
+            return section, step
+        if ident.startswith("item:"):
+            section, step, _item = ident[5:].split(".", 2)
+            return section, step
+        return None
+
+    def show_detail(self, ident: str) -> None:
+        detail = self.query_one("#detail", Static)
+        pb = self.playbook
+        if pb is None:
+            return
+        out = Text()
+        if ident.startswith("scenario:"):
+            scenario = next(s for s in pb.scenarios if s.id == ident.split(":", 1)[1])
+            out.append_text(lit(scenario.title, "bold"))
+            out.append("\nDetection signs:\n")
+            for item in scenario.detection:
+                out.append("  • ")
+                out.append_text(lit(item.text))
+                out.append("\n")
+            out.append(
+                "Enter or Space follows this scenario: its signs, investigation queries and recovery join the list."
+            )
+            detail.update(out)
+            return
+        located = self._highlighted_step()
+        if located is None:
+            detail.update("")
+            return
+        section, step_id = located
+        step = pb.steps().get(f"{section}.{step_id}")
+        if step is None:
+            detail.update("")
+            return
+        if ident.startswith("item:"):
+            key = ident.rsplit(".", 1)[1]
+            item = next((i for i in step.items if i.key == key), None)
+            if item is not None:
+                out.append_text(lit(item.text, "bold"))
+                out.append("\n")
+                if item.options:
+                    out.append("Options: ")
+                    out.append_text(lit("; ".join(item.options)))
+                    out.append("\n")
+                if item.guidance:
+                    out.append_text(block(item.guidance))
+                    out.append("\n")
+                out.append("\n")
+        out.append("Step: ", style="dim")
+        out.append_text(lit(step.title, "bold"))
+        out.append("\n")
+        if step.guidance:
+            out.append_text(block(step.guidance))
+            out.append("\n")
+        for diag_id in step.diagnostics:
+            diag = pb.diagnostics[diag_id]
+            out.append("\nDiagnostic ", style="bold cyan")
+            out.append_text(lit(f"{diag_id}: {diag.title}", "bold"))
+            out.append_text(lit(f"  [{diag.kind} on target '{diag.target}']", "cyan"))
+            if diag.writes:
+                out.append("\n  WRITES DATA: never run as a diagnostic. ", style="bold red")
+            if diag.caution:
+                out.append("\n  ")
+                out.append_text(lit(diag.caution, "yellow"))
+            query = getattr(diag, "query", None)
+            shown = (
+                query.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+                if query
+                else {"argv": getattr(diag, "argv", [])}
+            )
+            out.append("\n  would run: ")
+            out.append_text(lit(json.dumps(shown, ensure_ascii=False)))
+            for expectation in diag.expect:
+                out.append("\n  healthy: ")
+                out.append_text(
+                    lit(
+                        f"{expectation.metric} {expectation.op} {expectation.value} (else {expectation.verdict})"
+                    )
+                )
+            out.append(
+                "\n  Running diagnostics from the app is not in this version; c copies the query.",
+                style="dim",
+            )
+        for proc_id in step.procedures:
+            proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
+            out.append("\nProcedure ", style="bold magenta")
+            out.append_text(lit(proc.title, "bold"))
+            out.append(" (shown and copied, never run by playbook)", style="dim")
+            for command in proc.commands:
+                if command.description:
+                    out.append("\n  # ")
+                    out.append_text(lit(command.description, "dim"))
+                out.append("\n")
+                out.append_text(block(command.code.rstrip("\n")))
+        for template in step.templates:
+            out.append("\nStatus message: ", style="bold")
+            out.append_text(lit(f"{template} — press s to compose it"))
+        detail.update(out)
+        self.update_header()
+
+    def action_copy(self) -> None:
+        pb = self.playbook
+        located = self._highlighted_step()
+        if pb is None or located is None:
+            self.notify("Highlight a step or item first.", markup=False)
+            return
+        step = pb.steps().get(".".join(located))
+        if step is None:
+            return
+        chunks: list[str] = []
+        for proc_id in step.procedures:
+            proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
+            chunks += [c.code.rstrip("\n") for c in proc.commands]
+        for diag_id in step.diagnostics:
+            diag = pb.diagnostics[diag_id]
+            chunks.append(
+                diag.source.rstrip("\n")
+                if diag.source
+                else json.dumps(diag.model_dump(mode="json", by_alias=True), indent=2)
+            )
+        if not chunks:
+            self.notify("This step has no commands or queries to copy.", markup=False)
+            return
+        self.app.copy_to_clipboard("\n\n".join(chunks) + "\n")
+        self.notify(
+            f"Copied {len(chunks)} command(s)/quer(ies) to the clipboard (OSC 52).", markup=False
+        )
+
+    # -------------------------------------------------------------- header and timers
+
+    def update_header(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        header = Text()
+        header.append(f" {state.id} ", style="bold reverse")
+        header.append(" ")
+        header.append_text(lit(state.title[:28], "bold"))
+        level = state.levels.get(state.severity)
+        header.append(
+            f"  {state.severity} {level.name if level else ''}",
+            style="bold red" if state.severity == "P1" else "bold",
+        )
+        header.append(f"  {state.status}")
+        window = state.phase_window()
+        if window is not None and state.resolved_at is None:
+            header.append(" · ")
+            header.append_text(lit(window.title))
+        located = self._highlighted_step() if self.is_mounted else None
+        if located and self.playbook is not None:
+            step = self.playbook.steps().get(".".join(located))
+            if step is not None:
+                header.append(" › ")
+                header.append_text(lit(step.title[:24]))
+        header.no_wrap = True
+        header.overflow = "ellipsis"
+        self.query_one("#incident-header", Static).update(header)
+
+    def tick(self) -> None:
+        state = self.state
+        if state is None:
+            return
+        timers = _app(self).service.timers(state)
+        self.query_one(TimerBar).timers = timers
+        for timer in timers.alerts():
+            key = (timer.name, timer.state, state.severity)
+            if key in self.announced:
+                continue
+            self.announced.add(key)
+            if timer.state == BREACHED:
+                who = f" Escalate to {timer.escalate_to}: press e." if timer.escalate_to else ""
+                self.notify(
+                    f"{timer.label} target breached ({format_duration(timer.elapsed)} of {format_duration(timer.target)}).{who}",
+                    title="Target breached",
+                    severity="error",
+                    timeout=30,
+                    markup=False,
+                )
+            elif timer.state == WARNING:
+                self.notify(
+                    f"{timer.label}: {timer.used:.0%} of the target used, {format_duration(timer.remaining)} left.",
+                    title="Target at risk",
+                    severity="warning",
+                    timeout=15,
+                    markup=False,
+                )
+
+    # -------------------------------------------------------------- actions
+
+    def _record(self, label: str, fn: Any, done_message: str = "") -> None:
+        def recorded(state: IncidentState) -> None:
+            self.apply_state(state)
+            if done_message:
+                self.notify(done_message, markup=False)
+
+        _app(self).submit(label, fn, recorded)
+
+    def action_ack(self) -> None:
+        if self.state is not None and self.state.acknowledged_at is not None:
+            self.notify("Already acknowledged.", markup=False)
+            return
+        service = _app(self).service
+        self._record(
+            "acknowledge",
+            partial(service.acknowledge, self.incident_id),
+            "Acknowledged: response begun.",
+        )
+
+    def action_severity(self) -> None:
+        if self.state is not None:
+            self.app.push_screen(SeverityDialog(self))
+
+    def action_escalate(self) -> None:
+        if self.state is not None:
+            self.app.push_screen(EscalateDialog(self))
+
+    def action_resolve(self) -> None:
+        if self.state is not None:
+            self.app.push_screen(ResolveDialog(self))
+
+    def action_status(self, kind: str = "") -> None:
+        if self.state is None:
+            return
+        if not kind:
+            sent = {m.template for m in self.state.messages}
+            order = list(self.state.snapshot.get("communications", {}).get("templates", {}))
+            kind = next((k for k in order if k not in sent), order[-1] if order else "")
+        self.app.push_screen(ComposerScreen(self, kind))
+
+    def action_timeline(self) -> None:
+        if self.state is not None:
+            self.app.push_screen(TimelineScreen(self))
+
+    def action_export(self, fmt: str = "markdown") -> None:
+        if self.state is not None:
+            self.app.push_screen(ExportDialog(self, fmt))
+
+    def action_leave(self) -> None:
+        self.app.pop_screen()
+
+    def action_close_incident(self) -> None:
+        service = _app(self).service
+        self._record(
+            "close",
+            partial(service.close, self.incident_id),
+            "Closed. Export the timeline for the review (x).",
+        )
+
+    def action_phase(self, phase: str) -> None:
+        self.section = phase
+        self._same_section_rebuild = False
+        if self.state is not None:
+            self.build_nav()
+            self.build_checklist()
+
+    def palette_commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("incident: acknowledge", "Stop the response timer", self.action_ack)
+        yield SystemCommand(
+            "incident: change severity",
+            "Escalate or downgrade, with a reason",
+            self.action_severity,
+        )
+        yield SystemCommand(
+            "incident: escalate", "Record an escalation to the next person", self.action_escalate
+        )
+        yield SystemCommand(
+            "incident: add note", "A note on the timeline (n)", _app(self).action_note
+        )
+        yield SystemCommand("incident: resolve", "Stop the resolution timer", self.action_resolve)
+        yield SystemCommand(
+            "incident: close", "After the post-incident work", self.action_close_incident
+        )
+        yield SystemCommand(
+            "incident: show timeline", "Every event, with filters", self.action_timeline
+        )
+        yield SystemCommand(
+            "incident: export timeline", "Markdown for the review", self.action_export
+        )
+        yield SystemCommand(
+            "incident: export timeline as JSON",
+            "Every event, loadable",
+            partial(self.action_export, "json"),
+        )
+        for kind in ("initial", "progress", "resolution"):
+            yield SystemCommand(
+                f"status: compose {kind} update",
+                "Status-page message",
+                partial(self.action_status, kind),
+            )
+        if self.playbook is not None:
+            for scenario in self.playbook.scenarios:
+                yield SystemCommand(
+                    f"scenario: follow {scenario.title}",
+                    "Bring its checks into view",
+                    partial(self.choose_scenario, scenario.id),
+                )
+            for phase in self.playbook.phases:
+                yield SystemCommand(
+                    f"phase: show {phase.title}",
+                    f"Stage {phase.stage}",
+                    partial(self.action_phase, phase.id),
+                )
+
+
+# ============================================================================ dialogs
+
+
+class _Dialog(HelpText, ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+        Binding("ctrl+s", "submit", "Save", id="dialog.submit"),
+    ]
+
+    def __init__(self, incident: IncidentScreen) -> None:
+        super().__init__()
+        self.incident = incident
+
+    def action_cancel(self) -> None:
+        self.dismiss()
+
+    def action_submit(self) -> None:  # pragma: no cover - each dialog has its own
+        raise NotImplementedError
+
+    def on_input_submitted(self, _event: Input.Submitted) -> None:
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "ok":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+    def record(self, label: str, fn: Any, message: str) -> None:
+        def recorded(state: IncidentState) -> None:
+            self.incident.apply_state(state)
+            self.app.notify(message, markup=False)
+            self.dismiss()
+
+        _app(self).submit(label, fn, recorded)
+
+
+class NoteDialog(_Dialog):
+    """A note on the timeline, from anywhere (n)."""
+
+    HELP = "Write a note; Ctrl+S saves it to the incident's timeline, Esc cancels."
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Note for the timeline (Ctrl+S saves)")
+            yield TextArea(id="note-text")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (Ctrl+S)", variant="primary", id="ok")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def action_submit(self) -> None:
+        text = self.query_one(TextArea).text
+        if not text.strip():
+            self.notify("Empty note: nothing to save.", markup=False)
+            return
+        service = _app(self).service
+        self.record("note", partial(service.note, self.incident.incident_id, text), "Note saved.")
+
+
+class SeverityDialog(_Dialog):
+    """Escalate or downgrade the severity, with a reason."""
+
+    HELP = "Choose a level, give the reason, Ctrl+S. Running timers take the new targets, measured from the opening."
+
+    def compose(self) -> ComposeResult:
+        state = self.incident.state
+        pb = self.incident.playbook
+        assert state is not None and pb is not None
+        with Vertical(classes="dialog"):
+            yield Label(f"Severity is {state.severity}. Change it to:")
+            with RadioSet(id="levels"):
+                for level in pb.severity.levels:
+                    label = Text(f"{level.id} {level.name}: ", style="bold")
+                    label.append(
+                        f"respond {format_duration(level.response)}, resolve {format_duration(level.resolution)}"
+                    )
+                    yield RadioButton(label, value=level.id == state.severity)
+            yield Static(lit(pb.severity.escalation_rule), classes="hint")
+            yield Input(placeholder="Reason (recorded)", id="reason")
+            with Horizontal(classes="buttons"):
+                yield Button("Change (Ctrl+S)", variant="primary", id="ok")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#levels", RadioSet).focus()
+
+    def action_submit(self) -> None:
+        pb = self.incident.playbook
+        assert pb is not None
+        index = self.query_one("#levels", RadioSet).pressed_index
+        reason = self.query_one("#reason", Input).value
+        if index < 0:
+            return
+        level = pb.severity.levels[index].id
+        if not reason.strip():
+            self.notify("Give the reason for the change.", severity="error", markup=False)
+            self.query_one("#reason", Input).focus()
+            return
+        service = _app(self).service
+        self.record(
+            "severity",
+            partial(service.change_severity, self.incident.incident_id, level, reason),
+            f"Severity is now {level}.",
+        )
+
+
+class EscalateDialog(_Dialog):
+    """Record an escalation to the next person on the path."""
+
+    HELP = "Records who the incident was escalated to, and why. Enter the reason and press Enter."
+
+    def compose(self) -> ComposeResult:
+        state = self.incident.state
+        assert state is not None
+        who = state.next_escalation() or ""
+        with Vertical(classes="dialog"):
+            yield Label(lit(f"Escalation path: {' → '.join(state.escalation_path)}"))
+            yield Input(
+                value=who,
+                placeholder="Who (everyone on the path was reached: name someone)",
+                id="to",
+            )
+            yield Input(placeholder="Reason", id="reason")
+            with Horizontal(classes="buttons"):
+                yield Button("Escalate (Enter)", variant="primary", id="ok")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def action_submit(self) -> None:
+        to = self.query_one("#to", Input).value.strip()
+        reason = self.query_one("#reason", Input).value
+        if not to:
+            self.notify("Say who to escalate to.", severity="error", markup=False)
+            return
+        service = _app(self).service
+        self.record(
+            "escalate",
+            partial(service.escalate, self.incident.incident_id, to, reason),
+            f"Escalated to {to}.",
+        )
+
+
+class ResolveDialog(_Dialog):
+    """Resolve the incident (stops the resolution timer)."""
+
+    HELP = "A sentence on how it was resolved; Enter resolves. Post-incident work follows."
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Resolve the incident: how was it resolved?")
+            yield Input(
+                placeholder="e.g. restored 1,204 orders from the 02:00 backup", id="summary"
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Resolve (Enter)", variant="primary", id="ok")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    def action_submit(self) -> None:
+        summary = self.query_one(Input).value
+        service = _app(self).service
+        incident = self.incident
+
+        def recorded(state: IncidentState) -> None:
+            incident.section = incident._post_incident_first()
+            incident._same_section_rebuild = False
+            incident.apply_state(state)
+            self.app.notify(
+                "Resolved. Post-incident work is on the left; x exports the timeline.", markup=False
+            )
+            self.dismiss()
+
+        _app(self).submit(
+            "resolve", partial(service.resolve, incident.incident_id, summary), recorded
+        )
+
+
+class ExportDialog(_Dialog):
+    """Export the timeline to a file (written atomically)."""
+
+    HELP = "Choose the format and the file; Enter writes it (atomically: never half a file)."
+
+    def __init__(self, incident: IncidentScreen, fmt: str = "markdown") -> None:
+        super().__init__(incident)
+        self.fmt = fmt
+
+    def compose(self) -> ComposeResult:
+        from playbook.tui.app import default_export_path
+
+        with Vertical(classes="dialog"):
+            yield Label("Export the timeline")
+            with RadioSet(id="format"):
+                yield RadioButton(
+                    "Markdown: the post-incident document", value=self.fmt == "markdown"
+                )
+                yield RadioButton("JSON: every event, loadable again", value=self.fmt == "json")
+            yield Input(
+                value=str(default_export_path(self.incident.incident_id, self.fmt)), id="path"
+            )
+            with Horizontal(classes="buttons"):
+                yield Button("Export (Enter)", variant="primary", id="ok")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
+        from playbook.tui.app import default_export_path
+
+        self.fmt = "markdown" if event.index == 0 else "json"
+        self.query_one("#path", Input).value = str(
+            default_export_path(self.incident.incident_id, self.fmt)
+        )
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    def action_submit(self) -> None:
+        path = Path(self.query_one("#path", Input).value).expanduser()
+        service = _app(self).service
+        incident_id = self.incident.incident_id
+        fmt = self.fmt
+
+        def write() -> Path:
+            return atomic_write(path, service.export(incident_id, fmt))
+
+        def written(where: Path) -> None:
+            self.app.notify(f"Wrote {where}", title="Exported", markup=False)
+            self.dismiss()
+
+        _app(self).submit("export", write, written)
+
+
+# ============================================================================ composer
+
+
+class ComposerScreen(HelpText, Screen[None]):
+    """Compose a status-page message: variables, live preview, copy, save, send."""
+
+    HELP = (
+        "Fill in the variables (those the incident knows are prefilled); the preview "
+        "updates as you type. A missing variable is named instead of leaving a blank.\n"
+        "Ctrl+S sends it: the exact text is recorded in the timeline. Ctrl+Y copies it "
+        "to the clipboard (OSC 52); Ctrl+W saves it to a file. Tab moves between fields; "
+        "F2 switches the message kind."
+    )
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "send", "Send & record", id="composer.send"),
+        Binding("ctrl+y", "copy", "Copy", id="composer.copy"),
+        Binding("ctrl+w", "save", "Save to file", id="composer.save"),
+        Binding("f2", "next_kind", "Kind", id="composer.kind"),
+        Binding("escape", "leave", "Back", id="composer.leave"),
+    ]
+
+    def __init__(self, incident: IncidentScreen, kind: str) -> None:
+        super().__init__()
+        self.incident = incident
+        self.kind = kind
+        self.text = ""
+        self.values: dict[str, dict[str, str]] = {}
+
+    def _templates(self) -> dict[str, Any]:
+        assert self.incident.state is not None
+        return dict(self.incident.state.snapshot.get("communications", {}).get("templates", {}))
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="composer-title")
+        with Horizontal(id="composer-body"):
+            yield VerticalScroll(id="composer-fields")
+            with VerticalScroll(id="composer-preview-scroll"):
+                yield Static(id="composer-preview")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_kind()
+
+    def show_kind(self) -> None:
+        state = self.incident.state
+        assert state is not None
+        tmpl = self._templates().get(self.kind, {})
+        title = Text(f"Status message: {self.kind}", style="bold")
+        if tmpl:
+            title.append_text(
+                lit(
+                    f" — {tmpl.get('title', '')} (sets the status page to '{tmpl.get('status', '')}')"
+                )
+            )
+        self.query_one("#composer-title", Static).update(title)
+        fields = self.query_one("#composer-fields", VerticalScroll)
+        fields.remove_children()
+        service = _app(self).service
+        prefill = service.status_variables(state)
+        last = next((m for m in reversed(state.messages) if m.template == self.kind), None)
+        del last
+        variables = tmpl.get("variables", {})
+        saved = self.values.setdefault(self.kind, {})
+        widgets = []
+        for name, spec in variables.items():
+            value = saved.get(
+                name, prefill.get(name, "") if spec.get("source") == "incident" else ""
+            )
+            widgets.append(
+                Static(lit(f"{name}: {spec.get('description', '')}"), classes="var-label")
+            )
+            widgets.append(Input(value=value, id=f"var-{name}", name=name))
+        fields.mount_all(widgets)
+        self.render_preview()
+        first_empty = next((w for w in widgets if isinstance(w, Input) and not w.value), None)
+        target = first_empty or next((w for w in widgets if isinstance(w, Input)), None)
+        if target is not None:
+            self.call_after_refresh(target.focus)
+
+    def current_values(self) -> dict[str, str]:
+        return {w.name or "": w.value for w in self.query("#composer-fields Input").results(Input)}
+
+    def on_input_changed(self, _event: Input.Changed) -> None:
+        self.values[self.kind] = self.current_values()
+        self.render_preview()
+
+    def render_preview(self) -> None:
+        state = self.incident.state
+        assert state is not None
+        preview = self.query_one("#composer-preview", Static)
+        tmpl = self._templates().get(self.kind)
+        if tmpl is None:
+            preview.update(lit(f"No template {self.kind!r} in this playbook."))
+            self.text = ""
+            return
+        service = _app(self).service
+        merged = {**service.status_variables(state), **self.current_values()}
+        try:
+            # Rendering reads a small template file once (Jinja caches it): no store I/O.
+            self.text = templates.render(
+                service.template_dir(state), tmpl["file"], merged, label=self.kind
+            )
+        except (TemplateError, PlaybookError) as error:
+            self.text = ""
+            out = Text(error.title, style="bold red")
+            if error.message:
+                out.append("\n")
+                out.append_text(block(error.message, "red"))
+            preview.update(out)
+            return
+        preview.update(block(self.text))
+
+    def action_next_kind(self) -> None:
+        kinds = list(self._templates())
+        if kinds:
+            self.kind = (
+                kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else kinds[0]
+            )
+            self.show_kind()
+
+    def action_leave(self) -> None:
+        self.app.pop_screen()
+
+    def action_copy(self) -> None:
+        if not self.text:
+            self.notify(
+                "Nothing to copy: the message does not render yet.", severity="error", markup=False
+            )
+            return
+        self.app.copy_to_clipboard(self.text)
+        self.notify("Copied the message to the clipboard (OSC 52).", markup=False)
+
+    def action_save(self) -> None:
+        if not self.text:
+            self.notify(
+                "Nothing to save: the message does not render yet.", severity="error", markup=False
+            )
+            return
+        path = Path.cwd() / f"status-{self.incident.incident_id}-{self.kind}.txt"
+        text = self.text
+
+        def saved(where: Path) -> None:
+            self.notify(f"Saved {where}", markup=False)
+
+        _app(self).submit("save message", lambda: atomic_write(path, text), saved)
+
+    def action_send(self) -> None:
+        if not self.text:
+            self.notify(
+                "The message does not render yet; fill in what the preview names.",
+                severity="error",
+                markup=False,
+            )
+            return
+        service = _app(self).service
+        values = {k: v for k, v in self.current_values().items()}
+        incident = self.incident
+        kind = self.kind
+
+        def sent(result: tuple[IncidentState, str]) -> None:
+            state, _text = result
+            incident.apply_state(state)
+            self.app.notify(
+                f"'{kind}' message recorded in the timeline. Publish it on the status page.",
+                markup=False,
+            )
+            self.app.pop_screen()
+
+        _app(self).submit(
+            "send status", lambda: service.status(incident.incident_id, kind, values), sent
+        )
+
+
+# ============================================================================ timeline
+
+
+FILTERS = (
+    ("all", "everything", None),
+    ("notes", "notes", {ev.NOTE_ADDED}),
+    ("status", "status messages", {ev.STATUS_RENDERED}),
+    ("checklist", "checklist", {ev.ITEM_CHECKED, ev.ITEM_UNCHECKED}),
+    (
+        "severity",
+        "severity & escalation",
+        {ev.SEVERITY_CHANGED, ev.ESCALATED, ev.ACKNOWLEDGED, ev.RESOLVED, ev.CLOSED, ev.OPENED},
+    ),
+    ("phases", "phases & scenarios", {ev.PHASE_ENTERED, ev.SCENARIO_CHOSEN}),
+)
+
+
+class TimelineScreen(HelpText, Screen[None]):
+    """Every event in order, with local and UTC times."""
+
+    HELP = "Every event of the incident. f cycles the filter; m and j export Markdown or JSON; n adds a note; Esc goes back."
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "filter", "Filter", id="timeline.filter"),
+        Binding("m", "export('markdown')", "Export MD", id="timeline.md"),
+        Binding("j", "export('json')", "Export JSON", id="timeline.json"),
+        Binding("escape", "leave", "Back", id="timeline.leave"),
+    ]
+
+    def __init__(self, incident: IncidentScreen) -> None:
+        super().__init__()
+        self.incident = incident
+        self.filter_index = 0
+        self.events: list[ev.Event] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="timeline-title")
+        yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("#", "Local", "UTC", "Actor", "Event")
+        self.reload()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        app = _app(self)
+        ref = self.incident.incident_id
+        app.submit("read timeline", lambda: app.service.get(ref).events, self.show)
+
+    def show(self, events: list[ev.Event]) -> None:
+        self.events = events
+        key, label, kinds = FILTERS[self.filter_index]
+        del key
+        state = self.incident.state
+        table = self.query_one(DataTable)
+        table.clear()
+        rows = []
+        for event in events:
+            if kinds is not None and event.type not in kinds:
+                continue
+            local = event.at.astimezone()
+            rows.append(
+                (
+                    Text(str(event.seq)),
+                    Text(f"{local:%m-%d %H:%M:%S %Z}"),
+                    Text(f"{event.at:%H:%M:%S}Z"),
+                    lit(event.actor[:12]),
+                    lit(describe(event, state)),
+                )
+            )
+        table.add_rows(rows)
+        title = Text(
+            f"Timeline of {self.incident.incident_id}: {len(rows)} of {len(events)} events",
+            style="bold",
+        )
+        title.append(f"  (filter: {label}; f changes it)")
+        self.query_one("#timeline-title", Static).update(title)
+        table.focus()
+
+    def action_filter(self) -> None:
+        self.filter_index = (self.filter_index + 1) % len(FILTERS)
+        self.show(self.events)
+
+    def action_export(self, fmt: str) -> None:
+        self.app.push_screen(ExportDialog(self.incident, fmt))
+
+    def action_leave(self) -> None:
+        self.app.pop_screen()
+
+
+# ============================================================================ help
+
+
+class HelpScreen(HelpText, ModalScreen[None]):
+    """What the screen underneath is for, and every key that works there."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close", id="help.close"),
+        Binding("question_mark", "dismiss", "Close", key_display="?", id="help.close2"),
+    ]
+
+    def __init__(self, under: Screen[Any]) -> None:
+        super().__init__()
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        text.append(f"{type(self.under).__doc__ or ''}\n\n", style="bold")
+        text.append(getattr(self.under, "HELP", "") + "\n\n")
+        text.append("Keys here\n", style="bold underline")
+        bindings: list[Any] = list(getattr(self.under, "BINDINGS", [])) + list(self.app.BINDINGS)
+        for binding in bindings:
+            if isinstance(binding, Binding):
+                key = binding.key_display or binding.key
+                text.append(f"  {key:<12}", style="bold")
+                text.append(f"{binding.description}\n")
+        text.append(f"  {'ctrl+p':<12}", style="bold")
+        text.append("Command palette: every action, by name\n")
+        text.append("\nEsc or ? closes this help.", style="dim")
+        with VerticalScroll(classes="dialog help"):
+            yield Static(text)
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
