@@ -82,7 +82,7 @@ class PlaybookApp(App[int]):
     """Walks a responder through an incident on a playbook."""
 
     TITLE = "playbook"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")
     ENABLE_COMMAND_PALETTE = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),

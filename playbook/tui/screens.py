@@ -85,6 +85,26 @@ class HelpText:
         return not screen.app.too_small
 
 
+def severity_options(pb: Playbook) -> list[Option]:
+    """The severity levels with their targets; the highlighted one is the choice."""
+    options = []
+    for level in pb.severity.levels:
+        label = Text(f"{level.id} {level.name}: ", style="bold")
+        label.append(
+            f"respond within {format_duration(level.response)}, "
+            f"resolve within {format_duration(level.resolution)}"
+        )
+        if level.defined_by == "playbook":
+            label.append(" (targets set by this playbook)", style="italic")
+        options.append(Option(label, id=level.id))
+    return options
+
+
+def _chosen_level(options: OptionList) -> str | None:
+    option = options.highlighted_option
+    return option.id if option is not None else None
+
+
 # ============================================================================ start
 
 
@@ -203,17 +223,8 @@ class NewIncidentScreen(HelpText, Screen[None]):
         with VerticalScroll(id="new-form"):
             yield Label("Title: what is wrong, in a few words")
             yield Input(placeholder="e.g. Orders missing since 02:10", id="title")
-            yield Label("Severity")
-            with RadioSet(id="severity"):
-                for level in pb.severity.levels:
-                    label = Text(f"{level.id} {level.name}: ", style="bold")
-                    label.append(
-                        f"respond within {format_duration(level.response)}, resolve within "
-                        f"{format_duration(level.resolution)}"
-                    )
-                    if level.defined_by == "playbook":
-                        label.append(" (targets defined by this playbook)", style="italic")
-                    yield RadioButton(label, value=level.id == pb.severity.default)
+            yield Label(f"Severity (↑↓; the playbook's default is {pb.severity.default})")
+            yield OptionList(*severity_options(pb), id="severity")
             path = " → ".join(pb.severity.escalation_path)
             yield Static(lit(f"Escalation: {path}. {pb.severity.escalation_rule}"), id="escalation")
             yield Label("What triggered it (Space ticks)")
@@ -234,7 +245,13 @@ class NewIncidentScreen(HelpText, Screen[None]):
         return loaded.playbook
 
     def on_mount(self) -> None:
+        pb = self._playbook()
+        levels = self.query_one("#severity", OptionList)
+        levels.highlighted = [lvl.id for lvl in pb.severity.levels].index(pb.severity.default)
         self.query_one("#title", Input).focus()
+
+    def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
+        self.query_one("#triggers", SelectionList).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "open":
@@ -243,7 +260,7 @@ class NewIncidentScreen(HelpText, Screen[None]):
             self.action_cancel()
 
     def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one("#severity", RadioSet).focus()
+        self.query_one("#severity", OptionList).focus()
 
     def action_cancel(self) -> None:
         self.app.pop_screen()
@@ -256,8 +273,7 @@ class NewIncidentScreen(HelpText, Screen[None]):
             self.query_one("#title", Input).focus()
             return
         pb = self._playbook()
-        index = self.query_one("#severity", RadioSet).pressed_index
-        level = pb.severity.levels[index].id if index >= 0 else pb.severity.default
+        level = _chosen_level(self.query_one("#severity", OptionList)) or pb.severity.default
         triggers = list(self.query_one("#triggers", SelectionList).selected)
         loaded = app.playbook
 
@@ -962,14 +978,8 @@ class SeverityDialog(_Dialog):
         pb = self.incident.playbook
         assert state is not None and pb is not None
         with Vertical(classes="dialog"):
-            yield Label(f"Severity is {state.severity}. Change it to:")
-            with RadioSet(id="levels"):
-                for level in pb.severity.levels:
-                    label = Text(f"{level.id} {level.name}: ", style="bold")
-                    label.append(
-                        f"respond {format_duration(level.response)}, resolve {format_duration(level.resolution)}"
-                    )
-                    yield RadioButton(label, value=level.id == state.severity)
+            yield Label(f"Severity is {state.severity}. Change it to (↑↓, Enter):")
+            yield OptionList(*severity_options(pb), id="levels")
             yield Static(lit(pb.severity.escalation_rule), classes="hint")
             yield Input(placeholder="Reason (recorded)", id="reason")
             with Horizontal(classes="buttons"):
@@ -977,16 +987,21 @@ class SeverityDialog(_Dialog):
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
-        self.query_one("#levels", RadioSet).focus()
+        state = self.incident.state
+        pb = self.incident.playbook
+        assert state is not None and pb is not None
+        levels = self.query_one("#levels", OptionList)
+        levels.highlighted = [lvl.id for lvl in pb.severity.levels].index(state.severity)
+        levels.focus()
+
+    def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
+        self.query_one("#reason", Input).focus()
 
     def action_submit(self) -> None:
-        pb = self.incident.playbook
-        assert pb is not None
-        index = self.query_one("#levels", RadioSet).pressed_index
         reason = self.query_one("#reason", Input).value
-        if index < 0:
+        level = _chosen_level(self.query_one("#levels", OptionList))
+        if level is None:
             return
-        level = pb.severity.levels[index].id
         if not reason.strip():
             self.notify("Give the reason for the change.", severity="error", markup=False)
             self.query_one("#reason", Input).focus()
@@ -1423,7 +1438,7 @@ class HelpScreen(HelpText, ModalScreen[None]):
         text.append("Command palette: every action, by name\n")
         text.append("\nEsc or ? closes this help.", style="dim")
         with VerticalScroll(classes="dialog help"):
-            yield Static(text)
+            yield Static(text, id="help-text")
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)
