@@ -296,20 +296,24 @@ class Service:
         )
 
     def check(self, ref: str, item: str) -> IncidentState:
-        """Tick an item, or every item of a step; enters the item's phase if it is later."""
+        """Tick an item, or every item of a step; enters the item's phase if it is later.
+
+        After resolution only the post-incident sections can still be ticked.
+        """
 
         def decide(state: IncidentState) -> Decision:
-            _require_open(state)
             wanted = [k for k in self._items_for(state, item) if k not in state.done]
+            _require_checkable(state, wanted)
             decision: Decision = []
             if wanted:
                 section = wanted[0].split(".", 1)[0]
                 order = [p.id for p in state.phases]
-                if (
+                later = (
                     section in order
                     and state.phase in order
                     and order.index(section) > order.index(state.phase)
-                ):
+                )
+                if later:
                     decision.append((ev.PHASE_ENTERED, {"phase": section}))
             decision += [(ev.ITEM_CHECKED, {"item": k}) for k in wanted]
             return decision
@@ -318,12 +322,9 @@ class Service:
 
     def uncheck(self, ref: str, item: str) -> IncidentState:
         def decide(state: IncidentState) -> Decision:
-            _require_open(state)
-            return [
-                (ev.ITEM_UNCHECKED, {"item": k})
-                for k in self._items_for(state, item)
-                if k in state.done
-            ]
+            wanted = [k for k in self._items_for(state, item) if k in state.done]
+            _require_checkable(state, wanted)
+            return [(ev.ITEM_UNCHECKED, {"item": k}) for k in wanted]
 
         return self._command(ref, decide)
 
@@ -452,6 +453,27 @@ class Service:
         if fmt == "markdown":
             return exporters.to_markdown(incident.events, now, tz)
         raise UsageError(f"Unknown export format {fmt!r}.", "Use markdown or json.")
+
+
+def post_incident_ids(state: IncidentState) -> set[str]:
+    """Ids of the post-incident sections, which stay open after resolution."""
+    return {section["id"] for section in state.snapshot.get("post_incident", [])}
+
+
+def _require_checkable(state: IncidentState, refs: list[str]) -> None:
+    if state.closed_at is not None:
+        raise Conflict(
+            f"Incident {state.id} is closed.", "Only notes can be added to a closed incident."
+        )
+    if state.resolved_at is None:
+        return
+    post = post_incident_ids(state)
+    blocked = [r for r in refs if r.split(".", 1)[0] not in post]
+    if blocked:
+        raise Conflict(
+            f"Incident {state.id} is resolved: only post-incident items can be ticked now.",
+            f"{blocked[0]} belongs to the response itself.",
+        )
 
 
 def _require_open(state: IncidentState) -> None:

@@ -40,6 +40,8 @@ class Job:
     on_done: Callable[[Any], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
     ident: int = field(default=0)
+    records: bool = True
+    """True when the job appends to the incident (its failure means: not recorded)."""
 
 
 class JobDone(Message):
@@ -86,8 +88,9 @@ class PlaybookApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
+        Binding("f1", "help", "Help", show=False, id="app.help.f1"),
         Binding("n", "note", "Note", id="app.note"),
-        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, id="app.quit"),
     ]
 
     def __init__(
@@ -117,10 +120,11 @@ class PlaybookApp(App[int]):
         fn: Callable[[], Any],
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        records: bool = True,
     ) -> Job:
         """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop."""
         self._next_job += 1
-        job = Job(label, fn, on_done, on_error, self._next_job)
+        job = Job(label, fn, on_done, on_error, self._next_job, records)
         self.pending_jobs += 1
         self._jobs.put(job)
         return job
@@ -156,7 +160,8 @@ class PlaybookApp(App[int]):
             text = error.title + (f"\n{error.message}" if error.message else "")
         else:
             text = f"{message.job.label} failed: {type(error).__name__}: {error}"
-        self.notify(text, title="Not recorded", severity="error", timeout=15, markup=False)
+        title = "Not recorded" if message.job.records else f"{message.job.label} failed"
+        self.notify(text, title=title, severity="error", timeout=10, markup=False)
 
     # ------------------------------------------------------------------ lifecycle
 

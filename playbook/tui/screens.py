@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import textwrap
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -33,6 +34,7 @@ from textual.widgets.selection_list import Selection
 from playbook.core import events as ev
 from playbook.core.model import Playbook, format_duration
 from playbook.core.state import IncidentState
+from playbook.core.text import inline
 from playbook.core.timers import BREACHED, WARNING
 from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
@@ -113,12 +115,14 @@ class StartScreen(HelpText, Screen[None]):
 
     HELP = (
         "Choose an incident to resume, or start a new one.\n"
-        "Open incidents are listed with their severity, age and timers; closed ones are "
-        "not (`playbook incidents --all` lists them)."
+        "Open incidents are listed with their severity, status and age, and the timer most "
+        "at risk when one warns or is breached; closed ones are not (`playbook incidents "
+        "--all` lists them). q or Ctrl+Q quits."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "choose", "Open", id="start.open", show=True),
         Binding("ctrl+n", "new", "New incident", id="start.new"),
+        Binding("q", "app.quit", "Quit", id="start.quit"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -162,7 +166,7 @@ class StartScreen(HelpText, Screen[None]):
             if state.closed_at is not None:
                 continue
             timers = app.service.timers(state)
-            line = Text()
+            line = Text(no_wrap=True, overflow="ellipsis")
             line.append(f"{state.id}  ", style="bold")
             line.append(f"{state.severity}  ", style="bold red" if state.severity == "P1" else "")
             line.append(f"{state.status:<12} ")
@@ -292,12 +296,15 @@ class IncidentScreen(HelpText, Screen[None]):
     """The incident: timers on top, phases on the left, the checklist and its details."""
 
     HELP = (
-        "Left: the assessment, the phases grouped into Containment, Investigation, Recovery "
-        "and Restoration, the scenarios and the post-incident work, with progress.\n"
-        "Middle: the checklist of the chosen section; Space ticks the highlighted item. "
-        "An item shows ticked only after it is written to disk.\n"
-        "Below: the highlighted step's guidance, its diagnostics (what would run, on "
-        "which target, and what healthy looks like) and recovery commands to copy (c).\n"
+        "Left column: the assessment, the phases grouped into Containment, Investigation, "
+        "Recovery and Restoration, the scenarios and the post-incident work, with progress "
+        "(▶ marks the current phase). Enter or Tab moves to the checklist.\n"
+        "Right, top: the checklist of the chosen section; Space ticks the highlighted item "
+        "(only when the checklist has focus). An item shows ticked only after it is written "
+        "to disk. Ticking an item of a later phase moves the incident into that phase.\n"
+        "Right, bottom: the highlighted step's guidance, its diagnostics (what would run, on "
+        "which target, and what healthy looks like) and recovery commands; c copies one.\n"
+        "Other keys: t timeline, x export, Esc back to the incident list, Ctrl+Q quit.\n"
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
         "next status update is due. When one warns or is breached, a message names who "
         "to escalate to next; e records the escalation.\n"
@@ -306,12 +313,12 @@ class IncidentScreen(HelpText, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Tick", id="incident.toggle"),
         Binding("a", "ack", "Ack", id="incident.ack"),
-        Binding("v", "severity", "Severity", id="incident.severity"),
-        Binding("e", "escalate", "Escalate", id="incident.escalate"),
-        Binding("s", "status", "Status msg", id="incident.status"),
-        Binding("t", "timeline", "Timeline", id="incident.timeline"),
-        Binding("c", "copy", "Copy cmd", id="incident.copy"),
+        Binding("v", "severity", "Sev", id="incident.severity"),
+        Binding("e", "escalate", "Escal", id="incident.escalate"),
+        Binding("s", "status", "Status", id="incident.status"),
         Binding("r", "resolve", "Resolve", id="incident.resolve"),
+        Binding("t", "timeline", "Timeline", id="incident.timeline", show=False),
+        Binding("c", "copy", "Copy", id="incident.copy", show=False),
         Binding("x", "export", "Export", id="incident.export", show=False),
         Binding("escape", "leave", "Incidents", id="incident.leave", show=False),
     ]
@@ -440,9 +447,12 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         if event.option_list.id == "nav":
+            if event.option_index != event.option_list.highlighted:
+                return  # stale: posted while the list was being rebuilt
             ident = event.option.id or ""
             if ident and ident != self.section:
                 self.section = ident
+                self._same_section_rebuild = False  # a new section starts on its first open item
                 self.build_checklist()
         elif event.option_list.id == "checklist":
             self.show_detail(event.option.id or "")
@@ -467,8 +477,26 @@ class IncidentScreen(HelpText, Screen[None]):
             line.append("[x] ", style="bold green")
         else:
             line.append("[ ] ")
-        line.append_text(lit(text, "dim" if ref in self.state.done else ""))
+        options = self._item_options(ref)
+        if options:
+            text = f"{text} ({' / '.join(options)})"
+        # Wrap by hand so continuation lines stay under the text, not under the box.
+        width = max(
+            20, self.query_one("#checklist", OptionList).scrollable_content_region.width - 8
+        )
+        lines = textwrap.wrap(inline(text), width) or [""]
+        line.append(lines[0], style="dim" if ref in self.state.done else "")
+        for rest in lines[1:]:
+            line.append("\n      " + rest, style="dim" if ref in self.state.done else "")
         return line
+
+    def _item_options(self, ref: str) -> list[str]:
+        if self.playbook is None:
+            return []
+        section, step_id, key = [*ref.split(".", 2), "", ""][:3]
+        step = self.playbook.steps().get(f"{section}.{step_id}")
+        item = next((i for i in step.items if i.key == key), None) if step else None
+        return list(item.options) if item else []
 
     def build_checklist(self) -> None:
         assert self.state is not None and self.playbook is not None
@@ -528,6 +556,10 @@ class IncidentScreen(HelpText, Screen[None]):
         if self.state is None:
             return
         checklist = self.query_one("#checklist", OptionList)
+        if self.focused is not checklist:
+            # Space on the left column chooses the section; it never ticks what is unseen.
+            checklist.focus()
+            return
         option = checklist.highlighted_option
         ident = option.id if option else ""
         if ident and ident.startswith("scenario:"):
@@ -539,7 +571,7 @@ class IncidentScreen(HelpText, Screen[None]):
         ref = ident[5:]
         if ref in self.pending:
             return
-        if self.state.resolved_at is not None and not ref.startswith(tuple(self._post_ids())):
+        if self.state.resolved_at is not None and ref.split(".", 1)[0] not in self._post_ids():
             self.notify(
                 "The incident is resolved; only notes and post-incident work remain.", markup=False
             )
@@ -551,12 +583,22 @@ class IncidentScreen(HelpText, Screen[None]):
         method = app.service.uncheck if done else app.service.check
         incident = self.incident_id
 
+        phase_before = self.state.phase
+
         def recorded(state: IncidentState) -> None:
             self.pending.discard(ref)
             self._same_section_rebuild = True
             self.apply_state(state)
             if not done:
                 self._advance_from(ref)
+            if state.phase != phase_before:
+                window = state.phase_window()
+                self.notify(
+                    f"The incident moved to phase {window.title if window else state.phase}. "
+                    "Ctrl+P, 'phase: make current' moves it back.",
+                    timeout=8,
+                    markup=False,
+                )
 
         def failed(_error: BaseException) -> None:
             self.pending.discard(ref)
@@ -626,6 +668,7 @@ class IncidentScreen(HelpText, Screen[None]):
                 "Enter or Space follows this scenario: its signs, investigation queries and recovery join the list."
             )
             detail.update(out)
+            self.query_one("#detail-scroll").scroll_home(animate=False)
             return
         located = self._highlighted_step()
         if located is None:
@@ -700,6 +743,7 @@ class IncidentScreen(HelpText, Screen[None]):
             out.append("\nStatus message: ", style="bold")
             out.append_text(lit(f"{template} — press s to compose it"))
         detail.update(out)
+        self.query_one("#detail-scroll").scroll_home(animate=False)
         self.update_header()
 
     def action_copy(self) -> None:
@@ -711,24 +755,25 @@ class IncidentScreen(HelpText, Screen[None]):
         step = pb.steps().get(".".join(located))
         if step is None:
             return
-        chunks: list[str] = []
+        choices: list[tuple[str, str]] = []
         for proc_id in step.procedures:
             proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
-            chunks += [c.code.rstrip("\n") for c in proc.commands]
+            for command in proc.commands:
+                label = f"{proc.title}: {command.description or command.code.splitlines()[0]}"
+                choices.append((label, command.code.rstrip("\n") + "\n"))
         for diag_id in step.diagnostics:
             diag = pb.diagnostics[diag_id]
-            chunks.append(
-                diag.source.rstrip("\n")
+            query = getattr(diag, "query", None)
+            text = (
+                diag.source
                 if diag.source
-                else json.dumps(diag.model_dump(mode="json", by_alias=True), indent=2)
+                else json.dumps(query.model_dump(mode="json", by_alias=True) if query else {})
             )
-        if not chunks:
+            choices.append((f"Query {diag_id}: {diag.title}", text.rstrip("\n") + "\n"))
+        if not choices:
             self.notify("This step has no commands or queries to copy.", markup=False)
             return
-        self.app.copy_to_clipboard("\n\n".join(chunks) + "\n")
-        self.notify(
-            f"Copied {len(chunks)} command(s)/quer(ies) to the clipboard (OSC 52).", markup=False
-        )
+        self.app.push_screen(CopyPicker(choices))
 
     # -------------------------------------------------------------- header and timers
 
@@ -736,26 +781,32 @@ class IncidentScreen(HelpText, Screen[None]):
         state = self.state
         if state is None:
             return
+        # Where the responder is comes first (severity, phase, step); the title last, as
+        # much of it as fits: a long title must not push the phase off the line.
         header = Text()
         header.append(f" {state.id} ", style="bold reverse")
-        header.append(" ")
-        header.append_text(lit(state.title[:28], "bold"))
-        level = state.levels.get(state.severity)
         header.append(
-            f"  {state.severity} {level.name if level else ''}",
-            style="bold red" if state.severity == "P1" else "bold",
+            f" {state.severity} ", style="bold white on red" if state.severity == "P1" else "bold"
         )
-        header.append(f"  {state.status}")
-        window = state.phase_window()
-        if window is not None and state.resolved_at is None:
-            header.append(" · ")
-            header.append_text(lit(window.title))
+        if state.resolved_at is not None:
+            header.append(f" {state.status.upper()} ", style="bold black on green")
+        else:
+            window = state.phase_window()
+            header.append(" ")
+            header.append_text(lit(window.title if window else state.phase, "bold"))
+        shown = self._section(self.section) if self.state is not None else None
+        if shown is not None and self.section != state.phase:
+            header.append(" (viewing ")
+            header.append_text(lit(shown["title"]))
+            header.append(")")
         located = self._highlighted_step() if self.is_mounted else None
         if located and self.playbook is not None:
             step = self.playbook.steps().get(".".join(located))
             if step is not None:
                 header.append(" › ")
-                header.append_text(lit(step.title[:24]))
+                header.append_text(lit(step.title))
+        header.append("  ")
+        header.append_text(lit(state.title, "italic"))
         header.no_wrap = True
         header.overflow = "ellipsis"
         self.query_one("#incident-header", Static).update(header)
@@ -777,7 +828,7 @@ class IncidentScreen(HelpText, Screen[None]):
                     f"{timer.label} target breached ({format_duration(timer.elapsed)} of {format_duration(timer.target)}).{who}",
                     title="Target breached",
                     severity="error",
-                    timeout=30,
+                    timeout=12,
                     markup=False,
                 )
             elif timer.state == WARNING:
@@ -785,7 +836,7 @@ class IncidentScreen(HelpText, Screen[None]):
                     f"{timer.label}: {timer.used:.0%} of the target used, {format_duration(timer.remaining)} left.",
                     title="Target at risk",
                     severity="warning",
-                    timeout=15,
+                    timeout=8,
                     markup=False,
                 )
 
@@ -840,7 +891,22 @@ class IncidentScreen(HelpText, Screen[None]):
             self.app.push_screen(ExportDialog(self, fmt))
 
     def action_leave(self) -> None:
+        self.app.clear_notifications()  # this incident's toasts do not belong on the next screen
         self.app.pop_screen()
+
+    def on_resize(self) -> None:
+        # Widths changed: redraw the left column and re-wrap the checklist to fit.
+        if self.state is not None and not _app(self).too_small:
+            self.call_after_refresh(self.build_nav)
+            self.call_after_refresh(self.build_checklist)
+
+    def action_make_current(self, phase: str) -> None:
+        service = _app(self).service
+        self._record(
+            "phase",
+            partial(service.enter_phase, self.incident_id, phase),
+            f"Current phase: {phase}.",
+        )
 
     def action_close_incident(self) -> None:
         service = _app(self).service
@@ -900,6 +966,11 @@ class IncidentScreen(HelpText, Screen[None]):
                 )
             for phase in self.playbook.phases:
                 yield SystemCommand(
+                    f"phase: make current {phase.title}",
+                    "Record that the response is in this phase",
+                    partial(self.action_make_current, phase.id),
+                )
+                yield SystemCommand(
                     f"phase: show {phase.title}",
                     f"Stage {phase.stage}",
                     partial(self.action_phase, phase.id),
@@ -946,6 +1017,7 @@ class _Dialog(HelpText, ModalScreen[None]):
 class NoteDialog(_Dialog):
     """A note on the timeline, from anywhere (n)."""
 
+    AUTO_FOCUS = "#note-text"
     HELP = "Write a note; Ctrl+S saves it to the incident's timeline, Esc cancels."
 
     def compose(self) -> ComposeResult:
@@ -971,6 +1043,7 @@ class NoteDialog(_Dialog):
 class SeverityDialog(_Dialog):
     """Escalate or downgrade the severity, with a reason."""
 
+    AUTO_FOCUS = "#levels"
     HELP = "Choose a level, give the reason, Ctrl+S. Running timers take the new targets, measured from the opening."
 
     def compose(self) -> ComposeResult:
@@ -983,7 +1056,7 @@ class SeverityDialog(_Dialog):
             yield Static(lit(pb.severity.escalation_rule), classes="hint")
             yield Input(placeholder="Reason (recorded)", id="reason")
             with Horizontal(classes="buttons"):
-                yield Button("Change (Ctrl+S)", variant="primary", id="ok")
+                yield Button("Change (Enter)", variant="primary", id="ok")
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
@@ -1017,6 +1090,7 @@ class SeverityDialog(_Dialog):
 class EscalateDialog(_Dialog):
     """Record an escalation to the next person on the path."""
 
+    AUTO_FOCUS = "#reason"
     HELP = "Records who the incident was escalated to, and why. Enter the reason and press Enter."
 
     def compose(self) -> ComposeResult:
@@ -1030,7 +1104,9 @@ class EscalateDialog(_Dialog):
                 placeholder="Who (everyone on the path was reached: name someone)",
                 id="to",
             )
-            yield Input(placeholder="Reason", id="reason")
+            yield Input(
+                placeholder="Reason (recorded), e.g. resolution target breached", id="reason"
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Escalate (Enter)", variant="primary", id="ok")
                 yield Button("Cancel (Esc)", id="cancel")
@@ -1044,6 +1120,13 @@ class EscalateDialog(_Dialog):
         if not to:
             self.notify("Say who to escalate to.", severity="error", markup=False)
             return
+        if not self.query_one("#reason", Input).value.strip():
+            self.notify(
+                "Say why you escalate; it goes in the timeline.", severity="error", markup=False
+            )
+            self.query_one("#reason", Input).focus()
+            return
+        self.app.clear_notifications()  # the "escalate to …" toast is answered now
         service = _app(self).service
         self.record(
             "escalate",
@@ -1055,11 +1138,26 @@ class EscalateDialog(_Dialog):
 class ResolveDialog(_Dialog):
     """Resolve the incident (stops the resolution timer)."""
 
+    AUTO_FOCUS = "#summary"
     HELP = "A sentence on how it was resolved; Enter resolves. Post-incident work follows."
 
     def compose(self) -> ComposeResult:
+        state = self.incident.state
+        assert state is not None
+        phases = {p.id for p in state.phases} | {"assessment"}
+        open_items = [
+            r for r in state.checklist if r.split(".", 1)[0] in phases and r not in state.done
+        ]
         with Vertical(classes="dialog"):
             yield Label("Resolve the incident: how was it resolved?")
+            if open_items:
+                yield Static(
+                    lit(
+                        f"{len(open_items)} item(s) of the assessment and phases are not ticked; "
+                        "they will be listed as left open in the export."
+                    ),
+                    classes="hint",
+                )
             yield Input(
                 placeholder="e.g. restored 1,204 orders from the 02:00 backup", id="summary"
             )
@@ -1071,7 +1169,14 @@ class ResolveDialog(_Dialog):
         self.query_one(Input).focus()
 
     def action_submit(self) -> None:
-        summary = self.query_one(Input).value
+        summary = self.query_one("#summary", Input).value
+        if not summary.strip():
+            self.notify(
+                "Say in a sentence how it was resolved; the review needs it.",
+                severity="error",
+                markup=False,
+            )
+            return
         service = _app(self).service
         incident = self.incident
 
@@ -1092,6 +1197,7 @@ class ResolveDialog(_Dialog):
 class ExportDialog(_Dialog):
     """Export the timeline to a file (written atomically)."""
 
+    AUTO_FOCUS = "#path"
     HELP = "Choose the format and the file; Enter writes it (atomically: never half a file)."
 
     def __init__(self, incident: IncidentScreen, fmt: str = "markdown") -> None:
@@ -1139,7 +1245,43 @@ class ExportDialog(_Dialog):
             self.app.notify(f"Wrote {where}", title="Exported", markup=False)
             self.dismiss()
 
-        _app(self).submit("export", write, written)
+        _app(self).submit("export", write, written, records=False)
+
+
+class CopyPicker(HelpText, ModalScreen[None]):
+    """Choose one command or query to copy; one at a time, so a paste runs one thing."""
+
+    AUTO_FOCUS = "#copy-choices"
+    HELP = "↑↓ choose a command or query, Enter copies it to the clipboard (OSC 52), Esc cancels."
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Cancel", id="copy.cancel")
+    ]
+
+    def __init__(self, choices: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Copy which one? (Enter copies, Esc cancels)")
+            options = [
+                Option(lit(label), id=str(i)) for i, (label, _text) in enumerate(self.choices)
+            ]
+            yield OptionList(*options, id="copy-choices")
+            yield Static(id="copy-preview", classes="hint")
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        text = self.choices[int(event.option.id or 0)][1]
+        self.query_one("#copy-preview", Static).update(block("\n".join(text.splitlines()[:6])))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        label, text = self.choices[int(event.option.id or 0)]
+        self.app.copy_to_clipboard(text)
+        self.app.notify(f"Copied to the clipboard: {label}", timeout=5, markup=False)
+        self.dismiss()
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
 
 
 # ============================================================================ composer
@@ -1152,13 +1294,16 @@ class ComposerScreen(HelpText, Screen[None]):
         "Fill in the variables (those the incident knows are prefilled); the preview "
         "updates as you type. A missing variable is named instead of leaving a blank.\n"
         "Ctrl+S sends it: the exact text is recorded in the timeline. Ctrl+Y copies it "
-        "to the clipboard (OSC 52); Ctrl+W saves it to a file. Tab moves between fields; "
-        "F2 switches the message kind."
+        "to the clipboard (OSC 52); Ctrl+O saves it to a file in the current directory. "
+        "Tab moves between fields; F2 switches the message kind; F1 shows this help. "
+        "Variables the incident fills in (current_time, service) are taken at sending "
+        "unless you changed them."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "send", "Send & record", id="composer.send"),
         Binding("ctrl+y", "copy", "Copy", id="composer.copy"),
-        Binding("ctrl+w", "save", "Save to file", id="composer.save"),
+        Binding("ctrl+o", "save", "Save to file", id="composer.save"),
+        Binding("f1", "app.help", "Help", id="composer.help"),
         Binding("f2", "next_kind", "Kind", id="composer.kind"),
         Binding("escape", "leave", "Back", id="composer.leave"),
     ]
@@ -1176,6 +1321,7 @@ class ComposerScreen(HelpText, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="composer-title")
+        yield TimerBar(id="timers")
         with Horizontal(id="composer-body"):
             yield VerticalScroll(id="composer-fields")
             with VerticalScroll(id="composer-preview-scroll"):
@@ -1184,6 +1330,13 @@ class ComposerScreen(HelpText, Screen[None]):
 
     def on_mount(self) -> None:
         self.show_kind()
+        self.set_interval(_app(self).tick_seconds, self.tick)
+        self.tick()
+
+    def tick(self) -> None:
+        state = self.incident.state
+        if state is not None:
+            self.query_one(TimerBar).timers = _app(self).service.timers(state)
 
     def show_kind(self) -> None:
         state = self.incident.state
@@ -1215,6 +1368,12 @@ class ComposerScreen(HelpText, Screen[None]):
             )
             widgets.append(Input(value=value, id=f"var-{name}", name=name))
         fields.mount_all(widgets)
+        self.prefilled = {
+            name: prefill.get(name, "")
+            for name, spec in variables.items()
+            if spec.get("source") == "incident"
+        }
+        fields.scroll_home(animate=False)
         self.render_preview()
         first_empty = next((w for w in widgets if isinstance(w, Input) and not w.value), None)
         target = first_empty or next((w for w in widgets if isinstance(w, Input)), None)
@@ -1297,7 +1456,10 @@ class ComposerScreen(HelpText, Screen[None]):
             )
             return
         service = _app(self).service
-        values = {k: v for k, v in self.current_values().items()}
+        # A value the incident filled in and the responder left alone (current_time) is
+        # taken afresh at sending, not from when the composer opened.
+        prefilled = getattr(self, "prefilled", {})
+        values = {k: v for k, v in self.current_values().items() if prefilled.get(k) != v}
         incident = self.incident
         kind = self.kind
 
@@ -1335,7 +1497,11 @@ FILTERS = (
 class TimelineScreen(HelpText, Screen[None]):
     """Every event in order, with local and UTC times."""
 
-    HELP = "Every event of the incident. f cycles the filter; m and j export Markdown or JSON; n adds a note; Esc goes back."
+    HELP = (
+        "Every event of the incident, oldest first; the line under the table shows the "
+        "highlighted event in full. f cycles the filter; m and j export Markdown or JSON; "
+        "n adds a note; Esc goes back."
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "filter", "Filter", id="timeline.filter"),
         Binding("m", "export('markdown')", "Export MD", id="timeline.md"),
@@ -1348,64 +1514,110 @@ class TimelineScreen(HelpText, Screen[None]):
         self.incident = incident
         self.filter_index = 0
         self.events: list[ev.Event] = []
+        self.rows: list[tuple[Text, ...]] = []
+        self.shown_events: list[ev.Event] = []
+        self._loaded = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="timeline-title")
+        yield TimerBar(id="timers")
         yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
+        yield Static(id="event-detail")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("#", "Local", "UTC", "Actor", "Event")
+        # Fixed widths: with 10,000 rows, letting the table measure every cell to size its
+        # columns stalled the app for seconds. The full text is under the table.
+        event_width = max(20, self.app.size.width - 5 - 16 - 10 - 10 - 12)
+        table.add_column("#", width=5)
+        table.add_column("Local", width=16)
+        table.add_column("UTC", width=10)
+        table.add_column("Actor", width=10)
+        table.add_column("Event", width=event_width)
+        self.set_interval(_app(self).tick_seconds, self.tick)
+        self.tick()
         self.reload()
 
+    def tick(self) -> None:
+        state = self.incident.state
+        if state is not None:
+            self.query_one(TimerBar).timers = _app(self).service.timers(state)
+
     def on_screen_resume(self) -> None:
-        self.reload()
+        if self._loaded:  # the first resume is the mount itself
+            self.reload()
 
     def reload(self) -> None:
         app = _app(self)
         ref = self.incident.incident_id
-        app.submit("read timeline", lambda: app.service.get(ref).events, self.show)
+        known = len(self.events)
 
-    def show(self, events: list[ev.Event]) -> None:
-        self.events = events
-        key, label, kinds = FILTERS[self.filter_index]
-        del key
-        state = self.incident.state
+        def read() -> tuple[list[ev.Event], list[tuple[Text, ...]]]:
+            # Runs on the store thread: reading and formatting 10,000 rows never blocks keys.
+            found = app.service.get(ref)
+            if len(found.events) == known:
+                return found.events, []
+            return found.events, [_timeline_row(e, found.state) for e in found.events]
+
+        def loaded(result: tuple[list[ev.Event], list[tuple[Text, ...]]]) -> None:
+            events, rows = result
+            self._loaded = True
+            if rows or not self.events:
+                self.events, self.rows = events, rows
+                self.show()
+
+        app.submit("read timeline", read, loaded, records=False)
+
+    def show(self) -> None:
+        _key, label, kinds = FILTERS[self.filter_index]
+        picked = [i for i, e in enumerate(self.events) if kinds is None or e.type in kinds]
+        self.shown_events = [self.events[i] for i in picked]
         table = self.query_one(DataTable)
         table.clear()
-        rows = []
-        for event in events:
-            if kinds is not None and event.type not in kinds:
-                continue
-            local = event.at.astimezone()
-            rows.append(
-                (
-                    Text(str(event.seq)),
-                    Text(f"{local:%m-%d %H:%M:%S %Z}"),
-                    Text(f"{event.at:%H:%M:%S}Z"),
-                    lit(event.actor[:12]),
-                    lit(describe(event, state)),
-                )
-            )
-        table.add_rows(rows)
+        table.add_rows([self.rows[i] for i in picked])
         title = Text(
-            f"Timeline of {self.incident.incident_id}: {len(rows)} of {len(events)} events",
+            f"Timeline of {self.incident.incident_id}: {len(picked)} of {len(self.events)} events",
             style="bold",
         )
         title.append(f"  (filter: {label}; f changes it)")
         self.query_one("#timeline-title", Static).update(title)
         table.focus()
+        if self.shown_events:
+            table.move_cursor(row=len(self.shown_events) - 1)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self.shown_events):
+            chosen = self.shown_events[event.cursor_row]
+            text = Text(
+                f"#{chosen.seq} {chosen.at:%Y-%m-%d %H:%M:%S}Z {chosen.actor}: ", style="bold"
+            )
+            text.append_text(block(describe(chosen, self.incident.state)))
+            if chosen.type == ev.STATUS_RENDERED:
+                text.append("\n")
+                text.append_text(block(chosen.payload.get("text", "")))
+            self.query_one("#event-detail", Static).update(text)
 
     def action_filter(self) -> None:
         self.filter_index = (self.filter_index + 1) % len(FILTERS)
-        self.show(self.events)
+        self.show()
 
     def action_export(self, fmt: str) -> None:
         self.app.push_screen(ExportDialog(self.incident, fmt))
 
     def action_leave(self) -> None:
         self.app.pop_screen()
+
+
+def _timeline_row(event: ev.Event, state: IncidentState | None) -> tuple[Text, ...]:
+    local = event.at.astimezone()
+    return (
+        Text(str(event.seq)),
+        Text(f"{local:%m-%d %H:%M %Z}"),
+        Text(f"{event.at:%H:%M:%S}Z"),
+        lit(event.actor[:10]),
+        lit(describe(event, state).replace("\n", " ⏎ ")),
+    )
 
 
 # ============================================================================ help

@@ -83,3 +83,16 @@ def test_state_is_a_fold_of_the_events(service) -> None:
     assert fold(found.events) == found.state
     assert [e.seq for e in found.events] == list(range(1, len(found.events) + 1))
     assert all(e.actor == "alice" for e in found.events)
+
+
+def test_post_incident_work_stays_open_after_resolving(service) -> None:
+    incident = service.open(None, "x").id
+    service.resolve(incident, "fixed")
+    state = service.check(incident, "immediate-follow-up.monitoring")
+    assert sum(1 for r in state.done if r.startswith("immediate-follow-up.monitoring.")) == 4
+    with pytest.raises(Conflict, match="only post-incident items"):
+        service.check(incident, "immediate-response.containment")
+    service.uncheck(incident, "immediate-follow-up.monitoring")
+    service.close(incident)
+    with pytest.raises(Conflict, match="closed"):
+        service.check(incident, "immediate-follow-up.monitoring")

@@ -338,3 +338,79 @@ async def test_the_palette_offers_every_incident_action(service: Service, loaded
             "scenario: follow Data Loss",
         ):
             assert wanted in titles
+
+
+async def test_space_on_the_left_column_never_ticks_an_unseen_item(
+    service: Service, loaded
+) -> None:
+    incident = service.open(loaded, "focus").id
+    app = make_app(service, loaded, resume=incident)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
+            "incident",
+        )
+        nav = app.screen.query_one("#nav", OptionList)
+        nav.focus()
+        await pilot.press("down", "down", "space")
+        await until(
+            pilot, lambda: app.focused is app.screen.query_one("#checklist"), "checklist focused"
+        )
+        assert events(service, incident) == ["opened"]
+        checklist = app.screen.query_one("#checklist", OptionList)
+        assert (checklist.highlighted_option.id or "").startswith("item:")  # the first open item
+
+
+async def test_resolving_needs_a_summary_and_post_incident_work_stays_open(
+    service: Service, loaded
+) -> None:
+    incident = service.open(loaded, "resolve").id
+    app = make_app(service, loaded, resume=incident)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
+            "incident",
+        )
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ResolveDialog), "resolve dialog")
+        await pilot.press("enter")  # empty summary
+        await pilot.pause()
+        assert "resolved" not in events(service, incident)
+        await pilot.press(*"fixed", "enter")
+        await until(pilot, lambda: "resolved" in events(service, incident), "resolved")
+        screen = app.screen
+        assert isinstance(screen, IncidentScreen) and screen.section == "immediate-follow-up"
+        screen.query_one("#checklist", OptionList).focus()
+        await pilot.press("space")
+        await until(
+            pilot, lambda: events(service, incident)[-1] == "item_checked", "post-incident tick"
+        )
+
+
+async def test_copy_offers_one_command_at_a_time(service: Service, loaded) -> None:
+    incident = service.open(loaded, "copy").id
+    app = make_app(service, loaded, resume=incident)
+    copied: list[str] = []
+    app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
+    async with app.run_test(size=SIZE) as pilot:
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
+            "incident",
+        )
+        app.screen.action_phase("recovery-planning")
+        await pilot.pause()
+        checklist = app.screen.query_one("#checklist", OptionList)
+        checklist.focus()
+        checklist.highlighted = checklist.get_option_index(
+            "step:recovery-planning.develop-recovery-strategy"
+        )
+        await pilot.pause()
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "CopyPicker", "picker")
+        assert app.screen.query_one("#copy-choices", OptionList).option_count >= 4
+        await pilot.press("enter")
+        await until(pilot, lambda: copied, "copied")
+        assert copied[0].startswith("mongodump ") and "mongorestore" not in copied[0]
