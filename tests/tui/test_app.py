@@ -45,6 +45,18 @@ async def until(
     raise AssertionError(f"never happened: {what}")
 
 
+async def on_incident(pilot: Pilot[Any]) -> IncidentScreen:
+    """Wait until the incident screen shows a loaded incident, and return it."""
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
+        "the incident screen",
+    )
+    assert isinstance(app.screen, IncidentScreen)
+    return app.screen
+
+
 def events(service: Service, incident: str) -> list[str]:
     return [e.type for e in service.get(incident).events]
 
@@ -197,11 +209,7 @@ async def test_outside_text_is_shown_literally_and_never_acted_on(service: Servi
     service.note(incident, nasty)
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         header = str(app.screen.query_one("#incident-header", Static).render())
         assert "[bold]x[/]" in header and "\x1b" not in header
         await pilot.press("t")
@@ -220,11 +228,7 @@ async def test_a_small_terminal_gets_a_message_and_no_key_acts(service: Service,
     incident = service.open(loaded, "small").id
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=(70, 20)) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         notice = app.screen.query_one(TooSmallNotice)
         await until(pilot, lambda: notice.display, "notice shown")
         assert "at least 80×24" in str(notice.render()) and "70×20" in str(notice.render())
@@ -260,11 +264,7 @@ async def test_a_slow_store_never_freezes_the_app_and_nothing_shows_done_early(
     incident = service.open(loaded, "slow disk").id
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         screen = app.screen
         checklist = screen.query_one("#checklist", OptionList)
         checklist.focus()
@@ -289,11 +289,7 @@ async def test_timers_warn_then_breach_once_and_name_who_is_next(
     incident = service.open(loaded, "clock").id
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         clock.advance(minutes=46)
         await until(pilot, lambda: any("Response (P2): 7" in s for s in app.said), "warning")
         clock.advance(minutes=15)
@@ -346,11 +342,7 @@ async def test_space_on_the_left_column_never_ticks_an_unseen_item(
     incident = service.open(loaded, "focus").id
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         nav = app.screen.query_one("#nav", OptionList)
         nav.focus()
         await pilot.press("down", "down", "space")
@@ -368,11 +360,7 @@ async def test_resolving_needs_a_summary_and_post_incident_work_stays_open(
     incident = service.open(loaded, "resolve").id
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, ResolveDialog), "resolve dialog")
         await pilot.press("enter")  # empty summary
@@ -395,11 +383,7 @@ async def test_copy_offers_one_command_at_a_time(service: Service, loaded) -> No
     copied: list[str] = []
     app.copy_to_clipboard = copied.append  # type: ignore[method-assign]
     async with app.run_test(size=SIZE) as pilot:
-        await until(
-            pilot,
-            lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-            "incident",
-        )
+        await on_incident(pilot)
         app.screen.action_phase("recovery-planning")
         await pilot.pause()
         checklist = app.screen.query_one("#checklist", OptionList)
