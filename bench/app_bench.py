@@ -36,7 +36,7 @@ from textual import events
 from textual._compositor import ChopsUpdate, CompositorUpdate, LayoutUpdate
 from textual.geometry import Region
 from textual.screen import Screen
-from textual.widgets import DataTable, OptionList
+from textual.widgets import OptionList
 
 from playbook.core import events as ev
 from playbook.core.clock import SteadyClock
@@ -571,7 +571,7 @@ async def bench_keys_async(rounds: int, presses: int) -> list[Figure]:
 
 
 async def scroll_series(
-    app: BenchApp, table: DataTable[Any], keys: list[str], gap: float
+    app: BenchApp, table: Any, keys: list[str], gap: float
 ) -> list[tuple[float, float]]:
     """Press each key on the timeline table; (sent, latency) until the moved table is drawn."""
     results = []
@@ -634,7 +634,7 @@ async def bench_timeline_async(notes: int, rounds: int, pages: int) -> list[Figu
                     screen = app.screen
                     if not isinstance(screen, TimelineScreen):
                         return False
-                    table = screen.query_one("#timeline", DataTable)
+                    table = screen.query_one("#timeline")
                     return table.row_count == rows and touches(update, table.region)
 
                 reads_before = timeline_reads(app)
@@ -649,7 +649,7 @@ async def bench_timeline_async(notes: int, rounds: int, pages: int) -> list[Figu
                 reads_per_open.append(timeline_reads(app) - reads_before)
                 screen = app.screen
                 assert isinstance(screen, TimelineScreen)
-                table = screen.query_one("#timeline", DataTable)
+                table = screen.query_one("#timeline")
 
                 scroll_start = time.perf_counter()
                 series = await scroll_series(

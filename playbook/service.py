@@ -17,20 +17,21 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playbook.core import events as ev
 from playbook.core.clock import Clock, SystemClock
 from playbook.core.events import Event, NewEvent
-from playbook.core.loader import LoadedPlaybook, load
-from playbook.core.model import Playbook
 from playbook.core.state import IncidentState, fold
 from playbook.core.timers import Timers, compute
 from playbook.errors import Conflict, NotFound, UsageError
 from playbook.render import export as exporters
-from playbook.render import templates
 from playbook.resources import builtin_runbooks, resolve_playbook
 from playbook.store import ConcurrencyConflict, EventStore
+
+if TYPE_CHECKING:
+    from playbook.core.loader import LoadedPlaybook
+    from playbook.core.model import Playbook
 
 MAX_RETRIES = 8
 """Attempts at drawing a free incident id."""
@@ -139,6 +140,8 @@ class Service:
 
     def playbook_of(self, state: IncidentState) -> Playbook:
         """The playbook as it was when the incident opened (from the snapshot)."""
+        from playbook.core.model import Playbook
+
         return Playbook.model_validate(state.snapshot, strict=False)
 
     # ------------------------------------------------------------------ writing
@@ -166,6 +169,8 @@ class Service:
         triggers: Iterable[str] = (),
     ) -> IncidentState:
         """Open a new incident on a playbook."""
+        from playbook.core.loader import LoadedPlaybook, load
+
         loaded = (
             playbook if isinstance(playbook, LoadedPlaybook) else load(resolve_playbook(playbook))
         )
@@ -416,11 +421,15 @@ class Service:
         """Render a status message without recording it."""
         state = self.get(ref).state
         tmpl = self._template(state, kind)
+        from playbook.render import templates
+
         merged = {**self.status_variables(state), **values}
         return templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
 
     def status(self, ref: str, kind: str, values: Mapping[str, str]) -> tuple[IncidentState, str]:
         """Render a status message and record its exact text."""
+        from playbook.render import templates
+
         rendered: dict[str, str] = {}
 
         def decide(state: IncidentState) -> Decision:

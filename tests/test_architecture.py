@@ -16,7 +16,12 @@ HEADLESS = {
     "playbook.core.timers": {"textual", "jinja2", "sqlite3", "click", "pydantic"},
     "playbook.store.sqlite": {"textual", "jinja2", "click"},
     "playbook.render.export": {"textual", "sqlite3", "click"},
-    "playbook.service": {"textual", "click"},
+    "playbook.service": {"textual", "click", "pydantic", "jinja2"},
+    # Start-up speed: the first frame must not wait for pydantic (it is loaded later,
+    # off the event loop), and the CLI must not load the app until `playbook run`.
+    "playbook.cli": {"textual", "pydantic", "jinja2"},
+    "playbook.tui.app": {"pydantic", "jinja2"},
+    "playbook.tui.screens": {"pydantic"},
 }
 
 

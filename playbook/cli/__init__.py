@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
-from playbook.core.model import format_duration
+from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
 from playbook.core.text import inline, printable
 from playbook.core.timers import BREACHED, WARNING, Timer
@@ -301,16 +301,15 @@ def run(app: _App, playbook: str | None, resume: str | None) -> None:
     containment, investigation, recovery and restoration, keeps the timers, composes
     status messages and exports the timeline. Press ? on any screen for its keys.
     """
-    from playbook.core.loader import load
     from playbook.resources import resolve_playbook
 
-    loaded = load(resolve_playbook(playbook))
+    path = resolve_playbook(playbook)  # a missing file is an error here, not in the app
     service = app.service
     if resume:
-        service.resolve_id(resume)  # an unknown id is an error here, not a blank app
+        service.resolve_id(resume)  # so is an unknown incident
     from playbook.tui.app import run_app
 
-    sys.exit(run_app(service, loaded, resume))
+    sys.exit(run_app(service, path, resume))
 
 
 # ------------------------------------------------------------------------------ incidents

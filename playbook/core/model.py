@@ -24,6 +24,10 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 from pydantic_core import core_schema as cs
 
+from playbook.core.durations import format_duration
+
+__all__ = ["FORMAT_VERSION", "Playbook", "format_duration"]
+
 FORMAT_VERSION = 1
 
 _SLUG = r"^[a-z0-9][a-z0-9-]*$"
@@ -54,22 +58,6 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": r"^\d+(s|m|h|d)$", "examples": ["15m", "1h"]}),
 ]
 """A duration written as a number and a unit (s, m, h, d); held as seconds."""
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds as a short human duration: ``1h 05m``, ``12m 30s``, ``45s``."""
-    sign = "-" if seconds < 0 else ""
-    total = int(abs(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{sign}{days}d {hours:02d}h"
-    if hours:
-        return f"{sign}{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{sign}{minutes}m {secs:02d}s"
-    return f"{sign}{secs}s"
 
 
 def slugify(text: str) -> str:

@@ -11,8 +11,8 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from playbook.core import events as ev
+from playbook.core.durations import format_duration
 from playbook.core.events import Event, format_utc
-from playbook.core.model import format_duration
 from playbook.core.state import IncidentState, fold
 from playbook.core.text import inline, printable
 from playbook.core.timers import BREACHED, compute

@@ -12,7 +12,7 @@ import queue
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,9 +23,11 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from playbook.core.clock import SteadyClock
-from playbook.core.loader import LoadedPlaybook
 from playbook.errors import PlaybookError
 from playbook.service import Service
+
+if TYPE_CHECKING:
+    from playbook.core.loader import LoadedPlaybook
 
 MIN_WIDTH = 80
 MIN_HEIGHT = 24
@@ -100,10 +102,14 @@ class PlaybookApp(App[int]):
         resume: str | None = None,
         tick_seconds: float = 1.0,
         refresh_seconds: float = 5.0,
+        playbook_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.service = service
         self.playbook = playbook
+        self.playbook_path = playbook_path
+        self.playbook_problem = ""
+        """Why the playbook could not be loaded, when it could not."""
         self.resume = resume
         self.tick_seconds = tick_seconds
         self.refresh_seconds = refresh_seconds
@@ -182,6 +188,48 @@ class PlaybookApp(App[int]):
             self.submit("resume", lambda: self.service.resolve_id(ref), opened, failed)
         self.check_size()
 
+    def load_playbook(self) -> None:
+        """Validate the playbook on the store thread, once, after the first frame.
+
+        It imports pydantic and builds the model (a third of a second); the start screen
+        queues it after reading the incident list, so the list is never kept waiting.
+        """
+        if self.playbook is not None or self.playbook_path is None or self._playbook_queued:
+            return
+        self._playbook_queued = True
+        path = self.playbook_path
+
+        def load() -> LoadedPlaybook:
+            from playbook.core.loader import load  # the import itself runs here, off the loop
+
+            return load(path)
+
+        self.submit(
+            "load playbook",
+            load,
+            self._playbook_loaded,
+            self._playbook_failed,
+            records=False,
+        )
+
+    _playbook_queued = False
+
+    def _playbook_loaded(self, loaded: LoadedPlaybook) -> None:
+        from playbook.tui.screens import StartScreen
+
+        self.playbook = loaded
+        for screen in self.screen_stack:
+            if isinstance(screen, StartScreen):
+                screen.playbook_ready()
+
+    def _playbook_failed(self, error: BaseException) -> None:
+        from playbook.tui.screens import StartScreen
+
+        self.playbook_problem = str(error)
+        for screen in self.screen_stack:
+            if isinstance(screen, StartScreen):
+                screen.playbook_ready()
+
     def on_unmount(self) -> None:
         self._jobs.put(None)
 
@@ -247,14 +295,10 @@ class PlaybookApp(App[int]):
         self.push_screen(NewIncidentScreen())
 
 
-def run_app(
-    service: Service,
-    playbook: LoadedPlaybook | None,
-    resume: str | None,
-) -> int:
+def run_app(service: Service, playbook_path: Path, resume: str | None) -> int:
     """Run the app until the responder quits; returns the exit code."""
     service.clock = SteadyClock()
-    app = PlaybookApp(service, playbook, resume)
+    app = PlaybookApp(service, None, resume, playbook_path=playbook_path)
     app.run()
     return app.return_code or 0
 

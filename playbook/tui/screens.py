@@ -17,7 +17,6 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
     Button,
-    DataTable,
     Footer,
     Input,
     Label,
@@ -32,7 +31,7 @@ from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.widgets.selection_list import Selection
 
 from playbook.core import events as ev
-from playbook.core.model import Playbook, format_duration
+from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.core.timers import BREACHED, WARNING
@@ -40,9 +39,10 @@ from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
 from playbook.render import templates
 from playbook.render.export import describe
-from playbook.tui.widgets import TimerBar, block, lit
+from playbook.tui.widgets import TimelineView, TimerBar, block, lit
 
 if TYPE_CHECKING:
+    from playbook.core.model import Playbook
     from playbook.tui.app import PlaybookApp
 
 from playbook.tui.app import TooSmallNotice
@@ -136,14 +136,31 @@ class StartScreen(HelpText, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.playbook_ready()
+        self.reload()
+        _app(self).load_playbook()
+
+    def playbook_ready(self) -> None:
+        """Show the playbook's title, or why it could not be loaded."""
         app = _app(self)
         pb = app.playbook.playbook if app.playbook else None
         title = Text("playbook", style="bold")
         if pb is not None:
             title.append("  ·  ")
             title.append_text(lit(pb.title))
+        elif app.playbook_problem:
+            title.append("  ·  the playbook could not be loaded", style="bold red")
+        else:
+            title.append("  ·  loading the playbook…")
         self.query_one("#start-title", Static).update(title)
-        self.reload()
+        if app.playbook_problem:
+            intro = Text(
+                "New incidents need a valid playbook; open incidents still work.\n", style="red"
+            )
+            intro.append_text(block(app.playbook_problem))
+            self.query_one("#start-intro", Static).update(intro)
+        if self.states is not None:
+            self.show_incidents(self.states)
 
     def on_screen_resume(self) -> None:
         self.reload()
@@ -152,7 +169,10 @@ class StartScreen(HelpText, Screen[None]):
         app = _app(self)
         app.submit("list incidents", app.service.incidents, self.show_incidents)
 
+    states: list[IncidentState] | None = None
+
     def show_incidents(self, states: list[IncidentState]) -> None:
+        self.states = states
         app = _app(self)
         options = self.query_one("#incidents", OptionList)
         pb = app.playbook.playbook if app.playbook else None
@@ -160,6 +180,10 @@ class StartScreen(HelpText, Screen[None]):
         if pb is not None:
             new_label.append(" on ")
             new_label.append_text(lit(pb.title))
+        elif app.playbook_problem:
+            new_label.append(" (the playbook is invalid: see above)", style="red")
+        else:
+            new_label.append(" (loading the playbook…)")
         items: list[Option] = [Option(new_label, id="new")]
         now = app.service.clock.now()
         for state in reversed(states):
@@ -180,9 +204,12 @@ class StartScreen(HelpText, Screen[None]):
                 style = "bold red" if alerts[0].state == BREACHED else "yellow"
                 line.append(f"  {alerts[0].label} {alerts[0].state}", style=style)
             items.append(Option(line, id=f"incident:{state.id}"))
+        keep = options.highlighted
         options.clear_options()
         options.add_options(items)
-        options.highlighted = 1 if len(items) > 1 else 0
+        options.highlighted = (
+            keep if keep is not None and keep < len(items) else (1 if len(items) > 1 else 0)
+        )
         options.focus()
 
     def action_choose(self) -> None:
@@ -370,13 +397,34 @@ class IncidentScreen(HelpText, Screen[None]):
         self.incident_id = state.id
         self.state = state
         if state.playbook_sha256 != self._playbook_sha or self.playbook is None:
-            self.playbook = _app(self).service.playbook_of(state)
-            self._playbook_sha = state.playbook_sha256
+            self._read_playbook(state)
+            self.update_header()
+            self.tick()
+            return
         if not self.section:
             self.section = state.phase if not state.resolved_at else self._post_incident_first()
         self.build_nav()
         self.build_checklist()
         self.tick()
+
+    _reading_playbook = ""
+
+    def _read_playbook(self, state: IncidentState) -> None:
+        """Build the incident's playbook (from its snapshot) on the store thread."""
+        sha = state.playbook_sha256
+        if self._reading_playbook == sha:
+            return
+        self._reading_playbook = sha
+        service = _app(self).service
+
+        def built(playbook: Playbook) -> None:
+            self.playbook = playbook
+            self._playbook_sha = sha
+            self._reading_playbook = ""
+            if self.state is not None:
+                self.apply_state(self.state)
+
+        _app(self).submit("read playbook", lambda: service.playbook_of(state), built, records=False)
 
     def _post_incident_first(self) -> str:
         assert self.state is not None
@@ -896,7 +944,7 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def on_resize(self) -> None:
         # Widths changed: redraw the left column and re-wrap the checklist to fit.
-        if self.state is not None and not _app(self).too_small:
+        if self.state is not None and self.playbook is not None and not _app(self).too_small:
             self.call_after_refresh(self.build_nav)
             self.call_after_refresh(self.build_checklist)
 
@@ -919,7 +967,7 @@ class IncidentScreen(HelpText, Screen[None]):
     def action_phase(self, phase: str) -> None:
         self.section = phase
         self._same_section_rebuild = False
-        if self.state is not None:
+        if self.state is not None and self.playbook is not None:
             self.build_nav()
             self.build_checklist()
 
@@ -1514,27 +1562,18 @@ class TimelineScreen(HelpText, Screen[None]):
         self.incident = incident
         self.filter_index = 0
         self.events: list[ev.Event] = []
-        self.rows: list[tuple[Text, ...]] = []
+        self.rows: list[tuple[str, ...]] = []
         self.shown_events: list[ev.Event] = []
         self._loaded = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="timeline-title")
         yield TimerBar(id="timers")
-        yield DataTable(id="timeline", cursor_type="row", zebra_stripes=True)
+        yield TimelineView(id="timeline")
         yield Static(id="event-detail")
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        # Fixed widths: with 10,000 rows, letting the table measure every cell to size its
-        # columns stalled the app for seconds. The full text is under the table.
-        event_width = max(20, self.app.size.width - 5 - 16 - 10 - 10 - 12)
-        table.add_column("#", width=5)
-        table.add_column("Local", width=16)
-        table.add_column("UTC", width=10)
-        table.add_column("Actor", width=10)
-        table.add_column("Event", width=event_width)
         self.set_interval(_app(self).tick_seconds, self.tick)
         self.tick()
         self.reload()
@@ -1553,14 +1592,14 @@ class TimelineScreen(HelpText, Screen[None]):
         ref = self.incident.incident_id
         known = len(self.events)
 
-        def read() -> tuple[list[ev.Event], list[tuple[Text, ...]]]:
+        def read() -> tuple[list[ev.Event], list[tuple[str, ...]]]:
             # Runs on the store thread: reading and formatting 10,000 rows never blocks keys.
             found = app.service.get(ref)
             if len(found.events) == known:
                 return found.events, []
             return found.events, [_timeline_row(e, found.state) for e in found.events]
 
-        def loaded(result: tuple[list[ev.Event], list[tuple[Text, ...]]]) -> None:
+        def loaded(result: tuple[list[ev.Event], list[tuple[str, ...]]]) -> None:
             events, rows = result
             self._loaded = True
             if rows or not self.events:
@@ -1573,9 +1612,8 @@ class TimelineScreen(HelpText, Screen[None]):
         _key, label, kinds = FILTERS[self.filter_index]
         picked = [i for i, e in enumerate(self.events) if kinds is None or e.type in kinds]
         self.shown_events = [self.events[i] for i in picked]
-        table = self.query_one(DataTable)
-        table.clear()
-        table.add_rows([self.rows[i] for i in picked])
+        table = self.query_one(TimelineView)
+        table.set_rows([self.rows[i] for i in picked])
         title = Text(
             f"Timeline of {self.incident.incident_id}: {len(picked)} of {len(self.events)} events",
             style="bold",
@@ -1583,12 +1621,10 @@ class TimelineScreen(HelpText, Screen[None]):
         title.append(f"  (filter: {label}; f changes it)")
         self.query_one("#timeline-title", Static).update(title)
         table.focus()
-        if self.shown_events:
-            table.move_cursor(row=len(self.shown_events) - 1)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if 0 <= event.cursor_row < len(self.shown_events):
-            chosen = self.shown_events[event.cursor_row]
+    def on_timeline_view_row_highlighted(self, event: TimelineView.RowHighlighted) -> None:
+        if 0 <= event.row < len(self.shown_events):
+            chosen = self.shown_events[event.row]
             text = Text(
                 f"#{chosen.seq} {chosen.at:%Y-%m-%d %H:%M:%S}Z {chosen.actor}: ", style="bold"
             )
@@ -1609,14 +1645,15 @@ class TimelineScreen(HelpText, Screen[None]):
         self.app.pop_screen()
 
 
-def _timeline_row(event: ev.Event, state: IncidentState | None) -> tuple[Text, ...]:
+def _timeline_row(event: ev.Event, state: IncidentState | None) -> tuple[str, ...]:
+    """One timeline row as literal text (control characters escaped, newlines shown)."""
     local = event.at.astimezone()
     return (
-        Text(str(event.seq)),
-        Text(f"{local:%m-%d %H:%M %Z}"),
-        Text(f"{event.at:%H:%M:%S}Z"),
-        lit(event.actor[:10]),
-        lit(describe(event, state).replace("\n", " ⏎ ")),
+        str(event.seq),
+        f"{local:%m-%d %H:%M %Z}",
+        f"{event.at:%H:%M:%S}Z",
+        inline(event.actor),
+        inline(describe(event, state).replace("\n", " ⏎ ")),
     )
 
 

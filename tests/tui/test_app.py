@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, OptionList, Static
+from textual.widgets import Input, OptionList, Static
 
 from playbook.core.clock import FakeClock
 from playbook.service import Service
@@ -30,6 +30,7 @@ from playbook.tui.screens import (
     StartScreen,
     TimelineScreen,
 )
+from playbook.tui.widgets import TimelineView
 
 SIZE = (80, 24)
 
@@ -181,7 +182,7 @@ async def test_the_whole_flow_then_resume_after_restart(
         await until(
             pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.events, "timeline"
         )
-        table = app.screen.query_one(DataTable)
+        table = app.screen.query_one("#timeline", TimelineView)
         assert table.row_count == len(service.get(incident).events)
         await pilot.press("f")  # notes only
         assert table.row_count == 1
@@ -216,10 +217,15 @@ async def test_outside_text_is_shown_literally_and_never_acted_on(service: Servi
         await until(
             pilot, lambda: isinstance(app.screen, TimelineScreen) and app.screen.events, "timeline"
         )
-        table = app.screen.query_one(DataTable)
-        cell = str(table.get_row_at(table.row_count - 1)[-1])
-        assert "[@click=app.quit]quit[/]" in cell and "\\x1b[2J" in cell
-        await pilot.click(DataTable, offset=(40, table.row_count))
+        table = app.screen.query_one("#timeline", TimelineView)
+        await pilot.press("end")
+        await pilot.pause()
+        drawn = "\n".join(str(table.render_line(y).text) for y in range(table.size.height))
+        assert "Note: [bold]x[/] [@click=app.quit]" in drawn and "\x1b" not in drawn
+        detail = str(app.screen.query_one("#event-detail", Static).render())
+        assert "[@click=app.quit]quit[/]" in detail and "\\x1b[2J" in detail
+        assert "\x1b" not in detail
+        await pilot.click("#timeline", offset=(40, 2))
         await pilot.pause()
         assert app.is_running
 
@@ -398,3 +404,26 @@ async def test_copy_offers_one_command_at_a_time(service: Service, loaded) -> No
         await pilot.press("enter")
         await until(pilot, lambda: copied, "copied")
         assert copied[0].startswith("mongodump ") and "mongorestore" not in copied[0]
+
+
+async def test_a_broken_playbook_file_still_lets_open_incidents_be_resumed(
+    service: Service, loaded, tmp_path: Path
+) -> None:
+    incident = service.open(loaded, "before the file broke").id
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(loaded.path.read_text().replace("summary:", "sumary:", 1))
+    app = RecordingApp(
+        service, None, None, tick_seconds=0.05, refresh_seconds=3600, playbook_path=broken
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.playbook_problem, "the playbook's problems")
+        intro = str(app.screen.query_one("#start-intro", Static).render())
+        assert "did you mean 'summary'" in intro and str(broken) in intro
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        assert isinstance(app.screen, StartScreen)  # no new incident on an invalid playbook
+        options = app.screen.query_one(OptionList)
+        options.highlighted = options.get_option_index(f"incident:{incident}")
+        await pilot.press("enter")
+        screen = await on_incident(pilot)
+        assert screen.state is not None and screen.state.title == "before the file broke"
