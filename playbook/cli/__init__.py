@@ -21,7 +21,7 @@ import click
 
 from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
-from playbook.core.text import inline, printable
+from playbook.core.text import inline, one_line, printable
 from playbook.core.timers import BREACHED, WARNING, Timer
 from playbook.errors import PlaybookError, UsageError
 
@@ -175,9 +175,13 @@ def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> 
     for timer in app.service.timers(state).all():
         click.secho("  " + _timer_line(timer), fg=_timer_color(timer))
     click.echo("")
+    scenario_ids = {s.get("id") for s in state.snapshot.get("scenarios", [])}
     for section in state.sections:
         refs = [i["ref"] for s in section["steps"] for i in s["items"]]
         done = sum(1 for r in refs if r in state.done)
+        unfollowed = section["id"] in scenario_ids and section["id"] not in state.scenarios
+        if unfollowed and not done and items != "all":
+            continue
         marker = "▶" if section["id"] == state.phase else " "
         click.echo(f" {marker} {inline(section['title']):<52} {done:>3}/{len(refs)}")
         show = items == "all" or (items == "phase" and section["id"] == state.phase)
@@ -541,7 +545,7 @@ def timeline(app: _App, incident: str, as_json: bool) -> None:
         return
     for event in found.events:
         click.echo(
-            f"{event.seq:>4}  {_local(event.at)}  {inline(event.actor):<12} {inline(describe(event, found.state))}"
+            f"{event.seq:>4}  {_local(event.at)}  {inline(event.actor):<12} {one_line(describe(event, found.state))}"
         )
 
 

@@ -27,6 +27,11 @@ def inline(text: str) -> str:
     return _UNSAFE_INLINE.sub(_escape, text)
 
 
+def one_line(text: str) -> str:
+    """``text`` for a single line: line breaks shown as ⏎, other controls escaped."""
+    return inline(text.replace("\r\n", "\n").replace("\n", " ⏎ "))
+
+
 def has_control(text: str) -> bool:
     """True when ``text`` holds a character :func:`printable` would escape."""
     return _UNSAFE.search(text) is not None

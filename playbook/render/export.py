@@ -14,7 +14,7 @@ from playbook.core import events as ev
 from playbook.core.durations import format_duration
 from playbook.core.events import Event, format_utc
 from playbook.core.state import IncidentState, fold
-from playbook.core.text import inline, printable
+from playbook.core.text import inline, one_line, printable
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
 
@@ -83,7 +83,7 @@ def _utc(moment: datetime | None) -> str | None:
 
 def _cell(text: str) -> str:
     """Text safe inside a Markdown table cell: one line, pipes escaped, no controls."""
-    return inline(text).replace("\\", "\\\\").replace("|", "\\|")
+    return one_line(text).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _fence(text: str) -> str:
@@ -258,11 +258,14 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("## Checklist")
     add("")
     left_open: list[tuple[str, list[str]]] = []
+    scenario_ids = {s.get("id") for s in state.snapshot.get("scenarios", [])}
     for section in state.sections:
         items = [i for step in section.get("steps", []) for i in step.get("items", [])]
         done = sum(1 for i in items if i["ref"] in state.done)
         if not items:
             continue
+        if section["id"] in scenario_ids and section["id"] not in state.scenarios and not done:
+            continue  # a scenario nobody followed is not part of this incident's record
         add(f"### {inline(section['title'])}: {done}/{len(items)} done")
         add("")
         for step in section.get("steps", []):
@@ -274,10 +277,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
                 stamp = f" — {when[0]:%H:%M}Z, {inline(when[1])}" if when else ""
                 add(f"- [{mark}] {inline(item['text'])}{stamp}")
             add("")
-        is_scenario = section["title"].startswith("Scenario:")
         missing = [i["text"] for i in items if i["ref"] not in state.done]
-        followed = section["id"] in state.scenarios or done > 0
-        if missing and not (is_scenario and not followed):
+        if missing:
             left_open.append((section["title"], missing))
 
     add("## Left open")
@@ -293,7 +294,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             f"- {inline(title)}: {len(missing)} not done — " + "; ".join(inline(m) for m in missing)
         )
     add("")
-    add("Scenarios that were not followed and had nothing ticked are not listed here.")
+    add("Scenarios that were not followed and had nothing ticked are left out of this record.")
     add("")
     return "\n".join(out)
 

@@ -43,7 +43,7 @@ def timer_cell(timer: Timer) -> Text:
     }[timer.name]
     if timer.stopped:
         verdict = "BREACHED" if timer.state == BREACHED else "met"
-        out.append(f"{name} {verdict} ", style=STATE_STYLE.get(timer.state, "green"))
+        out.append(f" {name} {verdict} ", style=STATE_STYLE.get(timer.state, "green"))
         out.append(f"{format_duration(timer.elapsed)}/{format_duration(timer.target)}")
         return out
     style = STATE_STYLE.get(timer.state, "bold green")

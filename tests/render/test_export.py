@@ -84,3 +84,17 @@ def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
     atomic_write(target, "new text")
     assert target.read_text() == "new text"
     assert [p.name for p in tmp_path.iterdir()] == ["out.md"]  # no temporary left behind
+
+
+def test_only_followed_scenarios_are_in_the_record_and_notes_keep_their_lines(
+    service, clock
+) -> None:
+    incident = service.open(None, "scenarios").id
+    service.choose_scenario(incident, "data-loss")
+    service.note(incident, "first line\nsecond line")
+    md = to_markdown(service.get(incident).events, clock.now())
+    assert "### Scenario: Data Loss: 0/" in md
+    assert "Scenario: Database Corruption" not in md
+    assert "Note: first line ⏎ second line" in md  # one table row, the break visible
+    assert "first line\n  second line" in md  # the notes section keeps the lines
+    assert "Following scenario data-loss" in md
