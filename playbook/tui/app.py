@@ -8,6 +8,7 @@ once the event is committed.
 
 from __future__ import annotations
 
+import gc
 import queue
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -218,6 +219,9 @@ class PlaybookApp(App[int]):
         from playbook.tui.screens import StartScreen
 
         self.playbook = loaded
+        # Start-up is over: what exists now (Textual, the model classes) lives as long as
+        # the app. Keep it out of every later full collection.
+        gc.freeze()
         for screen in self.screen_stack:
             if isinstance(screen, StartScreen):
                 screen.playbook_ready()
@@ -232,6 +236,7 @@ class PlaybookApp(App[int]):
 
     def on_unmount(self) -> None:
         self._jobs.put(None)
+        gc.unfreeze()  # give frozen objects back to the collector (tests run many apps)
 
     @property
     def too_small(self) -> bool:
