@@ -133,7 +133,8 @@ class StartScreen(HelpText, Screen[None]):
             "is shown as done; quitting or a killed terminal loses nothing.",
             id="start-intro",
         )
-        yield OptionList(id="incidents")
+        # Drawn at once: the first frame must not wait for the store thread's list.
+        yield OptionList(Option(Text("＋ New incident", style="bold"), id="new"), id="incidents")
         yield Footer()
 
     def on_mount(self) -> None:
