@@ -17,6 +17,9 @@ HEADLESS = {
     "playbook.store.sqlite": {"textual", "jinja2", "click"},
     "playbook.render.export": {"textual", "sqlite3", "click"},
     "playbook.service": {"textual", "click", "pydantic", "jinja2"},
+    "playbook.core.diagnostics": {"textual", "jinja2", "sqlite3", "click", "pymongo", "redis"},
+    "playbook.adapters.readonly": {"textual", "pymongo", "bson", "redis", "pydantic"},
+    "playbook.targets": {"textual", "pydantic", "jinja2"},
     # Start-up speed: the first frame must not wait for pydantic (it is loaded later,
     # off the event loop), and the CLI must not load the app until `playbook run`.
     "playbook.cli": {"textual", "pydantic", "jinja2"},

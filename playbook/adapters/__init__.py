@@ -1,0 +1,1 @@
+"""Diagnostic back ends. This package holds what needs no driver; adapters come later."""

@@ -1,0 +1,253 @@
+"""Diagnostics without a database: typed parameters, their place in a query, verdicts.
+
+A parameter's value is coerced to its declared type and then placed into the query's
+structure where the playbook wrote ``{$param: name}``; it is never pasted into a
+string, so a value cannot turn into an operator or a second statement. Expectations
+turn the numbers a run produced into a verdict, with the numbers that decided it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from playbook.core.model import Expectation, Param
+from playbook.errors import UsageError
+
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+
+PASS = "pass"
+WARN = "warn"
+FAIL = "fail"
+ERROR = "error"
+_RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
+
+
+@dataclass(frozen=True)
+class ObjectIdValue:
+    """A MongoDB ObjectId, kept as hex so the core needs no driver."""
+
+    hex: str
+
+
+class ParamError(UsageError):
+    """A parameter is missing or does not have its declared type."""
+
+
+def _coerce_one(name: str, kind: str, raw: object) -> object:
+    text = raw.strip() if isinstance(raw, str) else raw
+    if kind == "string":
+        if not isinstance(text, str):
+            raise ParamError(f"Parameter {name!r} must be text.")
+        return text
+    if kind == "int":
+        if isinstance(text, bool) or not (
+            isinstance(text, int) or (isinstance(text, str) and re.fullmatch(r"-?\d+", text))
+        ):
+            raise ParamError(f"Parameter {name!r} must be a whole number, not {raw!r}.")
+        return int(text)
+    if kind == "float":
+        try:
+            if isinstance(text, bool):
+                raise ValueError
+            return float(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ParamError(f"Parameter {name!r} must be a number, not {raw!r}.") from None
+    if kind == "bool":
+        if isinstance(text, bool):
+            return text
+        if isinstance(text, str) and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        raise ParamError(f"Parameter {name!r} must be true or false, not {raw!r}.")
+    if kind == "datetime":
+        if isinstance(text, datetime):
+            moment = text
+        else:
+            try:
+                moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+            except ValueError:
+                raise ParamError(
+                    f"Parameter {name!r} must be an ISO 8601 time such as "
+                    f"2026-03-14T02:10:00Z, not {raw!r}."
+                ) from None
+        if moment.tzinfo is None:
+            raise ParamError(f"Parameter {name!r} needs a time zone (e.g. a trailing Z for UTC).")
+        return moment.astimezone(UTC)
+    if kind == "objectid":
+        if not isinstance(text, str) or not _OBJECT_ID.match(text):
+            raise ParamError(
+                f"Parameter {name!r} must be a 24-character hex ObjectId, not {raw!r}."
+            )
+        return ObjectIdValue(text.lower())
+    if kind == "field":
+        if not isinstance(text, str) or not _FIELD.match(text):
+            raise ParamError(
+                f"Parameter {name!r} must be a field name (letters, digits, _ and dots; "
+                f"not starting with $), not {raw!r}."
+            )
+        return text
+    raise ParamError(f"Parameter {name!r} has an unknown type {kind!r}.")
+
+
+def coerce(name: str, param: Param, raw: object) -> object:
+    """``raw`` (usually text from the command line) as the parameter's declared type."""
+    if param.type == "list":
+        if isinstance(raw, str):
+            stripped = raw.strip()
+            if stripped.startswith("["):
+                try:
+                    items = json.loads(stripped)
+                except json.JSONDecodeError:
+                    raise ParamError(f"Parameter {name!r}: not a JSON list: {raw!r}.") from None
+            else:
+                items = [part for part in stripped.split(",") if part.strip()]
+        elif isinstance(raw, list):
+            items = raw
+        else:
+            raise ParamError(f"Parameter {name!r} must be a list.")
+        value: object = [_coerce_one(name, param.items or "string", item) for item in items]
+    else:
+        value = _coerce_one(name, param.type, raw)
+    if param.choices and value not in param.choices:
+        allowed = ", ".join(map(str, param.choices))
+        raise ParamError(f"Parameter {name!r} must be one of: {allowed}; got {raw!r}.")
+    return value
+
+
+def resolve(params: Mapping[str, Param], given: Mapping[str, object]) -> dict[str, object]:
+    """Every parameter's typed value from ``given`` or its default; all problems at once."""
+    unknown = sorted(set(given) - set(params))
+    problems: list[str] = []
+    if unknown:
+        known = ", ".join(sorted(params)) or "none"
+        problems.append(
+            f"unknown parameter(s) {', '.join(unknown)} (this diagnostic takes: {known})"
+        )
+    values: dict[str, object] = {}
+    for name, param in params.items():
+        if name in given:
+            raw = given[name]
+        elif param.default is not None:
+            raw = param.default
+        else:
+            problems.append(
+                f"missing {name} ({param.type}{': ' + param.description if param.description else ''})"
+            )
+            continue
+        try:
+            values[name] = coerce(name, param, raw)
+        except ParamError as exc:
+            problems.append(exc.title)
+    if problems:
+        raise ParamError(
+            "The diagnostic's parameters are not right: " + "; ".join(problems),
+            "Give them with --set NAME=VALUE.",
+        )
+    return values
+
+
+def substitute(structure: object, values: Mapping[str, object]) -> object:
+    """``structure`` with every ``{$param: name}`` replaced by the typed value.
+
+    ``{$param: name, as: field_ref}`` becomes ``"$" + value`` (an aggregation field
+    path), and a mapping key ``"$param:name"`` becomes the field named by the value.
+    """
+    if isinstance(structure, dict):
+        if "$param" in structure:
+            name = str(structure["$param"])
+            if name not in values:
+                raise ParamError(f"The query uses parameter {name!r}, which has no value.")
+            value = values[name]
+            if structure.get("as") == "field_ref":
+                if not isinstance(value, str) or not _FIELD.match(value):
+                    raise ParamError(
+                        f"Parameter {name!r} is used as a field path; it must be a field name."
+                    )
+                return "$" + value
+            return value
+        out: dict[str, object] = {}
+        for key, child in structure.items():
+            if isinstance(key, str) and key.startswith("$param:"):
+                name = key.removeprefix("$param:")
+                value = values.get(name)
+                if not isinstance(value, str) or not _FIELD.match(value):
+                    raise ParamError(f"Parameter {name!r} is used as a field name; it must be one.")
+                key = value
+            out[key] = substitute(child, values)
+        return out
+    if isinstance(structure, list):
+        return [substitute(item, values) for item in structure]
+    return structure
+
+
+# --------------------------------------------------------------------------- verdicts
+
+_OPS = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+}
+_SYMBOL = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation against the number a run produced."""
+
+    metric: str
+    op: str
+    expected: object
+    actual: object
+    ok: bool
+    verdict: str
+    because: str = ""
+
+    def describe(self) -> str:
+        mark = "ok" if self.ok else self.verdict.upper()
+        return f"{self.metric} = {self.actual!r} (healthy: {_SYMBOL[self.op]} {self.expected!r}): {mark}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a run: pass, warn, fail or error, and what decided it."""
+
+    verdict: str
+    checks: list[Check] = field(default_factory=list)
+    message: str = ""
+
+
+def evaluate(expectations: list[Expectation], metrics: Mapping[str, object]) -> Verdict:
+    """The verdict of a run whose numbers are ``metrics``; the worst check decides."""
+    checks: list[Check] = []
+    worst = PASS
+    missing = [e.metric for e in expectations if metrics.get(e.metric) is None]
+    if missing:
+        return Verdict(ERROR, [], f"the run did not produce {', '.join(sorted(set(missing)))}")
+    for expectation in expectations:
+        actual = metrics[expectation.metric]
+        try:
+            ok = bool(_OPS[expectation.op](actual, expectation.value))
+        except TypeError:
+            return Verdict(ERROR, checks, f"{expectation.metric} = {actual!r} cannot be compared")
+        verdict = PASS if ok else expectation.verdict
+        checks.append(
+            Check(
+                expectation.metric,
+                expectation.op,
+                expectation.value,
+                actual,
+                ok,
+                verdict,
+                expectation.because,
+            )
+        )
+        if _RANK[verdict] > _RANK[worst]:
+            worst = verdict
+    return Verdict(worst, checks)
