@@ -291,6 +291,60 @@ def list_playbooks(as_json: bool) -> None:
         click.echo(f"{name:<24} {path}")
 
 
+@main.group()
+def diag() -> None:
+    """Diagnostics: the read-only checks a playbook's steps carry."""
+
+
+@diag.command("list")
+@click.argument("playbook", required=False)
+@json_option
+def diag_list(playbook: str | None, as_json: bool) -> None:
+    """List PLAYBOOK's diagnostics (default: data-integrity): kind, target, parameters, checks.
+
+    Diagnostics marked as writing are listed but never run as diagnostics.
+    """
+    from playbook.core.loader import load
+    from playbook.resources import resolve_playbook
+
+    pb = load(resolve_playbook(playbook)).playbook
+    used: dict[str, list[str]] = {}
+    for ref, step in pb.steps().items():
+        for name in step.diagnostics:
+            used.setdefault(name, []).append(ref)
+    rows = []
+    for name, d in pb.diagnostics.items():
+        rows.append(
+            {
+                "id": name,
+                "title": d.title,
+                "kind": d.kind,
+                "target": d.target,
+                "writes": d.writes,
+                "params": {
+                    p: {"type": spec.type, "default": spec.default, "description": spec.description}
+                    for p, spec in d.params.items()
+                },
+                "expect": [f"{e.metric} {e.op} {e.value} (else {e.verdict})" for e in d.expect],
+                "used_by": used.get(name, []),
+            }
+        )
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        flag = "  WRITES: never run as a diagnostic" if row["writes"] else ""
+        click.secho(f"{row['id']}  [{row['kind']} on {row['target']}]{flag}", bold=True)
+        click.echo(f"  {inline(row['title'])}")
+        for p, spec in row["params"].items():
+            default = "required" if spec["default"] is None else f"default {spec['default']!r}"
+            click.echo(f"  --set {p}=…  ({spec['type']}, {default})")
+        for line in row["expect"]:
+            click.echo(f"  healthy: {line}")
+        if row["used_by"]:
+            click.echo(f"  used by: {', '.join(row['used_by'])}")
+
+
 # ------------------------------------------------------------------------------ the app
 
 

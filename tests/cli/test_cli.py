@@ -146,3 +146,15 @@ def test_incidents_are_found_by_suffix_and_listed(cli) -> None:
     assert cli("ack", incident[-4:]).exit_code == 0
     listing = cli("incidents").output
     assert incident in listing and "acknowledged" in listing and "find me" in listing
+
+
+def test_diag_list_shows_what_would_run(cli) -> None:
+    import json as _json
+
+    rows = _json.loads(cli("diag", "list", "--json").output)
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["reindex"]["writes"] is True
+    assert by_id["orphaned-references"]["target"] == "app-db"
+    assert "investigation.detailed-data-analysis" in by_id["orphaned-references"]["used_by"]
+    text = cli("diag", "list").output
+    assert "WRITES: never run as a diagnostic" in text and "--set collection=" in text
