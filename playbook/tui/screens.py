@@ -1055,6 +1055,15 @@ class _Dialog(HelpText, ModalScreen[None]):
         else:
             self.action_cancel()
 
+    def required(self, selector: str, why: str) -> str | None:
+        """The field's text, or None after saying why it is needed and focusing it."""
+        field = self.query_one(selector, Input)
+        if field.value.strip():
+            return field.value
+        self.notify(why, severity="error", markup=False)
+        field.focus()
+        return None
+
     def record(self, label: str, fn: Any, message: str) -> None:
         def recorded(state: IncidentState) -> None:
             self.incident.apply_state(state)
@@ -1125,9 +1134,7 @@ class SeverityDialog(_Dialog):
         level = _chosen_level(self.query_one("#levels", OptionList))
         if level is None:
             return
-        if not reason.strip():
-            self.notify("Give the reason for the change.", severity="error", markup=False)
-            self.query_one("#reason", Input).focus()
+        if self.required("#reason", "Give the reason for the change.") is None:
             return
         service = _app(self).service
         self.record(
@@ -1170,11 +1177,7 @@ class EscalateDialog(_Dialog):
         if not to:
             self.notify("Say who to escalate to.", severity="error", markup=False)
             return
-        if not self.query_one("#reason", Input).value.strip():
-            self.notify(
-                "Say why you escalate; it goes in the timeline.", severity="error", markup=False
-            )
-            self.query_one("#reason", Input).focus()
+        if self.required("#reason", "Say why you escalate; it goes in the timeline.") is None:
             return
         self.app.clear_notifications()  # the "escalate to …" toast is answered now
         service = _app(self).service
@@ -1404,8 +1407,6 @@ class ComposerScreen(HelpText, Screen[None]):
         fields.remove_children()
         service = _app(self).service
         prefill = service.status_variables(state)
-        last = next((m for m in reversed(state.messages) if m.template == self.kind), None)
-        del last
         variables = tmpl.get("variables", {})
         saved = self.values.setdefault(self.kind, {})
         widgets = []
