@@ -670,8 +670,3 @@ def export(app: _App, incident: str, fmt: str, output: Path | None) -> None:
         return
     atomic_write(output, text)
     click.echo(f"Wrote {output} ({len(text.encode()):,} bytes).", err=True)
-
-
-def command_names() -> list[str]:
-    """Every command, for the help test."""
-    return sorted(main.commands)

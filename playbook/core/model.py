@@ -9,8 +9,10 @@ the descriptions of the JSON Schema that ``playbook schema`` prints.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -76,6 +78,22 @@ class Model(BaseModel):
         use_attribute_docstrings=True,
         populate_by_name=False,
     )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; views cached from the original's fields are not carried over."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in _cached_names(type(self)):
+            copy.__dict__.pop(name, None)
+        return copy
+
+
+def _cached_names(cls: type) -> list[str]:
+    return [
+        name
+        for klass in cls.__mro__
+        for name, value in vars(klass).items()
+        if isinstance(value, cached_property)
+    ]
 
 
 # --------------------------------------------------------------------------- checklists
@@ -472,32 +490,46 @@ class Playbook(Model):
 
     def sections(self) -> Iterator[tuple[str, str, list[Step]]]:
         """Every checklist group as (id, title, steps), in reading order."""
-        yield self.assessment.id, self.assessment.title, self.assessment.steps
-        for phase in self.phases:
-            yield phase.id, phase.title, phase.steps
+        yield from self._sections
+
+    @cached_property
+    def _sections(self) -> tuple[tuple[str, str, list[Step]], ...]:
+        # Built once per playbook: the app asks for steps on every redraw.
+        out = [(self.assessment.id, self.assessment.title, self.assessment.steps)]
+        out += [(phase.id, phase.title, phase.steps) for phase in self.phases]
         for scenario in self.scenarios:
             steps = [
                 Step(id="detection", title="Detection signs", items=scenario.detection),
                 scenario.investigation,
                 Step(id="recovery", title="Recovery procedures", items=scenario.recovery),
             ]
-            yield scenario.id, f"Scenario: {scenario.title}", steps
-        for section in self.post_incident:
-            yield section.id, section.title, section.steps
+            out.append((scenario.id, f"Scenario: {scenario.title}", steps))
+        out += [(section.id, section.title, section.steps) for section in self.post_incident]
+        return tuple(out)
 
     def checklist(self) -> dict[str, str]:
         """Every checkable item as ``section.step.item`` -> its text, in reading order."""
-        out: dict[str, str] = {}
-        for section_id, _title, steps in self.sections():
-            for step in steps:
-                for item in step.items:
-                    out[f"{section_id}.{step.id}.{item.key}"] = item.text
-        return out
+        return dict(self._checklist)
 
-    def steps(self) -> dict[str, Step]:
-        """Every step as ``section.step`` -> step."""
+    @cached_property
+    def _checklist(self) -> dict[str, str]:
         return {
-            f"{section_id}.{step.id}": step
+            f"{section_id}.{step.id}.{item.key}": item.text
             for section_id, _title, steps in self.sections()
             for step in steps
+            for item in step.items
         }
+
+    def steps(self) -> Mapping[str, Step]:
+        """Every step as ``section.step`` -> step (read-only, built once)."""
+        return self._steps
+
+    @cached_property
+    def _steps(self) -> Mapping[str, Step]:
+        return MappingProxyType(
+            {
+                f"{section_id}.{step.id}": step
+                for section_id, _title, steps in self.sections()
+                for step in steps
+            }
+        )

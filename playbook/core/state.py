@@ -123,10 +123,6 @@ class IncidentState:
             return "acknowledged"
         return "open"
 
-    @property
-    def is_open(self) -> bool:
-        return self.resolved_at is None
-
     def targets(self, level: str | None = None) -> LevelTargets:
         return self.levels[level or self.severity]
 

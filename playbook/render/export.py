@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, tzinfo
-from typing import Any
 
 from playbook.core import events as ev
 from playbook.core.durations import format_duration
@@ -302,15 +301,3 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
 def _note(text: str) -> str:
     lines = printable(text).splitlines() or [""]
     return "\n  ".join(lines)
-
-
-def export_payload_summary(state: IncidentState) -> dict[str, Any]:
-    """A short machine-readable summary (used by ``--json`` outputs)."""
-    return {
-        "id": state.id,
-        "title": state.title,
-        "status": state.status,
-        "severity": state.severity,
-        "phase": state.phase,
-        "opened_at": _utc(state.opened_at),
-    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import queue
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -42,7 +42,6 @@ class Job:
     fn: Callable[[], Any]
     on_done: Callable[[Any], None] | None = None
     on_error: Callable[[BaseException], None] | None = None
-    ident: int = field(default=0)
     records: bool = True
     """True when the job appends to the incident (its failure means: not recorded)."""
 
@@ -115,7 +114,6 @@ class PlaybookApp(App[int]):
         self.tick_seconds = tick_seconds
         self.refresh_seconds = refresh_seconds
         self._jobs: queue.Queue[Job | None] = queue.Queue()
-        self._next_job = 0
         self.pending_jobs = 0
         self._focus_before: dict[int, Any] = {}
 
@@ -130,8 +128,7 @@ class PlaybookApp(App[int]):
         records: bool = True,
     ) -> Job:
         """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop."""
-        self._next_job += 1
-        job = Job(label, fn, on_done, on_error, self._next_job, records)
+        job = Job(label, fn, on_done, on_error, records)
         self.pending_jobs += 1
         self._jobs.put(job)
         return job

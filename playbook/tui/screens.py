@@ -165,7 +165,8 @@ class StartScreen(HelpText, Screen[None]):
             self.show_incidents(self.states)
 
     def on_screen_resume(self) -> None:
-        self.reload()
+        if self.states is not None:  # the first resume is the mount, which already read
+            self.reload()
 
     def reload(self) -> None:
         app = _app(self)
@@ -621,11 +622,6 @@ class IncidentScreen(HelpText, Screen[None]):
         ref = ident[5:]
         if ref in self.pending:
             return
-        if self.state.resolved_at is not None and ref.split(".", 1)[0] not in self._post_ids():
-            self.notify(
-                "The incident is resolved; only notes and post-incident work remain.", markup=False
-            )
-            return
         app = _app(self)
         done = ref in self.state.done
         self.pending.add(ref)
@@ -655,10 +651,6 @@ class IncidentScreen(HelpText, Screen[None]):
             self.refresh_item(ref)
 
         app.submit(f"tick {ref}", lambda: method(incident, ref), recorded, failed)
-
-    def _post_ids(self) -> list[str]:
-        assert self.state is not None
-        return [s["id"] for s in self.state.snapshot.get("post_incident", [])]
 
     def _advance_from(self, ref: str) -> None:
         checklist = self.query_one("#checklist", OptionList)
