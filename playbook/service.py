@@ -491,4 +491,7 @@ def _require_open(state: IncidentState) -> None:
             f"Incident {state.id} is closed.", "Only notes can be added to a closed incident."
         )
     if state.resolved_at is not None:
-        raise Conflict(f"Incident {state.id} is resolved.", "Only notes, and closing it, remain.")
+        raise Conflict(
+            f"Incident {state.id} is resolved.",
+            "What remains: post-incident items, notes, the export, and closing it.",
+        )

@@ -3,6 +3,7 @@
 Rules, chosen for the responder at 3 a.m.:
 
 - A timer warns when 75 % of its target is used, and is breached past 100 %.
+- The response timer stops at acknowledgement, or at resolution if nobody acknowledged.
 - Targets are always measured from the incident's opening: users were affected from
   then, whatever the severity says now.
 - A severity change re-targets the timers that are still running (a P2 escalated to
@@ -120,15 +121,22 @@ def compute(state: IncidentState, now: datetime) -> Timers:
     opened = state.opened_at
     nxt = state.next_escalation()
 
+    # Resolving ends the wait for a response too: an incident resolved without an
+    # acknowledgement must not go on to breach its response target and ask for escalation.
     ack = state.acknowledged_at
-    ack_level = state.targets(state.acknowledged_severity if ack else None)
+    if ack is not None:
+        answered, ack_level = ack, state.targets(state.acknowledged_severity)
+    elif state.resolved_at is not None:
+        answered, ack_level = state.resolved_at, state.targets(state.resolved_severity)
+    else:
+        answered, ack_level = None, state.targets()
     response = _timer(
         "response",
         f"Response ({ack_level.id})",
         opened,
         ack_level.response,
-        ack or now,
-        ack is not None,
+        answered or now,
+        answered is not None,
         nxt,
     )
 

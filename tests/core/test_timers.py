@@ -88,3 +88,14 @@ def test_resolved_incident_has_no_running_timers(service, clock) -> None:
     assert timers.resolution.stopped and timers.resolution.state == BREACHED
     assert timers.phase is None and timers.status_update is None
     assert timers.alerts() == []
+
+
+def test_resolving_without_acknowledging_stops_the_response_timer(service, clock) -> None:
+    incident = open_p2(service)
+    clock.advance(minutes=20)
+    state = service.resolve(incident, "false alarm")
+    clock.advance(hours=3)  # long past the 1 h response target
+    timers = service.timers(state)
+    assert timers.response.stopped and timers.response.state == OK
+    assert timers.response.elapsed == 20 * 60
+    assert timers.alerts() == []
