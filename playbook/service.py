@@ -30,8 +30,10 @@ from playbook.resources import builtin_runbooks, resolve_playbook
 from playbook.store import ConcurrencyConflict, EventStore
 
 if TYPE_CHECKING:
+    from playbook.adapters.base import Adapter, Progress, RunContext, RunRequest
     from playbook.core.loader import LoadedPlaybook
-    from playbook.core.model import Playbook
+    from playbook.core.model import Diagnostic, Playbook
+    from playbook.targets import Target
 
 MAX_RETRIES = 8
 """Attempts at drawing a free incident id."""
@@ -89,6 +91,26 @@ def sections_payload(pb: Playbook) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass
+class PreparedRun:
+    """A diagnostic checked and ready to run; :meth:`cancel` stops it from any thread."""
+
+    incident_id: str
+    diagnostic_id: str
+    diagnostic: Diagnostic
+    values: dict[str, object]
+    target: str
+    adapter: Adapter
+    request: RunRequest
+    context: RunContext | None = None
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.context is not None:
+            self.context.cancel()
+
+
 class Service:
     """Incident use cases over an event store and a clock."""
 
@@ -97,10 +119,14 @@ class Service:
         store: EventStore,
         clock: Clock | None = None,
         actor: str | None = None,
+        evidence_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
         self.actor = actor or default_actor()
+        data_dir = getattr(store, "data_dir", None)
+        self.evidence_dir = evidence_dir or (Path(data_dir) / "evidence" if data_dir else None)
+        """Where full diagnostic results are saved (None: results are not saved)."""
 
     # ------------------------------------------------------------------ reading
 
@@ -451,6 +477,146 @@ class Service:
 
         state = self._command(ref, decide)
         return state, rendered["text"]
+
+    # ------------------------------------------------------------------ diagnostics
+
+    def prepare_diagnostic(
+        self,
+        ref: str,
+        diagnostic_id: str,
+        given: Mapping[str, object],
+        targets: Mapping[str, Target],
+    ) -> PreparedRun:
+        """Everything checked before a diagnostic runs; nothing is sent yet.
+
+        Raises:
+            NotFound: no such diagnostic in the incident's playbook.
+            Refused: the diagnostic writes, or its query is not a bounded read.
+            UsageError: a parameter or the target is missing or wrong.
+        """
+        from playbook.adapters import plugins
+        from playbook.adapters.base import RunRequest
+        from playbook.adapters.readonly import Refused
+        from playbook.core.diagnostics import resolve, substitute
+        from playbook.targets import resolve_target
+
+        incident = self.get(ref)
+        state = incident.state
+        if state.closed_at is not None:
+            raise Conflict(
+                f"Incident {state.id} is closed.", "Open a new incident to run diagnostics."
+            )
+        pb = self.playbook_of(state)
+        diagnostic = pb.diagnostics.get(diagnostic_id)
+        if diagnostic is None:
+            hint = difflib.get_close_matches(diagnostic_id, list(pb.diagnostics), n=1)
+            raise NotFound(
+                f"No diagnostic {diagnostic_id!r} in playbook {pb.id!r}.",
+                f"Did you mean {hint[0]}?" if hint else "`playbook diag list` lists them.",
+            )
+        if diagnostic.writes:
+            raise Refused(
+                f"Refused: {diagnostic_id} changes data; it is never run as a diagnostic.",
+                diagnostic.caution or "Run it by hand, deliberately, with a backup.",
+            )
+        values = resolve(diagnostic.params, given)
+        if diagnostic.kind == "shell":
+            raw_query: dict[str, Any] = {"argv": diagnostic.model_dump(by_alias=True)["argv"]}
+        else:
+            raw_query = diagnostic.query.model_dump(by_alias=True, exclude_none=True)
+        query = substitute(raw_query, values)
+        if diagnostic.kind == "shell":
+            query["argv"] = [str(a) for a in query["argv"]]  # type: ignore[index]
+        target = resolve_target(diagnostic.target, targets)
+        adapter = plugins.load(diagnostic.kind)
+        request = RunRequest(diagnostic_id, query, target.uri)  # type: ignore[arg-type]
+        adapter.check(request)
+        return PreparedRun(
+            state.id, diagnostic_id, diagnostic, values, target.name, adapter, request
+        )
+
+    def execute_diagnostic(
+        self, prepared: PreparedRun, progress: Callable[[Progress], None] | None = None
+    ) -> dict[str, Any]:
+        """Run a prepared diagnostic; the evidence payload, whatever the outcome.
+
+        Never raises for a failed run: an unreachable server, a deadline or a cancel
+        is a result with verdict ``error`` and whatever rows arrived, labelled partial.
+        The full result is written to a file and fsynced before this returns.
+        """
+        from playbook.adapters.base import RunContext, RunError, Sink
+        from playbook.core.diagnostics import ERROR, Verdict, evaluate
+        from playbook.core.evidence import run_payload
+
+        d = prepared.diagnostic
+        started = self.clock.now()
+        path = self._evidence_path(prepared.incident_id, prepared.diagnostic_id, started)
+        sink = Sink(path)
+        ctx = RunContext(float(d.timeout), float(d.connect_timeout), progress)
+        prepared.context = ctx
+        metrics: dict[str, Any] = {}
+        error = ""
+        try:
+            if prepared.cancelled:
+                ctx.cancel()
+            ctx.check()
+            metrics = prepared.adapter.run(prepared.request, ctx, sink)
+        except RunError as exc:
+            error = exc.title + (f" {exc.message}" if exc.message else "")
+        except Exception as exc:  # a driver's surprise must still leave evidence
+            from playbook.adapters.base import scrub
+
+            error = scrub(f"{type(exc).__name__}: {exc}", prepared.request.uri)
+        finally:
+            ctx.finish()
+        sha = sink.close()
+        ended = self.clock.now()
+        verdict = Verdict(ERROR, [], error) if error else evaluate(d.expect, metrics)
+        return run_payload(
+            diagnostic=prepared.diagnostic_id,
+            title=d.title,
+            kind=d.kind,
+            target=prepared.target,
+            params=prepared.values,
+            started=started,
+            ended=ended,
+            verdict=verdict,
+            metrics=metrics,
+            rows=sink.rows,
+            rows_total=sink.count,
+            partial=bool(error),
+            error=error,
+            file=str(path) if path else None,
+            sha256=sha,
+        )
+
+    def record_diagnostic(self, ref: str, payload: dict[str, Any]) -> IncidentState:
+        """Append a run's evidence to the incident (also after it was resolved or closed)."""
+        return self._command(ref, lambda state: [(ev.DIAGNOSTIC_RUN, payload)])
+
+    def run_diagnostic(
+        self,
+        ref: str,
+        diagnostic_id: str,
+        given: Mapping[str, object],
+        targets: Mapping[str, Target],
+        progress: Callable[[Progress], None] | None = None,
+    ) -> tuple[IncidentState, dict[str, Any]]:
+        """Prepare, run and record a diagnostic: the state after, and the evidence."""
+        prepared = self.prepare_diagnostic(ref, diagnostic_id, given, targets)
+        payload = self.execute_diagnostic(prepared, progress)
+        return self.record_diagnostic(prepared.incident_id, payload), payload
+
+    def _evidence_path(self, incident_id: str, diagnostic_id: str, at: datetime) -> Path | None:
+        if self.evidence_dir is None:
+            return None
+        folder = self.evidence_dir / incident_id
+        stem = f"{at:%Y%m%dT%H%M%S}Z-{diagnostic_id}"
+        for n in range(1000):
+            path = folder / (f"{stem}.jsonl" if n == 0 else f"{stem}-{n}.jsonl")
+            if not path.exists():
+                return path
+        raise Conflict(f"Too many results named {stem} in {folder}.")
 
     # ------------------------------------------------------------------ export
 

@@ -370,6 +370,123 @@ def run(app: _App, playbook: str | None, resume: str | None) -> None:
     sys.exit(run_app(service, path, resume))
 
 
+EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}
+
+
+def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in values:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"{option} takes NAME=VALUE, not {inline(pair)!r}.")
+        out[name.strip()] = value
+    return out
+
+
+@diag.command("run")
+@click.argument("incident")
+@click.argument("diagnostic")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A parameter. Repeatable.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME=URI",
+    help="Where a named target is (overrides playbook.toml). ${ENV} is expanded. Repeatable.",
+)
+@json_option
+@pass_app
+def diag_run(
+    app: _App,
+    incident: str,
+    diagnostic: str,
+    sets: tuple[str, ...],
+    targets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run DIAGNOSTIC against its target and record the result as INCIDENT's evidence.
+
+    Read-only: a query that could write or run code is refused before anything is sent,
+    and a diagnostic the playbook marks as writing is never run. Targets come from
+    playbook.toml beside the playbook or in your config directory ([targets] name =
+    "URI"), or from --target. The full result is saved beside the incident with its
+    SHA-256; the event keeps the verdict, the numbers and the first rows.
+
+    Progress goes to stderr; Ctrl-C cancels and records what arrived, marked partial.
+    Exit status: 0 pass, 10 warn, 11 fail, 8 error (unreachable, deadline, cancelled).
+    """
+    import threading
+
+    from playbook.targets import load_targets
+
+    service = app.service
+    state = service.get(incident).state
+    known = load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    prepared = service.prepare_diagnostic(state.id, diagnostic, _pairs(sets, "--set"), known)
+    live = sys.stderr.isatty()
+    shown: list[str] = []
+
+    def progress(p: Any) -> None:
+        text = f"{diagnostic}: {p.describe()}"
+        if live:
+            click.echo(f"\r{text[:100]:<100}", nl=False, err=True)
+        shown.append(text)
+
+    click.echo(
+        f"Running {diagnostic} on {prepared.target} "
+        f"(deadline {prepared.diagnostic.timeout} s; Ctrl-C cancels)…",
+        err=True,
+    )
+    result: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: result.update(service.execute_diagnostic(prepared, progress)),
+        name=f"diag-{diagnostic}",
+        daemon=True,
+    )
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        prepared.cancel()
+        worker.join()
+    if live and shown:
+        click.echo("", err=True)
+    service.record_diagnostic(state.id, result)
+    if as_json:
+        _emit_json(result)
+    else:
+        _print_run(result)
+    sys.exit(EXIT_BY_VERDICT.get(result["verdict"], 8))
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    from playbook.core.evidence import shown_of
+
+    colour = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
+    verdict = run["verdict"]
+    click.secho(
+        f"{verdict.upper()}  {run['diagnostic']} on {run['target']}",
+        fg=colour.get(verdict),
+        bold=True,
+    )
+    if run["message"]:
+        click.echo(f"  {inline(run['message'])}")
+    for check in run["checks"]:
+        click.echo(f"  {inline(check['text'])}")
+    numbers = ", ".join(
+        f"{k}={v}" for k, v in run["metrics"].items() if not isinstance(v, list | dict)
+    )
+    if numbers:
+        click.echo(f"  numbers: {inline(numbers)[:400]}")
+    click.echo(f"  {shown_of(run)}")
+    for row in run["rows"][:10]:
+        click.echo(f"    {inline(json.dumps(row, ensure_ascii=False))[:160]}")
+    if run["file"]:
+        click.echo(f"  full result: {run['file']}")
+        click.echo(f"  sha256: {run['sha256']}")
+
+
 # ------------------------------------------------------------------------------ incidents
 
 

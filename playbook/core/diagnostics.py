@@ -224,14 +224,19 @@ class Verdict:
 
 
 def evaluate(expectations: list[Expectation], metrics: Mapping[str, object]) -> Verdict:
-    """The verdict of a run whose numbers are ``metrics``; the worst check decides."""
+    """The verdict of a run whose numbers are ``metrics``; the worst check decides.
+
+    A number the run did not produce is an error, unless another check already failed
+    (a missing heartbeat has no age: "missing" is the finding, not an error).
+    """
     checks: list[Check] = []
     worst = PASS
-    missing = [e.metric for e in expectations if metrics.get(e.metric) is None]
-    if missing:
-        return Verdict(ERROR, [], f"the run did not produce {', '.join(sorted(set(missing)))}")
+    missing: list[str] = []
     for expectation in expectations:
-        actual = metrics[expectation.metric]
+        actual = metrics.get(expectation.metric)
+        if actual is None:
+            missing.append(expectation.metric)
+            continue
         try:
             ok = bool(_OPS[expectation.op](actual, expectation.value))
         except TypeError:
@@ -250,4 +255,6 @@ def evaluate(expectations: list[Expectation], metrics: Mapping[str, object]) -> 
         )
         if _RANK[verdict] > _RANK[worst]:
             worst = verdict
+    if missing and worst != FAIL:
+        return Verdict(ERROR, checks, f"the run did not produce {', '.join(sorted(set(missing)))}")
     return Verdict(worst, checks)

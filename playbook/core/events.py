@@ -24,6 +24,7 @@ ESCALATED = "escalated"
 RESOLVED = "resolved"
 CLOSED = "closed"
 SCENARIO_CHOSEN = "scenario_chosen"
+DIAGNOSTIC_RUN = "diagnostic_run"
 
 EVENT_TYPES = (
     OPENED,
@@ -38,6 +39,7 @@ EVENT_TYPES = (
     RESOLVED,
     CLOSED,
     SCENARIO_CHOSEN,
+    DIAGNOSTIC_RUN,
 )
 
 

@@ -257,8 +257,8 @@ class Scenario(Model):
 class ParamRef(Model):
     """A typed parameter placed into a query: ``{$param: name}``."""
 
-    param: Slug = Field(alias="$param")
-    """The parameter's name."""
+    param: str = Field(alias="$param", pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=64)
+    """The parameter's name, as a key of the diagnostic's `params`."""
     as_: Literal["value", "field_ref"] = Field("value", alias="as")
     """`value` puts the value in; `field_ref` puts ``$`` + value (an aggregation field path)."""
 
@@ -341,7 +341,12 @@ class RedisQuery(Model):
     section: str | None = None
     """INFO section."""
     baseline_key: str | ParamRef | None = None
-    """Where the recorded baseline count lives."""
+    """Where the recorded baseline count lives (a Redis key holding a number)."""
+    baseline: int | ParamRef | None = None
+    """The baseline count itself, when it is not kept in Redis."""
+    scan_count: int = Field(20_000, ge=100, le=100_000)
+    """Keys the server examines per SCAN call. Larger means fewer round trips; each call
+    holds a single-threaded server for longer (about 30 ms per 20,000 keys)."""
 
 
 class _DiagnosticBase(Model):
@@ -355,7 +360,9 @@ class _DiagnosticBase(Model):
     expect: list[Expectation] = []
     """What a healthy result looks like."""
     timeout: Duration = 30
-    """Deadline for the whole run."""
+    """Deadline for the whole run, connecting included."""
+    connect_timeout: Duration = 5
+    """Deadline for reaching the server."""
     writes: bool = False
     """True when the query changes data; such a diagnostic is never run as a diagnostic."""
     caution: str = ""

@@ -71,6 +71,19 @@ class Escalation:
     reason: str
 
 
+@dataclass(frozen=True)
+class DiagnosticRun:
+    """A diagnostic that was run, as its evidence event recorded it."""
+
+    seq: int
+    at: datetime
+    actor: str
+    diagnostic: str
+    verdict: str
+    payload: dict[str, Any]
+    """The whole evidence: target, parameters, numbers, checks, first rows, file, SHA-256."""
+
+
 @dataclass
 class IncidentState:
     """Everything known about an incident, folded from its events."""
@@ -108,6 +121,8 @@ class IncidentState:
     escalations: list[Escalation] = field(default_factory=list)
     scenarios: list[str] = field(default_factory=list)
     """Scenarios the responders chose to follow, in the order chosen."""
+    runs: list[DiagnosticRun] = field(default_factory=list)
+    """Diagnostics run, oldest first."""
     actors: list[str] = field(default_factory=list)
     last_seq: int = 0
     last_event_at: datetime | None = None
@@ -129,6 +144,10 @@ class IncidentState:
     def phase_window(self, phase_id: str | None = None) -> PhaseWindow | None:
         wanted = phase_id or self.phase
         return next((p for p in self.phases if p.id == wanted), None)
+
+    def last_runs(self) -> dict[str, DiagnosticRun]:
+        """The latest run of each diagnostic."""
+        return {run.diagnostic: run for run in self.runs}
 
     def next_escalation(self) -> str | None:
         """The first person on the escalation path not yet escalated to."""
@@ -238,6 +257,13 @@ def _scenario_chosen(state: IncidentState, event: Event) -> None:
         state.scenarios.append(scenario)
 
 
+def _diagnostic_run(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    state.runs.append(
+        DiagnosticRun(event.seq, event.at, event.actor, p["diagnostic"], p["verdict"], p)
+    )
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -251,6 +277,7 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.RESOLVED: _resolved,
     ev.CLOSED: _closed,
     ev.SCENARIO_CHOSEN: _scenario_chosen,
+    ev.DIAGNOSTIC_RUN: _diagnostic_run,
 }
 
 

@@ -1,0 +1,310 @@
+"""The contract between playbook and a back end that runs diagnostics.
+
+An adapter turns one diagnostic's query (already checked and with its parameters in
+place) into rows and numbers. It does not decide verdicts, write events or touch the
+screen: :mod:`playbook.service` does that with what the adapter returns.
+
+Three things every adapter honours, because a responder depends on them:
+
+* **Read only.** :meth:`Adapter.check` refuses, before anything is sent, a query that
+  could write, run code or block the server. A diagnostic marked ``writes`` never
+  reaches an adapter at all.
+* **Bounded.** :class:`RunContext` carries the run's deadline and its cancel switch. An
+  adapter calls :meth:`RunContext.check` between round trips and registers, with
+  :meth:`RunContext.on_stop`, a way to close its connection, so that a call blocked on a
+  silent server ends at the deadline or at cancel rather than at the driver's own
+  timeout.
+* **Streamed.** Rows go to :class:`Sink` one at a time; it writes them all to the
+  result file and keeps only the first few in memory.
+
+Adapters are found through the ``playbook.adapters`` entry-point group; the built-in
+ones (``redis``, ``mongo``, ``shell``) are registered there like any third-party one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, ClassVar
+
+from playbook.errors import PlaybookError
+
+ROWS_KEPT = 20
+"""Rows kept in memory (and in the event) from a result; the file has them all."""
+
+
+class RunError(PlaybookError):
+    """A diagnostic run failed; the title says why in words a responder can act on."""
+
+    exit_code = 8
+
+
+class DeadlineExceeded(RunError):
+    """The run's deadline passed; what was collected so far is kept as partial."""
+
+
+class Cancelled(RunError):
+    """The responder cancelled the run."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run has got: ``done`` of ``total`` (None when unknown) ``unit``."""
+
+    done: int
+    total: int | None
+    unit: str
+
+    def describe(self) -> str:
+        if self.total:
+            share = min(100, self.done * 100 // max(1, self.total))
+            return f"{self.done:,} of ~{self.total:,} {self.unit} ({share} %)"
+        return f"{self.done:,} {self.unit}"
+
+
+class RunContext:
+    """The deadline, cancel switch and progress line of one run.
+
+    A watchdog fires at the deadline and calls every function registered with
+    :meth:`on_stop` (an adapter closes its connection there), so a read blocked on a
+    silent server returns at once; :meth:`cancel` does the same from another thread.
+    """
+
+    def __init__(
+        self,
+        timeout: float,
+        connect_timeout: float,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
+        self.started = time.monotonic()
+        self.deadline = self.started + timeout
+        self._progress = progress
+        self._stoppers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._why: str | None = None
+        self._last_report = 0.0
+        self._timer = threading.Timer(timeout, self._stop, args=("deadline",))
+        self._timer.daemon = True
+        self._timer.start()
+
+    # ----------------------------------------------------------------- state
+
+    @property
+    def stopped(self) -> str | None:
+        """``"deadline"`` or ``"cancel"`` once the run has been stopped, else None."""
+        return self._why
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (never below a millisecond)."""
+        return max(0.001, self.deadline - time.monotonic())
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def check(self) -> None:
+        """Raise if the run was cancelled or is past its deadline.
+
+        Raises:
+            Cancelled: the responder cancelled.
+            DeadlineExceeded: the deadline has passed.
+        """
+        if self._why is None and time.monotonic() >= self.deadline:
+            self._stop("deadline")
+        if self._why is not None:
+            raise self.stop_error()
+
+    def stop_error(self) -> RunError:
+        """The error that says why the run stopped (call once :attr:`stopped` is set)."""
+        if self._why == "cancel":
+            return Cancelled("Cancelled by the responder; the result is partial.")
+        return DeadlineExceeded(
+            f"The run passed its deadline of {self.timeout:g} s; the result is partial.",
+            "Raise the diagnostic's timeout, or narrow its pattern or filter.",
+        )
+
+    # -------------------------------------------------------------- controls
+
+    def on_stop(self, stopper: Callable[[], None]) -> None:
+        """Call ``stopper`` (e.g. close a socket) when the run is cancelled or times out."""
+        with self._lock:
+            if self._why is None:
+                self._stoppers.append(stopper)
+                return
+        _quietly(stopper)
+
+    def cancel(self) -> None:
+        """Stop the run from another thread; a blocked read returns at once."""
+        self._stop("cancel")
+
+    def finish(self) -> None:
+        """The run is over: the watchdog stands down."""
+        self._timer.cancel()
+
+    def _stop(self, why: str) -> None:
+        with self._lock:
+            if self._why is not None:
+                return
+            self._why = why
+            stoppers, self._stoppers = self._stoppers, []
+        for stopper in stoppers:
+            _quietly(stopper)
+
+    def progress(self, done: int, total: int | None, unit: str, *, force: bool = False) -> None:
+        """Report progress, at most ten times a second unless ``force``."""
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_report >= 0.1:
+            self._last_report = now
+            self._progress(Progress(done, total, unit))
+
+
+def _quietly(fn: Callable[[], None]) -> None:
+    with contextlib.suppress(Exception):  # closing a broken connection may fail; fine
+        fn()
+
+
+class Sink:
+    """Where an adapter puts its rows: all to a JSON Lines file, the first few in memory.
+
+    The file's SHA-256 is computed as it is written, so the evidence can name it
+    without reading the file again.
+    """
+
+    def __init__(self, path: Path | None, keep: int = ROWS_KEPT) -> None:
+        self.path = path
+        self.keep = keep
+        self.rows: list[Any] = []
+        self.count = 0
+        self._hash = hashlib.sha256()
+        self._file: IO[bytes] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "xb")  # noqa: SIM115 - closed by close()
+
+    def add(self, row: Any) -> None:
+        """One row (JSON-ready: str, numbers, bools, None, lists and dicts of those)."""
+        self.add_line(_dumps(row), row)
+
+    def add_line(self, line: str, row: Any = None) -> None:
+        """A row already encoded as one line of JSON (the fast path for big results)."""
+        if self.count < self.keep:
+            self.rows.append(json.loads(line) if row is None else row)
+        self.count += 1
+        if self._file is not None:
+            data = (line + "\n").encode("utf-8", "surrogatepass")
+            self._hash.update(data)
+            self._file.write(data)
+
+    def add_bytes(self, line: bytes) -> None:
+        """A row already encoded as one line of UTF-8 JSON, without its newline."""
+        if self.count < self.keep:
+            self.rows.append(json.loads(line))
+        self.count += 1
+        if self._file is not None:
+            self._hash.update(line)
+            self._hash.update(b"\n")
+            self._file.write(line)
+            self._file.write(b"\n")
+
+    def add_block(self, block: bytes, rows: int) -> None:
+        """``rows`` rows already encoded as UTF-8 JSON lines joined by newlines."""
+        if not rows:
+            return
+        room = self.keep - self.count
+        if room > 0:
+            self.rows.extend(json.loads(line) for line in block.split(b"\n", room)[:room])
+        self.count += rows
+        if self._file is not None:
+            self._hash.update(block)
+            self._hash.update(b"\n")
+            self._file.write(block)
+            self._file.write(b"\n")
+
+    def close(self) -> str | None:
+        """Flush and fsync the file; its SHA-256 (None when there is no file)."""
+        if self._file is None:
+            return None
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        return self._hash.hexdigest()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass
+class RunRequest:
+    """What an adapter is asked to run."""
+
+    diagnostic_id: str
+    query: dict[str, Any]
+    """The query with parameters in place (for `shell`: ``{"argv": [...]}``)."""
+    uri: str
+    """The target's URI. Never log it or put it in an error: use :func:`scrub`."""
+    limit: int = 1000
+    """Most rows a query may return."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Adapter(ABC):
+    """A back end that runs diagnostics of one ``kind``.
+
+    Subclasses set :attr:`kind` and implement :meth:`check` and :meth:`run`.
+    Construct without arguments; hold no connection between runs.
+    """
+
+    kind: ClassVar[str]
+    """The diagnostic kind this adapter runs, as written in playbooks (``redis``)."""
+    description: ClassVar[str] = ""
+    """One line for ``playbook diag adapters``."""
+
+    @abstractmethod
+    def check(self, request: RunRequest) -> None:
+        """Refuse, before connecting, a query that could write, run code or block.
+
+        Raises:
+            playbook.adapters.readonly.Refused: with the reason; nothing was sent.
+        """
+
+    @abstractmethod
+    def run(self, request: RunRequest, ctx: RunContext, sink: Sink) -> dict[str, Any]:
+        """Run the query, streaming rows into ``sink``; return the run's numbers.
+
+        The numbers (``count``, ``age_seconds``, ``drop_percent``, …) are what the
+        diagnostic's expectations are checked against.
+
+        Raises:
+            RunError: the back end could not be reached or answered with an error;
+                its message must not contain the URI (use :func:`scrub`).
+            Cancelled | DeadlineExceeded: from :meth:`RunContext.check`.
+        """
+
+
+def scrub(text: str, uri: str) -> str:
+    """``text`` with the URI, and any password in it, replaced by a redacted form."""
+    from urllib.parse import unquote, urlsplit
+
+    from playbook.targets import redact
+
+    out = text.replace(uri, redact(uri))
+    try:
+        password = urlsplit(uri).password
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password or "")} - {None, ""}:
+        out = out.replace(secret, "***")  # type: ignore[arg-type]
+    return out
