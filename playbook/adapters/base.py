@@ -96,13 +96,24 @@ class RunContext:
         self._timer = threading.Timer(timeout, self._stop, args=("deadline",))
         self._timer.daemon = True
         self._timer.start()
+        self._connect_timer = threading.Timer(self.connect_timeout, self._stop, args=("connect",))
+        self._connect_timer.daemon = True
+        self._connect_timer.start()
 
     # ----------------------------------------------------------------- state
 
     @property
     def stopped(self) -> str | None:
-        """``"deadline"`` or ``"cancel"`` once the run has been stopped, else None."""
+        """``"deadline"``, ``"connect"`` or ``"cancel"`` once the run was stopped, else None."""
         return self._why
+
+    def connected(self) -> None:
+        """The server has answered: the connect deadline no longer applies.
+
+        Until an adapter calls this, the run ends at ``connect_timeout``: a server that
+        accepts the connection and never answers costs seconds, not the whole deadline.
+        """
+        self._connect_timer.cancel()
 
     def remaining(self) -> float:
         """Seconds left before the deadline (never below a millisecond)."""
@@ -127,6 +138,12 @@ class RunContext:
         """The error that says why the run stopped (call once :attr:`stopped` is set)."""
         if self._why == "cancel":
             return Cancelled("Cancelled by the responder; the result is partial.")
+        if self._why == "connect":
+            return DeadlineExceeded(
+                f"The server did not answer within the connect timeout of "
+                f"{self.connect_timeout:g} s.",
+                "Check the target's address and that the server is up and not overloaded.",
+            )
         return DeadlineExceeded(
             f"The run passed its deadline of {self.timeout:g} s; the result is partial.",
             "Raise the diagnostic's timeout, or narrow its pattern or filter.",
@@ -147,8 +164,9 @@ class RunContext:
         self._stop("cancel")
 
     def finish(self) -> None:
-        """The run is over: the watchdog stands down."""
+        """The run is over: the watchdogs stand down."""
         self._timer.cancel()
+        self._connect_timer.cancel()
 
     def _stop(self, why: str) -> None:
         with self._lock:

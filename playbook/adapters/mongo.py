@@ -81,6 +81,7 @@ class MongoAdapter(Adapter):
         ctx.on_stop(client.close)
         try:
             db = client.get_default_database(default="test")
+            ctx.connected()  # pymongo bounds server selection by the connect timeout itself
             ctx.check()
             return getattr(self, f"_{query['op']}")(db, query, bounded, ctx, sink)
         except errors.OperationFailure as exc:

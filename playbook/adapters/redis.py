@@ -256,6 +256,7 @@ class RedisAdapter(Adapter):
             client = connect(request.uri, ctx)
             ctx.check()
             self.dbsize = client.guard.learn(client, self.OPS[op])
+            ctx.connected()
             self.scan_count = int(query.get("scan_count") or SCAN_COUNT)
             return getattr(self, f"_{op}")(client, query, ctx, sink)
         except redis.AuthenticationError:

@@ -57,6 +57,7 @@ class ShellAdapter(Adapter):
                 os.killpg(proc.pid, signal.SIGKILL)
 
         ctx.on_stop(kill)
+        ctx.connected()
         assert proc.stdout is not None
         lines = 0
         for raw in proc.stdout:

@@ -7,7 +7,9 @@ loads back into the same state. Nothing here reads a store or writes a file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, tzinfo
+from typing import Any
 
 from playbook.core import events as ev
 from playbook.core.durations import format_duration
@@ -135,6 +137,8 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return "Closed"
     if kind == ev.SCENARIO_CHOSEN:
         return f"Following scenario {p.get('scenario')}"
+    if kind == ev.DIAGNOSTIC_RUN:
+        return f"Diagnostic {p.get('diagnostic')} on {p.get('target')}: {str(p.get('verdict')).upper()}"
     return f"{kind} {json.dumps(p, ensure_ascii=False, sort_keys=True)[:200]}"
 
 
@@ -246,6 +250,14 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         add(_fence(message.text))
         add("")
 
+    add("## Diagnostics")
+    add("")
+    if not state.runs:
+        add("None were run.")
+        add("")
+    for run in state.runs:
+        _diagnostic_section(add, run.payload, run.actor)
+
     add("## Notes")
     add("")
     if not state.notes:
@@ -296,6 +308,41 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("Scenarios that were not followed and had nothing ticked are left out of this record.")
     add("")
     return "\n".join(out)
+
+
+def _diagnostic_section(add: Callable[[str], None], p: dict[str, Any], actor: str) -> None:
+    from playbook.core.evidence import shown_of
+
+    add(
+        f"### {inline(str(p.get('diagnostic')))}: {str(p.get('verdict')).upper()}, "
+        f"{inline(str(p.get('started')))} by {inline(actor)}"
+    )
+    add("")
+    add(
+        f"- What: {inline(str(p.get('title')))} (`{p.get('kind')}` on target `{inline(str(p.get('target')))}`)"
+    )
+    params = p.get("params") or {}
+    if params:
+        shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in params.items())
+        add(f"- Parameters: {inline(shown)}")
+    add(f"- Ran: {p.get('started')} to {p.get('ended')}")
+    if p.get("message"):
+        add(f"- {inline(str(p['message']))}")
+    for check in p.get("checks") or []:
+        add(f"- Check: {inline(str(check.get('text')))}")
+    numbers = ", ".join(
+        f"{k}={v}" for k, v in (p.get("metrics") or {}).items() if not isinstance(v, list | dict)
+    )
+    if numbers:
+        add(f"- Numbers: {inline(numbers)}")
+    add(f"- Rows: {shown_of(p)}")
+    if p.get("file"):
+        add(f"- Full result: `{inline(str(p['file']))}` (SHA-256 `{p.get('sha256')}`)")
+    rows = p.get("rows") or []
+    if rows:
+        add("")
+        add(_fence("\n".join(json.dumps(r, ensure_ascii=False)[:300] for r in rows[:10])))
+    add("")
 
 
 def _note(text: str) -> str:
