@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -405,33 +406,38 @@ def bench_naive(server: RedisServer, ours: float) -> list[Figure]:
 # ================================================================================ 4. a million keys
 
 _CHILD = r"""
-import json, resource, sys, tempfile, time, tracemalloc
+import json, sys, tempfile, time, tracemalloc
 from pathlib import Path
 from playbook.adapters.base import RunContext, RunRequest, Sink
 from playbook.adapters.redis import RedisAdapter
 
+def hwm():  # this process's peak RSS in bytes (VmHWM: its own, reset at exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
 uri, pattern, trace = sys.stdin.readline().strip(), sys.argv[1], sys.argv[2] == "trace"
-kb = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with tempfile.TemporaryDirectory() as work:
-    path = Path(work) / "count.jsonl"
-    before = kb()
+    request = RunRequest("bench", {"op": "count_keys", "pattern": pattern}, uri)
+    before = hwm()
     if trace:
         tracemalloc.start()
     began = time.perf_counter()
     ctx = RunContext(600, 5, None)
-    sink = Sink(path)
-    metrics = RedisAdapter().run(RunRequest("bench", {"op": "count_keys", "pattern": pattern}, uri), ctx, sink)
+    sink = Sink(Path(work) / "count.jsonl")
+    metrics = RedisAdapter().run(request, ctx, sink)
     ctx.finish()
     sink.close()
     wall = time.perf_counter() - began
     peak = tracemalloc.get_traced_memory()[1] if trace else 0
     print(json.dumps({"count": metrics["count"], "wall": wall, "peak": peak,
-                      "maxrss_before": before * 1024, "maxrss_after": kb() * 1024}))
+                      "hwm_before": before, "hwm_after": hwm()}))
 """
 
 
 def count_child(server: RedisServer, trace: bool) -> dict[str, Any]:
-    """count_keys in a fresh interpreter, so its ru_maxrss is this run's alone."""
+    """count_keys in a fresh interpreter, so its peak RSS is this run's alone."""
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, COUNT_PATTERN, "trace" if trace else "rss"],
         input=server.uri + "\n",  # on stdin, not in argv where ps would show the password
@@ -440,6 +446,11 @@ def count_child(server: RedisServer, trace: bool) -> dict[str, Any]:
         check=True,
     )
     return json.loads(done.stdout)
+
+
+def maxrss() -> float:
+    """This process's ru_maxrss in MB (Linux gives kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
 def bench_million(server: RedisServer, runs: int, work: Path) -> list[Figure]:
@@ -453,56 +464,84 @@ def bench_million(server: RedisServer, runs: int, work: Path) -> list[Figure]:
     say(f"   loaded in {secs(time.perf_counter() - began)}; DBSIZE {dbsize:,}")
     query = {"op": "count_keys", "pattern": COUNT_PATTERN}
 
-    # ours, direct and via the proxy (interleaved), result file written as in a real run
+    # ours: direct, direct with no result file, via the proxy (interleaved); each run's
+    # server-side SCAN time from INFO commandstats after CONFIG RESETSTAT
     proxy = LatencyProxy(server.port, DELAY)
     via = server.uri_via(proxy.port)
     direct: list[Run] = []
+    nofile: list[Run] = []
     proxied: list[Run] = []
-    ours_server: list[float] = []
-    ours_calls = 0
+    server_time: dict[str, list[float]] = {}
+
+    def timed_on_server(label: str, fn: Callable[[], Any]) -> Any:
+        client.config_resetstat()
+        result = fn()
+        calls, used = scan_stats(client)
+        server_time.setdefault(label, []).append(used)
+        return result, calls, used
+
+    rss_before = maxrss()
+    peak_self = 0.0
     try:
         run_op(server.uri, query, work / "warmup.jsonl")
         for n in range(runs):
-            client.config_resetstat()
-            direct.append(run_op(server.uri, query, work / f"count-{n}-direct.jsonl"))
-            ours_calls, used = scan_stats(client)
-            ours_server.append(used)
-            proxied.append(run_op(via, query, work / f"count-{n}-proxy.jsonl", proxy))
-            d, p = direct[-1], proxied[-1]
-            say(
-                f"   run {n + 1} direct {secs(d.wall)} ({d.metrics['count']:,} keys, "
-                f"{d.size / 1e6:.1f} MB file; server in SCAN {secs(used)} over {ours_calls} calls); "
-                f"via proxy {secs(p.wall)}, {p.round_trips} round trips"
+            d, calls, used = timed_on_server(
+                "ours", lambda n=n: run_op(server.uri, query, work / f"count-{n}.jsonl")
             )
+            direct.append(d)
+            f, _, _ = timed_on_server("ours, no file", lambda: run_op(server.uri, query, None))
+            nofile.append(f)
+            p, _, used_p = timed_on_server(
+                "ours via proxy", lambda n=n: run_op(via, query, work / f"px-{n}.jsonl", proxy)
+            )
+            proxied.append(p)
+            say(
+                f"   run {n + 1}: direct {secs(d.wall)} ({d.metrics['count']:,} keys, "
+                f"{d.size / 1e6:.1f} MB file; server in SCAN {secs(used)}, {calls} calls, "
+                f"{used / calls * 1000:.0f} ms each); "
+                f"no file {secs(f.wall)}; via proxy {secs(p.wall)}, {p.round_trips} round trips "
+                f"(server in SCAN {secs(used_p)})"
+            )
+        # the same once more under tracemalloc, in this process
+        tracemalloc.start()
+        run_op(server.uri, query, work / "count-traced.jsonl")
+        peak_self = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
     finally:
         proxy.close()
+    rss_after = maxrss()
     counted = direct[0].metrics["count"]
 
     # the raw floor: a plain redis-py SCAN loop with the same COUNT, and the server's time
-    raw: list[float] = []
-    raw_server: list[float] = []
     plain = redis.Redis.from_url(server.uri)
     plain.ping()
-    for _ in range(runs):
-        client.config_resetstat()
+
+    def raw_loop() -> tuple[float, int]:
         began = time.perf_counter()
         cursor, keys = 0, 0
         while True:
             cursor, batch = plain.scan(cursor, match=COUNT_PATTERN, count=SCAN_COUNT)
             keys += len(batch)
             if int(cursor) == 0:
-                break
-        raw.append(time.perf_counter() - began)
-        calls, used = scan_stats(client)
-        raw_server.append(used)
+                return time.perf_counter() - began, keys
+
+    raw: list[float] = []
+    for _ in range(runs):
+        (wall, keys), calls, _ = timed_on_server("raw loop", raw_loop)
+        raw.append(wall)
     plain.close()
     say(
         f"   plain redis-py SCAN loop, COUNT {SCAN_COUNT:,}: {spread(raw, secs)}; "
         f"{keys:,} keys in {calls} calls"
     )
+    for label, used in server_time.items():
+        say(f"   server time in SCAN, {label:<15} {spread(used, secs)}")
+    floor_samples = server_time["ours"] + server_time["ours, no file"] + server_time["raw loop"]
+    floor = median(floor_samples)
     say(
-        f"   server time in SCAN (INFO commandstats after CONFIG RESETSTAT): "
-        f"{spread(raw_server + ours_server, secs)} (the floor no client can beat)"
+        f"   -> the floor (server's own SCAN time, COUNT {SCAN_COUNT:,}, direct runs): "
+        f"{secs(floor)}; no client can beat it. Each SCAN call holds the (single-threaded) "
+        f"server for about {floor / calls * 1000:.0f} ms"
     )
 
     # redis-cli --scan, directly
@@ -515,18 +554,22 @@ def bench_million(server: RedisServer, runs: int, work: Path) -> list[Figure]:
         argv = [cli, "-h", "127.0.0.1", "-p", str(server.port)]
         argv += ["-a", server.password or "", "--no-auth-warning"]
         argv += ["--scan", "--pattern", COUNT_PATTERN]
-        for _ in range(runs):
-            client.config_resetstat()
+
+        def cli_run() -> tuple[float, int]:
             began = time.perf_counter()
             with subprocess.Popen(argv, stdout=subprocess.PIPE) as proc:
                 assert proc.stdout is not None
-                cli_lines = sum(1 for _ in proc.stdout)
-            cli_walls.append(time.perf_counter() - began)
-            cli_calls, _ = scan_stats(client)
+                lines = sum(1 for _ in proc.stdout)
+            return time.perf_counter() - began, lines
+
+        for _ in range(runs):
+            (wall, cli_lines), cli_calls, _ = timed_on_server("redis-cli", cli_run)
+            cli_walls.append(wall)
         say(
             f"   redis-cli --scan --pattern '{COUNT_PATTERN}' -p {server.port} -a *** "
-            f"--no-auth-warning | wc -l: {spread(cli_walls, secs)}; {cli_lines:,} lines, "
-            f"{cli_calls:,} SCAN calls (server's count)"
+            f"--no-auth-warning, lines counted: {spread(cli_walls, secs)}; {cli_lines:,} lines, "
+            f"{cli_calls:,} SCAN calls (server's count), server in SCAN "
+            f"{secs(median(server_time['redis-cli']))}"
         )
     cli_calls_est = cli_calls or dbsize // REDIS_CLI_COUNT
     cli_proxy_est = cli_calls_est * DELAY + (median(cli_walls) if cli_walls else 0.0)
@@ -536,35 +579,43 @@ def bench_million(server: RedisServer, runs: int, work: Path) -> list[Figure]:
         f"{secs(cli_proxy_est)} ({cli_proxy_est / 3600:.1f} h)"
     )
 
-    # memory, each in a fresh interpreter: traced peak, then RSS without tracemalloc
+    # memory: tracemalloc peak and peak RSS (VmHWM) of a run in a fresh interpreter. Its
+    # ru_maxrss would be no use: on Linux a child started by vfork + exec inherits the
+    # parent's high-water mark, so it reports this process's peak, not its own.
     traced = count_child(server, trace=True)
-    rss = count_child(server, trace=False)
+    clean = count_child(server, trace=False)
     peak = traced["peak"] / 1e6
-    rss_after, rss_before = rss["maxrss_after"] / 1e6, rss["maxrss_before"] / 1e6
+    hwm_before, hwm_after = clean["hwm_before"] / 1e6, clean["hwm_after"] / 1e6
     say(
-        f"   memory (fresh interpreter, direct): tracemalloc peak {mb(peak)} during the run "
-        f"(that run took {secs(traced['wall'])} with tracing on); without tracing, ru_maxrss "
-        f"{mb(rss_before)} before the run -> {mb(rss_after)} after "
-        f"(+{mb(rss_after - rss_before)}); run {secs(rss['wall'])}"
+        f"   memory, fresh interpreter, direct: tracemalloc peak {mb(peak)} "
+        f"(run took {secs(traced['wall'])} with tracing on); peak RSS (VmHWM, no tracing) "
+        f"{mb(hwm_before)} after imports -> {mb(hwm_after)} after the run "
+        f"(+{mb(hwm_after - hwm_before)}; run {secs(clean['wall'])})"
     )
     say(
-        f"   this process's own ru_maxrss so far (all parts): "
-        f"{mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6)}"
+        f"   memory, this process: tracemalloc peak {mb(peak_self)}; ru_maxrss {mb(rss_before)} "
+        f"before part 4's runs -> {mb(rss_after)} after (its high-water mark since the bench "
+        f"started)"
     )
 
     dw = [r.wall for r in direct]
+    nw = [r.wall for r in nofile]
     pw = [r.wall for r in proxied]
     ptrips = [float(r.round_trips or 0) for r in proxied]
-    floor = median(raw_server + ours_server)
-    say(f"   ours direct / server floor: {median(dw) / floor:.2f}x; counted {counted:,} keys")
+    say(
+        f"   ours direct / floor: {median(dw) / floor:.2f}x; with no result file "
+        f"{median(nw) / floor:.2f}x; counted {counted:,} keys"
+    )
     figures = [
         Figure("4. count_keys 1M direct", dw, TARGET_COUNT_DIRECT),
+        Figure("4. count_keys 1M direct, no result file", nw, None),
         Figure("4. count_keys 1M via 50 ms proxy", pw, TARGET_COUNT_PROXY),
         Figure("4. count_keys round trips via proxy", ptrips, None, trips),
         Figure("4. count_keys peak memory (tracemalloc)", [peak], TARGET_COUNT_MEMORY, mb),
-        Figure("4. count_keys ru_maxrss, whole process", [rss_after], None, mb),
+        Figure("4. count_keys peak RSS, fresh process", [hwm_after], None, mb),
+        Figure("4. bench process ru_maxrss (all parts)", [rss_after], None, mb),
         Figure("4. plain redis-py SCAN loop (raw)", raw, None),
-        Figure("4. server time in SCAN (floor)", raw_server + ours_server, None),
+        Figure("4. server time in SCAN (floor)", floor_samples, None),
         Figure("4. ours direct / floor", [median(dw) / floor], None, times),
     ]
     if cli_walls:

@@ -16,15 +16,18 @@ HEADLESS = {
     "playbook.core.timers": {"textual", "jinja2", "sqlite3", "click", "pydantic"},
     "playbook.store.sqlite": {"textual", "jinja2", "click"},
     "playbook.render.export": {"textual", "sqlite3", "click"},
-    "playbook.service": {"textual", "click", "pydantic", "jinja2"},
+    "playbook.service": {"textual", "click", "pydantic", "jinja2", "redis", "pymongo"},
+    "playbook.core.evidence": {"textual", "click", "pydantic", "redis", "pymongo"},
+    "playbook.adapters.base": {"textual", "pydantic", "redis", "pymongo"},
+    "playbook.adapters.plugins": {"textual", "pydantic", "redis", "pymongo"},
     "playbook.core.diagnostics": {"textual", "jinja2", "sqlite3", "click", "pymongo", "redis"},
     "playbook.adapters.readonly": {"textual", "pymongo", "bson", "redis", "pydantic"},
     "playbook.targets": {"textual", "pydantic", "jinja2"},
     # Start-up speed: the first frame must not wait for pydantic (it is loaded later,
     # off the event loop), and the CLI must not load the app until `playbook run`.
-    "playbook.cli": {"textual", "pydantic", "jinja2"},
-    "playbook.tui.app": {"pydantic", "jinja2"},
-    "playbook.tui.screens": {"pydantic"},
+    "playbook.cli": {"textual", "pydantic", "jinja2", "redis", "pymongo"},
+    "playbook.tui.app": {"pydantic", "jinja2", "redis", "pymongo"},
+    "playbook.tui.screens": {"pydantic", "redis", "pymongo"},
 }
 
 

@@ -19,7 +19,7 @@ from bson.json_util import dumps as bson_dumps
 
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
 from playbook.adapters.readonly import Bounded, check
-from playbook.core.diagnostics import ObjectIdValue
+from playbook.core.values import ObjectIdValue
 
 STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "totalIndexSize")
 

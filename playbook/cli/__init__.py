@@ -351,8 +351,15 @@ def diag_list(playbook: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("playbook", required=False)
 @click.option("--resume", "resume", metavar="INCIDENT", help="Go straight into this incident.")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME=URI",
+    help="Where a diagnostics target is (overrides playbook.toml). Repeatable.",
+)
 @pass_app
-def run(app: _App, playbook: str | None, resume: str | None) -> None:
+def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str, ...]) -> None:
     """Open the app on PLAYBOOK (default: the data-integrity playbook).
 
     Start a new incident or resume an open one; the app walks you through severity,
@@ -367,7 +374,11 @@ def run(app: _App, playbook: str | None, resume: str | None) -> None:
         service.resolve_id(resume)  # so is an unknown incident
     from playbook.tui.app import run_app
 
-    sys.exit(run_app(service, path, resume))
+    if targets:
+        from playbook.targets import load_targets
+
+        load_targets(path, targets)  # a malformed --target is an error here, not in the app
+    sys.exit(run_app(service, path, resume, targets))
 
 
 EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from playbook.core.model import Expectation, Param
+from playbook.core.values import ObjectIdValue
 from playbook.errors import UsageError
 
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
@@ -25,13 +26,6 @@ WARN = "warn"
 FAIL = "fail"
 ERROR = "error"
 _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
-
-
-@dataclass(frozen=True)
-class ObjectIdValue:
-    """A MongoDB ObjectId, kept as hex so the core needs no driver."""
-
-    hex: str
 
 
 class ParamError(UsageError):

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from playbook.core.diagnostics import ObjectIdValue, Verdict
 from playbook.core.events import format_utc
+from playbook.core.values import ObjectIdValue
+
+if TYPE_CHECKING:
+    from playbook.core.diagnostics import Verdict
 
 ROWS_IN_EVENT = 20
 MAX_TEXT = 200

@@ -41,7 +41,7 @@ class Job:
     label: str
     fn: Callable[[], Any]
     on_done: Callable[[Any], None] | None = None
-    on_error: Callable[[BaseException], None] | None = None
+    on_error: Callable[[BaseException], bool | None] | None = None
     records: bool = True
     """True when the job appends to the incident (its failure means: not recorded)."""
 
@@ -103,9 +103,12 @@ class PlaybookApp(App[int]):
         tick_seconds: float = 1.0,
         refresh_seconds: float = 5.0,
         playbook_path: Path | None = None,
+        target_overrides: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.service = service
+        self.target_overrides = target_overrides
+        """``--target name=URI`` pairs given to `playbook run`."""
         self.playbook = playbook
         self.playbook_path = playbook_path
         self.playbook_problem = ""
@@ -124,10 +127,14 @@ class PlaybookApp(App[int]):
         label: str,
         fn: Callable[[], Any],
         on_done: Callable[[Any], None] | None = None,
-        on_error: Callable[[BaseException], None] | None = None,
+        on_error: Callable[[BaseException], bool | None] | None = None,
         records: bool = True,
     ) -> Job:
-        """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop."""
+        """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop.
+
+        ``on_error`` runs on the event loop too; when it returns True it has told the
+        responder itself, and the generic "not recorded" message is not shown.
+        """
         job = Job(label, fn, on_done, on_error, records)
         self.pending_jobs += 1
         self._jobs.put(job)
@@ -158,8 +165,8 @@ class PlaybookApp(App[int]):
     def on_job_failed(self, message: JobFailed) -> None:
         self.pending_jobs -= 1
         error = message.error
-        if message.job.on_error is not None:
-            message.job.on_error(error)
+        if message.job.on_error is not None and message.job.on_error(error):
+            return  # the caller said it all
         if isinstance(error, PlaybookError):
             text = error.title + (f"\n{error.message}" if error.message else "")
         else:
@@ -297,10 +304,12 @@ class PlaybookApp(App[int]):
         self.push_screen(NewIncidentScreen())
 
 
-def run_app(service: Service, playbook_path: Path, resume: str | None) -> int:
+def run_app(
+    service: Service, playbook_path: Path, resume: str | None, targets: tuple[str, ...] = ()
+) -> int:
     """Run the app until the responder quits; returns the exit code."""
     service.clock = SteadyClock()
-    app = PlaybookApp(service, None, resume, playbook_path=playbook_path)
+    app = PlaybookApp(service, None, resume, playbook_path=playbook_path, target_overrides=targets)
     app.run()
     return app.return_code or 0
 

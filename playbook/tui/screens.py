@@ -30,9 +30,11 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option, OptionDoesNotExist
 from textual.widgets.selection_list import Selection
+from textual.worker import Worker, WorkerState
 
 from playbook.core import events as ev
 from playbook.core.durations import format_duration
+from playbook.core.evidence import shown_of
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.core.timers import BREACHED, WARNING
@@ -40,6 +42,7 @@ from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
 from playbook.render import templates
 from playbook.render.export import describe
+from playbook.tui.diagnostics import ParamsDialog, ResultScreen, param_defaults, verdict_text
 from playbook.tui.widgets import TimelineView, TimerBar, block, lit
 
 if TYPE_CHECKING:
@@ -334,6 +337,11 @@ class IncidentScreen(HelpText, Screen[None]):
         "to disk. Ticking an item of a later phase moves the incident into that phase.\n"
         "Right, bottom: the highlighted step's guidance, its diagnostics (what would run, on "
         "which target, and what healthy looks like) and recovery commands; c copies one.\n"
+        "Diagnostics (⚙ lines under a step, with their last verdict): d runs the highlighted "
+        "one (asking for its parameters), D runs all of the step's with their last or default "
+        "parameters, k stops running ones, Enter opens the last result as a table. They only "
+        "read, run in the background with progress, and each result is saved as evidence. "
+        "Targets come from playbook.toml or `playbook run --target name=URI`.\n"
         "Other keys: t timeline, x export, Esc back to the incident list, Ctrl+Q quit.\n"
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
         "next status update is due. When one warns or is breached, a message names who "
@@ -347,6 +355,9 @@ class IncidentScreen(HelpText, Screen[None]):
         Binding("e", "escalate", "Escal", id="incident.escalate"),
         Binding("s", "status", "Status", id="incident.status"),
         Binding("r", "resolve", "Resolve", id="incident.resolve"),
+        Binding("d", "diagnose", "Diagnose", id="incident.diagnose"),
+        Binding("D", "diagnose_all", "Run all", id="incident.diagnose_all", show=False),
+        Binding("k", "stop_diagnostics", "Stop runs", id="incident.stop", show=False),
         Binding("t", "timeline", "Timeline", id="incident.timeline", show=False),
         Binding("c", "copy", "Copy", id="incident.copy", show=False),
         Binding("x", "export", "Export", id="incident.export", show=False),
@@ -363,6 +374,10 @@ class IncidentScreen(HelpText, Screen[None]):
         self.pending: set[str] = set()
         self.announced: set[tuple[str, str, str]] = set()
         self._initial = state
+        self.running: dict[str, Any] = {}
+        """Diagnostics running now, by id (their PreparedRun, which can cancel)."""
+        self.show_running: dict[str, bool] = {}
+        self.progress_text: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="incident-header")
@@ -373,6 +388,7 @@ class IncidentScreen(HelpText, Screen[None]):
                 yield OptionList(id="checklist")
                 with VerticalScroll(id="detail-scroll"):
                     yield Static(id="detail")
+        yield Static(id="diag-status")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -516,6 +532,8 @@ class IncidentScreen(HelpText, Screen[None]):
             self.choose_scenario(ident.split(":", 1)[1])
         elif ident.startswith("item:"):
             self.action_toggle()
+        elif ident.startswith("diag:"):
+            self.show_last_result(ident.rsplit(":", 1)[1])
 
     # -------------------------------------------------------------- checklist
 
@@ -567,7 +585,13 @@ class IncidentScreen(HelpText, Screen[None]):
             for step in section["steps"] if section else []:
                 heading = Text()
                 heading.append_text(lit(step["title"], "bold underline"))
-                options.append(Option(heading, id=f"step:{self.section}.{step['id']}"))
+                step_ref = f"{self.section}.{step['id']}"
+                options.append(Option(heading, id=f"step:{step_ref}"))
+                pb_step = self.playbook.steps().get(step_ref)
+                for diag_id in pb_step.diagnostics if pb_step else []:
+                    options.append(
+                        Option(self._diag_prompt(diag_id), id=f"diag:{step_ref}:{diag_id}")
+                    )
                 for item in step["items"]:
                     options.append(
                         Option(
@@ -594,6 +618,204 @@ class IncidentScreen(HelpText, Screen[None]):
         self.update_header()
 
     _same_section_rebuild = False
+
+    # -------------------------------------------------------------- diagnostics
+
+    def _diag_prompt(self, diag_id: str) -> Text:
+        assert self.playbook is not None and self.state is not None
+        diag = self.playbook.diagnostics[diag_id]
+        line = Text("  ⚙ ", style="cyan")
+        title = diag.title if len(diag.title) <= 44 else diag.title[:43] + "…"
+        line.append_text(lit(title))
+        line.append_text(lit(f"  [{diag.kind} → {diag.target}] ", "dim"))
+        last = self.state.last_runs().get(diag_id)
+        if diag_id in self.running:
+            line.append(" running… ", style="bold yellow")
+        elif diag.writes:
+            line.append(" writes: not run ", style="dim red")
+        elif last is not None:
+            line.append_text(verdict_text(last.verdict))
+            line.append(f" {last.at:%H:%M}Z", style="dim")
+        else:
+            line.append(" not run ", style="dim")
+        return line
+
+    def _refresh_diag_lines(self) -> None:
+        checklist = self.query_one("#checklist", OptionList)
+        for index in range(checklist.option_count):
+            ident = checklist.get_option_at_index(index).id or ""
+            if ident.startswith("diag:"):
+                checklist.replace_option_prompt_at_index(
+                    index, self._diag_prompt(ident.rsplit(":", 1)[1])
+                )
+
+    def _highlighted_diagnostics(self) -> tuple[str | None, list[str]]:
+        """(the highlighted diagnostic, every diagnostic of the highlighted step)."""
+        option = self.query_one("#checklist", OptionList).highlighted_option
+        ident = (option.id or "") if option else ""
+        located = self._highlighted_step()
+        step = self.playbook.steps().get(".".join(located)) if self.playbook and located else None
+        every = list(step.diagnostics) if step else []
+        one = (
+            ident.rsplit(":", 1)[1] if ident.startswith("diag:") else (every[0] if every else None)
+        )
+        return one, every
+
+    def action_diagnose(self) -> None:
+        one, _every = self._highlighted_diagnostics()
+        if one is None:
+            self.notify("This step has no diagnostics.", markup=False)
+            return
+        self.start_diagnostic(one, ask=True)
+
+    def action_diagnose_all(self) -> None:
+        _one, every = self._highlighted_diagnostics()
+        runnable = [d for d in every if self.playbook and not self.playbook.diagnostics[d].writes]
+        if not runnable:
+            self.notify("This step has no diagnostics that can run.", markup=False)
+            return
+        for diag_id in runnable:
+            self.start_diagnostic(diag_id, ask=False)
+
+    def action_stop_diagnostics(self) -> None:
+        if not self.running:
+            self.notify("No diagnostic is running.", markup=False)
+            return
+        for prepared in self.running.values():
+            prepared.cancel()
+        self.notify(f"Stopping {', '.join(self.running)}…", markup=False)
+
+    def start_diagnostic(self, diag_id: str, ask: bool) -> None:
+        """Ask for parameters (or take the last ones), prepare on the store thread, run."""
+        if self.playbook is None or self.state is None:
+            return
+        diag = self.playbook.diagnostics[diag_id]
+        if diag.writes:
+            self.notify(
+                f"{diag_id} changes data: it is never run as a diagnostic.",
+                severity="error",
+                markup=False,
+            )
+            return
+        if diag_id in self.running:
+            self.notify(f"{diag_id} is already running (k stops it).", markup=False)
+            return
+        last = self.state.last_runs().get(diag_id)
+        values = param_defaults(diag, last.payload.get("params") if last else None)
+        if ask and diag.params:
+
+            def chosen(given: dict[str, str] | None) -> None:
+                if given is not None:
+                    self._prepare(diag_id, given, show=True)
+
+            self.app.push_screen(ParamsDialog(diag_id, diag, values), chosen)
+            return
+        self._prepare(diag_id, {k: v for k, v in values.items() if v}, show=ask)
+
+    def _prepare(self, diag_id: str, given: dict[str, str], show: bool) -> None:
+        from playbook.targets import load_targets
+
+        app = _app(self)
+        incident = self.incident_id
+        path = Path(self.state.playbook_path) if self.state and self.state.playbook_path else None
+
+        def prepare() -> Any:
+            targets = load_targets(path, app.target_overrides)
+            return app.service.prepare_diagnostic(incident, diag_id, given, targets)
+
+        def failed(error: BaseException) -> bool:
+            from playbook.core.diagnostics import ParamError
+
+            if not isinstance(error, PlaybookError):
+                return False
+            hint = error.message
+            if isinstance(error, ParamError):
+                hint = "Highlight it and press d to give them."
+            self.notify(
+                f"{error.title}\n{hint}".strip(),
+                title=f"{diag_id} not run",
+                severity="error",
+                markup=False,
+                timeout=12,
+            )
+            return True
+
+        app.submit(f"prepare {diag_id}", prepare, lambda p: self._launch(p, show), failed, False)
+
+    def _launch(self, prepared: Any, show: bool) -> None:
+        app = _app(self)
+        diag_id = prepared.diagnostic_id
+        self.running[diag_id] = prepared
+        self.show_running[diag_id] = show
+        self._refresh_diag_lines()
+        self._status(diag_id, "connecting…")
+
+        def progress(p: Any) -> None:
+            app.call_from_thread(self._status, diag_id, p.describe())
+
+        self.run_worker(
+            lambda: app.service.execute_diagnostic(prepared, progress),
+            name=f"diag:{diag_id}",
+            group="diagnostics",
+            thread=True,
+            exit_on_error=False,
+        )
+
+    def _status(self, diag_id: str, text: str) -> None:
+        if diag_id in self.running:
+            self.progress_text[diag_id] = text
+        else:
+            self.progress_text.pop(diag_id, None)
+        status = self.query_one("#diag-status", Static)
+        lines = Text()
+        for name, said in self.progress_text.items():
+            if lines:
+                lines.append("\n")
+            lines.append("⟳ ", style="bold yellow")
+            lines.append_text(lit(f"{name}: {said}"))
+        if lines:
+            lines.append("   k stops", style="dim")
+        status.update(lines)
+        status.display = bool(self.progress_text)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group != "diagnostics" or not worker.is_finished:
+            return
+        diag_id = worker.name.split(":", 1)[1]
+        self.running.pop(diag_id, None)
+        show = self.show_running.pop(diag_id, False)
+        self._status(diag_id, "")
+        if worker.state != WorkerState.SUCCESS:
+            self.notify(f"{diag_id} failed: {worker.error}", severity="error", markup=False)
+            self._refresh_diag_lines()
+            return
+        payload = worker.result
+        app = _app(self)
+
+        def recorded(state: IncidentState) -> None:
+            self.apply_state(state)
+            verdict = str(payload["verdict"]).upper()
+            self.notify(
+                f"{diag_id}: {verdict}. {payload.get('message') or shown_of(payload)}",
+                severity="error" if verdict in ("FAIL", "ERROR") else "information",
+                markup=False,
+            )
+            if show:
+                self.app.push_screen(ResultScreen(payload))
+
+        app.submit(
+            f"record {diag_id}",
+            lambda: app.service.record_diagnostic(self.incident_id, payload),
+            recorded,
+        )
+
+    def show_last_result(self, diag_id: str) -> None:
+        last = self.state.last_runs().get(diag_id) if self.state else None
+        if last is None:
+            self.start_diagnostic(diag_id, ask=True)
+        else:
+            self.app.push_screen(ResultScreen(last.payload))
 
     def refresh_item(self, ref: str) -> None:
         assert self.state is not None
@@ -690,6 +912,9 @@ class IncidentScreen(HelpText, Screen[None]):
         if ident.startswith("item:"):
             section, step, _item = ident[5:].split(".", 2)
             return section, step
+        if ident.startswith("diag:"):
+            section, step = ident[5:].split(":", 1)[0].split(".", 1)
+            return section, step
         return None
 
     def show_detail(self, ident: str) -> None:
@@ -766,10 +991,18 @@ class IncidentScreen(HelpText, Screen[None]):
                         f"{expectation.metric} {expectation.op} {expectation.value} (else {expectation.verdict})"
                     )
                 )
-            out.append(
-                "\n  Running diagnostics from the app is not in this version; c copies the query.",
-                style="dim",
-            )
+            last = self.state.last_runs().get(diag_id) if self.state else None
+            if last is not None:
+                out.append("\n  last run: ")
+                out.append_text(verdict_text(last.verdict))
+                out.append_text(
+                    lit(f" {last.at:%H:%M:%S}Z by {last.actor}; {shown_of(last.payload)}")
+                )
+            if not diag.writes:
+                out.append(
+                    "\n  d runs it, D runs all of this step's, Enter shows the last result.",
+                    style="dim",
+                )
         for proc_id in step.procedures:
             proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
             out.append("\nProcedure ", style="bold magenta")

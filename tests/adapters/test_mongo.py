@@ -198,7 +198,7 @@ def test_find_says_how_many_match_beyond_the_limit(mongo: tuple[Any, str]) -> No
 
 
 def test_to_bson_keeps_structure() -> None:
-    from playbook.core.diagnostics import ObjectIdValue
+    from playbook.core.values import ObjectIdValue
 
     oid = "65f2a0c0e4b0a1b2c3d4e5f6"
     assert to_bson({"a": [ObjectIdValue(oid)]}) == {"a": [ObjectId(oid)]}

@@ -135,7 +135,9 @@ def test_targets_come_from_playbook_toml_with_env(
     monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
     (config / "playbook").mkdir()
     (config / "playbook" / "playbook.toml").write_text(
-        '[targets]\ncache = "redis://:${CACHE_PASSWORD}@127.0.0.1:%d/0"\n' % redis.port
+        '[targets]\ncache = "redis://:${CACHE_PASSWORD}@127.0.0.1:PORT/0"\n'.replace(
+            "PORT", str(redis.port)
+        )
     )
     monkeypatch.setenv("CACHE_PASSWORD", PASSWORD)
     incident = opened(cli)

@@ -6,19 +6,17 @@ Tests wait for conditions (an event recorded, a screen shown), never for time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Input, OptionList, Static
+from tui_support import SIZE, RecordingApp, events, make_app, on_incident, until
 
 from playbook.core.clock import FakeClock
 from playbook.service import Service
 from playbook.store.memory import MemoryStore
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.app import PlaybookApp, TooSmallNotice
+from playbook.tui.app import TooSmallNotice
 from playbook.tui.screens import (
     ComposerScreen,
     ExportDialog,
@@ -31,51 +29,6 @@ from playbook.tui.screens import (
     TimelineScreen,
 )
 from playbook.tui.widgets import TimelineView
-
-SIZE = (80, 24)
-
-
-async def until(
-    pilot: Pilot[Any], condition: Callable[[], object], what: str, rounds: int = 2000
-) -> None:
-    """Let the app run until ``condition`` holds (bounded by rounds, not by a clock)."""
-    for _ in range(rounds):
-        if condition():
-            return
-        await pilot.pause()
-    raise AssertionError(f"never happened: {what}")
-
-
-async def on_incident(pilot: Pilot[Any]) -> IncidentScreen:
-    """Wait until the incident screen shows a loaded incident, and return it."""
-    app = pilot.app
-    await until(
-        pilot,
-        lambda: isinstance(app.screen, IncidentScreen) and app.screen.state is not None,
-        "the incident screen",
-    )
-    assert isinstance(app.screen, IncidentScreen)
-    return app.screen
-
-
-def events(service: Service, incident: str) -> list[str]:
-    return [e.type for e in service.get(incident).events]
-
-
-class RecordingApp(PlaybookApp):
-    """The app, with the notifications it showed kept for the test to read."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.said: list[str] = []
-
-    def notify(self, message: str, **kwargs: Any) -> None:  # type: ignore[override]
-        self.said.append(message)
-        super().notify(message, **kwargs)
-
-
-def make_app(service: Service, loaded, resume: str | None = None) -> RecordingApp:
-    return RecordingApp(service, loaded, resume, tick_seconds=0.05, refresh_seconds=3600)
 
 
 async def test_the_whole_flow_then_resume_after_restart(
