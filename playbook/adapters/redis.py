@@ -296,6 +296,42 @@ class RedisAdapter(Adapter):
                 ctx.progress(total, total, unit, force=True)
                 return
 
+    def _scan_ahead(
+        self, client: GuardedRedis, pattern: str, ctx: RunContext
+    ) -> Iterator[list[bytes]]:
+        """Like :meth:`_scan`, but the next SCAN is sent before this batch is handed on.
+
+        The server walks the next stretch of the keyspace while the client writes out the
+        last one, so the client's work hides behind the server's. Only for callers that
+        send nothing else while iterating: the one connection is busy with the SCAN.
+        """
+        client.guard.require(client, "SCAN")
+        total = self.dbsize
+        examined = 0
+        pool = client.connection_pool
+        conn = pool.get_connection()
+        args = ("MATCH", pattern, "COUNT", self.scan_count)
+        try:
+            conn.send_command("SCAN", 0, *args)
+            while True:
+                cursor_raw, keys = conn.read_response()
+                ctx.check()
+                cursor = int(cursor_raw)
+                if cursor != 0:
+                    conn.send_command("SCAN", cursor, *args)
+                examined = min(total, examined + self.scan_count) if total else examined
+                ctx.progress(examined, total, "keys examined")
+                if keys:
+                    yield keys
+                if cursor == 0:
+                    ctx.progress(total, total, "keys examined", force=True)
+                    return
+        except BaseException:
+            conn.disconnect()  # a reply may still be on its way: never reuse this connection
+            raise
+        finally:
+            pool.release(conn)
+
     def _batches(
         self, client: GuardedRedis, pattern: str, ctx: RunContext
     ) -> Iterator[list[bytes]]:
@@ -315,7 +351,7 @@ class RedisAdapter(Adapter):
         self, client: GuardedRedis, query: dict[str, Any], ctx: RunContext, sink: Sink
     ) -> dict[str, Any]:
         count = 0
-        for keys in self._scan(client, str(query["pattern"]), ctx):
+        for keys in self._scan_ahead(client, str(query["pattern"]), ctx):
             count += len(keys)
             sink.add_block(_strings_lines(keys), len(keys))
         return {"count": count}
