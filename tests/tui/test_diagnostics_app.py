@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import RedisServer, SilentServer, load_seed_001, redis_server
+from servers import LatencyProxy, RedisServer, SilentServer, load_seed_001, redis_server
 from textual.pilot import Pilot
 from textual.widgets import DataTable, OptionList
 from tui_support import SIZE, make_app, on_incident, until
@@ -28,7 +28,8 @@ def redis() -> Iterator[RedisServer]:
         yield srv
 
 
-def highlight(screen: Any, diag_id: str, section: str) -> None:
+async def highlight(pilot: Pilot[Any], screen: Any, diag_id: str, section: str) -> None:
+    await until(pilot, lambda: screen.playbook is not None, "the playbook read")
     screen.action_phase(section)
     checklist = screen.query_one("#checklist", OptionList)
     checklist.focus()
@@ -64,7 +65,7 @@ async def test_d_runs_the_highlighted_diagnostic_and_shows_its_rows_literally(
     app.target_overrides = (f"cache={redis.uri}",)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await on_incident(pilot)
-        highlight(screen, "redis-rebuild-lock", "immediate-response")
+        await highlight(pilot, screen, "redis-rebuild-lock", "immediate-response")
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ParamsDialog), "parameters asked")
         await pilot.press("ctrl+s")  # the default pattern
@@ -85,21 +86,24 @@ async def test_a_snapshot_runs_in_the_background_while_the_app_stays_usable(
 ) -> None:
     incident = service.open(loaded, "indexes gone").id
     app = make_app(service, loaded, resume=incident)
-    app.target_overrides = (f"cache={redis.uri}",)
-    async with app.run_test(size=SIZE) as pilot:
-        screen = await on_incident(pilot)
-        highlight(screen, "redis-snapshot", "immediate-response")
-        await pilot.press("D")  # run all of the step's: snapshot and lock check, defaults
-        await until(pilot, lambda: "redis-snapshot" in screen.running, "the snapshot running")
-        await pilot.press("a")  # acknowledging works meanwhile
-        await until(pilot, lambda: service.get(incident).state.acknowledged_at is not None, "ack")
-        await until(
-            pilot, lambda: len(runs(service, incident)) == 2, "both recorded", rounds=20_000
-        )
-        snapshot = next(r for r in runs(service, incident) if r["diagnostic"] == "redis-snapshot")
-        assert snapshot["metrics"]["count"] == 6049 and snapshot["verdict"] == "pass"
-        assert Path(snapshot["file"]).stat().st_size > 10_000_000
-        assert not isinstance(app.screen, ResultScreen)  # run-all does not pop results up
+    with LatencyProxy(redis.port, delay=0.25) as slow:  # a slow link: the run takes seconds
+        app.target_overrides = (f"cache={redis.uri_via(slow.port)}",)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await on_incident(pilot)
+            await highlight(pilot, screen, "redis-snapshot", "immediate-response")
+            await pilot.press("D")  # run all of the step's: snapshot and lock check, defaults
+            await until(pilot, lambda: "redis-snapshot" in screen.running, "the snapshot running")
+            await pilot.press("a")  # acknowledging works meanwhile
+            await until(
+                pilot, lambda: service.get(incident).state.acknowledged_at is not None, "ack"
+            )
+            assert "redis-snapshot" in screen.running  # and the snapshot is still going
+            await until(
+                pilot, lambda: len(runs(service, incident)) == 2, "both recorded", rounds=50_000
+            )
+    snapshot = next(r for r in runs(service, incident) if r["diagnostic"] == "redis-snapshot")
+    assert snapshot["metrics"]["count"] == 6049 and snapshot["verdict"] == "pass"
+    assert Path(snapshot["file"]).stat().st_size > 10_000_000
 
 
 async def test_k_cancels_a_run_stuck_on_a_silent_server(service: Service, loaded: Any) -> None:
@@ -109,7 +113,7 @@ async def test_k_cancels_a_run_stuck_on_a_silent_server(service: Service, loaded
         app.target_overrides = (f"cache=redis://127.0.0.1:{silent.port}/0",)
         async with app.run_test(size=SIZE) as pilot:
             screen = await on_incident(pilot)
-            highlight(screen, "redis-heartbeat", "assessment")
+            await highlight(pilot, screen, "redis-heartbeat", "assessment")
             await pilot.press("d")
             await until(pilot, lambda: isinstance(app.screen, ParamsDialog), "parameters asked")
             await pilot.press("ctrl+s")
@@ -128,7 +132,7 @@ async def test_a_writing_diagnostic_is_refused_in_the_app(service: Service, load
         screen = await on_incident(pilot)
         screen.state.scenarios.append("database-corruption")
         screen.build_nav()
-        highlight(screen, "reindex", "database-corruption")
+        await highlight(pilot, screen, "reindex", "database-corruption")
         await pilot.press("d")
         await until(pilot, lambda: any("never run" in s for s in app.said), "the refusal")
         assert runs(service, incident) == []
