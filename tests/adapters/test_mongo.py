@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -221,3 +222,26 @@ def test_a_write_is_refused_before_any_client_exists(monkeypatch: pytest.MonkeyP
             adapter.run(request, ctx, Sink(None))
         ctx.finish()
     assert made == []
+
+
+@pytest.mark.parametrize("server", ["silent", "refused"])
+def test_an_unanswering_or_absent_mongo_ends_within_the_deadline(server: str) -> None:
+    """pymongo's own defaults would wait 30 s for server selection; the run waits ~2 s."""
+    from servers import SilentServer, free_port
+
+    from playbook.adapters.base import RunError
+
+    with SilentServer() as silent:
+        port = silent.port if server == "silent" else free_port()
+        request = RunRequest(
+            "t", {"op": "count", "collection": "users"}, f"mongodb://u:pw@127.0.0.1:{port}/app"
+        )
+        ctx = RunContext(4, 2)
+        started = time.monotonic()
+        with pytest.raises(RunError) as caught:
+            MongoAdapter().run(request, ctx, Sink(None))
+        ctx.finish()
+        took = time.monotonic() - started
+    assert "could not be reached" in caught.value.title
+    assert ":pw@" not in str(caught.value)
+    assert took < 4 + 1, f"took {took:.1f} s"
