@@ -384,16 +384,6 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
 EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}
 
 
-def _pairs(values: tuple[str, ...], option: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in values:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"{option} takes NAME=VALUE, not {inline(pair)!r}.")
-        out[name.strip()] = value
-    return out
-
-
 @diag.command("run")
 @click.argument("incident")
 @click.argument("diagnostic")
@@ -433,7 +423,7 @@ def diag_run(
     service = app.service
     state = service.get(incident).state
     known = load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
-    prepared = service.prepare_diagnostic(state.id, diagnostic, _pairs(sets, "--set"), known)
+    prepared = service.prepare_diagnostic(state.id, diagnostic, _parse_sets(sets), known)
     live = sys.stderr.isatty()
     shown: list[str] = []
 
@@ -472,7 +462,7 @@ def diag_run(
 
 
 def _print_run(run: dict[str, Any]) -> None:
-    from playbook.core.evidence import shown_of
+    from playbook.core.evidence import numbers_of, shown_of
 
     colour = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
     verdict = run["verdict"]
@@ -485,9 +475,7 @@ def _print_run(run: dict[str, Any]) -> None:
         click.echo(f"  {inline(run['message'])}")
     for check in run["checks"]:
         click.echo(f"  {inline(check['text'])}")
-    numbers = ", ".join(
-        f"{k}={v}" for k, v in run["metrics"].items() if not isinstance(v, list | dict)
-    )
+    numbers = numbers_of(run)
     if numbers:
         click.echo(f"  numbers: {inline(numbers)[:400]}")
     click.echo(f"  {shown_of(run)}")

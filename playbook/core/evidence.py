@@ -120,3 +120,9 @@ def shown_of(payload: Mapping[str, Any]) -> str:
             return "no rows: the run did not finish"
         return f"showing {shown:,} of the {total:,} rows that arrived (partial: the run did not finish)"
     return f"showing {shown:,} of {total:,} rows"
+
+
+def numbers_of(payload: Mapping[str, Any]) -> str:
+    """The run's plain numbers as ``name=value, …`` (lists and tables left out)."""
+    metrics = payload.get("metrics") or {}
+    return ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, list | dict))

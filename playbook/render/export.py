@@ -311,7 +311,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
 
 
 def _diagnostic_section(add: Callable[[str], None], p: dict[str, Any], actor: str) -> None:
-    from playbook.core.evidence import shown_of
+    from playbook.core.evidence import numbers_of, shown_of
 
     add(
         f"### {inline(str(p.get('diagnostic')))}: {str(p.get('verdict')).upper()}, "
@@ -330,9 +330,7 @@ def _diagnostic_section(add: Callable[[str], None], p: dict[str, Any], actor: st
         add(f"- {inline(str(p['message']))}")
     for check in p.get("checks") or []:
         add(f"- Check: {inline(str(check.get('text')))}")
-    numbers = ", ".join(
-        f"{k}={v}" for k, v in (p.get("metrics") or {}).items() if not isinstance(v, list | dict)
-    )
+    numbers = numbers_of(p)
     if numbers:
         add(f"- Numbers: {inline(numbers)}")
     add(f"- Rows: {shown_of(p)}")

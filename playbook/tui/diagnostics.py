@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
-from playbook.core.evidence import shown_of
+from playbook.core.evidence import numbers_of, shown_of
 from playbook.core.text import one_line
 from playbook.tui.widgets import lit
 
@@ -153,11 +153,7 @@ class ResultScreen(ModalScreen[None]):
         for check in p.get("checks") or []:
             head.append("\n  ")
             head.append_text(lit(str(check.get("text")), "green" if check.get("ok") else "red"))
-        numbers = ", ".join(
-            f"{k}={v}"
-            for k, v in (p.get("metrics") or {}).items()
-            if not isinstance(v, list | dict)
-        )
+        numbers = numbers_of(p)
         if numbers:
             head.append("\n")
             head.append_text(lit(f"numbers: {numbers}"[:600], "dim"))
