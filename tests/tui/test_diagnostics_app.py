@@ -127,11 +127,10 @@ async def test_k_cancels_a_run_stuck_on_a_silent_server(service: Service, loaded
 
 async def test_a_writing_diagnostic_is_refused_in_the_app(service: Service, loaded: Any) -> None:
     incident = service.open(loaded, "corrupt").id
+    service.choose_scenario(incident, "database-corruption")
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
         screen = await on_incident(pilot)
-        screen.state.scenarios.append("database-corruption")
-        screen.build_nav()
         await highlight(pilot, screen, "reindex", "database-corruption")
         await pilot.press("d")
         await until(pilot, lambda: any("never run" in s for s in app.said), "the refusal")
