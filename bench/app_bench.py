@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import textual
+from figures import Figure  # bench/figures.py: this script's folder is on the path
 from textual import events
 from textual._compositor import ChopsUpdate, CompositorUpdate, LayoutUpdate
 from textual.geometry import Region
@@ -70,25 +71,6 @@ def ms(seconds: float) -> str:
 
 def secs(seconds: float) -> str:
     return "timeout" if seconds == float("inf") else f"{seconds:.3f} s"
-
-
-@dataclass
-class Figure:
-    """One line of the summary: samples of one measurement against its target."""
-
-    name: str
-    samples: list[float]
-    target: float | None
-    """None: context only, no target."""
-    unit: Callable[[float], str] = ms
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples) if self.samples else float("nan")
-
-    @property
-    def worst(self) -> float:
-        return max(self.samples) if self.samples else float("nan")
 
 
 def touches(update: CompositorUpdate, region: Region) -> bool:

@@ -29,6 +29,7 @@ from typing import Any
 from unittest import mock
 
 import redis
+from figures import Figure  # bench/figures.py: this script's folder is on the path
 from redis._parsers import _RESP2Parser
 
 from playbook.adapters import redis as playbook_redis
@@ -80,26 +81,6 @@ def mb(n: float) -> str:
 
 def times(n: float) -> str:
     return f"{n:,.1f}x"
-
-
-@dataclass
-class Figure:
-    """One line of the summary: samples of one measurement against its target."""
-
-    name: str
-    samples: list[float]
-    target: float | None
-    """None: context only, no target. Targets are upper bounds (at most)."""
-    unit: Callable[[float], str] = secs
-    note: str = ""
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples) if self.samples else float("nan")
-
-    @property
-    def worst(self) -> float:
-        return max(self.samples) if self.samples else float("nan")
 
 
 @dataclass
