@@ -15,7 +15,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from playbook.adapters.base import Adapter, Progress, RunContext, RunRequest
     from playbook.core.loader import LoadedPlaybook
     from playbook.core.model import Diagnostic, Playbook
+    from playbook.guarded import GuardedRun
     from playbook.targets import Target
 
 MAX_RETRIES = 8
@@ -127,6 +128,10 @@ class Service:
         data_dir = getattr(store, "data_dir", None)
         self.evidence_dir = evidence_dir or (Path(data_dir) / "evidence" if data_dir else None)
         """Where full diagnostic results are saved (None: results are not saved)."""
+        self.backup_dir = (
+            self.evidence_dir.parent / "backups" if self.evidence_dir is not None else None
+        )
+        """Where guarded actions save their backups (None: no action can apply)."""
 
     # ------------------------------------------------------------------ reading
 
@@ -519,7 +524,7 @@ class Service:
                 f"Refused: {diagnostic_id} changes data; it is never run as a diagnostic.",
                 diagnostic.caution or "Run it by hand, deliberately, with a backup.",
             )
-        values = resolve(diagnostic.params, given)
+        values = resolve(diagnostic.params, _with_defaults_from(state, diagnostic, given))
         if diagnostic.kind == "shell":
             raw_query: dict[str, Any] = {"argv": diagnostic.model_dump(by_alias=True)["argv"]}
         else:
@@ -571,7 +576,9 @@ class Service:
             ctx.finish()
         sha = sink.close()
         ended = self.clock.now()
-        verdict = Verdict(ERROR, [], error) if error else evaluate(d.expect, metrics)
+        verdict = (
+            Verdict(ERROR, [], error) if error else evaluate(d.expect, metrics, prepared.values)
+        )
         return run_payload(
             diagnostic=prepared.diagnostic_id,
             title=d.title,
@@ -618,6 +625,39 @@ class Service:
                 return path
         raise Conflict(f"Too many results named {stem} in {folder}.")
 
+    # ------------------------------------------------------------------ guarded actions
+
+    def start_action(
+        self,
+        ref: str,
+        action_id: str,
+        given: Mapping[str, object],
+        targets: Mapping[str, Target],
+        progress: Callable[[Progress], None] | None = None,
+        hook: Callable[[str, str], None] | None = None,
+    ) -> GuardedRun:
+        """A new run of a guarded action, checked and ready for its dry run."""
+        from playbook import guarded
+
+        return guarded.start(self, ref, action_id, given, targets, progress, hook)
+
+    def resume_action(
+        self,
+        ref: str,
+        run_id: str,
+        targets: Mapping[str, Target],
+        progress: Callable[[Progress], None] | None = None,
+        hook: Callable[[str, str], None] | None = None,
+    ) -> GuardedRun:
+        """An earlier run of a guarded action, rebuilt from its events to roll it back."""
+        from playbook import guarded
+
+        return guarded.resume(self, ref, run_id, targets, progress, hook)
+
+    def record_action_stage(self, ref: str, payload: dict[str, Any]) -> IncidentState:
+        """Append one stage of a guarded action (also after the incident was resolved)."""
+        return self._command(ref, lambda state: [(ev.ACTION_STAGE, payload)])
+
     # ------------------------------------------------------------------ export
 
     def export(self, ref: str, fmt: str, tz: tzinfo | None = None) -> str:
@@ -628,6 +668,28 @@ class Service:
         if fmt == "markdown":
             return exporters.to_markdown(incident.events, now, tz)
         raise UsageError(f"Unknown export format {fmt!r}.", "Use markdown or json.")
+
+
+def _with_defaults_from(
+    state: IncidentState, diagnostic: Diagnostic, given: Mapping[str, object]
+) -> dict[str, object]:
+    """``given`` plus each unset parameter whose `default_from` names a number that an
+    earlier run of this incident produced (times as seconds since the epoch)."""
+    out = dict(given)
+    last = state.last_runs()
+    for name, param in diagnostic.params.items():
+        if name in out or not param.default_from:
+            continue
+        source, metric = param.default_from.split(".", 1)
+        run = last.get(source)
+        value = (run.payload.get("metrics") or {}).get(metric) if run else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = (
+                datetime.fromtimestamp(value, UTC).isoformat()
+                if param.type == "datetime"
+                else value
+            )
+    return out
 
 
 def post_incident_ids(state: IncidentState) -> set[str]:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from playbook.core.model import Expectation, Param
+from playbook.core.model import Expectation, Param, ParamRef
 from playbook.core.values import ObjectIdValue
 from playbook.errors import UsageError
 
@@ -217,11 +217,26 @@ class Verdict:
     message: str = ""
 
 
-def evaluate(expectations: list[Expectation], metrics: Mapping[str, object]) -> Verdict:
+def expected_value(expectation: Expectation, values: Mapping[str, object]) -> object:
+    """The number an expectation compares with: its value, or a parameter's (a time as
+    seconds since the epoch)."""
+    target = expectation.value
+    if isinstance(target, ParamRef):
+        found = values.get(target.param)
+        return found.timestamp() if isinstance(found, datetime) else found
+    return target
+
+
+def evaluate(
+    expectations: list[Expectation],
+    metrics: Mapping[str, object],
+    values: Mapping[str, object] | None = None,
+) -> Verdict:
     """The verdict of a run whose numbers are ``metrics``; the worst check decides.
 
     A number the run did not produce is an error, unless another check already failed
     (a missing heartbeat has no age: "missing" is the finding, not an error).
+    ``values`` are the run's parameters, for expectations that compare with one.
     """
     checks: list[Check] = []
     worst = PASS
@@ -231,8 +246,9 @@ def evaluate(expectations: list[Expectation], metrics: Mapping[str, object]) -> 
         if actual is None:
             missing.append(expectation.metric)
             continue
+        expected = expected_value(expectation, values or {})
         try:
-            ok = bool(_OPS[expectation.op](actual, expectation.value))
+            ok = bool(_OPS[expectation.op](actual, expected))
         except TypeError:
             return Verdict(ERROR, checks, f"{expectation.metric} = {actual!r} cannot be compared")
         verdict = PASS if ok else expectation.verdict
@@ -240,7 +256,7 @@ def evaluate(expectations: list[Expectation], metrics: Mapping[str, object]) -> 
             Check(
                 expectation.metric,
                 expectation.op,
-                expectation.value,
+                expected,
                 actual,
                 ok,
                 verdict,

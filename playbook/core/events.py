@@ -25,6 +25,10 @@ RESOLVED = "resolved"
 CLOSED = "closed"
 SCENARIO_CHOSEN = "scenario_chosen"
 DIAGNOSTIC_RUN = "diagnostic_run"
+ACTION_STAGE = "action_stage"
+"""A guarded action reached a stage: dry_run, backup, confirm, lock, apply, verify,
+rollback, unlock; each ``started`` (where work that writes begins) and then ``done``,
+``failed`` or ``refused``."""
 
 EVENT_TYPES = (
     OPENED,
@@ -40,6 +44,7 @@ EVENT_TYPES = (
     CLOSED,
     SCENARIO_CHOSEN,
     DIAGNOSTIC_RUN,
+    ACTION_STAGE,
 )
 
 

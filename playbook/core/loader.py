@@ -366,6 +366,7 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
     procedures = {p.id for p in pb.recovery_procedures}
     templates = set(pb.communications.templates)
     diagnostics = set(pb.diagnostics)
+    actions = set(pb.actions)
     levels = [lvl.id for lvl in pb.severity.levels]
 
     if pb.severity.default not in levels:
@@ -404,6 +405,9 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
         for j, ref in enumerate(step.procedures):
             if ref not in procedures:
                 src.add((*path, "procedures", j), _dangling("procedure", ref, procedures))
+        for j, ref in enumerate(step.actions):
+            if ref not in actions:
+                src.add((*path, "actions", j), _dangling("action", ref, actions))
         for j, ref in enumerate(step.templates):
             if ref not in templates:
                 src.add((*path, "templates", j), _dangling("template", ref, templates))
@@ -437,11 +441,26 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
             )
     for name, diag in pb.diagnostics.items():
         _check_params(("diagnostics", name), diag, data, src)
+        for pname, param in diag.params.items():
+            source = (param.default_from or "").split(".", 1)[0]
+            if source and source not in diagnostics:
+                src.add(
+                    ("diagnostics", name, "params", pname, "default_from"),
+                    _dangling("diagnostic", source, diagnostics),
+                )
+    for name, action in pb.actions.items():
+        _check_params(("actions", name), action, data, src)
+        for j, check in enumerate(action.verify):
+            if check.diagnostic not in diagnostics:
+                src.add(
+                    ("actions", name, "verify", j),
+                    _dangling("diagnostic", check.diagnostic, diagnostics),
+                )
 
 
 def _check_params(path: Path_, diag: Any, data: Any, src: _Source) -> None:
     declared = set(diag.params)
-    raw = data.get("diagnostics", {}).get(path[-1], {}) if isinstance(data, dict) else {}
+    raw = data.get(path[0], {}).get(path[-1], {}) if isinstance(data, dict) else {}
     for where, name in _param_uses(raw, path):
         if name not in declared:
             src.add(where, _dangling("parameter", name, declared))

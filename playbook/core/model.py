@@ -154,6 +154,8 @@ class Step(Model):
     """Ids of recovery procedures (see `recovery_procedures`) this step may use."""
     templates: list[Slug] = []
     """Ids of status-page templates (see `communications.templates`) this step sends."""
+    actions: list[Slug] = []
+    """Ids of guarded actions (see `actions`) that change data for this step."""
 
 
 # --------------------------------------------------------------------------- severity
@@ -278,6 +280,9 @@ class Param(Model):
     description: str = ""
     default: Any = None
     """Used when the responder gives no value; omit to make the parameter required."""
+    default_from: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*\.[A-Za-z0-9_:.-]+$")
+    """``diagnostic.metric``: the default is that number from the diagnostic's last run
+    in this incident (a datetime parameter reads it as seconds since the epoch)."""
     choices: list[str | int] = []
     """Allowed values, when only some make sense."""
 
@@ -288,7 +293,8 @@ class Expectation(Model):
     metric: str
     """What is compared: count, rows, age_seconds, drop_percent, present, …"""
     op: Literal["eq", "ne", "lt", "le", "gt", "ge"]
-    value: int | float | bool
+    value: int | float | bool | ParamRef
+    """A number, or ``{$param: name}`` (a datetime parameter compares as epoch seconds)."""
     verdict: Literal["fail", "warn"] = "fail"
     """The verdict when the expectation is not met."""
     because: str = ""
@@ -392,9 +398,185 @@ class ShellDiagnostic(_DiagnosticBase):
     argv: list[str | ParamRef] = Field(min_length=1)
 
 
+class PostgresQuery(Model):
+    """A PostgreSQL read: one SQL statement, run in a read-only transaction."""
+
+    sql: str = Field(min_length=1)
+    """One statement. Parameters are written ``%(name)s`` and bound by the driver, never
+    pasted into the text. The first row's numeric columns become the run's numbers."""
+
+
+class PostgresDiagnostic(_DiagnosticBase):
+    """A diagnostic run against PostgreSQL, read-only, under `statement_timeout`."""
+
+    kind: Literal["postgres"]
+    query: PostgresQuery
+
+
+class HttpQuery(Model):
+    """A GET of a JSON endpoint; numbers picked out of the answer by path."""
+
+    path: str | ParamRef = ""
+    """Appended to the target's URL (``/get_discord_data_backup?latest=true``)."""
+    pick: dict[str, str] = {}
+    """Number name -> dotted path into the JSON (``data.timestamp``; ``items.#`` is a
+    list's length). An ISO 8601 time becomes seconds since the epoch, and also gives
+    ``<name>_age_seconds``."""
+
+
+class HttpDiagnostic(_DiagnosticBase):
+    """A diagnostic that reads a JSON endpoint over HTTP(S)."""
+
+    kind: Literal["http"]
+    query: HttpQuery
+
+
 Diagnostic = Annotated[
-    MongoDiagnostic | RedisDiagnostic | ShellDiagnostic, Field(discriminator="kind")
+    MongoDiagnostic | RedisDiagnostic | ShellDiagnostic | PostgresDiagnostic | HttpDiagnostic,
+    Field(discriminator="kind"),
 ]
+
+
+# --------------------------------------------------------------------------- guarded actions
+
+
+class RebuildIndexes(Model):
+    """Seed 000's safe rebuild: index sets rebuilt from the records, under a new version,
+    validated against the records, then swapped in atomically. The replaced indexes are
+    kept under ``<prefix>:old-<run>:`` until a responder drops them."""
+
+    operation: Literal["rebuild_indexes"]
+    source: str = Field(min_length=1)
+    """SCAN pattern of the records the indexes are built from (``message:discord:*``)."""
+    member_field: str = "id"
+    """The record's field whose value is the index member."""
+    prefix: str = Field(min_length=1, pattern=r"^[^*?\[\]]+$")
+    """Live index keys are ``<prefix>:<index>:<value>`` (``discord:messages``)."""
+    indexes: dict[str, str] = Field(min_length=1)
+    """Index name -> the record's field it is keyed by (``project: projectId``)."""
+
+
+class DropKeys(Model):
+    """Delete the keys matching a pattern, after backing them up."""
+
+    operation: Literal["drop_keys"]
+    pattern: str | ParamRef
+    """SCAN pattern of the keys to delete."""
+
+
+class Upsert(Model):
+    """``INSERT … ON CONFLICT (key) DO UPDATE`` of a few rows, in one transaction."""
+
+    operation: Literal["upsert"]
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    key: list[str] = Field(min_length=1)
+    """The conflict columns (a unique or primary key)."""
+    rows: list[dict[str, Any]] = Field(min_length=1)
+    """Column -> value; values may be ``{$param: name}``."""
+
+
+class IndexSpec(Model):
+    """A MongoDB index as the schema promises it."""
+
+    keys: dict[str, Literal[1, -1]] = Field(min_length=1)
+    name: str | None = None
+    unique: bool = False
+    expire_after_seconds: int | None = Field(None, ge=0)
+    """Set for a TTL index."""
+
+
+class EnsureIndexes(Model):
+    """Create the indexes a collection should have; rebuild those with the wrong options."""
+
+    operation: Literal["ensure_indexes"]
+    collection: str
+    indexes: list[IndexSpec] = Field(min_length=1)
+
+
+class Dedupe(Model):
+    """Delete all but one document of each group sharing a value that should be unique."""
+
+    operation: Literal["dedupe"]
+    collection: str
+    field: str
+    keep: Literal["oldest", "newest"] = "oldest"
+    """Which document of a group stays, by `_id` order."""
+
+
+class ConvertType(Model):
+    """Rewrite a field stored with the wrong type (``"123"`` where an int belongs)."""
+
+    operation: Literal["convert_type"]
+    collection: str
+    field: str
+    to: Literal["string", "int", "long", "double"]
+
+
+class LockSpec(Model):
+    """The lock held while an action applies (and rolls back)."""
+
+    name: str | None = None
+    """Lock name on the target; defaults to ``playbook:action:<action id>``."""
+    ttl: Duration = 600
+    """The lock expires this long after it was last renewed, so a killed run frees it."""
+
+
+class VerifyStep(Model):
+    """A diagnostic re-run after apply, with its own expectations."""
+
+    diagnostic: Slug
+    params: dict[str, Any] = {}
+
+
+def _verify_from_string(value: object) -> object:
+    return {"diagnostic": value} if isinstance(value, str) else value
+
+
+Verify = Annotated[VerifyStep, BeforeValidator(_verify_from_string)]
+
+
+class _ActionBase(Model):
+    title: str
+    description: str = ""
+    target: Slug
+    """The named target it writes to."""
+    params: dict[str, Param] = {}
+    confirm: str | None = None
+    """What the responder types to confirm; defaults to the target's name."""
+    lock: LockSpec = LockSpec()
+    verify: list[Verify] = []
+    """Diagnostics re-run after apply; a verdict other than pass offers rollback."""
+    batch: int = Field(1000, ge=1, le=100_000)
+    """Items written per round trip."""
+    timeout: Duration = 900
+    """Deadline for each stage (dry run, backup, apply, rollback)."""
+    connect_timeout: Duration = 5
+    caution: str = ""
+    """What the responder must know before confirming."""
+
+
+class RedisAction(_ActionBase):
+    """A guarded change to Redis."""
+
+    kind: Literal["redis"]
+    do: Annotated[RebuildIndexes | DropKeys, Field(discriminator="operation")]
+
+
+class PostgresAction(_ActionBase):
+    """A guarded change to PostgreSQL."""
+
+    kind: Literal["postgres"]
+    do: Upsert
+
+
+class MongoAction(_ActionBase):
+    """A guarded change to MongoDB."""
+
+    kind: Literal["mongo"]
+    do: Annotated[EnsureIndexes | Dedupe | ConvertType, Field(discriminator="operation")]
+
+
+Action = Annotated[RedisAction | PostgresAction | MongoAction, Field(discriminator="kind")]
 
 
 # --------------------------------------------------------------------------- communications
@@ -489,6 +671,9 @@ class Playbook(Model):
     recovery_procedures: list[Procedure] = []
     appendix: list[Table] = []
     diagnostics: dict[Slug, Diagnostic] = {}
+    actions: dict[Slug, Action] = {}
+    """Guarded actions: the only way `playbook` changes data (dry run, backup,
+    confirmation, lock, apply, verify, rollback)."""
 
     # -- lookups used by the service, the exporters and the app
 

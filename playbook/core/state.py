@@ -84,6 +84,66 @@ class DiagnosticRun:
     """The whole evidence: target, parameters, numbers, checks, first rows, file, SHA-256."""
 
 
+STAGES = ("dry_run", "backup", "confirm", "lock", "apply", "verify", "rollback", "unlock")
+"""A guarded action's stages, in the order they run."""
+
+
+@dataclass
+class ActionRun:
+    """One run of a guarded action, as far as its stage events go."""
+
+    run: str
+    action: str
+    target: str
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    """Every stage event's payload, oldest first."""
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.stages[-1] if self.stages else {}
+
+    def stage(self, name: str) -> dict[str, Any] | None:
+        """The latest event of stage ``name``."""
+        return next((s for s in reversed(self.stages) if s.get("stage") == name), None)
+
+    @property
+    def backup(self) -> dict[str, Any] | None:
+        """The backup this run made (file, SHA-256, size), once it was recorded done."""
+        found = self.stage("backup")
+        return found if found and found.get("outcome") == "done" else None
+
+    @property
+    def status(self) -> str:
+        """Where the run stands, in words: ``applied``, ``rolled back``, ``interrupted
+        during apply`` (a ``started`` with nothing after it), ``apply failed``, …"""
+        last = self.last
+        stage, outcome = last.get("stage", ""), last.get("outcome", "")
+        if stage == "unlock":
+            before = [s for s in self.stages if s.get("stage") not in ("unlock", "lock")]
+            last = before[-1] if before else last
+            stage, outcome = last.get("stage", ""), last.get("outcome", "")
+        if outcome == "started":
+            return f"interrupted during {stage.replace('_', ' ')}"
+        if stage == "rollback" and outcome == "done":
+            return "rolled back"
+        if stage == "verify" and outcome == "done":
+            return "applied and verified"
+        if stage == "apply" and outcome == "done":
+            return "applied"
+        if outcome in ("failed", "refused"):
+            return f"{stage.replace('_', ' ')} {outcome}"
+        return f"{stage.replace('_', ' ')} done"
+
+    @property
+    def can_roll_back(self) -> bool:
+        """A backup exists and the run wrote (or may have written) and was not rolled back."""
+        applied = any(s.get("stage") == "apply" for s in self.stages)
+        rolled = self.stage("rollback")
+        return (
+            self.backup is not None and applied and not (rolled and rolled.get("outcome") == "done")
+        )
+
+
 @dataclass
 class IncidentState:
     """Everything known about an incident, folded from its events."""
@@ -123,6 +183,8 @@ class IncidentState:
     """Scenarios the responders chose to follow, in the order chosen."""
     runs: list[DiagnosticRun] = field(default_factory=list)
     """Diagnostics run, oldest first."""
+    actions: dict[str, ActionRun] = field(default_factory=dict)
+    """Guarded action runs by run id, oldest first."""
     actors: list[str] = field(default_factory=list)
     last_seq: int = 0
     last_event_at: datetime | None = None
@@ -264,6 +326,14 @@ def _diagnostic_run(state: IncidentState, event: Event) -> None:
     )
 
 
+def _action_stage(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    run = state.actions.get(p["run"])
+    if run is None:
+        run = state.actions[p["run"]] = ActionRun(p["run"], p["action"], p.get("target", ""))
+    run.stages.append({**p, "at": event.at.isoformat(), "actor": event.actor})
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -278,6 +348,7 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.CLOSED: _closed,
     ev.SCENARIO_CHOSEN: _scenario_chosen,
     ev.DIAGNOSTIC_RUN: _diagnostic_run,
+    ev.ACTION_STAGE: _action_stage,
 }
 
 

@@ -1,0 +1,456 @@
+"""Guarded actions: the only way `playbook` changes data.
+
+A :class:`GuardedRun` walks one action through its stages, in this order and no other:
+dry run, backup, confirmation, lock, apply, verify, and (when apply or verify fails, or
+later on request) rollback. Every stage is an ``action_stage`` event in the incident's
+timeline, appended and fsynced before the caller hears of it; a stage that writes
+records ``started`` before it begins, so a process killed half-way leaves a timeline
+that says how far it got.
+
+The CLI and the app both drive this class; neither talks to a writer directly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from playbook.adapters.base import Progress, RunContext, RunError, Sink, scrub
+from playbook.adapters.readonly import Refused
+from playbook.adapters.writers import ITEMS_SHOWN, Lock, Plan, Writer, WriteRequest, read_backup
+from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, resolve, substitute
+from playbook.core.model import Action
+from playbook.core.state import ActionRun, IncidentState
+from playbook.errors import Conflict, NotFound, UsageError
+from playbook.targets import Target, resolve_target
+
+if TYPE_CHECKING:
+    from playbook.service import Service
+
+_RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
+
+StageHook = Callable[[str, str], None]
+"""Called as ``hook(stage, outcome)`` after each stage event is recorded."""
+
+
+class ConfirmationMismatch(Refused):
+    """What the responder typed is not the confirmation phrase."""
+
+
+@dataclass
+class Outcome:
+    """How an apply (with its verify) ended."""
+
+    ok: bool
+    stage: str
+    """The last stage reached: ``apply`` or ``verify``."""
+    numbers: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    verify: list[dict[str, Any]] = field(default_factory=list)
+    """Each verify diagnostic's id, verdict and numbers."""
+
+    @property
+    def rollback_offered(self) -> bool:
+        return not self.ok
+
+
+def new_run_id(now_text: str) -> str:
+    """A short id that sorts by time: ``20261122t031500-a1b2``."""
+    return f"{now_text}-{secrets.token_hex(2)}"
+
+
+class GuardedRun:
+    """One run of a guarded action, stage by stage. Use :meth:`Service.start_action`.
+
+    Call :meth:`dry_run`, :meth:`backup`, :meth:`confirm` and :meth:`apply` in that
+    order (each refuses to run out of turn), then :meth:`rollback` if apply or verify
+    failed. :meth:`cancel` stops the stage in progress from any thread.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        incident_id: str,
+        action_id: str,
+        action: Action,
+        values: dict[str, object],
+        target: Target,
+        writer: Writer,
+        run_id: str,
+        targets: Mapping[str, Target],
+        progress: Callable[[Progress], None] | None = None,
+        hook: StageHook | None = None,
+    ) -> None:
+        self.service = service
+        self.incident_id = incident_id
+        self.action_id = action_id
+        self.action = action
+        self.values = values
+        self.target = target
+        self.writer = writer
+        self.run_id = run_id
+        self.targets = targets
+        self.progress = progress
+        self.hook = hook
+        self.plan: Plan | None = None
+        self.backup_info: dict[str, Any] | None = None
+        self.confirmed = False
+        self.applied = False
+        self.context: RunContext | None = None
+        self.cancelled = False
+        self._lock = threading.Lock()
+        do = action.do.model_dump(by_alias=True, exclude_none=True)
+        self.request = WriteRequest(
+            action_id=action_id,
+            run_id=run_id,
+            do=substitute(do, values),  # type: ignore[arg-type]
+            uri=target.uri,
+            batch=action.batch,
+            lock_name=action.lock.name or f"playbook:action:{action_id}",
+            lock_ttl=float(action.lock.ttl),
+            holder=(
+                f"{service.actor}@{socket.gethostname()} pid {os.getpid()}, "
+                f"incident {incident_id}, run {run_id}"
+            ),
+        )
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def phrase(self) -> str:
+        """What the responder must type to confirm: the action's phrase or the target."""
+        return self.action.confirm or self.target.name
+
+    # ------------------------------------------------------------------ stages
+
+    def dry_run(self) -> Plan:
+        """Stage 1: what would change; nothing is written."""
+        ctx = self._context()
+        try:
+            plan = self.writer.plan(self.request, ctx)
+        except RunError as exc:
+            self._record("dry_run", "failed", error=self._why(exc))
+            raise
+        finally:
+            ctx.finish()
+        self.plan = plan
+        self._record(
+            "dry_run",
+            "done",
+            counts=plan.counts,
+            items=plan.items[:ITEMS_SHOWN],
+            touches=plan.touches,
+            warnings=plan.warnings,
+            params={k: _jsonable(v) for k, v in self.values.items()},
+            operation=self.request.do.get("operation"),
+        )
+        return plan
+
+    def backup(self) -> dict[str, Any]:
+        """Stage 2: everything the action will touch, saved beside the incident."""
+        if self.plan is None:
+            raise Conflict("Back up after the dry run: the dry run says what to save.")
+        folder = self.service.backup_dir
+        if folder is None:
+            raise UsageError(
+                "There is nowhere to keep a backup (this store has no data directory).",
+                "Run with a data directory (--data-dir); no backup, no apply.",
+            )
+        path = Path(folder) / self.incident_id / f"{self.run_id}-{self.action_id}.jsonl"
+        sink = Sink(path, keep=0)
+        ctx = self._context()
+        try:
+            rows = self.writer.backup(self.request, self.plan, ctx, sink)
+        except RunError as exc:
+            sink.close()
+            self._record("backup", "failed", error=self._why(exc), file=str(path))
+            raise
+        finally:
+            ctx.finish()
+        sha = sink.close()
+        info = {"file": str(path), "sha256": sha, "bytes": path.stat().st_size, "rows": rows}
+        self.backup_info = info
+        self._record("backup", "done", **info)
+        return info
+
+    def confirm(self, typed: str) -> None:
+        """Stage 3: the responder typed the phrase (the target's name, by default).
+
+        Raises:
+            ConfirmationMismatch: it was not the phrase; recorded as refused.
+        """
+        if self.backup_info is None:
+            raise Conflict("Confirm after the backup: no backup, no apply.")
+        if typed.strip() != self.phrase:
+            self._record("confirm", "refused", reason="the confirmation did not match")
+            raise ConfirmationMismatch(
+                f"Not confirmed: type {self.phrase!r} exactly to apply {self.action_id}.",
+                "Nothing was written.",
+            )
+        self.confirmed = True
+        self._record("confirm", "done", phrase=self.phrase)
+
+    def apply(self) -> Outcome:
+        """Stages 4-6: take the lock, apply, verify, release the lock.
+
+        Raises:
+            LockHeld: someone else holds the lock; recorded as refused, nothing written.
+        """
+        if not self.confirmed or self.plan is None:
+            raise Conflict("Apply only after the dry run, the backup and the confirmation.")
+        lock = self._take_lock()
+        try:
+            outcome = self._apply_and_verify(self.plan)
+        finally:
+            self._release(lock)
+        return outcome
+
+    def rollback(self, typed: str | None = None) -> dict[str, int]:
+        """Stage 7: put back what the backup holds, under the lock.
+
+        ``typed`` must be the confirmation phrase unless this run's apply was confirmed
+        in this same session.
+        """
+        return rollback(self.service, self, typed)
+
+    def cancel(self) -> None:
+        """Stop the stage in progress (from any thread); later stages refuse to start."""
+        with self._lock:
+            self.cancelled = True
+            ctx = self.context
+        if ctx is not None:
+            ctx.cancel()
+
+    # ----------------------------------------------------------------- inside
+
+    def _apply_and_verify(self, plan: Plan) -> Outcome:
+        self._record("apply", "started", counts=plan.counts)
+        self.applied = True
+        ctx = self._context()
+        try:
+            numbers = self.writer.apply(self.request, plan, ctx)
+        except RunError as exc:
+            error = self._why(exc)
+            self._record("apply", "failed", error=error)
+            return Outcome(False, "apply", error=error)
+        except Exception as exc:  # a driver's surprise: stop cleanly, offer rollback
+            error = scrub(f"{type(exc).__name__}: {exc}", self.request.uri)
+            self._record("apply", "failed", error=error)
+            return Outcome(False, "apply", error=error)
+        finally:
+            ctx.finish()
+        self._record("apply", "done", numbers=numbers)
+        results = self._verify()
+        worst = max((r["verdict"] for r in results), key=_RANK.__getitem__, default=PASS)
+        ok = worst == PASS
+        self._record("verify", "done" if ok else "failed", verdict=worst, results=results)
+        return Outcome(ok, "verify", numbers, "" if ok else f"verify: {worst}", results)
+
+    def _verify(self) -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = []
+        for check in self.action.verify:
+            given = substitute(check.params, self.values)
+            try:
+                _state, payload = self.service.run_diagnostic(
+                    self.incident_id,
+                    check.diagnostic,
+                    given,  # type: ignore[arg-type]
+                    self.targets,
+                )
+            except (RunError, UsageError, Refused, NotFound) as exc:
+                results.append(
+                    {"diagnostic": check.diagnostic, "verdict": ERROR, "error": exc.title}
+                )
+                continue
+            results.append(
+                {
+                    "diagnostic": check.diagnostic,
+                    "verdict": payload["verdict"],
+                    "metrics": payload.get("metrics", {}),
+                    "checks": [c["text"] for c in payload.get("checks", [])],
+                }
+            )
+        return results
+
+    def _take_lock(self) -> Lock:
+        ctx = self._context()
+        try:
+            lock = self.writer.lock(self.request, ctx)
+        except RunError as exc:
+            self._record("lock", "refused", error=self._why(exc), name=self.request.lock_name)
+            raise
+        finally:
+            ctx.finish()
+        self._record("lock", "done", name=self.request.lock_name, ttl=self.request.lock_ttl)
+        return lock
+
+    def _release(self, lock: Lock) -> None:
+        try:
+            lock.release()
+        except Exception as exc:  # the lock still expires on its own
+            self._record("unlock", "failed", error=scrub(str(exc), self.request.uri))
+        else:
+            self._record("unlock", "done", name=self.request.lock_name)
+
+    def _context(self) -> RunContext:
+        with self._lock:
+            if self.cancelled:
+                raise RunError("Cancelled by the responder.", "Nothing more was done.")
+            ctx = RunContext(
+                float(self.action.timeout), float(self.action.connect_timeout), self.progress
+            )
+            self.context = ctx
+        return ctx
+
+    def _why(self, exc: RunError) -> str:
+        text = exc.title + (f" {exc.message}" if exc.message else "")
+        return scrub(text, self.request.uri)
+
+    def _record(self, stage: str, outcome: str, **details: Any) -> IncidentState:
+        payload = {
+            "run": self.run_id,
+            "action": self.action_id,
+            "target": self.target.name,
+            "stage": stage,
+            "outcome": outcome,
+            **details,
+        }
+        state = self.service.record_action_stage(self.incident_id, payload)
+        if self.hook is not None:
+            self.hook(stage, outcome)
+        return state
+
+
+def rollback(service: Service, run: GuardedRun, typed: str | None) -> dict[str, int]:
+    """Roll ``run`` back from its recorded backup, under its lock (see GuardedRun)."""
+    if (not run.confirmed or typed is not None) and (typed or "").strip() != run.phrase:
+        run._record("rollback", "refused", reason="the confirmation did not match")
+        raise ConfirmationMismatch(
+            f"Not rolled back: type {run.phrase!r} exactly to roll back {run.action_id}.",
+            "Nothing was written.",
+        )
+    info = run.backup_info
+    if info is None:
+        raise Conflict(f"Run {run.run_id} has no recorded backup; there is nothing to restore.")
+    rows = read_backup(Path(info["file"]), info["sha256"])
+    lock = run._take_lock()
+    try:
+        run._record("rollback", "started", file=info["file"])
+        ctx = run._context()
+        try:
+            numbers = run.writer.rollback(run.request, rows, ctx)
+        except RunError as exc:
+            run._record("rollback", "failed", error=run._why(exc))
+            raise
+        finally:
+            ctx.finish()
+        run._record("rollback", "done", numbers=numbers)
+    finally:
+        run._release(lock)
+    return numbers
+
+
+def _jsonable(value: object) -> object:
+    from playbook.core.evidence import json_value
+
+    return json_value(value)
+
+
+def start(
+    service: Service,
+    ref: str,
+    action_id: str,
+    given: Mapping[str, object],
+    targets: Mapping[str, Target],
+    progress: Callable[[Progress], None] | None = None,
+    hook: StageHook | None = None,
+    run_id: str | None = None,
+) -> GuardedRun:
+    """A new run of ``action_id`` on incident ``ref``: checked, nothing sent yet.
+
+    Raises:
+        NotFound: no such action in the incident's playbook.
+        UsageError: a parameter or the target is missing or wrong.
+        Conflict: the incident is closed.
+    """
+    import difflib
+
+    from playbook.adapters import plugins
+
+    state = service.get(ref).state
+    if state.closed_at is not None:
+        raise Conflict(f"Incident {state.id} is closed.", "Open a new incident to change data.")
+    pb = service.playbook_of(state)
+    action = pb.actions.get(action_id)
+    if action is None:
+        hint = difflib.get_close_matches(action_id, list(pb.actions), n=1)
+        raise NotFound(
+            f"No action {action_id!r} in playbook {pb.id!r}.",
+            f"Did you mean {hint[0]}?" if hint else "`playbook action list` lists them.",
+        )
+    values = resolve(action.params, given)
+    target = resolve_target(action.target, targets)
+    writer = plugins.load_writer(action.kind)
+    now = service.clock.now()
+    return GuardedRun(
+        service,
+        state.id,
+        action_id,
+        action,
+        values,
+        target,
+        writer,
+        run_id or new_run_id(f"{now:%Y%m%dt%H%M%S}"),
+        targets,
+        progress,
+        hook,
+    )
+
+
+def resume(
+    service: Service,
+    ref: str,
+    run_id: str,
+    targets: Mapping[str, Target],
+    progress: Callable[[Progress], None] | None = None,
+    hook: StageHook | None = None,
+) -> GuardedRun:
+    """An earlier run, rebuilt from its events so it can be rolled back.
+
+    Raises:
+        NotFound: the incident has no run ``run_id``.
+        Conflict: the run has no backup to roll back from.
+    """
+    state = service.get(ref).state
+    found: ActionRun | None = state.actions.get(run_id)
+    if found is None:
+        matches = [r for r in state.actions if r.startswith(run_id)]
+        if len(matches) == 1:
+            found = state.actions[matches[0]]
+    if found is None:
+        known = ", ".join(state.actions) or "none"
+        raise NotFound(f"Incident {state.id} has no action run {run_id!r}.", f"Runs: {known}.")
+    dry = found.stage("dry_run") or {}
+    run = start(
+        service,
+        state.id,
+        found.action,
+        dry.get("params", {}),
+        targets,
+        progress,
+        hook,
+        run_id=found.run,
+    )
+    run.backup_info = found.backup
+    if run.backup_info is None:
+        raise Conflict(
+            f"Run {found.run} of {found.action} made no backup, so it cannot be rolled back.",
+            "It never applied either: a run without a backup stops before apply.",
+        )
+    return run
