@@ -534,7 +534,7 @@ class Service:
             query["argv"] = [str(a) for a in query["argv"]]  # type: ignore[index]
         target = resolve_target(diagnostic.target, targets)
         adapter = plugins.load(diagnostic.kind)
-        request = RunRequest(diagnostic_id, query, target.uri)  # type: ignore[arg-type]
+        request = RunRequest(diagnostic_id, query, target.uri, options={"params": values})  # type: ignore[arg-type]
         adapter.check(request)
         return PreparedRun(
             state.id, diagnostic_id, diagnostic, values, target.name, adapter, request
