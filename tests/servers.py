@@ -182,6 +182,64 @@ def load_seed_001(client: Any, message_keys: int = 0, seed: int = 1) -> dict[str
     return counts
 
 
+SEED_000_MESSAGES = SEED_001_MEMBERS // 3
+"""Messages that give seed 001's 703,455 index members when each is in three indexes."""
+
+
+def load_seed_000(client: Any, messages: int = 20_000, seed: int = 0) -> dict[str, int]:
+    """Message hashes and the index sets built from them, shaped like seeds 000/001.
+
+    Each message names a project (2,001 of them, seed 001's count), a channel (2,008)
+    and an author (2,040); every id is used at least once, so there are 6,049 index
+    sets. With ``messages=SEED_000_MESSAGES`` they hold 703,455 members, as in seed 001.
+    Also writes the healthy baseline count and a fresh heartbeat. Returns counts.
+    """
+    rng = random.Random(seed)
+    families = {"project": 2001, "channel": 2008, "user": 2040}
+    fields = {"project": "projectId", "channel": "channelId", "user": "authorId"}
+    pipe = client.pipeline(transaction=False)
+    indexes: dict[str, list[str]] = {}
+    for n in range(messages):
+        ident = str(10**18 + n * 7919 + rng.randrange(7919))
+        record = {"id": ident, "content": f"message {n}"}
+        for family, size in families.items():
+            value = str(n if n < size else rng.randrange(size))
+            record[fields[family]] = value
+            indexes.setdefault(f"discord:messages:{family}:{value}", []).append(ident)
+        pipe.hset(f"message:discord:{ident}", mapping=record)
+        if n % 5_000 == 4_999:
+            pipe.execute()
+    pipe.execute()
+    for n, (key, members) in enumerate(indexes.items()):
+        pipe.sadd(key, *members)
+        if n % 500 == 499:
+            pipe.execute()
+    pipe.set("discord:health:lastMessageCount", len(indexes))
+    pipe.set("discord:bot:heartbeat", int(time.time()), ex=300)
+    pipe.execute()
+    return {
+        "messages": messages,
+        "indexes": len(indexes),
+        "members": sum(len(m) for m in indexes.values()),
+    }
+
+
+def fingerprint(client: Any, pattern: str = "*") -> dict[str, Any]:
+    """Every key matching ``pattern`` with its type and contents: equal means same data."""
+    out: dict[str, Any] = {}
+    for key in client.scan_iter(match=pattern, count=10_000):
+        kind = client.type(key)
+        if kind == b"set":
+            out[key] = ("set", frozenset(client.smembers(key)))
+        elif kind == b"hash":
+            out[key] = ("hash", tuple(sorted(client.hgetall(key).items())))
+        elif kind == b"string":
+            out[key] = ("string", client.get(key))
+        else:
+            out[key] = (kind, client.dump(key))
+    return out
+
+
 # --------------------------------------------------------------------------- network
 
 

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -154,10 +154,21 @@ except ImportError:
     _NO_CLIENT_SETINFO = {"lib_name": None, "lib_version": None}
 
 
+_C = TypeVar("_C", bound=redis.Redis)
+
+
 def connect(uri: str, ctx: RunContext) -> GuardedRedis:
     """A guarded client with no retries and the run's timeouts; closed at stop."""
+    client = open_client(uri, ctx, GuardedRedis)
+    client.guard = ReadOnlyGuard()
+    client.set_response_callback("COMMAND", lambda reply, **_: reply)  # raw flags, no parsing
+    return client
+
+
+def open_client(uri: str, ctx: RunContext, cls: type[_C]) -> _C:
+    """A client of ``cls`` with no retries and the run's timeouts; closed at stop."""
     try:
-        client = GuardedRedis.from_url(
+        client = cls.from_url(
             uri,
             socket_connect_timeout=ctx.connect_timeout,
             socket_timeout=ctx.timeout,
@@ -170,8 +181,6 @@ def connect(uri: str, ctx: RunContext) -> GuardedRedis:
         )
     except ValueError as exc:
         raise RunError(f"The target's URI is not a Redis URI: {scrub(str(exc), uri)}") from None
-    client.guard = ReadOnlyGuard()
-    client.set_response_callback("COMMAND", lambda reply, **_: reply)  # raw flags, no parsing
     ctx.on_stop(client.connection_pool.disconnect)
     return client
 

@@ -1,0 +1,532 @@
+"""Guarded actions on Redis: seed 000's safe index rebuild, and dropping keys.
+
+``rebuild_indexes`` never deletes an index. It builds a new version of every index from
+the records under ``<prefix>:v-<run>:``, checks each new set against the count of records
+that belong in it, and then, in one MULTI/EXEC, renames the live indexes to
+``<prefix>:old-<run>:`` and the new ones into their place. A process killed before EXEC
+leaves the live indexes untouched; EXEC itself is atomic on the server. The old indexes
+stay until a responder drops them with ``drop_keys`` (itself guarded).
+
+``drop_keys`` deletes only the keys its backup holds, in batches, so a key that appears
+after the backup is never deleted unsaved.
+
+Backups are DUMP payloads with their TTLs, read in pipelines of :data:`BATCH` keys: the
+6,049 index sets of seed 001 take a handful of round trips, not 6,049.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import redis
+from redis.exceptions import RedisError, WatchError
+
+from playbook.adapters.base import RunContext, RunError, Sink, scrub
+from playbook.adapters.redis import SCAN_COUNT, open_client
+from playbook.adapters.writers import ITEMS_SHOWN, Lock, LockHeld, Plan, Writer, WriteRequest
+
+BATCH = 2_000
+"""Keys per pipeline when reading sizes, dumping or restoring."""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
+
+
+def _raw(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+class RedisLock(Lock):
+    """``SET name value NX PX ttl``, renewed every third of the TTL while held."""
+
+    def __init__(self, client: redis.Redis, name: str, value: str, ttl_ms: int) -> None:
+        self.client = client
+        self.name = name
+        self.value = value
+        self.ttl_ms = ttl_ms
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lock-{name}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.ttl_ms / 3000):
+            try:
+                if not self.client.eval(_RENEW, 1, self.name, self.value, self.ttl_ms):
+                    return  # no longer ours (expired and taken): stop renewing
+            except RedisError:
+                continue  # the TTL still frees it if the server stays out of reach
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        try:
+            self.client.eval(_RELEASE, 1, self.name, self.value)
+        finally:
+            self.client.close()
+
+
+class RedisWriter(Writer):
+    """Guarded actions on Redis: ``rebuild_indexes`` and ``drop_keys``."""
+
+    kind: ClassVar[str] = "redis"
+    operations: ClassVar[tuple[str, ...]] = ("rebuild_indexes", "drop_keys")
+
+    # ------------------------------------------------------------------ lock
+
+    def lock(self, request: WriteRequest, ctx: RunContext) -> Lock:
+        client = self._client(request, ctx)
+        value = json.dumps(
+            {
+                "holder": request.holder,
+                "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                "run": request.run_id,
+            }
+        )
+        ttl_ms = max(1000, int(request.lock_ttl * 1000))
+        try:
+            taken = client.set(request.lock_name, value, nx=True, px=ttl_ms)
+            ctx.connected()
+            if not taken:
+                held, left = client.get(request.lock_name), client.pttl(request.lock_name)
+                client.close()
+                raise LockHeld(*_held_message(request.lock_name, held, left))
+        except RedisError as exc:
+            client.close()
+            raise self._error(exc, request) from None
+        # The lock outlives this stage's context: its own socket timeout bounds each call.
+        client.connection_pool.connection_kwargs["socket_timeout"] = 5.0
+        return RedisLock(client, request.lock_name, value, ttl_ms)
+
+    # ------------------------------------------------------------------ stages
+
+    def plan(self, request: WriteRequest, ctx: RunContext) -> Plan:
+        with self._session(request, ctx) as client:
+            if request.do["operation"] == "rebuild_indexes":
+                return self._plan_rebuild(client, request, ctx)
+            return self._plan_drop(client, request, ctx)
+
+    def backup(self, request: WriteRequest, plan: Plan, ctx: RunContext, out: Sink) -> int:
+        with self._session(request, ctx) as client:
+            keys: list[str] = plan.private["backup"]
+            absent: list[str] = plan.private.get("absent", [])
+            done = 0
+            for start in range(0, len(keys), BATCH):
+                ctx.check()
+                chunk = keys[start : start + BATCH]
+                pipe = client.pipeline(transaction=False)
+                for key in chunk:
+                    pipe.dump(_raw(key))
+                    pipe.pttl(_raw(key))
+                replies = pipe.execute()
+                for i, key in enumerate(chunk):
+                    payload, ttl = replies[2 * i], replies[2 * i + 1]
+                    if payload is None:  # gone since the dry run: nothing to restore
+                        out.add({"key": key, "absent": True})
+                    else:
+                        dump = base64.b64encode(payload).decode("ascii")
+                        out.add({"key": key, "pttl": int(ttl), "dump": dump})
+                done += len(chunk)
+                ctx.progress(done, len(keys) + len(absent), "keys backed up")
+            for key in absent:
+                out.add({"key": key, "absent": True})
+            ctx.progress(len(keys) + len(absent), len(keys) + len(absent), "keys backed up")
+            return len(keys) + len(absent)
+
+    def apply(self, request: WriteRequest, plan: Plan, ctx: RunContext) -> dict[str, int]:
+        with self._session(request, ctx) as client:
+            if request.do["operation"] == "rebuild_indexes":
+                return self._apply_rebuild(client, request, plan, ctx)
+            return self._apply_drop(client, request, plan, ctx)
+
+    def rollback(
+        self, request: WriteRequest, backup: Iterator[dict[str, Any]], ctx: RunContext
+    ) -> dict[str, int]:
+        restored = removed = 0
+        with self._session(request, ctx) as client:
+            pending: list[dict[str, Any]] = []
+
+            def flush() -> None:
+                nonlocal restored, removed
+                pipe = client.pipeline(transaction=False)
+                for row in pending:
+                    if row.get("absent"):
+                        pipe.delete(_raw(row["key"]))
+                        removed += 1
+                    else:
+                        ttl = int(row["pttl"])
+                        pipe.restore(
+                            _raw(row["key"]),
+                            max(ttl, 0),
+                            base64.b64decode(row["dump"]),
+                            replace=True,
+                        )
+                        restored += 1
+                pipe.execute()
+                pending.clear()
+                ctx.check()
+                ctx.progress(restored + removed, None, "keys restored")
+
+            for row in backup:
+                pending.append(row)
+                if len(pending) >= BATCH:
+                    flush()
+            if pending:
+                flush()
+            leftovers = 0
+            if request.do["operation"] == "rebuild_indexes":
+                prefix = request.do["prefix"]
+                for space in (f"v-{request.run_id}", f"old-{request.run_id}"):
+                    leftovers += self._unlink_matching(client, f"{_glob(prefix)}:{space}:*", ctx)
+        return {"restored": restored, "removed": removed, "cleaned": leftovers}
+
+    # ------------------------------------------------------------------ rebuild
+
+    def _plan_rebuild(self, client: redis.Redis, request: WriteRequest, ctx: RunContext) -> Plan:
+        do = request.do
+        prefix, indexes = do["prefix"], dict(do["indexes"])
+        expected: Counter[str] = Counter()
+        records = 0
+        for pairs, count in self._records(client, request, ctx):
+            records += count
+            for key, _member in pairs:
+                expected[key] += 1
+        live = self._live_indexes(client, prefix, indexes, ctx)
+        sizes = self._sizes(client, live, ctx)
+        create = [k for k in expected if k not in sizes]
+        replace = [k for k in expected if k in sizes]
+        retire = [k for k in sizes if k not in expected]
+        changes = sorted(
+            [(abs(expected[k] - sizes.get(k, 0)), k) for k in expected]
+            + [(sizes[k], k) for k in retire],
+            reverse=True,
+        )
+        items = []
+        for _delta, key in changes[:ITEMS_SHOWN]:
+            if key in expected:
+                verb = "replace" if key in sizes else "create"
+                items.append(f"{verb} {key}: {sizes.get(key, 0):,} -> {expected[key]:,} members")
+            else:
+                items.append(f"retire {key} ({sizes[key]:,} members, no record points to it)")
+        warnings = []
+        if records == 0:
+            warnings.append(
+                f"No record matches {do['source']!r}: the rebuild would leave no index at all. "
+                "It will refuse to apply."
+            )
+        if retire:
+            warnings.append(
+                f"{len(retire):,} live indexes have no record; they move to the old indexes."
+            )
+        return Plan(
+            counts={
+                "records": records,
+                "indexes": len(expected),
+                "members": sum(expected.values()),
+                "create": len(create),
+                "replace": len(replace),
+                "retire": len(retire),
+                "live_indexes": len(sizes),
+            },
+            items=items,
+            touches=len(sizes) + len(create),
+            warnings=warnings,
+            private={"backup": sorted(sizes), "absent": sorted(create), "records": records},
+        )
+
+    def _apply_rebuild(
+        self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext
+    ) -> dict[str, int]:
+        do = request.do
+        prefix = do["prefix"]
+        version = f"{prefix}:v-{request.run_id}"
+        old = f"{prefix}:old-{request.run_id}"
+        expected: Counter[str] = Counter()
+        records = 0
+        carry = client.pipeline(transaction=False)
+        for pairs, count in self._records(client, request, ctx, "records indexed", carry):
+            # These SADDs ride with the next batch's reads: one round trip per batch.
+            for key, member in pairs:
+                carry.sadd(_raw(version + key[len(prefix) :]), member)
+                expected[key] += 1
+            records += count
+        _raise_first(carry.execute(raise_on_error=False))
+        if records == 0:
+            raise RunError(
+                f"No record matches {do['source']!r}; the rebuild stopped before touching "
+                "any index.",
+                "Check the source pattern; the live indexes are as they were.",
+            )
+        # Validate every new index against the records that belong in it.
+        new_keys = sorted(expected)
+        sizes = self._sizes(client, [version + k[len(prefix) :] for k in new_keys], ctx)
+        wrong = [k for k in new_keys if sizes.get(version + k[len(prefix) :], 0) != expected[k]]
+        if wrong:
+            raise RunError(
+                f"Validation failed: {len(wrong):,} new indexes do not hold the records that "
+                f"belong in them (first: {wrong[0]}). Nothing was swapped.",
+                "The live indexes are as they were; roll back to remove the new version.",
+            )
+        ctx.progress(len(new_keys), len(new_keys), "indexes validated", force=True)
+        backed_up = set(plan.private["backup"]) | set(plan.private.get("absent", []))
+        live = self._live_indexes(client, prefix, dict(do["indexes"]), ctx)
+        unsaved = sorted(set(live) - backed_up)
+        if unsaved:
+            raise RunError(
+                f"{len(unsaved):,} live indexes appeared after the backup (first: {unsaved[0]}); "
+                "they would be replaced unsaved. Nothing was swapped.",
+                "Stop whatever writes them (the collector?), then run the action again.",
+            )
+        swapped = self._swap(client, live, new_keys, prefix, version, old, ctx)
+        return {
+            "records": records,
+            "indexes": len(new_keys),
+            "members": sum(expected.values()),
+            "swapped": swapped,
+            "kept_old": len(live),
+        }
+
+    def _swap(
+        self,
+        client: redis.Redis,
+        live: list[str],
+        new_keys: list[str],
+        prefix: str,
+        version: str,
+        old: str,
+        ctx: RunContext,
+    ) -> int:
+        """One MULTI/EXEC: live -> old, new -> live. Aborts if a live index changes."""
+        ctx.check()
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                if live:
+                    pipe.watch(*(_raw(k) for k in live))
+                pipe.multi()
+                for key in live:
+                    pipe.rename(_raw(key), _raw(old + key[len(prefix) :]))
+                for key in new_keys:
+                    pipe.rename(_raw(version + key[len(prefix) :]), _raw(key))
+                pipe.execute()
+            except WatchError:
+                raise RunError(
+                    "A live index changed during the swap; the swap was abandoned, nothing "
+                    "was renamed.",
+                    "Stop whatever writes the indexes, then run the action again.",
+                ) from None
+        ctx.progress(len(new_keys), len(new_keys), "indexes swapped", force=True)
+        return len(new_keys)
+
+    def _records(
+        self,
+        client: redis.Redis,
+        request: WriteRequest,
+        ctx: RunContext,
+        unit: str = "records read",
+        carry: redis.client.Pipeline | None = None,
+    ) -> Iterator[tuple[list[tuple[str, str]], int]]:
+        """(live index key, member) pairs and the number of records, a batch at a time.
+
+        Commands the caller queued on ``carry`` are sent with the next batch's reads.
+        """
+        do = request.do
+        prefix, indexes, member_field = do["prefix"], dict(do["indexes"]), do["member_field"]
+        fields = [member_field, *indexes.values()]
+        names = list(indexes)
+        total = int(client.dbsize())
+        done = 0
+        for keys in _batched(self._scan(client, do["source"], ctx), request.batch):
+            pipe = carry if carry is not None else client.pipeline(transaction=False)
+            skip = len(pipe)
+            for key in keys:
+                pipe.hmget(key, fields)
+            replies = pipe.execute(raise_on_error=False)
+            _raise_first(replies[:skip])
+            replies = replies[skip:]
+            ctx.check()
+            strings = [k for k, r in zip(keys, replies, strict=True) if isinstance(r, Exception)]
+            values = {k: r for k, r in zip(keys, replies, strict=True) if isinstance(r, list)}
+            if strings:  # records kept as JSON strings rather than hashes
+                for key, raw in zip(strings, client.mget(strings), strict=True):
+                    values[key] = _json_fields(raw, fields)
+            pairs: list[tuple[str, str]] = []
+            for key, got in values.items():
+                member = got[0] if got[0] is not None else _raw(_text(key).rsplit(":", 1)[-1])
+                for name, value in zip(names, got[1:], strict=True):
+                    if value is not None and value != b"":
+                        pairs.append((f"{prefix}:{name}:{_text(value)}", _text(member)))
+            done += len(keys)
+            ctx.progress(min(done, total), total, unit)
+            yield pairs, len(values)
+
+    def _live_indexes(
+        self, client: redis.Redis, prefix: str, indexes: dict[str, str], ctx: RunContext
+    ) -> list[str]:
+        live = []
+        for name in indexes:
+            for keys in self._scan(client, f"{_glob(prefix)}:{_glob(name)}:*", ctx):
+                live.extend(_text(k) for k in keys)
+        return sorted(set(live))
+
+    # ------------------------------------------------------------------ drop
+
+    def _plan_drop(self, client: redis.Redis, request: WriteRequest, ctx: RunContext) -> Plan:
+        keys = sorted(
+            {_text(k) for batch in self._scan(client, request.do["pattern"], ctx) for k in batch}
+        )
+        sizes = self._sizes(client, keys, ctx) if len(keys) <= 100_000 else {}
+        items = [
+            f"delete {k}" + (f" ({sizes[k]:,} members)" if k in sizes else "")
+            for k in keys[:ITEMS_SHOWN]
+        ]
+        return Plan(
+            counts={"delete": len(keys)},
+            items=items,
+            touches=len(keys),
+            private={"backup": keys},
+        )
+
+    def _apply_drop(
+        self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext
+    ) -> dict[str, int]:
+        keys: list[str] = plan.private["backup"]
+        deleted = 0
+        for start in range(0, len(keys), request.batch):
+            ctx.check()
+            chunk = keys[start : start + request.batch]
+            deleted += int(client.unlink(*(_raw(k) for k in chunk)))
+            ctx.progress(start + len(chunk), len(keys), "keys deleted")
+        return {"deleted": deleted, "planned": len(keys)}
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _session(self, request: WriteRequest, ctx: RunContext) -> _Session:
+        return _Session(self, request, ctx)
+
+    def _client(self, request: WriteRequest, ctx: RunContext) -> redis.Redis:
+        return open_client(request.uri, ctx, redis.Redis)
+
+    @staticmethod
+    def _error(exc: Exception, request: WriteRequest) -> RunError:
+        return RunError(f"Redis said: {scrub(str(exc), request.uri)}")
+
+    def _scan(self, client: redis.Redis, pattern: str, ctx: RunContext) -> Iterator[list[bytes]]:
+        cursor = 0
+        while True:
+            ctx.check()
+            cursor, keys = client.scan(cursor, match=pattern, count=SCAN_COUNT)
+            ctx.connected()
+            if keys:
+                yield keys
+            if int(cursor) == 0:
+                return
+
+    def _sizes(self, client: redis.Redis, keys: list[str], ctx: RunContext) -> dict[str, int]:
+        """Members of each set that exists (SCARD, pipelined)."""
+        sizes: dict[str, int] = {}
+        for start in range(0, len(keys), BATCH):
+            ctx.check()
+            chunk = keys[start : start + BATCH]
+            pipe = client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.scard(_raw(key))
+            for key, size in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(size, int) and size > 0:
+                    sizes[key] = size
+        return sizes
+
+    def _unlink_matching(self, client: redis.Redis, pattern: str, ctx: RunContext) -> int:
+        removed = 0
+        for keys in self._scan(client, pattern, ctx):
+            removed += int(client.unlink(*keys))
+        return removed
+
+
+class _Session:
+    """A client for one stage, its errors turned into RunError; closed at the end."""
+
+    def __init__(self, writer: RedisWriter, request: WriteRequest, ctx: RunContext) -> None:
+        self.writer = writer
+        self.request = request
+        self.ctx = ctx
+        self.client: redis.Redis | None = None
+
+    def __enter__(self) -> redis.Redis:
+        self.client = self.writer._client(self.request, self.ctx)
+        return self.client
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        if self.client is not None:
+            self.client.close()
+        if isinstance(exc, RedisError) and not isinstance(exc, WatchError):
+            if self.ctx.stopped is not None:
+                raise self.ctx.stop_error() from None
+            raise self.writer._error(exc, self.request) from None
+
+
+def _held_message(name: str, held: bytes | None, left_ms: int) -> tuple[str, str]:
+    try:
+        info = json.loads(held or b"{}")
+    except ValueError:
+        info = {}
+    holder = info.get("holder") or (_text(held) if held else "an unknown holder")
+    since = info.get("since", "an unknown time")
+    expires = f"; it expires in {max(0, left_ms) // 1000} s" if left_ms and left_ms > 0 else ""
+    return (
+        f"The lock {name} is held by {holder} since {since}{expires}.",
+        "Another responder or script is changing this data. Wait for it, or ask them; "
+        "nothing was written.",
+    )
+
+
+def _raise_first(replies: list[Any]) -> None:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+
+
+def _json_fields(raw: bytes | None, fields: list[str]) -> list[Any]:
+    try:
+        record = json.loads(raw) if raw else {}
+    except ValueError:
+        record = {}
+    if not isinstance(record, dict):
+        record = {}
+    return [None if record.get(f) is None else str(record[f]).encode() for f in fields]
+
+
+def _batched(batches: Iterable[list[bytes]], size: int) -> Iterator[list[bytes]]:
+    pending: list[bytes] = []
+    for keys in batches:
+        pending.extend(keys)
+        while len(pending) >= size:
+            yield pending[:size]
+            del pending[:size]
+    if pending:
+        yield pending
+
+
+def _glob(text: str) -> str:
+    """``text`` with Redis glob characters escaped, for use inside a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
