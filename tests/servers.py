@@ -227,16 +227,22 @@ def load_seed_000(client: Any, messages: int = 20_000, seed: int = 0) -> dict[st
 def fingerprint(client: Any, pattern: str = "*") -> dict[str, Any]:
     """Every key matching ``pattern`` with its type and contents: equal means same data."""
     out: dict[str, Any] = {}
-    for key in client.scan_iter(match=pattern, count=10_000):
-        kind = client.type(key)
-        if kind == b"set":
-            out[key] = ("set", frozenset(client.smembers(key)))
-        elif kind == b"hash":
-            out[key] = ("hash", tuple(sorted(client.hgetall(key).items())))
-        elif kind == b"string":
-            out[key] = ("string", client.get(key))
-        else:
-            out[key] = (kind, client.dump(key))
+    keys = list(client.scan_iter(match=pattern, count=10_000))
+    for start in range(0, len(keys), 2_000):
+        chunk = keys[start : start + 2_000]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.type(key)
+        kinds = pipe.execute()
+        read = {b"set": pipe.smembers, b"hash": pipe.hgetall, b"string": pipe.get}
+        for key, kind in zip(chunk, kinds, strict=True):
+            read.get(kind, pipe.dump)(key)
+        for key, kind, value in zip(chunk, kinds, pipe.execute(), strict=True):
+            if kind == b"set":
+                value = frozenset(value)
+            elif kind == b"hash":
+                value = tuple(sorted(value.items()))
+            out[key] = (kind, value)
     return out
 
 

@@ -129,6 +129,7 @@ class RedisWriter(Writer):
         with self._session(request, ctx) as client:
             keys: list[str] = plan.private["backup"]
             absent: list[str] = plan.private.get("absent", [])
+            saved: set[str] = plan.private.setdefault("saved", set())
             done = 0
             for start in range(0, len(keys), BATCH):
                 ctx.check()
@@ -145,6 +146,7 @@ class RedisWriter(Writer):
                     else:
                         dump = base64.b64encode(payload).decode("ascii")
                         out.add({"key": key, "pttl": int(ttl), "dump": dump})
+                        saved.add(key)
                 done += len(chunk)
                 ctx.progress(done, len(keys) + len(absent), "keys backed up")
             for key in absent:
@@ -287,9 +289,8 @@ class RedisWriter(Writer):
                 "The live indexes are as they were; roll back to remove the new version.",
             )
         ctx.progress(len(new_keys), len(new_keys), "indexes validated", force=True)
-        backed_up = set(plan.private["backup"]) | set(plan.private.get("absent", []))
         live = self._live_indexes(client, prefix, dict(do["indexes"]), ctx)
-        unsaved = sorted(set(live) - backed_up)
+        unsaved = sorted(set(live) - plan.private.get("saved", set()))
         if unsaved:
             raise RunError(
                 f"{len(unsaved):,} live indexes appeared after the backup (first: {unsaved[0]}); "
@@ -315,12 +316,12 @@ class RedisWriter(Writer):
         old: str,
         ctx: RunContext,
     ) -> int:
-        """One MULTI/EXEC: live -> old, new -> live. Aborts if a live index changes."""
+        """One MULTI/EXEC: live -> old, new -> live. Aborts if a live index is written
+        (or one that did not exist appears) between the check and EXEC."""
         ctx.check()
         with client.pipeline(transaction=True) as pipe:
             try:
-                if live:
-                    pipe.watch(*(_raw(k) for k in live))
+                pipe.watch(*(_raw(k) for k in sorted(set(live) | set(new_keys))))
                 pipe.multi()
                 for key in live:
                     pipe.rename(_raw(key), _raw(old + key[len(prefix) :]))
