@@ -29,6 +29,8 @@ from playbook.adapters.writers import LockHeld, Plan, WriteRequest, read_backup
 REAL_URI = os.environ.get("PLAYBOOK_TEST_MONGODB_URI", "")
 T0 = datetime(2026, 3, 14, 2, 0, tzinfo=UTC)
 SNOWFLAKE = "1100000000000000001"
+NOW = datetime.now(UTC).replace(microsecond=0)
+"""Interaction logs are dated from now: their TTL index would expire older ones."""
 
 
 def oid(n: int) -> ObjectId:
@@ -66,7 +68,11 @@ def seed(db: Any) -> None:
     db.discordservermappings.create_index([("guildId", 1)], name="guildId_1", unique=True)
     db.discordinteractionlogs.insert_many(
         [
-            {"_id": oid(200 + n), "interactionId": f"i-{n}", "timing": {"timestamp": T0}}
+            {
+                "_id": oid(200 + n),
+                "interactionId": f"i-{n}",
+                "timing": {"timestamp": NOW - timedelta(minutes=n)},
+            }
             for n in range(3)
         ]
     )
