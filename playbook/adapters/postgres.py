@@ -347,10 +347,14 @@ class Interrupt:
 
     def close(self) -> None:
         """Close the connection (the caller's thread, once its work is over)."""
+        self.detach()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def detach(self) -> None:
+        """Stand down and leave the connection open (a lock that outlives its stage)."""
         with self._lock:
             self._closed = True
-            with contextlib.suppress(Exception):
-                self.conn.close()
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None

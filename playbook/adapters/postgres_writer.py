@@ -1,0 +1,576 @@
+"""Guarded changes to PostgreSQL: ``upsert`` (``INSERT … ON CONFLICT (key) DO UPDATE``).
+
+Seed 002's fix was a hand-typed ``INSERT … ON CONFLICT (staff_id) DO UPDATE`` to put
+back a staff record a stale backup had overwritten. This writer does the same change
+with the guard rails around it:
+
+* **plan** reads, in a read-only transaction, the rows the upsert would hit and says
+  per key what would be inserted, updated (old -> new, column by column) or left as is.
+  The server compares, after casting each given value to its column's type, so
+  ``'2025-10-31T10:30:59Z'`` and a stored ``timestamptz`` are the same time.
+* **backup** saves each key's whole row as PostgreSQL's own text for every column (or
+  that the row was absent): text goes back in through each type's input function, so
+  timestamps, numerics, bytea, arrays and JSON return exactly as they were.
+* **lock** is an advisory lock held on a connection of its own whose
+  ``application_name`` names the holder; it dies with that connection, so a killed
+  process frees it.
+* **apply** is one transaction: the rows are first checked to be as the backup saw them,
+  then upserted with identifiers quoted by :mod:`psycopg.sql` and values bound. A
+  failure or cancel leaves the transaction uncommitted: the data as it was.
+* **rollback** is one transaction: rows that were absent are deleted, the others get
+  their backed-up values back. Running it twice changes nothing more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from playbook.adapters.base import RunContext, RunError, Sink
+from playbook.adapters.postgres import Interrupt, connect, json_ready, run_error, set_timeouts
+from playbook.adapters.writers import Lock, LockHeld, Plan, Writer, WriteRequest
+
+APPLICATION_NAME = "playbook action"
+NAME_BYTES = 63
+"""PostgreSQL keeps the first 63 bytes of an ``application_name``."""
+SHOWN = 60
+"""Characters of a value shown in a plan line."""
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    """As ``format_type`` spells it (``timestamp with time zone``)."""
+    not_null: bool
+    has_default: bool
+    writable: bool
+    """False for generated and ``GENERATED ALWAYS AS IDENTITY`` columns."""
+
+
+@dataclass
+class Table:
+    """The upsert's table as the catalog describes it, and the request's rows."""
+
+    parts: tuple[str, ...]
+    columns: dict[str, Column]
+    key: list[str]
+    rows: list[dict[str, Any]]
+
+    @property
+    def ident(self) -> Any:
+        from psycopg import sql
+
+        return sql.Identifier(*self.parts)
+
+    @property
+    def label(self) -> str:
+        return ".".join(self.parts)
+
+    def key_of(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: json_ready(row[k]) for k in self.key}
+
+    def key_text(self, key: dict[str, Any]) -> str:
+        return " ".join(f"{k}={v}" for k, v in key.items())
+
+    def where(self) -> Any:
+        """``"k1" = %(k_0)s AND …`` for a row's key."""
+        from psycopg import sql
+
+        return sql.SQL(" AND ").join(
+            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(f"k_{i}"))
+            for i, k in enumerate(self.key)
+        )
+
+    def key_params(self, key: dict[str, Any]) -> dict[str, Any]:
+        return {f"k_{i}": key[k] for i, k in enumerate(self.key)}
+
+    def as_text(self) -> Any:
+        """Every column as PostgreSQL's text for it: ``"c"::text AS "c"``, …"""
+        from psycopg import sql
+
+        return sql.SQL(", ").join(
+            sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c))
+            for c in self.columns
+        )
+
+
+def _describe(conn: Any, request: WriteRequest) -> Table:
+    """The table's columns from the catalog, checked against the request.
+
+    Raises:
+        RunError: no such table, a column it does not have, a key without a unique
+            index, a row without its key or two rows with the same key.
+    """
+    from psycopg import sql
+
+    do = request.do
+    parts = tuple(str(do["table"]).split("."))
+    key = [str(k) for k in do["key"]]
+    rows = [dict(r) for r in do["rows"]]
+    regclass = sql.Identifier(*parts).as_string(conn)
+    found = conn.execute("SELECT to_regclass(%s)::oid", [regclass]).fetchone()[0]
+    if found is None:
+        raise RunError(f"There is no table {'.'.join(parts)} on the target.")
+    columns = {
+        name: Column(name, typ, not_null, has_default, writable)
+        for name, typ, not_null, has_default, writable in conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), attnotnull,"
+            " atthasdef OR attidentity <> '', attgenerated = '' AND attidentity <> 'a'"
+            " FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped"
+            " ORDER BY attnum",
+            [found],
+        ).fetchall()
+    }
+    table = Table(parts, columns, key, rows)
+    unknown = sorted({c for r in rows for c in r} - set(columns))
+    if unknown:
+        raise RunError(
+            f"{table.label} has no column {', '.join(unknown)}.",
+            f"Its columns: {', '.join(columns)}.",
+        )
+    unique = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %s AND i.indisunique"
+        " AND i.indpred IS NULL AND (SELECT array_agg(attname ORDER BY attname)"
+        "   FROM pg_attribute WHERE attrelid = %s AND attnum = ANY(i.indkey))"
+        " = %s::name[])",
+        [found, found, sorted(key)],
+    ).fetchone()[0]
+    if not unique:
+        raise RunError(
+            f"{table.label} has no unique index on ({', '.join(key)}), so ON CONFLICT "
+            "cannot find the row to update.",
+            "Key the action on the table's primary key or a unique column set.",
+        )
+    seen: set[tuple[Any, ...]] = set()
+    for n, row in enumerate(rows, 1):
+        missing = [k for k in key if row.get(k) is None]
+        if missing:
+            raise RunError(f"Row {n} of the upsert has no value for its key {', '.join(missing)}.")
+        ident = tuple(json_ready(row[k]) for k in key)
+        if ident in seen:
+            raise RunError(f"Two rows of the upsert have the same key {table.key_of(row)}.")
+        seen.add(ident)
+    return table
+
+
+def _session(conn: Any, ctx: RunContext) -> None:
+    """Time limits for this transaction, and the text forms of values fixed (UTC, ISO)."""
+    set_timeouts(conn, ctx)
+    conn.execute(
+        "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true),"
+        " set_config('IntervalStyle', 'postgres', true),"
+        " set_config('extra_float_digits', '3', true)"
+    )
+
+
+def _read(conn: Any, table: Table, key: dict[str, Any], *, lock: bool = False) -> Any:
+    """The row with ``key`` as {column: text}, or None when there is none."""
+    from psycopg import sql
+    from psycopg.rows import dict_row
+
+    query = sql.SQL("SELECT {} FROM {} WHERE {}{}").format(
+        table.as_text(),
+        table.ident,
+        table.where(),
+        sql.SQL(" FOR UPDATE") if lock else sql.SQL(""),
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query, table.key_params(key)).fetchone()
+
+
+def _shown(text: str | None) -> str:
+    if text is None:
+        return "NULL"
+    cut = text if len(text) <= SHOWN else text[:SHOWN] + "…"
+    return repr(cut)
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name`` (the first 8 bytes of SHA-256)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big", signed=True)
+
+
+def short_holder(holder: str) -> str:
+    """``holder`` cut to what an ``application_name`` keeps (63 bytes), keeping who and
+    which run: ``alice@host pid 7, run 20261122t031500-a1b2``."""
+    text = f"playbook {holder}"
+    if len(text.encode("utf-8")) > NAME_BYTES:
+        parts = holder.split(", ")
+        kept = [parts[0], *[p for p in parts[1:] if p.startswith("run ")]]
+        text = f"playbook {', '.join(kept)}"
+    if len(text.encode("utf-8")) > NAME_BYTES and ", run " in text:  # shorten the who
+        who, run = text.split(", run ", 1)
+        room = NAME_BYTES - len(f"..., run {run}".encode())
+        who = who.encode("utf-8")[: max(0, room)].decode("utf-8", "ignore")
+        text = f"{who}..., run {run}"  # ASCII: the server shows other characters as ?
+    return text.encode("utf-8")[:NAME_BYTES].decode("utf-8", "ignore")
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+class AdvisoryLock(Lock):
+    """A session advisory lock, held by its own connection until :meth:`release`."""
+
+    def __init__(self, conn: Any, key: int) -> None:
+        self.conn = conn
+        self.key = key
+
+    def release(self) -> None:
+        try:
+            if not self.conn.closed:
+                self.conn.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+        finally:
+            self.conn.close()  # the lock dies with the session anyway
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+class PostgresWriter(Writer):
+    """Upserts a few rows in one transaction, with a backup that restores them exactly."""
+
+    kind: ClassVar[str] = "postgres"
+    operations: ClassVar[tuple[str, ...]] = ("upsert",)
+
+    @contextlib.contextmanager
+    def _connection(
+        self,
+        request: WriteRequest,
+        ctx: RunContext,
+        doing: str,
+        *,
+        read_only: bool,
+        snapshot: bool = False,
+    ) -> Iterator[Any]:
+        """A connection in a transaction with the stage's time limits; rolled back
+        unless the body commits; errors as :class:`RunError` with the URI scrubbed."""
+        import psycopg
+
+        if request.do.get("operation") not in self.operations:
+            raise RunError(f"The postgres writer cannot {request.do.get('operation')!r}.")
+        conn = connect(request.uri, ctx, APPLICATION_NAME, autocommit=False)
+        interrupt = Interrupt(conn)
+        ctx.on_stop(interrupt)
+        try:
+            conn.read_only = read_only
+            if snapshot:  # REPEATABLE READ: every row read from one snapshot
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            _session(conn, ctx)
+            yield conn
+        except psycopg.Error as exc:
+            raise run_error(exc, ctx, request.uri, doing) from None
+        finally:
+            with contextlib.suppress(Exception):
+                if not conn.closed and not ctx.stopped:
+                    conn.rollback()
+            interrupt.close()
+
+    # ------------------------------------------------------------------ plan
+
+    def plan(self, request: WriteRequest, ctx: RunContext) -> Plan:
+        from psycopg import sql
+        from psycopg.rows import dict_row
+
+        counts = {"insert": 0, "update": 0, "unchanged": 0}
+        items: list[str] = []
+        warnings: list[str] = []
+        with self._connection(request, ctx, "the dry run", read_only=True) as conn:
+            table = _describe(conn, request)
+            for n, row in enumerate(table.rows):
+                ctx.check()
+                key = table.key_of(row)
+                given = [c for c in row if c not in table.key]
+                params = table.key_params(key)
+                picks = [sql.SQL("true AS found")]
+                for i, col in enumerate(given):
+                    cast = sql.SQL("CAST({} AS {})").format(
+                        sql.Placeholder(f"v_{i}"), sql.SQL(table.columns[col].type)
+                    )
+                    params[f"v_{i}"] = _bound(row[col])
+                    picks.append(
+                        sql.SQL(
+                            "{c}::text AS {old}, {cast}::text AS {new},"
+                            " {c} IS NOT DISTINCT FROM {cast} AS {same}"
+                        ).format(
+                            c=sql.Identifier(col),
+                            cast=cast,
+                            old=sql.Identifier(f"old_{i}"),
+                            new=sql.Identifier(f"new_{i}"),
+                            same=sql.Identifier(f"same_{i}"),
+                        )
+                    )
+                query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+                    sql.SQL(", ").join(picks), table.ident, table.where()
+                )
+                with conn.cursor(row_factory=dict_row) as cur:
+                    found = cur.execute(query, params).fetchone()
+                label = f"{table.label} {table.key_text(key)}"
+                missing = [
+                    c.name
+                    for c in table.columns.values()
+                    if c.not_null and not c.has_default and c.writable and c.name not in row
+                ]
+                if missing:  # checked before ON CONFLICT looks for the row, so always
+                    warnings.append(
+                        f"Apply will fail: {label} gives no {', '.join(missing)}, which the "
+                        "table requires (NOT NULL, no default); an upsert's row must be "
+                        "complete enough to insert."
+                    )
+                if found is None:
+                    counts["insert"] += 1
+                    shown = ", ".join(f"{c} {_shown(_text(row[c]))}" for c in given)
+                    items.append(f"insert {label}" + (f": {shown}" if shown else ""))
+                    continue
+                changed = [
+                    f"{col} {_shown(found[f'old_{i}'])} -> {_shown(found[f'new_{i}'])}"
+                    for i, col in enumerate(given)
+                    if not found[f"same_{i}"]
+                ]
+                if changed:
+                    counts["update"] += 1
+                    items.append(f"update {label}: " + ", ".join(changed))
+                else:
+                    counts["unchanged"] += 1
+                ctx.progress(n + 1, len(table.rows), "rows compared")
+        return Plan(
+            counts=counts,
+            items=items,
+            touches=counts["insert"] + counts["update"],
+            warnings=warnings,
+        )
+
+    # ------------------------------------------------------------------ backup
+
+    def backup(self, request: WriteRequest, plan: Plan, ctx: RunContext, out: Sink) -> int:
+        saved: dict[str, Any] = {}
+        with self._connection(request, ctx, "the backup", read_only=True, snapshot=True) as conn:
+            table = _describe(conn, request)
+            types = {c.name: c.type for c in table.columns.values()}
+            for n, row in enumerate(table.rows):
+                ctx.check()
+                key = table.key_of(row)
+                found = _read(conn, table, key)
+                if found is None:
+                    out.add({"key": key, "absent": True})
+                else:
+                    out.add({"key": key, "row": dict(found), "types": types})
+                saved[_ident(key)] = None if found is None else dict(found)
+                ctx.progress(n + 1, len(table.rows), "rows saved")
+        plan.private["backup"] = saved
+        return len(table.rows)
+
+    # ------------------------------------------------------------------ lock
+
+    def lock(self, request: WriteRequest, ctx: RunContext) -> Lock:
+        import psycopg
+
+        name = request.lock_name or f"playbook:action:{request.action_id}"
+        key = lock_key(name)
+        conn = connect(request.uri, ctx, short_holder(request.holder), autocommit=True)
+        interrupt = Interrupt(conn)
+        ctx.on_stop(interrupt)  # only while taking it: a held lock outlives the stage
+        try:
+            with contextlib.suppress(psycopg.Error):  # a dead client frees the lock sooner
+                conn.execute(
+                    "SELECT set_config('tcp_keepalives_idle', '30', false),"
+                    " set_config('tcp_keepalives_interval', '10', false),"
+                    " set_config('tcp_keepalives_count', '3', false)"
+                )
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+                interrupt.detach()
+                return AdvisoryLock(conn, key)
+            unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+            held = conn.execute(
+                "SELECT a.application_name, a.backend_start, a.pid FROM pg_locks l"
+                " JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+                " AND l.classid = %s::oid AND l.objid = %s::oid"
+                " AND l.database = (SELECT oid FROM pg_database"
+                "   WHERE datname = current_database())",
+                [str(unsigned >> 32), str(unsigned & 0xFFFF_FFFF)],
+            ).fetchone()
+        except psycopg.Error as exc:
+            interrupt.close()
+            raise run_error(exc, ctx, request.uri, "the lock") from None
+        interrupt.close()
+        if held is None:
+            raise LockHeld(
+                f"The lock {name} was held by another session, which has just let it go.",
+                "Try again.",
+            )
+        who, since, pid = held
+        age = int((datetime.now(UTC) - since).total_seconds()) if since else 0
+        raise LockHeld(
+            f"The lock {name} is held by {who or f'a session (pid {pid})'} "
+            f"since {since.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({age} s ago).",
+            "Another run of this action is in progress; wait for it, or ask its holder. "
+            "The lock goes when its holder's connection does.",
+        )
+
+    # ------------------------------------------------------------------ apply
+
+    def apply(self, request: WriteRequest, plan: Plan, ctx: RunContext) -> dict[str, int]:
+        from psycopg import sql
+
+        done = {"inserted": 0, "updated": 0, "unchanged": 0}
+        committing = False
+        try:
+            with self._connection(request, ctx, "the upsert", read_only=False) as conn:
+                table = _describe(conn, request)
+                saved = plan.private.get("backup")
+                for row in table.rows:  # the rows must be as the backup saw them
+                    key = table.key_of(row)
+                    if saved is not None and _read(conn, table, key, lock=True) != saved.get(
+                        _ident(key), False
+                    ):
+                        raise RunError(
+                            f"{table.label} {table.key_text(key)} changed after the backup; "
+                            "nothing was written.",
+                            "Start again from the dry run, so the backup holds what apply "
+                            "replaces.",
+                        )
+                for n, row in enumerate(table.rows):
+                    ctx.check()
+                    cols = list(row)
+                    rest = [c for c in cols if c not in table.key]
+                    if rest:
+                        conflict = sql.SQL(
+                            "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})"
+                        ).format(
+                            sql.SQL(", ").join(
+                                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
+                                for c in rest
+                            ),
+                            sql.SQL(", ").join(
+                                sql.SQL("{}.{}").format(table.ident, sql.Identifier(c))
+                                for c in rest
+                            ),
+                            sql.SQL(", ").join(
+                                sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in rest
+                            ),
+                        )
+                    else:
+                        conflict = sql.SQL("DO NOTHING")
+                    query = sql.SQL(
+                        "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) {conflict}"
+                        " RETURNING (xmax = 0) AS inserted"
+                    ).format(
+                        t=table.ident,
+                        cols=sql.SQL(", ").join(map(sql.Identifier, cols)),
+                        vals=sql.SQL(", ").join(
+                            sql.Placeholder(f"c_{i}") for i in range(len(cols))
+                        ),
+                        key=sql.SQL(", ").join(map(sql.Identifier, table.key)),
+                        conflict=conflict,
+                    )
+                    params = {f"c_{i}": _bound(row[c]) for i, c in enumerate(cols)}
+                    result = conn.execute(query, params).fetchone()
+                    if result is None:
+                        done["unchanged"] += 1
+                    else:
+                        done["inserted" if result[0] else "updated"] += 1
+                    ctx.progress(n + 1, len(table.rows), "rows written")
+                ctx.check()
+                committing = True
+                conn.commit()
+        except RunError as exc:
+            if committing:
+                raise type(exc)(
+                    f"The upsert's commit did not answer: {exc.title}",
+                    "It may or may not have been applied; run the dry run to see which.",
+                ) from None
+            raise type(exc)(
+                f"{exc.title} The transaction was rolled back: the data is as it was.",
+                exc.message,
+            ) from None
+        return done
+
+    # ------------------------------------------------------------------ rollback
+
+    def rollback(
+        self, request: WriteRequest, backup: Iterator[dict[str, Any]], ctx: RunContext
+    ) -> dict[str, int]:
+        from psycopg import sql
+
+        done = {"deleted": 0, "restored": 0, "reinserted": 0}
+        with self._connection(request, ctx, "the rollback", read_only=False) as conn:
+            table = _describe(conn, request)
+            for n, item in enumerate(backup):
+                ctx.check()
+                key = dict(item["key"])
+                params = table.key_params(key)
+                if item.get("absent"):
+                    cur = conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE {}").format(table.ident, table.where()),
+                        params,
+                    )
+                    done["deleted"] += cur.rowcount
+                    continue
+                saved = {
+                    c: v
+                    for c, v in dict(item["row"]).items()
+                    if c in table.columns and table.columns[c].writable
+                }
+                if not saved:
+                    continue
+                # text values go in untyped: each column's type reads its own text form
+                values = {f"r_{i}": v for i, v in enumerate(saved.values())}
+                cur = conn.execute(
+                    sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                        table.ident,
+                        sql.SQL(", ").join(
+                            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(f"r_{i}"))
+                            for i, c in enumerate(saved)
+                        ),
+                        table.where(),
+                    ),
+                    {**params, **values},
+                )
+                if cur.rowcount:
+                    done["restored"] += 1
+                else:  # deleted since: put it back whole
+                    conn.execute(
+                        sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                            table.ident,
+                            sql.SQL(", ").join(map(sql.Identifier, saved)),
+                            sql.SQL(", ").join(
+                                sql.Placeholder(f"r_{i}") for i in range(len(saved))
+                            ),
+                        ),
+                        values,
+                    )
+                    done["reinserted"] += 1
+                ctx.progress(n + 1, None, "rows restored")
+            ctx.check()
+            conn.commit()
+        return done
+
+
+def _ident(key: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def _text(value: Any) -> str | None:
+    """A given value as a plan line shows it (times ISO 8601)."""
+    value = json_ready(value)
+    return None if value is None else str(value)
+
+
+def _bound(value: Any) -> Any:
+    """A given value as psycopg binds it; nested lists and dicts as JSON."""
+    if isinstance(value, dict):
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value)
+    return value
