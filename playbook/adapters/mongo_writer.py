@@ -121,11 +121,23 @@ def _type_of(value: Any) -> str:
     return ""
 
 
-def _same(value: Any) -> Any:
-    """A filter matching exactly ``value``: same value and same BSON type (MongoDB
-    otherwise finds ``123`` equal to ``123.0`` and to ``Int64(123)``)."""
+def _exactly(field: str, value: Any) -> dict[str, Any]:
+    """A filter on ``field`` holding ``value`` itself, not a number equal to it of
+    another kind (MongoDB finds ``123`` equal to ``123.0``). An int32 and an int64 of
+    the same value count as the same: both are whole numbers, and mongomock cannot tell
+    them apart below 2**32."""
     kind = _type_of(value)
-    return {"$eq": value, "$type": kind} if kind and kind != "bool" else value
+    if kind in ("int", "long"):
+        return {
+            "$and": [
+                {field: value},
+                {field: {"$not": {"$type": "double"}}},
+                {field: {"$not": {"$type": "decimal"}}},
+            ]
+        }
+    if kind in ("double", "string"):
+        return {field: {"$eq": value, "$type": kind}}
+    return {field: value}
 
 
 def convert(value: Any, to: str) -> tuple[bool, Any]:
@@ -204,8 +216,9 @@ def _describe(exc: BaseException, uri: str) -> str:
     if isinstance(exc, RunError):
         return exc.title
     if isinstance(exc, errors.OperationFailure):
-        details = exc.details or {}
-        text = str(details.get("errmsg") or exc) if isinstance(details, dict) else str(exc)
+        details = exc.details if isinstance(exc.details, dict) else {}
+        first = (details.get("writeErrors") or [{}])[0]  # a bulk write's first refusal
+        text = str(details.get("errmsg") or first.get("errmsg") or exc)
         return scrub(f"MongoDB refused it: {text}", uri)[:300]
     if isinstance(exc, errors.PyMongoError):
         text = scrub(str(exc), uri).split(" (configured timeouts")[0].split(", Timeout")[0]
@@ -303,7 +316,9 @@ class MongoLock(Lock):
     def release(self) -> None:
         """Stop renewing and delete the lock document if it is still ours."""
         self._stop.set()
-        self._thread.join(timeout=max(1.0, self.ttl))
+        # A renewal still in flight after this cannot bring the lock back: it only
+        # updates a document holding our token, which the delete below removes.
+        self._thread.join(timeout=5.0)
         try:
             self._collection.delete_one({"_id": self.name, "token": self.token})
         finally:
@@ -739,7 +754,7 @@ class MongoWriter(Writer):
     ) -> dict[str, int]:
         """Set the new values with ``bulk_write``, a batch at a time.
 
-        Each update filters on the old value and its type, so a document changed since
+        Each update filters on the old value and its kind, so a document changed since
         the dry run is not overwritten (counted as ``skipped``). Each document is either
         converted or not at any moment: applying again converts the rest; rolling back
         sets the old values back.
@@ -755,7 +770,7 @@ class MongoWriter(Writer):
                 ctx.check()
                 result = coll.bulk_write(
                     [
-                        UpdateOne({"_id": _id, field: _same(old)}, {"$set": {field: new}})
+                        UpdateOne({"_id": _id, **_exactly(field, old)}, {"$set": {field: new}})
                         for _id, old, new in batch
                     ],
                     ordered=False,
@@ -790,7 +805,7 @@ class MongoWriter(Writer):
             result = coll.bulk_write(
                 [
                     UpdateOne(
-                        {"_id": r["_id"], _field(r): _same(r["new"])},
+                        {"_id": r["_id"], **_exactly(_field(r), r["new"])},
                         {"$set": {_field(r): r["old"]}},
                     )
                     for r in batch

@@ -639,3 +639,20 @@ def test_an_unreachable_server_is_a_run_error_without_the_password(
     assert "could not be reached" in str(caught.value)
     assert "hunter2" not in str(caught.value)
     assert "bot:***@db.internal" in str(caught.value)
+
+
+def test_a_conversion_a_unique_index_refuses_stops_and_says_how_far_it_got(
+    mongo: tuple[Any, str],
+) -> None:
+    """Under guildId_1 (unique), an int64 twin of "90000" cannot become "90000"."""
+    db, uri = mongo
+    db.discordservermappings.insert_one({"_id": oid(121), "guildId": Int64(90000)})
+    writer, r = MongoWriter(), req(uri, CONVERT)
+    plan = stage(writer.plan, r)
+    assert plan.counts == {"convert": 1, "unconvertible": 0}
+    backup(writer, r, plan)
+    with pytest.raises(RunError) as caught:
+        stage(writer.apply, r, plan)
+    assert "E11000" in caught.value.title
+    assert "0 of 1 documents were converted" in caught.value.message
+    assert db.discordservermappings.find_one({"_id": oid(121)})["guildId"] == 90000
