@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from playbook.adapters.base import Progress, RunContext, RunError, Sink, scrub
 from playbook.adapters.readonly import Refused
-from playbook.adapters.writers import ITEMS_SHOWN, Lock, Plan, Writer, WriteRequest, read_backup
+from playbook.adapters.writers import (
+    ITEMS_SHOWN,
+    Lock,
+    LockHeld,
+    Plan,
+    Writer,
+    WriteRequest,
+    read_backup,
+)
 from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, resolve, substitute
 from playbook.core.model import Action
 from playbook.core.state import ActionRun, IncidentState
@@ -134,9 +142,9 @@ class GuardedRun:
         ctx = self._context()
         try:
             plan = self.writer.plan(self.request, ctx)
-        except RunError as exc:
+        except Exception as exc:
             self._record("dry_run", "failed", error=self._why(exc))
-            raise
+            raise self._as_run_error(exc) from None
         finally:
             ctx.finish()
         self.plan = plan
@@ -167,10 +175,10 @@ class GuardedRun:
         ctx = self._context()
         try:
             rows = self.writer.backup(self.request, self.plan, ctx, sink)
-        except RunError as exc:
+        except Exception as exc:
             sink.close()
             self._record("backup", "failed", error=self._why(exc), file=str(path))
-            raise
+            raise self._as_run_error(exc) from None
         finally:
             ctx.finish()
         sha = sink.close()
@@ -282,9 +290,10 @@ class GuardedRun:
         ctx = self._context()
         try:
             lock = self.writer.lock(self.request, ctx)
-        except RunError as exc:
-            self._record("lock", "refused", error=self._why(exc), name=self.request.lock_name)
-            raise
+        except Exception as exc:
+            outcome = "refused" if isinstance(exc, LockHeld) else "failed"
+            self._record("lock", outcome, error=self._why(exc), name=self.request.lock_name)
+            raise self._as_run_error(exc) from None
         finally:
             ctx.finish()
         self._record("lock", "done", name=self.request.lock_name, ttl=self.request.lock_ttl)
@@ -308,9 +317,17 @@ class GuardedRun:
             self.context = ctx
         return ctx
 
-    def _why(self, exc: RunError) -> str:
-        text = exc.title + (f" {exc.message}" if exc.message else "")
+    def _why(self, exc: BaseException) -> str:
+        if isinstance(exc, RunError):
+            text = exc.title + (f" {exc.message}" if exc.message else "")
+        else:
+            text = f"{type(exc).__name__}: {exc}"
         return scrub(text, self.request.uri)
+
+    def _as_run_error(self, exc: BaseException) -> RunError:
+        """``exc`` itself when it is a RunError; otherwise one that carries its text,
+        scrubbed (a driver's message may hold the URI)."""
+        return exc if isinstance(exc, RunError) else RunError(self._why(exc))
 
     def _record(self, stage: str, outcome: str, **details: Any) -> IncidentState:
         payload = {
@@ -345,9 +362,9 @@ def rollback(service: Service, run: GuardedRun, typed: str | None) -> dict[str, 
         ctx = run._context()
         try:
             numbers = run.writer.rollback(run.request, rows, ctx)
-        except RunError as exc:
+        except Exception as exc:
             run._record("rollback", "failed", error=run._why(exc))
-            raise
+            raise run._as_run_error(exc) from None
         finally:
             ctx.finish()
         run._record("rollback", "done", numbers=numbers)

@@ -341,6 +341,9 @@ class IncidentScreen(HelpText, Screen[None]):
         "one (asking for its parameters), D runs all of the step's with their last or default "
         "parameters, k stops running ones, Enter opens the last result as a table. They only "
         "read, run in the background with progress, and each result is saved as evidence. "
+        "Guarded actions (⚡ lines) are the only way to change data: g (or Enter) shows the "
+        "dry run, makes the backup, then asks you to type the target's name before it locks, "
+        "applies and verifies; if that fails it offers rollback from the backup. "
         "Targets come from playbook.toml or `playbook run --target name=URI`.\n"
         "Other keys: t timeline, x export, Esc back to the incident list, Ctrl+Q quit.\n"
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
@@ -357,6 +360,7 @@ class IncidentScreen(HelpText, Screen[None]):
         Binding("r", "resolve", "Resolve", id="incident.resolve"),
         Binding("d", "diagnose", "Diagnose", id="incident.diagnose"),
         Binding("D", "diagnose_all", "Run all", id="incident.diagnose_all", show=False),
+        Binding("g", "guarded_action", "Act", id="incident.act"),
         Binding("k", "stop_diagnostics", "Stop runs", id="incident.stop", show=False),
         Binding("t", "timeline", "Timeline", id="incident.timeline", show=False),
         Binding("c", "copy", "Copy", id="incident.copy", show=False),
@@ -534,6 +538,8 @@ class IncidentScreen(HelpText, Screen[None]):
             self.action_toggle()
         elif ident.startswith("diag:"):
             self.show_last_result(ident.rsplit(":", 1)[1])
+        elif ident.startswith("act:"):
+            self.start_action(ident.rsplit(":", 1)[1])
 
     # -------------------------------------------------------------- checklist
 
@@ -592,6 +598,10 @@ class IncidentScreen(HelpText, Screen[None]):
                     options.append(
                         Option(self._diag_prompt(diag_id), id=f"diag:{step_ref}:{diag_id}")
                     )
+                for action_id in pb_step.actions if pb_step else []:
+                    options.append(
+                        Option(self._action_prompt(action_id), id=f"act:{step_ref}:{action_id}")
+                    )
                 for item in step["items"]:
                     options.append(
                         Option(
@@ -639,6 +649,53 @@ class IncidentScreen(HelpText, Screen[None]):
         else:
             line.append(" not run ", style="dim")
         return line
+
+    def _action_prompt(self, action_id: str) -> Text:
+        assert self.playbook is not None and self.state is not None
+        action = self.playbook.actions[action_id]
+        line = Text("  ⚡ ", style="bold yellow")
+        title = action.title if len(action.title) <= 36 else action.title[:35] + "…"
+        line.append_text(lit(title))
+        line.append_text(lit(f"  [{action.kind} {action.do.operation} → {action.target}] ", "dim"))
+        runs = [r for r in self.state.actions.values() if r.action == action_id]
+        if runs:
+            line.append_text(lit(f" {runs[-1].status} ", "bold"))
+        else:
+            line.append(" not run ", style="dim")
+        return line
+
+    def action_guarded_action(self) -> None:
+        option = self.query_one("#checklist", OptionList).highlighted_option
+        ident = (option.id or "") if option else ""
+        located = self._highlighted_step()
+        step = self.playbook.steps().get(".".join(located)) if self.playbook and located else None
+        every = list(step.actions) if step else []
+        chosen = ident.rsplit(":", 1)[1] if ident.startswith("act:") else next(iter(every), None)
+        if chosen is None:
+            self.notify("This step has no guarded action.", markup=False)
+            return
+        self.start_action(chosen)
+
+    def start_action(self, action_id: str) -> None:
+        """Open the guarded action's screen: dry run and backup start at once."""
+        from playbook.targets import load_targets
+        from playbook.tui.actions import ActionScreen
+
+        if self.playbook is None or self.state is None:
+            return
+        app = _app(self)
+        incident = self.incident_id
+        path = Path(self.state.playbook_path) if self.state.playbook_path else None
+        action = self.playbook.actions[action_id]
+        values = {k: v for k, v in param_defaults(action, None).items() if v}  # type: ignore[arg-type]
+
+        def start(progress: Any) -> Any:
+            targets = load_targets(path, app.target_overrides)
+            return app.service.start_action(incident, action_id, values, targets, progress)
+
+        self.app.push_screen(
+            ActionScreen(start, f"⚡ {action_id}: {action.title}"), lambda _: self.reload()
+        )
 
     def _refresh_diag_lines(self) -> None:
         checklist = self.query_one("#checklist", OptionList)
@@ -912,8 +969,8 @@ class IncidentScreen(HelpText, Screen[None]):
         if ident.startswith("item:"):
             section, step, _item = ident[5:].split(".", 2)
             return section, step
-        if ident.startswith("diag:"):
-            section, step = ident[5:].split(":", 1)[0].split(".", 1)
+        if ident.startswith(("diag:", "act:")):
+            section, step = ident.split(":", 2)[1].split(".", 1)
             return section, step
         return None
 
@@ -1003,6 +1060,36 @@ class IncidentScreen(HelpText, Screen[None]):
                     "\n  d runs it, D runs all of this step's, Enter shows the last result.",
                     style="dim",
                 )
+        for action_id in step.actions:
+            action = pb.actions[action_id]
+            out.append("\nGuarded action ", style="bold yellow")
+            out.append_text(lit(f"{action_id}: {action.title}", "bold"))
+            out.append_text(
+                lit(
+                    f"  [{action.kind} {action.do.operation} on target '{action.target}']", "yellow"
+                )
+            )
+            if action.description:
+                out.append("\n  ")
+                out.append_text(lit(action.description))
+            if action.caution:
+                out.append("\n  ")
+                out.append_text(lit(action.caution, "yellow"))
+            if action.verify:
+                out.append("\n  verified by: ")
+                out.append_text(lit(", ".join(v.diagnostic for v in action.verify)))
+            for run in (
+                r
+                for r in (self.state.actions.values() if self.state else [])
+                if r.action == action_id
+            ):
+                out.append("\n  run ")
+                out.append_text(lit(f"{run.run}: {run.status}", "bold"))
+            out.append(
+                "\n  g runs it: dry run, backup, then you type "
+                f"'{action.confirm or action.target}' to lock, apply and verify.",
+                style="dim",
+            )
         for proc_id in step.procedures:
             proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
             out.append("\nProcedure ", style="bold magenta")

@@ -1,0 +1,84 @@
+"""Guarded actions from the app: g shows the dry run and the backup, then waits for the
+typed phrase before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from servers import RedisServer, fingerprint, load_seed_000, redis_server
+from textual.widgets import Input, OptionList, Static
+from tui_support import make_app, on_incident, until
+
+from playbook.core.clock import FakeClock
+from playbook.core.loader import load
+from playbook.service import Service
+from playbook.store.sqlite import SQLiteStore
+from playbook.tui.actions import ActionScreen
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "redis-index-loss.yaml"
+LIVE = "discord:messages:[pcu]*"
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def service(tmp_path: Path, clock: FakeClock) -> Iterator[Service]:
+    store = SQLiteStore(tmp_path / "data")
+    yield Service(store, clock=clock, actor="alice")
+    store.close()
+
+
+def body(app: Any) -> str:
+    return str(app.screen.query_one("#action-body", Static).render())
+
+
+@pytest.mark.parametrize("typed_first", ["", "yes"])
+async def test_g_runs_the_rebuild_only_after_the_phrase_is_typed(
+    service: Service, redis: RedisServer, typed_first: str
+) -> None:
+    client = redis.client()
+    client.flushall()
+    load_seed_000(client, messages=6_000)
+    healthy = fingerprint(client, LIVE)
+    for key in list(client.scan_iter(match=LIVE, count=10_000)):
+        client.delete(key)
+    loaded = load(RUNBOOK)
+    incident = service.open(loaded, "indexes gone").id
+    app = make_app(service, loaded, resume=incident)
+    app.target_overrides = (f"cache={redis.uri}",)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await on_incident(pilot)
+        await until(pilot, lambda: screen.playbook is not None, "the playbook read")
+        screen.action_phase("recovery")
+        checklist = screen.query_one("#checklist", OptionList)
+        checklist.focus()
+        ids = [checklist.get_option_at_index(i).id or "" for i in range(checklist.option_count)]
+        checklist.highlighted = ids.index("act:recovery.safe-rebuild:rebuild-indexes")
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(app.screen, ActionScreen), "the action screen")
+        phrase = app.screen.query_one("#phrase", Input)
+        await until(pilot, lambda: not phrase.disabled, "the confirmation asked", rounds=20_000)
+        assert "create 6,049" in body(app) and "sha256" in body(app)
+        assert fingerprint(client, LIVE) == {}, "nothing may be written before the phrase"
+
+        if typed_first:
+            await pilot.press(*typed_first, "enter")
+            await until(pilot, lambda: "Not confirmed" in body(app), "the refusal")
+            assert fingerprint(client, LIVE) == {}
+        await pilot.press(*"cache", "enter")
+        await until(pilot, lambda: "Applied and verified" in body(app), "the apply", 20_000)
+
+        assert fingerprint(client, LIVE) == healthy
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ActionScreen), "closed")
+    (run,) = service.get(incident).state.actions.values()
+    assert run.status == "applied and verified"
+    stages = [f"{s['stage']} {s['outcome']}" for s in run.stages]
+    assert ("confirm refused" in stages) == bool(typed_first)
