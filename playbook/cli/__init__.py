@@ -257,6 +257,7 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
             click.echo(
                 f"{file}: ok — {pb.title} (version {pb.version}): {len(pb.phases)} phases, "
                 f"{len(pb.checklist())} checklist items, {len(pb.diagnostics)} diagnostics, "
+                f"{len(pb.actions)} guarded actions, "
                 f"{len(pb.communications.templates)} templates"
             )
     sys.exit(1 if bad else 0)

@@ -139,7 +139,29 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return f"Following scenario {p.get('scenario')}"
     if kind == ev.DIAGNOSTIC_RUN:
         return f"Diagnostic {p.get('diagnostic')} on {p.get('target')}: {str(p.get('verdict')).upper()}"
+    if kind == ev.ACTION_STAGE:
+        return (
+            f"Action {p.get('action')} on {p.get('target')} (run {p.get('run')}): {_stage_line(p)}"
+        )
     return f"{kind} {json.dumps(p, ensure_ascii=False, sort_keys=True)[:200]}"
+
+
+def _stage_line(p: dict[str, object]) -> str:
+    """A guarded action's stage in words, with what it found or did."""
+    stage = str(p.get("stage", "")).replace("_", " ")
+    text = f"{stage} {p.get('outcome')}"
+    for key in ("counts", "numbers"):
+        value = p.get(key)
+        if isinstance(value, dict) and value:
+            text += " (" + ", ".join(f"{k} {v}" for k, v in value.items()) + ")"
+    if p.get("rows") is not None and p.get("stage") == "backup":
+        text += f" ({p['rows']} items)"
+    if p.get("verdict"):
+        text += f": {str(p['verdict']).upper()}"
+    for key in ("error", "reason"):
+        if p.get(key):
+            text += f": {p[key]}"
+    return text
 
 
 def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) -> str:
@@ -257,6 +279,29 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         add("")
     for run in state.runs:
         _diagnostic_section(add, run.payload, run.actor)
+
+    add("## Guarded actions")
+    add("")
+    if not state.actions:
+        add("None were run.")
+        add("")
+    for action_run in state.actions.values():
+        add(
+            f"### {inline(action_run.action)} on {inline(action_run.target)}, "
+            f"run {action_run.run}: {action_run.status}"
+        )
+        add("")
+        for stage in action_run.stages:
+            add(
+                f"- {stage['at'][11:19]}Z {inline(stage.get('actor', ''))}: {inline(_stage_line(stage))}"
+            )
+        backup = action_run.backup
+        if backup:
+            add("")
+            add(
+                f"Backup: `{inline(backup['file'])}`, {backup['bytes']:,} bytes, sha256 `{backup['sha256']}`"
+            )
+        add("")
 
     add("## Notes")
     add("")

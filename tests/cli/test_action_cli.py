@@ -1,0 +1,165 @@
+"""`playbook action` end to end on a real Redis: what it refuses, what it records, what it
+shows, and that the target's password appears nowhere."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Cli
+from servers import PASSWORD, RedisServer, fingerprint, load_seed_000, redis_server
+
+RUNBOOK = str(Path(__file__).resolve().parents[2] / "runbooks" / "redis-index-loss.yaml")
+LIVE = "discord:messages:[pcu]*"
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def broken(redis: RedisServer) -> dict[bytes, object]:
+    """Seed 000's incident: the index sets deleted, the messages intact. Returns the
+    indexes as they were."""
+    client = redis.client()
+    client.flushall()
+    load_seed_000(client, messages=6_000)
+    healthy = fingerprint(client, LIVE)
+    for key in list(client.scan_iter(match=LIVE, count=10_000)):
+        client.delete(key)
+    return healthy
+
+
+def opened(cli: Cli) -> str:
+    result = cli("open", RUNBOOK, "--title", "indexes gone", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)["id"]
+
+
+def stages(cli: Cli, incident: str) -> list[list[str]]:
+    rows = json.loads(cli("action", "status", incident, "--json").output)
+    return [row["stages"] for row in rows]
+
+
+def test_yes_alone_is_refused_before_anything_runs(
+    cli: Cli, redis: RedisServer, broken: object
+) -> None:
+    incident = opened(cli)
+    result = cli(
+        "action", "run", incident, "rebuild-indexes", "--target", f"cache={redis.uri}", "--yes"
+    )
+    assert result.exit_code == 7
+    assert "--yes is not enough" in result.output
+    assert stages(cli, incident) == []
+    assert fingerprint(redis.client(), LIVE) == {}
+
+
+def test_a_wrong_phrase_is_refused_before_anything_runs(
+    cli: Cli, redis: RedisServer, broken: object
+) -> None:
+    incident = opened(cli)
+    result = cli(
+        "action",
+        "run",
+        incident,
+        "rebuild-indexes",
+        "--target",
+        f"cache={redis.uri}",
+        "--confirm",
+        "production",
+    )
+    assert result.exit_code == 7 and "'cache'" in result.output
+    assert stages(cli, incident) == []
+
+
+def test_without_a_phrase_it_stops_after_the_backup(
+    cli: Cli, redis: RedisServer, broken: object
+) -> None:
+    incident = opened(cli)
+    result = cli("action", "run", incident, "rebuild-indexes", "--target", f"cache={redis.uri}")
+    assert result.exit_code == 7
+    assert "pass --confirm cache" in result.output
+    assert stages(cli, incident) == [["dry_run done", "backup done"]]
+    assert fingerprint(redis.client(), LIVE) == {}
+
+
+def test_dry_run_shows_the_plan_and_writes_nothing(
+    cli: Cli, redis: RedisServer, broken: object
+) -> None:
+    incident = opened(cli)
+    before = fingerprint(redis.client())
+    result = cli(
+        "action", "run", incident, "rebuild-indexes", "--target", f"cache={redis.uri}", "--dry-run"
+    )
+    assert result.exit_code == 0
+    assert "dry run: records 6,000, indexes 6,049" in result.output
+    assert "create discord:messages:" in result.output
+    assert fingerprint(redis.client()) == before
+
+
+def test_confirmed_it_applies_verifies_exports_and_rolls_back_later(
+    cli: Cli, redis: RedisServer, broken: dict[bytes, object]
+) -> None:
+    incident = opened(cli)
+    uri = f"cache={redis.uri}"
+    result = cli(
+        "action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache"
+    )
+    assert result.exit_code == 0, result.output
+    assert "Applied and verified" in result.output
+    assert "verify PASS  index-drop" in result.output
+    assert fingerprint(redis.client(), LIVE) == broken
+
+    status = json.loads(cli("action", "status", incident, "--json").output)
+    (run,) = status
+    assert run["status"] == "applied and verified" and run["can_roll_back"]
+    markdown = cli("export", incident).output
+    assert "## Guarded actions" in markdown and "applied and verified" in markdown
+    assert run["backup"]["sha256"] in markdown
+
+    back = cli("action", "rollback", incident, run["run"], "--target", uri, "--confirm", "cache")
+    assert back.exit_code == 0, back.output
+    assert fingerprint(redis.client(), LIVE) == {}
+    assert json.loads(cli("action", "status", incident, "--json").output)[0]["status"] == (
+        "rolled back"
+    )
+
+    seen = "\n".join([result.output, back.output, markdown])
+    for path in cli.home.rglob("*"):
+        if path.is_file():
+            seen += path.read_bytes().decode("utf-8", "replace")
+    assert PASSWORD not in seen
+
+
+def test_a_changed_backup_file_is_never_restored(
+    cli: Cli, redis: RedisServer, broken: object
+) -> None:
+    incident = opened(cli)
+    uri = f"cache={redis.uri}"
+    assert (
+        cli(
+            "action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache"
+        ).exit_code
+        == 0
+    )
+    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    backup = Path(run["backup"]["file"])
+    backup.write_text(backup.read_text().replace("discord", "DISCORD", 1))
+
+    back = cli("action", "rollback", incident, run["run"], "--target", uri, "--confirm", "cache")
+
+    assert back.exit_code == 8
+    assert "has changed since it was recorded" in back.output
+
+
+def test_every_action_command_has_help(cli: Cli) -> None:
+    for command in ("list", "run", "rollback", "status"):
+        result = cli("action", command, "--help")
+        assert result.exit_code == 0 and len(result.output) > 200
+    listed = cli("action", "list", RUNBOOK)
+    assert "rebuild-indexes  [redis rebuild_indexes on cache]" in listed.output
+    assert "confirm by typing: cache" in listed.output
