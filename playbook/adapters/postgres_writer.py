@@ -288,7 +288,7 @@ class PostgresWriter(Writer):
             for n, row in enumerate(table.rows):
                 ctx.check()
                 key = table.key_of(row)
-                given = [c for c in row if c not in table.key]
+                given = [c for c in table.columns if c in row and c not in table.key]
                 params = table.key_params(key)
                 picks = [sql.SQL("true AS found")]
                 for i, col in enumerate(given):
