@@ -29,7 +29,7 @@ from typing import Any
 from unittest import mock
 
 import redis
-from figures import Figure  # bench/figures.py: this script's folder is on the path
+from figures import Figure, summary  # bench/figures.py: this script's folder is on the path
 from redis._parsers import _RESP2Parser
 
 from playbook.adapters import redis as playbook_redis
@@ -606,34 +606,6 @@ def bench_million(server: RedisServer, runs: int, work: Path) -> list[Figure]:
 
 
 # ================================================================================ report
-
-
-def summary(figures: list[Figure]) -> str:
-    head = (
-        f"{'measurement':<44} {'n':>3} {'median':>10} {'worst':>10} {'target':>9} "
-        f"{'med/tgt':>7}  verdict"
-    )
-    lines = ["", "=" * len(head), "SUMMARY", head, "-" * len(head)]
-    for f in figures:
-        n = f.note or str(len(f.samples))
-        worst = f.unit(f.worst) if len(f.samples) > 1 else "-"
-        if f.target is None:
-            target, ratio, verdict = "-", "-", "context"
-        else:
-            target, ratio = f"≤ {f.unit(f.target)}", f"{f.median / f.target:.2f}"
-            verdict = "ok" if f.worst <= f.target else "MISSED"
-            if verdict == "MISSED" and f.median <= f.target:
-                verdict = "MISSED (worst only)"
-        lines.append(
-            f"{f.name:<44} {n:>3} {f.unit(f.median):>10} {worst:>10} {target:>9} "
-            f"{ratio:>7}  {verdict}"
-        )
-    lines.append("=" * len(head))
-    lines.append(
-        "n: runs (median shown); est.: extrapolated or estimated, not measured in full; "
-        "verdict: ok when the worst run meets the target"
-    )
-    return "\n".join(lines)
 
 
 def main() -> None:
