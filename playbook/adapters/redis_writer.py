@@ -40,6 +40,36 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+_READ = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local kind = redis.call('TYPE', key)['ok']
+  if kind == 'hash' then
+    out[i] = redis.call('HMGET', key, unpack(ARGV))
+  elseif kind == 'string' then
+    out[i] = redis.call('GET', key)
+  else
+    out[i] = false
+  end
+end
+return out
+"""
+"""Reads a batch of records in one command: the fields of a hash, or a string's JSON."""
+
+_ADD = """
+local at = 1
+for i, key in ipairs(KEYS) do
+  local n = tonumber(ARGV[at])
+  redis.call('SADD', key, unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+return at
+"""
+"""Adds members to sets in one command: ARGV holds each key's count, then its members."""
+
+SCRIPT_MEMBERS = 4_000
+"""Members per SADD inside :data:`_ADD` (Lua's unpack has a stack limit near 8,000)."""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -266,10 +296,13 @@ class RedisWriter(Writer):
         records = 0
         carry = client.pipeline(transaction=False)
         for pairs, count in self._records(client, request, ctx, "records indexed", carry):
-            # These SADDs ride with the next batch's reads: one round trip per batch.
+            # This batch's writes ride with the next batch's reads: one round trip each,
+            # two commands (the scripts), however many records.
+            grouped: dict[str, list[str]] = {}
             for key, member in pairs:
-                carry.sadd(_raw(version + key[len(prefix) :]), member)
+                grouped.setdefault(key, []).append(member)
                 expected[key] += 1
+            _queue_adds(carry, {version + k[len(prefix) :]: m for k, m in grouped.items()})
             records += count
         _raise_first(carry.execute(raise_on_error=False))
         if records == 0:
@@ -358,17 +391,16 @@ class RedisWriter(Writer):
         for keys in _batched(self._scan(client, do["source"], ctx), request.batch):
             pipe = carry if carry is not None else client.pipeline(transaction=False)
             skip = len(pipe)
-            for key in keys:
-                pipe.hmget(key, fields)
+            pipe.eval(_READ, len(keys), *keys, *fields)
             replies = pipe.execute(raise_on_error=False)
-            _raise_first(replies[:skip])
-            replies = replies[skip:]
+            _raise_first(replies)
             ctx.check()
-            strings = [k for k, r in zip(keys, replies, strict=True) if isinstance(r, Exception)]
-            values = {k: r for k, r in zip(keys, replies, strict=True) if isinstance(r, list)}
-            if strings:  # records kept as JSON strings rather than hashes
-                for key, raw in zip(strings, client.mget(strings), strict=True):
-                    values[key] = _json_fields(raw, fields)
+            values: dict[bytes, list[Any]] = {}
+            for key, got in zip(keys, replies[skip], strict=True):
+                if isinstance(got, list):
+                    values[key] = got
+                elif got is not None:  # a record kept as a JSON string
+                    values[key] = _json_fields(got, fields)
             pairs: list[tuple[str, str]] = []
             for key, got in values.items():
                 member = got[0] if got[0] is not None else _raw(_text(key).rsplit(":", 1)[-1])
@@ -382,11 +414,16 @@ class RedisWriter(Writer):
     def _live_indexes(
         self, client: redis.Redis, prefix: str, indexes: dict[str, str], ctx: RunContext
     ) -> list[str]:
-        live = []
-        for name in indexes:
-            for keys in self._scan(client, f"{_glob(prefix)}:{_glob(name)}:*", ctx):
-                live.extend(_text(k) for k in keys)
-        return sorted(set(live))
+        # One walk of the prefix, sorted out here: a SCAN per index would walk the whole
+        # keyspace once for each.
+        heads = tuple(f"{prefix}:{name}:" for name in indexes)
+        live = {
+            text
+            for keys in self._scan(client, f"{_glob(prefix)}:*", ctx)
+            for text in map(_text, keys)
+            if text.startswith(heads)
+        }
+        return sorted(live)
 
     # ------------------------------------------------------------------ drop
 
@@ -499,6 +536,25 @@ def _held_message(name: str, held: bytes | None, left_ms: int) -> tuple[str, str
         "Another responder or script is changing this data. Wait for it, or ask them; "
         "nothing was written.",
     )
+
+
+def _queue_adds(pipe: redis.client.Pipeline, members: dict[str, list[str]]) -> None:
+    """SADD every key's members through :data:`_ADD`, in as few commands as fit."""
+    keys: list[bytes] = []
+    args: list[str | int] = []
+    size = 0
+    for key, values in members.items():
+        for start in range(0, len(values), SCRIPT_MEMBERS):
+            chunk = values[start : start + SCRIPT_MEMBERS]
+            if size + len(chunk) > SCRIPT_MEMBERS and keys:
+                pipe.eval(_ADD, len(keys), *keys, *args)
+                keys, args, size = [], [], 0
+            keys.append(_raw(key))
+            args.append(len(chunk))
+            args.extend(chunk)
+            size += len(chunk)
+    if keys:
+        pipe.eval(_ADD, len(keys), *keys, *args)
 
 
 def _raise_first(replies: list[Any]) -> None:
