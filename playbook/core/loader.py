@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -441,6 +442,13 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
             )
     for name, diag in pb.diagnostics.items():
         _check_params(("diagnostics", name), diag, data, src)
+        if diag.kind == "postgres":
+            used = set(re.findall(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)s", diag.query.sql))
+            for missing in sorted(used - set(diag.params)):
+                src.add(
+                    ("diagnostics", name, "query", "sql"),
+                    f"the SQL uses %({missing})s, which is not one of the diagnostic's params",
+                )
         for pname, param in diag.params.items():
             source = (param.default_from or "").split(".", 1)[0]
             if source and source not in diagnostics:

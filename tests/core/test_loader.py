@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import RUNBOOK, run_playbook
+from helpers import ROOT, RUNBOOK, run_playbook
 
 from playbook.core.loader import MAX_BYTES, PlaybookInvalid, load, parse
 
@@ -191,3 +191,14 @@ def test_schema_command_prints_a_json_schema_of_the_model() -> None:
     assert schema["properties"]["version"]["const"] == 1
     assert "diagnostics" in schema["properties"]
     assert schema["properties"]["service"]["description"]
+
+
+def test_a_postgres_placeholder_that_is_not_a_param_is_named_with_its_line(tmp_path: Path) -> None:
+    source = (ROOT / "runbooks" / "stale-backup.yaml").read_text(encoding="utf-8")
+    broken = tmp_path / "stale-backup.yaml"
+    broken.write_text(source.replace("%(staff_id)s", "%(staffid)s", 1), encoding="utf-8")
+    with pytest.raises(PlaybookInvalid) as raised:
+        load(broken)
+    (problem,) = raised.value.problems
+    assert "%(staffid)s" in str(problem) and "query.sql" in str(problem)
+    assert str(problem).startswith(f"{broken}:")
