@@ -8,6 +8,7 @@ an adapter's module (and its driver) is imported only when a diagnostic of its k
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint, entry_points
+from typing import TypeVar
 
 from playbook.adapters.base import Adapter
 from playbook.adapters.writers import Writer
@@ -15,6 +16,7 @@ from playbook.errors import UsageError
 
 GROUP = "playbook.adapters"
 WRITERS = "playbook.writers"
+_T = TypeVar("_T", Adapter, Writer)
 
 
 def _entry_points(group: str = GROUP) -> dict[str, EntryPoint]:
@@ -32,23 +34,7 @@ def load(kind: str) -> Adapter:
     Raises:
         UsageError: no adapter is installed for ``kind``, or it failed to load.
     """
-    found = _entry_points().get(kind)
-    if found is None:
-        installed = ", ".join(names()) or "none"
-        raise UsageError(
-            f"No adapter for {kind!r} diagnostics is installed.",
-            f"Installed: {installed}. Adapters register in the {GROUP!r} entry-point group.",
-        )
-    try:
-        cls = found.load()
-    except ImportError as exc:
-        raise UsageError(
-            f"The {kind!r} adapter cannot be loaded: {exc}.",
-            "Reinstall playbook (pip install playbook) so its drivers are present.",
-        ) from None
-    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise UsageError(f"The {kind!r} entry point ({found.value}) is not an Adapter class.")
-    return cls()
+    return _load(GROUP, kind, Adapter, "adapter", "diagnostics")
 
 
 def load_writer(kind: str) -> Writer:
@@ -57,20 +43,28 @@ def load_writer(kind: str) -> Writer:
     Raises:
         UsageError: no writer is installed for ``kind``, or it failed to load.
     """
-    found = _entry_points(WRITERS).get(kind)
+    return _load(WRITERS, kind, Writer, "writer", "actions")
+
+
+def _load(group: str, kind: str, base: type[_T], what: str, of: str) -> _T:
+    found = _entry_points(group).get(kind)
     if found is None:
-        installed = ", ".join(sorted(_entry_points(WRITERS))) or "none"
+        installed = ", ".join(sorted(_entry_points(group))) or "none"
         raise UsageError(
-            f"No writer for {kind!r} actions is installed.",
-            f"Installed: {installed}. Writers register in the {WRITERS!r} entry-point group.",
+            f"No {what} for {kind!r} {of} is installed.",
+            f"Installed: {installed}. {what.capitalize()}s register in the {group!r} "
+            "entry-point group.",
         )
     try:
         cls = found.load()
     except ImportError as exc:
         raise UsageError(
-            f"The {kind!r} writer cannot be loaded: {exc}.",
+            f"The {kind!r} {what} cannot be loaded: {exc}.",
             "Reinstall playbook (pip install playbook) so its drivers are present.",
         ) from None
-    if not (isinstance(cls, type) and issubclass(cls, Writer)):
-        raise UsageError(f"The {kind!r} entry point ({found.value}) is not a Writer class.")
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise UsageError(
+            f"The {kind!r} entry point ({found.value}) is not {'an' if what[0] in 'aeiou' else 'a'} "
+            f"{base.__name__} class."
+        )
     return cls()

@@ -206,6 +206,13 @@ def _report(app: _App, state: IncidentState, as_json: bool, message: str) -> Non
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+target_option = click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    metavar="NAME=URI",
+    help="Where a named target is (overrides playbook.toml). ${ENV} is expanded. Repeatable.",
+)
 
 
 @click.group(
@@ -352,13 +359,7 @@ def diag_list(playbook: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("playbook", required=False)
 @click.option("--resume", "resume", metavar="INCIDENT", help="Go straight into this incident.")
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="NAME=URI",
-    help="Where a diagnostics target is (overrides playbook.toml). Repeatable.",
-)
+@target_option
 @pass_app
 def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str, ...]) -> None:
     """Open the app on PLAYBOOK (default: the data-integrity playbook).
@@ -389,13 +390,7 @@ EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}
 @click.argument("incident")
 @click.argument("diagnostic")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A parameter. Repeatable.")
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="NAME=URI",
-    help="Where a named target is (overrides playbook.toml). ${ENV} is expanded. Repeatable.",
-)
+@target_option
 @json_option
 @pass_app
 def diag_run(
@@ -545,13 +540,7 @@ def action_list(playbook: str | None, as_json: bool) -> None:
 @click.argument("incident")
 @click.argument("action_id", metavar="ACTION")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A parameter. Repeatable.")
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="NAME=URI",
-    help="Where a named target is (overrides playbook.toml). Repeatable.",
-)
+@target_option
 @click.option("--dry-run", is_flag=True, help="Stop after the dry run; nothing is written.")
 @click.option(
     "--confirm",
@@ -669,13 +658,7 @@ def action_run(
 @action.command("rollback")
 @click.argument("incident")
 @click.argument("run_id", metavar="RUN")
-@click.option(
-    "--target",
-    "targets",
-    multiple=True,
-    metavar="NAME=URI",
-    help="Where a named target is (overrides playbook.toml). Repeatable.",
-)
+@target_option
 @click.option("--confirm", "phrase", metavar="PHRASE", help="The confirmation phrase.")
 @pass_app
 def action_rollback(
