@@ -42,10 +42,17 @@ class ActionScreen(ModalScreen[None]):
     ActionScreen Input { margin: 0 1; }
     """
 
-    def __init__(self, start: Callable[[Callable[[Any], None]], GuardedRun], title: str) -> None:
+    def __init__(
+        self,
+        start: Callable[[Callable[[Any], None]], GuardedRun],
+        title: str,
+        rollback: bool = False,
+    ) -> None:
         super().__init__()
         self._start = start
         self.title_text = title
+        self.rollback_only = rollback
+        """Open an earlier run to roll it back, rather than start a new one."""
         self.run: GuardedRun | None = None
         self.mode = "wait"
         """What the phrase field does: ``confirm``, ``rollback``, or ``wait`` (nothing)."""
@@ -62,8 +69,17 @@ class ActionScreen(ModalScreen[None]):
             yield Footer()
 
     def on_mount(self) -> None:
+        if self.rollback_only:
+            self._work("resume", self._resume)
+            return
         self._say("Dry run: reading what would change (nothing is written)…", "bold")
         self._work("prepare", self._prepare)
+
+    def _resume(self) -> GuardedRun:
+        run = self._start(self._progress)
+        self.run = run
+        self.app.call_from_thread(self._started, run)
+        return run
 
     # ------------------------------------------------------------------ stages
 
@@ -198,7 +214,16 @@ class ActionScreen(ModalScreen[None]):
                 self._say(lit(f"✗ {type(error).__name__}: {error}", "bold red"))
             return
         result = worker.result
-        if worker.name == "prepare":
+        if worker.name == "resume":
+            info = result.backup_info or {}
+            self._say(lit(f"backup: {info.get('rows', 0):,} items -> {info.get('file')}", "bold"))
+            self._say(lit(f"    sha256 {info.get('sha256')}", "dim"))
+            self._ask(
+                "rollback",
+                f"Type {result.phrase!r} and press Enter to restore what run {result.run_id} "
+                "changed from this backup (Esc leaves).",
+            )
+        elif worker.name == "prepare":
             if result == "empty":
                 self._say(lit("Nothing to change; nothing was written. Esc closes.", "bold"))
             else:

@@ -343,7 +343,8 @@ class IncidentScreen(HelpText, Screen[None]):
         "read, run in the background with progress, and each result is saved as evidence. "
         "Guarded actions (⚡ lines) are the only way to change data: g (or Enter) shows the "
         "dry run, makes the backup, then asks you to type the target's name before it locks, "
-        "applies and verifies; if that fails it offers rollback from the backup. "
+        "applies and verifies; if that fails it offers rollback from the backup, and G rolls "
+        "back the highlighted action's latest run later. "
         "Targets come from playbook.toml or `playbook run --target name=URI`.\n"
         "Other keys: t timeline, x export, Esc back to the incident list, Ctrl+Q quit.\n"
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
@@ -361,6 +362,7 @@ class IncidentScreen(HelpText, Screen[None]):
         Binding("d", "diagnose", "Diagnose", id="incident.diagnose"),
         Binding("D", "diagnose_all", "Run all", id="incident.diagnose_all", show=False),
         Binding("g", "guarded_action", "Act", id="incident.act"),
+        Binding("G", "roll_back", "Roll back", id="incident.rollback", show=False),
         Binding("k", "stop_diagnostics", "Stop runs", id="incident.stop", show=False),
         Binding("t", "timeline", "Timeline", id="incident.timeline", show=False),
         Binding("c", "copy", "Copy", id="incident.copy", show=False),
@@ -664,7 +666,7 @@ class IncidentScreen(HelpText, Screen[None]):
             line.append(" not run ", style="dim")
         return line
 
-    def action_guarded_action(self) -> None:
+    def _highlighted_action(self) -> str | None:
         option = self.query_one("#checklist", OptionList).highlighted_option
         ident = (option.id or "") if option else ""
         located = self._highlighted_step()
@@ -673,8 +675,37 @@ class IncidentScreen(HelpText, Screen[None]):
         chosen = ident.rsplit(":", 1)[1] if ident.startswith("act:") else next(iter(every), None)
         if chosen is None:
             self.notify("This step has no guarded action.", markup=False)
+        return chosen
+
+    def action_guarded_action(self) -> None:
+        chosen = self._highlighted_action()
+        if chosen is not None:
+            self.start_action(chosen)
+
+    def action_roll_back(self) -> None:
+        """Roll back the latest run of the highlighted action from its backup."""
+        from playbook.targets import load_targets
+        from playbook.tui.actions import ActionScreen
+
+        chosen = self._highlighted_action()
+        if chosen is None or self.state is None:
             return
-        self.start_action(chosen)
+        runs = [r for r in self.state.actions.values() if r.action == chosen and r.can_roll_back]
+        if not runs:
+            self.notify(f"No run of {chosen} can be rolled back.", markup=False)
+            return
+        app = _app(self)
+        incident, run_id = self.incident_id, runs[-1].run
+        path = Path(self.state.playbook_path) if self.state.playbook_path else None
+
+        def resume(progress: Any) -> Any:
+            targets = load_targets(path, app.target_overrides)
+            return app.service.resume_action(incident, run_id, targets, progress)
+
+        self.app.push_screen(
+            ActionScreen(resume, f"⚡ roll back {chosen} run {run_id}", rollback=True),
+            lambda _: self.reload(),
+        )
 
     def start_action(self, action_id: str) -> None:
         """Open the guarded action's screen: dry run and backup start at once."""

@@ -78,7 +78,19 @@ async def test_g_runs_the_rebuild_only_after_the_phrase_is_typed(
         assert fingerprint(client, LIVE) == healthy
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, ActionScreen), "closed")
-    (run,) = service.get(incident).state.actions.values()
-    assert run.status == "applied and verified"
-    stages = [f"{s['stage']} {s['outcome']}" for s in run.stages]
-    assert ("confirm refused" in stages) == bool(typed_first)
+        (run,) = service.get(incident).state.actions.values()
+        assert run.status == "applied and verified"
+        stages = [f"{s['stage']} {s['outcome']}" for s in run.stages]
+        assert ("confirm refused" in stages) == bool(typed_first)
+
+        # Later, G rolls the run back from its backup, again only after the phrase.
+        await until(pilot, lambda: screen.state.actions, "the run shown")
+        await pilot.press("G")
+        await until(pilot, lambda: isinstance(app.screen, ActionScreen), "the rollback screen")
+        phrase = app.screen.query_one("#phrase", Input)
+        await until(pilot, lambda: not phrase.disabled, "the phrase asked", rounds=20_000)
+        assert fingerprint(client, LIVE) == healthy
+        await pilot.press(*"cache", "enter")
+        await until(pilot, lambda: "Rolled back" in body(app), "the rollback", 20_000)
+        assert fingerprint(client, LIVE) == {}
+    assert service.get(incident).state.actions[run.run].status == "rolled back"
