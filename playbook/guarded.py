@@ -31,6 +31,7 @@ from playbook.adapters.writers import (
     Writer,
     WriteRequest,
     read_backup,
+    wrote_nothing,
 )
 from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, resolve, substitute
 from playbook.core.model import Action
@@ -63,9 +64,12 @@ class Outcome:
     verify: list[dict[str, Any]] = field(default_factory=list)
     """Each verify diagnostic's id, verdict and numbers."""
 
+    wrote: bool = True
+    """False when apply stopped before writing anything (then nothing is rolled back)."""
+
     @property
     def rollback_offered(self) -> bool:
-        return not self.ok
+        return not self.ok and self.wrote
 
 
 def new_run_id(now_text: str) -> str:
@@ -157,6 +161,7 @@ class GuardedRun:
             warnings=plan.warnings,
             params={k: _jsonable(v) for k, v in self.values.items()},
             operation=self.request.do.get("operation"),
+            where=self.target.shown,
         )
         return plan
 
@@ -245,6 +250,9 @@ class GuardedRun:
             numbers = self.writer.apply(self.request, plan, ctx)
         except RunError as exc:
             error = self._why(exc)
+            if wrote_nothing(exc):
+                self._record("apply", "failed", error=error, wrote=False)
+                return Outcome(False, "apply", error=error, wrote=False)
             self._record("apply", "failed", error=error)
             return Outcome(False, "apply", error=error)
         except Exception as exc:  # a driver's surprise: stop cleanly, offer rollback
@@ -338,7 +346,7 @@ class GuardedRun:
             "outcome": outcome,
             **details,
         }
-        state = self.service.record_action_stage(self.incident_id, payload)
+        state = self.service.record_action_stage(self.incident_id, _clean(payload))
         if self.hook is not None:
             self.hook(stage, outcome)
         return state
@@ -371,6 +379,18 @@ def rollback(service: Service, run: GuardedRun, typed: str | None) -> dict[str, 
     finally:
         run._release(lock)
     return numbers
+
+
+def _clean(value: Any) -> Any:
+    """``value`` with every string valid UTF-8: a key or value read as bytes that are not
+    (kept with surrogate escapes) is shown with backslash escapes instead."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _jsonable(value: object) -> object:
@@ -464,6 +484,13 @@ def resume(
         hook,
         run_id=found.run,
     )
+    where = dry.get("where")
+    if where and where != run.target.shown:
+        raise Conflict(
+            f"Run {found.run} was backed up from {where}, but target {run.target.name!r} is "
+            f"now {run.target.shown}; its backup is not rolled back onto another server.",
+            f"Point --target {run.target.name}=… (or playbook.toml) at {where} to roll back.",
+        )
     run.backup_info = found.backup
     if run.backup_info is None:
         raise Conflict(

@@ -682,7 +682,7 @@ class MongoWriter(Writer):
                 except errors.BulkWriteError as exc:
                     numbers["insert"] += int(exc.details.get("nInserted", 0))
                     for error in exc.details.get("writeErrors", []):
-                        if "_id_" in str(error.get("errmsg", "")):
+                        if error.get("code") == 11000 and error.get("keyPattern") == {"_id": 1}:
                             numbers["present"] += 1  # inserted by someone else meanwhile
                         else:
                             refused.append(str(error.get("errmsg", "")))

@@ -488,10 +488,14 @@ class PostgresWriter(Writer):
                     f"The upsert's commit did not answer: {exc.title}",
                     "It may or may not have been applied; run the dry run to see which.",
                 ) from None
-            raise type(exc)(
+            # Not committed: the transaction is gone and the table is as it was, so there
+            # is nothing to roll back (and a rollback would put the backup over newer rows).
+            error = type(exc)(
                 f"{exc.title} The transaction was rolled back: the data is as it was.",
                 exc.message,
-            ) from None
+            )
+            error.nothing_written = True  # type: ignore[attr-defined]
+            raise error from None
         return done
 
     # ------------------------------------------------------------------ rollback

@@ -17,6 +17,7 @@ Backups are DUMP payloads with their TTLs, read in pipelines of :data:`BATCH` ke
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
 from collections import Counter
@@ -29,7 +30,15 @@ from redis.exceptions import RedisError, WatchError
 
 from playbook.adapters.base import RunContext, RunError, Sink, scrub
 from playbook.adapters.redis import SCAN_COUNT, open_client
-from playbook.adapters.writers import ITEMS_SHOWN, Lock, LockHeld, Plan, Writer, WriteRequest
+from playbook.adapters.writers import (
+    ITEMS_SHOWN,
+    Lock,
+    LockHeld,
+    NothingWritten,
+    Plan,
+    Writer,
+    WriteRequest,
+)
 
 BATCH = 2_000
 """Keys per pipeline when reading sizes, dumping or restoring."""
@@ -172,15 +181,15 @@ class RedisWriter(Writer):
                 for i, key in enumerate(chunk):
                     payload, ttl = replies[2 * i], replies[2 * i + 1]
                     if payload is None:  # gone since the dry run: nothing to restore
-                        out.add({"key": key, "absent": True})
+                        out.add({**_key_fields(key), "absent": True})
                     else:
                         dump = base64.b64encode(payload).decode("ascii")
-                        out.add({"key": key, "pttl": int(ttl), "dump": dump})
+                        out.add({**_key_fields(key), "pttl": int(ttl), "dump": dump})
                         saved.add(key)
                 done += len(chunk)
                 ctx.progress(done, len(keys) + len(absent), "keys backed up")
             for key in absent:
-                out.add({"key": key, "absent": True})
+                out.add({**_key_fields(key), "absent": True})
             ctx.progress(len(keys) + len(absent), len(keys) + len(absent), "keys backed up")
             return len(keys) + len(absent)
 
@@ -201,13 +210,14 @@ class RedisWriter(Writer):
                 nonlocal restored, removed
                 pipe = client.pipeline(transaction=False)
                 for row in pending:
+                    key = base64.b64decode(row["key64"]) if "key64" in row else _raw(row["key"])
                     if row.get("absent"):
-                        pipe.delete(_raw(row["key"]))
+                        pipe.delete(key)
                         removed += 1
                     else:
                         ttl = int(row["pttl"])
                         pipe.restore(
-                            _raw(row["key"]),
+                            key,
                             max(ttl, 0),
                             base64.b64decode(row["dump"]),
                             replace=True,
@@ -288,10 +298,43 @@ class RedisWriter(Writer):
     def _apply_rebuild(
         self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext
     ) -> dict[str, int]:
+        prefix = request.do["prefix"]
+        version = f"{prefix}:v-{request.run_id}"
+        try:
+            expected, records, live = self._build(client, request, plan, ctx, version)
+        except BaseException as exc:
+            # Only the new version was written: remove it, so the run leaves no trace.
+            self._discard(client, version)
+            if isinstance(exc, NothingWritten) or not isinstance(exc, RunError | RedisError):
+                raise
+            why = exc.title if isinstance(exc, RunError) else str(exc)
+            raise NothingWritten(
+                f"{scrub(why, request.uri)} Nothing was swapped: the live indexes are as "
+                "they were.",
+                exc.message if isinstance(exc, RunError) else "",
+            ) from None
+        new_keys = sorted(expected)
+        swapped = self._swap(
+            client, live, new_keys, prefix, version, f"{prefix}:old-{request.run_id}", ctx
+        )
+        return {
+            "records": records,
+            "indexes": len(new_keys),
+            "members": sum(expected.values()),
+            "swapped": swapped,
+            "kept_old": len(live),
+        }
+
+    def _build(
+        self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext, version: str
+    ) -> tuple[Counter[str], int, list[str]]:
+        """The new version, built and validated; the live indexes it will replace.
+
+        Raises NothingWritten when the swap would lose or leave behind anything the
+        backup does not hold.
+        """
         do = request.do
         prefix = do["prefix"]
-        version = f"{prefix}:v-{request.run_id}"
-        old = f"{prefix}:old-{request.run_id}"
         expected: Counter[str] = Counter()
         records = 0
         carry = client.pipeline(transaction=False)
@@ -306,7 +349,7 @@ class RedisWriter(Writer):
             records += count
         _raise_first(carry.execute(raise_on_error=False))
         if records == 0:
-            raise RunError(
+            raise NothingWritten(
                 f"No record matches {do['source']!r}; the rebuild stopped before touching "
                 "any index.",
                 "Check the source pattern; the live indexes are as they were.",
@@ -316,28 +359,30 @@ class RedisWriter(Writer):
         sizes = self._sizes(client, [version + k[len(prefix) :] for k in new_keys], ctx)
         wrong = [k for k in new_keys if sizes.get(version + k[len(prefix) :], 0) != expected[k]]
         if wrong:
-            raise RunError(
+            raise NothingWritten(
                 f"Validation failed: {len(wrong):,} new indexes do not hold the records that "
                 f"belong in them (first: {wrong[0]}). Nothing was swapped.",
-                "The live indexes are as they were; roll back to remove the new version.",
+                "Records with the same member id, or records written while it ran?",
             )
         ctx.progress(len(new_keys), len(new_keys), "indexes validated", force=True)
+        saved: set[str] = plan.private.get("saved", set())
         live = self._live_indexes(client, prefix, dict(do["indexes"]), ctx)
-        unsaved = sorted(set(live) - plan.private.get("saved", set()))
+        unsaved = sorted(set(live) - saved)
         if unsaved:
-            raise RunError(
+            raise NothingWritten(
                 f"{len(unsaved):,} live indexes appeared after the backup (first: {unsaved[0]}); "
                 "they would be replaced unsaved. Nothing was swapped.",
                 "Stop whatever writes them (the collector?), then run the action again.",
             )
-        swapped = self._swap(client, live, new_keys, prefix, version, old, ctx)
-        return {
-            "records": records,
-            "indexes": len(new_keys),
-            "members": sum(expected.values()),
-            "swapped": swapped,
-            "kept_old": len(live),
-        }
+        unrecorded = sorted(set(new_keys) - saved - set(plan.private.get("absent", [])))
+        if unrecorded:
+            raise NothingWritten(
+                f"{len(unrecorded):,} indexes would be created that the backup does not record "
+                f"(first: {unrecorded[0]}): records were added after the dry run. Nothing was "
+                "swapped.",
+                "Run the action again, from its dry run, so the backup covers them.",
+            )
+        return expected, records, live
 
     def _swap(
         self,
@@ -362,7 +407,8 @@ class RedisWriter(Writer):
                     pipe.rename(_raw(version + key[len(prefix) :]), _raw(key))
                 pipe.execute()
             except WatchError:
-                raise RunError(
+                self._discard(client, version)
+                raise NothingWritten(
                     "A live index changed during the swap; the swap was abandoned, nothing "
                     "was renamed.",
                     "Stop whatever writes the indexes, then run the action again.",
@@ -446,14 +492,16 @@ class RedisWriter(Writer):
     def _apply_drop(
         self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext
     ) -> dict[str, int]:
-        keys: list[str] = plan.private["backup"]
+        # Only keys the backup holds: one gone at backup time and written again since
+        # has no copy, so it is not deleted.
+        keys = sorted(plan.private.get("saved", set()))
         deleted = 0
         for start in range(0, len(keys), request.batch):
             ctx.check()
             chunk = keys[start : start + request.batch]
             deleted += int(client.unlink(*(_raw(k) for k in chunk)))
             ctx.progress(start + len(chunk), len(keys), "keys deleted")
-        return {"deleted": deleted, "planned": len(keys)}
+        return {"deleted": deleted, "planned": len(plan.private["backup"])}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -491,6 +539,16 @@ class RedisWriter(Writer):
                 if isinstance(size, int) and size > 0:
                     sizes[key] = size
         return sizes
+
+    def _discard(self, client: redis.Redis, version: str) -> None:
+        """Best effort: remove a new version that will not be swapped in (a later
+        rollback of the run removes whatever this could not)."""
+        ctx = RunContext(30.0, 5.0)
+        try:
+            with contextlib.suppress(RedisError, RunError):
+                self._unlink_matching(client, f"{_glob(version)}:*", ctx)
+        finally:
+            ctx.finish()
 
     def _unlink_matching(self, client: redis.Redis, pattern: str, ctx: RunContext) -> int:
         removed = 0
@@ -555,6 +613,16 @@ def _queue_adds(pipe: redis.client.Pipeline, members: dict[str, list[str]]) -> N
             size += len(chunk)
     if keys:
         pipe.eval(_ADD, len(keys), *keys, *args)
+
+
+def _key_fields(key: str) -> dict[str, str]:
+    """A key as a backup row holds it: readable text, and its exact bytes in base64
+    (a key need not be UTF-8; the backup file must be)."""
+    raw = _raw(key)
+    return {
+        "key": raw.decode("utf-8", "backslashreplace"),
+        "key64": base64.b64encode(raw).decode("ascii"),
+    }
 
 
 def _raise_first(replies: list[Any]) -> None:

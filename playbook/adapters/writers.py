@@ -41,6 +41,21 @@ class LockHeld(RunError):
     exit_code = 9
 
 
+class NothingWritten(RunError):
+    """Apply stopped before it changed anything (the data moved since the backup, the
+    new version did not validate, …): there is nothing to roll back, and rolling back
+    would put the backup over newer data.
+
+    A writer whose error must keep its own type (Cancelled, DeadlineExceeded) sets
+    ``nothing_written = True`` on it instead; :func:`wrote_nothing` reads either.
+    """
+
+
+def wrote_nothing(exc: BaseException) -> bool:
+    """Whether a failed apply is known to have changed nothing."""
+    return isinstance(exc, NothingWritten) or getattr(exc, "nothing_written", False) is True
+
+
 class BackupMismatch(RunError):
     """The backup file is missing or its SHA-256 is not the one recorded."""
 

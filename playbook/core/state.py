@@ -130,6 +130,8 @@ class ActionRun:
             return "applied and verified"
         if stage == "apply" and outcome == "done":
             return "applied"
+        if outcome == "failed" and last.get("wrote") is False:
+            return f"{stage.replace('_', ' ')} stopped, nothing written"
         if outcome in ("failed", "refused"):
             return f"{stage.replace('_', ' ')} {outcome}"
         return f"{stage.replace('_', ' ')} done"
@@ -137,7 +139,8 @@ class ActionRun:
     @property
     def can_roll_back(self) -> bool:
         """A backup exists and the run wrote (or may have written) and was not rolled back."""
-        applied = any(s.get("stage") == "apply" for s in self.stages)
+        last_apply = self.stage("apply")
+        applied = last_apply is not None and last_apply.get("wrote", True) is not False
         rolled = self.stage("rollback")
         return (
             self.backup is not None and applied and not (rolled and rolled.get("outcome") == "done")

@@ -25,13 +25,18 @@ def redis() -> Iterator[RedisServer]:
 def broken(redis: RedisServer) -> dict[bytes, object]:
     """Seed 000's incident: the index sets deleted, the messages intact. Returns the
     indexes as they were."""
-    client = redis.client()
-    client.flushall()
-    load_seed_000(client, messages=6_000)
-    healthy = fingerprint(client, LIVE)
-    for key in list(client.scan_iter(match=LIVE, count=10_000)):
-        client.delete(key)
+    with redis.client() as client:
+        client.flushall()
+        load_seed_000(client, messages=6_000)
+        healthy = fingerprint(client, LIVE)
+        for key in list(client.scan_iter(match=LIVE, count=10_000)):
+            client.delete(key)
     return healthy
+
+
+def seen(redis: RedisServer, pattern: str = "*") -> dict[bytes, object]:
+    with redis.client() as client:
+        return fingerprint(client, pattern)
 
 
 def opened(cli: Cli) -> str:
@@ -55,7 +60,7 @@ def test_yes_alone_is_refused_before_anything_runs(
     assert result.exit_code == 7
     assert "--yes is not enough" in result.output
     assert stages(cli, incident) == []
-    assert fingerprint(redis.client(), LIVE) == {}
+    assert seen(redis, LIVE) == {}
 
 
 def test_a_wrong_phrase_is_refused_before_anything_runs(
@@ -84,21 +89,21 @@ def test_without_a_phrase_it_stops_after_the_backup(
     assert result.exit_code == 7
     assert "pass --confirm cache" in result.output
     assert stages(cli, incident) == [["dry_run done", "backup done"]]
-    assert fingerprint(redis.client(), LIVE) == {}
+    assert seen(redis, LIVE) == {}
 
 
 def test_dry_run_shows_the_plan_and_writes_nothing(
     cli: Cli, redis: RedisServer, broken: object
 ) -> None:
     incident = opened(cli)
-    before = fingerprint(redis.client())
+    before = seen(redis)
     result = cli(
         "action", "run", incident, "rebuild-indexes", "--target", f"cache={redis.uri}", "--dry-run"
     )
     assert result.exit_code == 0
     assert "dry run: records 6,000, indexes 6,049" in result.output
     assert "create discord:messages:" in result.output
-    assert fingerprint(redis.client()) == before
+    assert seen(redis) == before
 
 
 def test_confirmed_it_applies_verifies_exports_and_rolls_back_later(
@@ -112,7 +117,7 @@ def test_confirmed_it_applies_verifies_exports_and_rolls_back_later(
     assert result.exit_code == 0, result.output
     assert "Applied and verified" in result.output
     assert "verify PASS  index-drop" in result.output
-    assert fingerprint(redis.client(), LIVE) == broken
+    assert seen(redis, LIVE) == broken
 
     status = json.loads(cli("action", "status", incident, "--json").output)
     (run,) = status
@@ -123,16 +128,16 @@ def test_confirmed_it_applies_verifies_exports_and_rolls_back_later(
 
     back = cli("action", "rollback", incident, run["run"], "--target", uri, "--confirm", "cache")
     assert back.exit_code == 0, back.output
-    assert fingerprint(redis.client(), LIVE) == {}
+    assert seen(redis, LIVE) == {}
     assert json.loads(cli("action", "status", incident, "--json").output)[0]["status"] == (
         "rolled back"
     )
 
-    seen = "\n".join([result.output, back.output, markdown])
+    everything = "\n".join([result.output, back.output, markdown])
     for path in cli.home.rglob("*"):
         if path.is_file():
-            seen += path.read_bytes().decode("utf-8", "replace")
-    assert PASSWORD not in seen
+            everything += path.read_bytes().decode("utf-8", "replace")
+    assert PASSWORD not in everything
 
 
 def test_a_changed_backup_file_is_never_restored(

@@ -192,7 +192,7 @@ def test_a_failed_verify_offers_rollback_and_rollback_restores(
     assert fingerprint(cache) == after_incident
 
 
-def test_an_index_written_after_the_backup_stops_the_swap(
+def test_an_index_written_after_the_backup_stops_the_swap_and_nothing_is_lost(
     sqlite_service: Service, cache: redis.Redis, uri: str
 ) -> None:
     delete_indexes(cache)
@@ -206,13 +206,55 @@ def test_an_index_written_after_the_backup_stops_the_swap(
 
     outcome = run.apply()
 
-    assert not outcome.ok and outcome.stage == "apply"
+    assert not outcome.ok and outcome.stage == "apply" and not outcome.wrote
     assert "appeared after the backup" in outcome.error
+    assert not outcome.rollback_offered  # rolling back would delete the collector's index
+    state = sqlite_service.get(incident).state
+    assert not state.actions[run.run_id].can_roll_back
+    assert state.actions[run.run_id].status == "apply stopped, nothing written"
     assert live(cache) == {
         b"discord:messages:project:7": (b"set", frozenset({b"a collector still running"}))
     }
-    run.rollback()
     assert not list(cache.scan_iter(match=f"discord:messages:v-{run.run_id}:*"))
+
+
+def test_a_key_missing_at_backup_and_written_again_is_not_dropped(
+    sqlite_service: Service, cache: redis.Redis, uri: str
+) -> None:
+    cache.sadd("discord:messages:old-1:project:1", "a")
+    cache.sadd("discord:messages:old-1:project:2", "b")
+    targets = {"cache": Target("cache", uri, "test")}
+    incident = sqlite_service.open(RUNBOOK, "Drop old").id
+    drop = sqlite_service.start_action(incident, "drop-old-indexes", {}, targets)
+    assert drop.dry_run().counts["delete"] == 2
+    cache.delete("discord:messages:old-1:project:2")
+    drop.backup()  # it is gone now: nothing of it is saved
+    cache.sadd("discord:messages:old-1:project:2", "written again")
+    drop.confirm("cache")
+
+    assert drop.apply().ok
+
+    assert not cache.exists("discord:messages:old-1:project:1")
+    assert cache.smembers("discord:messages:old-1:project:2") == {b"written again"}
+
+
+def test_a_key_that_is_not_utf8_is_backed_up_and_restored_exactly(
+    sqlite_service: Service, cache: redis.Redis, uri: str
+) -> None:
+    odd = b"discord:messages:old-2:project:\xff\xfe"
+    cache.sadd(odd, b"\x00binary member")
+    targets = {"cache": Target("cache", uri, "test")}
+    incident = sqlite_service.open(RUNBOOK, "Drop old").id
+    drop = sqlite_service.start_action(incident, "drop-old-indexes", {}, targets)
+    drop.dry_run()
+    drop.backup()
+    drop.confirm("cache")
+    assert drop.apply().ok
+    assert not cache.exists(odd)
+
+    drop.rollback()
+
+    assert cache.smembers(odd) == {b"\x00binary member"}
 
 
 # --------------------------------------------------------------------------- processes

@@ -41,9 +41,10 @@ def body(app: Any) -> str:
 
 @pytest.mark.parametrize("typed_first", ["", "yes"])
 async def test_g_runs_the_rebuild_only_after_the_phrase_is_typed(
-    service: Service, redis: RedisServer, typed_first: str
+    service: Service, redis: RedisServer, typed_first: str, request: pytest.FixtureRequest
 ) -> None:
     client = redis.client()
+    request.addfinalizer(client.close)
     client.flushall()
     load_seed_000(client, messages=6_000)
     healthy = fingerprint(client, LIVE)
