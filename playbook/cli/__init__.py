@@ -529,7 +529,7 @@ def action_list(playbook: str | None, as_json: bool) -> None:
             f"{row['id']}  [{row['kind']} {row['operation']} on {row['target']}]", bold=True
         )
         click.echo(f"  {inline(row['title'])}")
-        click.echo(f"  confirm by typing: {row['confirm']}    lock: {inline(row['lock'])}")
+        click.echo(f"  confirm by typing: {inline(row['confirm'])}    lock: {inline(row['lock'])}")
         if row["verify"]:
             click.echo(f"  verified by: {', '.join(row['verify'])}")
         if row["caution"]:
@@ -576,7 +576,7 @@ def action_run(
     diagnostics; if apply or verify fails, rollback from the backup is offered.
 
     Exit status: 0 applied and verified (or dry run shown), 7 not confirmed, 9 lock held
-    by someone else, 8 apply failed, 11 verify failed (both after any rollback).
+    by someone else, 8 apply (or a rollback) failed, 11 verify failed.
     """
     from playbook.targets import load_targets
 
@@ -636,7 +636,7 @@ def action_run(
     click.secho(f"{outcome.stage} failed: {inline(outcome.error)}", fg="red", bold=True)
     code = 11 if outcome.stage == "verify" else 8
     wanted = rollback_on_failure
-    if not wanted and interactive:
+    if not wanted and interactive and outcome.rollback_offered:
         typed = click.prompt(
             f"Roll back from the backup? Type {run.phrase!r} to roll back (Enter to keep)",
             default="",
@@ -644,7 +644,9 @@ def action_run(
             err=True,
         )
         wanted = typed.strip() == run.phrase
-    if wanted:
+    if not outcome.rollback_offered:
+        click.echo("Nothing was written, so there is nothing to roll back.")
+    elif wanted:
         numbers = _staged(run, run.rollback, "rollback")
         click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)
     else:
@@ -714,7 +716,9 @@ def action_status(app: _App, incident: str, as_json: bool) -> None:
     if not rows:
         click.echo(f"Incident {state.id} has no guarded action runs.")
     for row in rows:
-        click.secho(f"{row['run']}  {row['action']} on {row['target']}: {row['status']}", bold=True)
+        click.secho(
+            inline(f"{row['run']}  {row['action']} on {row['target']}: {row['status']}"), bold=True
+        )
         click.echo(f"  {' -> '.join(row['stages'])}")
         if row["can_roll_back"]:
             click.echo(f"  roll back: playbook action rollback {state.id} {row['run']}")

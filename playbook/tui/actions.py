@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 from textual.worker import Worker, WorkerState
 
+from playbook.adapters.base import scrub
 from playbook.errors import PlaybookError
 from playbook.tui.widgets import lit
 
@@ -146,6 +147,9 @@ class ActionScreen(ModalScreen[None]):
             return
         assert self.run is not None
         self._say(lit(f"✗ {outcome.stage} failed: {outcome.error}", "bold red"))
+        if not outcome.rollback_offered:
+            self._say(lit("Nothing was written, so there is nothing to roll back. Esc closes."))
+            return
         self._ask(
             "rollback",
             f"Rollback is offered: type {self.run.phrase!r} and press Enter to restore "
@@ -211,7 +215,10 @@ class ActionScreen(ModalScreen[None]):
                 if error.message:
                     self._say(lit(f"    {error.message}"))
             else:
-                self._say(lit(f"✗ {type(error).__name__}: {error}", "bold red"))
+                text = f"{type(error).__name__}: {error}"
+                if self.run is not None:
+                    text = scrub(text, self.run.request.uri)
+                self._say(lit(f"✗ {text}", "bold red"))
             return
         result = worker.result
         if worker.name == "resume":

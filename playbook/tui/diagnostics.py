@@ -67,20 +67,29 @@ class ParamsDialog(ModalScreen[dict[str, str] | None]):
         Binding("ctrl+s", "submit", "Run", id="params.submit"),
     ]
 
-    def __init__(self, diagnostic_id: str, diagnostic: Diagnostic, values: dict[str, str]) -> None:
+    def __init__(
+        self,
+        diagnostic_id: str,
+        diagnostic: Diagnostic,
+        values: dict[str, str],
+        hint: str | None = None,
+        verb: str = "Run",
+    ) -> None:
         super().__init__()
         self.diagnostic_id = diagnostic_id
         self.diagnostic = diagnostic
         self.values = values
+        self.hint = hint or (
+            f"{diagnostic.kind} on target {diagnostic.target}; read-only; "
+            f"deadline {diagnostic.timeout} s"
+        )
+        self.verb = verb
 
     def compose(self) -> ComposeResult:
         d = self.diagnostic
         with Vertical(classes="dialog"):
-            yield Label(lit(f"Run {self.diagnostic_id}: {d.title}", "bold"))
-            yield Static(
-                lit(f"{d.kind} on target {d.target}; read-only; deadline {d.timeout} s"),
-                classes="hint",
-            )
+            yield Label(lit(f"{self.verb} {self.diagnostic_id}: {d.title}", "bold"))
+            yield Static(lit(self.hint), classes="hint")
             for name, spec in d.params.items():
                 hint = f"{name} ({spec.type}{', required' if spec.default is None else ''})"
                 if spec.description:
@@ -88,7 +97,7 @@ class ParamsDialog(ModalScreen[dict[str, str] | None]):
                 yield Label(lit(hint))
                 yield Input(value=self.values.get(name, ""), id=f"param-{name}")
             with Horizontal(classes="buttons"):
-                yield Button("Run (Ctrl+S)", variant="primary", id="ok")
+                yield Button(f"{self.verb} (Ctrl+S)", variant="primary", id="ok")
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:

@@ -718,15 +718,28 @@ class IncidentScreen(HelpText, Screen[None]):
         incident = self.incident_id
         path = Path(self.state.playbook_path) if self.state.playbook_path else None
         action = self.playbook.actions[action_id]
-        values = {k: v for k, v in param_defaults(action, None).items() if v}  # type: ignore[arg-type]
+        defaults = param_defaults(action, None)  # type: ignore[arg-type]
 
-        def start(progress: Any) -> Any:
-            targets = load_targets(path, app.target_overrides)
-            return app.service.start_action(incident, action_id, values, targets, progress)
+        def open_screen(given: dict[str, str] | None) -> None:
+            if given is None:
+                return
 
-        self.app.push_screen(
-            ActionScreen(start, f"⚡ {action_id}: {action.title}"), lambda _: self.reload()
-        )
+            def start(progress: Any) -> Any:
+                targets = load_targets(path, app.target_overrides)
+                return app.service.start_action(incident, action_id, given, targets, progress)
+
+            self.app.push_screen(
+                ActionScreen(start, f"⚡ {action_id}: {action.title}"), lambda _: self.reload()
+            )
+
+        if action.params:
+            hint = f"guarded action on target {action.target}: the dry run comes first"
+            self.app.push_screen(
+                ParamsDialog(action_id, action, defaults, hint=hint, verb="Dry run"),  # type: ignore[arg-type]
+                open_screen,
+            )
+        else:
+            open_screen({})
 
     def _refresh_diag_lines(self) -> None:
         checklist = self.query_one("#checklist", OptionList)

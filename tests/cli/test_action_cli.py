@@ -168,3 +168,27 @@ def test_every_action_command_has_help(cli: Cli) -> None:
     listed = cli("action", "list", RUNBOOK)
     assert "rebuild-indexes  [redis rebuild_indexes on cache]" in listed.output
     assert "confirm by typing: cache" in listed.output
+
+
+def test_a_backup_is_never_rolled_back_onto_another_server(
+    cli: Cli, redis: RedisServer, broken: object
+) -> None:
+    incident = opened(cli)
+    uri = f"cache={redis.uri}"
+    assert (
+        cli(
+            "action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache"
+        ).exit_code
+        == 0
+    )
+    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    elsewhere = f"cache=redis://:{PASSWORD}@127.0.0.1:1/0"
+
+    back = cli(
+        "action", "rollback", incident, run["run"], "--target", elsewhere, "--confirm", "cache"
+    )
+
+    assert back.exit_code == 4
+    assert "not rolled back onto another server" in back.output
+    assert PASSWORD not in back.output
+    assert seen(redis, LIVE) == broken

@@ -95,3 +95,43 @@ async def test_g_runs_the_rebuild_only_after_the_phrase_is_typed(
         await until(pilot, lambda: "Rolled back" in body(app), "the rollback", 20_000)
         assert fingerprint(client, LIVE) == {}
     assert service.get(incident).state.actions[run.run].status == "rolled back"
+
+
+async def test_an_action_with_parameters_asks_for_them_before_its_dry_run(
+    service: Service, redis: RedisServer, request: pytest.FixtureRequest
+) -> None:
+    from playbook.tui.diagnostics import ParamsDialog
+
+    client = redis.client()
+    request.addfinalizer(client.close)
+    client.flushall()
+    client.sadd("discord:messages:old-7:project:1", "kept by a rebuild")
+    client.sadd("discord:messages:project:1", "live")
+    client.set("discord:health:lastMessageCount", 1)  # verify's baseline: one live index
+    loaded = load(RUNBOOK)
+    incident = service.open(loaded, "clean up").id
+    app = make_app(service, loaded, resume=incident)
+    app.target_overrides = (f"cache={redis.uri}",)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await on_incident(pilot)
+        await until(pilot, lambda: screen.playbook is not None, "the playbook read")
+        screen.action_phase("recovery")
+        checklist = screen.query_one("#checklist", OptionList)
+        checklist.focus()
+        ids = [checklist.get_option_at_index(i).id or "" for i in range(checklist.option_count)]
+        checklist.highlighted = ids.index("act:recovery.clean-up:drop-old-indexes")
+        await pilot.press("g")
+        await until(pilot, lambda: isinstance(app.screen, ParamsDialog), "the parameters")
+        field = app.screen.query_one("#param-pattern", Input)
+        assert field.value == "discord:messages:old-*"
+        field.value = "discord:messages:old-7:*"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, ActionScreen), "the action screen")
+        phrase = app.screen.query_one("#phrase", Input)
+        await until(pilot, lambda: not phrase.disabled, "the confirmation asked", rounds=20_000)
+        assert "delete 1" in body(app)
+        await pilot.press(*"cache", "enter")
+        await until(pilot, lambda: "verify index-drop" in body(app), "the verify", 20_000)
+        assert "Applied and verified" in body(app)
+    assert not client.exists("discord:messages:old-7:project:1")
+    assert client.smembers("discord:messages:project:1") == {b"live"}
