@@ -219,7 +219,7 @@ class GuardedRun:
             raise Conflict("Apply only after the dry run, the backup and the confirmation.")
         lock = self._take_lock()
         try:
-            outcome = self._apply_and_verify(self.plan)
+            outcome = self._apply_and_verify(self.plan, lock)
         finally:
             self._release(lock)
         return outcome
@@ -242,10 +242,11 @@ class GuardedRun:
 
     # ----------------------------------------------------------------- inside
 
-    def _apply_and_verify(self, plan: Plan) -> Outcome:
+    def _apply_and_verify(self, plan: Plan, lock: Lock) -> Outcome:
         self._record("apply", "started", counts=plan.counts)
         self.applied = True
         ctx = self._context()
+        lock.on_lost = ctx.lock_lost
         try:
             numbers = self.writer.apply(self.request, plan, ctx)
         except RunError as exc:
@@ -368,6 +369,7 @@ def rollback(service: Service, run: GuardedRun, typed: str | None) -> dict[str, 
     try:
         run._record("rollback", "started", file=info["file"])
         ctx = run._context()
+        lock.on_lost = ctx.lock_lost
         try:
             numbers = run.writer.rollback(run.request, rows, ctx)
         except Exception as exc:

@@ -104,7 +104,7 @@ class RunContext:
 
     @property
     def stopped(self) -> str | None:
-        """``"deadline"``, ``"connect"`` or ``"cancel"`` once the run was stopped, else None."""
+        """``"deadline"``, ``"connect"``, ``"cancel"`` or ``"lock"`` once stopped, else None."""
         return self._why
 
     def connected(self) -> None:
@@ -138,6 +138,12 @@ class RunContext:
         """The error that says why the run stopped (call once :attr:`stopped` is set)."""
         if self._why == "cancel":
             return Cancelled("Cancelled by the responder; the result is partial.")
+        if self._why == "lock":
+            return RunError(
+                "The action's lock was lost (it expired and may have been taken): the "
+                "stage stopped.",
+                "Check who holds it now before running the action again.",
+            )
         if self._why == "connect":
             return DeadlineExceeded(
                 f"The server did not answer within the connect timeout of "
@@ -162,6 +168,10 @@ class RunContext:
     def cancel(self) -> None:
         """Stop the run from another thread; a blocked read returns at once."""
         self._stop("cancel")
+
+    def lock_lost(self) -> None:
+        """Stop the run because the lock it works under is no longer held."""
+        self._stop("lock")
 
     def finish(self) -> None:
         """The run is over: the watchdogs stand down."""

@@ -280,7 +280,7 @@ class MongoLock(Lock):
         self.token = token
         self.ttl = ttl
         self.expires_at = expires
-        self.lost = False
+        self.gone = False
         """Set when a renewal found the lock no longer ours (it expired and was taken)."""
         self.renewed = threading.Event()
         """Set after each successful renewal (for whoever wants to know it happened)."""
@@ -299,7 +299,8 @@ class MongoLock(Lock):
             {"_id": self.name, "token": self.token}, {"$set": {"expires_at": expires}}
         )
         if result.matched_count != 1:
-            self.lost = True
+            self.gone = True
+            self.lost()
             return False
         self.expires_at = expires
         self.renewed.set()

@@ -111,7 +111,8 @@ class RedisLock(Lock):
         while not self._stop.wait(self.ttl_ms / 3000):
             try:
                 if not self.client.eval(_RENEW, 1, self.name, self.value, self.ttl_ms):
-                    return  # no longer ours (expired and taken): stop renewing
+                    self.lost()  # no longer ours (expired, maybe taken): stop the writing
+                    return
             except RedisError:
                 continue  # the TTL still frees it if the server stays out of reach
 

@@ -15,7 +15,8 @@ in the incident's timeline:
 Every writer promises that a process killed at any moment leaves the data either as it
 was or as it should be (or, for changes that cannot be made in one step, each item
 either changed or not, so that running it again or rolling back finishes the job), and
-that its lock expires on its own.
+that its lock goes away on its own: after its TTL (Redis, MongoDB) or with its holder's
+connection (a PostgreSQL advisory lock, which a live but hung holder keeps).
 
 Writers are found through the ``playbook.writers`` entry-point group, like adapters.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -104,7 +105,19 @@ _CHANGE_COUNTS = ("create", "replace", "update", "insert", "delete", "convert", 
 
 
 class Lock(ABC):
-    """A held lock: renewed in the background while held, released at the end."""
+    """A held lock: renewed in the background while held, released at the end.
+
+    A lock that learns it is no longer held (it expired while the server was out of
+    reach, and someone else took it) calls :attr:`on_lost`; the engine stops the stage
+    in progress there, so a writer never goes on writing without its lock.
+    """
+
+    on_lost: Callable[[], None] | None = None
+
+    def lost(self) -> None:
+        """Say the lock is gone (called by a writer's renewal)."""
+        if self.on_lost is not None:
+            self.on_lost()
 
     @abstractmethod
     def release(self) -> None:

@@ -581,7 +581,7 @@ def test_release_never_removes_another_holders_lock(mongo: tuple[Any, str]) -> N
         {"holder": "bob pid 2", "token": "bobs", "since": T0, "expires_at": bobs_until},
     )
     assert isinstance(ours, MongoLock)
-    assert ours.renew() is False and ours.lost
+    assert ours.renew() is False and ours.gone
     ours.release()
     held = db[LOCKS].find_one({"_id": "playbook:action:test"})
     assert held["holder"] == "bob pid 2" and held["expires_at"] == bobs_until
