@@ -506,6 +506,7 @@ class PostgresWriter(Writer):
         from psycopg import sql
 
         done = {"deleted": 0, "restored": 0, "reinserted": 0}
+        written = {column for row in request.do["rows"] for column in row}
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
             table = _describe(conn, request)
             for n, item in enumerate(backup):
@@ -526,16 +527,21 @@ class PostgresWriter(Writer):
                 }
                 if not saved:
                     continue
+                # Only the columns the upsert set go back: a counter the application
+                # moved on since is not the action's to undo.
+                changed = {c: v for c, v in saved.items() if c in written and c not in key}
                 # text values go in untyped: each column's type reads its own text form
                 values = {f"r_{i}": v for i, v in enumerate(saved.values())}
+                sets = [
+                    sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(f"r_{i}"))
+                    for i, c in enumerate(saved)
+                    if c in changed
+                ]
+                if not sets:
+                    continue
                 cur = conn.execute(
                     sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                        table.ident,
-                        sql.SQL(", ").join(
-                            sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(f"r_{i}"))
-                            for i, c in enumerate(saved)
-                        ),
-                        table.where(),
+                        table.ident, sql.SQL(", ").join(sets), table.where()
                     ),
                     {**params, **values},
                 )

@@ -391,3 +391,21 @@ def test_a_plan_of_nothing_is_empty(pg: PostgresServer, db: Any) -> None:
     same = {"staff_id": 2, "staff_username": "ben", "invite_code": "BBB222", "total_invites": 0}
     plan: Plan = stage(PostgresWriter().plan, request(pg, [same]))
     assert plan.empty and plan.counts["unchanged"] == 1
+
+
+def test_rollback_leaves_alone_a_column_the_upsert_did_not_set(pg: PostgresServer, db: Any) -> None:
+    writer = PostgresWriter()
+    req = request(pg, ROWS[:1])  # ben: name and code, not his invite count
+    plan = stage(writer.plan, req)
+    sink_rows = Sink(None, keep=10)
+    backup(writer, req, plan, sink_rows)
+    stage(writer.apply, req, plan)
+    db.execute("UPDATE staff SET total_invites = total_invites + 5 WHERE staff_id = 2")
+
+    stage(writer.rollback, req, iter(sink_rows.rows))
+
+    name, code, invites = db.execute(
+        "SELECT staff_username, invite_code, total_invites FROM staff WHERE staff_id = 2"
+    ).fetchone()
+    assert (name, code) == ("ben", "BBB222")  # what the upsert changed, put back
+    assert invites == 5  # what the bot counted since, kept
