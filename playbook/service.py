@@ -524,7 +524,7 @@ class Service:
                 f"Refused: {diagnostic_id} changes data; it is never run as a diagnostic.",
                 diagnostic.caution or "Run it by hand, deliberately, with a backup.",
             )
-        values = resolve(diagnostic.params, _with_defaults_from(state, diagnostic, given))
+        values = resolve(diagnostic.params, defaults_from(state, diagnostic, given))
         if diagnostic.kind == "shell":
             raw_query: dict[str, Any] = {"argv": diagnostic.model_dump(by_alias=True)["argv"]}
         else:
@@ -670,9 +670,9 @@ class Service:
         raise UsageError(f"Unknown export format {fmt!r}.", "Use markdown or json.")
 
 
-def _with_defaults_from(
+def defaults_from(
     state: IncidentState, diagnostic: Diagnostic, given: Mapping[str, object]
-) -> dict[str, object]:
+) -> dict[str, object]:  # also used by the app to pre-fill its parameter dialog
     """``given`` plus each unset parameter whose `default_from` names a number that an
     earlier run of this incident produced (times as seconds since the epoch)."""
     out = dict(given)

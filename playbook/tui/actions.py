@@ -211,9 +211,14 @@ class ActionScreen(ModalScreen[None]):
         if worker.state != WorkerState.SUCCESS:
             error = worker.error
             if isinstance(error, PlaybookError):
+                from playbook.core.diagnostics import ParamError
+
                 self._say(lit(f"✗ {error.title}", "bold red"))
-                if error.message:
-                    self._say(lit(f"    {error.message}"))
+                hint = error.message
+                if isinstance(error, ParamError):
+                    hint = "Esc, then g on the action again, to give them."
+                if hint:
+                    self._say(lit(f"    {hint}"))
             else:
                 text = f"{type(error).__name__}: {error}"
                 if self.run is not None:

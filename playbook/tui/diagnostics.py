@@ -91,7 +91,12 @@ class ParamsDialog(ModalScreen[dict[str, str] | None]):
             yield Label(lit(f"{self.verb} {self.diagnostic_id}: {d.title}", "bold"))
             yield Static(lit(self.hint), classes="hint")
             for name, spec in d.params.items():
-                hint = f"{name} ({spec.type}{', required' if spec.default is None else ''})"
+                need = ""
+                if getattr(spec, "default_from", None):
+                    need = f", from {spec.default_from}'s last run"
+                elif spec.default is None:
+                    need = ", required"
+                hint = f"{name} ({spec.type}{need})"
                 if spec.description:
                     hint += f": {spec.description}"
                 yield Label(lit(hint))

@@ -42,6 +42,7 @@ from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
 from playbook.render import templates
 from playbook.render.export import describe
+from playbook.service import defaults_from
 from playbook.tui.diagnostics import ParamsDialog, ResultScreen, param_defaults, verdict_text
 from playbook.tui.widgets import TimelineView, TimerBar, block, lit
 
@@ -803,6 +804,9 @@ class IncidentScreen(HelpText, Screen[None]):
             return
         last = self.state.last_runs().get(diag_id)
         values = param_defaults(diag, last.payload.get("params") if last else None)
+        # A parameter that defaults from another diagnostic's number shows that number.
+        filled = defaults_from(self.state, diag, {k: v for k, v in values.items() if v})
+        values.update({k: str(v) for k, v in filled.items() if not values.get(k)})
         if ask and diag.params:
 
             def chosen(given: dict[str, str] | None) -> None:
