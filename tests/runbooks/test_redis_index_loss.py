@@ -391,15 +391,21 @@ def test_a_killed_holders_lock_expires_and_the_next_run_goes_ahead(
     delete_indexes(cache)
     data_dir = Path(sqlite_service.store.data_dir)  # type: ignore[attr-defined]
     incident = sqlite_service.open(short, "Indexes gone").id
+    cache.config_set("notify-keyspace-events", "Ex")  # the server says when a key expires
+    expiries = cache.pubsub()
+    expiries.subscribe("__keyevent@0__:expired")
     proc = start_driver(data_dir, incident, uri, "apply progress")
     wait_for_stop(proc)
     kill(proc)
     assert cache.exists(LOCK)
 
+    expired = False
     deadline = time.monotonic() + 10
-    while cache.exists(LOCK) and time.monotonic() < deadline:
-        cache.execute_command("WAIT", 0, 100)  # a server round trip, not a sleep
-    assert not cache.exists(LOCK)
+    while not expired and time.monotonic() < deadline:
+        message = expiries.get_message(timeout=deadline - time.monotonic())
+        expired = message is not None and message["data"] == LOCK.encode()
+    expiries.close()
+    assert expired and not cache.exists(LOCK)
 
     targets = {"cache": Target("cache", uri, "test")}
     run = sqlite_service.start_action(incident, "rebuild-indexes", {}, targets)
