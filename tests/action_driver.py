@@ -19,6 +19,19 @@ from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
 from playbook.targets import Target
 
+KILL_POINTS = [
+    # (where the driver stops, the run's status after a kill there, data repaired?)
+    ("dry_run done", "dry run done", False),
+    ("backup done", "backup done", False),
+    ("confirm done", "confirm done", False),
+    ("lock done", "lock done", False),
+    ("apply started", "interrupted during apply", False),
+    ("apply progress", "interrupted during apply", False),
+    ("apply done", "applied", True),
+    ("verify done", "applied and verified", True),
+]
+"""The points a kill test stops a guarded run at, shared by every writer's kill test."""
+
 
 def main(argv: list[str]) -> int:
     data_dir, incident, action, target, stop_at = argv

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+from action_driver import KILL_POINTS
 from servers import RedisServer, fingerprint, load_seed_000
 
 from playbook.adapters.writers import LockHeld, read_backup
@@ -294,16 +295,7 @@ def kill(proc: subprocess.Popen[str]) -> None:
     proc.communicate()  # reaps it and closes its pipes
 
 
-STOPS = [
-    ("dry_run done", "dry run done", False),
-    ("backup done", "backup done", False),
-    ("confirm done", "confirm done", False),
-    ("lock done", "lock done", False),
-    ("apply started", "interrupted during apply", False),
-    ("apply progress", "interrupted during apply", False),
-    ("apply done", "applied", True),
-    ("verify done", "applied and verified", True),
-]
+STOPS = KILL_POINTS
 
 
 @pytest.mark.parametrize(("stop_at", "status", "repaired"), STOPS, ids=[s[0] for s in STOPS])

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from action_driver import KILL_POINTS
 from helpers import ROOT
 from pgserver import PostgresServer
 
@@ -359,17 +360,7 @@ DRIVER = textwrap.dedent(
     """
 )
 
-STOPS = [
-    ("dry_run done", "dry run done", False),
-    ("backup done", "backup done", False),
-    ("confirm done", "confirm done", False),
-    ("lock done", "lock done", False),
-    ("apply started", "interrupted during apply", False),
-    ("apply progress", "interrupted during apply", False),
-    ("apply done", "applied", True),
-    ("verify done", "applied and verified", True),
-    ("unlock done", "applied and verified", True),
-]
+STOPS = [*KILL_POINTS, ("unlock done", "applied and verified", True)]
 
 
 @pytest.mark.parametrize(("stop_at", "status", "repaired"), STOPS, ids=[s[0] for s in STOPS])
