@@ -202,10 +202,21 @@ class Check:
     ok: bool
     verdict: str
     because: str = ""
+    times: bool = False
+    """Both sides are times (seconds since the epoch): shown as UTC times."""
 
     def describe(self) -> str:
         mark = "ok" if self.ok else self.verdict.upper()
-        return f"{self.metric} = {self.actual!r} (healthy: {_SYMBOL[self.op]} {self.expected!r}): {mark}"
+        actual, expected = repr(self.actual), repr(self.expected)
+        if self.times:
+            actual, expected = _utc(self.actual), _utc(self.expected)
+        return f"{self.metric} = {actual} (healthy: {_SYMBOL[self.op]} {expected}): {mark}"
+
+
+def _utc(seconds: object) -> str:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return repr(seconds)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,8 @@ def evaluate(
                 ok,
                 verdict,
                 expectation.because,
+                times=isinstance(expectation.value, ParamRef)
+                and isinstance((values or {}).get(expectation.value.param), datetime),
             )
         )
         if _RANK[verdict] > _RANK[worst]:

@@ -127,3 +127,23 @@ def test_the_worst_check_decides_with_its_numbers() -> None:
     assert evaluate(expect, {"count": 2001, "drop_percent": 12.5}).verdict == FAIL
     missing = evaluate(expect, {"count": 0})
     assert missing.verdict == ERROR and "drop_percent" in missing.message
+
+
+def test_a_time_compared_with_a_time_parameter_reads_as_times() -> None:
+    from datetime import UTC, datetime
+
+    from playbook.core.diagnostics import evaluate
+    from playbook.core.model import Expectation
+
+    newer = Expectation.model_validate(
+        {"metric": "backup_time", "op": "ge", "value": {"$param": "newest_write"}}
+    )
+    verdict = evaluate(
+        [newer],
+        {"backup_time": datetime(2025, 10, 31, 9, 27, 49, tzinfo=UTC).timestamp()},
+        {"newest_write": datetime(2025, 10, 31, 10, 30, 59, tzinfo=UTC)},
+    )
+    assert verdict.verdict == "fail"
+    assert verdict.checks[0].describe() == (
+        "backup_time = 2025-10-31 09:27:49Z (healthy: >= 2025-10-31 10:30:59Z): FAIL"
+    )
