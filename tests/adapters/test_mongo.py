@@ -7,18 +7,16 @@ Every case runs against mongomock, and against a real MongoDB too when
 from __future__ import annotations
 
 import hashlib
-import os
-import secrets
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import mongomock
 import pytest
 from bson import ObjectId
 from bson.json_util import dumps
 from helpers import RUNBOOK
+from mongo_support import database
 
 from playbook.adapters.base import RunContext, RunRequest, Sink
 from playbook.adapters.mongo import MongoAdapter, to_bson
@@ -26,7 +24,6 @@ from playbook.adapters.readonly import Refused
 from playbook.core.diagnostics import evaluate, resolve, substitute
 from playbook.core.loader import load
 
-REAL_URI = os.environ.get("PLAYBOOK_TEST_MONGODB_URI", "")
 INCIDENT = datetime(2026, 3, 14, 2, 10, tzinfo=UTC)
 CONV = [ObjectId() for _ in range(3)]
 
@@ -90,28 +87,11 @@ def mongo(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, str]]:
     """(database, uri) with the seed data; the adapter's client factory points at it."""
-    if request.param == "mongomock":
-        uri = "mongodb://user:secret@mock.invalid:27017/app"
-        client = mongomock.MongoClient(uri, tz_aware=True)
-        db = client["app"]
-        monkeypatch.setattr(MongoAdapter, "client_factory", staticmethod(lambda _uri, _ctx: client))
-    else:
-        if not REAL_URI:
-            pytest.skip("set PLAYBOOK_TEST_MONGODB_URI to run against a real MongoDB")
-        import pymongo
-
-        name = f"playbook_test_{secrets.token_hex(4)}"
-        client = pymongo.MongoClient(REAL_URI, tz_aware=True)
-        db = client[name]
-        base, _, query = REAL_URI.partition("?")
-        uri = base.rstrip("/").rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-        if "//" not in base.rstrip("/").rsplit("/", 1)[0]:
-            uri = base.rstrip("/") + "/" + name + (f"?{query}" if query else "")
-    seed(db)
-    yield db, uri
-    if request.param == "real":
-        client.drop_database(db.name)
-        client.close()
+    with database(
+        request.param, "mongodb://user:secret@mock.invalid:27017/app", "app", monkeypatch
+    ) as (db, uri):
+        seed(db)
+        yield db, uri
 
 
 def run_diag(uri: str, diagnostic_id: str, **given: object) -> tuple[dict[str, Any], Sink, str]:

@@ -6,19 +6,16 @@ Every case runs against mongomock, and against a real MongoDB too when
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import mongomock
-import mongomock.collection
+import mongo_support
 import pytest
 from bson import Int64, ObjectId
-from bson.json_util import CANONICAL_JSON_OPTIONS, dumps
+from mongo_support import database
 
 from playbook.adapters import plugins
 from playbook.adapters.base import Cancelled, Progress, RunContext, RunError, Sink
@@ -26,7 +23,6 @@ from playbook.adapters.mongo import MongoAdapter
 from playbook.adapters.mongo_writer import LOCKS, MongoLock, MongoWriter, convert
 from playbook.adapters.writers import LockHeld, Plan, WriteRequest, read_backup
 
-REAL_URI = os.environ.get("PLAYBOOK_TEST_MONGODB_URI", "")
 T0 = datetime(2026, 3, 14, 2, 0, tzinfo=UTC)
 SNOWFLAKE = "1100000000000000001"
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -83,32 +79,8 @@ def seed(db: Any) -> None:
 
 
 def dump(db: Any) -> dict[str, Any]:
-    """Every document (canonical Extended JSON, field order kept) and every index of
-    every collection but the lock collection, which a run legitimately creates."""
-    out: dict[str, Any] = {}
-    for name in sorted(db.list_collection_names()):
-        if name == LOCKS or name.startswith("system."):
-            continue
-        docs = sorted(dumps(d, json_options=CANONICAL_JSON_OPTIONS) for d in db[name].find())
-        indexes = sorted(
-            json.dumps(
-                {k: v for k, v in i.items() if k not in ("v", "ns")}, sort_keys=True, default=str
-            )
-            for i in db[name].list_indexes()
-        )
-        out[name] = {"docs": docs, "indexes": indexes}
-    return out
-
-
-def _bulk_update_takes_sort(monkeypatch: pytest.MonkeyPatch) -> None:
-    """mongomock 4.3's bulk builder predates pymongo 4.11's ``sort`` argument of
-    UpdateOne; accept (and ignore) it so bulk_write can be emulated at all."""
-    original = mongomock.collection.BulkOperationBuilder.add_update
-
-    def add_update(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(mongomock.collection.BulkOperationBuilder, "add_update", add_update)
+    """The whole database but the lock collection, which a guarded run creates."""
+    return mongo_support.dump(db, frozenset({LOCKS}))
 
 
 @pytest.fixture(params=["mongomock", "real"])
@@ -116,29 +88,11 @@ def mongo(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, str]]:
     """(database, uri) with the seed data; the writer's client factory points at it."""
-    if request.param == "mongomock":
-        uri = "mongodb://user:secret@mock.invalid:27017/app"
-        client = mongomock.MongoClient(uri, tz_aware=True)
-        db = client["app"]
-        monkeypatch.setattr(MongoAdapter, "client_factory", staticmethod(lambda _uri, _ctx: client))
-        _bulk_update_takes_sort(monkeypatch)
-    else:
-        if not REAL_URI:
-            pytest.skip("set PLAYBOOK_TEST_MONGODB_URI to run against a real MongoDB")
-        import pymongo
-
-        name = f"playbook_test_{secrets.token_hex(4)}"
-        client = pymongo.MongoClient(REAL_URI, tz_aware=True)
-        db = client[name]
-        base, _, query = REAL_URI.partition("?")
-        uri = base.rstrip("/").rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-        if "//" not in base.rstrip("/").rsplit("/", 1)[0]:
-            uri = base.rstrip("/") + "/" + name + (f"?{query}" if query else "")
-    seed(db)
-    yield db, uri
-    if request.param == "real":
-        client.drop_database(db.name)
-        client.close()
+    with database(
+        request.param, "mongodb://user:secret@mock.invalid:27017/app", "app", monkeypatch
+    ) as (db, uri):
+        seed(db)
+        yield db, uri
 
 
 # --------------------------------------------------------------------------- driving stages

@@ -10,18 +10,16 @@ lives in one process. The lock race is covered in-process (two runs of the runbo
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import mongomock
-import mongomock.collection
+import mongo_support
 import pytest
 from bson import Int64, ObjectId
 from bson.json_util import CANONICAL_JSON_OPTIONS, dumps
+from mongo_support import database
 
 from playbook.adapters.mongo import MongoAdapter
 from playbook.adapters.writers import LockHeld
@@ -31,7 +29,6 @@ from playbook.targets import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK = ROOT / "runbooks" / "mongo-schema.yaml"
-REAL_URI = os.environ.get("PLAYBOOK_TEST_MONGODB_URI", "")
 LOCKS = "playbook_locks"
 NOW = datetime.now(UTC).replace(microsecond=0)
 """Interaction logs are dated from now: their TTL index would expire older ones."""
@@ -130,21 +127,8 @@ def seed(db: Any) -> None:
 
 
 def dump(db: Any) -> dict[str, Any]:
-    """Every document (canonical Extended JSON, field order kept) and index of every
-    collection but the lock collection, which a guarded run legitimately creates."""
-    out: dict[str, Any] = {}
-    for name in sorted(db.list_collection_names()):
-        if name == LOCKS or name.startswith("system."):
-            continue
-        docs = sorted(dumps(d, json_options=CANONICAL_JSON_OPTIONS) for d in db[name].find())
-        indexes = sorted(
-            json.dumps(
-                {k: v for k, v in i.items() if k not in ("v", "ns")}, sort_keys=True, default=str
-            )
-            for i in db[name].list_indexes()
-        )
-        out[name] = {"docs": docs, "indexes": indexes}
-    return out
+    """The whole database but the lock collection, which a guarded run creates."""
+    return mongo_support.dump(db, frozenset({LOCKS}))
 
 
 @pytest.fixture(params=["mongomock", "real"])
@@ -152,35 +136,11 @@ def mongo(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, dict[str, Target]]]:
     """(database, targets) with seed 004's data; the Mongo client factory points at it."""
-    if request.param == "mongomock":
-        uri = "mongodb://bot:s3cret@mock.invalid:27017/naffles"
-        client = mongomock.MongoClient(uri, tz_aware=True)
-        db = client["naffles"]
-        monkeypatch.setattr(MongoAdapter, "client_factory", staticmethod(lambda _uri, _ctx: client))
-        # mongomock 4.3's bulk builder predates UpdateOne's ``sort`` argument (pymongo 4.11).
-        original = mongomock.collection.BulkOperationBuilder.add_update
-
-        def add_update(self: Any, *args: Any, sort: Any = None, **kwargs: Any) -> Any:
-            return original(self, *args, **kwargs)
-
-        monkeypatch.setattr(mongomock.collection.BulkOperationBuilder, "add_update", add_update)
-    else:
-        if not REAL_URI:
-            pytest.skip("set PLAYBOOK_TEST_MONGODB_URI to run against a real MongoDB")
-        import pymongo
-
-        name = f"playbook_test_{secrets.token_hex(4)}"
-        client = pymongo.MongoClient(REAL_URI, tz_aware=True)
-        db = client[name]
-        base, _, query = REAL_URI.partition("?")
-        uri = base.rstrip("/").rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
-        if "//" not in base.rstrip("/").rsplit("/", 1)[0]:
-            uri = base.rstrip("/") + "/" + name + (f"?{query}" if query else "")
-    seed(db)
-    yield db, {"mongo": Target("mongo", uri, "test")}
-    if request.param == "real":
-        client.drop_database(db.name)
-        client.close()
+    with database(
+        request.param, "mongodb://bot:s3cret@mock.invalid:27017/naffles", "naffles", monkeypatch
+    ) as (db, uri):
+        seed(db)
+        yield (db, {"mongo": Target("mongo", uri, "test")})
 
 
 NEW_POST = {
