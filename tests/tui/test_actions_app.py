@@ -35,6 +35,18 @@ def service(tmp_path: Path, clock: FakeClock) -> Iterator[Service]:
     store.close()
 
 
+async def on_action(pilot: Any, ident: str) -> Any:
+    """The incident screen, with the recovery checklist's action line ``ident`` highlighted."""
+    screen = await on_incident(pilot)
+    await until(pilot, lambda: screen.playbook is not None, "the playbook read")
+    screen.action_phase("recovery")
+    checklist = screen.query_one("#checklist", OptionList)
+    checklist.focus()
+    ids = [checklist.get_option_at_index(i).id or "" for i in range(checklist.option_count)]
+    checklist.highlighted = ids.index(ident)
+    return screen
+
+
 def body(app: Any) -> str:
     return str(app.screen.query_one("#action-body", Static).render())
 
@@ -55,13 +67,7 @@ async def test_g_runs_the_rebuild_only_after_the_phrase_is_typed(
     app = make_app(service, loaded, resume=incident)
     app.target_overrides = (f"cache={redis.uri}",)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await on_incident(pilot)
-        await until(pilot, lambda: screen.playbook is not None, "the playbook read")
-        screen.action_phase("recovery")
-        checklist = screen.query_one("#checklist", OptionList)
-        checklist.focus()
-        ids = [checklist.get_option_at_index(i).id or "" for i in range(checklist.option_count)]
-        checklist.highlighted = ids.index("act:recovery.safe-rebuild:rebuild-indexes")
+        screen = await on_action(pilot, "act:recovery.safe-rebuild:rebuild-indexes")
         await pilot.press("g")
         await until(pilot, lambda: isinstance(app.screen, ActionScreen), "the action screen")
         phrase = app.screen.query_one("#phrase", Input)
@@ -113,13 +119,7 @@ async def test_an_action_with_parameters_asks_for_them_before_its_dry_run(
     app = make_app(service, loaded, resume=incident)
     app.target_overrides = (f"cache={redis.uri}",)
     async with app.run_test(size=(120, 40)) as pilot:
-        screen = await on_incident(pilot)
-        await until(pilot, lambda: screen.playbook is not None, "the playbook read")
-        screen.action_phase("recovery")
-        checklist = screen.query_one("#checklist", OptionList)
-        checklist.focus()
-        ids = [checklist.get_option_at_index(i).id or "" for i in range(checklist.option_count)]
-        checklist.highlighted = ids.index("act:recovery.clean-up:drop-old-indexes")
+        await on_action(pilot, "act:recovery.clean-up:drop-old-indexes")
         await pilot.press("g")
         await until(pilot, lambda: isinstance(app.screen, ParamsDialog), "the parameters")
         field = app.screen.query_one("#param-pattern", Input)
