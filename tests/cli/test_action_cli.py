@@ -45,6 +45,16 @@ def opened(cli: Cli) -> str:
     return json.loads(result.output)["id"]
 
 
+def rebuilt(cli: Cli, redis: RedisServer) -> tuple[str, str, dict[str, object]]:
+    """An incident whose indexes were rebuilt by the action: (incident, --target, run)."""
+    incident = opened(cli)
+    uri = f"cache={redis.uri}"
+    done = cli("action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache")
+    assert done.exit_code == 0, done.output
+    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    return incident, uri, run
+
+
 def stages(cli: Cli, incident: str) -> list[list[str]]:
     rows = json.loads(cli("action", "status", incident, "--json").output)
     return [row["stages"] for row in rows]
@@ -143,15 +153,7 @@ def test_confirmed_it_applies_verifies_exports_and_rolls_back_later(
 def test_a_changed_backup_file_is_never_restored(
     cli: Cli, redis: RedisServer, broken: object
 ) -> None:
-    incident = opened(cli)
-    uri = f"cache={redis.uri}"
-    assert (
-        cli(
-            "action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache"
-        ).exit_code
-        == 0
-    )
-    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    incident, uri, run = rebuilt(cli, redis)
     backup = Path(run["backup"]["file"])
     backup.write_text(backup.read_text().replace("discord", "DISCORD", 1))
 
@@ -173,15 +175,7 @@ def test_every_action_command_has_help(cli: Cli) -> None:
 def test_a_backup_is_never_rolled_back_onto_another_server(
     cli: Cli, redis: RedisServer, broken: object
 ) -> None:
-    incident = opened(cli)
-    uri = f"cache={redis.uri}"
-    assert (
-        cli(
-            "action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache"
-        ).exit_code
-        == 0
-    )
-    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    incident, _uri, run = rebuilt(cli, redis)
     elsewhere = f"cache=redis://:{PASSWORD}@127.0.0.1:1/0"
 
     back = cli(
