@@ -151,7 +151,7 @@ def test_confirmed_it_applies_verifies_exports_and_rolls_back_later(
 
 
 def test_a_changed_backup_file_is_never_restored(
-    cli: Cli, redis: RedisServer, broken: object
+    cli: Cli, redis: RedisServer, broken: dict[bytes, object]
 ) -> None:
     incident, uri, run = rebuilt(cli, redis)
     backup = Path(run["backup"]["file"])
@@ -161,6 +161,7 @@ def test_a_changed_backup_file_is_never_restored(
 
     assert back.exit_code == 8
     assert "has changed since it was recorded" in back.output
+    assert seen(redis, LIVE) == broken  # the rebuilt indexes, untouched by the refusal
 
 
 def test_every_action_command_has_help(cli: Cli) -> None:
