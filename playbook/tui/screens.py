@@ -659,7 +659,7 @@ class IncidentScreen(HelpText, Screen[None]):
         line = Text("  ⚡ ", style="bold yellow")
         title = action.title if len(action.title) <= 36 else action.title[:35] + "…"
         line.append_text(lit(title))
-        line.append_text(lit(f"  [{action.kind} {action.do.operation} → {action.target}] ", "dim"))
+        line.append_text(lit(f"  [{action.do.operation} → {action.target}] ", "dim"))
         runs = [r for r in self.state.actions.values() if r.action == action_id]
         if runs:
             line.append_text(lit(f" {runs[-1].status} ", "bold"))
