@@ -164,7 +164,7 @@ class PostgresServer:
     """A throwaway PostgreSQL cluster: its own port, folder and superuser ``playbook``."""
 
     def __init__(self, password: str | None = None, folder: str | None = None) -> None:
-        self.password = password or secrets.token_urlsafe(16)
+        self.password = password or secrets.token_hex(16)
         self.port = free_port()
         self.bindir = postgres_bindir()
         self.owner = _run_as()
@@ -439,10 +439,12 @@ class Sandbox:
         self.redis: RedisServer | None = None
         self.postgres: PostgresServer | None = None
         try:
-            self.redis = RedisServer(secrets.token_urlsafe(16), str(self.folder))
+            # hex, not token_urlsafe: a password starting with "-" is read by
+            # redis-server as an option (caught by CI, one start in 64)
+            self.redis = RedisServer(secrets.token_hex(16), str(self.folder))
             self.guardian.watch(self.redis.proc.pid)
             if postgres:
-                self.postgres = PostgresServer(secrets.token_urlsafe(16), str(self.folder))
+                self.postgres = PostgresServer(secrets.token_hex(16), str(self.folder))
                 self.guardian.watch(self.postgres.pid)
         except BaseException:
             self.stop()

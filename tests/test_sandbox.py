@@ -52,14 +52,15 @@ def test_a_killed_owner_leaves_no_server_running_and_no_folder() -> None:
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert owner.stdout is not None
-    line = owner.stdout.readline()
-    assert line, owner.stderr.read() if owner.stderr else ""
-    started = json.loads(line)
-    assert Path(started["folder"]).exists()
-
-    owner.send_signal(signal.SIGKILL)
-    owner.communicate()
+    try:
+        assert owner.stdout is not None
+        line = owner.stdout.readline()
+        assert line, owner.stderr.read() if owner.stderr else ""
+        started = json.loads(line)
+        assert Path(started["folder"]).exists()
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.communicate()  # reaps it and closes its pipes, whatever happened
 
     assert gone(started["redis"]) and gone(started["postgres"])
     deadline = time.monotonic() + 10
