@@ -55,11 +55,15 @@ def default_actor() -> str:
         return "unknown"
 
 
-def new_incident_id(now: datetime) -> str:
+DRILL_PREFIX = "drill-"
+"""Every drill's id starts with this, so no reference to one reads as a real incident."""
+
+
+def new_incident_id(now: datetime, prefix: str = "") -> str:
     """``YYYYMMDD-xxxx``: sortable by day, short enough to type at 3 a.m."""
     alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
     suffix = "".join(secrets.choice(alphabet) for _ in range(4))
-    return f"{now:%Y%m%d}-{suffix}"
+    return f"{prefix}{now:%Y%m%d}-{suffix}"
 
 
 @dataclass(frozen=True)
@@ -198,8 +202,9 @@ class Service:
         title: str,
         severity: str | None = None,
         triggers: Iterable[str] = (),
+        drill: Mapping[str, Any] | None = None,
     ) -> IncidentState:
-        """Open a new incident on a playbook."""
+        """Open a new incident on a playbook (a drill when ``drill`` describes one)."""
         from playbook.core.loader import LoadedPlaybook, load
 
         loaded = (
@@ -228,9 +233,11 @@ class Service:
             "snapshot": pb.model_dump(mode="json", by_alias=True),
             "sections": sections_payload(pb),
         }
+        if drill is not None:
+            payload["drill"] = dict(drill)
         now = self.clock.now()
         for _attempt in range(MAX_RETRIES):
-            incident_id = new_incident_id(now)
+            incident_id = new_incident_id(now, DRILL_PREFIX if drill is not None else "")
             try:
                 appended = self.store.append(
                     incident_id, 0, [NewEvent(ev.OPENED, payload, self.actor, now)]
@@ -657,6 +664,16 @@ class Service:
     def record_action_stage(self, ref: str, payload: dict[str, Any]) -> IncidentState:
         """Append one stage of a guarded action (also after the incident was resolved)."""
         return self._command(ref, lambda state: [(ev.ACTION_STAGE, payload)])
+
+    def record_drill_check(self, ref: str, payload: dict[str, Any]) -> IncidentState:
+        """Append a drill's fingerprint comparison (refused for a real incident)."""
+
+        def decide(state: IncidentState) -> Decision:
+            if state.drill is None:
+                raise UsageError(f"Incident {state.id} is not a drill; it has no fingerprint.")
+            return [(ev.DRILL_CHECKED, payload)]
+
+        return self._command(ref, decide)
 
     # ------------------------------------------------------------------ export
 

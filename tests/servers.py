@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from playbook import sandbox
+from playbook import drilldata, sandbox
 from playbook.sandbox import free_port as free_port
 from playbook.sandbox import redis_server_binary as redis_server_binary
 
@@ -47,7 +47,7 @@ def snowflake(rng: random.Random) -> str:
     return str(rng.randrange(10**18, 2 * 10**18))
 
 
-SEED_001_MEMBERS = 703_455
+SEED_001_MEMBERS = drilldata.SEED_001_MEMBERS
 
 
 def seed_001_sizes(rng: random.Random) -> list[tuple[str, int]]:
@@ -97,46 +97,14 @@ def load_seed_001(client: Any, message_keys: int = 0, seed: int = 1) -> dict[str
     return counts
 
 
-SEED_000_MESSAGES = SEED_001_MEMBERS // 3
-"""Messages that give seed 001's 703,455 index members when each is in three indexes."""
+SEED_000_MESSAGES = drilldata.SEED_000_MESSAGES
 
 
 def load_seed_000(client: Any, messages: int = 20_000, seed: int = 0) -> dict[str, int]:
-    """Message hashes and the index sets built from them, shaped like seeds 000/001.
-
-    Each message names a project (2,001 of them, seed 001's count), a channel (2,008)
-    and an author (2,040); every id is used at least once, so there are 6,049 index
-    sets. With ``messages=SEED_000_MESSAGES`` they hold 703,455 members, as in seed 001.
-    Also writes the healthy baseline count and a fresh heartbeat. Returns counts.
-    """
-    rng = random.Random(seed)
-    families = {"project": 2001, "channel": 2008, "user": 2040}
-    fields = {"project": "projectId", "channel": "channelId", "user": "authorId"}
-    pipe = client.pipeline(transaction=False)
-    indexes: dict[str, list[str]] = {}
-    for n in range(messages):
-        ident = str(10**18 + n * 7919 + rng.randrange(7919))
-        record = {"id": ident, "content": f"message {n}"}
-        for family, size in families.items():
-            value = str(n if n < size else rng.randrange(size))
-            record[fields[family]] = value
-            indexes.setdefault(f"discord:messages:{family}:{value}", []).append(ident)
-        pipe.hset(f"message:discord:{ident}", mapping=record)
-        if n % 5_000 == 4_999:
-            pipe.execute()
-    pipe.execute()
-    for n, (key, members) in enumerate(indexes.items()):
-        pipe.sadd(key, *members)
-        if n % 500 == 499:
-            pipe.execute()
-    pipe.set("discord:health:lastMessageCount", len(indexes))
-    pipe.set("discord:bot:heartbeat", int(time.time()), ex=300)
-    pipe.execute()
-    return {
-        "messages": messages,
-        "indexes": len(indexes),
-        "members": sum(len(m) for m in indexes.values()),
-    }
+    """Seed 000/001-shaped messages and indexes (the drills' generator); counts."""
+    drilldata.discord_messages(client, messages=messages, seed=seed)
+    indexes = sum(drilldata.FAMILIES.values())
+    return {"messages": messages, "indexes": indexes, "members": messages * 3}
 
 
 def fingerprint(client: Any, pattern: str = "*") -> dict[str, Any]:

@@ -40,6 +40,10 @@ def _line(doc: Any) -> str:
 
 
 def _client(uri: str, ctx: RunContext) -> Any:
+    from playbook.adapters import standin
+
+    if standin.is_standin(uri):
+        return standin.client(uri)
     import pymongo
 
     ms = int(ctx.connect_timeout * 1000)

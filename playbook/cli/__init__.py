@@ -1082,3 +1082,6 @@ def export(app: _App, incident: str, fmt: str, output: Path | None) -> None:
         return
     atomic_write(output, text)
     click.echo(f"Wrote {output} ({len(text.encode()):,} bytes).", err=True)
+
+
+from playbook.cli import drill as _drill  # noqa: E402, F401  (registers `playbook drill`)

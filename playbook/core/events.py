@@ -29,6 +29,9 @@ ACTION_STAGE = "action_stage"
 """A guarded action reached a stage: dry_run, backup, confirm, lock, apply, verify,
 rollback, unlock; each ``started`` (where work that writes begins) and then ``done``,
 ``failed`` or ``refused``."""
+DRILL_CHECKED = "drill_checked"
+"""A drill's data was compared with the fingerprint taken before its fault was injected
+(only a drill's log has it; a drill's ``opened`` event carries a ``drill`` block)."""
 
 EVENT_TYPES = (
     OPENED,
@@ -45,6 +48,7 @@ EVENT_TYPES = (
     SCENARIO_CHOSEN,
     DIAGNOSTIC_RUN,
     ACTION_STAGE,
+    DRILL_CHECKED,
 )
 
 

@@ -283,9 +283,9 @@ def _unwrap(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _fields_at(path: Path_, data: Any) -> list[str]:
+def _fields_at(path: Path_, data: Any, root: type[BaseModel] = Playbook) -> list[str]:
     """The keys the model allows at a mapping path, for "did you mean" suggestions."""
-    candidates: list[Any] = [Playbook]
+    candidates: list[Any] = [root]
     current = data
     for part in path:
         nxt: list[Any] = []
@@ -326,7 +326,9 @@ def _fields_at(path: Path_, data: Any) -> list[str]:
     return names
 
 
-def _pydantic_problems(exc: ValidationError, data: Any, src: _Source) -> None:
+def _pydantic_problems(
+    exc: ValidationError, data: Any, src: _Source, root: type[BaseModel] = Playbook
+) -> None:
     already = {p.path for p in src.problems}
     for err in exc.errors(include_url=False):
         path = _resolve_loc(data, tuple(err["loc"]))
@@ -336,7 +338,7 @@ def _pydantic_problems(exc: ValidationError, data: Any, src: _Source) -> None:
         value = err.get("input")
         if kind == "extra_forbidden":
             key = path[-1] if path else ""
-            allowed = _fields_at(path[:-1], data)
+            allowed = _fields_at(path[:-1], data, root)
             hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             message = f"unknown key {key!r}"
             message += f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -466,6 +468,83 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
                 )
 
 
+def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
+    """A drill's steps and fingerprints name its services and fit their kinds, every
+    target the playbook's diagnostics and actions use has a service, and its script
+    exists."""
+    from playbook.core.model import STEP_KINDS
+
+    drill = pb.drill
+    if drill is None:
+        return
+    services = drill.services
+    used = [(f"diagnostic {n!r}", d.target) for n, d in pb.diagnostics.items() if d.kind != "shell"]
+    used += [(f"action {n!r}", a.target) for n, a in pb.actions.items()]
+    for who, target in used:
+        if target not in services:
+            src.add(
+                ("drill", "services"),
+                f"no service for target {target!r}, which {who} uses "
+                f"(add `{target}: redis|postgres|mongo|http`)",
+            )
+            services = {**services, target: "http"}  # say it once per target
+    from importlib.metadata import entry_points
+
+    generators = {ep.name for ep in entry_points(group="playbook.drill_data")}
+    for part in ("load", "fault"):
+        for i, step in enumerate(getattr(drill, part)):
+            if step.generate is not None and step.generate not in generators:
+                src.add(
+                    ("drill", part, i, "generate"),
+                    _dangling("data generator", step.generate, generators),
+                )
+            kind = services.get(step.target)
+            if kind is None:
+                src.add(
+                    ("drill", part, i, "target"),
+                    _dangling("service", step.target, set(drill.services)),
+                )
+            elif step.way not in STEP_KINDS[kind]:
+                fits = ", ".join(STEP_KINDS[kind])
+                src.add(
+                    ("drill", part, i, step.way),
+                    f"{step.way!r} does not fit target {step.target!r}, a {kind} service "
+                    f"(a {kind} step takes one of: {fits})",
+                )
+    wanted = {"redis": "keys", "postgres": "tables", "mongo": "collections"}
+    for i, fp in enumerate(drill.fingerprint):
+        kind = services.get(fp.target)
+        if kind is None:
+            src.add(
+                ("drill", "fingerprint", i, "target"),
+                _dangling("service", fp.target, set(drill.services)),
+            )
+            continue
+        if kind == "http":
+            src.add(
+                ("drill", "fingerprint", i, "target"),
+                f"{fp.target!r} is an http service, which serves what the drill gives it; "
+                "fingerprint the data a recovery changes",
+            )
+            continue
+        field_ = wanted[kind]
+        for other in set(wanted.values()) - {field_}:
+            if getattr(fp, other):
+                src.add(
+                    ("drill", "fingerprint", i, other),
+                    f"{other!r} does not fit {fp.target!r}, a {kind} service; use {field_!r}",
+                )
+        if not getattr(fp, field_):
+            src.add(
+                ("drill", "fingerprint", i),
+                f"a fingerprint of {fp.target!r} (a {kind} service) needs {field_!r}",
+            )
+    if drill.script is not None and base is not None:
+        script = (base.parent / drill.script).resolve()
+        if not script.is_file():
+            src.add(("drill", "script"), f"drill script {drill.script!r} not found at {script}")
+
+
 def _check_params(path: Path_, diag: Any, data: Any, src: _Source) -> None:
     declared = set(diag.params)
     raw = data.get(path[0], {}).get(path[-1], {}) if isinstance(data, dict) else {}
@@ -534,8 +613,14 @@ def _check_template_files(pb: Playbook, base: Path, src: _Source) -> None:
             )
 
 
-def parse(text: str, file: str = "<playbook>", base: Path | None = None) -> Playbook:
-    """Validate playbook text; raise :class:`PlaybookInvalid` listing every problem."""
+M = typing.TypeVar("M", bound=BaseModel)
+
+
+def _read_document(
+    text: str, file: str, model: type[M], what: str, keys: str
+) -> tuple[M | None, Any, _Source]:
+    """YAML text read defensively and validated as ``model``: the model (None if it is
+    invalid), the plain data, and the source with every problem found so far."""
     src = _Source(file)
     if not _prescan(text, src):
         raise PlaybookInvalid(file, src.problems)
@@ -555,26 +640,47 @@ def parse(text: str, file: str = "<playbook>", base: Path | None = None) -> Play
         )
         raise PlaybookInvalid(file, src.problems) from None
     if not isinstance(data, dict):
-        src.add((), "a playbook is a mapping of keys (version, id, title, …)")
+        src.add((), f"{what} is a mapping of keys ({keys}, …)")
         raise PlaybookInvalid(file, src.problems)
-    playbook: Playbook | None = None
+    found: M | None = None
     try:
-        playbook = Playbook.model_validate(data)
+        found = model.model_validate(data)
     except ValidationError as exc:
-        _pydantic_problems(exc, data, src)
+        _pydantic_problems(exc, data, src, model)
+    return found, data, src
+
+
+def _raise_problems(src: _Source) -> None:
+    if src.problems:
+        src.problems.sort(key=lambda p: (p.line, p.column))
+        raise PlaybookInvalid(src.file, src.problems)
+
+
+def parse_model(text: str, file: str, model: type[M], what: str) -> M:
+    """Any YAML document of ours (a drill script, …) validated as ``model``, with the
+    same file, line and key in every problem as a playbook gets."""
+    keys = ", ".join(list(model.model_fields)[:3])
+    found, _data, src = _read_document(text, file, model, what, keys)
+    _raise_problems(src)
+    assert found is not None
+    return found
+
+
+def parse(text: str, file: str = "<playbook>", base: Path | None = None) -> Playbook:
+    """Validate playbook text; raise :class:`PlaybookInvalid` listing every problem."""
+    playbook, data, src = _read_document(text, file, Playbook, "a playbook", "version, id, title")
     if playbook is not None:
         _check_references(playbook, data, src)
+        _check_drill(playbook, src, base)
         if base is not None:
             _check_template_files(playbook, base, src)
-    if src.problems or playbook is None:
-        src.problems.sort(key=lambda p: (p.line, p.column))
-        raise PlaybookInvalid(file, src.problems)
+    _raise_problems(src)
+    assert playbook is not None
     return playbook
 
 
-def load(path: Path | str) -> LoadedPlaybook:
-    """Read and validate a playbook file."""
-    path = Path(path)
+def read_text(path: Path) -> tuple[str, bytes]:
+    """A file's text and bytes, refused past MAX_BYTES or when not UTF-8."""
     name = str(path)
     try:
         size = path.stat().st_size
@@ -592,9 +698,15 @@ def load(path: Path | str) -> LoadedPlaybook:
     if len(raw) > MAX_BYTES:
         raise PlaybookInvalid(name, [Problem(name, 1, 1, "", f"over the {MAX_BYTES:,}-byte limit")])
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8"), raw
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise PlaybookInvalid(name, [Problem(name, line, 1, "", "not UTF-8 text")]) from None
-    playbook = parse(text, name, base=path)
+
+
+def load(path: Path | str) -> LoadedPlaybook:
+    """Read and validate a playbook file."""
+    path = Path(path)
+    text, raw = read_text(path)
+    playbook = parse(text, str(path), base=path)
     return LoadedPlaybook(playbook, path.resolve(), hashlib.sha256(raw).hexdigest())

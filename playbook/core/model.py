@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     WithJsonSchema,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
@@ -647,6 +648,114 @@ class Table(Model):
     rows: list[list[Cell]] = Field(min_length=1)
 
 
+# --------------------------------------------------------------------------- drills
+
+
+ServiceKind = Literal["redis", "postgres", "mongo", "http"]
+"""What a drill's sandbox can give a target: a real redis-server, a real PostgreSQL, a
+MongoDB stand-in (mongomock, in the drill's own process) or a local HTTP endpoint."""
+
+
+class MongoDrillOp(Model):
+    """A change to the MongoDB stand-in. Documents are Extended JSON (``{"$oid": …}``,
+    ``{"$date": …}``, ``{"$numberLong": …}``), so types are exact."""
+
+    op: Literal["insert", "update", "delete", "create_index", "drop_index"]
+    collection: str = Field(min_length=1)
+    documents: list[dict[str, Any]] = []
+    """insert: the documents."""
+    filter: dict[str, Any] = {}
+    """update, delete: which documents (all when empty)."""
+    update: dict[str, Any] = {}
+    """update: the update document, e.g. ``{"$set": {"guild_id": "123"}}``."""
+    index: IndexSpec | None = None
+    """create_index: the index."""
+    name: str | None = None
+    """drop_index: the index's name."""
+
+
+class DrillStep(Model):
+    """One step of a drill's set-up, on one target: exactly one of the ways below."""
+
+    target: Slug
+    title: str = ""
+    """What the step does, in words (shown while the drill sets up)."""
+    redis: list[list[str | int]] | None = None
+    """redis: commands sent as written, e.g. ``[SET, key, value]``."""
+    delete: str | None = None
+    """redis: delete every key matching this SCAN pattern."""
+    sql: str | None = None
+    """postgres: statements run in one transaction."""
+    mongo: list[MongoDrillOp] | None = None
+    """mongo: changes to the stand-in, in order."""
+    serve: dict[str, Any] | None = None
+    """http: URL path -> the JSON body served there (replacing what was served)."""
+    generate: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """A data generator by name (built in, or registered under the
+    ``playbook.drill_data`` entry-point group), given ``with``."""
+    with_: dict[str, Any] = Field({}, alias="with")
+
+    @property
+    def way(self) -> str:
+        """Which of the ways this step uses (the model makes sure there is one)."""
+        return next(w for w in _STEP_WAYS if getattr(self, w) is not None)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Self:
+        given = [w for w in _STEP_WAYS if getattr(self, w) is not None]
+        if len(given) != 1:
+            ways = ", ".join(_STEP_WAYS)
+            found = ", ".join(given) or "none"
+            raise ValueError(f"a step takes exactly one of {ways} (found: {found})")
+        if self.with_ and self.generate is None:
+            raise ValueError("'with' is for a generate step")
+        return self
+
+
+_STEP_WAYS = ("redis", "delete", "sql", "mongo", "serve", "generate")
+STEP_KINDS: dict[str, tuple[str, ...]] = {
+    "redis": ("redis", "delete", "generate"),
+    "postgres": ("sql", "generate"),
+    "mongo": ("mongo", "generate"),
+    "http": ("serve", "generate"),
+}
+"""Which step ways fit each kind of service."""
+
+
+class DrillFingerprint(Model):
+    """What of a target's data is compared before the fault and after the recovery."""
+
+    target: Slug
+    keys: list[str] = []
+    """redis: SCAN patterns; every matching key's type and whole value."""
+    tables: list[str] = []
+    """postgres: tables; every row, in key order."""
+    collections: list[str] = []
+    """mongo: collections; every document and index."""
+
+
+class Drill(Model):
+    """A rehearsal of this playbook's incident on a sandbox (``playbook drill``)."""
+
+    title: str
+    """The incident rehearsed, in a line."""
+    briefing: str = ""
+    """What the responder is told when the drill starts (the page they would get)."""
+    source: str = ""
+    """Which seed or real incident the drill is shaped like."""
+    services: dict[Slug, ServiceKind] = Field(min_length=1)
+    """Target name -> the sandbox service that stands in for it."""
+    load: list[DrillStep] = []
+    """Data loaded before the fingerprint is taken."""
+    fault: list[DrillStep] = Field(min_length=1)
+    """What goes wrong: applied after the fingerprint, before the incident opens."""
+    fingerprint: list[DrillFingerprint] = Field(min_length=1)
+    """The data that recovery must bring back exactly as it was."""
+    script: str | None = None
+    """A headless script that detects and repairs the fault (``--headless`` runs it),
+    relative to this file."""
+
+
 # --------------------------------------------------------------------------- the playbook
 
 
@@ -674,6 +783,8 @@ class Playbook(Model):
     actions: dict[Slug, Action] = {}
     """Guarded actions: the only way `playbook` changes data (dry run, backup,
     confirmation, lock, apply, verify, rollback)."""
+    drill: Drill | None = None
+    """How to rehearse this playbook's incident on a sandbox (``playbook drill``)."""
 
     # -- lookups used by the service, the exporters and the app
 

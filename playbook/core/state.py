@@ -147,6 +147,35 @@ class ActionRun:
         )
 
 
+@dataclass(frozen=True)
+class DrillInfo:
+    """What marks an incident as a drill: set once, by its ``opened`` event."""
+
+    title: str
+    """The scenario rehearsed, e.g. "The rebuild script deleted every index"."""
+    speed: float
+    """How many times faster than real time the incident's clock runs (1 = real time)."""
+    services: dict[str, str]
+    """Target name -> what the sandbox gave it ("redis-server 7.2 (sandbox)",
+    "mongomock: a MongoDB stand-in, not a real server")."""
+    fingerprint: dict[str, Any]
+    """Target name -> the fingerprint of its data before the fault was injected."""
+    setup: dict[str, Any]
+    """Figures of the set-up: seconds to start the sandbox, load the data, inject the fault."""
+
+
+@dataclass(frozen=True)
+class DrillCheck:
+    """One comparison of a drill's data with the fingerprint taken before the fault."""
+
+    at: datetime
+    actor: str
+    restored: bool
+    """True when every fingerprinted target's data is as it was before the fault."""
+    targets: dict[str, Any]
+    """Target name -> expected and found (counts, SHA-256, a few differing keys)."""
+
+
 @dataclass
 class IncidentState:
     """Everything known about an incident, folded from its events."""
@@ -188,6 +217,10 @@ class IncidentState:
     """Diagnostics run, oldest first."""
     actions: dict[str, ActionRun] = field(default_factory=dict)
     """Guarded action runs by run id, oldest first."""
+    drill: DrillInfo | None = None
+    """Set when the incident is a drill on a sandbox, never for a real incident."""
+    drill_checks: list[DrillCheck] = field(default_factory=list)
+    """Comparisons of the drill's data with its fingerprint, oldest first."""
     actors: list[str] = field(default_factory=list)
     last_seq: int = 0
     last_event_at: datetime | None = None
@@ -202,6 +235,11 @@ class IncidentState:
         if self.acknowledged_at is not None:
             return "acknowledged"
         return "open"
+
+    @property
+    def speed(self) -> float:
+        """How fast the incident's clock runs: a drill's ``--speed``, else 1."""
+        return self.drill.speed if self.drill is not None else 1.0
 
     def targets(self, level: str | None = None) -> LevelTargets:
         return self.levels[level or self.severity]
@@ -259,6 +297,15 @@ def _opened(state: IncidentState, event: Event) -> None:
     state.severity_history = [
         SeverityPeriod(state.severity, event.at, "opened at this severity", event.actor)
     ]
+    drill = p.get("drill")
+    if isinstance(drill, dict):
+        state.drill = DrillInfo(
+            title=str(drill.get("title", "")),
+            speed=max(1.0, float(drill.get("speed", 1) or 1)),
+            services=dict(drill.get("services", {})),
+            fingerprint=dict(drill.get("fingerprint", {})),
+            setup=dict(drill.get("setup", {})),
+        )
     state.opened_at = event.at
     if state.phases:
         state.phase = state.phases[0].id
@@ -337,6 +384,13 @@ def _action_stage(state: IncidentState, event: Event) -> None:
     run.stages.append({**p, "at": event.at.isoformat(), "actor": event.actor})
 
 
+def _drill_checked(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    state.drill_checks.append(
+        DrillCheck(event.at, event.actor, bool(p.get("restored")), dict(p.get("targets", {})))
+    )
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -352,6 +406,7 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.SCENARIO_CHOSEN: _scenario_chosen,
     ev.DIAGNOSTIC_RUN: _diagnostic_run,
     ev.ACTION_STAGE: _action_stage,
+    ev.DRILL_CHECKED: _drill_checked,
 }
 
 

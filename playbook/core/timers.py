@@ -13,6 +13,10 @@ Rules, chosen for the responder at 3 a.m.:
   acknowledgement that met P2's 1 h target is not re-judged against P1's 15 min.
 - Elapsed time never runs backwards: "now" is never earlier than the last event,
   so a clock stepped back mid-incident cannot shrink elapsed time or un-breach a timer.
+- A drill's clock may run ``speed`` times faster: elapsed time is real time multiplied
+  by the speed, so a P2's hour to respond passes in six real minutes at ``--speed 10``.
+  Targets stay as the playbook says; deadlines are the real moments they fall due.
+  The events themselves keep their real times.
 """
 
 from __future__ import annotations
@@ -97,14 +101,15 @@ def _timer(
     until: datetime,
     stopped: bool,
     escalate_to: str | None,
+    speed: float = 1.0,
 ) -> Timer:
-    elapsed = max(0.0, (until - started).total_seconds())
+    elapsed = max(0.0, (until - started).total_seconds()) * speed
     grade = _grade(elapsed, target)
     return Timer(
         name=name,
         label=label,
         started=started,
-        deadline=started + timedelta(seconds=target),
+        deadline=started + timedelta(seconds=target / speed),
         target=float(target),
         elapsed=elapsed,
         state=grade,
@@ -120,6 +125,7 @@ def compute(state: IncidentState, now: datetime) -> Timers:
     now = effective_now(state, now)
     opened = state.opened_at
     nxt = state.next_escalation()
+    speed = state.speed
 
     # Resolving ends the wait for a response too: an incident resolved without an
     # acknowledgement must not go on to breach its response target and ask for escalation.
@@ -138,6 +144,7 @@ def compute(state: IncidentState, now: datetime) -> Timers:
         answered or now,
         answered is not None,
         nxt,
+        speed,
     )
 
     res = state.resolved_at
@@ -150,12 +157,13 @@ def compute(state: IncidentState, now: datetime) -> Timers:
         res or now,
         res is not None,
         nxt,
+        speed,
     )
 
     phase_timer: Timer | None = None
     window = state.phase_window()
     if window is not None and res is None:
-        elapsed = max(0.0, (now - opened).total_seconds())
+        elapsed = max(0.0, (now - opened).total_seconds()) * speed
         length = window.ends - window.starts
         if elapsed > window.ends:
             grade = BREACHED
@@ -166,8 +174,8 @@ def compute(state: IncidentState, now: datetime) -> Timers:
         phase_timer = Timer(
             name="phase",
             label=f"Phase: {window.title}",
-            started=opened + timedelta(seconds=window.starts),
-            deadline=opened + timedelta(seconds=window.ends),
+            started=opened + timedelta(seconds=window.starts / speed),
+            deadline=opened + timedelta(seconds=window.ends / speed),
             target=float(window.ends),
             elapsed=elapsed,
             state=grade,
@@ -185,5 +193,6 @@ def compute(state: IncidentState, now: datetime) -> Timers:
             now,
             False,
             None,
+            speed,
         )
     return Timers(response, resolution, phase_timer, update_timer)

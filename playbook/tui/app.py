@@ -29,6 +29,8 @@ from playbook.service import Service
 
 if TYPE_CHECKING:
     from playbook.core.loader import LoadedPlaybook
+    from playbook.drill import DrillRun
+    from playbook.targets import Target
 
 MIN_WIDTH = 80
 MIN_HEIGHT = 24
@@ -104,9 +106,12 @@ class PlaybookApp(App[int]):
         refresh_seconds: float = 5.0,
         playbook_path: Path | None = None,
         target_overrides: tuple[str, ...] = (),
+        drill: DrillRun | None = None,
     ) -> None:
         super().__init__()
         self.service = service
+        self.drill = drill
+        """The drill's sandbox when this app runs a drill (`playbook drill`)."""
         self.target_overrides = target_overrides
         """``--target name=URI`` pairs given to `playbook run`."""
         self.playbook = playbook
@@ -282,6 +287,15 @@ class PlaybookApp(App[int]):
             return
         self.push_screen(NoteDialog(incident))
 
+    def targets(self, playbook_path: Path | None) -> dict[str, Target]:
+        """Where the playbook's targets are: the drill's sandbox, else the configured
+        targets with ``--target`` overrides (a bad configuration raises UsageError)."""
+        if self.drill is not None:
+            return dict(self.drill.targets)
+        from playbook.targets import load_targets
+
+        return load_targets(playbook_path, self.target_overrides)
+
     def current_incident(self) -> Any:
         from playbook.tui.screens import IncidentScreen
 
@@ -305,11 +319,22 @@ class PlaybookApp(App[int]):
 
 
 def run_app(
-    service: Service, playbook_path: Path, resume: str | None, targets: tuple[str, ...] = ()
+    service: Service,
+    playbook_path: Path,
+    resume: str | None,
+    targets: tuple[str, ...] = (),
+    drill: DrillRun | None = None,
 ) -> int:
     """Run the app until the responder quits; returns the exit code."""
     service.clock = SteadyClock()
-    app = PlaybookApp(service, None, resume, playbook_path=playbook_path, target_overrides=targets)
+    app = PlaybookApp(
+        service,
+        drill.loaded if drill is not None else None,
+        resume,
+        playbook_path=playbook_path,
+        target_overrides=targets,
+        drill=drill,
+    )
     app.run()
     return app.return_code or 0
 

@@ -685,7 +685,6 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def action_roll_back(self) -> None:
         """Roll back the latest run of the highlighted action from its backup."""
-        from playbook.targets import load_targets
         from playbook.tui.actions import ActionScreen
 
         chosen = self._highlighted_action()
@@ -700,7 +699,7 @@ class IncidentScreen(HelpText, Screen[None]):
         path = Path(self.state.playbook_path) if self.state.playbook_path else None
 
         def resume(progress: Any) -> Any:
-            targets = load_targets(path, app.target_overrides)
+            targets = app.targets(path)
             return app.service.resume_action(incident, run_id, targets, progress)
 
         self.app.push_screen(
@@ -710,7 +709,6 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def start_action(self, action_id: str) -> None:
         """Open the guarded action's screen: dry run and backup start at once."""
-        from playbook.targets import load_targets
         from playbook.tui.actions import ActionScreen
 
         if self.playbook is None or self.state is None:
@@ -726,7 +724,7 @@ class IncidentScreen(HelpText, Screen[None]):
                 return
 
             def start(progress: Any) -> Any:
-                targets = load_targets(path, app.target_overrides)
+                targets = app.targets(path)
                 return app.service.start_action(incident, action_id, given, targets, progress)
 
             self.app.push_screen(
@@ -818,14 +816,13 @@ class IncidentScreen(HelpText, Screen[None]):
         self._prepare(diag_id, {k: v for k, v in values.items() if v}, show=ask)
 
     def _prepare(self, diag_id: str, given: dict[str, str], show: bool) -> None:
-        from playbook.targets import load_targets
 
         app = _app(self)
         incident = self.incident_id
         path = Path(self.state.playbook_path) if self.state and self.state.playbook_path else None
 
         def prepare() -> Any:
-            targets = load_targets(path, app.target_overrides)
+            targets = app.targets(path)
             return app.service.prepare_diagnostic(incident, diag_id, given, targets)
 
         def failed(error: BaseException) -> bool:

@@ -1,0 +1,226 @@
+"""``playbook drill``: rehearse a runbook's incident on a sandbox, in the app or headless."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from playbook.cli import _App, _emit_json, main, pass_app
+from playbook.core.text import inline
+from playbook.errors import UsageError
+
+EXIT_DRILL_FAILED = 1
+"""A headless drill whose step found something other than what it expected, or whose
+data did not come back to its fingerprint."""
+
+
+def _drill_service(app: _App) -> Any:
+    """A service over the drills' own store: drills never sit among real incidents."""
+    from playbook.drill import drills_dir
+    from playbook.resources import default_data_dir
+    from playbook.service import Service
+    from playbook.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(drills_dir(app.data_dir or default_data_dir()))
+    return Service(store, actor=app.actor)
+
+
+def _say(line: str) -> None:
+    click.echo(f"  {line}", err=True)
+
+
+@main.command()
+@click.argument("runbook", required=False)
+@click.option(
+    "--speed",
+    type=click.FloatRange(1, 3600),
+    default=None,
+    help="Run the incident clock N times faster (timers, warnings, breaches); "
+    "evidence keeps real times. Default 1, or the script's.",
+)
+@click.option(
+    "--headless", is_flag=True, help="No app: play a drill script and print the scorecard."
+)
+@click.option(
+    "--script",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The drill script for --headless (default: the one the runbook names).",
+)
+@click.option(
+    "--export",
+    "export_to",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the drill's Markdown export (timeline and scorecard) to this file at the end.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the runbooks that have a drill.")
+@click.option("--json", "as_json", is_flag=True, help="With --headless or --list: print JSON.")
+@pass_app
+def drill(
+    app: _App,
+    runbook: str | None,
+    speed: float | None,
+    headless: bool,
+    script: Path | None,
+    export_to: Path | None,
+    list_only: bool,
+    as_json: bool,
+) -> None:
+    """Rehearse RUNBOOK's incident on a sandbox (default: the data-integrity playbook).
+
+    Starts real servers on free local ports just for the drill (redis-server and
+    PostgreSQL from PATH or the drill extra; mongomock stands in for MongoDB and says
+    so), loads the drill's data, takes its fingerprint, injects the fault, and opens an
+    incident marked as a drill, kept apart from real incidents. At the end the
+    scorecard says how the response went and whether the data came back to its
+    fingerprint. The sandbox is removed when the drill ends, however it ends.
+
+    With --headless, plays a drill script (the runbook's own, or --script) for CI.
+    Exit status: 0 every step found what it expected and the data was restored,
+    1 it was not, 12 the sandbox could not be set up.
+    """
+    if list_only:
+        _list(as_json)
+        return
+    if script is not None and not headless:
+        raise UsageError("--script is for --headless; the app is driven by you.")
+    from playbook.core.loader import load
+    from playbook.resources import resolve_playbook
+
+    loaded = load(resolve_playbook(runbook))
+    spec = loaded.playbook.drill
+    if spec is None:
+        raise UsageError(
+            f"Playbook {loaded.playbook.id!r} has no drill.",
+            "`playbook drill --list` lists the runbooks that have one.",
+        )
+    parsed_script = None
+    if headless:
+        parsed_script = _script_for(loaded, script)
+        speed = speed or parsed_script.speed
+    service = _drill_service(app)
+    from playbook.drill import DrillRun
+
+    click.echo(f"Drill: {inline(spec.title)} ({loaded.playbook.id})", err=True)
+    run = DrillRun.start(loaded, _say)
+    try:
+        state = run.open(service, speed or 1.0)
+        _say(f"incident {state.id} opened (a drill; speed ×{speed or 1:g})")
+        if headless:
+            code = _headless(service, run, state.id, parsed_script, as_json)
+        else:
+            code = _in_app(service, run, state.id)
+        if export_to is not None:
+            from playbook.fileio import atomic_write
+
+            atomic_write(export_to, service.export(state.id, "markdown"))
+            click.echo(f"Wrote {export_to}.", err=True)
+    finally:
+        run.stop()
+    sys.exit(code)
+
+
+def _script_for(loaded: Any, script: Path | None) -> Any:
+    from playbook.drill import load_script
+
+    spec = loaded.playbook.drill
+    if script is None:
+        if spec.script is None:
+            raise UsageError(
+                f"Playbook {loaded.playbook.id!r} names no drill script.",
+                "Pass --script FILE, or add drill.script to the runbook.",
+            )
+        script = (loaded.path.parent / spec.script).resolve()
+    return load_script(script)
+
+
+def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> int:
+    from playbook.drill import run_script
+
+    out = sys.stderr if as_json else sys.stdout
+    results = run_script(service, run, incident_id, script, out)
+    passed = all(r.ok for r in results) and len(results) == len(script.steps)
+    if script.steps[-1].check is None or not passed:
+        run.check(service, incident_id)  # the scorecard reports the data as it ends
+    state = service.get(incident_id).state
+    restored = state.drill_checks[-1].restored
+    ok = passed and (restored or script.steps[-1].check == "not-restored")
+    card = _scorecard(service, state)
+    if as_json:
+        _emit_json(
+            {
+                "incident": incident_id,
+                "ok": ok,
+                "steps": [r.__dict__ for r in results],
+                "restored": restored,
+                "scorecard": card,
+                "setup": state.drill.setup if state.drill else {},
+            }
+        )
+    else:
+        click.echo(_scorecard_text(service, state))
+        click.secho(
+            "Drill passed: the runbook found the fault and brought the data back."
+            if ok
+            else "Drill FAILED: see the step marked FAIL above and the scorecard.",
+            fg="green" if ok else "red",
+            bold=True,
+        )
+    return 0 if ok else EXIT_DRILL_FAILED
+
+
+def _in_app(service: Any, run: Any, incident_id: str) -> int:
+    from playbook.tui.app import run_app
+
+    code = run_app(service, run.loaded.path, incident_id, drill=run)
+    click.echo("Comparing the data with its fingerprint…", err=True)
+    state, _result = run.check(service, incident_id)
+    click.echo(_scorecard_text(service, state))
+    click.echo(
+        f"The drill is kept apart from real incidents: playbook drill --list shows it; "
+        f"its id is {incident_id}.",
+        err=True,
+    )
+    return code
+
+
+def _scorecard(service: Any, state: Any) -> dict[str, Any]:
+    from playbook.core.scorecard import scorecard
+
+    return scorecard(state, service.clock.now()).to_dict()
+
+
+def _scorecard_text(service: Any, state: Any) -> str:
+    from playbook.core.scorecard import scorecard
+
+    return scorecard(state, service.clock.now()).to_text()
+
+
+def _list(as_json: bool) -> None:
+    from playbook.core.loader import PlaybookInvalid, load
+    from playbook.resources import builtin_runbooks
+
+    rows = []
+    for name, path in builtin_runbooks().items():
+        try:
+            spec = load(path).playbook.drill
+        except PlaybookInvalid:
+            continue
+        if spec is None:
+            continue
+        rows.append(
+            {
+                "runbook": name,
+                "title": spec.title,
+                "services": dict(spec.services),
+                "script": spec.script,
+            }
+        )
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        services = ", ".join(f"{t}: {k}" for t, k in row["services"].items())
+        click.echo(f"{row['runbook']:<18} {inline(row['title'])}  [{services}]")
