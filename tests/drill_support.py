@@ -1,0 +1,64 @@
+"""Small drills for the tests: the redis-index-loss runbook with a few thousand messages.
+
+The shipped drill loads seed 001's full 234,485 messages (seconds of set-up); tests of
+the drill machinery need the same shape, not the same size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from helpers import ROOT
+
+MESSAGES = 3_000
+"""Enough for every one of the 6,049 index ids to be used (the largest family has 2,040)."""
+
+
+def small_runbook(folder: Path, services: str = "", script: str | None = None) -> Path:
+    """A copy of redis-index-loss whose drill loads MESSAGES messages; ``services`` adds
+    lines under ``services:`` (e.g. ``"    db: postgres\\n"``); ``script`` replaces the
+    drill script's text."""
+    text = (ROOT / "runbooks" / "redis-index-loss.yaml").read_text()
+    text = text.replace(
+        "      generate: discord-messages\n",
+        f"      generate: discord-messages\n      with: {{messages: {MESSAGES}}}\n",
+    )
+    if services:
+        text = text.replace(
+            "  services:\n    cache: redis\n", "  services:\n    cache: redis\n" + services
+        )
+    drills = folder / "drills"
+    drills.mkdir(parents=True, exist_ok=True)
+    shipped = (ROOT / "runbooks" / "drills" / "redis-index-loss.yaml").read_text()
+    (drills / "redis-index-loss.yaml").write_text(script if script is not None else shipped)
+    path = folder / "small-drill.yaml"
+    path.write_text(text)
+    return path
+
+
+def sandbox_processes(folder_prefix: str) -> dict[int, str]:
+    """Live processes working in, or naming, a folder under ``folder_prefix``: the
+    servers (redis-server rewrites its command line but works in its --dir; PostgreSQL
+    in its data folder) and the guardian (which names the folder)."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if state != "Z" and (folder_prefix in cmdline or cwd.startswith(folder_prefix)):
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def drill_folders(tmp: Path) -> list[Path]:
+    return sorted(p for p in tmp.glob("playbook-drill-*") if p.is_dir())
+
+
+INCIDENT_ID = re.compile(r"incident (drill-\d{8}-[a-z0-9]{4}) opened")
