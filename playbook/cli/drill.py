@@ -82,7 +82,7 @@ def drill(
     1 it was not, 12 the sandbox could not be set up.
     """
     if list_only:
-        _list(as_json)
+        _list(app, as_json)
         return
     if script is not None and not headless:
         raise UsageError("--script is for --headless; the app is driven by you.")
@@ -198,7 +198,7 @@ def _scorecard_text(service: Any, state: Any) -> str:
     return scorecard(state, service.clock.now()).to_text()
 
 
-def _list(as_json: bool) -> None:
+def _list(app: _App, as_json: bool) -> None:
     from playbook.core.loader import PlaybookInvalid, load
     from playbook.resources import builtin_runbooks
 
@@ -218,9 +218,30 @@ def _list(as_json: bool) -> None:
                 "script": spec.script,
             }
         )
+    past = []
+    for state in _drill_service(app).incidents():
+        last = state.drill_checks[-1] if state.drill_checks else None
+        past.append(
+            {
+                "id": state.id,
+                "runbook": state.playbook_id,
+                "title": state.title,
+                "status": state.status,
+                "opened_at": state.opened_at.isoformat() if state.opened_at else None,
+                "restored": None if last is None else last.restored,
+            }
+        )
     if as_json:
-        _emit_json(rows)
+        _emit_json({"runbooks": rows, "drills": past})
         return
+    click.echo("Runbooks with a drill (playbook drill RUNBOOK):")
     for row in rows:
         services = ", ".join(f"{t}: {k}" for t, k in row["services"].items())
-        click.echo(f"{row['runbook']:<18} {inline(row['title'])}  [{services}]")
+        click.echo(f"  {row['runbook']:<18} {inline(row['title'])}  [{services}]")
+    if not past:
+        click.echo("No drills run yet.")
+        return
+    click.echo("Drills run (kept apart from real incidents):")
+    for d in past:
+        data = {None: "not checked", True: "data restored", False: "data NOT restored"}
+        click.echo(f"  {d['id']}  {d['runbook']:<18} {d['status']:<12} {data[d['restored']]}")

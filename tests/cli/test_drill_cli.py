@@ -33,7 +33,7 @@ def runbook(tmp_path: Path) -> Path:
 def test_list_names_every_shipped_runbook_with_a_drill(cli: Cli) -> None:
     result = cli("drill", "--list", "--json")
     assert result.exit_code == 0
-    listed = {row["runbook"]: row for row in json.loads(result.output)}
+    listed = {row["runbook"]: row for row in json.loads(result.output)["runbooks"]}
     assert {"data-integrity", "redis-index-loss"} <= set(listed)
     assert listed["data-integrity"]["services"] == {"app-db": "mongo", "cache": "redis"}
 
@@ -55,6 +55,8 @@ def test_a_headless_drill_detects_repairs_and_is_kept_apart(
     assert incident.group(1) in drills.output
     text = export.read_text()
     assert "DRILL" in text.upper() and incident.group(1) in text
+    past = json.loads(cli("drill", "--list", "--json").output)["drills"]
+    assert [(d["id"], d["restored"]) for d in past] == [(incident.group(1), True)]
 
 
 def test_a_drill_whose_runbook_misses_the_fault_fails_and_names_the_step(

@@ -99,3 +99,30 @@ def test_resolving_without_acknowledging_stops_the_response_timer(service, clock
     assert timers.response.stopped and timers.response.state == OK
     assert timers.response.elapsed == 20 * 60
     assert timers.alerts() == []
+
+
+def test_a_drill_at_speed_ten_breaches_the_hour_to_respond_in_six_real_minutes(
+    service, clock
+) -> None:
+    incident = service.open(None, "Drill: orders missing", drill={"title": "t", "speed": 10}).id
+    assert incident.startswith("drill-")
+    opened = clock.now()
+    clock.advance(minutes=4)  # 40 drill minutes: under 45, still ok
+    state = service.get(incident).state
+    timer = service.timers(state).response
+    assert (timer.state, timer.elapsed, timer.target) == (OK, 40 * 60, 3600)
+    assert timer.deadline == opened + timedelta(minutes=6)  # the real moment it falls due
+    clock.advance(minutes=1)  # 50 drill minutes
+    assert service.timers(state).response.state == WARNING
+    clock.advance(minutes=2)  # 70 drill minutes
+    timer = service.timers(state).response
+    assert timer.state == BREACHED and timer.escalate_to == "Technical Lead"
+    state = service.acknowledge(incident)
+    assert state.acknowledged_at == opened + timedelta(minutes=7)  # events keep real time
+    assert service.timers(state).response.elapsed == 70 * 60
+
+
+def test_a_real_incident_runs_at_real_time(service, clock) -> None:
+    state = service.get(open_p2(service)).state
+    clock.advance(minutes=7)
+    assert state.drill is None and service.timers(state).response.elapsed == 7 * 60
