@@ -34,6 +34,7 @@ def test_wheel_carries_runbooks_and_templates_and_runs_without_the_checkout(tmp_
     names = zipfile.ZipFile(wheel).namelist()
     assert "playbook/_data/runbooks/data-integrity.yaml" in names
     assert "playbook/_data/templates/data-integrity/initial.txt.j2" in names
+    assert "playbook/_data/runbooks/drills/data-integrity.yaml" in names
 
     target = tmp_path / "site"
     subprocess.run(
@@ -70,3 +71,7 @@ def test_wheel_carries_runbooks_and_templates_and_runs_without_the_checkout(tmp_
     message = playbook("status", incident, "initial", "--set", "specific_issues=slow pages")
     assert message.returncode == 0, message.stderr
     assert message.stdout.startswith("[SERVICE ISSUE] Chatbot Fluxa")
+    drills = playbook("drill", "--list", "--json")
+    assert drills.returncode == 0, drills.stderr
+    shipped = {row["runbook"] for row in json.loads(drills.stdout)["runbooks"]}
+    assert {"data-integrity", "redis-index-loss"} <= shipped

@@ -206,7 +206,8 @@ def _list(app: _App, as_json: bool) -> None:
     for name, path in builtin_runbooks().items():
         try:
             spec = load(path).playbook.drill
-        except PlaybookInvalid:
+        except PlaybookInvalid as exc:
+            click.echo(f"{name}: invalid ({exc.title}); `playbook validate` says why.", err=True)
             continue
         if spec is None:
             continue
