@@ -455,7 +455,7 @@ class Scorecard:
             add("")
 
         if self.recovery is not None:
-            add("### Recovery")
+            add("### Data against its fingerprint")
             add("")
             rec = self.recovery
             if not rec.checked:

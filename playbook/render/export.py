@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, tzinfo
 from typing import Any
 
 from playbook.core import events as ev
 from playbook.core.durations import format_duration
 from playbook.core.events import Event, format_utc
+from playbook.core.scorecard import markdown_code, markdown_text, scorecard
 from playbook.core.state import IncidentState, fold
 from playbook.core.text import inline, one_line, printable
 from playbook.core.timers import BREACHED, compute
@@ -27,9 +29,13 @@ EXPORT_VERSION = 1
 
 
 def to_json(events: list[Event], exported_at: datetime) -> str:
-    """Every event, versioned, plus a summary of the folded state for readers."""
+    """Every event, versioned, plus a summary of the folded state for readers.
+
+    A drill's export also has ``drill`` (what was rehearsed, on which services, at what
+    speed) and ``scorecard``; a real incident's has neither.
+    """
     state = fold(events)
-    document = {
+    document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported_at": format_utc(exported_at),
@@ -46,8 +52,11 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
             "checked": len(state.done),
             "items": len(state.checklist),
         },
-        "events": [e.to_dict() for e in events],
     }
+    if state.drill is not None:
+        document["drill"] = asdict(state.drill)
+        document["scorecard"] = scorecard(state, exported_at).to_dict()
+    document["events"] = [e.to_dict() for e in events]
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -174,12 +183,16 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     out: list[str] = []
     add = out.append
 
+    if state.drill is not None:
+        _drill_banner(add, state)
     add(f"# Incident {state.id}: {inline(state.title)}")
     add("")
     add(
         f"Exported {now:%Y-%m-%d %H:%M}Z · playbook `{state.playbook_id}` · status **{state.status}**"
     )
     add("")
+    if state.drill is not None:
+        add(scorecard(state, now).to_markdown())
     add("## Summary")
     add("")
     add("| | UTC | Local |")
@@ -353,6 +366,30 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("Scenarios that were not followed and had nothing ticked are left out of this record.")
     add("")
     return "\n".join(out)
+
+
+def _drill_banner(add: Callable[[str], None], state: IncidentState) -> None:
+    """The first lines of a drill's export: nobody may take it for a real incident."""
+    drill = state.drill
+    assert drill is not None
+    add(f"# DRILL — not a real incident: {markdown_text(drill.title)} (speed ×{drill.speed:g})")
+    add("")
+    clock = (
+        f" Its clock ran {drill.speed:g} times faster than real time: timers and the "
+        f"scorecard's durations are real time × {drill.speed:g}; event times are real."
+        if drill.speed != 1
+        else ""
+    )
+    add(
+        f"> **DRILL.** A rehearsal of runbook `{state.playbook_id}` on a sandbox made for "
+        f"it; nothing here happened to a production system.{clock}"
+    )
+    add("")
+    add("Services of the sandbox:")
+    add("")
+    for target, label in drill.services.items():
+        add(f"- {markdown_code(target)}: {markdown_text(label)}")
+    add("")
 
 
 def _diagnostic_section(add: Callable[[str], None], p: dict[str, Any], actor: str) -> None:
