@@ -225,15 +225,26 @@ target_option = click.option(
     help="Where incidents are kept (default: the user's data directory; env PLAYBOOK_HOME).",
 )
 @click.option("--actor", envvar="PLAYBOOK_ACTOR", help="Who is acting (default: $USER).")
+@click.option(
+    "--drills",
+    is_flag=True,
+    help="Work on drills instead of real incidents (they are kept apart), "
+    "e.g. `playbook --drills export ID`.",
+)
 @click.version_option(package_name="playbook", message="%(prog)s %(version)s")
 @click.pass_context
-def main(ctx: click.Context, data_dir: Path | None, actor: str | None) -> None:
+def main(ctx: click.Context, data_dir: Path | None, actor: str | None, drills: bool) -> None:
     """Run incident-response playbooks from the terminal.
 
     Every change to an incident is an event, written to disk before it is shown
     as done. `playbook run` opens the app; the other commands drive an incident
     headless, for scripts and for when the app is not at hand.
     """
+    if drills:
+        from playbook.drill import drills_dir
+        from playbook.resources import default_data_dir
+
+        data_dir = drills_dir(data_dir or default_data_dir())
     ctx.obj = _App(data_dir, actor)
 
 

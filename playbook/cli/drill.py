@@ -179,8 +179,8 @@ def _in_app(service: Any, run: Any, incident_id: str) -> int:
     state, _result = run.check(service, incident_id)
     click.echo(_scorecard_text(service, state))
     click.echo(
-        f"The drill is kept apart from real incidents: playbook drill --list shows it; "
-        f"its id is {incident_id}.",
+        f"The drill {incident_id} is kept apart from real incidents: `playbook drill --list` "
+        f"lists it, `playbook --drills export {incident_id}` exports it.",
         err=True,
     )
     return code

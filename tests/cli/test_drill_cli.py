@@ -51,8 +51,10 @@ def test_a_headless_drill_detects_repairs_and_is_kept_apart(
     # kept apart: the real incident list does not know it, the drills' store does
     listed = cli("incidents", "--all", "--json")
     assert incident.group(1) not in listed.output
-    drills = Cli(cli.home / "drills")("incidents", "--all", "--json")
+    drills = cli("--drills", "incidents", "--all", "--json")
     assert incident.group(1) in drills.output
+    exported = cli("--drills", "export", incident.group(1))
+    assert exported.exit_code == 0 and incident.group(1) in exported.output
     text = export.read_text()
     assert "DRILL" in text.upper() and incident.group(1) in text
     past = json.loads(cli("drill", "--list", "--json").output)["drills"]
