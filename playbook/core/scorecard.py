@@ -468,7 +468,8 @@ class Scorecard:
                     if rec.restored
                     else "**NOT restored**: the data differs from its fingerprint"
                 )
-                add(f"{verdict} (last of {rec.checks} checks, at +{at}).")
+                checks = "1 check" if rec.checks == 1 else f"last of {rec.checks} checks"
+                add(f"{verdict} ({checks}, at +{at}).")
                 add("")
                 add(
                     "| Target | Service | Expected | Found | Missing | Changed | Extra | Restored |"
