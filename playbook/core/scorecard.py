@@ -18,6 +18,7 @@ titles) is shown literally: control characters escaped, Markdown markup neutrali
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -350,9 +351,9 @@ class Scorecard:
             if not rec.checked or rec.at is None:
                 add("Data: not checked (never compared with its fingerprint)")
             else:
-                verdict = "RESTORED to" if rec.restored else "NOT RESTORED: differs from"
-                checks = "1 check" if rec.checks == 1 else f"last of {rec.checks} checks"
-                add(_clip(f"Data: {verdict} its fingerprint ({checks}, at {self._after(rec.at)})"))
+                verdict = "RESTORED" if rec.restored else "NOT RESTORED"
+                checks = "checked" if rec.checks == 1 else f"{rec.checks} checks; last"
+                add(_clip(f"Data: {verdict} to its fingerprint ({checks} {self._after(rec.at)})"))
                 for t in rec.targets:
                     add(
                         _clip(
@@ -388,15 +389,14 @@ class Scorecard:
                 )
             )
         if self.phases_not_entered:
-            names = ", ".join(one_line(p.title) for p in self.phases_not_entered)
-            add(_clip(f"  not entered: {names}"))
+            add(_wrap("  not entered: ", [p.title for p in self.phases_not_entered]))
         add("")
 
         if not self.escalations:
             add("Escalations: none")
         for e in self.escalations:
             reason = f": {one_line(e.reason)}" if e.reason else ""
-            add(_clip(f"Escalated to {one_line(e.to)} at {self._after(e.after)}{reason}"))
+            add(_wrap(f"Escalated to {one_line(e.to)} at {self._after(e.after)}{reason}"))
         cadence = self.status_messages
         add(f"Status messages: {cadence.sent} sent, {cadence.due} due")
         add("")
@@ -407,8 +407,7 @@ class Scorecard:
             line = f"  {one_line(d.id):<18} ×{d.runs:<2} {one_line(d.verdict.upper()):<5}"
             add(_clip(f"{line} {one_line(d.found)}".rstrip()))
         if self.diagnostics_not_run:
-            names = ", ".join(one_line(d.id) for d in self.diagnostics_not_run)
-            add(_clip(f"  not run: {names}"))
+            add(_wrap("  not run: ", [d.id for d in self.diagnostics_not_run]))
         if not self.actions:
             add("Guarded actions: none run")
         else:
@@ -882,6 +881,15 @@ def _setup_text(setup: dict[str, Any]) -> str:
         f"{k} {v}" for k, v in setup.items() if k not in dict(SETUP_FIGURES) and v is not None
     ]
     return ", ".join(parts)
+
+
+def _wrap(head: str, items: list[str] | None = None) -> str:
+    """``head`` (and ``items``, comma-separated) wrapped to :data:`WIDTH`, indented."""
+    text = head + ", ".join(one_line(i) for i in items) if items is not None else head
+    lines = textwrap.wrap(
+        text, WIDTH, subsequent_indent="    ", break_on_hyphens=False, break_long_words=True
+    )
+    return "\n".join(lines)
 
 
 def _clip(line: str, width: int = WIDTH) -> str:
