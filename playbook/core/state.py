@@ -162,6 +162,10 @@ class DrillInfo:
     """Target name -> the fingerprint of its data before the fault was injected."""
     setup: dict[str, Any]
     """Figures of the set-up: seconds to start the sandbox, load the data, inject the fault."""
+    source: str = ""
+    """Which seed or real incident the drill is shaped like."""
+    briefing: str = ""
+    """What the responder was told when the drill started."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +309,8 @@ def _opened(state: IncidentState, event: Event) -> None:
             services=dict(drill.get("services", {})),
             fingerprint=dict(drill.get("fingerprint", {})),
             setup=dict(drill.get("setup", {})),
+            source=str(drill.get("source", "")),
+            briefing=str(drill.get("briefing", "")),
         )
     state.opened_at = event.at
     if state.phases:
