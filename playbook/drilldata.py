@@ -1,4 +1,5 @@
-"""Data generators for drills: data too large to write out in a runbook.
+"""Data generators for drills: data too large to write out in a runbook, or that must be
+dated from the moment the drill runs.
 
 A drill step ``generate: NAME`` (with ``with: {…}`` as keyword arguments) calls the
 generator registered under that name in the ``playbook.drill_data`` entry-point group;
@@ -66,3 +67,67 @@ def discord_messages(
     pipe.execute()
     members = sum(len(m) for m in indexes.values())
     return f"{messages:,} messages, {len(indexes):,} index sets holding {members:,} members"
+
+
+INTERACTION_COMMANDS = [
+    ("command", "tasks", None),
+    ("button", "complete_task", "task:complete"),
+    ("command", "allowlist", None),
+    ("button", "enter_allowlist", "allowlist:enter"),
+    ("command", "link", None),
+    ("command", "points", None),
+]
+
+
+def discord_interaction_logs(
+    db: Any,
+    logs: int = 6,
+    guilds: list[str] | None = None,
+    users: list[str] | None = None,
+    collection: str = "discordinteractionlogs",
+) -> str:
+    """Interaction logs shaped like seed 004's DiscordInteractionLog, dated from now.
+
+    Log ``n`` (from 0) was written ``n + 1`` minutes ago, in ``guilds[n % len]`` by
+    ``users[n % len]``; everything else about it is fixed by ``n``. They are dated from
+    the moment the drill starts, not written out in the runbook, because the schema
+    expires them through a 90-day TTL index on ``timing.timestamp``: logs dated in the
+    runbook would be deleted by a MongoDB (or a stand-in that honours nested TTL fields)
+    once the runbook is 90 days old, and a drill must not depend on when it runs.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from bson import ObjectId
+
+    guilds = guilds or ["1100000000000000001"]
+    users = users or ["2200000000000000001"]
+    now = datetime.now(UTC).replace(microsecond=0)  # MongoDB keeps milliseconds
+    docs = []
+    for n in range(logs):
+        kind, command, custom_id = INTERACTION_COMMANDS[n % len(INTERACTION_COMMANDS)]
+        interaction: dict[str, Any] = {"type": kind, "commandName": command}
+        if custom_id is not None:
+            interaction["customId"] = custom_id
+        docs.append(
+            {
+                "_id": ObjectId(f"6720f4{n:018x}"),
+                "interactionId": str(5500000000000000000 + 7919 * n),
+                "guildId": guilds[n % len(guilds)],
+                "userId": users[n % len(users)],
+                "interaction": interaction,
+                "timing": {
+                    "timestamp": now - timedelta(minutes=n + 1),
+                    "responseTime": 80 + 17 * n,
+                    "processingTime": 40 + 9 * n,
+                },
+                "security": {"riskScore": n % 3, "suspiciousActivity": False, "rateLimited": False},
+                "businessData": {
+                    "pointsAwarded": 50 if command == "complete_task" else 0,
+                    "taskCompleted": command == "complete_task",
+                    "conversionEvent": command == "enter_allowlist",
+                },
+            }
+        )
+    if docs:
+        db[collection].insert_many(docs)
+    return f"{logs} interaction logs in {collection}, written over the last {logs} minutes"
