@@ -229,7 +229,8 @@ def _mongo_op(db: Any, op: Any) -> str:
     from bson import json_util
 
     def ext(value: Any) -> Any:
-        return json_util.loads(json.dumps(value))
+        # an unquoted YAML date arrives as a datetime: keep it a date
+        return json_util.loads(json.dumps(value, default=_extended))
 
     coll = db[op.collection]
     if op.op == "insert":
@@ -244,7 +245,7 @@ def _mongo_op(db: Any, op: Any) -> str:
         return f"{op.collection}: deleted {done.deleted_count}"
     if op.op == "create_index":
         spec = op.index
-        options: dict[str, Any] = {"unique": spec.unique}
+        options: dict[str, Any] = {"unique": True} if spec.unique else {}
         if spec.name:
             options["name"] = spec.name
         if spec.expire_after_seconds is not None:
@@ -253,6 +254,17 @@ def _mongo_op(db: Any, op: Any) -> str:
         return f"{op.collection}: index {name}"
     coll.drop_index(op.name)
     return f"{op.collection}: dropped index {op.name}"
+
+
+def _extended(value: Any) -> Any:
+    """JSON for what YAML builds that JSON lacks: dates become Extended JSON dates."""
+    from datetime import date, datetime, time
+
+    if isinstance(value, datetime):
+        return {"$date": value.isoformat() if value.tzinfo else value.isoformat() + "Z"}
+    if isinstance(value, date):
+        return {"$date": datetime.combine(value, time()).isoformat() + "Z"}
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def generators() -> dict[str, Any]:

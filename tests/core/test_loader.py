@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,7 @@ def test_a_postgres_placeholder_that_is_not_a_param_is_named_with_its_line(tmp_p
     source = (ROOT / "runbooks" / "stale-backup.yaml").read_text(encoding="utf-8")
     broken = tmp_path / "stale-backup.yaml"
     broken.write_text(source.replace("%(staff_id)s", "%(staffid)s", 1), encoding="utf-8")
+    shutil.copytree(ROOT / "runbooks" / "drills", tmp_path / "drills")  # its drill script
     with pytest.raises(PlaybookInvalid) as raised:
         load(broken)
     (problem,) = raised.value.problems

@@ -5,6 +5,7 @@ with two processes racing for the lock."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -380,6 +381,7 @@ def test_a_killed_holders_lock_expires_and_the_next_run_goes_ahead(
 ) -> None:
     short = tmp_path / "redis-index-loss.yaml"
     short.write_text(RUNBOOK.read_text().replace("ttl: 10m", "ttl: 1s"))
+    shutil.copytree(RUNBOOK.parent / "drills", tmp_path / "drills")  # its drill script
     delete_indexes(cache)
     data_dir = Path(sqlite_service.store.data_dir)  # type: ignore[attr-defined]
     incident = sqlite_service.open(short, "Indexes gone").id
