@@ -26,7 +26,9 @@ SIZE = (80, 24)
 
 @pytest.fixture(autouse=True)
 def _utc_and_fixed_ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(service_module, "new_incident_id", lambda now: "20260314-demo")
+    monkeypatch.setattr(
+        service_module, "new_incident_id", lambda now, prefix="": f"{prefix}20260314-demo"
+    )
     old = os.environ.get("TZ")
     os.environ["TZ"] = "UTC"
     time.tzset()
