@@ -22,7 +22,8 @@ from textual.worker import Worker, WorkerState
 
 from playbook.adapters.base import scrub
 from playbook.errors import PlaybookError
-from playbook.tui.widgets import lit
+from playbook.tui.diagnostics import shown_state
+from playbook.tui.widgets import lit, standin_line
 
 if TYPE_CHECKING:
     from playbook.guarded import GuardedRun, Outcome
@@ -101,6 +102,9 @@ class ActionScreen(ModalScreen[None]):
         head.append_text(lit(f"{run.target.name} ({run.target.shown})", "bold"))
         head.append_text(lit(f", run {run.run_id}", "dim"))
         self._say(head)
+        standin = standin_line(shown_state(self.app), run.target.name)
+        if standin is not None:
+            self._say(standin)
         if run.action.caution:
             self._say(lit(f"caution: {run.action.caution}", "yellow"))
 

@@ -19,16 +19,18 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import Screen, SystemModalScreen
 from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from playbook.core.clock import SteadyClock
-from playbook.errors import PlaybookError
+from playbook.errors import PlaybookError, UsageError
 from playbook.service import Service
+from playbook.tui.widgets import DrillBanner, DrillMark
 
 if TYPE_CHECKING:
     from playbook.core.loader import LoadedPlaybook
+    from playbook.core.state import IncidentState
     from playbook.drill import DrillRun
     from playbook.targets import Target
 
@@ -112,6 +114,10 @@ class PlaybookApp(App[int]):
         self.service = service
         self.drill = drill
         """The drill's sandbox when this app runs a drill (`playbook drill`)."""
+        self.drill_incident = resume if drill is not None else None
+        """The incident the sandbox was made for: the only one it serves."""
+        self.briefed: set[str] = set()
+        """Drills whose briefing was shown in this run of the app."""
         self.target_overrides = target_overrides
         """``--target name=URI`` pairs given to `playbook run`."""
         self.playbook = playbook
@@ -185,11 +191,14 @@ class PlaybookApp(App[int]):
         from playbook.tui.screens import IncidentScreen, StartScreen
 
         self._store_worker()
+        self.screen_change_signal.subscribe(self, self._screen_changed)
         self.push_screen(StartScreen())
         if self.resume:
             ref = self.resume
 
             def opened(incident_id: str) -> None:
+                if self.drill is not None and self.drill_incident == ref:
+                    self.drill_incident = incident_id
                 self.push_screen(IncidentScreen(incident_id))
 
             def failed(_error: BaseException) -> None:
@@ -287,10 +296,36 @@ class PlaybookApp(App[int]):
             return
         self.push_screen(NoteDialog(incident))
 
-    def targets(self, playbook_path: Path | None) -> dict[str, Target]:
+    def sandbox_for(self, incident_id: str) -> DrillRun | None:
+        """The drill's sandbox when it was made for ``incident_id``, else None."""
+        if self.drill is not None and incident_id == self.drill_incident:
+            return self.drill
+        return None
+
+    def targets(
+        self, playbook_path: Path | None, state: IncidentState | None = None
+    ) -> dict[str, Target]:
         """Where the playbook's targets are: the drill's sandbox, else the configured
-        targets with ``--target`` overrides (a bad configuration raises UsageError)."""
+        targets with ``--target`` overrides (a bad configuration raises UsageError).
+
+        Given the incident's ``state``, a drill never reaches the configured targets
+        (they may be production) and a sandbox serves only the drill it was made for.
+        """
+        if state is not None and state.drill is not None:
+            sandbox = self.sandbox_for(state.id)
+            if sandbox is None:
+                raise UsageError(
+                    f"{state.id} is a drill, and its sandbox is not running in this app.",
+                    "A drill's diagnostics and actions run only on its own sandbox, inside "
+                    "`playbook drill`; they never reach the configured targets.",
+                )
+            return dict(sandbox.targets)
         if self.drill is not None:
+            if state is not None and state.id != self.drill_incident:
+                raise UsageError(
+                    f"This app runs a drill; its sandbox serves {self.drill_incident} only.",
+                    "Open other incidents with `playbook run` or `playbook resume`.",
+                )
             return dict(self.drill.targets)
         from playbook.targets import load_targets
 
@@ -308,14 +343,62 @@ class PlaybookApp(App[int]):
         yield from super().get_system_commands(screen)
         incident = self.current_incident()
         if incident is None:
-            yield SystemCommand("incident: open new", "Start a new incident", self.new_incident)
+            if self.drill is None:
+                yield SystemCommand("incident: open new", "Start a new incident", self.new_incident)
             return
         yield from incident.palette_commands()
 
     def new_incident(self) -> None:
         from playbook.tui.screens import NewIncidentScreen
 
+        if self.refuse_new_in_drill():
+            return
         self.push_screen(NewIncidentScreen())
+
+    def refuse_new_in_drill(self) -> bool:
+        """In a drill, say why no other incident can be opened here, and return True."""
+        if self.drill is None:
+            return False
+        self.notify(
+            "This app runs a drill: its one incident is the drill's, and its sandbox "
+            "serves no other. Open real incidents with `playbook run`.",
+            severity="warning",
+            markup=False,
+        )
+        return True
+
+    # ------------------------------------------------------------------ drill marks
+
+    def drill_mark(self) -> DrillMark | None:
+        """What the drill bar says now, or None when nothing shown is a drill."""
+        incident = self.current_incident()
+        state = incident.state if incident is not None else None
+        if state is not None and state.drill is not None:
+            live = self.sandbox_for(state.id) is not None
+            return DrillMark(state.drill.title, state.drill.speed, live)
+        if self.drill is not None:  # every screen of `playbook drill` is the drill's
+            return DrillMark(self.drill.spec.title)
+        return None
+
+    def _screen_changed(self, screen: Screen[Any]) -> None:
+        # A screen just pushed is not mounted yet; its queue runs this after its mount.
+        screen.call_later(self.mark_drill, screen)
+
+    def mark_drill(self, screen: Screen[Any]) -> None:
+        """Put the drill bar on ``screen`` (or take it off), whatever kind of screen it is."""
+        if isinstance(screen, SystemModalScreen) or not screen.is_attached:
+            return  # the command palette lies over a screen that is marked already
+        mark = self.drill_mark()
+        banner = next(iter(screen.query_children(DrillBanner)), None)
+        if banner is not None:
+            banner.mark = mark
+        elif mark is not None:
+            screen.mount(DrillBanner(mark))
+
+    def refresh_drill_marks(self) -> None:
+        """Bring every screen's drill bar up to date (an incident was read)."""
+        for screen in self.screen_stack:
+            self.mark_drill(screen)
 
 
 def run_app(

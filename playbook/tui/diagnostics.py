@@ -21,10 +21,13 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from playbook.core.evidence import numbers_of, shown_of
 from playbook.core.text import one_line
-from playbook.tui.widgets import lit
+from playbook.tui.widgets import lit, standin_line
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from playbook.core.model import Diagnostic
+    from playbook.core.state import IncidentState
 
 VERDICT_STYLE = {
     "pass": "bold green",
@@ -33,6 +36,13 @@ VERDICT_STYLE = {
     "error": "bold red",
 }
 MAX_CELL = 120
+
+
+def shown_state(app: App[Any]) -> IncidentState | None:
+    """The incident under the screens on top (None outside an incident)."""
+    current = getattr(app, "current_incident", None)
+    incident = current() if callable(current) else None
+    return incident.state if incident is not None else None
 
 
 def verdict_text(verdict: str) -> Text:
@@ -90,6 +100,9 @@ class ParamsDialog(ModalScreen[dict[str, str] | None]):
         with Vertical(classes="dialog"):
             yield Label(lit(f"{self.verb} {self.diagnostic_id}: {d.title}", "bold"))
             yield Static(lit(self.hint), classes="hint")
+            standin = standin_line(shown_state(self.app), d.target)
+            if standin is not None:
+                yield Static(standin, classes="hint")
             for name, spec in d.params.items():
                 need = ""
                 if getattr(spec, "default_from", None):
@@ -161,6 +174,10 @@ class ResultScreen(ModalScreen[None]):
         head.append_text(
             lit(f"{p.get('diagnostic')} on {p.get('target')}: {p.get('title')}", "bold")
         )
+        standin = standin_line(shown_state(self.app), str(p.get("target")))
+        if standin is not None:
+            head.append("\n")
+            head.append_text(standin)
         if p.get("message"):
             head.append("\n")
             head.append_text(lit(str(p["message"])))

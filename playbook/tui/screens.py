@@ -42,9 +42,9 @@ from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
 from playbook.render import templates
 from playbook.render.export import describe
-from playbook.service import defaults_from
+from playbook.service import DRILL_PREFIX, defaults_from
 from playbook.tui.diagnostics import ParamsDialog, ResultScreen, param_defaults, verdict_text
-from playbook.tui.widgets import TimelineView, TimerBar, block, lit
+from playbook.tui.widgets import DRILL_STYLE, TimelineView, TimerBar, block, lit, standin_line
 
 if TYPE_CHECKING:
     from playbook.core.model import Playbook
@@ -198,6 +198,9 @@ class StartScreen(HelpText, Screen[None]):
                 continue
             timers = app.service.timers(state)
             line = Text(no_wrap=True, overflow="ellipsis")
+            if state.drill is not None or state.id.startswith(DRILL_PREFIX):
+                line.append(" DRILL ", style=DRILL_STYLE)
+                line.append(" ")
             line.append(f"{state.id}  ", style="bold")
             line.append(f"{state.severity}  ", style="bold red" if state.severity == "P1" else "")
             line.append(f"{state.status:<12} ")
@@ -234,6 +237,8 @@ class StartScreen(HelpText, Screen[None]):
             self.app.push_screen(IncidentScreen(option_id.split(":", 1)[1]))
 
     def action_new(self) -> None:
+        if _app(self).refuse_new_in_drill():
+            return
         if _app(self).playbook is None:
             self.notify(
                 "No playbook was loaded; run `playbook run PLAYBOOK`.",
@@ -355,6 +360,8 @@ class IncidentScreen(HelpText, Screen[None]):
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Tick", id="incident.toggle"),
+        # Only in a drill (check_action): first, so the footer shows it at 80 columns.
+        Binding("F", "drill_check", "Check data", id="incident.drill_check"),
         Binding("a", "ack", "Ack", id="incident.ack"),
         Binding("v", "severity", "Sev", id="incident.severity"),
         Binding("e", "escalate", "Escal", id="incident.escalate"),
@@ -385,6 +392,8 @@ class IncidentScreen(HelpText, Screen[None]):
         """Diagnostics running now, by id (their PreparedRun, which can cancel)."""
         self.show_running: dict[str, bool] = {}
         self.progress_text: dict[str, str] = {}
+        self.checking = False
+        """True while the drill's data is being compared with its fingerprint."""
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="incident-header")
@@ -420,8 +429,11 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def apply_state(self, state: IncidentState) -> None:
         """Show ``state``: called with every state the store thread hands back."""
+        first = self.state is None
         self.incident_id = state.id
         self.state = state
+        if first or state.drill is not None:
+            self._drill_shown(state, first)
         if state.playbook_sha256 != self._playbook_sha or self.playbook is None:
             self._read_playbook(state)
             self.update_header()
@@ -698,8 +710,10 @@ class IncidentScreen(HelpText, Screen[None]):
         incident, run_id = self.incident_id, runs[-1].run
         path = Path(self.state.playbook_path) if self.state.playbook_path else None
 
+        state = self.state
+
         def resume(progress: Any) -> Any:
-            targets = app.targets(path)
+            targets = app.targets(path, state)
             return app.service.resume_action(incident, run_id, targets, progress)
 
         self.app.push_screen(
@@ -718,13 +732,14 @@ class IncidentScreen(HelpText, Screen[None]):
         path = Path(self.state.playbook_path) if self.state.playbook_path else None
         action = self.playbook.actions[action_id]
         defaults = param_defaults(action, None)  # type: ignore[arg-type]
+        state = self.state
 
         def open_screen(given: dict[str, str] | None) -> None:
             if given is None:
                 return
 
             def start(progress: Any) -> Any:
-                targets = app.targets(path)
+                targets = app.targets(path, state)
                 return app.service.start_action(incident, action_id, given, targets, progress)
 
             self.app.push_screen(
@@ -821,8 +836,10 @@ class IncidentScreen(HelpText, Screen[None]):
         incident = self.incident_id
         path = Path(self.state.playbook_path) if self.state and self.state.playbook_path else None
 
+        state = self.state
+
         def prepare() -> Any:
-            targets = app.targets(path)
+            targets = app.targets(path, state)
             return app.service.prepare_diagnostic(incident, diag_id, given, targets)
 
         def failed(error: BaseException) -> bool:
@@ -882,6 +899,9 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
+        if worker.group == "drill" and worker.is_finished:
+            self._drill_checked(worker)
+            return
         if worker.group != "diagnostics" or not worker.is_finished:
             return
         diag_id = worker.name.split(":", 1)[1]
@@ -1073,6 +1093,10 @@ class IncidentScreen(HelpText, Screen[None]):
             out.append("\nDiagnostic ", style="bold cyan")
             out.append_text(lit(f"{diag_id}: {diag.title}", "bold"))
             out.append_text(lit(f"  [{diag.kind} on target '{diag.target}']", "cyan"))
+            standin = standin_line(self.state, diag.target)
+            if standin is not None:
+                out.append("\n  ")
+                out.append_text(standin)
             if diag.writes:
                 out.append("\n  WRITES DATA: never run as a diagnostic. ", style="bold red")
             if diag.caution:
@@ -1114,6 +1138,10 @@ class IncidentScreen(HelpText, Screen[None]):
                     f"  [{action.kind} {action.do.operation} on target '{action.target}']", "yellow"
                 )
             )
+            standin = standin_line(self.state, action.target)
+            if standin is not None:
+                out.append("\n  ")
+                out.append_text(standin)
             if action.description:
                 out.append("\n  ")
                 out.append_text(lit(action.description))
@@ -1182,6 +1210,149 @@ class IncidentScreen(HelpText, Screen[None]):
             return
         self.app.push_screen(CopyPicker(choices))
 
+    # -------------------------------------------------------------- drill
+
+    @property
+    def is_drill(self) -> bool:
+        """True when this incident is a drill (known before it is read in `playbook drill`)."""
+        if self.state is not None:
+            return self.state.drill is not None
+        return _app(self).sandbox_for(self.incident_id) is not None
+
+    def shows_key(self, action: str) -> bool:
+        """False for a drill's key outside a drill: it is neither in the footer nor in help."""
+        return self.is_drill or action != "drill_check"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.shows_key(action):
+            return False
+        return super().check_action(action, parameters)
+
+    def help_extra(self) -> Text | None:
+        """What help adds for a drill: its keys, and what is not real."""
+        state = self.state
+        if state is None or state.drill is None:
+            return None
+        out = Text("This incident is a DRILL", style="bold")
+        out.append_text(lit(f" ({state.drill.title})", "bold"))
+        out.append(
+            ": a rehearsal on a sandbox made for it, marked on every screen by the bar on "
+            "top. Diagnostics and guarded actions run on the sandbox only.\n"
+        )
+        out.append("F", style="bold")
+        out.append(
+            " compares the sandbox's data with the fingerprint taken before the fault (a "
+            "second or two, in the background), records the answer, and shows the "
+            "scorecard; press it again after a repair. Ctrl+P 'drill: show the briefing' "
+            "shows the briefing again. Ctrl+Q ends the drill: the data is compared once "
+            "more and the scorecard printed."
+        )
+        if state.drill.speed != 1:
+            out.append(
+                f"\nThe clock runs ×{state.drill.speed:g}: timers, warnings and breaches "
+                "come that many times sooner; the timeline keeps real times."
+            )
+        return out
+
+    def _drill_shown(self, state: IncidentState, first: bool) -> None:
+        """Mark the screens of a drill, and brief the responder the first time it opens."""
+        app = _app(self)
+        if first:
+            self.refresh_bindings()  # the drill's key shows only now that it is known
+        app.refresh_drill_marks()
+        if state.drill is not None and state.id not in app.briefed:
+            app.briefed.add(state.id)
+            self.action_briefing()
+
+    def action_briefing(self) -> None:
+        from playbook.tui.drill import BriefingScreen
+
+        if self.state is not None and self.state.drill is not None:
+            sandbox = _app(self).sandbox_for(self.state.id)
+            self.app.push_screen(BriefingScreen(self.state, sandbox))
+
+    def _scorecard_screen(self) -> Any:
+        from playbook.tui.drill import ScorecardScreen
+
+        for screen in reversed(self.app.screen_stack):
+            if isinstance(screen, ScorecardScreen) and screen.incident_id == self.incident_id:
+                return screen
+        return None
+
+    def action_drill_check(self) -> None:
+        """Compare the drill's data with its fingerprint, record it, show the scorecard."""
+        from playbook.tui.drill import ScorecardScreen, make_card
+
+        state = self.state
+        if state is None:
+            return
+        if state.drill is None:
+            self.notify("This incident is not a drill: it has no fingerprint.", markup=False)
+            return
+        app = _app(self)
+        card = self._scorecard_screen()
+        if card is None:
+            card = ScorecardScreen(state.id, state.drill.title)
+            self.app.push_screen(card, lambda _: self.reload())
+        sandbox = app.sandbox_for(state.id)
+        if sandbox is None:
+            # Honest: no sandbox, no new check; the card shows what was recorded.
+            note = (
+                "No new data check: this drill's sandbox is not running in this app (it "
+                "ended with its `playbook drill`). The scorecard is from what was recorded."
+            )
+            ref, service = state.id, app.service
+            app.submit(
+                "read incident",
+                lambda: make_card(service.get(ref).state, service.clock.now(), fresh=False),
+                lambda made: card.show_card(made, note),
+                records=False,
+            )
+            return
+        card.show_pending()
+        if self.checking:
+            return  # the running check fills in this card
+        self.checking = True
+        service, incident = app.service, state.id
+
+        def check() -> Any:
+            # Reads every fingerprinted item of the sandbox, then appends to the store
+            # (whose writes are serialised by its own lock, as the action screen's are).
+            checked, _result = sandbox.check(service, incident)
+            return make_card(checked, service.clock.now(), fresh=True)
+
+        self.run_worker(check, name="drill-check", group="drill", thread=True, exit_on_error=False)
+
+    def _drill_checked(self, worker: Worker[Any]) -> None:
+        self.checking = False
+        card = self._scorecard_screen()
+        if worker.state == WorkerState.CANCELLED:
+            return
+        if worker.state != WorkerState.SUCCESS:
+            error = worker.error
+            if isinstance(error, PlaybookError):
+                text = error.title + (f" {error.message}" if error.message else "")
+            else:
+                text = f"{type(error).__name__}: {error}"
+            if card is not None:
+                card.show_problem(text)
+            else:
+                self.notify(text, title="Data check failed", severity="error", markup=False)
+            return
+        made = worker.result
+        self.apply_state(made.state)
+        if card is not None:
+            card.show_card(made)
+            return
+        restored = made.state.drill_checks[-1].restored if made.state.drill_checks else False
+        self.notify(
+            "Data check recorded: "
+            + ("restored." if restored else "NOT restored.")
+            + " F shows the scorecard.",
+            severity="information" if restored else "warning",
+            markup=False,
+        )
+
     # -------------------------------------------------------------- header and timers
 
     def update_header(self) -> None:
@@ -1223,7 +1394,9 @@ class IncidentScreen(HelpText, Screen[None]):
         if state is None:
             return
         timers = _app(self).service.timers(state)
-        self.query_one(TimerBar).timers = timers
+        bar = self.query_one(TimerBar)
+        bar.timers = timers
+        bar.speed = state.speed
         for timer in timers.alerts():
             key = (timer.name, timer.state, state.severity)
             if key in self.announced:
@@ -1331,6 +1504,17 @@ class IncidentScreen(HelpText, Screen[None]):
             self.build_checklist()
 
     def palette_commands(self) -> Iterable[SystemCommand]:
+        if self.is_drill:
+            yield SystemCommand(
+                "drill: check data and show scorecard",
+                "Compare the data with its fingerprint (F)",
+                self.action_drill_check,
+            )
+            yield SystemCommand(
+                "drill: show the briefing",
+                "What happened, and what stands in for what",
+                self.action_briefing,
+            )
         yield SystemCommand("incident: acknowledge", "Stop the response timer", self.action_ack)
         yield SystemCommand(
             "incident: change severity",
@@ -1746,7 +1930,9 @@ class ComposerScreen(HelpText, Screen[None]):
     def tick(self) -> None:
         state = self.incident.state
         if state is not None:
-            self.query_one(TimerBar).timers = _app(self).service.timers(state)
+            bar = self.query_one(TimerBar)
+            bar.timers = _app(self).service.timers(state)
+            bar.speed = state.speed
 
     def show_kind(self) -> None:
         state = self.incident.state
@@ -1941,7 +2127,9 @@ class TimelineScreen(HelpText, Screen[None]):
     def tick(self) -> None:
         state = self.incident.state
         if state is not None:
-            self.query_one(TimerBar).timers = _app(self).service.timers(state)
+            bar = self.query_one(TimerBar)
+            bar.timers = _app(self).service.timers(state)
+            bar.speed = state.speed
 
     def on_screen_resume(self) -> None:
         if self._loaded:  # the first resume is the mount itself
@@ -2040,11 +2228,19 @@ class HelpScreen(HelpText, ModalScreen[None]):
     def compose(self) -> ComposeResult:
         text = Text()
         text.append(f"{type(self.under).__doc__ or ''}\n\n", style="bold")
+        extra = getattr(self.under, "help_extra", None)
+        said = extra() if callable(extra) else None
+        if said:  # first: what is different here matters more than what is usual
+            text.append_text(said)
+            text.append("\n\n")
         text.append(getattr(self.under, "HELP", "") + "\n\n")
         text.append("Keys here\n", style="bold underline")
         bindings: list[Any] = list(getattr(self.under, "BINDINGS", [])) + list(self.app.BINDINGS)
+        shows = getattr(self.under, "shows_key", None)
         for binding in bindings:
             if isinstance(binding, Binding):
+                if callable(shows) and not shows(binding.action):
+                    continue  # a drill's key, outside a drill
                 key = binding.key_display or binding.key
                 text.append(f"  {key:<12}", style="bold")
                 text.append(f"{binding.description}\n")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.segment import Segment
 from rich.text import Text
@@ -17,6 +18,9 @@ from textual.widgets import Static
 from playbook.core.durations import format_duration
 from playbook.core.text import inline, printable
 from playbook.core.timers import BREACHED, WARNING, Timer, Timers
+
+if TYPE_CHECKING:
+    from playbook.core.state import IncidentState
 
 
 def lit(text: str, style: str = "") -> Text:
@@ -67,6 +71,89 @@ def timer_cell(timer: Timer) -> Text:
     return out
 
 
+DRILL_STYLE = "bold white on dark_magenta"
+"""The drill's colours: its bar, its mark in lists, its clock beside the timers."""
+
+STANDIN = "stand-in"
+"""The word every stand-in's label carries (see :data:`playbook.adapters.standin.LABEL`)."""
+
+
+def standin_label(state: IncidentState | None, target: str) -> str | None:
+    """The label of ``target`` when a drill gave it a stand-in, not a real server."""
+    if state is None or state.drill is None:
+        return None
+    label = str(state.drill.services.get(target, ""))
+    return label if STANDIN in label else None
+
+
+def standin_line(state: IncidentState | None, target: str) -> Text | None:
+    """A line saying ``target`` is a stand-in, for screens that name the target."""
+    label = standin_label(state, target)
+    if label is None:
+        return None
+    line = Text(f"target {target} is a stand-in: ", style="bold yellow")
+    line.append_text(lit(label, "yellow"))
+    return line
+
+
+def speed_text(speed: float) -> str:
+    """A drill clock's speed as the marks show it: ``×10``."""
+    return f"×{speed:g}"
+
+
+@dataclass(frozen=True)
+class DrillMark:
+    """What a drill's bar says: which drill, how fast its clock runs, whether its
+    sandbox runs in this app."""
+
+    title: str
+    speed: float | None = None
+    """None while the incident is still being read."""
+    sandbox: bool = True
+
+
+class DrillBanner(Static):
+    """One line on top of every screen of a drill, so none is taken for a real incident."""
+
+    DEFAULT_CSS = """
+    DrillBanner {
+        dock: top; height: 1; width: 100%; background: darkmagenta; color: white;
+        text-style: bold;
+    }
+    """
+
+    mark: reactive[DrillMark | None] = reactive(None)
+    """The drill shown; None hides the bar."""
+
+    def __init__(self, mark: DrillMark) -> None:
+        super().__init__(markup=False)
+        self.set_reactive(DrillBanner.mark, mark)
+
+    def watch_mark(self, mark: DrillMark | None) -> None:
+        self.display = mark is not None
+
+    def render(self) -> Text:
+        mark = self.mark
+        if mark is None:
+            return Text()
+        head = Text(" DRILL ", style="reverse")
+        head.append(" not a real incident — ")
+        tail = Text()
+        if mark.speed is not None and mark.speed != 1:
+            tail.append(f" — clock {speed_text(mark.speed)}")
+        if not mark.sandbox:
+            tail.append(" — no sandbox here")
+        # The title gives way first: the mark and the clock always fit on one line.
+        room = self.size.width - head.cell_len - tail.cell_len
+        title = inline(mark.title) or "a drill"
+        if len(title) > room:
+            title = title[: max(0, room - 1)] + "…"
+        out = head + Text(title) + tail
+        out.no_wrap = True
+        out.overflow = "ellipsis"
+        return out
+
+
 class TimerBar(Static):
     """The incident's timers, always on screen, coloured by state."""
 
@@ -78,6 +165,8 @@ class TimerBar(Static):
     """The latest reading; set on every tick."""
     escalate_to: reactive[str] = reactive("")
     """Who is next on the escalation path, shown when a timer is breached."""
+    speed: reactive[float] = reactive(1.0)
+    """How fast the incident's clock runs (a drill's ``--speed``); shown when not 1."""
 
     def render(self) -> Text:
         timers = self.timers
@@ -96,6 +185,14 @@ class TimerBar(Static):
         breached = [t for t in timers.alerts() if t.state == BREACHED and t.escalate_to]
         if breached:
             second.append(f" Escalate to {breached[0].escalate_to} (e) ", style="bold white on red")
+        if self.speed != 1:
+            # Right-aligned on the first line when it fits, else after the second: the
+            # timers above count drill time, and the responder must see it is not real time.
+            tag = Text(f" clock {speed_text(self.speed)} ", style=DRILL_STYLE)
+            width = self.content_size.width
+            line = first if first.cell_len + tag.cell_len <= width else second
+            line.append(" " * max(1, width - line.cell_len - tag.cell_len))
+            line.append_text(tag)
         return Text("\n").join([first, second])
 
 
