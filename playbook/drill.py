@@ -32,7 +32,7 @@ from playbook.core.model import Drill, DrillFingerprint, DrillStep
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.errors import PlaybookError, UsageError
-from playbook.targets import Target
+from playbook.targets import SANDBOX, Target
 
 Say = Callable[[str], None]
 EXAMPLES = 5
@@ -157,7 +157,7 @@ class DrillSandbox:
             raise DrillError(f"Unknown service kind {kind!r} for {name!r}.")
         self._servers[name] = server
         uri = server if isinstance(server, str) else server.uri
-        self.targets[name] = Target(name, uri, "drill sandbox")
+        self.targets[name] = Target(name, uri, SANDBOX)
 
     @contextlib.contextmanager
     def handle(self, name: str) -> Iterator[Any]:

@@ -434,7 +434,7 @@ def start(
             f"Did you mean {hint[0]}?" if hint else "`playbook action list` lists them.",
         )
     values = resolve(action.params, given)
-    target = resolve_target(action.target, targets)
+    target = resolve_target(action.target, targets, drill=state.drill is not None)
     writer = plugins.load_writer(action.kind)
     now = service.clock.now()
     return GuardedRun(

