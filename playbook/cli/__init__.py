@@ -275,8 +275,9 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
             click.echo(
                 f"{file}: ok — {pb.title} (version {pb.version}): {len(pb.phases)} phases, "
                 f"{len(pb.checklist())} checklist items, {len(pb.diagnostics)} diagnostics, "
-                f"{len(pb.actions)} guarded actions, "
+                f"{len(pb.actions)} guarded action{'' if len(pb.actions) == 1 else 's'}, "
                 f"{len(pb.communications.templates)} templates"
+                + (f", a drill ({', '.join(pb.drill.services)})" if pb.drill else "")
             )
     sys.exit(1 if bad else 0)
 
