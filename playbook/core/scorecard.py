@@ -384,7 +384,7 @@ class Scorecard:
             due = f"due by {format_duration(visit.ends)}" if visit.ends is not None else "no window"
             add(
                 _clip(
-                    f"  {one_line(visit.title):<15}{self._span(visit.spent):<22} "
+                    f"  {one_line(visit.title):<19} {self._span(visit.spent):<22} "
                     f"{due:<16} {_PHASE_TEXT[visit.result]}"
                 )
             )
@@ -404,7 +404,7 @@ class Scorecard:
         ran = len(self.diagnostics)
         add(f"Diagnostics: {ran} of {ran + len(self.diagnostics_not_run)} run")
         for d in self.diagnostics:
-            line = f"  {one_line(d.id):<18} ×{d.runs:<2} {one_line(d.verdict.upper()):<5}"
+            line = f"  {one_line(d.id):<19} ×{d.runs:<2} {one_line(d.verdict.upper()):<5}"
             add(_clip(f"{line} {one_line(d.found)}".rstrip()))
         if self.diagnostics_not_run:
             add(_wrap("  not run: ", [d.id for d in self.diagnostics_not_run]))
@@ -797,7 +797,7 @@ def _not_run(state: IncidentState) -> list[Skipped]:
     return [
         Skipped(k, str(v.get("title", "")))
         for k, v in _playbook_diagnostics(state).items()
-        if k not in ran
+        if k not in ran and not v.get("writes")  # a diagnostic that writes never runs
     ]
 
 

@@ -393,3 +393,12 @@ def test_a_real_incident_gets_a_response_review_without_the_drill_parts(
     assert "Data:" not in text and "speed" not in text and "real" not in text
     assert card.to_markdown().startswith("## Response review\n")
     json.dumps(card.to_dict())
+
+
+def test_a_diagnostic_that_writes_is_never_counted_as_skipped(service, clock, loaded) -> None:
+    incident = service.open(loaded, "Drill: analytics empty", drill=drill_payload()).id
+    card = card_of(service, incident, clock)
+    skipped = {d.id for d in card.diagnostics_not_run}
+    assert "redis-index-drop" in skipped
+    assert not {"db-check", "reindex"} & skipped  # never run as diagnostics: they write
+    assert "db-check" not in card.to_text()
