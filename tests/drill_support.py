@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from helpers import ROOT
 
@@ -62,3 +63,27 @@ def drill_folders(tmp: Path) -> list[Path]:
 
 
 INCIDENT_ID = re.compile(r"incident (drill-\d{8}-[a-z0-9]{4}) opened")
+
+
+REDIS_LABEL = "redis-server 7.2.4 (sandbox, 127.0.0.1:40001)"
+MONGO_LABEL = "mongomock: a MongoDB stand-in in this process, not a real server"
+"""playbook.adapters.standin.LABEL, as a drill with a Mongo target records it."""
+
+
+def drill_payload(speed: float = 10, services: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``drill`` block as DrillRun.payload() writes it, without a sandbox."""
+    return {
+        "title": "The rebuild script deleted every index",
+        "runbook": "redis-index-loss",
+        "source": "Seeds 000 and 001",
+        "briefing": "The analytics dashboards show empty projects.",
+        "speed": speed,
+        "services": services or {"cache": REDIS_LABEL},
+        "fingerprint": {"cache": {"items": 6049, "sha256": "ab" * 32}},
+        "setup": {
+            "sandbox_seconds": 0.31,
+            "load_seconds": 9.84,
+            "fingerprint_seconds": 1.12,
+            "fault_seconds": 0.29,
+        },
+    }

@@ -6,13 +6,13 @@ import json
 from typing import Any
 
 import pytest
+from drill_support import REDIS_LABEL, drill_payload
 from helpers import ROOT
 
 from playbook.core.loader import LoadedPlaybook, load
 from playbook.core.scorecard import scorecard
 from playbook.core.text import one_line
 
-REDIS_LABEL = "redis-server 7.2.4 (sandbox, 127.0.0.1:40001)"
 DIAGNOSTICS = [
     "index-drop",
     "project-indexes",
@@ -27,25 +27,6 @@ DIAGNOSTICS = [
 @pytest.fixture(scope="module")
 def redis_runbook() -> LoadedPlaybook:
     return load(ROOT / "runbooks" / "redis-index-loss.yaml")
-
-
-def drill_payload(speed: float = 10) -> dict[str, Any]:
-    """The ``drill`` block as DrillRun.payload() writes it, without a sandbox."""
-    return {
-        "title": "The rebuild script deleted every index",
-        "runbook": "redis-index-loss",
-        "source": "Seeds 000 and 001",
-        "briefing": "The analytics dashboards show empty projects.",
-        "speed": speed,
-        "services": {"cache": REDIS_LABEL},
-        "fingerprint": {"cache": {"items": 6049, "sha256": "ab" * 32}},
-        "setup": {
-            "sandbox_seconds": 0.31,
-            "load_seconds": 9.84,
-            "fingerprint_seconds": 1.12,
-            "fault_seconds": 0.29,
-        },
-    }
 
 
 def open_drill(service, runbook: LoadedPlaybook, speed: float = 10) -> str:

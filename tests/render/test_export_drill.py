@@ -7,16 +7,14 @@ import re
 from typing import Any
 
 import pytest
+from drill_support import MONGO_LABEL, REDIS_LABEL
+from drill_support import drill_payload as shared_payload
 from helpers import ROOT
 
 from playbook.core.loader import LoadedPlaybook, load
 from playbook.core.state import fold
 from playbook.core.text import one_line
 from playbook.render.export import from_json, to_json, to_markdown
-
-REDIS_LABEL = "redis-server 7.2.4 (sandbox, 127.0.0.1:40001)"
-MONGO_LABEL = "mongomock: a MongoDB stand-in in this process, not a real server"
-"""playbook.adapters.standin.LABEL, as a drill with a Mongo target records it."""
 
 
 @pytest.fixture(scope="module")
@@ -25,22 +23,8 @@ def redis_runbook() -> LoadedPlaybook:
 
 
 def drill_payload(speed: float = 10) -> dict[str, Any]:
-    """The ``drill`` block as DrillRun.payload() writes it, without a sandbox."""
-    return {
-        "title": "The rebuild script deleted every index",
-        "runbook": "redis-index-loss",
-        "source": "Seeds 000 and 001",
-        "briefing": "The analytics dashboards show empty projects.",
-        "speed": speed,
-        "services": {"cache": REDIS_LABEL, "archive": MONGO_LABEL},
-        "fingerprint": {"cache": {"items": 6049, "sha256": "ab" * 32}},
-        "setup": {
-            "sandbox_seconds": 0.31,
-            "load_seconds": 9.84,
-            "fingerprint_seconds": 1.12,
-            "fault_seconds": 0.29,
-        },
-    }
+    """A drill with a Redis target and a Mongo stand-in."""
+    return shared_payload(speed, {"cache": REDIS_LABEL, "archive": MONGO_LABEL})
 
 
 def check_payload(found: int, missing: int = 0, examples: list[str] = ()) -> dict[str, Any]:

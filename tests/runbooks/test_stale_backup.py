@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from pgserver import PostgresServer
 from playbook.adapters.postgres_writer import lock_key
 from playbook.adapters.writers import read_backup
 from playbook.core.loader import load
+from playbook.drill import HttpStub
 from playbook.service import Service
 from playbook.targets import Target
 
@@ -100,52 +100,32 @@ def db(pg: PostgresServer) -> Iterator[Any]:
 
 
 class BackupService:
-    """GET /get_discord_data_backup answers the stale 09:27:49 copy (six staff)."""
+    """GET /get_discord_data_backup answers the stale 09:27:49 copy (six staff): the
+    drills' HTTP stub, serving what the test gives it."""
 
     def __init__(self) -> None:
-        body = json.dumps(
-            {
-                "timestamp": BACKUP_AT,
-                "staff_configs": [
-                    {
-                        "staff_id": s[0],
-                        "staff_username": s[1],
-                        "invite_code": s[2],
-                        "total_invites": s[3],
-                        "vip_conversions": s[4],
-                        "pending_requests": s[5],
-                        "updated_at": s[6],
-                    }
-                    for s in STAFF[:6]
-                ],
-                "version": "v2",
-            }
-        ).encode()
-        self.document = json.loads(body)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] != "/get_discord_data_backup":
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:  # keep test output clean
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.document: dict[str, Any] = {
+            "timestamp": BACKUP_AT,
+            "staff_configs": [
+                {
+                    "staff_id": s[0],
+                    "staff_username": s[1],
+                    "invite_code": s[2],
+                    "total_invites": s[3],
+                    "vip_conversions": s[4],
+                    "pending_requests": s[5],
+                    "updated_at": s[6],
+                }
+                for s in STAFF[:6]
+            ],
+            "version": "v2",
+        }
+        self.stub = HttpStub()
+        self.stub.serve({"/get_discord_data_backup": self.document})
+        self.url = self.stub.uri
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self.stub.stop()
 
 
 @pytest.fixture(scope="module")
