@@ -357,7 +357,7 @@ class Scorecard:
                 for t in rec.targets:
                     add(
                         _clip(
-                            f"  {one_line(t.target)}: {t.found:,} of {t.expected:,} items; "
+                            f"  {one_line(t.target)}: {t.found:,} items found, {t.expected:,} expected; "
                             f"{t.missing:,} missing, {t.changed:,} changed, {t.extra:,} extra"
                         )
                     )

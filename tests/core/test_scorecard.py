@@ -292,7 +292,7 @@ def test_recovery_is_not_checked_then_not_restored_then_restored(
     assert cache.service == REDIS_LABEL
     text = card.to_text()
     assert "Data: NOT RESTORED to its fingerprint (checked +0s (real +0s))" in text
-    assert "cache: 0 of 6,049 items; 6,049 missing, 0 changed, 0 extra" in text
+    assert "cache: 0 items found, 6,049 expected; 6,049 missing, 0 changed, 0 extra" in text
     assert "    missing discord:messages:channel:0" in text
 
     clock.advance(minutes=2)
@@ -301,7 +301,7 @@ def test_recovery_is_not_checked_then_not_restored_then_restored(
     assert card.recovery.restored is True and card.recovery.checks == 2
     text = card.to_text()
     assert "Data: RESTORED to its fingerprint (2 checks; last +20m 00s (real +2m 00s))" in text
-    assert "cache: 6,049 of 6,049 items; 0 missing, 0 changed, 0 extra" in text
+    assert "cache: 6,049 items found, 6,049 expected; 0 missing, 0 changed, 0 extra" in text
 
 
 def test_values_from_the_database_are_shown_literally_in_text(
