@@ -418,7 +418,6 @@ class DrillRun:
     sandbox: DrillSandbox
     baseline: dict[str, dict[str, str]] = field(default_factory=dict)
     figures: dict[str, float] = field(default_factory=dict)
-    said: list[str] = field(default_factory=list)
 
     @property
     def spec(self) -> Drill:
@@ -439,15 +438,9 @@ class DrillRun:
                 "Add a drill: block (services, load, fault, fingerprint); "
                 "`playbook drill --list` shows the playbooks that have one.",
             )
-        said: list[str] = []
-
-        def tell(line: str) -> None:
-            said.append(line)
-            if say is not None:
-                say(line)
-
+        tell: Say = say or (lambda _line: None)
         box = DrillSandbox(spec.services, tell)
-        run = cls(loaded, box, said=said)
+        run = cls(loaded, box)
         try:
             run.figures["sandbox_seconds"] = round(box.seconds, 3)
             tell(f"sandbox ready in {box.seconds:.1f} s")
