@@ -174,10 +174,33 @@ class Service:
         return compute(state, now or self.clock.now())
 
     def playbook_of(self, state: IncidentState) -> Playbook:
-        """The playbook as it was when the incident opened (from the snapshot)."""
-        from playbook.core.model import Playbook
+        """The playbook as it was when the incident opened (from the snapshot).
 
-        return Playbook.model_validate(state.snapshot, strict=False)
+        Durations past today's limits (an incident opened by an older version) are clamped
+        to them rather than refused: the incident stays usable, and no run gets a deadline
+        longer than ``validate`` allows. The snapshot keeps its keys' order as written, so
+        a MongoDB ``sort`` comes back as the playbook said it.
+
+        Raises:
+            StoreError: the snapshot in the ``opened`` event cannot be read as a playbook.
+        """
+        from pydantic import ValidationError
+
+        from playbook.core.model import CLAMP_DURATIONS, Playbook
+        from playbook.errors import StoreError
+
+        try:
+            return Playbook.model_validate(
+                state.snapshot, strict=False, context={CLAMP_DURATIONS: True}
+            )
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise StoreError(
+                f"Incident {state.id}'s playbook snapshot cannot be read: {where}: {first['msg']}.",
+                "Its events still show and export; diagnostics and actions need a readable "
+                "snapshot.",
+            ) from None
 
     # ------------------------------------------------------------------ writing
 

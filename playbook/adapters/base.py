@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
+from playbook.core.durations import MAX_RUN_SECONDS, MIN_RUN_SECONDS, clamp_seconds
 from playbook.errors import PlaybookError
 
 ROWS_KEPT = 20
@@ -76,6 +77,12 @@ class RunContext:
     A watchdog fires at the deadline and calls every function registered with
     :meth:`on_stop` (an adapter closes its connection there), so a read blocked on a
     silent server returns at once; :meth:`cancel` does the same from another thread.
+
+    Both timeouts are clamped to at most :data:`~playbook.core.durations.MAX_RUN_SECONDS`
+    whatever the caller asked: ``validate`` refuses longer ones, but a parameter or an
+    old incident's snapshot could still carry one, and a ``threading.Timer`` given
+    ``99999999999999d`` dies with an OverflowError in its own thread, leaving the run with
+    no watchdog at all.
     """
 
     def __init__(
@@ -84,8 +91,10 @@ class RunContext:
         connect_timeout: float,
         progress: Callable[[Progress], None] | None = None,
     ) -> None:
+        timeout = clamp_seconds(float(timeout), MAX_RUN_SECONDS, MIN_RUN_SECONDS)
+        connect_timeout = clamp_seconds(float(connect_timeout), timeout, MIN_RUN_SECONDS)
         self.timeout = timeout
-        self.connect_timeout = min(connect_timeout, timeout)
+        self.connect_timeout = connect_timeout
         self.started = time.monotonic()
         self.deadline = self.started + timeout
         self._progress = progress

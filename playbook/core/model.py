@@ -15,11 +15,13 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
+    ValidationInfo,
     WithJsonSchema,
     model_validator,
 )
@@ -27,6 +29,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import PydanticCustomError
 from pydantic_core import core_schema as cs
 
+from playbook.core import durations as limits
 from playbook.core.durations import format_duration
 
 __all__ = ["FORMAT_VERSION", "Playbook", "format_duration"]
@@ -55,12 +58,66 @@ def parse_duration(value: object) -> object:
     return value
 
 
-Duration = Annotated[
-    int,
-    BeforeValidator(parse_duration),
-    WithJsonSchema({"type": "string", "pattern": r"^\d+(s|m|h|d)$", "examples": ["15m", "1h"]}),
-]
-"""A duration written as a number and a unit (s, m, h, d); held as seconds."""
+CLAMP_DURATIONS = "clamp_durations"
+"""Validation context key: clamp a duration past its field's limits instead of refusing
+it. Set when an incident's snapshot is validated again (:meth:`Playbook.from_snapshot`):
+a playbook that was valid when the incident opened must still run, within today's
+limits, rather than make the incident unusable."""
+
+
+def _within(maximum: int, minimum: int, what: str) -> Any:
+    def check(value: int, info: ValidationInfo) -> int:
+        if minimum <= value <= maximum:
+            return value
+        if info.context and info.context.get(CLAMP_DURATIONS):
+            return max(minimum, min(value, maximum))
+        if value < minimum:
+            raise PydanticCustomError(
+                "duration_too_short",
+                "{what} must be at least {limit}",
+                {"what": what, "limit": format_duration(minimum)},
+            )
+        raise PydanticCustomError(
+            "duration_too_long",
+            "{what} may be at most {limit}; this one is {given}",
+            {"what": what, "limit": format_duration(maximum), "given": _long(value)},
+        )
+
+    return AfterValidator(check)
+
+
+def _long(seconds: int) -> str:
+    days = seconds // limits.DAY
+    return f"{days:,} days" if days > 999 else format_duration(seconds)
+
+
+def bounded_duration(maximum: int, what: str, minimum: int = 0) -> Any:
+    """A :data:`Duration` type of at most ``maximum`` seconds (at least ``minimum``)."""
+    return Annotated[
+        int,
+        BeforeValidator(parse_duration),
+        _within(maximum, minimum, what),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": r"^\d+(s|m|h|d)$",
+                "examples": ["15m", "1h"],
+                "description": f"At most {format_duration(maximum)}.",
+            }
+        ),
+    ]
+
+
+Duration = bounded_duration(limits.MAX_TARGET, "a duration")
+"""A duration written as a number and a unit (s, m, h, d); held as seconds. At most
+30 days; fields that bound a run have tighter limits (:mod:`playbook.core.durations`)."""
+TargetDuration = bounded_duration(limits.MAX_TARGET, "a target")
+DiagnosticTimeout = bounded_duration(
+    limits.MAX_DIAGNOSTIC_TIMEOUT, "a diagnostic's timeout", minimum=1
+)
+ConnectTimeout = bounded_duration(limits.MAX_CONNECT_TIMEOUT, "a connect timeout", minimum=1)
+ActionTimeout = bounded_duration(limits.MAX_ACTION_TIMEOUT, "an action's timeout", minimum=1)
+LockTtl = bounded_duration(limits.MAX_LOCK_TTL, "a lock's TTL", minimum=1)
 
 
 def slugify(text: str) -> str:
@@ -169,11 +226,11 @@ class SeverityLevel(Model):
     """P0..P9; a lower number is more severe."""
     name: str
     """Short name, e.g. High."""
-    response: Duration
+    response: TargetDuration
     """Time from opening to acknowledgement: the team acknowledges and begins response."""
-    resolution: Duration
+    resolution: TargetDuration
     """Time from opening to resolution."""
-    status_update_every: Duration
+    status_update_every: TargetDuration
     """How often the status page gets an update while the incident is open."""
     description: str = ""
     """When this level applies."""
@@ -223,9 +280,9 @@ class Phase(Model):
     title: str
     stage: Stage
     """Which of the app's four stages shows this phase."""
-    starts: Duration
+    starts: TargetDuration
     """When the phase's window opens, measured from the incident's opening."""
-    ends: Duration
+    ends: TargetDuration
     """When the phase's window closes, measured from the incident's opening."""
     steps: list[Step] = Field(min_length=1)
 
@@ -366,9 +423,9 @@ class _DiagnosticBase(Model):
     """Typed inputs, by name."""
     expect: list[Expectation] = []
     """What a healthy result looks like."""
-    timeout: Duration = 30
-    """Deadline for the whole run, connecting included."""
-    connect_timeout: Duration = 5
+    timeout: DiagnosticTimeout = 30
+    """Deadline for the whole run, connecting included (at most 1h)."""
+    connect_timeout: ConnectTimeout = 5
     """Deadline for reaching the server."""
     writes: bool = False
     """True when the query changes data; such a diagnostic is never run as a diagnostic."""
@@ -518,7 +575,7 @@ class LockSpec(Model):
 
     name: str | None = None
     """Lock name on the target; defaults to ``playbook:action:<action id>``."""
-    ttl: Duration = 600
+    ttl: LockTtl = 600
     """The lock expires this long after it was last renewed, so a killed run frees it."""
 
 
@@ -549,9 +606,9 @@ class _ActionBase(Model):
     """Diagnostics re-run after apply; a verdict other than pass offers rollback."""
     batch: int = Field(1000, ge=1, le=100_000)
     """Items written per round trip."""
-    timeout: Duration = 900
-    """Deadline for each stage (dry run, backup, apply, rollback)."""
-    connect_timeout: Duration = 5
+    timeout: ActionTimeout = 900
+    """Deadline for each stage (dry run, backup, apply, rollback); at most 6h."""
+    connect_timeout: ConnectTimeout = 5
     caution: str = ""
     """What the responder must know before confirming."""
 
