@@ -2,6 +2,13 @@
 
 An event is immutable once appended. Its payload is versioned plain JSON (``schema``),
 never pickled state, so an old log always loads.
+
+Each type has a small payload schema (:data:`SCHEMAS`): the keys the fold needs and their
+JSON types. Every store refuses an event that does not match it (see
+:func:`playbook.store.numbered`), and the fold skips, and names, an event read back that
+does not (a row written by hand, or by a newer version), so one bad event never makes a
+whole incident unreadable. Payload keys keep the order they were written in: a MongoDB
+``sort`` of ``{role: 1, _id: -1}`` is not the same query as ``{_id: -1, role: 1}``.
 """
 
 from __future__ import annotations
@@ -51,6 +58,108 @@ EVENT_TYPES = (
     DRILL_CHECKED,
 )
 
+JsonType = type | tuple[type, ...]
+"""What a payload key must hold, as Python's JSON types: ``str``, ``int`` (never a bool),
+``float`` (an int is a number too), ``bool``, ``dict``, ``list``, ``type(None)``."""
+
+_NULL = type(None)
+
+SCHEMAS: dict[str, dict[str, JsonType]] = {
+    OPENED: {
+        "title": str,
+        "severity": str,
+        "triggers": list,
+        "playbook": dict,
+        "snapshot": dict,
+        "sections": list,
+    },
+    ACKNOWLEDGED: {},
+    SEVERITY_CHANGED: {"from": str, "to": str, "reason": str},
+    PHASE_ENTERED: {"phase": str},
+    ITEM_CHECKED: {"item": str},
+    ITEM_UNCHECKED: {"item": str},
+    NOTE_ADDED: {"text": str},
+    STATUS_RENDERED: {"template": str, "status": str, "text": str},
+    ESCALATED: {"to": str, "reason": str},
+    RESOLVED: {"summary": str},
+    CLOSED: {},
+    SCENARIO_CHOSEN: {"scenario": str},
+    DIAGNOSTIC_RUN: {
+        "diagnostic": str,
+        "kind": str,
+        "target": str,
+        "params": dict,
+        "started": str,
+        "ended": str,
+        "verdict": str,
+        "message": str,
+        "checks": list,
+        "metrics": dict,
+        "rows": list,
+        "rows_total": int,
+        "partial": bool,
+        "error": str,
+        "file": (str, _NULL),
+        "sha256": (str, _NULL),
+    },
+    ACTION_STAGE: {"run": str, "action": str, "target": str, "stage": str, "outcome": str},
+    DRILL_CHECKED: {"restored": bool, "targets": dict},
+}
+"""Event type -> the payload keys it must have and their JSON types.
+
+Extra keys are allowed, so a later version can add a field without making older logs or
+older readers fail; a key listed here is one the fold or the exports rely on. A new event
+type adds its line here (an unknown type is refused on append and skipped on read)."""
+
+_JSON_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "an object",
+    list: "a list",
+    _NULL: "null",
+}
+
+
+def _json_name(value: object) -> str:
+    kind = type(value)
+    return _JSON_NAMES.get(kind, kind.__name__)
+
+
+def _holds(value: object, wanted: JsonType) -> bool:
+    kinds = wanted if isinstance(wanted, tuple) else (wanted,)
+    for kind in kinds:
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return True
+        if kind not in (int, float) and isinstance(value, kind):
+            return True
+    return False
+
+
+def payload_problem(kind: str, payload: object) -> str | None:
+    """Why ``payload`` is not a valid payload of an event of type ``kind``, or None.
+
+    A plain function of the registry, so every store (and the fold, on reading) applies
+    the same rule.
+    """
+    schema = SCHEMAS.get(kind)
+    if schema is None:
+        return f"unknown event type {kind!r} (written by a newer playbook?)"
+    if not isinstance(payload, dict):
+        return f"its payload is {_json_name(payload)}, not an object"
+    missing = [key for key in schema if key not in payload]
+    if missing:
+        return "its payload has no " + ", ".join(repr(k) for k in missing)
+    for key, wanted in schema.items():
+        if not _holds(payload[key], wanted):
+            kinds = wanted if isinstance(wanted, tuple) else (wanted,)
+            expected = " or ".join(_JSON_NAMES[k] for k in kinds)
+            return f"its {key!r} is {_json_name(payload[key])}, not {expected}"
+    return None
+
 
 @dataclass(frozen=True)
 class NewEvent:
@@ -73,9 +182,18 @@ class Event:
     type: str
     payload: dict[str, Any] = field(default_factory=dict)
     schema: int = EVENT_SCHEMA
+    unreadable: str = ""
+    """Why the store could not read this event's payload (its JSON is broken), else "".
+    The payload is then empty; the fold skips the event and names it."""
+
+    @property
+    def problem(self) -> str | None:
+        """Why this event cannot be folded (broken JSON, a payload that fails its type's
+        schema, a type this version does not know), or None when it can."""
+        return self.unreadable or payload_problem(self.type, self.payload)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "incident_id": self.incident_id,
             "seq": self.seq,
             "at": format_utc(self.at),
@@ -84,6 +202,9 @@ class Event:
             "payload": self.payload,
             "schema": self.schema,
         }
+        if self.unreadable:
+            data["unreadable"] = self.unreadable
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -95,6 +216,7 @@ class Event:
             type=str(data["type"]),
             payload=dict(data.get("payload") or {}),
             schema=int(data.get("schema", EVENT_SCHEMA)),
+            unreadable=str(data.get("unreadable") or ""),
         )
 
 

@@ -4,6 +4,11 @@ Nothing here is stored. The ``opened`` event carries a snapshot of the playbook 
 was when the incident opened (targets, phases, checklist), so an incident folds the
 same way on any machine, and a later edit of the playbook file cannot move a running
 incident's targets.
+
+An event that cannot be folded (its JSON is broken, its payload fails its type's schema,
+or its type is one this version does not know) is skipped and recorded in
+:attr:`IncidentState.unreadable`, so ``show``, the app and the exports still work and can
+name it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,20 @@ from datetime import datetime
 from typing import Any
 
 from playbook.core import events as ev
+from playbook.core.durations import MAX_TARGET
 from playbook.core.events import Event
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An event the fold skipped, and why."""
+
+    seq: int
+    type: str
+    why: str
+
+    def describe(self) -> str:
+        return f"event {self.seq} ({self.type}) is unreadable and was skipped: {self.why}"
 
 
 @dataclass(frozen=True)
@@ -229,6 +247,9 @@ class IncidentState:
     last_seq: int = 0
     last_event_at: datetime | None = None
     unknown_events: int = 0
+    """Events of a type this version does not know (also listed in ``unreadable``)."""
+    unreadable: list[Unreadable] = field(default_factory=list)
+    """Events skipped because they cannot be read, oldest first."""
 
     @property
     def status(self) -> str:
@@ -278,15 +299,17 @@ def _opened(state: IncidentState, event: Event) -> None:
         lvl["id"]: LevelTargets(
             lvl["id"],
             lvl.get("name", ""),
-            int(lvl["response"]),
-            int(lvl["resolution"]),
-            int(lvl["status_update_every"]),
+            _target(lvl["response"]),
+            _target(lvl["resolution"]),
+            _target(lvl["status_update_every"]),
         )
         for lvl in severity.get("levels", [])
     }
     state.escalation_path = list(severity.get("escalation_path", []))
     state.phases = [
-        PhaseWindow(ph["id"], ph["title"], ph.get("stage", ""), int(ph["starts"]), int(ph["ends"]))
+        PhaseWindow(
+            ph["id"], ph["title"], ph.get("stage", ""), _target(ph["starts"]), _target(ph["ends"])
+        )
         for ph in snapshot.get("phases", [])
     ]
     state.sections = list(p.get("sections", []))
@@ -316,6 +339,13 @@ def _opened(state: IncidentState, event: Event) -> None:
     if state.phases:
         state.phase = state.phases[0].id
         state.phase_history = [(state.phase, event.at)]
+
+
+def _target(value: object) -> int:
+    """A target from the snapshot, in seconds, within what ``validate`` allows today: an
+    incident opened by an older version (or a hand-made log) cannot overflow the timers."""
+    seconds = int(value)  # type: ignore[call-overload]
+    return max(0, min(seconds, MAX_TARGET))
 
 
 def _acknowledged(state: IncidentState, event: Event) -> None:
@@ -417,13 +447,24 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
 
 
 def apply(state: IncidentState, event: Event) -> IncidentState:
-    """Fold one more event into ``state`` (in place) and return it."""
+    """Fold one more event into ``state`` (in place) and return it.
+
+    An event that cannot be read is skipped and recorded in ``state.unreadable``; so is
+    one whose payload passes its schema yet still breaks its handler (a nested part of an
+    ``opened`` snapshot, say), so one bad event never makes the incident unreadable.
+    """
     handler = _APPLY.get(event.type)
+    problem = event.problem
     if handler is None:
-        # An event from a newer version of playbook: keep folding, count it.
         state.unknown_events += 1
-    else:
-        handler(state, event)
+        problem = problem or f"unknown event type {event.type!r}"
+    if problem is None and handler is not None:
+        try:
+            handler(state, event)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            problem = f"its payload could not be folded ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        state.unreadable.append(Unreadable(event.seq, event.type, problem))
     state.last_seq = event.seq
     state.last_event_at = event.at
     if event.actor not in state.actors:

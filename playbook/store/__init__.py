@@ -3,21 +3,31 @@
 An append names the sequence number the caller last saw; if another writer appended
 since, the append fails with :class:`ConcurrencyConflict` instead of forking the log.
 ``append`` returns only after the events are durable.
+
+Every store numbers new events with :func:`numbered`, which also refuses an event whose
+payload does not match its type's schema (:data:`playbook.core.events.SCHEMAS`) or is not
+plain JSON: an interrupted command can leave nothing, or a complete event, never an empty
+or partial one that would make the incident unreadable.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from playbook.core.events import Event, NewEvent
-from playbook.errors import PlaybookError
+from playbook.core.events import Event, NewEvent, payload_problem
+from playbook.errors import PlaybookError, StoreError
 
 
 class ConcurrencyConflict(PlaybookError):
     """Someone else appended to the incident first; re-read and try again."""
 
     exit_code = 4
+
+
+class InvalidEvent(StoreError):
+    """An event's payload does not match its type's schema; nothing was appended."""
 
 
 class EventStore(Protocol):
@@ -32,6 +42,7 @@ class EventStore(Protocol):
             The appended events, numbered; they are durable when this returns.
         Raises:
             ConcurrencyConflict: the incident's last sequence is not ``expected_seq``.
+            InvalidEvent: an event's payload does not match its type's schema.
             StoreError: the log could not be written (disk full, permissions, …).
         """
         ...
@@ -47,6 +58,7 @@ class EventStore(Protocol):
         Returns:
             The events that were read, and the events appended (durable on return).
         Raises:
+            InvalidEvent: an event ``decide`` made does not match its type's schema.
             StoreError: the log could not be written.
         """
         ...
@@ -64,8 +76,34 @@ class EventStore(Protocol):
         ...
 
 
+def check_event(event: NewEvent) -> None:
+    """Refuse ``event`` unless its payload matches its type's schema and is plain JSON.
+
+    Raises:
+        InvalidEvent: naming the type and what is wrong; nothing is appended.
+    """
+    problem = payload_problem(event.type, event.payload)
+    if problem is None:
+        try:  # what SQLite stores; the memory twin must refuse the same payloads
+            json.dumps(event.payload, ensure_ascii=False)
+        except (TypeError, ValueError) as exc:
+            problem = f"its payload is not plain JSON ({exc})"
+    if problem is not None:
+        raise InvalidEvent(
+            f"Refused to record a {event.type!r} event: {problem}. Nothing was recorded.",
+            "This is a bug in playbook (or in a plug-in); the incident's log is unchanged.",
+        )
+
+
 def numbered(incident_id: str, expected_seq: int, events: Sequence[NewEvent]) -> list[Event]:
-    """Give new events their sequence numbers after ``expected_seq``."""
+    """Give new events their sequence numbers after ``expected_seq``, once each one is
+    checked against its type's schema (:func:`check_event`).
+
+    Raises:
+        InvalidEvent: an event does not match its schema; none of them is numbered.
+    """
+    for event in events:
+        check_event(event)
     return [
         Event(incident_id, expected_seq + i, e.at, e.actor, e.type, dict(e.payload))
         for i, e in enumerate(events, start=1)

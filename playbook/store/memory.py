@@ -21,16 +21,14 @@ class MemoryStore:
         self, incident_id: str, expected_seq: int, events: Sequence[NewEvent]
     ) -> list[Event]:
         with self._lock:
-            log = self._events.setdefault(incident_id, [])
+            log = self._events.get(incident_id, [])
             last = log[-1].seq if log else 0
             if last != expected_seq:
-                if not log:
-                    del self._events[incident_id]
                 raise ConcurrencyConflict(
                     f"incident {incident_id} changed: at {last}, expected {expected_seq}"
                 )
-            new = numbered(incident_id, expected_seq, events)
-            log.extend(copy.deepcopy(new))
+            new = numbered(incident_id, expected_seq, events)  # may refuse: nothing kept
+            self._events.setdefault(incident_id, []).extend(copy.deepcopy(new))
             return new
 
     def update(

@@ -9,6 +9,12 @@ Durability settings, and why:
   writers serialise instead of both deciding they are next.
 - ``PRIMARY KEY (incident_id, seq)``: if they raced anyway, the second insert fails
   rather than forking the log.
+
+Payloads are stored as JSON with their keys in the order they were written (never
+``sort_keys``): a MongoDB ``sort`` in a playbook snapshot or an evidence payload means
+what its key order says. A row that cannot be read back (broken JSON, a time that is not
+one: only a hand edit or a damaged file makes one) is returned marked ``unreadable``
+rather than failing the whole incident.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from playbook.core.events import Event, NewEvent, format_utc, parse_utc
@@ -75,6 +82,40 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     return StoreError(f"The incident log at {path} failed: {doing} was NOT recorded.", text)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _event(row: tuple[object, ...], previous: datetime) -> Event:
+    """One row as an event; a row that cannot be read is returned marked ``unreadable``
+    (empty payload) so that the incident's other events still fold and export."""
+    incident_id, seq, at_text, actor, kind, payload_text, schema = row
+    problems: list[str] = []
+    try:
+        at = parse_utc(str(at_text))
+    except ValueError:
+        at = previous
+        problems.append(f"its time {str(at_text)[:40]!r} is not an ISO 8601 time")
+    payload: object = {}
+    try:
+        payload = json.loads(str(payload_text))
+    except ValueError as exc:  # json.JSONDecodeError, or text that is not UTF-8
+        problems.append(f"its payload is not JSON ({exc})")
+    if not isinstance(payload, dict):
+        if not problems:
+            problems.append(f"its payload is a {type(payload).__name__}, not a JSON object")
+        payload = {}
+    return Event(
+        str(incident_id),
+        int(seq),  # type: ignore[call-overload]
+        at,
+        str(actor),
+        str(kind),
+        payload,
+        int(schema),  # type: ignore[call-overload]
+        unreadable="; ".join(problems),
+    )
+
+
 class SQLiteStore:
     """Incidents' events in SQLite; safe for several processes at once."""
 
@@ -123,7 +164,7 @@ class SQLiteStore:
                 format_utc(e.at),
                 e.actor,
                 e.type,
-                json.dumps(e.payload, ensure_ascii=False, sort_keys=True),
+                json.dumps(e.payload, ensure_ascii=False),
                 e.schema,
             )
             for e in events
@@ -135,10 +176,11 @@ class SQLiteStore:
             "WHERE incident_id = ? ORDER BY seq",
             (incident_id,),
         ).fetchall()
-        return [
-            Event(row[0], row[1], parse_utc(row[2]), row[3], row[4], json.loads(row[5]), row[6])
-            for row in rows
-        ]
+        events: list[Event] = []
+        for row in rows:
+            previous = events[-1].at if events else _EPOCH
+            events.append(_event(row, previous))
+        return events
 
     @contextmanager
     def _transaction(

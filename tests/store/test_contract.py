@@ -1,4 +1,8 @@
-"""One contract, every store: the in-memory twin must behave exactly like SQLite."""
+"""One contract, every store: the in-memory twin must behave exactly like SQLite.
+
+That includes the schema rule: every store refuses an event whose payload does not match
+its type's schema (``playbook.core.events.SCHEMAS``), and appends nothing of the batch.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import T0
 
-from playbook.core.events import NewEvent
-from playbook.store import ConcurrencyConflict
+from playbook.core.events import SCHEMAS, NewEvent
+from playbook.store import ConcurrencyConflict, InvalidEvent
 from playbook.store.memory import MemoryStore
 from playbook.store.sqlite import SQLiteStore
 
@@ -21,12 +25,24 @@ def store(request: pytest.FixtureRequest, tmp_path: Path):
     made.close()
 
 
+OPENED = {
+    "title": "x",
+    "severity": "P2",
+    "triggers": [],
+    "playbook": {"id": "p"},
+    "snapshot": {},
+    "sections": [],
+}
+
+
 def new(kind: str = "note_added", minutes: int = 0, **payload: object) -> NewEvent:
+    if kind == "opened":
+        payload = {**OPENED, **payload}
     return NewEvent(kind, dict(payload), "alice", T0 + timedelta(minutes=minutes))
 
 
 def test_append_numbers_events_and_reads_them_back(store) -> None:
-    appended = store.append("a", 0, [new("opened", title="x"), new(text="é ✓ \x1b[31m")])
+    appended = store.append("a", 0, [new("opened"), new(text="é ✓ \x1b[31m")])
     assert [e.seq for e in appended] == [1, 2]
     more = store.append("a", 2, [new(minutes=5, text="later")])
     assert more[0].seq == 3
@@ -69,3 +85,67 @@ def test_events_read_are_copies(store) -> None:
     store.append("a", 0, [new("opened", title="x")])
     store.read("a")[0].payload["title"] = "changed"
     assert store.read("a")[0].payload["title"] == "x"
+
+
+# --------------------------------------------------------------------------- the schema rule
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "why"),
+    [
+        ("note_added", {}, "has no 'text'"),
+        ("note_added", {"text": 5}, "'text' is an integer, not a string"),
+        ("diagnostic_run", {}, "has no 'diagnostic'"),
+        ("severity_changed", {"from": "P2", "to": None, "reason": "r"}, "'to' is null"),
+        ("drill_checked", {"restored": "yes", "targets": {}}, "'restored' is a string"),
+        ("no_such_type", {"text": "x"}, "unknown event type 'no_such_type'"),
+    ],
+)
+def test_an_event_that_does_not_match_its_schema_is_refused_whole(
+    store, kind: str, payload: dict[str, object], why: str
+) -> None:
+    store.append("a", 0, [new("opened")])
+    with pytest.raises(InvalidEvent, match=why):
+        store.append("a", 1, [new(text="fine"), NewEvent(kind, payload, "alice", T0)])
+    with pytest.raises(InvalidEvent, match=why):
+        store.update("a", lambda events: [NewEvent(kind, payload, "alice", T0)])
+    assert [e.type for e in store.read("a")] == ["opened"]  # not even the valid one
+
+
+def test_an_integer_field_refuses_a_bool_and_a_payload_must_be_plain_json(store) -> None:
+    with pytest.raises(InvalidEvent, match="'title' is an integer"):
+        store.append("a", 0, [new("opened", title=3)])
+    run = {k: "" for k in SCHEMAS["diagnostic_run"]} | {"params": {}, "checks": [], "metrics": {}}
+    run |= {"rows": [], "partial": False, "file": None, "sha256": None}
+    with pytest.raises(InvalidEvent, match="'rows_total' is true or false, not an integer"):
+        store.append(
+            "a", 0, [new("opened"), NewEvent("diagnostic_run", run | {"rows_total": True}, "a", T0)]
+        )
+    store.append(
+        "b", 0, [new("opened"), NewEvent("diagnostic_run", run | {"rows_total": 3}, "a", T0)]
+    )
+    with pytest.raises(InvalidEvent, match="not plain JSON"):
+        store.append("a", 0, [new("opened", when=T0)])
+    assert store.read("a") == [] and store.incident_ids() == ["b"]
+
+
+def test_extra_keys_are_kept_so_later_versions_can_add_fields(store) -> None:
+    store.append("a", 0, [new("opened"), new(text="n", added_later={"x": 1})])
+    assert store.read("a")[1].payload == {"text": "n", "added_later": {"x": 1}}
+
+
+def test_payload_keys_keep_the_order_they_were_written_in(store) -> None:
+    sort = {"role": 1, "_id": -1, "a": 1}
+    store.append("a", 0, [new("opened", snapshot={"z": 1, "a": 2, "sort": sort})])
+    payload = store.read("a")[0].payload
+    assert list(payload) == ["title", "severity", "triggers", "playbook", "snapshot", "sections"]
+    assert list(payload["snapshot"]) == ["z", "a", "sort"]
+    assert list(payload["snapshot"]["sort"]) == ["role", "_id", "a"]
+
+
+def test_every_event_type_has_a_schema_that_is_plain_data() -> None:
+    from playbook.core.events import EVENT_TYPES
+
+    assert set(SCHEMAS) == set(EVENT_TYPES)
+    for fields in SCHEMAS.values():
+        assert all(isinstance(k, str) for k in fields)
