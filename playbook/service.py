@@ -576,8 +576,12 @@ class Service:
         """Run a prepared diagnostic; the evidence payload, whatever the outcome.
 
         Never raises for a failed run: an unreachable server, a deadline or a cancel
-        is a result with verdict ``error`` and whatever rows arrived, labelled partial.
-        The full result is written to a file and fsynced before this returns.
+        is a result with verdict ``error`` and whatever rows arrived, labelled partial
+        (and ``cancelled`` when it was cancelled). The full result is written to a file and
+        fsynced before this returns.
+
+        Raises:
+            StoreError: the result file cannot be created; the diagnostic did not run.
         """
         from playbook.adapters.base import RunContext, RunError, Sink
         from playbook.core.diagnostics import ERROR, Verdict, evaluate
@@ -586,7 +590,16 @@ class Service:
         d = prepared.diagnostic
         started = self.clock.now()
         path = self._evidence_path(prepared.incident_id, prepared.diagnostic_id, started)
-        sink = Sink(path)
+        try:
+            sink = Sink(path)
+        except OSError as exc:
+            from playbook.errors import StoreError
+
+            raise StoreError(
+                f"Cannot write the result file {path}: {exc.strerror or exc}. "
+                "The diagnostic was not run and nothing was recorded.",
+                "Free some space or fix the data directory's permissions, then run it again.",
+            ) from None
         ctx = RunContext(float(d.timeout), float(d.connect_timeout), progress)
         prepared.context = ctx
         metrics: dict[str, Any] = {}
@@ -625,6 +638,7 @@ class Service:
             error=error,
             file=str(path) if path else None,
             sha256=sha,
+            cancelled=ctx.stopped == "cancel",
         )
 
     def record_diagnostic(self, ref: str, payload: dict[str, Any]) -> IncidentState:

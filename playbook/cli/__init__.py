@@ -5,13 +5,21 @@ Errors are mapped to exit codes in one place (:class:`_Group`): a
 code; click's usage errors exit 2; anything unexpected prints one line (set
 ``PLAYBOOK_DEBUG=1`` for the traceback) and exits 70. Text that came from a playbook,
 a note or a database is printed with control characters escaped.
+
+SIGTERM is handled like Ctrl-C, in the same place: it raises :class:`Terminated` (a
+``KeyboardInterrupt``) in the main thread, so a command that cancels on Ctrl-C cancels on
+SIGTERM too, and an interrupted command appends nothing or complete events (each store
+append is one transaction, and the store refuses an incomplete payload). Exit 130 after
+Ctrl-C, 143 after SIGTERM.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +34,16 @@ from playbook.core.timers import BREACHED, WARNING, Timer
 from playbook.errors import PlaybookError, UsageError
 
 EXIT_INTERNAL = 70
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: handled exactly like Ctrl-C, with its own exit code."""
+
+
+def _terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated()
 
 
 def _fail(error: PlaybookError) -> NoReturn:
@@ -39,6 +57,9 @@ class _Group(click.Group):
     """The one place errors become messages and exit codes."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminated)
         try:
             return super().invoke(ctx)
         except PlaybookError as error:
@@ -50,9 +71,10 @@ class _Group(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(0)
-        except KeyboardInterrupt:
-            click.echo("interrupted; everything shown as recorded was recorded.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            click.echo(f"{what}; everything shown as recorded was recorded.", err=True)
+            sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
         except Exception as exc:
             if os.environ.get("PLAYBOOK_DEBUG"):
                 raise
@@ -61,6 +83,9 @@ class _Group(click.Group):
             )
             click.echo("This is a bug in playbook; PLAYBOOK_DEBUG=1 shows the traceback.", err=True)
             sys.exit(EXIT_INTERNAL)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 class _App:
@@ -140,6 +165,7 @@ def _state_json(app: _App, state: IncidentState) -> dict[str, Any]:
             "status_update": t(timers.status_update),
         },
         "last_seq": state.last_seq,
+        "unreadable": [{"seq": u.seq, "type": u.type, "why": u.why} for u in state.unreadable],
     }
 
 
@@ -167,6 +193,8 @@ def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> 
         f"  playbook {state.playbook_id} · {state.severity} · {state.status} · phase {state.phase}"
     )
     click.echo(f"  opened {_local(state.opened_at)}")
+    for problem in state.unreadable:
+        click.secho(f"  ! {printable(problem.describe())}", fg="yellow")
     if state.acknowledged_at:
         click.echo(f"  acknowledged {_local(state.acknowledged_at)}")
     if state.resolved_at:
@@ -421,11 +449,10 @@ def diag_run(
     "URI"), or from --target. The full result is saved beside the incident with its
     SHA-256; the event keeps the verdict, the numbers and the first rows.
 
-    Progress goes to stderr; Ctrl-C cancels and records what arrived, marked partial.
+    Progress goes to stderr; Ctrl-C (or SIGTERM) cancels and records what arrived, marked
+    partial and cancelled; a second one leaves without recording anything.
     Exit status: 0 pass, 10 warn, 11 fail, 8 error (unreachable, deadline, cancelled).
     """
-    import threading
-
     from playbook.targets import load_targets
 
     service = app.service
@@ -446,21 +473,31 @@ def diag_run(
         f"(deadline {prepared.diagnostic.timeout} s; Ctrl-C cancels)…",
         err=True,
     )
-    result: dict[str, Any] = {}
-    worker = threading.Thread(
-        target=lambda: result.update(service.execute_diagnostic(prepared, progress)),
-        name=f"diag-{diagnostic}",
-        daemon=True,
-    )
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["payload"] = service.execute_diagnostic(prepared, progress)
+        except BaseException as exc:  # handed to the main thread: nothing is recorded
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name=f"diag-{diagnostic}", daemon=True)
     worker.start()
     try:
         while worker.is_alive():
             worker.join(0.2)
     except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM: the run stops and its evidence, complete and marked
+        # cancelled, is recorded below. A second signal while it winds down leaves
+        # (through _Group) without recording anything.
+        click.echo(f"\ncancelling {diagnostic}…", err=True)
         prepared.cancel()
         worker.join()
     if live and shown:
         click.echo("", err=True)
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["payload"]
     service.record_diagnostic(state.id, result)
     if as_json:
         _emit_json(result)
@@ -753,9 +790,8 @@ def _progress_line() -> Any:
 
 
 def _staged(run: Any, stage: Any, name: str) -> Any:
-    """Run one stage in a thread so Ctrl-C can cancel it; its result, or its error."""
-    import threading
-
+    """Run one stage in a thread so Ctrl-C (or SIGTERM) can cancel it; its result, or its
+    error. The stage records its own events from the thread, each one complete."""
     result: dict[str, Any] = {}
 
     def work() -> None:

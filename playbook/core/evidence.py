@@ -76,8 +76,10 @@ def run_payload(
     error: str,
     file: str | None,
     sha256: str | None,
+    cancelled: bool = False,
 ) -> dict[str, Any]:
-    """The ``diagnostic_run`` event's payload."""
+    """The ``diagnostic_run`` event's payload (``cancelled``: the responder, Ctrl-C or
+    SIGTERM stopped it; the rows are what arrived before)."""
     return {
         "diagnostic": diagnostic,
         "title": title,
@@ -105,6 +107,7 @@ def run_payload(
         "rows": [cap(r) for r in rows[:ROWS_IN_EVENT]],
         "rows_total": rows_total,
         "partial": partial,
+        "cancelled": cancelled,
         "error": error,
         "file": file,
         "sha256": sha256,

@@ -2,6 +2,10 @@
 
 Markdown is the post-incident document; JSON is versioned, holds every event, and
 loads back into the same state. Nothing here reads a store or writes a file.
+
+An event the fold could not read (see :class:`playbook.core.state.Unreadable`) is named in
+both: the document still exports, and says which event is missing from it and why.
+Payloads are written with their keys in the order they were recorded.
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
             "items": len(state.checklist),
         },
     }
+    if state.unreadable:
+        document["unreadable"] = [asdict(u) for u in state.unreadable]
     if state.drill is not None:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
@@ -116,6 +122,9 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
     """One line saying what an event recorded."""
     p = event.payload
     kind = event.type
+    problem = event.problem
+    if problem is not None:
+        return f"Unreadable {kind} event, skipped: {problem}"
     if kind == ev.OPENED:
         return f"Opened at {p.get('severity')} on playbook {p.get('playbook', {}).get('id')}: {p.get('title')}"
     if kind == ev.ACKNOWLEDGED:
@@ -152,7 +161,7 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return (
             f"Action {p.get('action')} on {p.get('target')} (run {p.get('run')}): {_stage_line(p)}"
         )
-    return f"{kind} {json.dumps(p, ensure_ascii=False, sort_keys=True)[:200]}"
+    return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
 
 
 def _stage_line(p: dict[str, object]) -> str:
@@ -176,7 +185,7 @@ def _stage_line(p: dict[str, object]) -> str:
 def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) -> str:
     """The post-incident document."""
     state = fold(events)
-    if state.opened_at is None:
+    if not events:
         raise UsageError("This incident has no events to export.")
     end = state.resolved_at or now
     timers = compute(state, now)
@@ -191,6 +200,14 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         f"Exported {now:%Y-%m-%d %H:%M}Z · playbook `{state.playbook_id}` · status **{state.status}**"
     )
     add("")
+    if state.unreadable:
+        add(
+            f"> **{len(state.unreadable)} unreadable event(s)** could not be read and are "
+            "missing from this record (their rows are still in the log):"
+        )
+        for u in state.unreadable:
+            add(f"> - event {u.seq} (`{inline(u.type)}`): {inline(u.why)}")
+        add("")
     if state.drill is not None:
         add(scorecard(state, now).to_markdown())
     add("## Summary")

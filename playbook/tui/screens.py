@@ -394,6 +394,8 @@ class IncidentScreen(HelpText, Screen[None]):
         self.progress_text: dict[str, str] = {}
         self.checking = False
         """True while the drill's data is being compared with its fingerprint."""
+        self.unreadable_shown: set[int] = set()
+        """Sequence numbers of unreadable events the responder has been told about."""
 
     def compose(self) -> ComposeResult:
         yield Static("loading…", id="incident-header")
@@ -432,6 +434,7 @@ class IncidentScreen(HelpText, Screen[None]):
         first = self.state is None
         self.incident_id = state.id
         self.state = state
+        self._tell_unreadable(state)
         if first or state.drill is not None:
             self._drill_shown(state, first)
         if state.playbook_sha256 != self._playbook_sha or self.playbook is None:
@@ -444,6 +447,23 @@ class IncidentScreen(HelpText, Screen[None]):
         self.build_nav()
         self.build_checklist()
         self.tick()
+
+    def _tell_unreadable(self, state: IncidentState) -> None:
+        """Say once, per event, that the log holds an event the fold had to skip."""
+        new = [u for u in state.unreadable if u.seq not in self.unreadable_shown]
+        if not new:
+            return
+        self.unreadable_shown.update(u.seq for u in new)
+        lines = [u.describe() for u in new[:5]]
+        if len(new) > 5:
+            lines.append(f"… and {len(new) - 5} more (playbook show lists them all)")
+        self.notify(
+            "\n".join(lines),
+            title="Unreadable events in this incident",
+            severity="warning",
+            timeout=30,
+            markup=False,
+        )
 
     _reading_playbook = ""
 
