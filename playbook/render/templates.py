@@ -5,16 +5,41 @@ StrictUndefined: a template cannot reach Python internals or mutate values, a
 missing variable is an error that names it (never a blank in a published message),
 and a value containing ``{{ }}`` is printed as written because values are never
 themselves rendered. Output and values are size-capped.
+
+A template is code from a runbook repository, which is not trusted, so rendering runs
+under a budget enforced *while* it renders, through Jinja's own hooks, never by
+looking at the result afterwards:
+
+* every ``{% for %}`` loop's iterable is wrapped (the parsed template is rewritten before
+  it is compiled) so that each iteration counts against :data:`MAX_ITERATIONS` and checks
+  the deadline (:data:`MAX_SECONDS`): nested loops that would run for hours stop within
+  the budget, even when they print nothing;
+* every call the sandbox intercepts (macros, methods, ``loop(...)`` of a recursive loop)
+  checks the deadline, and a macro or recursive loop nested deeper than
+  :data:`MAX_DEPTH` is an error naming the template, not a ``RecursionError``;
+* every template loaded during one render (``include``, ``import``, ``extends``) counts
+  against :data:`MAX_TEMPLATES`, so a template that includes itself stops too;
+* output is streamed with ``generate()`` and counted as it comes; filters and string
+  methods refuse a width or count past :data:`MAX_OUTPUT` before building the value.
+
+The budget costs a counter and a clock read per loop iteration and per call: a few
+microseconds for the shipped templates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import lru_cache
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from functools import lru_cache, wraps
 from pathlib import Path
+from typing import Any
 
 import jinja2
-from jinja2 import meta
+from jinja2 import meta, nodes
+from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from playbook.core.text import has_control
@@ -24,21 +49,156 @@ MAX_OUTPUT = 8_000
 """Characters a status message may have; status pages cap far lower."""
 MAX_VALUE = 2_000
 """Characters one variable's value may have."""
+MAX_SECONDS = 1.0
+"""Time one render may take; the shipped templates take well under a millisecond."""
+MAX_ITERATIONS = 100_000
+"""Loop iterations one render may make, all loops together."""
+MAX_DEPTH = 32
+"""How deeply macros (or a recursive loop) may call each other."""
+MAX_TEMPLATES = 32
+"""Templates one render may load (itself, includes, imports, parents)."""
+
+
+class _OverBudget(Exception):
+    """A render went past its budget; the message says which part."""
+
+
+@dataclass
+class _Budget:
+    """What one render has spent so far."""
+
+    deadline: float
+    iterations: int = 0
+    depth: int = 0
+    templates: int = 0
+    output: int = 0
+
+    def check_time(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise _OverBudget(f"it ran for more than {MAX_SECONDS:g} s")
+
+    def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
+        for item in iterable:
+            self.iterations += 1
+            if self.iterations > MAX_ITERATIONS:
+                raise _OverBudget(f"its loops ran more than {MAX_ITERATIONS:,} times")
+            self.check_time()
+            yield item
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("template_budget", default=None)
+"""The budget of the render running in this thread (None outside :func:`render`)."""
+
+_WIDTH = re.compile(r"%[-+ #0]*(\d+)|\{[^{}]*:[^{}]*?(\d+)[^{}]*\}")
+"""A width in a ``%`` or ``str.format`` format string."""
+
+
+def _too_wide(fmt: str) -> bool:
+    """True when a format string asks for a width past the output cap."""
+    widths = [w for pair in _WIDTH.findall(fmt) for w in pair if w]
+    return any(len(w) > 5 or int(w) > MAX_OUTPUT for w in widths)
+
+
+def _refuse_big_numbers(what: str, args: Iterable[object]) -> None:
+    for arg in args:
+        if isinstance(arg, int) and not isinstance(arg, bool) and abs(arg) > MAX_OUTPUT:
+            raise SecurityError(f"{what} with {arg} would build too large a value")
+
+
+def _budgeted_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` refusing a count or width past the output cap, and a result past it."""
+
+    @wraps(func)  # keeps Jinja's pass_context / pass_environment marks
+    def run(*args: Any, **kwargs: Any) -> Any:
+        # Always, not only under a budget: Jinja folds constant filter calls while it
+        # compiles (`validate` and the variable check compile too), and
+        # ``"x"|center(100000000)`` would otherwise build 100 MB there.
+        _refuse_big_numbers(f"the filter {name!r}", [*args[1:], *kwargs.values()])
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.check_time()
+        result = func(*args, **kwargs)
+        if budget is not None and isinstance(result, str) and len(result) > MAX_OUTPUT:
+            raise _OverBudget(f"the filter {name!r} built {len(result):,} characters")
+        return result
+
+    return run
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, with ``*`` and ``**`` unable to build huge values."""
+    """The immutable sandbox, with a budget (see the module's docstring)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.filters = {name: _budgeted_filter(name, func) for name, func in self.filters.items()}
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        """Parse, then wrap every loop's iterable in the render's budget."""
+        tree = super()._parse(source, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Call(
+                nodes.EnvironmentAttribute("budgeted"), [loop.iter], [], None, None
+            )
+        return tree
+
+    def budgeted(self, iterable: Iterable[Any]) -> Iterable[Any]:
+        """A loop's iterable, counted against the render's budget (see :meth:`_parse`)."""
+        budget = _BUDGET.get()
+        return iterable if budget is None else budget.iterate(iterable)
 
     def call_binop(
         self, context: jinja2.runtime.Context, operator: str, left: object, right: object
     ) -> object:
+        if operator == "%" and isinstance(left, str) and _too_wide(left):
+            raise SecurityError("'%' with a width this large would build too large a value")
         if operator == "**" or (isinstance(left, str | list) or isinstance(right, str | list)):
             big = right if isinstance(right, int) else left
             if isinstance(big, int) and abs(big) > MAX_OUTPUT:
                 raise SecurityError(f"'{operator}' with {big} would build too large a value")
         return super().call_binop(context, operator, left, right)
+
+    def call(
+        __self,  # Jinja's own signature: any keyword argument passes through
+        __context: jinja2.runtime.Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        budget = _BUDGET.get()
+        if budget is None:
+            return super().call(__context, __obj, *args, **kwargs)
+        budget.check_time()
+        method = getattr(__obj, "__wrapped__", __obj)  # the sandbox wraps str.format
+        owner = getattr(method, "__self__", None)
+        if isinstance(owner, str):
+            what = f"{getattr(method, '__name__', 'a string method')}()"
+            _refuse_big_numbers(what, args)
+            if what in ("format()", "format_map()") and _too_wide(owner):
+                raise SecurityError(f"{what} with a width this large would build too large a value")
+        if not isinstance(__obj, Macro | LoopContext):
+            return super().call(__context, __obj, *args, **kwargs)
+        budget.depth += 1
+        try:
+            if budget.depth > MAX_DEPTH:
+                name = getattr(__obj, "name", None) or "a recursive loop"
+                raise _OverBudget(f"{name} was called more than {MAX_DEPTH} deep (recursion?)")
+            if isinstance(__obj, LoopContext) and args:
+                args = (budget.iterate(args[0]), *args[1:])
+            return super().call(__context, __obj, *args, **kwargs)
+        finally:
+            budget.depth -= 1
+
+    def _load_template(self, name: str, globals: Mapping[str, Any] | None) -> jinja2.Template:
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.templates += 1
+            if budget.templates > MAX_TEMPLATES:
+                raise _OverBudget(
+                    f"it loaded more than {MAX_TEMPLATES} templates (an include of itself?)"
+                )
+        return super()._load_template(name, globals)
 
 
 @lru_cache(maxsize=16)
@@ -108,16 +268,38 @@ def render(
             "never goes out with a blank.",
         )
     env = environment(template_dir)
+    budget = _Budget(deadline=time.monotonic() + MAX_SECONDS)
+    token = _BUDGET.set(budget)
+    parts: list[str] = []
     try:
-        text = env.get_template(name).render(dict(values))
+        template = env.get_template(name)
+        for part in template.generate(dict(values)):
+            budget.output += len(part)
+            if budget.output > MAX_OUTPUT:
+                raise TemplateError(
+                    f"The rendered message is over {MAX_OUTPUT:,} characters (the limit is "
+                    f"{MAX_OUTPUT:,}); rendering stopped there."
+                )
+            budget.check_time()
+            parts.append(part)
     except jinja2.UndefinedError as exc:
         raise TemplateError(f"Cannot render {name!r}: {exc.message}") from None
     except SecurityError as exc:
         raise TemplateError(f"Template {name!r} tried something unsafe: {exc}") from None
+    except _OverBudget as exc:
+        raise TemplateError(
+            f"Template {name!r} was stopped: {exc}.",
+            "A status message template should be a few lines with a few loops; "
+            f"rendering has a budget of {MAX_SECONDS:g} s and {MAX_ITERATIONS:,} loop "
+            "iterations.",
+        ) from None
+    except RecursionError:
+        raise TemplateError(
+            f"Template {name!r} was stopped: it recursed too deeply.",
+            "A macro or include that calls itself must stop.",
+        ) from None
     except jinja2.TemplateError as exc:
         raise TemplateError(f"Template {name!r} failed: {exc}") from None
-    if len(text) > MAX_OUTPUT:
-        raise TemplateError(
-            f"The rendered message is {len(text):,} characters; the limit is {MAX_OUTPUT:,}."
-        )
-    return text
+    finally:
+        _BUDGET.reset(token)
+    return "".join(parts)
