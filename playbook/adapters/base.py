@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -40,6 +40,9 @@ from playbook.errors import PlaybookError
 
 ROWS_KEPT = 20
 """Rows kept in memory (and in the event) from a result; the file has them all."""
+KEPT_WHOLE = 64 * 1024
+"""A kept row whose line is longer than this is kept cut down (as the event would cut it),
+so twenty rows of a few MB each are not held for the whole run."""
 
 
 class RunError(PlaybookError):
@@ -236,7 +239,7 @@ class Sink:
     def add_line(self, line: str, row: Any = None) -> None:
         """A row already encoded as one line of JSON (the fast path for big results)."""
         if self.count < self.keep:
-            self.rows.append(json.loads(line) if row is None else row)
+            self.rows.append(_kept(line) if row is None else row)
         self.count += 1
         if self._file is not None:
             data = (line + "\n").encode("utf-8", "surrogatepass")
@@ -246,7 +249,7 @@ class Sink:
     def add_bytes(self, line: bytes) -> None:
         """A row already encoded as one line of UTF-8 JSON, without its newline."""
         if self.count < self.keep:
-            self.rows.append(json.loads(line))
+            self.rows.append(_kept(line))
         self.count += 1
         if self._file is not None:
             self._hash.update(line)
@@ -268,6 +271,35 @@ class Sink:
             self._file.write(block)
             self._file.write(b"\n")
 
+    def add_parts(self, parts: Iterable[bytes], row: Any) -> None:
+        """One row too large to hold: its line (UTF-8 JSON, no newline) written to the file
+        as ``parts`` produces it; memory keeps ``row`` (a stub saying what it was).
+
+        If ``parts`` raises (the deadline, a cancel, a dropped connection), the unfinished
+        line is cut off the file and out of the hash again, so a partial result is still
+        whole lines; the error propagates.
+        """
+        start = self._file.tell() if self._file is not None else 0
+        hashed = self._hash.copy()
+        try:
+            for part in parts:
+                if self._file is not None:
+                    self._hash.update(part)
+                    self._file.write(part)
+            if self._file is not None:
+                self._hash.update(b"\n")
+                self._file.write(b"\n")
+        except BaseException:
+            if self._file is not None:
+                self._file.flush()
+                self._file.truncate(start)
+                self._file.seek(start)
+            self._hash = hashed
+            raise
+        if self.count < self.keep:
+            self.rows.append(row)
+        self.count += 1
+
     def close(self) -> str | None:
         """Flush and fsync the file; its SHA-256 (None when there is no file)."""
         if self._file is None:
@@ -277,6 +309,16 @@ class Sink:
         self._file.close()
         self._file = None
         return self._hash.hexdigest()
+
+
+def _kept(line: str | bytes) -> Any:
+    """A row to keep in memory from its line: whole, or cut down when the line is long."""
+    row = json.loads(line)
+    if len(line) > KEPT_WHOLE:
+        from playbook.core.evidence import cap
+
+        return cap(row)
+    return row
 
 
 def _dumps(value: Any) -> str:

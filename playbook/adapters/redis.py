@@ -6,6 +6,16 @@ is read-only and refuses anything else, and the expensive or blocking reads, bef
 sent. Keys are walked with ``SCAN`` and a large ``COUNT``, and what is read per key is
 pipelined a batch at a time: seed 001's backup made one round trip per key and took ten
 minutes through a slow link; this takes a couple of dozen round trips in all.
+
+No reply is held whole past :data:`MAX_REPLY` (64 MB). A value's size is asked first,
+in the same pipelined round trip as its type and TTL (``MEMORY USAGE`` where the server
+lets a read-only client send it, else ``STRLEN``), and a snapshot then reads a value that
+size allows with one command, and streams a bigger one to the result file in chunks
+(``GETRANGE`` for a string, ``SSCAN``/``HSCAN``/``ZSCAN``/``LRANGE``/``XRANGE`` sized by
+the collection's cardinality) without ever holding it. Underneath, the connection itself
+counts the bytes of each reply as they arrive and drops the connection when one passes
+the cap (a key name, a value that grew since it was measured, a collection whose sampled
+size was wrong): the run ends with an error instead of the process taking gigabytes.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 
 import redis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
@@ -33,6 +44,71 @@ BATCH = 2_000
 """Keys whose details are fetched per pipelined round trip."""
 MEMBER_CHUNK = 10_000
 """Members read per SSCAN / HSCAN / ZSCAN / LRANGE call, so no reply is unbounded."""
+MAX_REPLY = 64 * 2**20
+"""The largest single reply a diagnostic reads (bytes on the wire). Past it the
+connection is dropped and the run ends with an error; nothing bigger is ever held."""
+STREAM_OVER = 8 * 2**20
+"""A snapshot streams a value whose measured size is over this, alone, in chunks; a
+smaller one is read whole (and a set's members sorted)."""
+ROUND_TRIP_BYTES = 32 * 2**20
+"""Measured bytes of the values a snapshot reads in one pipelined round trip (and so
+holds at once). The seed's 6,049 index sets take a few MB: still one round trip a batch."""
+VALUE_CHUNK = 3 * 2**20
+"""Bytes a streamed string is read in (GETRANGE), and the aim for a streamed collection's
+chunk. A multiple of 3, so that its base64 pieces join into one base64 text."""
+TEXT_READ = 256
+"""Bytes read of a value that should be a time or a number (freshness, baseline)."""
+
+
+class ReplyTooLarge(RunError):
+    """The server sent a reply larger than :data:`MAX_REPLY`; the connection was dropped."""
+
+
+class _CountingReader:
+    """hiredis's reader, counting the bytes fed to it for the reply being read."""
+
+    __slots__ = ("_reader", "fed")
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+        self.fed = 0
+
+    def feed(self, buffer: Any, offset: int = 0, length: int = -1) -> None:
+        self.fed += length if length >= 0 else len(buffer) - offset
+        if self.fed > MAX_REPLY:
+            raise ReplyTooLarge(
+                f"Redis sent a reply larger than {MAX_REPLY // 2**20} MB; it was not read "
+                "(the connection was dropped).",
+                "A key or value this large cannot be part of a diagnostic's result; narrow "
+                "the pattern, or look at the key with its own tools.",
+            )
+        self._reader.feed(buffer, offset, length)
+
+    def gets(self, *args: Any) -> Any:
+        reply = self._reader.gets(*args)
+        if reply is not NOT_ENOUGH_DATA:
+            # A reply is complete. Bytes of the next one already buffered (at most one
+            # socket read, 64 KB) go uncounted: that is the cap's slack.
+            self.fed = 0
+        return reply
+
+    def has_data(self) -> bool:
+        return bool(self._reader.has_data())
+
+
+class CappedParser(_HiredisParser):
+    """redis-py's hiredis parser, refusing any single reply over :data:`MAX_REPLY` as its
+    bytes arrive (one socket read of slack, 64 KB), before it is held whole.
+
+    Costs one Python call per 64 KB socket read. It relies on redis-py's parser reading
+    through ``self._reader.feed`` and ``gets``; ``tests/security/test_bounds.py`` fails
+    if a redis-py upgrade changes that.
+    """
+
+    def on_connect(self, connection: Any, **kwargs: Any) -> None:
+        super().on_connect(connection, **kwargs)
+        self._reader = _CountingReader(self._reader)  # type: ignore[assignment]
+
 
 DENIED = frozenset(
     {
@@ -93,10 +169,28 @@ class ReadOnlyGuard:
         for name, info in zip(wanted, reply[0] if reply else [], strict=False):
             flags = info[2] if info else []
             self.flags[name] = frozenset(_text(f) for f in flags)
+            # Redis 7 describes a container command (MEMORY, OBJECT, …) by its
+            # subcommands, each with its own flags: "memory|usage".
+            for sub in (info[9] or []) if info and len(info) > 9 else []:
+                if sub:
+                    self.flags[_text(sub[0]).upper()] = frozenset(_text(f) for f in sub[2])
         return int(dbsize)
 
+    def allows(self, client: redis.Redis, command: str) -> bool:
+        """Whether ``command`` (e.g. ``"MEMORY USAGE"``) would pass :meth:`require`."""
+        try:
+            self.require(client, command)
+        except Refused:
+            return False
+        return True
+
     def require(self, client: redis.Redis, name: str) -> None:
-        """Raise :class:`Refused` unless ``name`` is a read this guard lets through."""
+        """Raise :class:`Refused` unless ``name`` is a read this guard lets through.
+
+        ``name`` may carry a subcommand (``"MEMORY USAGE"``): where the server describes
+        the subcommand on its own (Redis 7 and later), its flags decide.
+        """
+        name, _, sub = name.strip().partition(" ")
         upper = name.upper()
         if upper in DENIED:
             raise Refused(
@@ -108,6 +202,9 @@ class ReadOnlyGuard:
         if upper not in self.flags:
             self.learn(client, [upper])
         flags = self.flags[upper]
+        sub_name = f"{upper}|{sub.split(' ')[0].upper()}" if sub else ""
+        if sub_name in self.flags:
+            flags, upper = self.flags[sub_name], sub_name
         if not flags:
             raise Refused(f"Refused: {upper} is not a command this server knows.")
         if "readonly" not in flags or "write" in flags or "admin" in flags:
@@ -124,7 +221,7 @@ class GuardedRedis(redis.Redis):
     guard: ReadOnlyGuard
 
     def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.guard.require(self, str(args[0]).split(" ")[0])
+        self.guard.require(self, _command_name(args))
         return super().execute_command(*args, **options)
 
     def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> GuardedPipeline:
@@ -142,8 +239,20 @@ class GuardedPipeline(Pipeline):
     client: GuardedRedis
 
     def pipeline_execute_command(self, *args: Any, **options: Any) -> Pipeline:
-        self.guard.require(self.client, str(args[0]).split(" ")[0])
+        self.guard.require(self.client, _command_name(args))
         return super().pipeline_execute_command(*args, **options)
+
+
+def _command_name(args: tuple[Any, ...]) -> str:
+    """The command and, for a container command, its subcommand: ``"MEMORY USAGE"``."""
+    head = str(args[0])
+    if " " not in head and len(args) > 1 and head.upper() in _CONTAINERS:
+        return f"{head} {_text(args[1])}"
+    return head
+
+
+_CONTAINERS = frozenset({"MEMORY", "OBJECT", "CONFIG", "CLIENT", "COMMAND", "XINFO"})
+"""Commands whose first argument names a subcommand (Redis 7 flags each on its own)."""
 
 
 try:  # no CLIENT SETINFO on connect: two round trips saved per run
@@ -158,15 +267,19 @@ _C = TypeVar("_C", bound=redis.Redis)
 
 
 def connect(uri: str, ctx: RunContext) -> GuardedRedis:
-    """A guarded client with no retries and the run's timeouts; closed at stop."""
-    client = open_client(uri, ctx, GuardedRedis)
+    """A guarded client with no retries, the run's timeouts and replies capped at
+    :data:`MAX_REPLY`; closed at stop."""
+    client = open_client(uri, ctx, GuardedRedis, parser_class=CappedParser)
     client.guard = ReadOnlyGuard()
     client.set_response_callback("COMMAND", lambda reply, **_: reply)  # raw flags, no parsing
     return client
 
 
-def open_client(uri: str, ctx: RunContext, cls: type[_C]) -> _C:
-    """A client of ``cls`` with no retries and the run's timeouts; closed at stop."""
+def open_client(uri: str, ctx: RunContext, cls: type[_C], **options: Any) -> _C:
+    """A client of ``cls`` with no retries and the run's timeouts; closed at stop.
+
+    ``options`` go to the connection (``parser_class`` for :func:`connect`).
+    """
     try:
         client = cls.from_url(
             uri,
@@ -178,6 +291,7 @@ def open_client(uri: str, ctx: RunContext, cls: type[_C]) -> _C:
             max_connections=1,  # commands and pipelines share one connection
             protocol=2,  # RESP2: one AUTH on connect, no HELLO or notification set-up
             **_NO_CLIENT_SETINFO,
+            **options,
         )
     except ValueError as exc:
         raise RunError(f"The target's URI is not a Redis URI: {scrub(str(exc), uri)}") from None
@@ -222,21 +336,28 @@ class RedisAdapter(Adapter):
         "count_keys": ("SCAN",),
         "collection_sizes": ("SCAN", "TYPE", "SCARD", "HLEN", "ZCARD", "LLEN"),
         "ttl_audit": ("SCAN", "PTTL"),
-        "freshness": ("GET", "TYPE"),
+        "freshness": ("TYPE", "STRLEN", "GETRANGE"),
         "dbsize": (),
         "info": ("INFO",),
-        "baseline": ("SCAN", "GET"),
+        "baseline": ("SCAN", "TYPE", "STRLEN", "GETRANGE"),
         "snapshot": (
             "SCAN",
             "TYPE",
             "PTTL",
+            "MEMORY",
+            "STRLEN",
             "SSCAN",
             "HSCAN",
             "ZSCAN",
             "LRANGE",
             "GET",
+            "GETRANGE",
             "XRANGE",
+            "SCARD",
+            "HLEN",
+            "ZCARD",
             "LLEN",
+            "XLEN",
         ),
     }
     """The commands each operation sends (asked about in one COMMAND INFO)."""
@@ -370,13 +491,15 @@ class RedisAdapter(Adapter):
     ) -> dict[str, Any]:
         baseline = query.get("baseline")
         if baseline is None and query.get("baseline_key"):
-            raw = client.get(str(query["baseline_key"]))
-            if raw is None:
+            kind, length, raw = _peek(client, str(query["baseline_key"]))
+            if kind == "none":
                 raise RunError(
                     f"No baseline is recorded at {query['baseline_key']!r}.",
                     "Record the healthy count there, or give the baseline as a parameter.",
                 )
             try:
+                if kind != "string" or length > TEXT_READ:
+                    raise ValueError(kind)
                 baseline = int(float(raw))
             except ValueError:
                 raise RunError(
@@ -456,13 +579,18 @@ class RedisAdapter(Adapter):
         self, client: GuardedRedis, query: dict[str, Any], ctx: RunContext, sink: Sink
     ) -> dict[str, Any]:
         key = str(query["key"])
-        kind = client.type(key)
-        if kind == b"none":
+        kind, length, head = _peek(client, key)
+        if kind == "none":
             sink.add({"key": key, "present": False})
             return {"present": False, "age_seconds": None}
-        if kind != b"string":
-            raise RunError(f"{key!r} is a {_text(kind)}, not a string holding a time.")
-        raw = _text(client.get(key))
+        if kind != "string":
+            raise RunError(f"{key!r} is a {kind}, not a string holding a time.")
+        if length > TEXT_READ:
+            raise RunError(
+                f"{key!r} holds {length:,} bytes, which is not a time.",
+                "Freshness reads a Unix time (seconds or milliseconds) or an ISO 8601 time.",
+            )
+        raw = _text(head)
         moment = _parse_moment(raw)
         if moment is None:
             raise RunError(
@@ -499,47 +627,73 @@ class RedisAdapter(Adapter):
         """Every matching key with its type, TTL and whole value, one JSON line per key.
 
         Each round trip reads the values of one batch and, in the same pipeline, the
-        types and TTLs of the next, so a batch costs one round trip, not two.
+        types, TTLs and sizes of the next, so a batch costs one round trip, not two. The
+        values read in one round trip add up to at most :data:`ROUND_TRIP_BYTES` (by
+        their measured size), and a key is written out as soon as its value is complete,
+        so what is held at once stays bounded. A value over :data:`STREAM_OVER` is
+        streamed on its own (:meth:`_stream`): its line is written in parts.
         """
-        keys_done = members = 0
+        probe = "MEMORY USAGE" if client.guard.allows(client, "MEMORY USAGE") else "STRLEN"
+        keys_done = members = streamed = 0
         by_type: dict[str, int] = {}
+
+        def saved(entry: _Entry) -> None:
+            nonlocal keys_done, members
+            keys_done += 1
+            members += entry.size
+            by_type[entry.kind] = by_type.get(entry.kind, 0) + 1
+
         batches = self._batches(client, str(query["pattern"]), ctx)
         keys = next(batches, None)
-        heads: list[Any] = self._round_trip(client, ctx, [], keys or [])
+        heads: list[Any] = self._round_trip(client, ctx, [], keys or [], probe)
         while keys is not None:
-            for reply in heads:
-                if isinstance(reply, Exception):
-                    raise reply
-            entries = [
-                _Entry(key, _text(heads[2 * i]), int(heads[2 * i + 1]))
-                for i, key in enumerate(keys)
-            ]
+            entries = [_Entry.probed(key, heads[3 * i : 3 * i + 3]) for i, key in enumerate(keys)]
             live = [e for e in entries if e.kind != "none"]  # expired since SCAN
+            big = [e for e in live if e.measured > STREAM_OVER]
+            waiting = [e for e in live if e.measured <= STREAM_OVER]
             upcoming = next(batches, None)
-            pending, heads_next = live, upcoming or []
-            while pending or heads_next:  # usually once; big collections take more
-                replies = self._round_trip(client, ctx, pending, heads_next)
-                heads = replies[len(pending) :] if heads_next else heads
-                heads_next = []
-                pending = [e for e, r in zip(pending, replies, strict=False) if not e.take(r)]
-            for entry in live:
-                sink.add_bytes(entry.line())
-                members += entry.size
-                by_type[entry.kind] = by_type.get(entry.kind, 0) + 1
-            keys_done += len(live)
+            heads_next = upcoming or []
+            reading: list[_Entry] = []
+            while waiting or reading or heads_next:  # usually once per batch
+                held = sum(e.measured for e in reading)
+                while waiting and (not reading or held + waiting[0].measured <= ROUND_TRIP_BYTES):
+                    held += waiting[0].measured
+                    reading.append(waiting.pop(0))
+                replies = self._round_trip(client, ctx, reading, heads_next, probe)
+                if heads_next:
+                    heads = replies[len(reading) :]
+                    heads_next = []
+                still: list[_Entry] = []
+                for entry, reply in zip(reading, replies, strict=False):
+                    if entry.take(reply):
+                        sink.add_bytes(entry.line())
+                        saved(entry)
+                    else:
+                        still.append(entry)
+                reading = still
+            for entry in big:
+                if self._stream(client, ctx, sink, entry):
+                    saved(entry)
+                    streamed += 1
             ctx.progress(keys_done, None, "keys saved")
             keys = upcoming
         return {
             "count": keys_done,
             "members": members,
+            **({"streamed_keys": streamed} if streamed else {}),
             **{f"{k}_keys": v for k, v in by_type.items()},
         }
 
     @staticmethod
     def _round_trip(
-        client: GuardedRedis, ctx: RunContext, entries: list[_Entry], head_keys: list[bytes]
+        client: GuardedRedis,
+        ctx: RunContext,
+        entries: list[_Entry],
+        head_keys: list[bytes],
+        probe: str = "STRLEN",
     ) -> list[Any]:
-        """One pipeline: the next part of each entry's value, then TYPE and PTTL of keys."""
+        """One pipeline: the next part of each entry's value, then TYPE, PTTL and the size
+        (``probe``: ``MEMORY USAGE`` or ``STRLEN``) of the next keys."""
         if not entries and not head_keys:
             return []
         pipe = client.pipeline()
@@ -548,35 +702,142 @@ class RedisAdapter(Adapter):
         for key in head_keys:
             pipe.type(key)
             pipe.pttl(key)
+            pipe.execute_command(*probe.split(" "), key)
         replies = pipe.execute(raise_on_error=False)
         ctx.check()
         return replies
 
+    def _stream(self, client: GuardedRedis, ctx: RunContext, sink: Sink, entry: _Entry) -> bool:
+        """Write one big value to the sink in parts, never holding it; False if it went
+        away meanwhile. Memory keeps a stub row (key, type, size) in its place."""
+        card = 0
+        if entry.kind != "string":
+            command = _CARDINALITY.get(entry.kind)
+            if command is None:  # a module type: nothing to read it with
+                return False
+            card = int(client.execute_command(command, entry.key) or 0)
+            if not card:
+                return False
+            per_member = max(1, entry.measured // card)
+            entry.count = max(1, min(MEMBER_CHUNK, VALUE_CHUNK // per_member))
+        stub = {
+            "key": _value(entry.key),
+            "type": entry.kind,
+            "ttl_ms": entry.ttl_ms,
+            "streamed": True,
+            "bytes": entry.measured,
+            "value": f"… ({entry.measured:,} bytes: streamed to the result file)",
+        }
+        sink.add_parts(self._parts(client, ctx, entry), stub)
+        return True
+
+    def _parts(self, client: GuardedRedis, ctx: RunContext, entry: _Entry) -> Iterator[bytes]:
+        """A streamed key's JSON line, a chunk at a time (a string's value as base64)."""
+        key = _encode(_value(entry.key))
+        yield (
+            f'{{"key":{key},"type":"{entry.kind}","ttl_ms":{entry.ttl_ms},"streamed":true,"value":'
+        ).encode()
+        if entry.kind == "string":
+            yield b'{"$base64":"'
+            offset = 0
+            while True:
+                ctx.check()
+                chunk = client.getrange(entry.key, offset, offset + VALUE_CHUNK - 1)
+                yield base64.b64encode(chunk)
+                offset += len(chunk)
+                entry.size = 1
+                ctx.progress(offset, entry.measured, "bytes of a large value")
+                if len(chunk) < VALUE_CHUNK:
+                    break
+            yield b'"}}'
+            return
+        close = b"}" if entry.kind == "hash" else b"]"
+        yield b"{" if entry.kind == "hash" else b"["
+        first = True
+        done = False
+        while not done:
+            ctx.check()
+            pipe = client.pipeline()
+            entry.queue(pipe)
+            (reply,) = pipe.execute(raise_on_error=False)
+            done = entry.take(reply)
+            body = entry.drain()
+            if body:
+                yield body if first else b"," + body
+                first = False
+            ctx.progress(entry.size, None, "members of a large value")
+        yield close + b"}"
+
+
+_CARDINALITY = {"set": "SCARD", "hash": "HLEN", "zset": "ZCARD", "list": "LLEN", "stream": "XLEN"}
+
+
+def _peek(client: GuardedRedis, key: str) -> tuple[str, int, bytes]:
+    """(type, length, first :data:`TEXT_READ` bytes) of a key that should hold a short
+    string, in one round trip and never more than that many bytes of its value."""
+    pipe = client.pipeline()
+    pipe.type(key)
+    pipe.strlen(key)
+    pipe.getrange(key, 0, TEXT_READ - 1)
+    kind_raw, length, head = pipe.execute(raise_on_error=False)
+    if isinstance(kind_raw, Exception):
+        raise kind_raw
+    kind = _text(kind_raw)
+    if kind != "string":
+        return kind, 0, b""
+    for reply in (length, head):
+        if isinstance(reply, Exception):
+            raise reply
+    return kind, int(length), bytes(head)
+
 
 class _Entry:
-    """One key being copied: its type, TTL and the value read so far."""
+    """One key being copied: its type, TTL, measured size and the value read so far."""
 
-    __slots__ = ("cursor", "cursor_id", "key", "kind", "size", "ttl_ms", "value")
+    __slots__ = (
+        "count",
+        "cursor",
+        "cursor_id",
+        "key",
+        "kind",
+        "measured",
+        "size",
+        "ttl_ms",
+        "value",
+    )
 
-    def __init__(self, key: bytes, kind: str, ttl_ms: int) -> None:
+    def __init__(self, key: bytes, kind: str, ttl_ms: int, measured: int = 0) -> None:
         self.key, self.kind, self.ttl_ms = key, kind, ttl_ms
+        self.measured = measured
+        """Bytes the server says the value takes (MEMORY USAGE, or STRLEN for a string)."""
+        self.count = MEMBER_CHUNK
         self.cursor = 0
         self.cursor_id = ""
         self.size = 0
         self.value: Any = [] if kind in ("set", "list", "zset", "stream") else {}
 
+    @classmethod
+    def probed(cls, key: bytes, replies: list[Any]) -> _Entry:
+        """An entry from its TYPE, PTTL and size replies."""
+        kind, ttl, size = replies
+        for reply in (kind, ttl):
+            if isinstance(reply, Exception):
+                raise reply
+        measured = size if isinstance(size, int) and not isinstance(size, bool) else 0
+        return cls(key, _text(kind), int(ttl), max(0, measured))
+
     def queue(self, pipe: Pipeline) -> None:
-        k, c = self.key, self.cursor
+        k, c, n = self.key, self.cursor, self.count
         if self.kind == "set":
-            pipe.sscan(k, c, count=MEMBER_CHUNK)
+            pipe.sscan(k, c, count=n)
         elif self.kind == "hash":
-            pipe.hscan(k, c, count=MEMBER_CHUNK)
+            pipe.hscan(k, c, count=n)
         elif self.kind == "zset":
-            pipe.zscan(k, c, count=MEMBER_CHUNK)
+            pipe.zscan(k, c, count=n)
         elif self.kind == "list":
-            pipe.lrange(k, c, c + MEMBER_CHUNK - 1)
+            pipe.lrange(k, c, c + n - 1)
         elif self.kind == "stream":
-            pipe.xrange(k, min="-" if not c else f"({self.cursor_id}", count=MEMBER_CHUNK)
+            pipe.xrange(k, min="-" if not c else f"({self.cursor_id}", count=n)
         else:
             pipe.get(k)
 
@@ -591,9 +852,10 @@ class _Entry:
                 self.value.extend(chunk)  # raw bytes; encoded once, in line()
                 self.size += len(chunk)
             elif kind == "hash":
+                before = len(self.value)  # HSCAN may repeat a field; count it once
                 for field_, v in chunk.items():
                     self.value[_text(field_)] = _value(v)
-                self.size = len(self.value)
+                self.size += len(self.value) - before
             else:
                 self.value.extend([_value(m), s] for m, s in chunk)
                 self.size += len(chunk)
@@ -602,8 +864,8 @@ class _Entry:
         if kind == "list":
             self.value.extend(reply)
             self.size += len(reply)
-            self.cursor += MEMBER_CHUNK
-            return len(reply) < MEMBER_CHUNK
+            self.cursor += self.count
+            return len(reply) < self.count
         if kind == "stream":
             for entry_id, fields in reply:
                 self.value.append(
@@ -613,10 +875,21 @@ class _Entry:
             if reply:
                 self.cursor = 1
                 self.cursor_id = _text(reply[-1][0])
-            return len(reply) < MEMBER_CHUNK
+            return len(reply) < self.count
         self.value = _value(reply)
         self.size = 1
         return True
+
+    def drain(self) -> bytes:
+        """What was read since the last drain, as JSON without its brackets (streaming)."""
+        if not self.value:
+            return b""
+        if self.kind in ("set", "list"):
+            body = _members_json(self.value)
+        else:
+            body = _encode(self.value).encode("utf-8")
+        self.value = {} if self.kind == "hash" else []
+        return body[1:-1]
 
     def line(self) -> bytes:
         """The key as one JSON line (bytes, UTF-8)."""
