@@ -473,31 +473,20 @@ def diag_run(
         f"(deadline {prepared.diagnostic.timeout} s; Ctrl-C cancels)…",
         err=True,
     )
-    outcome: dict[str, Any] = {}
 
-    def work() -> None:
-        try:
-            outcome["payload"] = service.execute_diagnostic(prepared, progress)
-        except BaseException as exc:  # handed to the main thread: nothing is recorded
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=work, name=f"diag-{diagnostic}", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
+    def cancel() -> None:
         # Ctrl-C or SIGTERM: the run stops and its evidence, complete and marked
-        # cancelled, is recorded below. A second signal while it winds down leaves
-        # (through _Group) without recording anything.
+        # cancelled, is recorded below.
         click.echo(f"\ncancelling {diagnostic}…", err=True)
         prepared.cancel()
-        worker.join()
-    if live and shown:
-        click.echo("", err=True)
-    if "error" in outcome:
-        raise outcome["error"]
-    result = outcome["payload"]
+
+    try:
+        result = _cancellable(
+            lambda: service.execute_diagnostic(prepared, progress), f"diag-{diagnostic}", cancel
+        )
+    finally:
+        if live and shown:
+            click.echo("", err=True)
     service.record_diagnostic(state.id, result)
     if as_json:
         _emit_json(result)
@@ -792,28 +781,49 @@ def _progress_line() -> Any:
 def _staged(run: Any, stage: Any, name: str) -> Any:
     """Run one stage in a thread so Ctrl-C (or SIGTERM) can cancel it; its result, or its
     error. The stage records its own events from the thread, each one complete."""
-    result: dict[str, Any] = {}
 
-    def work() -> None:
-        try:
-            result["value"] = stage()
-        except BaseException as exc:  # handed back to the main thread below
-            result["error"] = exc
-
-    worker = threading.Thread(target=work, name=f"action-{name}", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except KeyboardInterrupt:
+    def cancel() -> None:
         click.echo(f"\ncancelling the {name}…", err=True)
         run.cancel()
-        worker.join()
-    if sys.stderr.isatty():
-        click.echo("", err=True)
-    if "error" in result:
-        raise result["error"]
-    return result["value"]
+
+    try:
+        return _cancellable(stage, f"action-{name}", cancel)
+    finally:
+        if sys.stderr.isatty():
+            click.echo("", err=True)
+
+
+def _cancellable(work: Any, name: str, cancel: Any) -> Any:
+    """``work()`` in a thread; on Ctrl-C or SIGTERM, ``cancel()`` and wait for it to end.
+
+    Returns its result or raises its error, in this (the main) thread. A second signal
+    while it winds down propagates: the command then leaves without recording anything
+    more. It waits on an Event, never on ``Thread.join``: in Python before 3.13 a join
+    interrupted by a signal marks the thread finished while it still runs, so the next
+    join returned at once and ``diag run`` recorded an empty result.
+    """
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # handed back to the main thread below
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        while not done.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        cancel()
+        while not done.wait(0.2):
+            pass
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _print_plan(plan: Any) -> None:
