@@ -20,11 +20,14 @@ server, and each function it could reach must be allowed:
   must pass, so whichever it picks is allowed);
 * operators: the function behind every operator of that name (``pg_operator.oprcode``);
 * casts: the function of every cast to a type the statement casts to
-  (``pg_cast.castfunc``), the check constraints of a domain, down to its base type;
-* views: the functions and operators the server recorded for the view's query
-  (``pg_depend``), through views on views, and the row-security policies of every
-  table reached. Views in ``pg_catalog`` and ``information_schema`` come with the
-  server and are read as they are.
+  (``pg_cast.castfunc``), down a domain to its base type and an array to its element;
+* code stored in the catalog: a view's query, a row-security policy of a table read,
+  a domain's check. The server prints each definition (``pg_get_viewdef``,
+  ``pg_get_expr``), the same parser reads it, and its names are checked the same way,
+  through views on views. (``pg_depend`` would be shorter, but it does not record
+  built-in functions: a view calling ``pg_stat_reset()`` has no such row.) Views in
+  ``pg_catalog`` and ``information_schema`` come with the server and are read as they
+  are.
 
 A function is allowed when it is IMMUTABLE or STABLE and in ``pg_catalog``
 (``pg_proc.provolatile``: the server's own word that it changes nothing), when it is on
@@ -46,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from playbook.adapters.base import RunError
-from playbook.adapters.postgres_sql import Calls
+from playbook.adapters.postgres_sql import Calls, calls_in
 from playbook.adapters.readonly import Refused
 from playbook.errors import UsageError
 
@@ -58,6 +61,7 @@ class RefusedOnServer(Refused, RunError):
     :class:`RunError` to the service, whose evidence then says why the run stopped in
     the refusal's own words.
     """
+
 
 VOLATILE_READS: dict[str, str] = {
     "pg_catalog.clock_timestamp()": "the wall clock now (now() is the transaction's start)",
@@ -172,6 +176,10 @@ def check_role(conn: Any, target: TargetOptions) -> None:
 
 # --------------------------------------------------------------------------- the code
 
+MAX_DEFINITIONS = 64
+"""Views, policies and domain checks read for one statement before giving up: a chain
+of views this long is refused rather than walked for ever."""
+
 _CALLS_SQL = """
 WITH RECURSIVE
 path AS (SELECT pg_catalog.unnest(pg_catalog.current_schemas(true)) AS nsp),
@@ -182,48 +190,30 @@ ocall AS (SELECT * FROM ROWS FROM (pg_catalog.unnest(%(o_schema)s::text[]),
                                    pg_catalog.unnest(%(o_name)s::text[])) AS o(sch, name)),
 system AS (SELECT 'pg_catalog'::regnamespace::oid AS nsp
            UNION ALL SELECT 'information_schema'::regnamespace::oid),
-rel(oid, label) AS (
-    SELECT pg_catalog.to_regclass(r)::oid, r FROM pg_catalog.unnest(%(rels)s::text[]) AS r
-    WHERE pg_catalog.to_regclass(r) IS NOT NULL
-  UNION
-    SELECT d.refobjid, rel.label FROM rel
-    JOIN pg_catalog.pg_class c ON c.oid = rel.oid AND c.relkind = 'v'
-         AND c.relnamespace NOT IN (SELECT nsp FROM system)
-    JOIN pg_catalog.pg_rewrite w ON w.ev_class = c.oid
-    JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
-         AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
-         AND d.refobjid <> c.oid
-),
-dep(label, classid, objid) AS (
-    SELECT 'the view ' || rel.label, 'pg_catalog.pg_rewrite'::regclass::oid, w.oid FROM rel
-    JOIN pg_catalog.pg_class c ON c.oid = rel.oid AND c.relkind = 'v'
-         AND c.relnamespace NOT IN (SELECT nsp FROM system)
-    JOIN pg_catalog.pg_rewrite w ON w.ev_class = c.oid
-  UNION ALL
-    SELECT 'a row security policy on ' || rel.label, 'pg_catalog.pg_policy'::regclass::oid,
-           p.oid
-    FROM rel JOIN pg_catalog.pg_policy p ON p.polrelid = rel.oid
-),
-named_type(oid, label) AS (
-    SELECT pg_catalog.to_regtype(t)::oid, t FROM pg_catalog.unnest(%(types)s::text[]) AS t
-  UNION ALL
-    SELECT d.refobjid, dep.label FROM dep JOIN pg_catalog.pg_depend d
-    ON d.classid = dep.classid AND d.objid = dep.objid
-       AND d.refclassid = 'pg_catalog.pg_type'::regclass
-),
+rel AS (SELECT pg_catalog.to_regclass(r)::oid AS oid, r AS label
+        FROM pg_catalog.unnest(%(rels)s::text[]) AS r),
 tchain(oid, label) AS (
-    SELECT oid, label FROM named_type WHERE oid IS NOT NULL
+    SELECT pg_catalog.to_regtype(t)::oid, t FROM pg_catalog.unnest(%(types)s::text[]) AS t
+    WHERE pg_catalog.to_regtype(t) IS NOT NULL
   UNION
     SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, c.label
     FROM tchain c JOIN pg_catalog.pg_type t ON t.oid = c.oid
     WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
 ),
-domain_dep(label, classid, objid) AS (
-    SELECT 'a check of the domain ' || tchain.label,
-           'pg_catalog.pg_constraint'::regclass::oid, k.oid
+exprs(label, kind, body) AS (
+    SELECT 'the view ' || rel.label, 'query', pg_catalog.pg_get_viewdef(c.oid)
+    FROM rel JOIN pg_catalog.pg_class c ON c.oid = rel.oid AND c.relkind = 'v'
+         AND c.relnamespace NOT IN (SELECT nsp FROM system)
+  UNION ALL
+    SELECT 'a row security policy on ' || rel.label, 'expr',
+           pg_catalog.pg_get_expr(p.polqual, p.polrelid)
+    FROM rel JOIN pg_catalog.pg_policy p ON p.polrelid = rel.oid
+    WHERE p.polqual IS NOT NULL
+  UNION ALL
+    SELECT 'a check of the domain ' || tchain.label, 'expr', pg_catalog.pg_get_expr(k.conbin, 0)
     FROM tchain JOIN pg_catalog.pg_constraint k ON k.contypid = tchain.oid
+    WHERE k.conbin IS NOT NULL
 ),
-alldep AS (SELECT * FROM dep UNION ALL SELECT * FROM domain_dep),
 calls(via, fn) AS (
     SELECT 'the function ' || f.name, p.oid
     FROM fcall f JOIN pg_catalog.pg_proc p ON p.proname = f.name
@@ -247,15 +237,6 @@ calls(via, fn) AS (
   UNION ALL
     SELECT 'a cast to ' || t.label, c.castfunc
     FROM tchain t JOIN pg_catalog.pg_cast c ON c.casttarget = t.oid WHERE c.castfunc <> 0
-  UNION ALL
-    SELECT a.label, d.refobjid FROM alldep a JOIN pg_catalog.pg_depend d
-    ON d.classid = a.classid AND d.objid = a.objid
-       AND d.refclassid = 'pg_catalog.pg_proc'::regclass
-  UNION ALL
-    SELECT a.label, op.oprcode::oid FROM alldep a JOIN pg_catalog.pg_depend d
-    ON d.classid = a.classid AND d.objid = a.objid
-       AND d.refclassid = 'pg_catalog.pg_operator'::regclass
-    JOIN pg_catalog.pg_operator op ON op.oid = d.refobjid
 ),
 allowed AS (
     SELECT pg_catalog.to_regprocedure(s)::oid AS oid FROM pg_catalog.unnest(%(allow)s::text[]) s
@@ -266,7 +247,8 @@ allowed AS (
          AND (o.name = '*' OR p.proname = o.name)
 ),
 refused AS (
-    SELECT DISTINCT c.via, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
+    SELECT DISTINCT c.via,
+           pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
            || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS function,
            n.nspname AS schema, p.proname AS name,
            n.nspname = 'pg_catalog' AS builtin, p.provolatile AS volatility
@@ -277,7 +259,8 @@ refused AS (
 )
 SELECT pg_catalog.current_setting('transaction_read_only') = 'on',
        (SELECT COALESCE(pg_catalog.json_agg(r ORDER BY r.via, r.function), '[]'::json)
-        FROM refused r)
+        FROM refused r),
+       (SELECT COALESCE(pg_catalog.json_agg(e ORDER BY e.label), '[]'::json) FROM exprs e)
 """
 
 _VOLATILITY = {"v": "VOLATILE", "s": "STABLE", "i": "IMMUTABLE"}
@@ -287,37 +270,71 @@ def check_calls(conn: Any, calls: Calls, target: TargetOptions) -> None:
     """Refuse the statement if it could call a function that is not allowed; also make
     sure the transaction it will run in is read only. Run inside that transaction.
 
+    Views, row-security policies and domain checks hold code too. The server prints
+    each one's definition (``pg_get_viewdef``, ``pg_get_expr``: text that reads back
+    as the same objects in this session), the same parser reads it, and its calls are
+    checked in turn, down through views on views. One round trip per definition.
+
     Raises:
-        RefusedOnServer: a function it could reach is not allowed (each named with how the
-            statement reaches it), or the transaction is not read only.
+        RefusedOnServer: a function it could reach is not allowed (each named with how
+            the statement reaches it), a definition cannot be read, or the transaction
+            is not read only.
     """
-    params = {
-        "f_schema": [s for s, _, _ in calls.functions],
-        "f_name": [n for _, n, _ in calls.functions],
-        "f_attr": [a for _, _, a in calls.functions],
-        "o_schema": [s for s, _ in calls.operators],
-        "o_name": [n for _, n in calls.operators],
-        "rels": list(calls.relations),
-        "types": list(calls.types),
-        "allow": list(VOLATILE_READS),
-        "opt_schema": [s for s, _ in target.functions],
-        "opt_name": [n for _, n in target.functions],
-    }
-    read_only, refused = conn.execute(_CALLS_SQL, params).fetchone()
-    if not read_only:
-        raise RefusedOnServer("Refused: the server says the transaction is not read only.")
-    if not refused:
-        return
+    queue: list[tuple[Calls, str]] = [(calls, "")]
+    seen: set[str] = set()
+    read = 0
+    while queue:
+        batch, context = queue.pop(0)
+        read += 1
+        if read > MAX_DEFINITIONS:
+            raise RefusedOnServer(
+                f"Refused: the statement reaches more than {MAX_DEFINITIONS} views, "
+                "policies and domain checks; it was not run."
+            )
+        relations = [r for r in batch.relations if f"r:{r}" not in seen]
+        types = [t for t in batch.types if f"t:{t}" not in seen]
+        seen.update([f"r:{r}" for r in relations] + [f"t:{t}" for t in types])
+        params = {
+            "f_schema": [s for s, _, _ in batch.functions],
+            "f_name": [n for _, n, _ in batch.functions],
+            "f_attr": [a for _, _, a in batch.functions],
+            "o_schema": [s for s, _ in batch.operators],
+            "o_name": [n for _, n in batch.operators],
+            "rels": relations,
+            "types": types,
+            "allow": list(VOLATILE_READS),
+            "opt_schema": [s for s, _ in target.functions],
+            "opt_name": [n for _, n in target.functions],
+        }
+        read_only, refused, exprs = conn.execute(_CALLS_SQL, params).fetchone()
+        if not read_only:
+            raise RefusedOnServer("Refused: the server says the transaction is not read only.")
+        if refused:
+            raise _refusal(refused, context)
+        for item in exprs:
+            where = f" in {item['label']}{context}"
+            try:
+                found = calls_in(item["body"], query=item["kind"] == "query")
+            except Refused as exc:
+                raise RefusedOnServer(
+                    f"Refused: the server's definition of {item['label']}{context} "
+                    f"cannot be checked ({exc.title.removeprefix('Refused: ')})",
+                    "Nothing was run.",
+                ) from None
+            queue.append((found, where))
+
+
+def _refusal(refused: list[dict[str, Any]], context: str) -> RefusedOnServer:
     shown = []
     for item in refused[:3]:
         if item["builtin"]:
             why = f"{_VOLATILITY.get(item['volatility'], 'VOLATILE')}: it may change state"
         else:
             why = "not one of PostgreSQL's own functions"
-        shown.append(f"{item['function']} ({why}), through {item['via']}")
+        shown.append(f"{item['function']} ({why}), through {item['via']}{context}")
     more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
     names = sorted({f"{item['schema']}.{item['name']}" for item in refused})
-    raise RefusedOnServer(
+    return RefusedOnServer(
         f"Refused: the statement may call {'; '.join(shown)}{more}.",
         "A diagnostic calls only PostgreSQL's own IMMUTABLE or STABLE functions and a "
         "few documented reads. If you trust these on this target, add "

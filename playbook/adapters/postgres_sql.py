@@ -165,10 +165,31 @@ def check_sql(sql: str) -> Statement:
         read, what = _explained(node), "EXPLAIN"
     else:
         raise Refused(
-            f"Refused: this is a {_first_word(parsed)} statement; a diagnostic runs {READS}.",
+            f"Refused: this is {_a(_first_word(parsed))} statement; a diagnostic runs {READS}.",
             "Diagnostics only read; a change to data is a guarded action. Nothing was sent.",
         )
     return Statement(sql, what, frozenset(names), _calls(read))
+
+
+def calls_in(text: str, *, query: bool) -> Calls:
+    """What a definition the server printed could call: a view's query (``query``) or
+    an expression (a policy's ``USING``, a domain's ``CHECK``), read by the same parser.
+
+    Raises:
+        Refused: the parser cannot read it as one read (it always should).
+    """
+    from pglast import parse_sql
+    from pglast.parser import ParseError
+
+    try:
+        statements = parse_sql(text if query else f"SELECT ({text})")
+    except ParseError as exc:
+        raise Refused(f"Refused: PostgreSQL's parser cannot read it: {exc.args[0]}") from None
+    except RecursionError:
+        raise Refused("Refused: it is nested too deeply to check.") from None
+    if len(statements) != 1 or type(statements[0].stmt).__name__ != "SelectStmt":
+        raise Refused("Refused: it is not one SELECT.")
+    return _calls(statements[0].stmt)
 
 
 def _explained(node: Any) -> Any:
@@ -185,10 +206,14 @@ def _explained(node: Any) -> Any:
     if type(inner).__name__ != "SelectStmt":
         name = _WRITES.get(type(inner).__name__) or type(inner).__name__.removesuffix("Stmt")
         raise Refused(
-            f"Refused: EXPLAIN of a {name} statement; the explained statement must be a read.",
+            f"Refused: EXPLAIN of {_a(name)} statement; the explained statement must be a read.",
             f"A diagnostic runs {READS}. Nothing was sent.",
         )
     return inner
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1].upper() in "AEIOU" else f"a {word}"
 
 
 def _first_word(text: str) -> str:
@@ -243,11 +268,11 @@ def _calls(read: Any) -> Calls:
         if kind in _WRITES:
             where = "inside a WITH" if "CommonTableExpr" in above else "inside the statement"
             raise Refused(
-                f"Refused: a {_WRITES[kind]} {where}: the statement would change data.",
+                f"Refused: {_a(_WRITES[kind])} {where}: the statement would change data.",
                 "Diagnostics only read; a change to data is a guarded action. Nothing was sent.",
             )
         if kind.endswith("Stmt") and kind != "SelectStmt":
-            raise Refused(f"Refused: a {kind.removesuffix('Stmt')} inside the statement.")
+            raise Refused(f"Refused: {_a(kind.removesuffix('Stmt'))} inside the statement.")
         if kind == "SelectStmt":
             if node.intoClause is not None:
                 raise Refused(
