@@ -230,7 +230,7 @@ class _Connecting:
                         return
                 conn.close()  # the run has gone: nobody will use it
                 return
-        except (psycopg.Error, OSError) as exc:  # no host could be resolved
+        except Exception as exc:  # no host resolved, or a driver's surprise: said below
             self.errors.append(exc)
         finally:
             self.done.set()
@@ -266,7 +266,11 @@ def connect(uri: str, ctx: RunContext, application_name: str, *, autocommit: boo
     kwargs = {"autocommit": autocommit, "application_name": application_name[:63]}
     connecting = _Connecting(params, until, kwargs)
     ctx.on_stop(connecting.done.set)
-    connecting.done.wait()
+    try:
+        connecting.done.wait()
+    except BaseException:  # Ctrl-C while waiting: whatever comes is closed
+        connecting.abandon()
+        raise
     if ctx.stopped or connecting.conn is None:
         connecting.abandon()
         if ctx.stopped:
