@@ -30,7 +30,8 @@ server, and each function it could reach must be allowed:
   are.
 
 A function is allowed when it is IMMUTABLE or STABLE and in ``pg_catalog``
-(``pg_proc.provolatile``: the server's own word that it changes nothing), when it is on
+(``pg_proc.provolatile``: the server's own word that it changes nothing) and does not
+run a query of its own over relations named by a value (:data:`RUN_QUERIES`), when it is on
 :data:`VOLATILE_READS`, or when the responder named it for this target
 (``functions = ["schema.name", "schema.*"]``). Everything else is refused before the
 statement is sent, with the function named.
@@ -84,6 +85,28 @@ VOLATILE_READS: dict[str, str] = {
 PostgreSQL marks them VOLATILE because their answer changes between two calls in one
 statement (a clock, a WAL position, a file's size), not because they change anything.
 ``random()`` is left out: a diagnostic's evidence should say the same thing twice."""
+
+RUN_QUERIES: tuple[str, ...] = tuple(
+    f"pg_catalog.{name}({args})"
+    for name, args in [
+        ("table_to_xml", "regclass,boolean,boolean,text"),
+        ("table_to_xmlschema", "regclass,boolean,boolean,text"),
+        ("table_to_xml_and_xmlschema", "regclass,boolean,boolean,text"),
+        ("schema_to_xml", "name,boolean,boolean,text"),
+        ("schema_to_xmlschema", "name,boolean,boolean,text"),
+        ("schema_to_xml_and_xmlschema", "name,boolean,boolean,text"),
+        ("database_to_xml", "boolean,boolean,text"),
+        ("database_to_xmlschema", "boolean,boolean,text"),
+        ("database_to_xml_and_xmlschema", "boolean,boolean,text"),
+    ]
+)
+"""STABLE functions in ``pg_catalog`` that run a query of their own over relations
+named at run time (``SELECT * FROM`` a table, a schema's or the database's tables):
+through a view or a row-security policy, that query runs whatever code it holds, and
+no check of the statement's text can follow a relation named by a value. The catalog
+cannot say which functions do this (STABLE only promises not to modify the database),
+so these are refused unless the responder names them. The ``query_to_xml`` family is
+VOLATILE and refused anyway."""
 
 ROLE_ATTRIBUTES = (
     ("pg_write_server_files", "a member of pg_write_server_files (writes files on the server)"),
@@ -238,6 +261,10 @@ calls(via, fn) AS (
     SELECT 'a cast to ' || t.label, c.castfunc
     FROM tchain t JOIN pg_catalog.pg_cast c ON c.casttarget = t.oid WHERE c.castfunc <> 0
 ),
+runners AS (
+    SELECT pg_catalog.to_regprocedure(s)::oid AS oid
+    FROM pg_catalog.unnest(%(runners)s::text[]) s
+),
 allowed AS (
     SELECT pg_catalog.to_regprocedure(s)::oid AS oid FROM pg_catalog.unnest(%(allow)s::text[]) s
   UNION ALL
@@ -251,10 +278,12 @@ refused AS (
            pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
            || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS function,
            n.nspname AS schema, p.proname AS name,
-           n.nspname = 'pg_catalog' AS builtin, p.provolatile AS volatility
+           n.nspname = 'pg_catalog' AS builtin, p.provolatile AS volatility,
+           c.fn IN (SELECT oid FROM runners WHERE oid IS NOT NULL) AS runs_queries
     FROM calls c JOIN pg_catalog.pg_proc p ON p.oid = c.fn
     JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE NOT (n.nspname = 'pg_catalog' AND p.provolatile IN ('i', 's'))
+    WHERE NOT (n.nspname = 'pg_catalog' AND p.provolatile IN ('i', 's')
+               AND c.fn NOT IN (SELECT oid FROM runners WHERE oid IS NOT NULL))
       AND c.fn NOT IN (SELECT oid FROM allowed WHERE oid IS NOT NULL)
 )
 SELECT pg_catalog.current_setting('transaction_read_only') = 'on',
@@ -303,6 +332,7 @@ def check_calls(conn: Any, calls: Calls, target: TargetOptions) -> None:
             "rels": relations,
             "types": types,
             "allow": list(VOLATILE_READS),
+            "runners": list(RUN_QUERIES),
             "opt_schema": [s for s, _ in target.functions],
             "opt_name": [n for _, n in target.functions],
         }
@@ -327,7 +357,9 @@ def check_calls(conn: Any, calls: Calls, target: TargetOptions) -> None:
 def _refusal(refused: list[dict[str, Any]], context: str) -> RefusedOnServer:
     shown = []
     for item in refused[:3]:
-        if item["builtin"]:
+        if item["runs_queries"]:
+            why = "it runs a query of its own over relations named at run time"
+        elif item["builtin"]:
             why = f"{_VOLATILITY.get(item['volatility'], 'VOLATILE')}: it may change state"
         else:
             why = "not one of PostgreSQL's own functions"

@@ -226,6 +226,9 @@ ATTACKS = [
     "SELECT * FROM view_on_view",
     "SELECT * FROM guarded",
     "SELECT sneaky_insert()",
+    # STABLE functions that run a query of their own over a relation named by a value
+    "SELECT table_to_xml('stats_view', true, false, '')",
+    "SELECT database_to_xml(true, false, '')",
     # writes and locks inside a read, at any depth
     "WITH gone AS (DELETE FROM canary RETURNING *) SELECT count(*) FROM gone",
     "WITH a AS (WITH b AS (UPDATE canary SET note = 'x' RETURNING 1) SELECT * FROM b)"
@@ -445,6 +448,23 @@ def test_the_reader_role_and_bypassrls_are_accepted(pg: PostgresServer, admin: A
     admin.execute(f"CREATE ROLE auditor LOGIN PASSWORD '{PASSWORD}' BYPASSRLS")
     admin.execute("GRANT pg_read_all_data TO auditor")
     assert attempt(uri_of(pg, "auditor"), "SELECT count(*) AS n FROM canary", {}) == [{"n": 3}]
+
+
+def test_the_documented_lists_name_functions_the_server_has(pg: PostgresServer, admin: Any) -> None:
+    """Each allowed volatile read exists and is VOLATILE (else it needs no entry); each
+    function that runs its own queries exists and is STABLE (else the rule refuses it)."""
+    from playbook.adapters.postgres_calls import RUN_QUERIES, VOLATILE_READS
+
+    def volatility(signatures: Any) -> set[str | None]:
+        return {
+            admin.execute(
+                "SELECT provolatile FROM pg_proc WHERE oid = to_regprocedure(%s)", [sig]
+            ).fetchone()[0]
+            for sig in signatures
+        }
+
+    assert volatility(VOLATILE_READS) == {"v"}
+    assert volatility(RUN_QUERIES) == {"s"}
 
 
 # --------------------------------------------------------------------------- reads still work
