@@ -15,18 +15,16 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pgserver import PostgresServer
-from servers import PASSWORD, SilentServer
+from servers import PASSWORD
 
 from playbook.adapters import postgres
-from playbook.adapters.base import Cancelled, DeadlineExceeded, RunContext, RunRequest, Sink
+from playbook.adapters.base import RunContext, RunRequest, Sink
 from playbook.adapters.postgres import PostgresAdapter
 from playbook.adapters.postgres_sql import Calls, Statement, as_sent
 from playbook.errors import PlaybookError
@@ -538,58 +536,6 @@ def test_the_parser_reads_what_psycopg_sends(sql: str) -> None:
 
     sent, *_ = _query2pg_nocache(sql.encode(), "utf-8")
     assert as_sent(sql) == sent.decode()
-
-
-# --------------------------------------------------------------------------- the deadline
-
-
-def test_silent_hosts_of_a_multi_host_uri_share_one_deadline() -> None:
-    """libpq and psycopg give each host the whole connect_timeout: four silent hosts
-    would take four times the run's deadline."""
-    servers = [SilentServer() for _ in range(4)]
-    try:
-        hosts = ",".join(f"127.0.0.1:{s.port}" for s in servers)
-        uri = f"postgresql://{READER}:{PASSWORD}@{hosts}/postgres"
-        deadline = 2.0  # libpq's least connect_timeout: the case that multiplies most
-        ctx = RunContext(deadline, deadline)
-        request = RunRequest("d", {"sql": "SELECT 1"}, uri, options={"target": {}})
-        with pytest.raises(DeadlineExceeded) as caught:
-            try:
-                PostgresAdapter().run(request, ctx, Sink(None))
-            finally:
-                ctx.finish()
-        elapsed = ctx.elapsed()
-        assert elapsed < deadline * 1.5 + 0.5, f"{elapsed:.1f} s for a {deadline:g} s deadline"
-        assert servers[0].spoken.is_set()
-        assert PASSWORD not in f"{caught.value.title} {caught.value.message}"
-    finally:
-        for server in servers:
-            server.close()
-
-
-def test_cancel_ends_a_connect_in_progress() -> None:
-    with SilentServer() as silent, SilentServer() as second:
-        uri = f"postgresql://{READER}:{PASSWORD}@127.0.0.1:{silent.port},127.0.0.1:{second.port}/db"
-        ctx = RunContext(60, 60)
-        outcome: list[BaseException] = []
-
-        def go() -> None:
-            try:
-                PostgresAdapter().run(RunRequest("d", {"sql": "SELECT 1"}, uri), ctx, Sink(None))
-            except BaseException as exc:
-                outcome.append(exc)
-
-        worker = threading.Thread(target=go)
-        worker.start()
-        assert silent.spoken.wait(10)  # the connect is under way, and blocked
-        cancelled = time.monotonic()
-        ctx.cancel()
-        worker.join(10)
-        ctx.finish()
-        assert not worker.is_alive()
-        assert (time.monotonic() - cancelled) < ctx.timeout * 0.05
-        assert len(outcome) == 1 and isinstance(outcome[0], Cancelled)
-        assert not second.spoken.is_set()  # no further host was tried after the cancel
 
 
 def test_the_drop_folder_is_writable_by_the_server(
