@@ -163,9 +163,10 @@ def check_sql(sql: str) -> Statement:
         return Statement(sql, "SHOW", frozenset(names))
     elif kind == "ExplainStmt":
         read, what = _explained(node), "EXPLAIN"
-    else:
+    else:  # WITH … DELETE is named for what it does, the rest by their first word
+        name = _WRITES.get(kind) or _first_word(parsed)
         raise Refused(
-            f"Refused: this is {_a(_first_word(parsed))} statement; a diagnostic runs {READS}.",
+            f"Refused: this is {_a(name)} statement; a diagnostic runs {READS}.",
             "Diagnostics only read; a change to data is a guarded action. Nothing was sent.",
         )
     return Statement(sql, what, frozenset(names), _calls(read))

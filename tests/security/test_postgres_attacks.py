@@ -233,6 +233,7 @@ ATTACKS = [
     " SELECT * FROM a",
     "SELECT 1 UNION ALL (WITH d AS (DELETE FROM canary RETURNING 1) SELECT 1)",
     "SELECT (WITH i AS (INSERT INTO canary VALUES (7, 'x') RETURNING 1) SELECT 1)",
+    "WITH harmless AS (SELECT 1) DELETE FROM canary",
     "SELECT * INTO evil FROM canary",
     "SELECT * FROM canary FOR UPDATE",
     "SELECT * FROM canary FOR NO KEY UPDATE",
