@@ -126,6 +126,10 @@ class RedisServer:
 
 
 USER = "playbook"
+APP_USER = "playbook_app"
+"""The role :attr:`PostgresServer.uri` logs in as: it owns nothing special and is no
+superuser, as an application's role should be, so a diagnostic's role check accepts it
+and a guarded action can still write every table the superuser creates."""
 START_TIMEOUT = 60.0
 """Seconds a start may take before the test run gives up, with the server's log."""
 
@@ -161,7 +165,13 @@ def _run_as() -> pwd.struct_passwd | None:
 
 
 class PostgresServer:
-    """A throwaway PostgreSQL cluster: its own port, folder and superuser ``playbook``."""
+    """A throwaway PostgreSQL cluster: its own port, folder and superuser ``playbook``.
+
+    :attr:`uri` is the application's login, ``playbook_app``: no superuser, with every
+    privilege on the tables, sequences and schemas the superuser creates (default
+    privileges), so set-up runs as the superuser (:meth:`connect`) and diagnostics and
+    actions run as an application would. Same password for both.
+    """
 
     def __init__(self, password: str | None = None, folder: str | None = None) -> None:
         self.password = password or secrets.token_hex(16)
@@ -180,6 +190,7 @@ class PostgresServer:
             self._chown(self.dir)
             self._initdb()
             self.start()
+            self._create_app_role()
         except BaseException:
             self.stop()
             raise
@@ -195,6 +206,12 @@ class PostgresServer:
 
     @property
     def uri(self) -> str:
+        """The application role's URI (``playbook_app``, not a superuser)."""
+        return f"postgresql://{APP_USER}:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def superuser_uri(self) -> str:
+        """The superuser's URI (``playbook``), for setting up."""
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def uri_via(self, port: int) -> str:
@@ -206,7 +223,7 @@ class PostgresServer:
         import psycopg
 
         kwargs.setdefault("autocommit", True)
-        return psycopg.connect(self.uri, connect_timeout=5, **kwargs)
+        return psycopg.connect(self.superuser_uri, connect_timeout=5, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -297,6 +314,25 @@ class PostgresServer:
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
+    def _create_app_role(self) -> None:
+        from psycopg import sql
+
+        with self.connect() as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(APP_USER), sql.Literal(self.password)
+                )
+            )
+            for grant in (
+                "GRANT USAGE, CREATE ON SCHEMA public TO {app}",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {su} GRANT ALL ON TABLES TO {app}",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {su} GRANT ALL ON SEQUENCES TO {app}",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {su} GRANT USAGE, CREATE ON SCHEMAS TO {app}",
+            ):
+                conn.execute(
+                    sql.SQL(grant).format(su=sql.Identifier(USER), app=sql.Identifier(APP_USER))
+                )
+
     def _wait_ready(self) -> None:
         """Poll a real login until it succeeds, the server exits, or START_TIMEOUT passes."""
         import psycopg
@@ -312,7 +348,9 @@ class PostgresServer:
                     + self._log_tail()
                 )
             try:
-                with psycopg.connect(self.uri, connect_timeout=2, autocommit=True) as conn:
+                with psycopg.connect(
+                    self.superuser_uri, connect_timeout=2, autocommit=True
+                ) as conn:
                     conn.execute("SELECT 1")
                 return
             except psycopg.OperationalError as exc:

@@ -1,22 +1,35 @@
-"""PostgreSQL diagnostics: one SQL statement, read only, bounded, parameters bound.
+"""PostgreSQL diagnostics: one read, enforced by PostgreSQL itself, bounded, parameters bound.
 
-Three walls stand between a diagnostic and a write:
+Each wall is an authority's, not a list of ours:
 
-1. :func:`check_sql` refuses, before anything connects, any text that is not a single
-   statement starting with SELECT, WITH, VALUES, TABLE, SHOW or EXPLAIN (without
-   ANALYZE), and any that writes from inside a read (``WITH x AS (DELETE …)``,
-   ``SELECT … INTO``, ``FOR UPDATE``) or calls a function that signals other backends,
-   reads server files, takes a blocking lock or changes settings. Strings, quoted names,
-   dollar quotes and comments are skipped, so ``'DELETE'`` as data refuses nothing.
-2. The statement runs inside ``BEGIN READ ONLY`` with ``statement_timeout`` set to
-   what is left of the deadline: whatever slipped past the check fails in the server.
-3. Parameters are bound by the driver by name (``%(name)s``), never pasted into the text.
+1. **The parser.** :func:`~playbook.adapters.postgres_sql.check_sql` reads the SQL with
+   PostgreSQL's own parser (pglast) before anything connects: exactly one statement, and
+   only a read (SELECT without INTO, locking or a data-modifying CTE; VALUES; TABLE;
+   SHOW; EXPLAIN without ANALYZE).
+2. **The protocol.** The statement is always sent with the extended query protocol (a
+   server-side cursor, or a prepared statement), in which the server itself refuses a
+   second statement, whatever a comment or a quote made of the text.
+3. **The role.** At connect, a superuser, a replication role or a member of the
+   server-file roles is refused unless the responder marked the target ``privileged``
+   (:func:`~playbook.adapters.postgres_calls.check_role`).
+4. **The session.** Right after connecting, ``default_transaction_read_only``,
+   ``standard_conforming_strings`` (so the server lexes strings as the parser did),
+   ``statement_timeout``, ``lock_timeout`` and ``idle_in_transaction_session_timeout``
+   are set for the session, after anything a URI's ``options`` asked for; then the
+   statement runs in ``BEGIN READ ONLY`` and is rolled back.
+5. **The catalog.** Inside that transaction, every function the statement could reach
+   (by name, behind an operator or a cast, inside a view) is resolved on the server and
+   must be IMMUTABLE or STABLE in ``pg_catalog``, on a short allowlist of volatile
+   reads, or named by the responder for this target
+   (:func:`~playbook.adapters.postgres_calls.check_calls`).
+6. **Parameters** are bound by the driver by name (``%(name)s``), never pasted in.
 
 Rows stream through a server-side cursor into the :class:`Sink` as JSON-ready dicts
 (times ISO 8601, decimals as numbers, bytes as hex). The numbers are ``rows`` and every
 numeric column of the first row; a time column becomes seconds since the epoch and also
-``<column>_age_seconds``. The deadline and cancel send the server a cancel request and
-cut the connection, so a long query or a silent server ends when the run does.
+``<column>_age_seconds``. The deadline and cancel reach every stage: a connect in
+progress (each host of a multi-host URI gets only what is left of the connect timeout),
+and a query, which gets a cancel request and then has its connection cut.
 """
 
 from __future__ import annotations
@@ -24,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -44,208 +56,18 @@ from playbook.adapters.base import (
     Sink,
     scrub,
 )
+from playbook.adapters.postgres_calls import TargetOptions, check_calls, check_role
+from playbook.adapters.postgres_sql import Statement, check_sql, placeholders
 from playbook.adapters.readonly import Refused
 from playbook.core.values import ObjectIdValue
+
+__all__ = ["PostgresAdapter", "check_sql", "connect", "placeholders"]
 
 APPLICATION_NAME = "playbook diagnostic"
 FETCH = 500
 """Rows fetched from the server-side cursor per round trip."""
 CANCEL_TIMEOUT = 1.0
 """Seconds the cancel request may take before the connection is cut regardless."""
-
-READ_STARTS = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN"})
-"""The words a diagnostic's statement may start with."""
-
-WRITE_WORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "TRUNCATE", "COPY"})
-"""Words that write from inside a read (``WITH x AS (DELETE …)``, ``SELECT … INTO t``,
-``FOR UPDATE``); refused wherever they appear outside strings and quoted names."""
-
-DENIED_FUNCTIONS = frozenset(
-    {
-        # signal or reconfigure the server
-        "pg_cancel_backend",
-        "pg_terminate_backend",
-        "pg_reload_conf",
-        "pg_rotate_logfile",
-        "pg_promote",
-        "pg_switch_wal",
-        "pg_create_restore_point",
-        "pg_backup_start",
-        "pg_backup_stop",
-        "set_config",
-        "pg_notify",
-        # read or write files on the server
-        "pg_read_file",
-        "pg_read_binary_file",
-        "pg_ls_dir",
-        "pg_stat_file",
-        "pg_file_write",
-        "lo_import",
-        "lo_export",
-        "lo_unlink",
-        "lo_create",
-        "lo_from_bytea",
-        "lo_put",
-        # reach other servers
-        "dblink",
-        "dblink_exec",
-        "dblink_connect",
-        # wait for someone else
-        "pg_advisory_lock",
-        "pg_advisory_lock_shared",
-        "pg_advisory_xact_lock",
-        "pg_advisory_xact_lock_shared",
-    }
-)
-"""Functions refused even in a read: they act on the server, not on data."""
-
-_PLACEHOLDER = re.compile(r"%\((?P<name>[A-Za-z_][A-Za-z0-9_]*)\)s|%%|%(?P<other>.?)", re.S)
-
-
-# --------------------------------------------------------------------------- the check
-
-
-def _tokens(sql: str) -> list[tuple[str, str, int]]:
-    """``(kind, text, offset)`` of the statement's tokens; strings, quoted names and
-    comments are one token each (or none), so what they hold is never read as SQL.
-
-    Raises:
-        Refused: a string, quoted name or comment is not closed.
-    """
-    out: list[tuple[str, str, int]] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        if c.isspace():
-            i += 1
-        elif sql.startswith("--", i):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end + 1
-        elif sql.startswith("/*", i):
-            depth, i = 1, i + 2
-            while depth and i < n:
-                if sql.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif sql.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            if depth:
-                raise Refused("Refused: a /* comment */ is not closed.")
-        elif c == "'":
-            escapes = bool(out) and out[-1][1].upper() == "E" and out[-1][2] + 1 == i
-            start, i = i, i + 1
-            while True:
-                if i >= n:
-                    raise Refused("Refused: a quoted string is not closed.")
-                if escapes and sql[i] == "\\":
-                    i += 2
-                elif sql[i] == "'":
-                    if sql.startswith("''", i):
-                        i += 2
-                    else:
-                        i += 1
-                        break
-                else:
-                    i += 1
-            out.append(("string", sql[start:i], start))
-        elif c == '"':
-            end = i + 1
-            while True:
-                end = sql.find('"', end)
-                if end < 0:
-                    raise Refused('Refused: a "quoted name" is not closed.')
-                if sql.startswith('""', end):
-                    end += 2
-                    continue
-                break
-            out.append(("name", sql[i : end + 1], i))
-            i = end + 1
-        elif c == "$" and (tag := re.match(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$", sql[i:])):
-            close = sql.find(tag.group(0), i + len(tag.group(0)))
-            if close < 0:
-                raise Refused("Refused: a $$ dollar-quoted string is not closed.")
-            end = close + len(tag.group(0))
-            out.append(("string", sql[i:end], i))
-            i = end
-        elif c.isalpha() or c == "_":
-            word = re.match(r"[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*", sql[i:])
-            assert word is not None
-            out.append(("word", word.group(0), i))
-            i += len(word.group(0))
-        else:
-            out.append(("punct", c, i))
-            i += 1
-    return out
-
-
-def check_sql(sql: str) -> str:
-    """The statement without a trailing semicolon, if it is one bounded read.
-
-    Raises:
-        Refused: a second statement, a statement that is not a read, EXPLAIN ANALYZE,
-            a write inside a read, or a function that acts on the server.
-    """
-    tokens = _tokens(sql)
-    semis = [pos for pos, t in enumerate(tokens) if t[0] == "punct" and t[1] == ";"]
-    if len(semis) > 1 or (semis and semis[0] != len(tokens) - 1):
-        raise Refused(
-            "Refused: the SQL holds more than one statement.",
-            "A diagnostic runs exactly one statement; nothing was sent.",
-        )
-    text = sql[: tokens[semis[0]][2]] if semis else sql
-    body = tokens[: semis[0]] if semis else tokens
-    first = next((t for t in body if t[1] != "("), None)
-    if first is None or first[0] != "word":
-        raise Refused("Refused: the SQL holds no statement.")
-    start = first[1].upper()
-    if start not in READ_STARTS:
-        raise Refused(
-            f"Refused: a diagnostic's statement starts with "
-            f"{', '.join(sorted(READ_STARTS))}; this one starts with {start}.",
-            "Diagnostics only read; a change to data is a guarded action. Nothing was sent.",
-        )
-    words = [(k, t.upper(), at) for k, t, at in body if k == "word"]
-    if start == "EXPLAIN" and any(w in ("ANALYZE", "ANALYSE") for _, w, _ in words):
-        raise Refused(
-            "Refused: EXPLAIN ANALYZE runs the statement it explains.",
-            "Use EXPLAIN without ANALYZE; nothing was sent.",
-        )
-    for _, word, _ in words:
-        if word in WRITE_WORDS:
-            raise Refused(
-                f"Refused: {word} inside the statement writes or locks rows.",
-                "Diagnostics only read; nothing was sent.",
-            )
-    for pos, (kind, word, _) in enumerate(body):
-        follows = body[pos + 1][1] if pos + 1 < len(body) else ""
-        if kind == "word" and follows == "(" and word.lower() in DENIED_FUNCTIONS:
-            raise Refused(
-                f"Refused: {word.lower()}() acts on the server, not on data.",
-                "Diagnostics only read; nothing was sent.",
-            )
-    return text
-
-
-def placeholders(sql: str) -> set[str]:
-    """The names of the ``%(name)s`` placeholders in ``sql``.
-
-    Raises:
-        Refused: a ``%`` that is neither a named placeholder nor ``%%`` (with
-            parameters in use, a literal percent sign is written ``%%``).
-    """
-    names: set[str] = set()
-    uses = "%(" in sql
-    for match in _PLACEHOLDER.finditer(sql):
-        if match.group("name"):
-            names.add(match.group("name"))
-        elif match.group(0) != "%%" and uses:
-            raise Refused(
-                f"Refused: {match.group(0)!r} is not a placeholder; parameters are written "
-                "%(name)s.",
-                "With parameters in the SQL, write a literal percent sign as %%.",
-            )
-    return names
 
 
 def _bound(value: object) -> object:
@@ -360,35 +182,133 @@ class Interrupt:
                 self._sock = None
 
 
-def connect(uri: str, ctx: RunContext, application_name: str, **kwargs: Any) -> Any:
-    """A psycopg connection within the run's connect timeout (libpq's minimum is 2 s).
+class _Connecting:
+    """One connect, host after host, in a thread of its own so the run can walk away.
+
+    psycopg's ``connect`` blocks, and gives every host of a multi-host URI the whole
+    ``connect_timeout``: eight silent hosts cost eight timeouts. Here the hosts come from
+    the driver's own parser (``conninfo_attempts``: the URI's hosts and ports, and every
+    address a name resolves to), each attempt gets only what is left of the run's
+    connect time (libpq's minimum of 2 s aside), and the run waits on an event that its
+    watchdog also sets: at the deadline or at cancel the run returns at once, and the
+    attempt still under way closes whatever it gets. Its cost: one short-lived thread
+    per connect.
+    """
+
+    def __init__(self, params: dict[str, Any], until: float, kwargs: dict[str, Any]) -> None:
+        self.params = params
+        self.until = until
+        self.kwargs = kwargs
+        self.done = threading.Event()
+        self.conn: Any = None
+        self.errors: list[Exception] = []
+        self._lock = threading.Lock()
+        self._abandoned = False
+        threading.Thread(target=self._run, name="playbook-pg-connect", daemon=True).start()
+
+    def _run(self) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_attempts, make_conninfo
+
+        try:
+            for attempt in conninfo_attempts(self.params):  # resolves names: may block too
+                left = self.until - time.monotonic()
+                if self._abandoned or left <= 0:
+                    return
+                try:
+                    conn = psycopg.connect(
+                        make_conninfo("", **attempt),
+                        connect_timeout=max(2, math.ceil(left)),
+                        **self.kwargs,
+                    )
+                except psycopg.Error as exc:
+                    self.errors.append(exc)
+                    continue
+                with self._lock:
+                    if not self._abandoned:
+                        self.conn = conn
+                        return
+                conn.close()  # the run has gone: nobody will use it
+                return
+        except Exception as exc:  # no host resolved, or a driver's surprise: said below
+            self.errors.append(exc)
+        finally:
+            self.done.set()
+
+    def abandon(self) -> None:
+        """The run stopped waiting: close the connection if it came, or when it comes."""
+        with self._lock:
+            self._abandoned = True
+            conn, self.conn = self.conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def connect(uri: str, ctx: RunContext, application_name: str, *, autocommit: bool = False) -> Any:
+    """A psycopg connection within the run's connect time, every host included.
 
     Raises:
-        RunError: the server could not be reached or refused the login (text scrubbed).
+        RunError: no host could be reached or the server refused the login (text
+            scrubbed); the run's stop error at the deadline or at cancel.
     """
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     ctx.check()
     try:
-        conn = psycopg.connect(
-            uri,
-            connect_timeout=max(2, math.ceil(ctx.connect_timeout)),
-            application_name=application_name[:63],
-            **kwargs,
-        )
-    except psycopg.Error as exc:
+        params = conninfo_to_dict(uri)
+    except (psycopg.Error, ValueError) as exc:  # its message may quote the URI
+        raise RunError(
+            f"The target's URI is not a PostgreSQL URI: {_first_line(scrub(str(exc), uri))}"
+        ) from None
+    until = ctx.started + ctx.connect_timeout
+    kwargs = {"autocommit": autocommit, "application_name": application_name[:63]}
+    connecting = _Connecting(params, until, kwargs)
+    ctx.on_stop(connecting.done.set)
+    try:
+        connecting.done.wait()
+    except BaseException:  # Ctrl-C while waiting: whatever comes is closed
+        connecting.abandon()
+        raise
+    if ctx.stopped or connecting.conn is None:
+        connecting.abandon()
         if ctx.stopped:
-            raise ctx.stop_error() from None
+            raise ctx.stop_error()
+        if not connecting.errors:  # the time ran out between two hosts
+            raise DeadlineExceeded(
+                f"No host answered within the connect timeout of {ctx.connect_timeout:g} s.",
+                "Check the target's address and that the server is up and not overloaded.",
+            )
+        last = _first_line(scrub(str(connecting.errors[-1]), uri))
+        tried = len(connecting.errors)
         raise RunError(
-            f"PostgreSQL could not be reached: {_first_line(scrub(str(exc), uri))}",
+            f"PostgreSQL could not be reached: {last}"
+            + (f" ({tried} hosts tried; this is the last one's answer)" if tried > 1 else ""),
             f"Check the target and that the server answers within {ctx.connect_timeout:g} s.",
-        ) from None
-    except ValueError as exc:  # a malformed URI: psycopg's message may quote it
-        raise RunError(
-            f"The target's URI is not a PostgreSQL URI: {scrub(str(exc), uri)}"
-        ) from None
+        )
     ctx.connected()
-    return conn
+    return connecting.conn
+
+
+def session_limits(conn: Any, ctx: RunContext) -> int:
+    """Read only and bounded for the whole session, set after connecting so that no
+    URI ``options=-c …`` undoes it; the statement cannot undo it either (SET is not a
+    read, and ``set_config`` is VOLATILE). ``standard_conforming_strings`` makes the
+    server read backslashes in strings as the parser that checked the text did.
+
+    Call in autocommit: a SET inside a transaction that is rolled back is undone.
+    """
+    ms = str(max(1, int(ctx.remaining() * 1000)))
+    conn.execute(
+        "SELECT pg_catalog.set_config('default_transaction_read_only', 'on', false),"
+        " pg_catalog.set_config('standard_conforming_strings', 'on', false),"
+        " pg_catalog.set_config('statement_timeout', %(ms)s, false),"
+        " pg_catalog.set_config('lock_timeout', %(ms)s, false),"
+        " pg_catalog.set_config('idle_in_transaction_session_timeout', %(ms)s, false)",
+        {"ms": ms},
+    )
+    return int(ms)
 
 
 def set_timeouts(conn: Any, ctx: RunContext) -> int:
@@ -444,47 +364,64 @@ def _unique(names: list[str]) -> list[str]:
 
 
 class PostgresAdapter(Adapter):
-    """Reads PostgreSQL with psycopg 3, in a read-only transaction under a time limit."""
+    """Reads PostgreSQL with psycopg 3: one statement PostgreSQL's parser calls a read,
+    sent on the extended protocol, in a read-only session, after the server has said
+    what it would call."""
 
     kind = "postgres"
     description = "PostgreSQL (psycopg 3): one read-only SQL statement, parameters bound"
 
     def check(self, request: RunRequest) -> None:
+        self._checked(request)
+        TargetOptions.of(request.options)
+
+    def _checked(self, request: RunRequest) -> Statement:
         sql = request.query.get("sql")
         if not isinstance(sql, str) or not sql.strip():
             raise Refused("Refused: a postgres diagnostic needs its SQL (query.sql).")
-        check_sql(sql)
+        statement = check_sql(sql)
         params = dict(request.options.get("params") or {})
-        missing = sorted(placeholders(sql) - set(params))
+        missing = sorted(statement.names - set(params))
         if missing:
             raise Refused(
                 f"Refused: the SQL uses {', '.join(missing)}, which the diagnostic does "
                 "not declare as parameters.",
                 "Declare each %(name)s under the diagnostic's params.",
             )
+        return statement
 
     def run(self, request: RunRequest, ctx: RunContext, sink: Sink) -> dict[str, Any]:
         import psycopg
 
-        self.check(request)
-        sql = check_sql(request.query["sql"])
-        names = placeholders(sql)
+        statement = self._checked(request)
+        target = TargetOptions.of(request.options)
         given = request.options.get("params") or {}
-        params = {k: _bound(v) for k, v in given.items() if k in names} if names else None
-        conn = connect(request.uri, ctx, APPLICATION_NAME, autocommit=False)
+        # No placeholders, no parameters: psycopg then sends the text untouched, as
+        # the parser read it (with parameters it rewrites %(name)s and %%).
+        params = (
+            {k: _bound(v) for k, v in given.items() if k in statement.names}
+            if statement.names
+            else None
+        )
+        conn = connect(request.uri, ctx, APPLICATION_NAME, autocommit=True)
         interrupt = Interrupt(conn)
         ctx.on_stop(interrupt)
         cursor = None
         try:
+            check_role(conn, target)
+            session_limits(conn, ctx)
+            conn.autocommit = False
             conn.read_only = True  # psycopg begins with BEGIN READ ONLY
-            set_timeouts(conn, ctx)
             ctx.check()
-            start = check_start(sql)
-            if start in ("SHOW", "EXPLAIN"):
-                cursor = conn.cursor()
-            else:
+            check_calls(conn, statement.calls, target)
+            ctx.check()
+            if statement.kind == "SELECT":
+                # DECLARE … CURSOR FOR goes out as Parse/Bind/Execute: one statement.
                 cursor = conn.cursor(name="playbook_diagnostic")
-            cursor.execute(sql, params)
+                cursor.execute(statement.text, params)
+            else:  # SHOW and EXPLAIN cannot be a cursor's query: a prepared statement
+                cursor = conn.cursor()
+                cursor.execute(statement.text, params, prepare=True)
             return self._stream(cursor, request.limit, ctx, sink)
         except psycopg.Error as exc:
             raise run_error(exc, ctx, request.uri, "the query") from None
@@ -514,9 +451,3 @@ class PostgresAdapter(Adapter):
             ctx.progress(rows, None, "rows read")
         metrics["rows"] = rows
         return metrics
-
-
-def check_start(sql: str) -> str:
-    """The first word of a checked statement, upper-cased."""
-    first = next(t for t in _tokens(sql) if t[1] != "(")
-    return first[1].upper()

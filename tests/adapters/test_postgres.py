@@ -3,7 +3,8 @@
 What a responder relies on: a diagnostic cannot change data (refused before anything
 is sent, and refused again by the server's read-only transaction), a value is data and
 never SQL, a long or stuck query ends at the deadline or at cancel, and the target's
-password never shows in an error.
+password never shows in an error. The server's ``uri`` logs in as its application role
+(no superuser); the attacks themselves are in ``tests/security/test_postgres_attacks.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from playbook.adapters.base import (
     RunRequest,
     Sink,
 )
-from playbook.adapters.postgres import PostgresAdapter, check_sql
+from playbook.adapters.postgres import PostgresAdapter
 from playbook.adapters.readonly import Refused
 
 AT = datetime(2025, 10, 31, 10, 30, 59, tzinfo=UTC)
@@ -75,8 +76,10 @@ def run(
     timeout: float = 10.0,
     limit: int = 1000,
     ctx: RunContext | None = None,
+    target: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Sink]:
-    request = RunRequest("d", {"sql": sql}, uri, limit=limit, options={"params": params or {}})
+    options = {"params": params or {}, "target": target or {}}
+    request = RunRequest("d", {"sql": sql}, uri, limit=limit, options=options)
     adapter = PostgresAdapter()
     adapter.check(request)
     ctx = ctx or RunContext(timeout, 5.0)
@@ -108,38 +111,37 @@ def active(conn: Any) -> int:
 
 
 REFUSED = [
-    ("INSERT INTO staff VALUES (9, 'x', now())", "starts with INSERT"),
-    ("UPDATE staff SET name = 'x'", "starts with UPDATE"),
-    ("delete from staff", "starts with DELETE"),
-    ("DROP TABLE staff", "starts with DROP"),
-    ("CREATE TABLE t (x int)", "starts with CREATE"),
-    ("TRUNCATE staff", "starts with TRUNCATE"),
-    ("ALTER TABLE staff ADD COLUMN x int", "starts with ALTER"),
-    ("GRANT ALL ON staff TO public", "starts with GRANT"),
-    ("COPY staff TO '/tmp/out'", "starts with COPY"),
-    ("SET statement_timeout = 0", "starts with SET"),
-    ("BEGIN", "starts with BEGIN"),
-    ("DO $$ BEGIN DELETE FROM staff; END $$", "starts with DO"),
-    ("CALL something()", "starts with CALL"),
-    ("LOCK TABLE staff", "starts with LOCK"),
-    ("VACUUM staff", "starts with VACUUM"),
-    ("SELECT 1; DROP TABLE staff", "more than one statement"),
-    ("SELECT 1; SELECT 2;", "more than one statement"),
-    ("SELECT 1;; ", "more than one statement"),
-    ("/* SELECT */ DELETE FROM staff", "starts with DELETE"),
-    ("-- SELECT\nDELETE FROM staff", "starts with DELETE"),
-    ("WITH gone AS (DELETE FROM staff RETURNING *) SELECT count(*) FROM gone", "DELETE"),
-    ("WITH x AS (INSERT INTO staff VALUES (9, 'x', now()) RETURNING 1) SELECT 1", "INSERT"),
-    ("SELECT * INTO copy_of_staff FROM staff", "INTO"),
-    ("SELECT * FROM staff FOR UPDATE", "UPDATE"),
+    ("INSERT INTO staff VALUES (9, 'x', now())", "INSERT statement"),
+    ("UPDATE staff SET name = 'x'", "UPDATE statement"),
+    ("delete from staff", "DELETE statement"),
+    ("DROP TABLE staff", "DROP statement"),
+    ("CREATE TABLE t (x int)", "CREATE statement"),
+    ("TRUNCATE staff", "TRUNCATE statement"),
+    ("ALTER TABLE staff ADD COLUMN x int", "ALTER statement"),
+    ("GRANT ALL ON staff TO public", "GRANT statement"),
+    ("COPY staff TO '/tmp/out'", "COPY statement"),
+    ("SET statement_timeout = 0", "SET statement"),
+    ("BEGIN", "BEGIN statement"),
+    ("DO $$ BEGIN DELETE FROM staff; END $$", "DO statement"),
+    ("CALL something()", "CALL statement"),
+    ("LOCK TABLE staff", "LOCK statement"),
+    ("VACUUM staff", "VACUUM statement"),
+    ("SELECT 1; DROP TABLE staff", "2 statements"),
+    ("SELECT 1; SELECT 2;", "2 statements"),
+    ("/* SELECT */ DELETE FROM staff", "DELETE statement"),
+    ("-- SELECT\nDELETE FROM staff", "DELETE statement"),
+    (
+        "WITH gone AS (DELETE FROM staff RETURNING *) SELECT count(*) FROM gone",
+        "DELETE inside a WITH",
+    ),
+    ("WITH x AS (INSERT INTO staff VALUES (9, 'x', now()) RETURNING 1) SELECT 1", "INSERT inside"),
+    ("SELECT * INTO copy_of_staff FROM staff", "INTO creates a table"),
+    ("SELECT * FROM staff FOR UPDATE", "FOR UPDATE locks"),
     ("EXPLAIN ANALYZE SELECT 1", "EXPLAIN ANALYZE"),
     ("EXPLAIN (ANALYZE, BUFFERS) DELETE FROM staff", "EXPLAIN ANALYZE"),
-    ("SELECT pg_terminate_backend(42)", "pg_terminate_backend"),
-    ("SELECT pg_catalog.set_config('transaction_read_only', 'off', false)", "set_config"),
-    ("SELECT pg_read_file('/etc/passwd')", "pg_read_file"),
-    ("SELECT pg_advisory_lock(1)", "pg_advisory_lock"),
-    ("SELECT 'unclosed", "not closed"),
-    ("SELECT $x$ never closed", "not closed"),
+    ("EXPLAIN DELETE FROM staff", "EXPLAIN of a DELETE"),
+    ("SELECT 'unclosed", "parser cannot read"),
+    ("SELECT $x$ never closed", "parser cannot read"),
     ("   ", "needs its SQL"),
     ("-- only a comment", "no statement"),
 ]
@@ -163,6 +165,8 @@ ALLOWED = [
     ("SELECT $$;INSERT$$ AS text;", ";INSERT"),
     ("SELECT $tag$ $$; DROP $$ $tag$ AS text", " $$; DROP $$ "),
     ("SELECT E'it\\'s; DELETE' AS text", "it's; DELETE"),
+    ("SELECT 1 AS n;", 1),
+    ("SELECT 1 AS n;;", 1),
     ("/* a comment; with DELETE */ SELECT 2 AS n -- and UPDATE;", 2),
     ("(SELECT 3 AS n)", 3),
     ("VALUES (4)", 4),
@@ -187,19 +191,21 @@ def test_show_explain_and_table_read(pg: PostgresServer, db: Any) -> None:
     assert metrics["rows"] == 3
 
 
-def test_a_write_that_passes_the_check_is_refused_by_the_server(
-    pg: PostgresServer, db: Any
-) -> None:
-    """The check cannot see inside a function; the read-only transaction can."""
+def test_a_function_the_responder_trusts_still_cannot_write(pg: PostgresServer, db: Any) -> None:
+    """The catalog check refuses a user-defined function; trusted by the responder, it
+    runs, and the read-only transaction refuses its write."""
     before = dump(db)
-    check_sql("SELECT sneaky_write()")  # passes the check: nothing in it says DELETE
-    with pytest.raises(RunError, match="read-only transaction") as caught:
+    with pytest.raises(Refused, match=r"public\.sneaky_write\(\)"):
         run(pg.uri, "SELECT sneaky_write()")
+    trusted = {"functions": ["public.sneaky_write", "pg_catalog.nextval"]}
+    with pytest.raises(RunError, match="read-only transaction") as caught:
+        run(pg.uri, "SELECT sneaky_write()", target=trusted)
     assert "Nothing was changed" in caught.value.message
     db.execute("CREATE SEQUENCE IF NOT EXISTS s")
     with pytest.raises(RunError, match="read-only"):
-        run(pg.uri, "SELECT nextval('s')")
+        run(pg.uri, "SELECT nextval('s')", target=trusted)
     assert dump(db) == before
+    assert db.execute("SELECT last_value, is_called FROM s").fetchone() == (1, False)
 
 
 def test_a_value_is_bound_never_pasted(pg: PostgresServer, db: Any) -> None:
@@ -261,10 +267,14 @@ def test_rows_stream_up_to_the_limit(pg: PostgresServer) -> None:
     assert metrics["n"] == 1
 
 
+SLEEP = {"functions": ["pg_catalog.pg_sleep"]}
+"""pg_sleep is VOLATILE: only a responder's opt-in lets a diagnostic call it."""
+
+
 def test_a_slow_query_ends_at_the_deadline(pg: PostgresServer, db: Any) -> None:
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
-        run(pg.uri, "SELECT pg_sleep(30)", timeout=1.5)
+        run(pg.uri, "SELECT pg_sleep(30)", timeout=1.5, target=SLEEP)
     assert time.monotonic() - started < 1.5 + 1.0
     wait_for(lambda: active(db) == 0)  # the server stopped it too
 
@@ -275,7 +285,7 @@ def test_cancel_from_another_thread_stops_the_query(pg: PostgresServer, db: Any)
 
     def go() -> None:
         try:
-            run(pg.uri, "SELECT pg_sleep(31)", ctx=ctx)
+            run(pg.uri, "SELECT pg_sleep(31)", ctx=ctx, target=SLEEP)
         except BaseException as exc:
             outcome.append(exc)
 
@@ -302,7 +312,7 @@ def test_a_silent_server_ends_at_the_connect_timeout() -> None:
 
 
 def test_the_password_never_shows_in_an_error(pg: PostgresServer) -> None:
-    wrong_user = pg.uri.replace("playbook:", "nobody_here:")
+    wrong_user = pg.uri.replace("playbook_app:", "nobody_here:")
     wrong_db = pg.uri.replace("/postgres", f"/{PASSWORD}")
     closed_port = pg.uri_via(1)
     errors: list[RunError] = []
