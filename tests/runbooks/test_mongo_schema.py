@@ -305,7 +305,7 @@ def test_an_apply_whose_verify_fails_offers_rollback_and_rollback_restores(
     assert failed == {"wrong-type": "fail", "orphaned-task-posts": "fail"}
     assert db.discordtaskposts.find_one({"_id": oid(104)})["guildId"] == GUILDS[1]
 
-    assert run.rollback() == {"restore": 1, "already": 0, "untouched": 0}
+    assert run.rollback() == {"restore": 1, "already": 0, "untouched": 0, "kept": 0}
     assert dump(db) == before
     state = sqlite_service.get(incident).state
     assert state.actions[run.run_id].status == "rolled back"
@@ -342,6 +342,7 @@ def test_an_earlier_run_is_rolled_back_from_its_recorded_backup(
         "replace": 0,
         "present": 0,
         "untouched": 0,
+        "kept": 0,
     }
     assert dump(db) == before
 

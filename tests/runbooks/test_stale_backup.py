@@ -303,6 +303,7 @@ def test_rolling_back_the_reinsert_removes_only_that_record(
         "reinserted": 0,
         "already": 0,
         "untouched": 0,
+        "kept": 0,
     }
     assert fingerprint(db) == incident_state
     assert service.get(incident).state.actions[run.run_id].status == "rolled back"
