@@ -49,7 +49,8 @@ def _framed(parts: Iterable[bytes]) -> str:
 
 
 class SetPrint:
-    """A set's fingerprint, built one member at a time (members must be distinct)."""
+    """A set's fingerprint, built one member at a time (members must be distinct).
+    About half a second for seed 001's 703,455 members."""
 
     __slots__ = ("count", "total")
 
@@ -59,18 +60,20 @@ class SetPrint:
 
     def add(self, member: bytes) -> None:
         self.count += 1
-        self.total = (self.total + _h(member)) % _MOD
+        self.total += _h(member)  # reduced once, in text(): Python's ints do not overflow
 
     def text(self) -> str:
-        return f"set:{self.count}:{self.total:064x}"
+        return f"set:{self.count}:{self.total % _MOD:064x}"
 
 
 def of_set(members: Iterable[bytes]) -> str:
     """The fingerprint of a set holding ``members``."""
-    found = SetPrint()
+    blake = hashlib.blake2b
+    count = total = 0
     for member in members:
-        found.add(member)
-    return found.text()
+        count += 1
+        total += int.from_bytes(blake(member, digest_size=32).digest(), "big")
+    return f"set:{count}:{total % _MOD:064x}"
 
 
 def of_hash(fields: dict[bytes, bytes]) -> str:
