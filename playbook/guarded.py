@@ -1,11 +1,21 @@
 """Guarded actions: the only way `playbook` changes data.
 
+(Just over 600 lines: the stages and the rollback's rules (nothing written, fingerprints,
+force) are one state machine, read best in one place.)
+
 A :class:`GuardedRun` walks one action through its stages, in this order and no other:
 dry run, backup, confirmation, lock, apply, verify, and (when apply or verify fails, or
 later on request) rollback. Every stage is an ``action_stage`` event in the incident's
 timeline, appended and fsynced before the caller hears of it; a stage that writes
 records ``started`` before it begins, so a process killed half-way leaves a timeline
 that says how far it got.
+
+A rollback never makes things worse. A run that wrote nothing has nothing to roll back
+(:class:`NothingToRollBack`): putting its backup over the data now would lose whatever
+was written since, which is how seed 002 lost a record. A run that wrote is rolled back
+item by item, only where the item is still as the run left it (the apply recorded a
+fingerprint of each, ahead of the write, in a file beside the backup); an item changed
+since is kept and named. ``force``, confirmed with its own phrase, restores those too.
 
 The CLI and the app both drive this class; neither talks to a writer directly.
 """
@@ -302,7 +312,12 @@ class GuardedRun:
         if self.backup_info is None or not self.backup_info.get("file"):
             return None
         backup = Path(self.backup_info["file"])
-        return backup.with_name(f"{self.run_id}-{self.action_id}.written.jsonl")
+        path = backup.with_name(f"{self.run_id}-{self.action_id}.written.jsonl")
+        n = 1
+        while path.exists():  # an apply tried again in the same run: a file of its own
+            n += 1
+            path = backup.with_name(f"{self.run_id}-{self.action_id}.written-{n}.jsonl")
+        return path
 
     def _recorded(self, written: Written) -> bool:
         """Whether the apply may have written: a writer that records ahead of every

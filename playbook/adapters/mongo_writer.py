@@ -1,5 +1,9 @@
 """Guarded actions on MongoDB: rebuild indexes, delete duplicates, fix a field's type.
 
+(Over 600 lines: three operations, each with its plan, backup, apply and rollback side
+by side, because they must agree on what each compares and records; splitting them by
+stage would put apart what has to change together.)
+
 :class:`MongoWriter` carries out the three MongoDB operations of the playbook format
 (:class:`~playbook.core.model.EnsureIndexes`, :class:`~playbook.core.model.Dedupe`,
 :class:`~playbook.core.model.ConvertType`) stage by stage for :mod:`playbook.guarded`.

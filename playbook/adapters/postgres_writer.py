@@ -1,5 +1,8 @@
 """Guarded changes to PostgreSQL: ``upsert`` (``INSERT … ON CONFLICT (key) DO UPDATE``).
 
+(Just over 600 lines: the catalog checks, the lock and the four stages of one operation,
+which must agree on each row's text form and fingerprint.)
+
 Seed 002's fix was a hand-typed ``INSERT … ON CONFLICT (staff_id) DO UPDATE`` to put
 back a staff record a stale backup had overwritten. This writer does the same change
 with the guard rails around it:

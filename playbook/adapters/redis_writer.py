@@ -1,5 +1,9 @@
 """Guarded actions on Redis: seed 000's safe index rebuild, and dropping keys.
 
+(Over 600 lines: each operation's plan, backup, apply and rollback stay side by side,
+because they must agree on what is compared and how, item for item; the fingerprints
+and the Lua-free reads are in :mod:`playbook.adapters.redis_values`.)
+
 ``rebuild_indexes`` never deletes an index. It builds a new version of every index from
 the records under ``<prefix>:v-<run>:``, checks each new set against the count of records
 that belong in it, and then, in one MULTI/EXEC under WATCH, renames the live indexes to
