@@ -287,7 +287,10 @@ class GuardedRun:
         ctx = self._context()
         lock.on_lost = ctx.lock_lost
         try:
-            numbers = self.writer.apply(self.request, plan, ctx, written)
+            if self.writer.records_writes:
+                numbers = self.writer.apply(self.request, plan, ctx, written)
+            else:  # a writer from before ``written``: called as it was written to be
+                numbers = self.writer.apply(self.request, plan, ctx)
         except Exception as exc:
             if isinstance(exc, RunError):
                 error = self._why(exc)
@@ -436,7 +439,10 @@ def rollback(service: Service, run: GuardedRun, typed: str | None, force: bool) 
         ctx = run._context()
         lock.on_lost = ctx.lock_lost
         try:
-            numbers = run.writer.rollback(run.request, rows, ctx, undo)
+            if run.writer.records_writes:
+                numbers = run.writer.rollback(run.request, rows, ctx, undo)
+            else:  # only reached with force (see _what_it_wrote): its own, blind restore
+                numbers = run.writer.rollback(run.request, rows, ctx)
         except Exception as exc:
             run._record("rollback", "failed", error=run._why(exc), **_left_alone(undo))
             raise run._as_run_error(exc) from None

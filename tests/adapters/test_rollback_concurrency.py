@@ -498,3 +498,46 @@ def test_mongo_rollback_keeps_the_collectors_write(
         sc = MONGO[operation](db, {"mongo": Target("mongo", uri, "test")})
         incident = sqlite_service.open(playbook_file, f"{operation} {stage}").id
         check(sc, stage, play(sqlite_service, incident, sc, stage))
+
+
+def test_a_writer_that_records_nothing_rolls_back_only_with_force(
+    sqlite_service: Service,
+    playbook_file: Path,
+    redis_srv: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A third-party writer from before fingerprints (``apply`` and ``rollback`` without
+    ``written`` and ``undo``) still applies; its rollback cannot tell its changes from
+    newer ones, so only a forced one runs."""
+    from playbook.adapters import plugins
+    from playbook.adapters.redis_writer import RedisWriter
+    from playbook.errors import Conflict
+    from playbook.guarded import ConfirmationMismatch
+
+    class OldWriter(RedisWriter):
+        records_writes = False
+
+        def apply(self, request: Any, plan: Any, ctx: Any) -> dict[str, int]:  # type: ignore[override]
+            return super().apply(request, plan, ctx)
+
+        def rollback(self, request: Any, backup: Any, ctx: Any) -> dict[str, int]:  # type: ignore[override]
+            return super().rollback(request, backup, ctx)
+
+    monkeypatch.setattr(plugins, "load_writer", lambda kind: OldWriter())
+    sc = redis_drop(redis_srv)
+    before = sc.snapshot()
+    incident = sqlite_service.open(playbook_file, "old writer").id
+    run = sqlite_service.start_action(incident, sc.action, {}, sc.targets)
+    run.dry_run()
+    run.backup()
+    run.confirm(run.phrase)
+    assert run.apply().wrote  # it cannot say otherwise
+    assert sc.snapshot() == {}
+
+    with pytest.raises(Conflict, match="did not record what it wrote"):
+        run.rollback()
+    with pytest.raises(ConfirmationMismatch):
+        run.rollback("cache", force=True)
+    assert sc.snapshot() == {}
+    run.rollback("force cache", force=True)
+    assert sc.snapshot() == before
