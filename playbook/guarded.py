@@ -466,8 +466,10 @@ def _must_have_written(run: GuardedRun, found: ActionRun | None) -> None:
     if apply is None:
         status = found.status if found is not None else "never recorded"
         why = f"it never reached its apply ({status})"
+    elif apply.get("outcome") == "done":
+        why = "its apply wrote no item (each had changed since the backup)"
     else:
-        why = f"its apply stopped before writing ({apply.get('error') or 'nothing needed it'})"
+        why = f"its apply stopped before writing ({apply.get('error') or 'no reason given'})"
     raise NothingToRollBack(
         f"Run {run.run_id} of {run.action_id} wrote nothing, so there is nothing to roll "
         f"back: {why}.",
@@ -495,7 +497,7 @@ def _what_it_wrote(
         return None
     raise Conflict(
         f"Run {run.run_id} did not record what it wrote (applied by an older playbook, or "
-        f"by a writer that does not record), so a rollback cannot tell its changes from "
+        "by a writer that does not record), so a rollback cannot tell its changes from "
         "newer ones.",
         f"To put the backup over every item it holds anyway, newer changes included, roll "
         f"back with --force and type {run.force_phrase!r}.",
