@@ -1,11 +1,21 @@
 """Guarded actions: the only way `playbook` changes data.
 
+(Just over 600 lines: the stages and the rollback's rules (nothing written, fingerprints,
+force) are one state machine, read best in one place.)
+
 A :class:`GuardedRun` walks one action through its stages, in this order and no other:
 dry run, backup, confirmation, lock, apply, verify, and (when apply or verify fails, or
 later on request) rollback. Every stage is an ``action_stage`` event in the incident's
 timeline, appended and fsynced before the caller hears of it; a stage that writes
 records ``started`` before it begins, so a process killed half-way leaves a timeline
 that says how far it got.
+
+A rollback never makes things worse. A run that wrote nothing has nothing to roll back
+(:class:`NothingToRollBack`): putting its backup over the data now would lose whatever
+was written since, which is how seed 002 lost a record. A run that wrote is rolled back
+item by item, only where the item is still as the run left it (the apply recorded a
+fingerprint of each, ahead of the write, in a file beside the backup); an item changed
+since is kept and named. ``force``, confirmed with its own phrase, restores those too.
 
 The CLI and the app both drive this class; neither talks to a writer directly.
 """
@@ -25,12 +35,16 @@ from playbook.adapters.base import Progress, RunContext, RunError, Sink, scrub
 from playbook.adapters.readonly import Refused
 from playbook.adapters.writers import (
     ITEMS_SHOWN,
+    BackupMismatch,
     Lock,
     LockHeld,
     Plan,
+    Undo,
     Writer,
     WriteRequest,
+    Written,
     read_backup,
+    read_written,
     wrote_nothing,
 )
 from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, resolve, substitute
@@ -50,6 +64,12 @@ StageHook = Callable[[str, str], None]
 
 class ConfirmationMismatch(Refused):
     """What the responder typed is not the confirmation phrase."""
+
+
+class NothingToRollBack(Conflict):
+    """The run wrote nothing, so there is nothing of its own to undo: "rolling it back"
+    would only put its backup over whatever is there now (seed 002's stale restore).
+    Exit 4, like every request that contradicts the incident's state."""
 
 
 @dataclass
@@ -116,6 +136,10 @@ class GuardedRun:
         self.applied = False
         self.context: RunContext | None = None
         self.cancelled = False
+        self.kept: list[str] = []
+        """After :meth:`rollback`: ``<item> changed after the apply``, each left alone."""
+        self.overwritten: list[str] = []
+        """After a forced :meth:`rollback`: items restored over a newer change."""
         self._lock = threading.Lock()
         do = action.do.model_dump(by_alias=True, exclude_none=True)
         self.request = WriteRequest(
@@ -138,6 +162,12 @@ class GuardedRun:
     def phrase(self) -> str:
         """What the responder must type to confirm: the action's phrase or the target."""
         return self.action.confirm or self.target.name
+
+    @property
+    def force_phrase(self) -> str:
+        """What a forced rollback needs typed: ``force <phrase>``. A phrase of its own, so
+        that the one typed for an ordinary rollback can never overwrite newer data."""
+        return f"force {self.phrase}"
 
     # ------------------------------------------------------------------ stages
 
@@ -224,13 +254,18 @@ class GuardedRun:
             self._release(lock)
         return outcome
 
-    def rollback(self, typed: str | None = None) -> dict[str, int]:
-        """Stage 7: put back what the backup holds, under the lock.
+    def rollback(self, typed: str | None = None, force: bool = False) -> dict[str, int]:
+        """Stage 7: put back, under the lock, each item still as this run left it.
 
         ``typed`` must be the confirmation phrase unless this run's apply was confirmed
-        in this same session.
+        in this same session; with ``force`` (restore over newer changes too) it must be
+        :attr:`force_phrase`, always. Items left alone are in :attr:`kept` afterwards.
+
+        Raises:
+            NothingToRollBack: the run wrote nothing.
+            ConfirmationMismatch: the phrase was not typed exactly.
         """
-        return rollback(self.service, self, typed)
+        return rollback(self.service, self, typed, force)
 
     def cancel(self) -> None:
         """Stop the stage in progress (from any thread); later stages refuse to start."""
@@ -243,31 +278,54 @@ class GuardedRun:
     # ----------------------------------------------------------------- inside
 
     def _apply_and_verify(self, plan: Plan, lock: Lock) -> Outcome:
-        self._record("apply", "started", counts=plan.counts)
+        path = self._written_path()
+        self._record(
+            "apply", "started", counts=plan.counts, written_file=str(path) if path else None
+        )
         self.applied = True
+        written = Written(path, self.run_id, self.action_id)
         ctx = self._context()
         lock.on_lost = ctx.lock_lost
         try:
-            numbers = self.writer.apply(self.request, plan, ctx)
-        except RunError as exc:
-            error = self._why(exc)
-            if wrote_nothing(exc):
-                self._record("apply", "failed", error=error, wrote=False)
-                return Outcome(False, "apply", error=error, wrote=False)
-            self._record("apply", "failed", error=error)
-            return Outcome(False, "apply", error=error)
-        except Exception as exc:  # a driver's surprise: stop cleanly, offer rollback
-            error = scrub(f"{type(exc).__name__}: {exc}", self.request.uri)
-            self._record("apply", "failed", error=error)
-            return Outcome(False, "apply", error=error)
+            if self.writer.records_writes:
+                numbers = self.writer.apply(self.request, plan, ctx, written)
+            else:  # a writer from before ``written``: called as it was written to be
+                numbers = self.writer.apply(self.request, plan, ctx)
+        except Exception as exc:
+            if isinstance(exc, RunError):
+                error = self._why(exc)
+            else:  # a driver's surprise: stop cleanly, offer rollback if it wrote
+                error = scrub(f"{type(exc).__name__}: {exc}", self.request.uri)
+            wrote = not wrote_nothing(exc) and self._recorded(written)
+            info = written.close()
+            self._record("apply", "failed", error=error, wrote=wrote, written=info)
+            return Outcome(False, "apply", error=error, wrote=wrote)
         finally:
             ctx.finish()
-        self._record("apply", "done", numbers=numbers)
+        wrote = self._recorded(written)
+        self._record("apply", "done", numbers=numbers, wrote=wrote, written=written.close())
         results = self._verify()
         worst = max((r["verdict"] for r in results), key=_RANK.__getitem__, default=PASS)
         ok = worst == PASS
         self._record("verify", "done" if ok else "failed", verdict=worst, results=results)
-        return Outcome(ok, "verify", numbers, "" if ok else f"verify: {worst}", results)
+        return Outcome(ok, "verify", numbers, "" if ok else f"verify: {worst}", results, wrote)
+
+    def _written_path(self) -> Path | None:
+        """Where the apply records what it writes: beside the backup."""
+        if self.backup_info is None or not self.backup_info.get("file"):
+            return None
+        backup = Path(self.backup_info["file"])
+        path = backup.with_name(f"{self.run_id}-{self.action_id}.written.jsonl")
+        n = 1
+        while path.exists():  # an apply tried again in the same run: a file of its own
+            n += 1
+            path = backup.with_name(f"{self.run_id}-{self.action_id}.written-{n}.jsonl")
+        return path
+
+    def _recorded(self, written: Written) -> bool:
+        """Whether the apply may have written: a writer that records ahead of every
+        write and recorded nothing wrote nothing; any other is assumed to have."""
+        return bool(written.items) if self.writer.records_writes else True
 
     def _verify(self) -> list[dict[str, Any]]:
         results: list[dict[str, Any]] = []
@@ -353,34 +411,108 @@ class GuardedRun:
         return state
 
 
-def rollback(service: Service, run: GuardedRun, typed: str | None) -> dict[str, int]:
+def rollback(service: Service, run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
     """Roll ``run`` back from its recorded backup, under its lock (see GuardedRun)."""
-    if (not run.confirmed or typed is not None) and (typed or "").strip() != run.phrase:
-        run._record("rollback", "refused", reason="the confirmation did not match")
+    found = service.get(run.incident_id).state.actions.get(run.run_id)
+    _must_have_written(run, found)
+    phrase = run.force_phrase if force else run.phrase
+    if (force or not run.confirmed or typed is not None) and (typed or "").strip() != phrase:
+        run._record("rollback", "refused", reason="the confirmation did not match", forced=force)
+        why = (
+            " (a forced rollback puts the backup over changes made since the apply, so it "
+            "has a phrase of its own)"
+            if force
+            else ""
+        )
         raise ConfirmationMismatch(
-            f"Not rolled back: type {run.phrase!r} exactly to roll back {run.action_id}.",
+            f"Not rolled back: type {phrase!r} exactly to roll back {run.action_id}{why}.",
             "Nothing was written.",
         )
     info = run.backup_info
     if info is None:
         raise Conflict(f"Run {run.run_id} has no recorded backup; there is nothing to restore.")
     rows = read_backup(Path(info["file"]), info["sha256"])
+    undo = Undo(_what_it_wrote(run, found, force), force)
     lock = run._take_lock()
     try:
-        run._record("rollback", "started", file=info["file"])
+        run._record("rollback", "started", file=info["file"], forced=force)
         ctx = run._context()
         lock.on_lost = ctx.lock_lost
         try:
-            numbers = run.writer.rollback(run.request, rows, ctx)
+            if run.writer.records_writes:
+                numbers = run.writer.rollback(run.request, rows, ctx, undo)
+            else:  # only reached with force (see _what_it_wrote): its own, blind restore
+                numbers = run.writer.rollback(run.request, rows, ctx)
         except Exception as exc:
-            run._record("rollback", "failed", error=run._why(exc))
+            run._record("rollback", "failed", error=run._why(exc), **_left_alone(undo))
             raise run._as_run_error(exc) from None
         finally:
             ctx.finish()
-        run._record("rollback", "done", numbers=numbers)
+        numbers = {**numbers, "kept": len(undo.kept)}
+        if force:
+            numbers["overwritten"] = len(undo.forced)
+        run.kept, run.overwritten = list(undo.kept), list(undo.forced)
+        run._record("rollback", "done", numbers=numbers, forced=force, **_left_alone(undo))
     finally:
         run._release(lock)
     return numbers
+
+
+def _must_have_written(run: GuardedRun, found: ActionRun | None) -> None:
+    """Raise :class:`NothingToRollBack` unless the run wrote, or may have written."""
+    if found is not None and found.wrote:
+        return
+    apply = found.stage("apply") if found is not None else None
+    if apply is None:
+        status = found.status if found is not None else "never recorded"
+        why = f"it never reached its apply ({status})"
+    elif apply.get("outcome") == "done":
+        why = "its apply wrote no item (each had changed since the backup)"
+    else:
+        why = f"its apply stopped before writing ({apply.get('error') or 'no reason given'})"
+    raise NothingToRollBack(
+        f"Run {run.run_id} of {run.action_id} wrote nothing, so there is nothing to roll "
+        f"back: {why}.",
+        "Rolling back would only put its backup over the data as it is now, newer writes "
+        "included. Nothing was done.",
+    )
+
+
+def _what_it_wrote(
+    run: GuardedRun, found: ActionRun | None, force: bool
+) -> dict[bytes, str | None] | None:
+    """The items the run's apply recorded, with their fingerprints; None when it did
+    not record them (then only ``force`` restores anything)."""
+    apply = (found.stage("apply") if found is not None else None) or {}
+    written = apply.get("written") or {}
+    path = written.get("file") or apply.get("written_file")
+    if run.writer.records_writes and path:
+        try:
+            return read_written(Path(path), written.get("sha256"))
+        except BackupMismatch:
+            if not force:
+                raise
+            return None
+    if force:
+        return None
+    raise Conflict(
+        f"Run {run.run_id} did not record what it wrote (applied by an older playbook, or "
+        "by a writer that does not record), so a rollback cannot tell its changes from "
+        "newer ones.",
+        f"To put the backup over every item it holds anyway, newer changes included, roll "
+        f"back with --force and type {run.force_phrase!r}.",
+    )
+
+
+def _left_alone(undo: Undo) -> dict[str, Any]:
+    """The event's view of what a rollback did not restore (and, forced, overwrote):
+    the first few names; the counts are in the numbers."""
+    out: dict[str, Any] = {}
+    if undo.kept:
+        out["kept_items"] = undo.kept[:ITEMS_SHOWN]
+    if undo.forced:
+        out["overwritten_items"] = undo.forced[:ITEMS_SHOWN]
+    return out
 
 
 def _clean(value: Any) -> Any:
@@ -464,7 +596,8 @@ def resume(
 
     Raises:
         NotFound: the incident has no run ``run_id``.
-        Conflict: the run has no backup to roll back from.
+        NothingToRollBack: the run wrote nothing (or made no backup).
+        Conflict: the target now points at another server.
     """
     state = service.get(ref).state
     found: ActionRun | None = state.actions.get(run_id)
@@ -495,8 +628,9 @@ def resume(
         )
     run.backup_info = found.backup
     if run.backup_info is None:
-        raise Conflict(
+        raise NothingToRollBack(
             f"Run {found.run} of {found.action} made no backup, so it cannot be rolled back.",
             "It never applied either: a run without a backup stops before apply.",
         )
+    _must_have_written(run, found)
     return run

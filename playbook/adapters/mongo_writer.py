@@ -1,5 +1,9 @@
 """Guarded actions on MongoDB: rebuild indexes, delete duplicates, fix a field's type.
 
+(Over 600 lines: three operations, each with its plan, backup, apply and rollback side
+by side, because they must agree on what each compares and records; splitting them by
+stage would put apart what has to change together.)
+
 :class:`MongoWriter` carries out the three MongoDB operations of the playbook format
 (:class:`~playbook.core.model.EnsureIndexes`, :class:`~playbook.core.model.Dedupe`,
 :class:`~playbook.core.model.ConvertType`) stage by stage for :mod:`playbook.guarded`.
@@ -49,7 +53,16 @@ from bson.json_util import loads as bson_loads
 
 from playbook.adapters.base import Cancelled, DeadlineExceeded, RunContext, RunError, Sink, scrub
 from playbook.adapters.mongo import MongoAdapter
-from playbook.adapters.writers import Lock, LockHeld, Plan, Writer, WriteRequest
+from playbook.adapters.writers import (
+    Lock,
+    LockHeld,
+    NothingWritten,
+    Plan,
+    Undo,
+    Writer,
+    WriteRequest,
+    Written,
+)
 
 LOCKS = "playbook_locks"
 """The collection holding one document per held lock (``_id`` = the lock's name)."""
@@ -352,6 +365,7 @@ class MongoWriter(Writer):
 
     kind = "mongo"
     operations = ("ensure_indexes", "dedupe", "convert_type")
+    records_writes = True
 
     # ------------------------------------------------------------------ stages
 
@@ -365,18 +379,28 @@ class MongoWriter(Writer):
         with _database(request, ctx, "the backup") as db:
             return self._dispatch("backup", request)(db, request, plan, ctx, out)
 
-    def apply(self, request: WriteRequest, plan: Plan, ctx: RunContext) -> dict[str, int]:
+    def apply(
+        self, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written | None = None
+    ) -> dict[str, int]:
         """Make the planned change in batches of ``request.batch``, checking for a cancel
-        between batches. A stop part-way says what was done (see each operation)."""
+        between batches, each item only while it is as the backup saw it, and recording
+        each in ``written`` before it goes out. A stop part-way says what was done."""
+        written = written if written is not None else Written(None)
         with _database(request, ctx, "the apply") as db:
-            return self._dispatch("apply", request)(db, request, plan, ctx)
+            return self._dispatch("apply", request)(db, request, plan, ctx, written)  # type: ignore[no-any-return]
 
     def rollback(
-        self, request: WriteRequest, backup: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        request: WriteRequest,
+        backup: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo | None = None,
     ) -> dict[str, int]:
-        """Put back what the backup holds; safe to run twice."""
+        """Put back what the backup holds where it is still as the run left it (each
+        compare-and-set atomic per document); safe to run twice."""
+        undo = undo if undo is not None else Undo(None, force=True)
         with _database(request, ctx, "the rollback") as db:
-            return self._dispatch("rollback", request)(db, request, backup, ctx)
+            return self._dispatch("rollback", request)(db, request, backup, ctx, undo)  # type: ignore[no-any-return]
 
     def lock(self, request: WriteRequest, ctx: RunContext) -> Lock:
         """Take ``request.lock_name`` with an insert into ``playbook_locks``.
@@ -507,14 +531,21 @@ class MongoWriter(Writer):
         rows = 0
         for change in plan.private["changes"]:
             old = now.get(change.get("old")) if change["action"] == "replace" else None
+            # What apply must still find before it drops or builds anything: this index
+            # as backed up, and no index yet under the new name unless it is that one.
+            change["backed_old"] = old
+            change["backed_new"] = now.get(change["name"])
             row = {"collection": collection, "name": change["name"], "old": old}
             out.add_line(_canonical(row))
             rows += 1
         return rows
 
     def _apply_ensure_indexes(
-        self, db: Any, request: WriteRequest, plan: Plan, ctx: RunContext
+        self, db: Any, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written
     ) -> dict[str, int]:
+        """Build each index, one at a time, each only if the collection's indexes it
+        touches are as the backup saw them (MongoDB has no conditional drop or build: the
+        compare is a read just before, under the action's lock)."""
         name = str(request.do["collection"])
         coll = db[name]
         done: list[str] = []
@@ -522,36 +553,65 @@ class MongoWriter(Writer):
         changes = plan.private["changes"]
         for n, change in enumerate(changes):
             dropped: dict[str, Any] | None = None
+            item = _index_item(name, change["name"])
             try:
                 ctx.check()
+                current = {i.get("name"): i for i in coll.list_indexes()}
+                moved = _index_moved(change, current)
+                if moved:
+                    what = f"{change['action']} {change['name']} on {name}: {moved}"
+                    if not done:
+                        raise NothingWritten(
+                            f"Stopped before {what}. Nothing was done.",
+                            "Start again from the dry run, so the backup holds what apply "
+                            "replaces.",
+                        )
+                    raise RunError(
+                        f"Stopped at: {what}. Done before it: {', '.join(done)}.",
+                        "Roll back to put the old indexes back, or apply again from the dry run.",
+                    )
+                written.record(item, _spec_print(change["spec"]))
+                written.commit()
                 if change["action"] == "replace":
-                    current = {i.get("name"): i for i in coll.list_indexes()}
                     dropped = current.get(change["old"])
                     if dropped is not None:
                         coll.drop_index(change["old"])
                 _create(coll, change["spec"], change["name"])
+            except NothingWritten:
+                raise
             except Exception as exc:
                 restored = ""
                 if dropped is not None:
                     restored = _recreate_quietly(coll, dropped)
+                if dropped is not None and "could not" in restored:
+                    written.record(item, None)  # the run left it without the old index
+                    written.commit()
+                else:
+                    written.skip(item)  # as it was: the build failed, the old one is back
                 what = f"{change['action']} {change['name']} on {name}"
                 so_far = f"Done before it: {', '.join(done)}." if done else "Nothing was done."
-                raise _stopped(
+                error = _stopped(
                     exc,
                     ctx,
                     request.uri,
                     f"Stopped at: {what}. {so_far}{restored}",
                     "Roll back to put the old indexes back, or fix the cause and apply again.",
-                ) from None
+                )
+                raise error from None
             numbers[change["action"]] += 1
             done.append(f"{change['action']}d {change['name']}")
             ctx.progress(n + 1, len(changes), "indexes built")
         return numbers
 
     def _rollback_ensure_indexes(
-        self, db: Any, request: WriteRequest, rows: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        db: Any,
+        request: WriteRequest,
+        rows: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo,
     ) -> dict[str, int]:
-        numbers = {"drop": 0, "restore": 0}
+        numbers = {"drop": 0, "restore": 0, "already": 0, "untouched": 0}
         for raw in rows:
             ctx.check()
             row = _from_row(raw)
@@ -559,6 +619,17 @@ class MongoWriter(Writer):
             old = row.get("old")
             current = {i.get("name"): i for i in coll.list_indexes()}
             built = current.get(row["name"])
+            before = _index_print(old) if old and old.get("name") == row["name"] else None
+            verdict = undo.decide(
+                _index_item(row["collection"], row["name"]),
+                _index_print(built) if built is not None else None,
+                before,
+            )
+            undo.settle(f"index {row['name']} on {row['collection']}", verdict)
+            if verdict not in ("restore", "force"):
+                if verdict != "keep":
+                    numbers[verdict] += 1
+                continue
             if built is not None and not (old and _same_index(built, old)):
                 coll.drop_index(row["name"])
                 numbers["drop"] += 1
@@ -619,64 +690,106 @@ class MongoWriter(Writer):
     ) -> int:
         coll = db[str(request.do["collection"])]
         wanted = plan.private["delete"]
-        saved: list[Any] = []
+        saved: list[dict[str, Any]] = []
         for batch in _chunks(wanted, request.batch):
             ctx.check()
             for doc in coll.find({"_id": {"$in": batch}}):
                 out.add_line(_canonical(doc))
-                saved.append(doc["_id"])
+                saved.append(doc)
             ctx.progress(len(saved), len(wanted), "documents saved")
-        # Apply deletes only what is in the backup: a document gone since the dry run
-        # is not deleted again, and nothing is ever deleted that could not be put back.
+        # Apply deletes only what is in the backup, and only as the backup holds it: a
+        # document gone since the dry run is not deleted again, a document changed since
+        # is not deleted at all, and nothing is ever deleted that could not be put back.
         plan.private["saved"] = saved
         return len(saved)
 
     def _apply_dedupe(
-        self, db: Any, request: WriteRequest, plan: Plan, ctx: RunContext
+        self, db: Any, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written
     ) -> dict[str, int]:
-        """Delete the backed-up duplicates by ``_id``, a batch at a time.
+        """Delete the backed-up duplicates, a batch at a time, each only while it is the
+        very document the backup holds (a filter on the whole document: the compare and
+        the delete are one atomic step per document).
 
         Each document is either deleted or intact at any moment; a cancel, a deadline
         or a killed process between batches leaves some deleted and the rest intact.
         Running the action again deletes the rest; rolling back inserts the deleted
         ones back from the backup.
         """
+        from pymongo import DeleteOne
+
         coll = db[str(request.do["collection"])]
-        ids = plan.private.get("saved", [])
-        deleted = done = 0
+        docs: list[dict[str, Any]] = list(plan.private.get("saved", []))
+        deleted = changed = done = 0
         try:
-            for batch in _chunks(ids, request.batch):
+            for batch in _chunks(docs, request.batch):
                 ctx.check()
-                deleted += coll.delete_many({"_id": {"$in": batch}}).deleted_count
-                done += len(batch)
-                ctx.progress(done, len(ids), "documents deleted")
+                ids = [d["_id"] for d in batch]
+                there = {_canonical(d["_id"]) for d in coll.find({"_id": {"$in": ids}}, {"_id": 1})}
+                batch = [d for d in batch if _canonical(d["_id"]) in there]  # gone: not ours
+                for doc in batch:
+                    written.record(_doc_item(doc["_id"]), None)
+                written.commit()
+                if batch:
+                    result = coll.bulk_write(
+                        [DeleteOne(_same_document(d)) for d in batch], ordered=False
+                    )
+                    deleted += result.deleted_count
+                    if result.deleted_count < len(batch):  # changed since the backup: kept
+                        changed += len(batch) - result.deleted_count
+                        left = coll.find({"_id": {"$in": [d["_id"] for d in batch]}}, {"_id": 1})
+                        for doc in left:
+                            written.skip(_doc_item(doc["_id"]))
+                done += len(ids)
+                ctx.progress(done, len(docs), "documents deleted")
         except Exception as exc:
             raise _stopped(
                 exc,
                 ctx,
                 request.uri,
-                f"{deleted:,} of {len(ids):,} duplicates were deleted before it stopped; "
+                f"{deleted:,} of {len(docs):,} duplicates were deleted before it stopped; "
                 "each document is either deleted or intact.",
                 "Apply again to delete the rest, or roll back to insert them back.",
             ) from None
-        return {"delete": deleted, "gone": done - deleted}
+        return {"delete": deleted, "gone": done - deleted - changed, "changed": changed}
 
     def _rollback_dedupe(
-        self, db: Any, request: WriteRequest, rows: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        db: Any,
+        request: WriteRequest,
+        rows: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo,
     ) -> dict[str, int]:
+        """Insert back each deleted document that is still absent (an insert of an
+        ``_id`` that exists fails: the compare-and-set is the unique ``_id``); one that
+        came back since is someone else's and is kept."""
         import pymongo.errors as errors
 
         coll = db[str(request.do["collection"])]
-        numbers = {"insert": 0, "present": 0}
+        numbers = {"insert": 0, "replace": 0, "present": 0, "untouched": 0}
         refused: list[str] = []
         batch: list[dict[str, Any]] = []
 
         def flush() -> None:
             ctx.check()
             keys = [d["_id"] for d in batch]
-            there = {_canonical(d["_id"]) for d in coll.find({"_id": {"$in": keys}}, {"_id": 1})}
-            missing = [d for d in batch if _canonical(d["_id"]) not in there]
-            numbers["present"] += len(batch) - len(missing)
+            now = {_canonical(d["_id"]): d for d in coll.find({"_id": {"$in": keys}})}
+            verdicts = []
+            for doc in batch:
+                there = now.get(_canonical(doc["_id"]))
+                verdicts.append(
+                    undo.decide(
+                        _doc_item(doc["_id"]),
+                        None if there is None else _doc_print(there),
+                        _doc_print(doc),
+                    )
+                )
+            present = set(now)
+            act = [
+                (d, v) for d, v in zip(batch, verdicts, strict=True) if v in ("restore", "force")
+            ]
+            missing = [d for d, _v in act if _canonical(d["_id"]) not in present]
+            lost: set[str] = set()
             if missing:
                 try:
                     numbers["insert"] += len(coll.insert_many(missing, ordered=False).inserted_ids)
@@ -684,10 +797,23 @@ class MongoWriter(Writer):
                     numbers["insert"] += int(exc.details.get("nInserted", 0))
                     for error in exc.details.get("writeErrors", []):
                         if error.get("code") == 11000 and error.get("keyPattern") == {"_id": 1}:
-                            numbers["present"] += 1  # inserted by someone else meanwhile
+                            lost.add(_canonical(missing[error["index"]]["_id"]))
                         else:
                             refused.append(str(error.get("errmsg", "")))
-            ctx.progress(numbers["insert"] + numbers["present"], None, "documents restored")
+            for doc, _v in act:  # only forced: present, and changed since the apply
+                if _canonical(doc["_id"]) in present:
+                    coll.replace_one({"_id": doc["_id"]}, doc)
+                    numbers["replace"] += 1
+            for doc, verdict in zip(batch, verdicts, strict=True):
+                name = f"{request.do['collection']} {_shown(doc['_id'])}"
+                if verdict == "restore" and _canonical(doc["_id"]) in lost:
+                    verdict = "keep"  # inserted by someone else between the read and ours
+                undo.settle(name, verdict)
+                if verdict == "already":
+                    numbers["present"] += 1
+                elif verdict == "untouched":
+                    numbers["untouched"] += 1
+            ctx.progress(sum(numbers.values()), None, "documents restored")
             batch.clear()
 
         for row in rows:
@@ -751,7 +877,7 @@ class MongoWriter(Writer):
         return rows
 
     def _apply_convert_type(
-        self, db: Any, request: WriteRequest, plan: Plan, ctx: RunContext
+        self, db: Any, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written
     ) -> dict[str, int]:
         """Set the new values with ``bulk_write``, a batch at a time.
 
@@ -769,6 +895,9 @@ class MongoWriter(Writer):
         try:
             for batch in _chunks(changes, request.batch):
                 ctx.check()
+                for _id, _old, new in batch:
+                    written.record(_doc_item(_id), _print_value(new))
+                written.commit()
                 result = coll.bulk_write(
                     [
                         UpdateOne({"_id": _id, **_exactly(field, old)}, {"$set": {field: new}})
@@ -778,6 +907,15 @@ class MongoWriter(Writer):
                 )
                 converted += result.modified_count
                 skipped += len(batch) - result.matched_count
+                if result.matched_count < len(batch):  # which ones: those not holding new
+                    holding = coll.find(
+                        {"$or": [{"_id": i, **_exactly(field, new)} for i, _o, new in batch]},
+                        {"_id": 1},
+                    )
+                    done_ids = {_canonical(d["_id"]) for d in holding}
+                    for _id, _old, _new in batch:
+                        if _canonical(_id) not in done_ids:
+                            written.skip(_doc_item(_id))
                 done += len(batch)
                 ctx.progress(done, len(changes), "documents converted")
         except Exception as exc:
@@ -792,29 +930,67 @@ class MongoWriter(Writer):
         return {"convert": converted, "skipped": skipped}
 
     def _rollback_convert_type(
-        self, db: Any, request: WriteRequest, rows: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        db: Any,
+        request: WriteRequest,
+        rows: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo,
     ) -> dict[str, int]:
-        """Set each old value back where the document still holds the new one."""
+        """Set each old value back where the document still holds the new one: the
+        update filters on the new value, so the compare and the set are one atomic step
+        per document; one changed in between is counted kept, not overwritten."""
         from pymongo import UpdateOne
 
         coll = db[str(request.do["collection"])]
-        numbers = {"restore": 0, "unchanged": 0}
+        numbers = {"restore": 0, "already": 0, "untouched": 0}
         batch: list[dict[str, Any]] = []
 
         def flush() -> None:
             ctx.check()
-            result = coll.bulk_write(
-                [
-                    UpdateOne(
-                        {"_id": r["_id"], **_exactly(_field(r), r["new"])},
-                        {"$set": {_field(r): r["old"]}},
+            ids = [r["_id"] for r in batch]
+            now = {_canonical(d["_id"]): d for d in coll.find({"_id": {"$in": ids}})}
+            verdicts = []
+            for r in batch:
+                field = _field(r)
+                there = now.get(_canonical(r["_id"]))
+                verdicts.append(
+                    undo.decide(
+                        _doc_item(r["_id"]),
+                        _value_print(there, field),
+                        _print_value(r["old"]),
                     )
-                    for r in batch
-                ],
-                ordered=False,
-            )
-            numbers["restore"] += result.modified_count
-            numbers["unchanged"] += len(batch) - result.modified_count
+                )
+            updates = [
+                UpdateOne(
+                    {"_id": r["_id"], **(_exactly(_field(r), r["new"]) if v == "restore" else {})},
+                    {"$set": {_field(r): r["old"]}},
+                )
+                for r, v in zip(batch, verdicts, strict=True)
+                if v in ("restore", "force")
+            ]
+            if updates:
+                result = coll.bulk_write(updates, ordered=False)
+                if result.modified_count < len(updates):  # changed between read and set
+                    back = coll.find(
+                        {
+                            "$or": [
+                                {"_id": r["_id"], **_exactly(_field(r), r["old"])} for r in batch
+                            ]
+                        },
+                        {"_id": 1},
+                    )
+                    restored = {_canonical(d["_id"]) for d in back}
+                    verdicts = [
+                        "keep" if v == "restore" and _canonical(r["_id"]) not in restored else v
+                        for r, v in zip(batch, verdicts, strict=True)
+                    ]
+            for r, verdict in zip(batch, verdicts, strict=True):
+                undo.settle(f"{request.do['collection']} {_shown(r['_id'])}", verdict)
+                if verdict in ("restore", "force"):
+                    numbers["restore"] += 1
+                elif verdict != "keep":
+                    numbers[verdict] += 1
             ctx.progress(sum(numbers.values()), None, "documents restored")
             batch.clear()
 
@@ -827,7 +1003,94 @@ class MongoWriter(Writer):
         return numbers
 
 
+# --------------------------------------------------------------------------- document helpers
+
+
+def _doc_item(_id: Any) -> bytes:
+    """A document as a written-file item: its ``_id`` as canonical Extended JSON."""
+    return _canonical(_id).encode("utf-8", "surrogatepass")
+
+
+def _doc_print(doc: dict[str, Any]) -> str:
+    """A document's fingerprint: its canonical Extended JSON (field order and BSON types
+    included), hashed."""
+    import hashlib
+
+    return hashlib.sha256(_canonical(doc).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _same_document(doc: dict[str, Any]) -> dict[str, Any]:
+    """A filter matching only ``doc`` exactly as it is: its ``_id`` and the whole
+    document (``$literal``: values are data, never read as operators or field paths)."""
+    return {"_id": doc["_id"], "$expr": {"$eq": ["$$ROOT", {"$literal": doc}]}}
+
+
+def _value_print(doc: dict[str, Any] | None, field: str) -> str | None:
+    """The fingerprint of ``field``'s value in ``doc`` (:func:`_print_value`); ``gone``
+    without the document, None without the field."""
+    if doc is None:
+        return "gone"
+    value: Any = doc
+    for part in field.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return _print_value(value)
+
+
+def _print_value(value: Any) -> str:
+    """A value's fingerprint: a number by its kind (int and long alike, as
+    :func:`_exactly` compares them) and value, anything else by its canonical JSON."""
+    kind = _type_of(value)
+    if kind in ("int", "long"):
+        return f"integer:{int(value)}"
+    return f"{kind or 'value'}:{_canonical({'v': value})}"
+
+
 # --------------------------------------------------------------------------- index helpers
+
+
+def _index_item(collection: str, name: str) -> bytes:
+    """An index's name as a written-file item: ``<collection>.<index name>``."""
+    return f"{collection}.{name}".encode("utf-8", "surrogatepass")
+
+
+def _index_print(index: dict[str, Any]) -> str:
+    """What makes an index the one it is, as text: keys, unique, TTL (as compared by
+    :func:`_same_index`; the version, namespace and build options are not)."""
+    keys = [[k, v] for k, v in _key_tuple(index.get("key", {}))]
+    return json.dumps([keys, bool(index.get("unique")), _ttl(index)], default=str)
+
+
+def _spec_print(spec: dict[str, Any]) -> str:
+    """:func:`_index_print` of the index a spec of the action builds."""
+    ttl = spec.get("expire_after_seconds")
+    return _index_print(
+        {
+            "key": spec["keys"],
+            "unique": bool(spec.get("unique")),
+            "expireAfterSeconds": None if ttl is None else int(ttl),
+        }
+    )
+
+
+def _index_moved(change: dict[str, Any], current: dict[str, Any]) -> str:
+    """Why the indexes a change touches are not as the backup saw them ("" if they are)."""
+    if "backed_old" not in change:  # no backup stage ran (tests calling apply directly)
+        return ""
+    old, there = change["backed_old"], current.get(change.get("old"))
+    if change["action"] == "replace" and not (
+        (old is None and there is None)
+        or (old is not None and there is not None and _same_index(old, there))
+    ):
+        return f"index {change['old']} changed after the backup"
+    new, named = change["backed_new"], current.get(change["name"])
+    if change["name"] != change.get("old") and not (
+        (new is None and named is None)
+        or (new is not None and named is not None and _same_index(new, named))
+    ):
+        return f"an index {change['name']} appeared after the backup"
+    return ""
 
 
 def _key_tuple(keys: Any) -> tuple[tuple[str, Any], ...]:

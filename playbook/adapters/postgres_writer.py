@@ -1,5 +1,8 @@
 """Guarded changes to PostgreSQL: ``upsert`` (``INSERT … ON CONFLICT (key) DO UPDATE``).
 
+(Just over 600 lines: the catalog checks, the lock and the four stages of one operation,
+which must agree on each row's text form and fingerprint.)
+
 Seed 002's fix was a hand-typed ``INSERT … ON CONFLICT (staff_id) DO UPDATE`` to put
 back a staff record a stale backup had overwritten. This writer does the same change
 with the guard rails around it:
@@ -14,17 +17,29 @@ with the guard rails around it:
 * **lock** is an advisory lock held on a connection of its own whose
   ``application_name`` names the holder; it dies with that connection, so a killed
   process frees it.
-* **apply** is one transaction: the rows are first checked to be as the backup saw them,
-  then upserted with identifiers quoted by :mod:`psycopg.sql` and values bound. A
-  failure or cancel leaves the transaction uncommitted: the data as it was.
-* **rollback** is one transaction: rows that were absent are deleted, the others get
-  their backed-up values back. Running it twice changes nothing more.
+* **apply** is one transaction: the rows are first checked to be as the backup saw them
+  (locked ``FOR UPDATE``), then upserted with identifiers quoted by :mod:`psycopg.sql`
+  and values bound; a row the backup saw absent is inserted only if it is still absent
+  (``ON CONFLICT DO NOTHING``: one inserted since is someone else's, and the transaction
+  stops). Each row written is read back, in the same transaction, and its fingerprint
+  recorded (and fsynced) before the commit. A failure or cancel leaves the transaction
+  uncommitted: the data as it was.
+* **rollback** is one transaction: each row is locked ``FOR UPDATE`` and compared with
+  the fingerprint the apply recorded; only rows still as the run left them go back (a
+  row the run inserted is deleted, the others get the columns the upsert set back). A
+  row changed since is kept and named. Running it twice changes nothing more.
+
+A row's fingerprint is the SHA-256 of its columns' text (PostgreSQL's own text for each
+type): every column for a row the run inserted, the columns the upsert set for a row it
+updated (a counter the application moves on afterwards is not the run's to undo, and
+does not make the row "changed").
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +47,7 @@ from typing import Any, ClassVar
 
 from playbook.adapters.base import RunContext, RunError, Sink
 from playbook.adapters.postgres import Interrupt, connect, json_ready, run_error, set_timeouts
-from playbook.adapters.writers import Lock, LockHeld, Plan, Writer, WriteRequest
+from playbook.adapters.writers import Lock, LockHeld, Plan, Undo, Writer, WriteRequest, Written
 
 APPLICATION_NAME = "playbook action"
 NAME_BYTES = 63
@@ -240,6 +255,7 @@ class PostgresWriter(Writer):
 
     kind: ClassVar[str] = "postgres"
     operations: ClassVar[tuple[str, ...]] = ("upsert",)
+    records_writes: ClassVar[bool] = True
 
     @contextlib.contextmanager
     def _connection(
@@ -418,9 +434,12 @@ class PostgresWriter(Writer):
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, request: WriteRequest, plan: Plan, ctx: RunContext) -> dict[str, int]:
+    def apply(
+        self, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written | None = None
+    ) -> dict[str, int]:
         from psycopg import sql
 
+        written = written if written is not None else Written(None)
         done = {"inserted": 0, "updated": 0, "unchanged": 0}
         committing = False
         try:
@@ -440,9 +459,14 @@ class PostgresWriter(Writer):
                         )
                 for n, row in enumerate(table.rows):
                     ctx.check()
+                    key = table.key_of(row)
                     cols = list(row)
                     rest = [c for c in cols if c not in table.key]
-                    if rest:
+                    # A row the backup saw absent has no row lock to hold it so: insert it
+                    # only if it is still absent, or the upsert would overwrite a row
+                    # someone else inserted since (and a rollback would delete it).
+                    fresh = saved is not None and saved.get(_ident(key)) is None
+                    if rest and not fresh:
                         conflict = sql.SQL(
                             "DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})"
                         ).format(
@@ -474,12 +498,24 @@ class PostgresWriter(Writer):
                     )
                     params = {f"c_{i}": _bound(row[c]) for i, c in enumerate(cols)}
                     result = conn.execute(query, params).fetchone()
+                    if result is None and fresh:
+                        raise RunError(
+                            f"{table.label} {table.key_text(key)} was inserted by someone else "
+                            "after the backup; nothing was written.",
+                            "Start again from the dry run, so the backup holds what apply "
+                            "replaces.",
+                        )
                     if result is None:
                         done["unchanged"] += 1
                     else:
                         done["inserted" if result[0] else "updated"] += 1
+                        now = _read(conn, table, key)
+                        written.record(
+                            _ident(key).encode(), _row_print(now, None if fresh else cols)
+                        )
                     ctx.progress(n + 1, len(table.rows), "rows written")
                 ctx.check()
+                written.commit()  # before the commit: a rollback must know every row
                 committing = True
                 conn.commit()
         except RunError as exc:
@@ -501,19 +537,37 @@ class PostgresWriter(Writer):
     # ------------------------------------------------------------------ rollback
 
     def rollback(
-        self, request: WriteRequest, backup: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        request: WriteRequest,
+        backup: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo | None = None,
     ) -> dict[str, int]:
         from psycopg import sql
 
-        done = {"deleted": 0, "restored": 0, "reinserted": 0}
-        written = {column for row in request.do["rows"] for column in row}
+        undo = undo if undo is not None else Undo(None, force=True)
+        done = {"deleted": 0, "restored": 0, "reinserted": 0, "already": 0, "untouched": 0}
+        decided: list[tuple[str, str]] = []
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
             table = _describe(conn, request)
+            given = {_ident(table.key_of(row)): list(row) for row in table.rows}
             for n, item in enumerate(backup):
                 ctx.check()
                 key = dict(item["key"])
+                ident = _ident(key)
                 params = table.key_params(key)
-                if item.get("absent"):
+                absent = bool(item.get("absent"))
+                # What the run wrote: the whole row it inserted, or the columns it set.
+                cols = None if absent else given.get(ident)
+                now = _read(conn, table, key, lock=True)
+                before = None if absent else _row_print(dict(item["row"]), cols)
+                verdict = undo.decide(ident.encode(), _row_print(now, cols), before)
+                decided.append((f"{table.label} {table.key_text(key)}", verdict))
+                if verdict not in ("restore", "force"):
+                    if verdict != "keep":
+                        done[verdict] += 1
+                    continue
+                if absent:
                     cur = conn.execute(
                         sql.SQL("DELETE FROM {} WHERE {}").format(table.ident, table.where()),
                         params,
@@ -525,29 +579,9 @@ class PostgresWriter(Writer):
                     for c, v in dict(item["row"]).items()
                     if c in table.columns and table.columns[c].writable
                 }
-                if not saved:
-                    continue
-                # Only the columns the upsert set go back: a counter the application
-                # moved on since is not the action's to undo.
-                changed = {c: v for c, v in saved.items() if c in written and c not in key}
                 # text values go in untyped: each column's type reads its own text form
                 values = {f"r_{i}": v for i, v in enumerate(saved.values())}
-                sets = [
-                    sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(f"r_{i}"))
-                    for i, c in enumerate(saved)
-                    if c in changed
-                ]
-                if not sets:
-                    continue
-                cur = conn.execute(
-                    sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                        table.ident, sql.SQL(", ").join(sets), table.where()
-                    ),
-                    {**params, **values},
-                )
-                if cur.rowcount:
-                    done["restored"] += 1
-                else:  # deleted since: put it back whole
+                if now is None:  # deleted since (only with force): put it back whole
                     conn.execute(
                         sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
                             table.ident,
@@ -559,15 +593,42 @@ class PostgresWriter(Writer):
                         values,
                     )
                     done["reinserted"] += 1
+                    continue
+                # Only the columns the upsert set go back: a counter the application
+                # moved on since is not the action's to undo.
+                written_cols = set(cols or []) - set(key)
+                sets = [
+                    sql.SQL("{} = {}").format(sql.Identifier(c), sql.Placeholder(f"r_{i}"))
+                    for i, c in enumerate(saved)
+                    if c in written_cols
+                ]
+                if sets:
+                    conn.execute(
+                        sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                            table.ident, sql.SQL(", ").join(sets), table.where()
+                        ),
+                        {**params, **values},
+                    )
+                done["restored"] += 1
                 ctx.progress(n + 1, None, "rows restored")
             ctx.check()
             conn.commit()
+        for name, verdict in decided:  # counted once the transaction has gone through
+            undo.settle(name, verdict)
         return done
 
 
-def _ident(key: dict[str, Any]) -> str:
-    import json
+def _row_print(row: dict[str, Any] | None, columns: list[str] | None) -> str | None:
+    """The fingerprint of ``row`` ({column: text}) over ``columns`` (None: every column);
+    None for no row."""
+    if row is None:
+        return None
+    picked = {c: row.get(c) for c in columns} if columns is not None else dict(row)
+    text = json.dumps(picked, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
+
+def _ident(key: dict[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, default=str)
 
 

@@ -1,17 +1,41 @@
 """Guarded actions on Redis: seed 000's safe index rebuild, and dropping keys.
 
+(Over 600 lines: each operation's plan, backup, apply and rollback stay side by side,
+because they must agree on what is compared and how, item for item; the fingerprints
+and the Lua-free reads are in :mod:`playbook.adapters.redis_prints`.)
+
 ``rebuild_indexes`` never deletes an index. It builds a new version of every index from
 the records under ``<prefix>:v-<run>:``, checks each new set against the count of records
-that belong in it, and then, in one MULTI/EXEC, renames the live indexes to
-``<prefix>:old-<run>:`` and the new ones into their place. A process killed before EXEC
-leaves the live indexes untouched; EXEC itself is atomic on the server. The old indexes
-stay until a responder drops them with ``drop_keys`` (itself guarded).
+that belong in it, and then, in one MULTI/EXEC under WATCH, renames the live indexes to
+``<prefix>:old-<run>:`` and the new ones into their place, once it has checked that
+every live index is still what the backup holds (an index a collector wrote to since
+would otherwise go back to its backed-up value on rollback, losing the write). A process
+killed before EXEC leaves the live indexes untouched; EXEC itself is atomic on the
+server. The old indexes stay until a responder drops them with ``drop_keys`` (itself
+guarded); a rollback renames them back, which gives each index back byte for byte.
 
-``drop_keys`` deletes only the keys its backup holds, in batches, so a key that appears
-after the backup is never deleted unsaved.
+``drop_keys`` deletes, a batch at a time under WATCH, only the keys its backup holds and
+only while they are still as the backup saw them, so a key that appears or changes after
+the backup is never deleted unsaved.
 
-Backups are DUMP payloads with their TTLs, read in pipelines of :data:`BATCH` keys: the
-6,049 index sets of seed 001 take a handful of round trips, not 6,049.
+Rollback, a batch at a time: WATCH the keys, read their fingerprints, and in the same
+MULTI/EXEC put back only those still as the run left them (:class:`~playbook.adapters.
+writers.Undo`); a key written since is kept and named. Fingerprints are of the values
+themselves, not of DUMP payloads (:mod:`playbook.adapters.redis_prints` says why).
+
+**Bytes are bytes.** Keys, members and record fields travel as ``bytes`` from the read
+to the backup to the write to the rollback, and are never decoded on the way: a key or
+member that is not UTF-8 is rebuilt, backed up and restored exactly. They are shown
+with ``\\xff`` escapes (:func:`~playbook.adapters.writers.shown`).
+
+**The backup file** (JSON Lines) starts with a header row
+``{"format": "playbook-redis-backup/2", "rule": …}``; then one row per key:
+``"k": "<key>"`` when the key's bytes are valid UTF-8, else ``"k_b64": "<base64 of the
+bytes>"``; ``"dump"``: base64 of its DUMP payload, ``"pttl"``: its time to live in ms (-1
+none), ``"fp"``: the fingerprint of its value; or ``"absent": true`` for a key the action
+creates. Backups of the previous format (no header; ``"key"`` text and ``"key64"`` base64
+on every row; no ``"fp"``) are still read for rollback. The keys are read in pipelines of
+:data:`BATCH`: the 6,049 index sets of seed 001 take a handful of round trips, not 6,049.
 """
 
 from __future__ import annotations
@@ -28,20 +52,36 @@ from typing import Any, ClassVar
 import redis
 from redis.exceptions import RedisError, WatchError
 
+from playbook.adapters import redis_prints
 from playbook.adapters.base import RunContext, RunError, Sink, scrub
 from playbook.adapters.redis import SCAN_COUNT, open_client
+from playbook.adapters.redis_prints import SetPrint
 from playbook.adapters.writers import (
     ITEMS_SHOWN,
     Lock,
     LockHeld,
     NothingWritten,
     Plan,
+    Undo,
     Writer,
     WriteRequest,
+    Written,
+    item_fields,
+    item_of,
+    shown,
 )
 
 BATCH = 2_000
 """Keys per pipeline when reading sizes, dumping or restoring."""
+ATTEMPTS = 5
+"""Times a batch under WATCH is tried again when one of its keys moves before EXEC."""
+BACKUP_FORMAT = "playbook-redis-backup/2"
+BACKUP_RULE = (
+    "One row per key. k: the key when its bytes are valid UTF-8; k_b64: the key's bytes "
+    "in base64 otherwise (never both). dump: base64 of the DUMP payload; pttl: time to "
+    "live in ms (-1: none); fp: fingerprint of the value; absent: true for a key the "
+    "action creates."
+)
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -87,14 +127,6 @@ return 0
 """
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw
-
-
-def _raw(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
-
-
 class RedisLock(Lock):
     """``SET name value NX PX ttl``, renewed every third of the TTL while held."""
 
@@ -130,6 +162,7 @@ class RedisWriter(Writer):
 
     kind: ClassVar[str] = "redis"
     operations: ClassVar[tuple[str, ...]] = ("rebuild_indexes", "drop_keys")
+    records_writes: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ lock
 
@@ -166,88 +199,152 @@ class RedisWriter(Writer):
             return self._plan_drop(client, request, ctx)
 
     def backup(self, request: WriteRequest, plan: Plan, ctx: RunContext, out: Sink) -> int:
+        """Every key apply will touch: its DUMP, TTL and fingerprint, read in one
+        MULTI/EXEC per batch so the three describe the same value."""
         with self._session(request, ctx) as client:
-            keys: list[str] = plan.private["backup"]
-            absent: list[str] = plan.private.get("absent", [])
-            saved: set[str] = plan.private.setdefault("saved", set())
+            keys: list[bytes] = plan.private["backup"]
+            absent: list[bytes] = plan.private.get("absent", [])
+            saved: set[bytes] = plan.private.setdefault("saved", set())
+            prints: dict[bytes, str | None] = plan.private.setdefault("prints", {})
+            out.add({"format": BACKUP_FORMAT, "rule": BACKUP_RULE})
+            total = len(keys) + len(absent)
             done = 0
             for start in range(0, len(keys), BATCH):
                 ctx.check()
                 chunk = keys[start : start + BATCH]
-                pipe = client.pipeline(transaction=False)
+                values = redis_prints.read(client, chunk, dump=True, atomic=True)
                 for key in chunk:
-                    pipe.dump(_raw(key))
-                    pipe.pttl(_raw(key))
-                replies = pipe.execute()
-                for i, key in enumerate(chunk):
-                    payload, ttl = replies[2 * i], replies[2 * i + 1]
-                    if payload is None:  # gone since the dry run: nothing to restore
-                        out.add({**_key_fields(key), "absent": True})
-                    else:
-                        dump = base64.b64encode(payload).decode("ascii")
-                        out.add({**_key_fields(key), "pttl": int(ttl), "dump": dump})
-                        saved.add(key)
+                    value = values[key]
+                    prints[key] = value.fingerprint
+                    if value.dump is None:  # gone since the dry run: nothing to restore
+                        out.add({**item_fields(key), "absent": True})
+                        continue
+                    dump = base64.b64encode(value.dump).decode("ascii")
+                    fields = {"pttl": value.pttl, "dump": dump, "fp": value.fingerprint}
+                    out.add({**item_fields(key), **fields})
+                    saved.add(key)
                 done += len(chunk)
-                ctx.progress(done, len(keys) + len(absent), "keys backed up")
+                ctx.progress(done, total, "keys backed up")
             for key in absent:
-                out.add({**_key_fields(key), "absent": True})
-            ctx.progress(len(keys) + len(absent), len(keys) + len(absent), "keys backed up")
-            return len(keys) + len(absent)
+                out.add({**item_fields(key), "absent": True})
+                prints.setdefault(key, None)
+            ctx.progress(total, total, "keys backed up")
+            return total
 
-    def apply(self, request: WriteRequest, plan: Plan, ctx: RunContext) -> dict[str, int]:
+    def apply(
+        self, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written | None = None
+    ) -> dict[str, int]:
+        written = written if written is not None else Written(None)
         with self._session(request, ctx) as client:
             if request.do["operation"] == "rebuild_indexes":
-                return self._apply_rebuild(client, request, plan, ctx)
-            return self._apply_drop(client, request, plan, ctx)
+                return self._apply_rebuild(client, request, plan, ctx, written)
+            return self._apply_drop(client, request, plan, ctx, written)
 
     def rollback(
-        self, request: WriteRequest, backup: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        request: WriteRequest,
+        backup: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo | None = None,
     ) -> dict[str, int]:
-        restored = removed = 0
+        undo = undo if undo is not None else Undo(None, force=True)
+        numbers = {"restored": 0, "removed": 0, "already": 0, "untouched": 0}
+        rebuild = request.do["operation"] == "rebuild_indexes"
+        prefix = str(request.do.get("prefix", "")).encode()
+        old = f"{request.do.get('prefix', '')}:old-{request.run_id}".encode()
+        kept_old: set[bytes] = set()
         with self._session(request, ctx) as client:
             pending: list[dict[str, Any]] = []
 
             def flush() -> None:
-                nonlocal restored, removed
-                pipe = client.pipeline(transaction=False)
-                for row in pending:
-                    key = base64.b64decode(row["key64"]) if "key64" in row else _raw(row["key"])
-                    if row.get("absent"):
-                        pipe.delete(key)
-                        removed += 1
-                    else:
-                        ttl = int(row["pttl"])
-                        pipe.restore(
-                            key,
-                            max(ttl, 0),
-                            base64.b64decode(row["dump"]),
-                            replace=True,
-                        )
-                        restored += 1
-                pipe.execute()
+                olds = (
+                    {item_of(r): old + item_of(r)[len(prefix) :] for r in pending}
+                    if rebuild
+                    else {}
+                )
+                kept = self._undo_batch(client, pending, olds, undo, numbers, ctx)
+                kept_old.update(olds[k] for k in kept if k in olds)
                 pending.clear()
-                ctx.check()
-                ctx.progress(restored + removed, None, "keys restored")
+                ctx.progress(sum(numbers.values()), None, "keys compared and restored")
 
             for row in backup:
+                if "format" in row:  # the header of a backup in this format
+                    continue
                 pending.append(row)
                 if len(pending) >= BATCH:
                     flush()
             if pending:
                 flush()
             leftovers = 0
-            if request.do["operation"] == "rebuild_indexes":
-                prefix = request.do["prefix"]
-                for space in (f"v-{request.run_id}", f"old-{request.run_id}"):
-                    leftovers += self._unlink_matching(client, f"{_glob(prefix)}:{space}:*", ctx)
-        return {"restored": restored, "removed": removed, "cleaned": leftovers}
+            if rebuild:
+                glob = _glob(request.do["prefix"])
+                leftovers += self._unlink_matching(client, f"{glob}:v-{request.run_id}:*", ctx)
+                # an old index whose live one was kept stays: it is what was there before
+                leftovers += self._unlink_matching(
+                    client, f"{glob}:old-{request.run_id}:*", ctx, spare=kept_old
+                )
+        return {**numbers, "cleaned": leftovers}
+
+    def _undo_batch(
+        self,
+        client: redis.Redis,
+        rows: list[dict[str, Any]],
+        olds: dict[bytes, bytes],
+        undo: Undo,
+        numbers: dict[str, int],
+        ctx: RunContext,
+    ) -> list[bytes]:
+        """One batch of a rollback: WATCH, compare, restore in one MULTI/EXEC; the keys
+        kept. A key written between the compare and EXEC makes EXEC fail; the batch is
+        then compared again."""
+        keys = [item_of(row) for row in rows]
+        for _attempt in range(ATTEMPTS):
+            ctx.check()
+            with client.pipeline(transaction=True) as pipe:
+                pipe.watch(*keys, *olds.values())
+                now = redis_prints.read(client, [*keys, *olds.values()])
+                verdicts: list[str] = []
+                pipe.multi()
+                for key, row in zip(keys, rows, strict=True):
+                    before = None if row.get("absent") else row.get("fp", ...)
+                    verdict = undo.decide(key, now[key].fingerprint, before)
+                    verdicts.append(verdict)
+                    if verdict not in ("restore", "force"):
+                        continue
+                    if row.get("absent"):
+                        pipe.delete(key)
+                    elif key in olds and "fp" in row and now[olds[key]].fingerprint == row["fp"]:
+                        pipe.rename(olds[key], key)  # the very value that was live: exact
+                    else:
+                        payload = base64.b64decode(row["dump"])
+                        pipe.restore(key, max(int(row["pttl"]), 0), payload, replace=True)
+                try:
+                    pipe.execute()
+                except WatchError:
+                    continue
+            kept = []
+            for key, row, verdict in zip(keys, rows, verdicts, strict=True):
+                undo.settle(shown(key), verdict)
+                if verdict in ("restore", "force"):
+                    numbers["removed" if row.get("absent") else "restored"] += 1
+                elif verdict == "keep":
+                    kept.append(key)
+                else:
+                    numbers[verdict] += 1
+            return kept
+        raise RunError(
+            f"Keys kept changing while they were being rolled back ({ATTEMPTS} tries); this "
+            f"batch was left as it is (first: {shown(keys[0])}).",
+            "Stop whatever writes them (the collector?), then roll back again: what was "
+            "restored stays restored.",
+        )
 
     # ------------------------------------------------------------------ rebuild
 
     def _plan_rebuild(self, client: redis.Redis, request: WriteRequest, ctx: RunContext) -> Plan:
         do = request.do
         prefix, indexes = do["prefix"], dict(do["indexes"])
-        expected: Counter[str] = Counter()
+        expected: Counter[bytes] = Counter()
         records = 0
         for pairs, count in self._records(client, request, ctx):
             records += count
@@ -267,9 +364,13 @@ class RedisWriter(Writer):
         for _delta, key in changes[:ITEMS_SHOWN]:
             if key in expected:
                 verb = "replace" if key in sizes else "create"
-                items.append(f"{verb} {key}: {sizes.get(key, 0):,} -> {expected[key]:,} members")
+                items.append(
+                    f"{verb} {shown(key)}: {sizes.get(key, 0):,} -> {expected[key]:,} members"
+                )
             else:
-                items.append(f"retire {key} ({sizes[key]:,} members, no record points to it)")
+                items.append(
+                    f"retire {shown(key)} ({sizes[key]:,} members, no record points to it)"
+                )
         warnings = []
         if records == 0:
             warnings.append(
@@ -297,12 +398,17 @@ class RedisWriter(Writer):
         )
 
     def _apply_rebuild(
-        self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext
+        self,
+        client: redis.Redis,
+        request: WriteRequest,
+        plan: Plan,
+        ctx: RunContext,
+        written: Written,
     ) -> dict[str, int]:
         prefix = request.do["prefix"]
         version = f"{prefix}:v-{request.run_id}"
         try:
-            expected, records, live = self._build(client, request, plan, ctx, version)
+            prints, records, live = self._build(client, request, plan, ctx, version)
         except BaseException as exc:
             # Only the new version was written: remove it, so the run leaves no trace.
             self._discard(client, version)
@@ -314,39 +420,44 @@ class RedisWriter(Writer):
                 "they were.",
                 exc.message if isinstance(exc, RunError) else "",
             ) from None
-        new_keys = sorted(expected)
-        swapped = self._swap(
-            client, live, new_keys, prefix, version, f"{prefix}:old-{request.run_id}", ctx
-        )
+        swapped = self._swap(client, request, plan, live, prints, version, ctx, written)
         return {
             "records": records,
-            "indexes": len(new_keys),
-            "members": sum(expected.values()),
+            "indexes": len(prints),
+            "members": sum(p.count for p in prints.values()),
             "swapped": swapped,
             "kept_old": len(live),
         }
 
     def _build(
         self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext, version: str
-    ) -> tuple[Counter[str], int, list[str]]:
-        """The new version, built and validated; the live indexes it will replace.
+    ) -> tuple[dict[bytes, SetPrint], int, list[bytes]]:
+        """The new version, built and validated: each new index's fingerprint (taken
+        from the members as they are added), the records read, and the live indexes it
+        will replace.
 
         Raises NothingWritten when the swap would lose or leave behind anything the
         backup does not hold.
         """
         do = request.do
-        prefix = do["prefix"]
-        expected: Counter[str] = Counter()
+        prefix = do["prefix"].encode()
+        head = version.encode()
+        expected: Counter[bytes] = Counter()
+        prints: dict[bytes, SetPrint] = {}
         records = 0
         carry = client.pipeline(transaction=False)
         for pairs, count in self._records(client, request, ctx, "records indexed", carry):
             # This batch's writes ride with the next batch's reads: one round trip each,
             # two commands (the scripts), however many records.
-            grouped: dict[str, list[str]] = {}
+            grouped: dict[bytes, list[bytes]] = {}
             for key, member in pairs:
                 grouped.setdefault(key, []).append(member)
                 expected[key] += 1
-            _queue_adds(carry, {version + k[len(prefix) :]: m for k, m in grouped.items()})
+                found = prints.get(key)
+                if found is None:
+                    found = prints[key] = SetPrint()
+                found.add(member)
+            _queue_adds(carry, {head + k[len(prefix) :]: m for k, m in grouped.items()})
             records += count
         _raise_first(carry.execute(raise_on_error=False))
         if records == 0:
@@ -355,60 +466,97 @@ class RedisWriter(Writer):
                 "any index.",
                 "Check the source pattern; the live indexes are as they were.",
             )
-        # Validate every new index against the records that belong in it.
+        # Validate every new index against the records that belong in it. Equal counts
+        # also prove each index's fingerprint: a member added twice would leave it short.
         new_keys = sorted(expected)
-        sizes = self._sizes(client, [version + k[len(prefix) :] for k in new_keys], ctx)
-        wrong = [k for k in new_keys if sizes.get(version + k[len(prefix) :], 0) != expected[k]]
+        sizes = self._sizes(client, [head + k[len(prefix) :] for k in new_keys], ctx)
+        wrong = [k for k in new_keys if sizes.get(head + k[len(prefix) :], 0) != expected[k]]
         if wrong:
             raise NothingWritten(
                 f"Validation failed: {len(wrong):,} new indexes do not hold the records that "
-                f"belong in them (first: {wrong[0]}). Nothing was swapped.",
+                f"belong in them (first: {shown(wrong[0])}). Nothing was swapped.",
                 "Records with the same member id, or records written while it ran?",
             )
         ctx.progress(len(new_keys), len(new_keys), "indexes validated", force=True)
-        saved: set[str] = plan.private.get("saved", set())
-        live = self._live_indexes(client, prefix, dict(do["indexes"]), ctx)
+        saved: set[bytes] = plan.private.get("saved", set())
+        live = self._live_indexes(client, do["prefix"], dict(do["indexes"]), ctx)
         unsaved = sorted(set(live) - saved)
         if unsaved:
             raise NothingWritten(
-                f"{len(unsaved):,} live indexes appeared after the backup (first: {unsaved[0]}); "
-                "they would be replaced unsaved. Nothing was swapped.",
+                f"{len(unsaved):,} live indexes appeared after the backup (first: "
+                f"{shown(unsaved[0])}); they would be replaced unsaved. Nothing was swapped.",
                 "Stop whatever writes them (the collector?), then run the action again.",
             )
         unrecorded = sorted(set(new_keys) - saved - set(plan.private.get("absent", [])))
         if unrecorded:
             raise NothingWritten(
                 f"{len(unrecorded):,} indexes would be created that the backup does not record "
-                f"(first: {unrecorded[0]}): records were added after the dry run. Nothing was "
-                "swapped.",
+                f"(first: {shown(unrecorded[0])}): records were added after the dry run. "
+                "Nothing was swapped.",
                 "Run the action again, from its dry run, so the backup covers them.",
             )
-        return expected, records, live
+        return prints, records, live
 
     def _swap(
         self,
         client: redis.Redis,
-        live: list[str],
-        new_keys: list[str],
-        prefix: str,
+        request: WriteRequest,
+        plan: Plan,
+        live: list[bytes],
+        prints: dict[bytes, SetPrint],
         version: str,
-        old: str,
         ctx: RunContext,
+        written: Written,
     ) -> int:
-        """One MULTI/EXEC: live -> old, new -> live. Aborts if a live index is written
-        (or one that did not exist appears) between the check and EXEC."""
+        """One MULTI/EXEC: live -> old, new -> live, once every index the backup holds is
+        checked to be as it was then. WATCH makes EXEC fail if any of them is written
+        (or one that did not exist appears) between that check and EXEC; what the swap
+        leaves is recorded in ``written`` before EXEC goes out."""
+        prefix = request.do["prefix"].encode()
+        head, old = version.encode(), f"{request.do['prefix']}:old-{request.run_id}".encode()
+        new_keys = sorted(prints)
+        backed: dict[bytes, str | None] = plan.private.get("prints", {})
+        saved: set[bytes] = plan.private.get("saved", set())
+        compared = sorted(set(live) | saved)
         ctx.check()
         with client.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(*(_raw(k) for k in sorted(set(live) | set(new_keys))))
+                pipe.watch(*sorted(set(compared) | set(new_keys)))
+                changed = [
+                    key
+                    for start in range(0, len(compared), BATCH)
+                    for key, value in redis_prints.read(
+                        client, compared[start : start + BATCH]
+                    ).items()
+                    if value.fingerprint != backed.get(key)
+                ]
+                if changed:
+                    raise NothingWritten(
+                        f"{len(changed):,} indexes changed after the backup (first: "
+                        f"{shown(changed[0])}); swapping now would put a version without "
+                        "that change in their place. Nothing was swapped.",
+                        "Stop whatever writes them (the collector?), then run the action "
+                        "again from its dry run.",
+                    )
+                retired = [key for key in live if key not in prints]
+                for key in new_keys:
+                    written.record(key, prints[key].text())
+                for key in retired:
+                    written.record(key, None)
+                written.commit()
                 pipe.multi()
                 for key in live:
-                    pipe.rename(_raw(key), _raw(old + key[len(prefix) :]))
+                    pipe.rename(key, old + key[len(prefix) :])
                 for key in new_keys:
-                    pipe.rename(_raw(version + key[len(prefix) :]), _raw(key))
+                    pipe.rename(head + key[len(prefix) :], key)
                 pipe.execute()
-            except WatchError:
+            except (WatchError, NothingWritten) as exc:
+                for key in [*new_keys, *live]:
+                    if key in written.items:
+                        written.skip(key)
                 self._discard(client, version)
+                if isinstance(exc, NothingWritten):
+                    raise
                 raise NothingWritten(
                     "A live index changed during the swap; the swap was abandoned, nothing "
                     "was renamed.",
@@ -424,15 +572,14 @@ class RedisWriter(Writer):
         ctx: RunContext,
         unit: str = "records read",
         carry: redis.client.Pipeline | None = None,
-    ) -> Iterator[tuple[list[tuple[str, str]], int]]:
-        """(live index key, member) pairs and the number of records, a batch at a time.
-
-        Commands the caller queued on ``carry`` are sent with the next batch's reads.
+    ) -> Iterator[tuple[list[tuple[bytes, bytes]], int]]:
+        """(live index key, member) pairs, as bytes, and the number of records, a batch
+        at a time. Commands the caller queued on ``carry`` go with the next batch's reads.
         """
         do = request.do
         prefix, indexes, member_field = do["prefix"], dict(do["indexes"]), do["member_field"]
         fields = [member_field, *indexes.values()]
-        names = list(indexes)
+        heads = [f"{prefix}:{name}:".encode() for name in indexes]
         total = int(client.dbsize())
         done = 0
         for keys in _batched(self._scan(client, do["source"], ctx), request.batch):
@@ -448,27 +595,27 @@ class RedisWriter(Writer):
                     values[key] = got
                 elif got is not None:  # a record kept as a JSON string
                     values[key] = _json_fields(got, fields)
-            pairs: list[tuple[str, str]] = []
+            pairs: list[tuple[bytes, bytes]] = []
             for key, got in values.items():
-                member = got[0] if got[0] is not None else _raw(_text(key).rsplit(":", 1)[-1])
-                for name, value in zip(names, got[1:], strict=True):
+                member = got[0] if got[0] is not None else key.rsplit(b":", 1)[-1]
+                for head, value in zip(heads, got[1:], strict=True):
                     if value is not None and value != b"":
-                        pairs.append((f"{prefix}:{name}:{_text(value)}", _text(member)))
+                        pairs.append((head + value, member))
             done += len(keys)
             ctx.progress(min(done, total), total, unit)
             yield pairs, len(values)
 
     def _live_indexes(
         self, client: redis.Redis, prefix: str, indexes: dict[str, str], ctx: RunContext
-    ) -> list[str]:
+    ) -> list[bytes]:
         # One walk of the prefix, sorted out here: a SCAN per index would walk the whole
         # keyspace once for each.
-        heads = tuple(f"{prefix}:{name}:" for name in indexes)
+        heads = tuple(f"{prefix}:{name}:".encode() for name in indexes)
         live = {
-            text
+            key
             for keys in self._scan(client, f"{_glob(prefix)}:*", ctx)
-            for text in map(_text, keys)
-            if text.startswith(heads)
+            for key in keys
+            if key.startswith(heads)
         }
         return sorted(live)
 
@@ -476,11 +623,11 @@ class RedisWriter(Writer):
 
     def _plan_drop(self, client: redis.Redis, request: WriteRequest, ctx: RunContext) -> Plan:
         keys = sorted(
-            {_text(k) for batch in self._scan(client, request.do["pattern"], ctx) for k in batch}
+            {k for batch in self._scan(client, request.do["pattern"], ctx) for k in batch}
         )
         sizes = self._sizes(client, keys, ctx) if len(keys) <= 100_000 else {}
         items = [
-            f"delete {k}" + (f" ({sizes[k]:,} members)" if k in sizes else "")
+            f"delete {shown(k)}" + (f" ({sizes[k]:,} members)" if k in sizes else "")
             for k in keys[:ITEMS_SHOWN]
         ]
         return Plan(
@@ -491,18 +638,64 @@ class RedisWriter(Writer):
         )
 
     def _apply_drop(
-        self, client: redis.Redis, request: WriteRequest, plan: Plan, ctx: RunContext
+        self,
+        client: redis.Redis,
+        request: WriteRequest,
+        plan: Plan,
+        ctx: RunContext,
+        written: Written,
     ) -> dict[str, int]:
-        # Only keys the backup holds: one gone at backup time and written again since
-        # has no copy, so it is not deleted.
+        """Delete the backed-up keys a batch at a time, each only while it is still as
+        the backup saw it: WATCH the batch, compare, UNLINK in one MULTI/EXEC. A key gone
+        at backup time and written again since has no copy, so it is not deleted; a key
+        changed since the backup is left alone (deleting it would lose the change)."""
         keys = sorted(plan.private.get("saved", set()))
-        deleted = 0
+        backed: dict[bytes, str | None] = plan.private.get("prints", {})
+        deleted = changed = 0
         for start in range(0, len(keys), request.batch):
-            ctx.check()
             chunk = keys[start : start + request.batch]
-            deleted += int(client.unlink(*(_raw(k) for k in chunk)))
+            doomed = self._drop_batch(client, chunk, backed, ctx, written)
+            deleted += len(doomed)
+            changed += len(chunk) - len(doomed)
             ctx.progress(start + len(chunk), len(keys), "keys deleted")
-        return {"deleted": deleted, "planned": len(plan.private["backup"])}
+        return {"deleted": deleted, "changed": changed, "planned": len(plan.private["backup"])}
+
+    def _drop_batch(
+        self,
+        client: redis.Redis,
+        chunk: list[bytes],
+        backed: dict[bytes, str | None],
+        ctx: RunContext,
+        written: Written,
+    ) -> list[bytes]:
+        for _attempt in range(ATTEMPTS):
+            ctx.check()
+            with client.pipeline(transaction=True) as pipe:
+                pipe.watch(*chunk)
+                now = redis_prints.read(client, chunk)
+                doomed = [
+                    k
+                    for k in chunk
+                    if now[k].fingerprint is not None and now[k].fingerprint == backed.get(k)
+                ]
+                for key in doomed:
+                    written.record(key, None)
+                written.commit()
+                pipe.multi()
+                if doomed:
+                    pipe.unlink(*doomed)
+                try:
+                    pipe.execute()
+                except WatchError:
+                    for key in doomed:
+                        written.skip(key)
+                    continue
+                return doomed
+        raise RunError(
+            f"Keys kept changing while they were being deleted ({ATTEMPTS} tries); this "
+            f"batch was left as it is (first: {shown(chunk[0])}).",
+            "Stop whatever writes them, then apply again or roll back.",
+        )
 
     # ------------------------------------------------------------------ plumbing
 
@@ -510,7 +703,12 @@ class RedisWriter(Writer):
         return _Session(self, request, ctx)
 
     def _client(self, request: WriteRequest, ctx: RunContext) -> redis.Redis:
-        return open_client(request.uri, ctx, redis.Redis)
+        client = open_client(request.uri, ctx, redis.Redis)
+        # Two connections: a batch under WATCH holds one while its keys are read, in one
+        # pipelined round trip, on the other (a watching connection sends each command
+        # on its own). The second costs one connect, only when a WATCH is used.
+        client.connection_pool.max_connections = 2
+        return client
 
     @staticmethod
     def _error(exc: Exception, request: WriteRequest) -> RunError:
@@ -527,15 +725,15 @@ class RedisWriter(Writer):
             if int(cursor) == 0:
                 return
 
-    def _sizes(self, client: redis.Redis, keys: list[str], ctx: RunContext) -> dict[str, int]:
+    def _sizes(self, client: redis.Redis, keys: list[bytes], ctx: RunContext) -> dict[bytes, int]:
         """Members of each set that exists (SCARD, pipelined)."""
-        sizes: dict[str, int] = {}
+        sizes: dict[bytes, int] = {}
         for start in range(0, len(keys), BATCH):
             ctx.check()
             chunk = keys[start : start + BATCH]
             pipe = client.pipeline(transaction=False)
             for key in chunk:
-                pipe.scard(_raw(key))
+                pipe.scard(key)
             for key, size in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(size, int) and size > 0:
                     sizes[key] = size
@@ -551,10 +749,18 @@ class RedisWriter(Writer):
         finally:
             ctx.finish()
 
-    def _unlink_matching(self, client: redis.Redis, pattern: str, ctx: RunContext) -> int:
+    def _unlink_matching(
+        self,
+        client: redis.Redis,
+        pattern: str,
+        ctx: RunContext,
+        spare: set[bytes] | frozenset[bytes] = frozenset(),
+    ) -> int:
         removed = 0
         for keys in self._scan(client, pattern, ctx):
-            removed += int(client.unlink(*keys))
+            doomed = [k for k in keys if k not in spare]
+            if doomed:
+                removed += int(client.unlink(*doomed))
         return removed
 
 
@@ -587,7 +793,7 @@ def _held_message(name: str, held: bytes | None, left_ms: int) -> tuple[str, str
         info = json.loads(held or b"{}")
     except ValueError:
         info = {}
-    holder = info.get("holder") or (_text(held) if held else "an unknown holder")
+    holder = info.get("holder") or (shown(held) if held else "an unknown holder")
     since = info.get("since", "an unknown time")
     expires = f"; it expires in {max(0, left_ms) // 1000} s" if left_ms and left_ms > 0 else ""
     return (
@@ -597,10 +803,10 @@ def _held_message(name: str, held: bytes | None, left_ms: int) -> tuple[str, str
     )
 
 
-def _queue_adds(pipe: redis.client.Pipeline, members: dict[str, list[str]]) -> None:
+def _queue_adds(pipe: redis.client.Pipeline, members: dict[bytes, list[bytes]]) -> None:
     """SADD every key's members through :data:`_ADD`, in as few commands as fit."""
     keys: list[bytes] = []
-    args: list[str | int] = []
+    args: list[bytes | int] = []
     size = 0
     for key, values in members.items():
         for start in range(0, len(values), SCRIPT_MEMBERS):
@@ -608,22 +814,12 @@ def _queue_adds(pipe: redis.client.Pipeline, members: dict[str, list[str]]) -> N
             if size + len(chunk) > SCRIPT_MEMBERS and keys:
                 pipe.eval(_ADD, len(keys), *keys, *args)
                 keys, args, size = [], [], 0
-            keys.append(_raw(key))
+            keys.append(key)
             args.append(len(chunk))
             args.extend(chunk)
             size += len(chunk)
     if keys:
         pipe.eval(_ADD, len(keys), *keys, *args)
-
-
-def _key_fields(key: str) -> dict[str, str]:
-    """A key as a backup row holds it: readable text, and its exact bytes in base64
-    (a key need not be UTF-8; the backup file must be)."""
-    raw = _raw(key)
-    return {
-        "key": raw.decode("utf-8", "backslashreplace"),
-        "key64": base64.b64encode(raw).decode("ascii"),
-    }
 
 
 def _raise_first(replies: list[Any]) -> None:
@@ -633,13 +829,24 @@ def _raise_first(replies: list[Any]) -> None:
 
 
 def _json_fields(raw: bytes | None, fields: list[str]) -> list[Any]:
+    """A record kept as a JSON string: its fields as bytes. Read with surrogate escapes
+    and written back with them, so a field's bytes come out as they went in, UTF-8 or
+    not; a number or other non-string value is its JSON text."""
     try:
-        record = json.loads(raw) if raw else {}
+        record = json.loads(raw.decode("utf-8", "surrogateescape")) if raw else {}
     except ValueError:
         record = {}
     if not isinstance(record, dict):
         record = {}
-    return [None if record.get(f) is None else str(record[f]).encode() for f in fields]
+    return [None if record.get(f) is None else _bytes(record[f]) for f in fields]
+
+
+def _bytes(value: Any) -> bytes:
+    text = value if isinstance(value, str) else str(value)
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate written as a JSON escape: keep it
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _batched(batches: Iterable[list[bytes]], size: int) -> Iterator[list[bytes]]:

@@ -10,7 +10,8 @@ in the incident's timeline:
 4. :meth:`Writer.lock` — a lock on the target that names its holder and expires.
 5. :meth:`Writer.apply` — the change, in batches, with progress and cancel.
 6. (verify: diagnostics re-run by the service)
-7. :meth:`Writer.rollback` — put back what the backup holds.
+7. :meth:`Writer.rollback` — put back what the backup holds, item by item, only where the
+   item is still as this run left it.
 
 Every writer promises that a process killed at any moment leaves the data either as it
 was or as it should be (or, for changes that cannot be made in one step, each item
@@ -18,19 +19,39 @@ either changed or not, so that running it again or rolling back finishes the job
 that its lock goes away on its own: after its TTL (Redis, MongoDB) or with its holder's
 connection (a PostgreSQL advisory lock, which a live but hung holder keeps).
 
+**Never make it worse.** A rollback that puts a backup over newer data is how seed 002
+lost a staff record. So an apply records, in a :class:`Written` file beside the backup,
+a fingerprint of every item it is about to write (the value it leaves there, or that it
+leaves the item absent), *before* the write goes out: a process killed at any moment
+leaves a file naming everything it may have written. A rollback compares each item's
+current value with that fingerprint, in the same atomic unit as the restore where the
+back end has one, and restores only the items still as the run left them; an item
+changed by someone else since is *kept* and named (:class:`Undo`). An item the run never
+wrote is never touched; ``force`` (a separately typed confirmation) restores the backup
+over changed items too.
+
+**Item names are bytes.** A Redis key need not be UTF-8; the backup and the written file
+hold every item name as JSON: ``"k": "<text>"`` when the bytes are valid UTF-8, else
+``"k_b64": "<base64>"`` (:func:`item_fields`, :func:`item_of`). Names are shown with
+``\\xff``-style escapes (:func:`shown`), a decoding that cannot fail.
+
 Writers are found through the ``playbook.writers`` entry-point group, like adapters.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from playbook.adapters.base import RunContext, RunError, Sink
+from playbook.core.text import inline
 
 ITEMS_SHOWN = 20
 """Items of a plan shown to the responder (the counts cover them all)."""
@@ -59,6 +80,220 @@ def wrote_nothing(exc: BaseException) -> bool:
 
 class BackupMismatch(RunError):
     """The backup file is missing or its SHA-256 is not the one recorded."""
+
+
+# --------------------------------------------------------------------------- item names
+
+
+def shown(raw: bytes) -> str:
+    """An item name (bytes) as a person reads it: UTF-8 where it is, ``\\xff`` escapes
+    for any other byte and for control characters. Never fails, whatever the bytes."""
+    return inline(raw.decode("utf-8", "backslashreplace"))
+
+
+def item_fields(raw: bytes) -> dict[str, str]:
+    """An item name as a backup or written-file row holds it: ``{"k": text}`` when the
+    bytes are valid UTF-8, else ``{"k_b64": base64}`` (a JSON file cannot hold them)."""
+    try:
+        return {"k": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"k_b64": base64.b64encode(raw).decode("ascii")}
+
+
+def item_of(row: dict[str, Any]) -> bytes:
+    """The exact bytes of a row's item name; reads this format and the one before it
+    (``key64``: base64 of the bytes, ``key``: text with surrogate escapes).
+
+    Raises:
+        BackupMismatch: the row names no item.
+    """
+    if "k_b64" in row:
+        return base64.b64decode(row["k_b64"])
+    if "k" in row:
+        # surrogatepass: a row we did not write may hold a lone surrogate; keep it
+        # rather than fail half-way through a rollback
+        return str(row["k"]).encode("utf-8", "surrogatepass")
+    if "key64" in row:
+        return base64.b64decode(row["key64"])
+    if "key" in row:
+        return str(row["key"]).encode("utf-8", "surrogateescape")
+    raise BackupMismatch(f"A backup row names no item: {shown(json.dumps(row)[:80].encode())}")
+
+
+# --------------------------------------------------------------------------- written
+
+WRITTEN_FORMAT = "playbook-written/1"
+WRITTEN_RULE = (
+    "One row per item the apply may have written, before the write went out; the last "
+    "row of an item wins. k: the item's name when it is valid UTF-8, k_b64: its bytes in "
+    "base64 otherwise. v: the fingerprint of the value the run left (null: the run left "
+    "the item absent). skip: true: the write did not happen after all."
+)
+
+
+class Written:
+    """What an apply is writing, item by item, kept in a file beside the backup.
+
+    A writer calls :meth:`record` for every item of a batch *before* sending the batch,
+    then :meth:`commit` (flush and fsync) — so a process killed at any moment leaves a
+    file naming everything it may have written — and :meth:`skip` for an item it found
+    it did not write after all. The engine names the file's SHA-256 in the apply event.
+    A ``path`` of None keeps the rows in memory only (for tests and bench).
+    """
+
+    def __init__(self, path: Path | None, run: str = "", action: str = "") -> None:
+        self.path = path
+        self.items: dict[bytes, str | None] = {}
+        """Every item recorded and not skipped, with its fingerprint."""
+        self._hash = hashlib.sha256()
+        self._file: IO[bytes] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "xb")  # noqa: SIM115 - closed by close()
+        self._line({"format": WRITTEN_FORMAT, "run": run, "action": action, "rule": WRITTEN_RULE})
+
+    def record(self, item: bytes, fingerprint: str | None) -> None:
+        """The run is about to leave ``item`` with a value whose fingerprint is
+        ``fingerprint`` (None: absent). Call :meth:`commit` before the write goes out."""
+        self.items[item] = fingerprint
+        self._line({**item_fields(item), "v": fingerprint})
+
+    def skip(self, item: bytes) -> None:
+        """``item`` was recorded, but the write did not happen (refused, aborted)."""
+        self.items.pop(item, None)
+        self._line({**item_fields(item), "skip": True})
+
+    def commit(self) -> None:
+        """Make every row so far durable: the writes they describe may now go out.
+        One fsync per batch: milliseconds, against a rollback that could not know."""
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> dict[str, Any]:
+        """Flush, fsync and close; ``{"file", "sha256", "items"}`` for the apply event."""
+        if self._file is not None and not self._file.closed:
+            self.commit()
+            self._file.close()
+        return {
+            "file": str(self.path) if self.path else None,
+            "sha256": self._hash.hexdigest(),
+            "items": len(self.items),
+        }
+
+    def _line(self, row: dict[str, Any]) -> None:
+        data = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+        self._hash.update(data)
+        if self._file is not None:
+            self._file.write(data)
+
+
+def read_written(path: Path, sha256: str | None) -> dict[bytes, str | None]:
+    """The items a run's apply recorded, each with its fingerprint.
+
+    ``sha256`` is the one the apply event named; None for an apply that was interrupted
+    (killed before it could name it): then the file is read as far as it is whole, and a
+    missing file means the apply recorded (so wrote) nothing.
+
+    Raises:
+        BackupMismatch: the file is missing or not the one recorded.
+    """
+    if not path.is_file():
+        if sha256 is None:
+            return {}
+        raise BackupMismatch(
+            f"The file of what the run wrote, {path}, is missing; without it a rollback "
+            "cannot tell the run's changes from newer ones.",
+            "Restore the file from a copy, or roll back with --force (the backup goes over "
+            "every item it holds, newer changes too).",
+        )
+    data = path.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise BackupMismatch(
+            f"The file of what the run wrote, {path}, has changed since it was recorded "
+            "(SHA-256 differs).",
+            "Restore it from a copy, or roll back with --force.",
+        )
+    items: dict[bytes, str | None] = {}
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if sha256 is None:
+                break  # the last line of a killed apply, cut short
+            raise
+        if not isinstance(row, dict) or "format" in row:
+            continue
+        item = item_of(row)
+        if row.get("skip"):
+            items.pop(item, None)
+        else:
+            items[item] = row.get("v")
+    return items
+
+
+NOT_WRITTEN = object()
+"""What :meth:`Undo.wrote` returns for an item the run did not write."""
+
+
+@dataclass
+class Undo:
+    """What a rollback knows of the apply it undoes, and what it left alone.
+
+    A writer's rollback asks :meth:`decide` for each item of the backup, with the
+    fingerprint of its value now (None: absent) and in the backup (None: absent; ``...``
+    when the backup does not say), acts on the answer in the same atomic unit as the
+    comparison where the back end allows, and once that unit has gone through calls
+    :meth:`settle` (so a retried unit does not count an item twice).
+    """
+
+    written: dict[bytes, str | None] | None
+    """Each item the apply wrote, with its fingerprint; None when the apply recorded
+    nothing (a run from before fingerprints): then only ``force`` restores anything."""
+    force: bool = False
+    """Restore the backup over items changed since the apply too (typed separately)."""
+    kept: list[str] = field(default_factory=list)
+    """``<item> changed after the apply``, for every item left alone."""
+    forced: list[str] = field(default_factory=list)
+    """Items restored over a change made after the apply (only with ``force``)."""
+
+    def wrote(self, item: bytes) -> Any:
+        """The fingerprint the run left on ``item``, or :data:`NOT_WRITTEN`."""
+        if self.written is None:
+            return NOT_WRITTEN
+        return self.written.get(item, NOT_WRITTEN)
+
+    def decide(self, item: bytes, now: str | None, before: Any = ...) -> str:
+        """What to do with ``item``, whose value's fingerprint is ``now``:
+
+        * ``restore``: it is as the run left it; put the backup back;
+        * ``already``: it holds the backup's value (restored before, or never changed);
+        * ``untouched``: the run never wrote it: not the rollback's to change;
+        * ``keep``: changed by someone else since the apply: left alone;
+        * ``force``: changed since, but ``force`` says restore it anyway.
+        """
+        left = self.wrote(item)
+        if left is NOT_WRITTEN and self.written is not None:
+            return "untouched"
+        if left is not NOT_WRITTEN and now == left:
+            return "restore"
+        if before is not ... and now == before:
+            return "already"
+        return "force" if self.force else "keep"
+
+    def settle(self, name: str, verdict: str) -> None:
+        """Count a decision once its unit has gone through (``name`` as shown)."""
+        if verdict == "keep":
+            why = (
+                "changed after the apply"
+                if self.written is not None
+                else ("not recorded as written by the run")
+            )
+            self.kept.append(f"{name} {why}")
+        elif verdict == "force":
+            self.forced.append(name)
 
 
 @dataclass
@@ -134,6 +369,11 @@ class Writer(ABC):
 
     kind: ClassVar[str]
     operations: ClassVar[tuple[str, ...]] = ()
+    records_writes: ClassVar[bool] = False
+    """True when :meth:`apply` records every item in its ``written`` file ahead of the
+    write: then an apply that recorded nothing wrote nothing, and its rollback restores
+    only what is still as it left it. A writer that does not can only roll back with
+    ``force``."""
 
     @abstractmethod
     def plan(self, request: WriteRequest, ctx: RunContext) -> Plan:
@@ -154,8 +394,15 @@ class Writer(ABC):
         """
 
     @abstractmethod
-    def apply(self, request: WriteRequest, plan: Plan, ctx: RunContext) -> dict[str, int]:
+    def apply(
+        self, request: WriteRequest, plan: Plan, ctx: RunContext, written: Written | None = None
+    ) -> dict[str, int]:
         """Make the change, in batches, reporting progress; return what was done, counted.
+
+        Before each batch goes out, :meth:`Written.record` every item it writes and
+        :meth:`Written.commit`; an item the backup saw differently now is not written
+        (someone changed it since: overwriting it would lose their change, and a rollback
+        would put the stale backup over it).
 
         Raises:
             RunError: the change failed; what was written so far is described.
@@ -163,10 +410,16 @@ class Writer(ABC):
 
     @abstractmethod
     def rollback(
-        self, request: WriteRequest, backup: Iterator[dict[str, Any]], ctx: RunContext
+        self,
+        request: WriteRequest,
+        backup: Iterator[dict[str, Any]],
+        ctx: RunContext,
+        undo: Undo | None = None,
     ) -> dict[str, int]:
-        """Put back every item of ``backup`` (rows as :meth:`backup` wrote them) and undo
-        what this run (``request.run_id``) created. Safe to run twice."""
+        """Put back each item of ``backup`` (rows as :meth:`backup` wrote them) that is
+        still as this run (``request.run_id``) left it, per :meth:`Undo.decide`, and
+        clean up what the run created for itself. ``undo`` None restores every item (what
+        ``force`` does). Counts include ``kept``. Safe to run twice."""
 
 
 def read_backup(path: Path, sha256: str) -> Iterator[dict[str, Any]]:

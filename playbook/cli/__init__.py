@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -44,6 +45,10 @@ class Terminated(KeyboardInterrupt):
 
 def _terminated(signum: int, frame: object) -> NoReturn:
     raise Terminated()
+
+
+ITEMS_LISTED = 20
+"""Items a rollback kept, or overwrote, listed by name (the count covers them all)."""
 
 
 def _fail(error: PlaybookError) -> NoReturn:
@@ -687,6 +692,7 @@ def action_run(
     elif wanted:
         numbers = _staged(run, run.rollback, "rollback")
         click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)
+        _print_left_alone(run, state.id)
     else:
         click.echo(
             f"To roll back later: playbook action rollback {state.id} {run.run_id} "
@@ -700,15 +706,33 @@ def action_run(
 @click.argument("run_id", metavar="RUN")
 @target_option
 @click.option("--confirm", "phrase", metavar="PHRASE", help="The confirmation phrase.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also restore items changed since the apply (their newer data is lost); "
+    "confirmed with its own phrase, 'force <phrase>'.",
+)
 @pass_app
 def action_rollback(
-    app: _App, incident: str, run_id: str, targets: tuple[str, ...], phrase: str | None
+    app: _App,
+    incident: str,
+    run_id: str,
+    targets: tuple[str, ...],
+    phrase: str | None,
+    force: bool,
 ) -> None:
     """Put back what run RUN of a guarded action changed, from its recorded backup.
 
-    The backup file's SHA-256 must match the one recorded; the action's lock is taken;
-    you confirm with the same phrase as for the action. `playbook action status` lists
-    the runs.
+    Only items still as the run left them are restored: each is compared with the
+    fingerprint its apply recorded, under the lock, and one changed since (a collector
+    wrote to it) is kept and named. A run that wrote nothing has nothing to roll back.
+    The backup file's SHA-256 must match the one recorded; you confirm with the same
+    phrase as for the action, or with 'force <phrase>' for --force. `playbook action
+    status` lists the runs.
+
+    Exit status: 0 rolled back (any item kept is listed), 4 nothing to roll back (the
+    run wrote nothing) or the target now points elsewhere, 7 not confirmed, 9 lock held,
+    8 the rollback failed.
     """
     from playbook.targets import load_targets
 
@@ -716,17 +740,41 @@ def action_rollback(
     state = service.get(incident).state
     known = load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
     run = service.resume_action(state.id, run_id, known, _progress_line())
+    wanted = run.force_phrase if force else run.phrase
     if phrase is None:
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
-            raise _refused(f"Not confirmed: pass --confirm {run.phrase} to roll back.")
+            raise _refused(f"Not confirmed: pass --confirm {shlex.quote(wanted)} to roll back.")
+        why = " over changes made since the apply (they are lost)" if force else ""
         phrase = click.prompt(
-            f"Type {run.phrase!r} to roll back {run.action_id} run {run.run_id}",
+            f"Type {wanted!r} to roll back {run.action_id} run {run.run_id}{why}",
             default="",
             show_default=False,
             err=True,
         )
-    numbers = _staged(run, lambda: run.rollback(phrase), "rollback")
+    numbers = _staged(run, lambda: run.rollback(phrase, force), "rollback")
     click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)
+    _print_left_alone(run, state.id)
+
+
+def _print_left_alone(run: Any, incident: str) -> None:
+    """The items a rollback kept (changed since the apply) or, forced, overwrote."""
+    for label, names, colour in (
+        ("kept", run.kept, "yellow"),
+        ("overwritten", run.overwritten, "red"),
+    ):
+        if not names:
+            continue
+        head = f"{label} {len(names):,}: "
+        for n, name in enumerate(names[:ITEMS_LISTED]):
+            click.secho(f"{head if n == 0 else ' ' * len(head)}{inline(name)}", fg=colour)
+        if len(names) > ITEMS_LISTED:
+            click.echo(f"{' ' * len(head)}… {len(names):,} in all")
+    if run.kept:
+        click.echo(
+            "They were left as they are. To restore them anyway (their newer data is "
+            f"lost): playbook action rollback {incident} {run.run_id} --force --confirm "
+            f"{shlex.quote(run.force_phrase)}"
+        )
 
 
 @action.command("status")

@@ -155,13 +155,21 @@ class ActionRun:
         return f"{stage.replace('_', ' ')} done"
 
     @property
+    def wrote(self) -> bool:
+        """Whether the run wrote (or may have written) anything: its apply began and did
+        not end saying it wrote nothing. A run that wrote nothing has nothing to roll
+        back: "rolling back" would put its backup over whatever is there now."""
+        last_apply = self.stage("apply")
+        return last_apply is not None and last_apply.get("wrote", True) is not False
+
+    @property
     def can_roll_back(self) -> bool:
         """A backup exists and the run wrote (or may have written) and was not rolled back."""
-        last_apply = self.stage("apply")
-        applied = last_apply is not None and last_apply.get("wrote", True) is not False
         rolled = self.stage("rollback")
         return (
-            self.backup is not None and applied and not (rolled and rolled.get("outcome") == "done")
+            self.backup is not None
+            and self.wrote
+            and not (rolled and rolled.get("outcome") == "done")
         )
 
 

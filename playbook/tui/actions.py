@@ -3,8 +3,10 @@
 The screen drives a :class:`playbook.guarded.GuardedRun` in thread workers: the dry run
 and the backup start at once; the responder reads what would change and types the
 confirmation phrase; then lock, apply (with progress; k cancels) and verify. When apply
-or verify fails, the same field takes the phrase again to roll back. Each stage is
-recorded by the engine before the screen shows it done.
+or verify fails and the apply wrote something, the same field takes the phrase again to
+roll back; a run that wrote nothing offers nothing. A rollback restores only what is still
+as the run left it and lists what it kept; ``force <phrase>`` then puts the backup over
+those too. Each stage is recorded by the engine before the screen shows it done.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from playbook.adapters.base import scrub
 from playbook.errors import PlaybookError
 from playbook.tui.diagnostics import shown_state
 from playbook.tui.widgets import lit, standin_line
+
+ITEMS_LISTED = 20
+"""Items a rollback kept, or overwrote, listed by name (the count covers them all)."""
 
 if TYPE_CHECKING:
     from playbook.guarded import GuardedRun, Outcome
@@ -57,7 +62,8 @@ class ActionScreen(ModalScreen[None]):
         """Open an earlier run to roll it back, rather than start a new one."""
         self.run: GuardedRun | None = None
         self.mode = "wait"
-        """What the phrase field does: ``confirm``, ``rollback``, or ``wait`` (nothing)."""
+        """What the phrase field does: ``confirm``, ``rollback``, ``force`` (roll back over
+        items kept as changed since the apply), or ``wait`` (nothing)."""
         self.busy = False
         self.log_text = Text()
 
@@ -161,8 +167,27 @@ class ActionScreen(ModalScreen[None]):
         )
 
     def _rolled_back(self, numbers: dict[str, int]) -> None:
+        assert self.run is not None
+        run = self.run
         counts = ", ".join(f"{k} {v:,}" for k, v in numbers.items())
         self._say(lit(f"✓ Rolled back from the backup: {counts}", "bold yellow"))
+        for label, names, style in (
+            ("kept", run.kept, "bold yellow"),
+            ("overwritten", run.overwritten, "bold red"),
+        ):
+            for n, name in enumerate(names[:ITEMS_LISTED]):
+                head = f"{label} {len(names):,}: " if n == 0 else "    "
+                self._say(lit(f"{head}{name}", style))
+            if len(names) > ITEMS_LISTED:
+                self._say(lit(f"    … {len(names):,} in all", "dim"))
+        if run.kept and not run.overwritten:
+            self._ask(
+                "force",
+                f"Those were changed after the apply and left as they are. To put the backup "
+                f"over them too (their newer data is lost), type {run.force_phrase!r} and "
+                "press Enter; Esc keeps them.",
+            )
+            return
         self._say(lit("Esc closes.", "dim"))
 
     # ------------------------------------------------------------------ input
@@ -173,10 +198,13 @@ class ActionScreen(ModalScreen[None]):
         typed = event.value
         event.input.value = ""
         run = self.run
-        if typed.strip() != run.phrase:
+        phrase = run.force_phrase if self.mode == "force" else run.phrase
+        if typed.strip() != phrase:
+            verb = {"confirm": "confirmed", "rollback": "rolled back", "force": "forced"}
             self._say(
                 lit(
-                    f"✗ Not {self.mode}ed: type {run.phrase!r} exactly. Nothing was written.", "red"
+                    f"✗ Not {verb[self.mode]}: type {phrase!r} exactly. Nothing was written.",
+                    "red",
                 )
             )
             if self.mode == "confirm":
@@ -189,8 +217,14 @@ class ActionScreen(ModalScreen[None]):
             self._say("Lock, apply, verify…", "bold")
             self._work("apply", lambda: (run.confirm(typed), run.apply())[1])
         else:
-            self._say("Rolling back from the backup…", "bold")
-            self._work("rollback", lambda: run.rollback(typed))
+            force = mode == "force"
+            self._say(
+                "Putting the backup over the kept items too…"
+                if force
+                else "Rolling back what is still as the run left it…",
+                "bold",
+            )
+            self._work("rollback", lambda: run.rollback(typed, force))
 
     def _ask(self, mode: str, prompt: str) -> None:
         self.mode = mode
@@ -236,8 +270,8 @@ class ActionScreen(ModalScreen[None]):
             self._say(lit(f"    sha256 {info.get('sha256')}", "dim"))
             self._ask(
                 "rollback",
-                f"Type {result.phrase!r} and press Enter to restore what run {result.run_id} "
-                "changed from this backup (Esc leaves).",
+                f"Type {result.phrase!r} and press Enter to restore, from this backup, what "
+                f"run {result.run_id} changed and is still as it left it (Esc leaves).",
             )
         elif worker.name == "prepare":
             if result == "empty":

@@ -327,10 +327,10 @@ def test_dedupe_keeps_the_oldest_of_each_group_and_leaves_missing_values_alone(
     )
     assert plan.warnings and "2 documents have no messageId" in plan.warnings[0]
     before = db.discordtaskposts.count_documents({})
-    assert stage(writer.apply, r, plan) == {"delete": 0, "gone": 0}  # no backup, no delete
+    assert stage(writer.apply, r, plan) == {"delete": 0, "gone": 0, "changed": 0}  # no backup
     assert db.discordtaskposts.count_documents({}) == before
     backup(writer, r, plan)
-    assert stage(writer.apply, r, plan) == {"delete": 3, "gone": 0}
+    assert stage(writer.apply, r, plan) == {"delete": 3, "gone": 0, "changed": 0}
     assert db.discordtaskposts.count_documents({"_id": {"$in": dupes}}) == 0
     assert db.discordtaskposts.count_documents({"_id": {"$in": [oid(1), oid(2)]}}) == 2
     assert db.discordtaskposts.count_documents({"_id": {"$in": [oid(60), oid(61)]}}) == 2
@@ -372,7 +372,12 @@ def test_a_cancel_between_batches_stops_dedupe_and_rollback_restores_all(
     for _id, original in originals.items():  # each deleted or intact, never half-done
         assert db.discordtaskposts.find_one({"_id": _id}) in (None, original)
     assert db.discordtaskposts.count_documents({"_id": {"$in": dupes}}) == 2
-    assert stage(writer.rollback, r, iter(rows)) == {"insert": 1, "present": 2}
+    assert stage(writer.rollback, r, iter(rows)) == {
+        "insert": 1,
+        "replace": 0,
+        "present": 2,
+        "untouched": 0,
+    }
     assert dump(db) == before
 
 

@@ -197,14 +197,16 @@ def test_backup_apply_rollback_gives_back_exactly_the_table(
     assert after[2][1:3] == ("ben2", "BBB333")
 
     rows = stage(writer.rollback, req, iter(saved))
-    assert rows == {"deleted": 1, "restored": 2, "reinserted": 0}
+    assert rows == {"deleted": 1, "restored": 2, "reinserted": 0, "already": 0, "untouched": 0}
     assert dump(db) == before
     again = stage(writer.rollback, req, iter(saved))  # safe to run twice
-    assert again == {"deleted": 0, "restored": 2, "reinserted": 0}
+    assert again == {"deleted": 0, "restored": 0, "reinserted": 0, "already": 3, "untouched": 0}
     assert dump(db) == before
 
 
-def test_rollback_puts_back_a_row_deleted_since(pg: PostgresServer, db: Any) -> None:
+def test_a_forced_rollback_puts_back_a_row_deleted_since(pg: PostgresServer, db: Any) -> None:
+    """Without fingerprints (``undo`` None) a rollback restores like ``--force``: a row
+    deleted since comes back whole. (Unforced, it is kept: test_rollback_concurrency.)"""
     before = dump(db)
     writer = PostgresWriter()
     req = request(pg, ROWS[:1])

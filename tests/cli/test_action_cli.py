@@ -187,3 +187,91 @@ def test_a_backup_is_never_rolled_back_onto_another_server(
     assert "not rolled back onto another server" in back.output
     assert PASSWORD not in back.output
     assert seen(redis, LIVE) == broken
+
+
+# --------------------------------------------------------------------------- never worse
+
+
+def collector_between_backup_and_apply(
+    redis: RedisServer, monkeypatch: pytest.MonkeyPatch, key: str, member: str
+) -> None:
+    """A collector that writes ``member`` to ``key`` once the phrase is typed: after the
+    backup, before the apply (the order seed 002's stale restore lost data in)."""
+    from playbook.guarded import GuardedRun
+
+    confirm = GuardedRun.confirm
+
+    def confirmed_then_collected(self: GuardedRun, typed: str) -> None:
+        confirm(self, typed)
+        with redis.client() as client:
+            client.sadd(key, member)
+
+    monkeypatch.setattr(GuardedRun, "confirm", confirmed_then_collected)
+
+
+def test_a_run_that_wrote_nothing_offers_no_rollback_and_refuses_one(
+    cli: Cli, redis: RedisServer, broken: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incident = opened(cli)
+    uri = f"cache={redis.uri}"
+    collector_between_backup_and_apply(redis, monkeypatch, "discord:messages:user:u1", "m-9")
+
+    run = cli("action", "run", incident, "rebuild-indexes", "--target", uri, "--confirm", "cache")
+
+    assert run.exit_code == 8, run.output
+    assert "appeared after the backup" in run.output
+    assert "Nothing was written, so there is nothing to roll back." in run.output
+    assert "To roll back later" not in run.output
+    (row,) = json.loads(cli("action", "status", incident, "--json").output)
+    assert row["status"] == "apply stopped, nothing written" and not row["can_roll_back"]
+    assert "roll back:" not in cli("action", "status", incident).output
+    after_run = seen(redis)
+
+    back = cli("action", "rollback", incident, row["run"], "--target", uri, "--confirm", "cache")
+
+    assert back.exit_code == 4, back.output
+    assert "wrote nothing, so there is nothing to roll back" in back.output
+    assert "Traceback" not in back.output
+    assert seen(redis) == after_run  # the collector's index is still there, as it wrote it
+    assert seen(redis, LIVE) == {b"discord:messages:user:u1": (b"set", frozenset({b"m-9"}))}
+    forced = cli(
+        "action", "rollback", incident, row["run"], "--target", uri, "--force",
+        "--confirm", "force cache",
+    )  # fmt: skip
+    assert forced.exit_code == 4 and seen(redis) == after_run  # --force does not change that
+    assert [s for s in stages(cli, incident)[0] if s.startswith("rollback")] == []
+
+
+def test_rollback_keeps_an_index_written_after_the_apply_and_force_needs_its_own_phrase(
+    cli: Cli, redis: RedisServer, broken: dict[bytes, object]
+) -> None:
+    incident, uri, run = rebuilt(cli, redis)
+    key = next(k for k in broken if k.startswith(b"discord:messages:user:"))
+    with redis.client() as client:
+        client.sadd(key, "written by the collector after the apply")
+        kept = client.smembers(key)
+
+    back = cli("action", "rollback", incident, run["run"], "--target", uri, "--confirm", "cache")
+
+    assert back.exit_code == 0, back.output
+    assert f"kept 1: {key.decode()} changed after the apply" in back.output
+    assert "--force --confirm 'force cache'" in back.output
+    assert seen(redis, LIVE) == {key: (b"set", frozenset(kept))}  # only the kept one is left
+    event = [s for s in stages(cli, incident)[0] if s.startswith("rollback")]
+    assert event == ["rollback started", "rollback done"]
+    (row,) = json.loads(cli("action", "status", incident, "--json").output)
+    assert row["status"] == "rolled back"
+
+    plain = cli(
+        "action", "rollback", incident, run["run"], "--target", uri, "--force", "--confirm", "cache"
+    )
+    assert plain.exit_code == 7 and "'force cache'" in plain.output
+    assert seen(redis, LIVE) == {key: (b"set", frozenset(kept))}
+
+    forced = cli(
+        "action", "rollback", incident, run["run"], "--target", uri, "--force",
+        "--confirm", "force cache",
+    )  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    assert f"overwritten 1: {key.decode()}" in forced.output
+    assert seen(redis, LIVE) == {}  # the backup (no index at all) over the collector's write

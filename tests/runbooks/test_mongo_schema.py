@@ -252,7 +252,7 @@ def test_seed_004_schema_incident_is_found_and_repaired(
     # 1. types, 2. duplicates, 3. indexes: each verified by the runbook's diagnostics.
     expected = {
         "fix-task-guild-id-type": {"convert": 1, "skipped": 0},
-        "dedupe-task-message-id": {"delete": 3, "gone": 0},
+        "dedupe-task-message-id": {"delete": 3, "gone": 0, "changed": 0},
         "rebuild-indexes": {"create": 1, "replace": 0},
     }
     for action, numbers in expected.items():
@@ -305,7 +305,7 @@ def test_an_apply_whose_verify_fails_offers_rollback_and_rollback_restores(
     assert failed == {"wrong-type": "fail", "orphaned-task-posts": "fail"}
     assert db.discordtaskposts.find_one({"_id": oid(104)})["guildId"] == GUILDS[1]
 
-    assert run.rollback() == {"restore": 1, "unchanged": 0}
+    assert run.rollback() == {"restore": 1, "already": 0, "untouched": 0, "kept": 0}
     assert dump(db) == before
     state = sqlite_service.get(incident).state
     assert state.actions[run.run_id].status == "rolled back"
@@ -337,7 +337,13 @@ def test_an_earlier_run_is_rolled_back_from_its_recorded_backup(
     later = sqlite_service.resume_action(incident, run.run_id, targets)
     with pytest.raises(Exception, match="type 'mongo' exactly"):
         later.rollback()  # another session must confirm again
-    assert later.rollback("mongo") == {"insert": 3, "present": 0}
+    assert later.rollback("mongo") == {
+        "insert": 3,
+        "replace": 0,
+        "present": 0,
+        "untouched": 0,
+        "kept": 0,
+    }
     assert dump(db) == before
 
 

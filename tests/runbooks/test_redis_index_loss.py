@@ -133,8 +133,9 @@ def test_seed_001_rebuild_over_6049_live_sets_keeps_them_and_rolls_back(
     incident = sqlite_service.open(RUNBOOK, "Rebuild the indexes").id
     run = sqlite_service.start_action(incident, "rebuild-indexes", {}, targets)
     assert run.dry_run().counts["replace"] == 6049
-    rows = list(read_backup(Path(run.backup()["file"]), run.backup_info["sha256"]))  # type: ignore[index]
-    assert len(rows) == 6049 and all("dump" in row for row in rows)
+    header, *rows = read_backup(Path(run.backup()["file"]), run.backup_info["sha256"])  # type: ignore[index]
+    assert header["format"] == "playbook-redis-backup/2"  # says how it encodes keys
+    assert len(rows) == 6049 and all("dump" in row and "fp" in row for row in rows)
     run.confirm("cache")
     assert run.apply().ok
     old = list(cache.scan_iter(match=f"discord:messages:old-{run.run_id}:*", count=10_000))

@@ -297,7 +297,14 @@ def test_rolling_back_the_reinsert_removes_only_that_record(
     run.confirm("db")
     assert run.apply().ok
     resumed = service.resume_action(incident, run.run_id, targets)
-    assert resumed.rollback("db") == {"deleted": 1, "restored": 0, "reinserted": 0}
+    assert resumed.rollback("db") == {
+        "deleted": 1,
+        "restored": 0,
+        "reinserted": 0,
+        "already": 0,
+        "untouched": 0,
+        "kept": 0,
+    }
     assert fingerprint(db) == incident_state
     assert service.get(incident).state.actions[run.run_id].status == "rolled back"
 

@@ -135,3 +135,91 @@ async def test_an_action_with_parameters_asks_for_them_before_its_dry_run(
         assert "Applied and verified" in body(app)
     assert not client.exists("discord:messages:old-7:project:1")
     assert client.smembers("discord:messages:project:1") == {b"live"}
+
+
+def rebuild_with_collector(
+    service: Service, redis: RedisServer, client: Any, when: str
+) -> tuple[str, Any, bytes]:
+    """Seed 000's rebuild run through the service, a collector writing to one index
+    ``between`` the backup and the apply, or ``after`` the apply. (incident, run, key)"""
+    from playbook.targets import Target
+
+    client.flushall()
+    load_seed_000(client, messages=6_000)
+    key = next(iter(client.scan_iter(match="discord:messages:user:*", count=10_000)))
+    for live in list(client.scan_iter(match=LIVE, count=10_000)):
+        client.delete(live)
+    loaded = load(RUNBOOK)
+    incident = service.open(loaded, "indexes gone").id
+    targets = {"cache": Target("cache", redis.uri, "test")}
+    run = service.start_action(incident, "rebuild-indexes", {}, targets)
+    run.dry_run()
+    run.backup()
+    run.confirm("cache")
+    if when == "between":
+        client.sadd(key, "written by the collector")
+    run.apply()
+    if when == "after":
+        client.sadd(key, "written by the collector")
+    return incident, run, key
+
+
+async def test_g_offers_no_rollback_of_a_run_that_wrote_nothing(
+    service: Service, redis: RedisServer, request: pytest.FixtureRequest
+) -> None:
+    client = redis.client()
+    request.addfinalizer(client.close)
+    incident, run, key = rebuild_with_collector(service, redis, client, "between")
+    assert not service.get(incident).state.actions[run.run_id].wrote
+    before = fingerprint(client, "*")
+    app = make_app(service, load(RUNBOOK), resume=incident)
+    app.target_overrides = (f"cache={redis.uri}",)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await on_action(pilot, "act:recovery.safe-rebuild:rebuild-indexes")
+        await pilot.press("G")
+        await until(pilot, lambda: app.said, "a notice")
+        assert app.said[-1] == "No run of rebuild-indexes can be rolled back."
+        assert not isinstance(app.screen, ActionScreen)
+    assert fingerprint(client, "*") == before
+    assert client.smembers(key) == {b"written by the collector"}
+
+
+async def test_g_keeps_what_changed_since_the_apply_and_force_needs_its_own_phrase(
+    service: Service, redis: RedisServer, request: pytest.FixtureRequest
+) -> None:
+    client = redis.client()
+    request.addfinalizer(client.close)
+    incident, run, key = rebuild_with_collector(service, redis, client, "after")
+    kept = client.smembers(key)
+    app = make_app(service, load(RUNBOOK), resume=incident)
+    app.target_overrides = (f"cache={redis.uri}",)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await on_action(pilot, "act:recovery.safe-rebuild:rebuild-indexes")
+        await pilot.press("G")
+        await until(pilot, lambda: isinstance(app.screen, ActionScreen), "the rollback screen")
+        phrase = app.screen.query_one("#phrase", Input)
+        await until(pilot, lambda: not phrase.disabled, "the phrase asked", rounds=20_000)
+        await pilot.press(*"cache", "enter")
+        await until(pilot, lambda: "Rolled back" in body(app), "the rollback", 20_000)
+        assert f"kept 1: {key.decode()} changed after the apply" in body(app)
+        assert fingerprint(client, LIVE) == {key: (b"set", frozenset(kept))}
+
+        await until(pilot, lambda: not phrase.disabled, "the force phrase asked")
+        assert "'force cache'" in body(app)
+        await pilot.press(*"cache", "enter")  # the ordinary phrase does not force
+        await until(pilot, lambda: "Not forced" in body(app), "the refusal")
+        assert fingerprint(client, LIVE) == {key: (b"set", frozenset(kept))}
+        await pilot.press(*"force cache", "enter")
+        await until(pilot, lambda: "overwritten 1" in body(app), "the forced rollback", 20_000)
+        assert fingerprint(client, LIVE) == {}
+    rollbacks = [
+        s
+        for s in service.get(incident).state.actions[run.run_id].stages
+        if s["stage"] == "rollback"
+    ]
+    assert [(s["outcome"], s.get("forced")) for s in rollbacks] == [
+        ("started", False),
+        ("done", False),
+        ("started", True),
+        ("done", True),
+    ]
