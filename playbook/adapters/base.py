@@ -15,7 +15,8 @@ Three things every adapter honours, because a responder depends on them:
   silent server ends at the deadline or at cancel rather than at the driver's own
   timeout.
 * **Streamed.** Rows go to :class:`Sink` one at a time; it writes them all to the
-  result file and keeps only the first few in memory.
+  result file and keeps only the first few in memory. Every secret the process knows
+  (:mod:`playbook.redaction`) is masked in them on the way.
 
 Adapters are found through the ``playbook.adapters`` entry-point group; the built-in
 ones (``redis``, ``mongo``, ``shell``) are registered there like any third-party one.
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from playbook.errors import PlaybookError
+from playbook.redaction import scrub_json_bytes
 
 ROWS_KEPT = 20
 """Rows kept in memory (and in the event) from a result; the file has them all."""
@@ -226,16 +228,20 @@ class Sink:
 
     def add_line(self, line: str, row: Any = None) -> None:
         """A row already encoded as one line of JSON (the fast path for big results)."""
+        data = line.encode("utf-8", "surrogatepass")
+        clean = scrub_json_bytes(data)  # a secret a row quotes never reaches the evidence
         if self.count < self.keep:
-            self.rows.append(json.loads(line) if row is None else row)
+            self.rows.append(json.loads(clean) if row is None or clean is not data else row)
         self.count += 1
         if self._file is not None:
-            data = (line + "\n").encode("utf-8", "surrogatepass")
-            self._hash.update(data)
-            self._file.write(data)
+            self._hash.update(clean)
+            self._hash.update(b"\n")
+            self._file.write(clean)
+            self._file.write(b"\n")
 
     def add_bytes(self, line: bytes) -> None:
         """A row already encoded as one line of UTF-8 JSON, without its newline."""
+        line = scrub_json_bytes(line)
         if self.count < self.keep:
             self.rows.append(json.loads(line))
         self.count += 1
@@ -249,6 +255,7 @@ class Sink:
         """``rows`` rows already encoded as UTF-8 JSON lines joined by newlines."""
         if not rows:
             return
+        block = scrub_json_bytes(block)
         room = self.keep - self.count
         if room > 0:
             self.rows.extend(json.loads(line) for line in block.split(b"\n", room)[:room])
@@ -323,16 +330,8 @@ class Adapter(ABC):
 
 
 def scrub(text: str, uri: str) -> str:
-    """``text`` with the URI, and any password in it, replaced by a redacted form."""
-    from urllib.parse import unquote, urlsplit
+    """``text`` with the URI shown redacted and every known secret replaced by ``***``
+    (:func:`playbook.redaction.scrub`: the one redaction, here for adapters)."""
+    from playbook.redaction import scrub as scrub_text
 
-    from playbook.targets import redact
-
-    out = text.replace(uri, redact(uri))
-    try:
-        password = urlsplit(uri).password
-    except ValueError:
-        password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        out = out.replace(secret, "***")  # type: ignore[arg-type]
-    return out
+    return scrub_text(text, uri)
