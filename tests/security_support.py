@@ -24,7 +24,7 @@ assessment:
   steps:
     - id: look
       title: Look
-      diagnostics: [pg-one, redis-size, api-status, mongo-count]
+      diagnostics: [pg-one, redis-size, api-status, api-echo, mongo-count]
       items: [Look at it]
 phases:
   - id: investigation
@@ -58,6 +58,13 @@ diagnostics:
     timeout: 10s
     connect_timeout: 3s
     query: {path: /status, pick: {n: count}}
+  api-echo:
+    kind: http
+    title: An endpoint that echoes what it was sent
+    target: api
+    timeout: 10s
+    connect_timeout: 3s
+    query: {path: /echo, pick: {n: count, echo: echo}}
   mongo-count:
     kind: mongo
     title: Users
