@@ -608,3 +608,29 @@ drill:
             assert row.fetchone() == (False,)
     finally:
         run.stop()
+
+
+# --------------------------------------------------------------------------- the app
+
+
+async def test_the_app_says_once_which_playbook_toml_it_ignored(
+    repo: tuple[Path, Listener], service: Service
+) -> None:
+    from tui_support import SIZE, make_app, until
+
+    folder, listener = repo
+    loaded = load(folder / "mini.yaml")
+    incident = service.open(loaded, "attack").id
+    app = make_app(service, loaded, incident)
+    async with app.run_test(size=SIZE) as pilot:
+        state = service.get(incident).state
+        got: list[Any] = []
+        for _ in range(2):  # loaded on the store thread, as the screens do
+            app.submit("targets", lambda: app.targets(loaded.path, state), got.append)
+        await until(pilot, lambda: len(got) == 2, "the targets, twice")
+        await until(pilot, lambda: any("not trusted" in m for m in app.said), "the notice")
+        await pilot.pause()
+        notices = [m for m in app.said if "not trusted" in m]
+        assert len(notices) == 1 and f"playbook trust {folder}" in notices[0]
+        assert "cache" not in got[0]
+    assert listener.close() == (0, b"")
