@@ -6,7 +6,8 @@ appends them naming the last sequence it saw. If another process appended first,
 command re-reads and decides again, so concurrent writers never lose or reorder an
 acknowledged event and never act on stale state. Every payload passes through
 :func:`playbook.redaction.scrub_data` on its way to the store: no event holds a secret
-the process knows, whichever use case built it.
+the process knows, whichever use case built it. The one exception is the playbook's own
+snapshot in ``opened``, recorded as the file was (see :meth:`Service.open`).
 """
 
 from __future__ import annotations
@@ -240,12 +241,19 @@ class Service:
         }
         if drill is not None:
             payload["drill"] = dict(drill)
+        # The playbook's own content is recorded as it is, not scrubbed: the diagnostics run
+        # from this snapshot and it must match the file's recorded SHA-256 (a query naming a
+        # role whose name is also an ${ENV} value must keep that name).
+        payload = {
+            key: value if key in ("snapshot", "sections") else scrub_data(value)
+            for key, value in payload.items()
+        }
         now = self.clock.now()
         for _attempt in range(MAX_RETRIES):
             incident_id = new_incident_id(now, DRILL_PREFIX if drill is not None else "")
             try:
                 appended = self.store.append(
-                    incident_id, 0, [NewEvent(ev.OPENED, scrub_data(payload), self.actor, now)]
+                    incident_id, 0, [NewEvent(ev.OPENED, payload, self.actor, now)]
                 )
             except ConcurrencyConflict:
                 continue  # the random suffix collided; draw again

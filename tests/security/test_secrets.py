@@ -403,3 +403,21 @@ def test_every_expanded_value_is_masked_in_errors_rows_and_events(tmp_path: Path
 def test_short_and_numeric_values_are_not_hunted_in_free_text() -> None:
     expand("postgresql://u:${P}@${H}:${PORT}/db", {"P": "pw", "H": "db", "PORT": "5432"}, "t")
     assert PlaybookError("rows: 5432, host db, pw").title == "rows: 5432, host db, pw"
+
+
+def test_the_playbooks_own_snapshot_keeps_a_name_that_is_also_an_env_value(
+    service: Any, tmp_path: Path
+) -> None:
+    from playbook.core.loader import load
+
+    expand("postgresql://${U}:pw@db/app", {"U": "reports_reader"}, "t")
+    playbook = write_playbook(tmp_path / "rb")
+    playbook.write_text(
+        playbook.read_text().replace(
+            "SELECT 1 AS one", "SELECT 1 AS one WHERE 'reports_reader' <> ''"
+        )
+    )
+    state = service.open(load(playbook), "reports_reader cannot log in")
+    assert state.title == "*** cannot log in"  # what the responder typed is scrubbed
+    sql = service.playbook_of(state).diagnostics["pg-one"].query.sql
+    assert "'reports_reader'" in sql  # what the diagnostics run from is the file, as it was
