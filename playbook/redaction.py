@@ -106,9 +106,9 @@ def _rebuild() -> None:
     shapes = {f for v in _values for f in forms(v) if len(f) >= MIN_HUNTED}
     _forms = tuple(sorted(shapes, key=len, reverse=True))
     json_shapes = {
-        json.dumps(f, ensure_ascii=ascii)[1:-1].encode("utf-8", "surrogatepass")
+        json.dumps(f, ensure_ascii=escaped)[1:-1].encode("utf-8", "surrogatepass")
         for f in shapes
-        for ascii in (False, True)
+        for escaped in (False, True)  # ensure_ascii on or off: \u00e9 or é
     }
     _json_forms = tuple(sorted(json_shapes, key=len, reverse=True))
 

@@ -606,7 +606,7 @@ class Service:
         d = prepared.diagnostic
         started = self.clock.now()
         path = self._evidence_path(prepared.incident_id, prepared.diagnostic_id, started)
-        sink = Sink(path)
+        sink = Sink(path, redact=True)  # evidence is shown and exported
         ctx = RunContext(float(d.timeout), float(d.connect_timeout), progress)
         prepared.context = ctx
         metrics: dict[str, Any] = {}

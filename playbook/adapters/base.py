@@ -15,8 +15,8 @@ Three things every adapter honours, because a responder depends on them:
   silent server ends at the deadline or at cancel rather than at the driver's own
   timeout.
 * **Streamed.** Rows go to :class:`Sink` one at a time; it writes them all to the
-  result file and keeps only the first few in memory. Every secret the process knows
-  (:mod:`playbook.redaction`) is masked in them on the way.
+  result file and keeps only the first few in memory. In evidence, every secret the
+  process knows (:mod:`playbook.redaction`) is masked in them on the way.
 
 Adapters are found through the ``playbook.adapters`` entry-point group; the built-in
 ones (``redis``, ``mongo``, ``shell``) are registered there like any third-party one.
@@ -209,11 +209,17 @@ class Sink:
 
     The file's SHA-256 is computed as it is written, so the evidence can name it
     without reading the file again.
+
+    With ``redact=True`` (evidence: it is shown and exported) every secret the process
+    knows is masked in the rows (:func:`playbook.redaction.scrub_json_bytes`). A guarded
+    action's backup leaves it off: it is the data itself, restored byte for byte by a
+    rollback, and a value that happens to equal a secret must come back as it was.
     """
 
-    def __init__(self, path: Path | None, keep: int = ROWS_KEPT) -> None:
+    def __init__(self, path: Path | None, keep: int = ROWS_KEPT, *, redact: bool = False) -> None:
         self.path = path
         self.keep = keep
+        self._clean = scrub_json_bytes if redact else _as_is
         self.rows: list[Any] = []
         self.count = 0
         self._hash = hashlib.sha256()
@@ -229,7 +235,7 @@ class Sink:
     def add_line(self, line: str, row: Any = None) -> None:
         """A row already encoded as one line of JSON (the fast path for big results)."""
         data = line.encode("utf-8", "surrogatepass")
-        clean = scrub_json_bytes(data)  # a secret a row quotes never reaches the evidence
+        clean = self._clean(data)  # a secret a row quotes never reaches the evidence
         if self.count < self.keep:
             self.rows.append(json.loads(clean) if row is None or clean is not data else row)
         self.count += 1
@@ -241,7 +247,7 @@ class Sink:
 
     def add_bytes(self, line: bytes) -> None:
         """A row already encoded as one line of UTF-8 JSON, without its newline."""
-        line = scrub_json_bytes(line)
+        line = self._clean(line)
         if self.count < self.keep:
             self.rows.append(json.loads(line))
         self.count += 1
@@ -255,7 +261,7 @@ class Sink:
         """``rows`` rows already encoded as UTF-8 JSON lines joined by newlines."""
         if not rows:
             return
-        block = scrub_json_bytes(block)
+        block = self._clean(block)
         room = self.keep - self.count
         if room > 0:
             self.rows.extend(json.loads(line) for line in block.split(b"\n", room)[:room])
@@ -275,6 +281,10 @@ class Sink:
         self._file.close()
         self._file = None
         return self._hash.hexdigest()
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 def _dumps(value: Any) -> str:

@@ -388,7 +388,7 @@ def test_every_expanded_value_is_masked_in_errors_rows_and_events(tmp_path: Path
     expand("redis://:${P}@h:6379/0", {"P": NASTY}, "t")
     error = PlaybookError(f"server said: {NASTY!r} / {quote(NASTY, safe='')}")
     assert MARK not in str(error)
-    sink = Sink(tmp_path / "rows.jsonl")
+    sink = Sink(tmp_path / "rows.jsonl", redact=True)  # as evidence is written
     sink.add({"echo": NASTY, NASTY: 1})
     sink.add_line(json.dumps({"quoted": NASTY}, ensure_ascii=True))
     sink.add_bytes(json.dumps({"raw": NASTY}).encode())
@@ -421,3 +421,15 @@ def test_the_playbooks_own_snapshot_keeps_a_name_that_is_also_an_env_value(
     assert state.title == "*** cannot log in"  # what the responder typed is scrubbed
     sql = service.playbook_of(state).diagnostics["pg-one"].query.sql
     assert "'reports_reader'" in sql  # what the diagnostics run from is the file, as it was
+
+
+def test_a_backup_keeps_a_value_that_equals_a_secret_so_rollback_restores_it(
+    tmp_path: Path,
+) -> None:
+    expand("postgresql://${U}:pw@db/app", {"U": "reports_reader"}, "t")
+    backup = Sink(tmp_path / "backup.jsonl", keep=0)  # as guarded actions write backups
+    backup.add({"staff_username": "reports_reader"})
+    backup.close()
+    assert json.loads((tmp_path / "backup.jsonl").read_text()) == {
+        "staff_username": "reports_reader"
+    }
