@@ -210,15 +210,25 @@ def parse_config(path: Path, data: bytes, own: bool) -> ConfigFile:
     return found
 
 
-def _read(path: Path) -> bytes | None:
+MAX_CONFIG_BYTES = 256 * 1024
+"""A playbook.toml larger than this is refused unread (a repository's file could be a
+symlink to something endless)."""
+
+
+def read_config(path: Path) -> bytes | None:
+    """A playbook.toml's bytes (None when there is none), refused past the size cap."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a folder, not a file.") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read it: {exc.strerror}.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path}: over the {MAX_CONFIG_BYTES:,}-byte limit of a playbook.toml.")
+    return data
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -255,7 +265,11 @@ def load_targets(
     notices: list[str] = []
     beside = folder_file(playbook_path)
     if beside is not None:
-        data = _read(beside)
+        try:
+            data = read_config(beside)
+        except UsageError as why:  # a repository's file cannot stop the responder's work
+            notices.append(inline(f"ignoring {why.title}"))
+            data = None
         if data is not None:
             verdict = trust.status(beside.parent, data)
             if verdict == "trusted":
@@ -271,7 +285,7 @@ def load_targets(
                 )
     allow_shell = False
     own = responder_config()
-    own_data = _read(own)
+    own_data = read_config(own)
     if own_data is not None:
         config = parse_config(own, own_data, own=True)
         allow_shell = config.allow_unsandboxed_shell
@@ -291,7 +305,7 @@ def responder_settings() -> Targets:
     """No targets, only the machine-wide settings of the responder's own config (for a
     drill, whose targets are its sandbox's)."""
     own = responder_config()
-    data = _read(own)
+    data = read_config(own)
     allow = parse_config(own, data, own=True).allow_unsandboxed_shell if data else False
     return Targets(allow_unsandboxed_shell=allow)
 

@@ -70,7 +70,7 @@ def trust_command(
     playbook trust --revoke ~/runbooks stop trusting it
     """
     from playbook import trust
-    from playbook.targets import CONFIG_NAME, parse_config, responder_config
+    from playbook.targets import CONFIG_NAME, parse_config, read_config, responder_config
 
     if list_only:
         if folder is not None or revoke:
@@ -114,12 +114,9 @@ def trust_command(
     own = responder_config()
     if file.is_file() and own.is_file() and file.resolve() == own.resolve():
         raise UsageError(f"{file} is your own config: it is always used, nothing to trust.")
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"No {CONFIG_NAME} in {where}.", "Nothing to trust there.") from None
-    except OSError as exc:
-        raise UsageError(f"{file}: cannot read it: {exc.strerror}.") from None
+    data = read_config(file) if file.is_file() else None  # not a FIFO, nor a device
+    if data is None:
+        raise NotFound(f"No {CONFIG_NAME} file in {where}.", "Nothing to trust there.")
     config = parse_config(file, data, own=False)  # refuses what only your config may grant
     entry = trust.trust(where, data, app.actor or _actor())
     described = _describe(config)

@@ -184,6 +184,28 @@ def test_a_folder_reached_through_a_symlink_is_trusted_by_its_real_path(
     assert listener.close() == (0, b"")
 
 
+@pytest.mark.parametrize("endless", ["huge-file", "/dev/zero"])
+def test_a_playbook_toml_that_never_ends_is_not_read_and_stops_nothing(
+    cli: Cli, repo: tuple[Path, Listener], redis: RedisServer, tmp_path: Path, endless: str
+) -> None:
+    folder, listener = repo
+    own_config(f'[targets]\ncache = "{redis.uri}"\n')
+    if endless == "huge-file":
+        huge = tmp_path / "huge.toml"
+        with huge.open("wb") as fh:
+            fh.truncate(1024**3)  # a sparse gigabyte
+        source: Path = huge
+    else:
+        source = Path(endless)
+    (folder / "playbook.toml").unlink()
+    (folder / "playbook.toml").symlink_to(source)
+    incident = opened(cli, folder / "mini.yaml")
+    result = cli("diag", "run", incident, "redis-size")
+    assert result.exit_code == 0, result.output
+    assert endless != "huge-file" or "byte limit" in result.output
+    assert listener.close() == (0, b"")
+
+
 def test_a_trust_record_forged_in_the_data_directory_is_not_read(
     cli: Cli, repo: tuple[Path, Listener]
 ) -> None:
