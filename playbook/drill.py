@@ -32,9 +32,11 @@ from playbook.core.model import Drill, DrillFingerprint, DrillStep
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.errors import PlaybookError, UsageError
-from playbook.targets import SANDBOX, Target
+from playbook.targets import SANDBOX, Target, Targets, responder_settings
 
 Say = Callable[[str], None]
+SETUP_LOGIN = "drill"
+"""The Redis ACL user and the PostgreSQL role a drill's set-up steps run as."""
 EXAMPLES = 5
 """Differing items named in a check, per kind of difference and target."""
 
@@ -111,6 +113,8 @@ class DrillSandbox:
         self.labels: dict[str, str] = {}
         self.kinds = dict(services)
         self._servers: dict[str, Any] = {}
+        self._logins: dict[str, Any] = {}
+        """The set-up login of each Redis (user, password) and PostgreSQL (URI) target."""
         try:
             for name, kind in services.items():
                 say(f"starting {kind} for target {name}")
@@ -134,6 +138,9 @@ class DrillSandbox:
             with contextlib.closing(server.client()) as client:
                 version = client.info("server").get("redis_version", "?")
             self.labels[name] = f"redis-server {version} (sandbox, 127.0.0.1:{server.port})"
+            login = (SETUP_LOGIN, secrets.token_hex(16))
+            server.add_data_user(*login)
+            self._logins[name] = login
         elif kind == "postgres":
             try:
                 server = sandbox.PostgresServer(secrets.token_hex(16), str(self.folder))
@@ -144,6 +151,9 @@ class DrillSandbox:
                 row = conn.execute("SHOW server_version").fetchone()
             version = str(row[0]).split()[0] if row else "?"
             self.labels[name] = f"PostgreSQL {version} (sandbox, 127.0.0.1:{server.port})"
+            # The drill's data, set-up steps and runbook all work as an ordinary role that
+            # owns the drill's database; the superuser stays with the sandbox.
+            self._logins[name] = server.add_owner(SETUP_LOGIN, secrets.token_hex(16), "drill")
         elif kind == "mongo":
             from playbook.adapters import standin
 
@@ -157,18 +167,27 @@ class DrillSandbox:
             raise DrillError(f"Unknown service kind {kind!r} for {name!r}.")
         self._servers[name] = server
         uri = server if isinstance(server, str) else server.uri
+        if kind == "postgres":
+            uri = self._logins[name]
         self.targets[name] = Target(name, uri, SANDBOX)
 
     @contextlib.contextmanager
     def handle(self, name: str) -> Iterator[Any]:
-        """What a step or a generator works on: a redis-py client, a psycopg connection
-        (autocommit), a mongomock database or the HTTP stub."""
+        """What a step, a generator or a fingerprint works on: a redis-py client, a
+        psycopg connection (autocommit), a mongomock database or the HTTP stub.
+
+        A Redis client logs in as an ACL user that may run data commands only, and a
+        PostgreSQL connection as an ordinary role that owns the drill's database: a
+        drill's ``load`` and ``fault`` steps come from its runbook, which is not trusted,
+        and the sandbox servers run as the responder on the responder's machine. The
+        servers refuse ``CONFIG SET dir`` + ``SAVE``, ``COPY … TO PROGRAM`` and the like.
+        """
         kind, server = self.kinds[name], self._servers[name]
         if kind == "redis":
-            with contextlib.closing(server.client()) as client:
+            with contextlib.closing(server.client(*self._logins[name])) as client:
                 yield client
         elif kind == "postgres":
-            with server.connect() as conn:
+            with server.connect(self._logins[name]) as conn:
                 yield conn
         elif kind == "mongo":
             from playbook.adapters import standin
@@ -425,8 +444,13 @@ class DrillRun:
         return self.loaded.playbook.drill
 
     @property
-    def targets(self) -> dict[str, Target]:
-        return self.sandbox.targets
+    def targets(self) -> Targets:
+        """The sandbox's targets, with the responder's own machine-wide settings
+        (``[shell]``): the drill's playbook and script give neither."""
+        return Targets(
+            self.sandbox.targets,
+            allow_unsandboxed_shell=responder_settings().allow_unsandboxed_shell,
+        )
 
     @classmethod
     def start(cls, loaded: LoadedPlaybook, say: Say | None = None) -> DrillRun:

@@ -13,6 +13,11 @@ class PlaybookError(Exception):
     exit_code = 1
 
     def __init__(self, title: str, message: str = "") -> None:
+        from playbook.redaction import scrub
+
+        # Every message shown anywhere (CLI, app, events) is built here: a secret the
+        # process knows never reaches one, whatever the code that raised it forgot.
+        title, message = scrub(title), scrub(message)
         super().__init__(title)
         self.title = title
         self.message = message

@@ -57,6 +57,10 @@ def redis_server_binary() -> str:
     )
 
 
+DATA_USER_RULES = ("+@all", "-@admin", "-@dangerous", "-@scripting", "-@blocking", "-@pubsub")
+"""What a drill's set-up steps may run on its Redis (checked with ``ACL CAT`` on 6.2)."""
+
+
 class RedisServer:
     """A throwaway redis-server: no persistence, its own port and folder."""
 
@@ -104,10 +108,30 @@ class RedisServer:
     def uri_via(self, port: int) -> str:
         return self.uri.replace(f":{self.port}/", f":{port}/")
 
-    def client(self) -> Any:
+    def client(self, username: str | None = None, password: str | None = None) -> Any:
+        """A redis-py client: the default (all-powerful) user, or ``username``."""
         import redis
 
-        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            username=username,
+            password=password if username else self.password,
+        )
+
+    def add_data_user(self, username: str, password: str) -> None:
+        """Create ACL user ``username``, who may run data commands only.
+
+        The server's own ACL is the authority, not a list of ours: every command of the
+        categories below is refused by redis-server itself, whatever its spelling:
+        ``@admin`` (CONFIG, SAVE, DEBUG, MODULE, SHUTDOWN, REPLICAOF, ACL, MONITOR…),
+        ``@dangerous`` (also KEYS, FLUSHALL, RESTORE, MIGRATE, SORT, INFO…), ``@scripting``
+        (EVAL, SCRIPT), ``@blocking`` (a set-up step must not hang) and ``@pubsub``.
+        What is left reads and writes keys, in transactions if wanted.
+        """
+        with contextlib.closing(self.client()) as admin:
+            rules = ("reset", "on", f">{password}", "~*", "resetchannels", *DATA_USER_RULES)
+            admin.execute_command("ACL", "SETUSER", username, *rules)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -218,12 +242,39 @@ class PostgresServer:
         """The same URI through another port (a proxy in front of this server)."""
         return self.uri.replace(f":{self.port}/", f":{port}/")
 
-    def connect(self, **kwargs: Any) -> Any:
-        """A psycopg connection as the superuser, autocommit on (for setting up data)."""
+    def connect(self, uri: str | None = None, **kwargs: Any) -> Any:
+        """A psycopg connection, autocommit on: as the superuser, or through ``uri``."""
         import psycopg
 
         kwargs.setdefault("autocommit", True)
-        return psycopg.connect(self.superuser_uri, connect_timeout=5, **kwargs)
+        return psycopg.connect(uri or self.superuser_uri, connect_timeout=5, **kwargs)
+
+    def add_owner(self, role: str, password: str, database: str) -> str:
+        """Create ``role``, an ordinary login role that owns a new ``database``; its URI.
+
+        The server's own privileges are the authority for what that role can do there:
+        it is no superuser, cannot create roles or databases, cannot replicate or bypass
+        row security, and belongs to no predefined role. So ``COPY … TO/FROM PROGRAM``
+        (``pg_execute_server_program``), ``COPY`` to or from a server file and
+        ``pg_read_file`` (``pg_write_server_files``/``pg_read_server_files``), ``ALTER
+        SYSTEM``, untrusted languages and extensions, and other roles are refused by
+        PostgreSQL itself. It can create tables in its own database and fill them.
+        """
+        from psycopg import sql
+
+        with self.connect() as admin:
+            admin.execute(
+                sql.SQL(
+                    "CREATE ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                    "NOREPLICATION NOBYPASSRLS"
+                ).format(sql.Identifier(role), sql.Literal(password))
+            )
+            admin.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(database), sql.Identifier(role)
+                )
+            )
+        return f"postgresql://{role}:{password}@127.0.0.1:{self.port}/{database}"
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -4,7 +4,10 @@ Each command reads the incident's events, folds them, decides what new events th
 request means (refusing it with a clear error if the state does not allow it), and
 appends them naming the last sequence it saw. If another process appended first, the
 command re-reads and decides again, so concurrent writers never lose or reorder an
-acknowledged event and never act on stale state.
+acknowledged event and never act on stale state. Every payload passes through
+:func:`playbook.redaction.scrub_data` on its way to the store: no event holds a secret
+the process knows, whichever use case built it. The one exception is the playbook's own
+snapshot in ``opened``, recorded as the file was (see :meth:`Service.open`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from playbook.core.clock import Clock, SystemClock
 from playbook.core.events import Event, NewEvent
 from playbook.core.state import IncidentState, fold
 from playbook.core.timers import Timers, compute
-from playbook.errors import Conflict, NotFound, UsageError
+from playbook.errors import Conflict, NotFound, TemplateError, UsageError
+from playbook.redaction import scrub_data
 from playbook.render import export as exporters
 from playbook.resources import builtin_runbooks, resolve_playbook
 from playbook.store import ConcurrencyConflict, EventStore
@@ -214,7 +218,9 @@ class Service:
             now = self.clock.now()
             if state.last_event_at is not None and now < state.last_event_at:
                 now = state.last_event_at  # the log's time never runs backwards
-            return [NewEvent(kind, payload, self.actor, now) for kind, payload in decision]
+            return [
+                NewEvent(kind, scrub_data(payload), self.actor, now) for kind, payload in decision
+            ]
 
         before, appended = self.store.update(incident_id, make)
         return fold([*before, *appended], incident_id)
@@ -258,6 +264,13 @@ class Service:
         }
         if drill is not None:
             payload["drill"] = dict(drill)
+        # The playbook's own content is recorded as it is, not scrubbed: the diagnostics run
+        # from this snapshot and it must match the file's recorded SHA-256 (a query naming a
+        # role whose name is also an ${ENV} value must keep that name).
+        payload = {
+            key: value if key in ("snapshot", "sections") else scrub_data(value)
+            for key, value in payload.items()
+        }
         now = self.clock.now()
         for _attempt in range(MAX_RETRIES):
             incident_id = new_incident_id(now, DRILL_PREFIX if drill is not None else "")
@@ -443,14 +456,37 @@ class Service:
     # ------------------------------------------------------------------ status messages
 
     def template_dir(self, state: IncidentState) -> Path:
-        """Where the incident's status templates are."""
+        """Where the incident's status templates are: inside the playbook's folder.
+
+        The rule :func:`playbook.core.loader.confined` applied when the playbook was
+        loaded is applied again here, on the snapshot the incident recorded (it may have
+        been opened by an older version, or the folder changed since).
+
+        Raises:
+            TemplateError: ``template_dir`` leads outside the playbook's folder.
+            NotFound: the templates are no longer where they were.
+        """
+        from playbook.core.loader import confined, template_root
+
         template_dir = state.snapshot.get("communications", {}).get("template_dir", "../templates")
-        recorded = Path(state.playbook_path).parent / template_dir if state.playbook_path else None
-        if recorded is not None and recorded.is_dir():
-            return recorded.resolve()
+        places = [Path(state.playbook_path)] if state.playbook_path else []
         builtin = builtin_runbooks().get(state.playbook_id)
         if builtin is not None:
-            return (builtin.parent / template_dir).resolve()
+            places.append(builtin)
+        refused: ValueError | None = None
+        for playbook_file in places:  # the playbook's folder, else the packaged runbook's
+            try:
+                found = confined(template_root(playbook_file), playbook_file.parent, template_dir)
+            except ValueError as why:
+                refused = refused or why
+                continue
+            if found.is_dir():
+                return found
+        if refused is not None:
+            raise TemplateError(
+                f"Refused: the playbook's template_dir {refused}.",
+                "Templates must be inside the playbook's folder.",
+            )
         raise NotFound(
             f"The templates of playbook {state.playbook_id!r} are not where they were.",
             f"Expected them beside {state.playbook_path}.",
@@ -564,7 +600,14 @@ class Service:
             query["argv"] = [str(a) for a in query["argv"]]  # type: ignore[index]
         target = resolve_target(diagnostic.target, targets, drill=state.drill is not None)
         adapter = plugins.load(diagnostic.kind)
-        request = RunRequest(diagnostic_id, query, target.uri, options={"params": values})  # type: ignore[arg-type]
+        # What the responder's own config allows, read by the adapters under these keys;
+        # a playbook cannot set them (they come from the targets, not the diagnostic).
+        options = {
+            "params": values,
+            "target": target.options,
+            "allow_unsandboxed_shell": bool(getattr(targets, "allow_unsandboxed_shell", False)),
+        }
+        request = RunRequest(diagnostic_id, query, target.uri, options=options)  # type: ignore[arg-type]
         adapter.check(request)
         return PreparedRun(
             state.id, diagnostic_id, diagnostic, values, target.name, adapter, request
@@ -591,7 +634,7 @@ class Service:
         started = self.clock.now()
         path = self._evidence_path(prepared.incident_id, prepared.diagnostic_id, started)
         try:
-            sink = Sink(path)
+            sink = Sink(path, redact=True)  # evidence is shown and exported
         except OSError as exc:
             from playbook.errors import StoreError
 
@@ -622,7 +665,7 @@ class Service:
         verdict = (
             Verdict(ERROR, [], error) if error else evaluate(d.expect, metrics, prepared.values)
         )
-        return run_payload(
+        payload = run_payload(
             diagnostic=prepared.diagnostic_id,
             title=d.title,
             kind=d.kind,
@@ -640,6 +683,7 @@ class Service:
             sha256=sha,
             cancelled=ctx.stopped == "cancel",
         )
+        return scrub_data(payload)  # the caller may show it before it is recorded
 
     def record_diagnostic(self, ref: str, payload: dict[str, Any]) -> IncidentState:
         """Append a run's evidence to the incident (also after it was resolved or closed)."""

@@ -1,36 +1,76 @@
 """Targets: the names a playbook uses, resolved to connection URIs at run time.
 
-URIs come from `playbook.toml` (beside the playbook, then the user's config directory)
-or from `--target name=URI`, with `${ENV}` replaced from the environment. A password
-in a URI never leaves this module in clear: everything shown or recorded uses
-:func:`redact`.
+Where a target's URI comes from, most trusted first (see SECURITY.md):
+
+1. ``--target name=URI`` on the command line;
+2. the responder's own ``playbook.toml`` in their config directory
+   (``~/.config/playbook/playbook.toml``);
+3. a ``playbook.toml`` beside the playbook, **only** if the responder trusted that folder
+   with ``playbook trust DIR`` and the file is byte for byte what they trusted
+   (:mod:`playbook.trust`). Otherwise it is ignored with a notice, unread: none of its
+   ``${ENV}`` placeholders is expanded, so a runbooks repository cannot send a secret of
+   the responder's environment to a host of its choosing.
+
+A name defined at a more trusted level is never redefined by a less trusted one. Per-target
+options (``privileged``, ``functions``) and the ``[shell]`` table are honoured only from
+the responder's own config: a runbooks folder can name where a target is, never what it
+may do there.
+
+``${ENV}`` is replaced from the environment and encoded for where it lands: percent-
+encoded in a URI's userinfo, path, query or fragment; quoted by libpq in a ``key=value``
+string; in a URI's host part it must not change the URI's shape. Every value expanded is
+remembered by :mod:`playbook.redaction` and searched for in everything that leaves.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
+import shlex
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, urlsplit
 
-import platformdirs
-
+from playbook import redaction, trust
+from playbook.core.text import inline
 from playbook.errors import UsageError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-CONFIG_NAME = "playbook.toml"
+CONFIG_NAME = trust.CONFIG_NAME
+TARGET_KEYS = ("uri", "privileged", "functions")
+RESPONDER_ONLY = ("privileged", "functions")
+SHELL_KEYS = ("allow_unsandboxed",)
+
+SANDBOX = "drill sandbox"
+"""The source of every target a drill's sandbox gives (and of no other)."""
+
+
+def redact(uri: str) -> str:
+    """``uri`` as it may be shown (see :func:`playbook.redaction.redact`)."""
+    return redaction.redact(uri)
 
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved target: its name, its URI, and where the URI came from."""
+    """A resolved target: its name, its URI, where the URI came from, and what the
+    responder's own config allows on it."""
 
     name: str
     uri: str
     source: str
+    privileged: bool = False
+    """The responder accepts a privileged login here (PostgreSQL: a superuser, a
+    replication role, a member of pg_write_server_files…). Only from their own config."""
+    functions: tuple[str, ...] = ()
+    """User-defined functions (``schema.name``) a diagnostic may call on this target.
+    Only from the responder's own config."""
+
+    def __post_init__(self) -> None:
+        redaction.remember_uri(self.uri)  # its password is hunted in all that leaves
 
     def __repr__(self) -> str:  # never print the secret, even by accident
         return f"Target(name={self.name!r}, uri={redact(self.uri)!r}, source={self.source!r})"
@@ -39,78 +79,339 @@ class Target:
     def shown(self) -> str:
         return redact(self.uri)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """What adapters read as ``RunRequest.options["target"]``."""
+        return {"privileged": self.privileged, "functions": list(self.functions)}
 
-def redact(uri: str) -> str:
-    """``uri`` with any password (and query-string secrets) replaced by ***."""
+
+class Targets(dict[str, Target]):
+    """Targets by name, with the machine-wide settings of the responder's own config and
+    the notices loading them produced. ``dict(targets)`` keeps only the targets."""
+
+    def __init__(
+        self,
+        items: Mapping[str, Target] | Iterable[tuple[str, Target]] = (),
+        *,
+        allow_unsandboxed_shell: bool = False,
+        notices: Sequence[str] = (),
+    ) -> None:
+        super().__init__(items)
+        self.allow_unsandboxed_shell = allow_unsandboxed_shell
+        """``[shell] allow_unsandboxed = true`` in the responder's own config: shell
+        diagnostics may run where the kernel cannot sandbox them."""
+        self.notices = list(notices)
+        """One line per configuration file that was ignored, and why."""
+
+
+@dataclass
+class _Entry:
+    name: str
+    uri: str
+    privileged: bool = False
+    functions: tuple[str, ...] = ()
+
+
+@dataclass
+class ConfigFile:
+    """One ``playbook.toml`` read and checked, its ``${ENV}`` not yet expanded."""
+
+    path: Path
+    own: bool
+    entries: list[_Entry] = field(default_factory=list)
+    allow_unsandboxed_shell: bool = False
+
+    @property
+    def variables(self) -> list[str]:
+        """The environment variables its targets would expand, in order."""
+        seen: dict[str, None] = {}
+        for entry in self.entries:
+            for match in _ENV.finditer(entry.uri):
+                seen.setdefault(match.group(1), None)
+        return list(seen)
+
+
+def responder_config() -> Path:
+    """The responder's own ``playbook.toml``: always used, never needs trusting."""
+    return trust.config_dir() / CONFIG_NAME
+
+
+def parse_config(path: Path, data: bytes, own: bool) -> ConfigFile:
+    """Check a ``playbook.toml``'s shape; ``own`` is True for the responder's own file.
+
+    Raises:
+        UsageError: naming the file and the key, for a malformed file, or for a folder's
+            file that asks for what only the responder's own config may grant.
+    """
     try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
-    query = re.sub(r"(?i)\b(password|passwd|pwd|secret|token|key)=([^&]*)", r"\1=***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text.") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    found = ConfigFile(path, own)
+    own_file = responder_config()
+    table = doc.get("targets", {})
+    if not isinstance(table, dict):
+        raise UsageError(f'{path}: [targets] must be a table of name = "URI".')
+    for name, raw in table.items():
+        key = f"{path}: targets.{name}"
+        if isinstance(raw, str):
+            found.entries.append(_Entry(name, raw))
+            continue
+        if not isinstance(raw, dict):
+            raise UsageError(f'{key} must be a URI string or a table {{ uri = "…" }}.')
+        unknown = sorted(set(raw) - set(TARGET_KEYS))
+        if unknown:
+            raise UsageError(
+                f"{key}.{unknown[0]}: unknown key.", f"A target takes {', '.join(TARGET_KEYS)}."
+            )
+        if not own:
+            granted = [k for k in RESPONDER_ONLY if k in raw]
+            if granted:
+                raise UsageError(
+                    f"{key}.{granted[0]}: only your own config can grant this, "
+                    "not a runbooks folder.",
+                    f"Move the option to {own_file} (it may name the same target).",
+                )
+        uri = raw.get("uri")
+        if not isinstance(uri, str) or not uri.strip():
+            raise UsageError(f'{key}.uri: a target\'s table needs uri = "…".')
+        privileged = raw.get("privileged", False)
+        if not isinstance(privileged, bool):
+            raise UsageError(f"{key}.privileged must be true or false.")
+        functions = raw.get("functions", [])
+        if not isinstance(functions, list) or not all(
+            isinstance(f, str) and f.strip() for f in functions
+        ):
+            raise UsageError(
+                f'{key}.functions must be a list of function names, e.g. ["reports.daily_total"].'
+            )
+        found.entries.append(_Entry(name, uri, privileged, tuple(f.strip() for f in functions)))
+    if "shell" in doc:
+        shell = doc["shell"]
+        if not own:
+            raise UsageError(
+                f"{path}: shell: only your own config can set this, not a runbooks folder.",
+                f"Move [shell] to {own_file}.",
+            )
+        if not isinstance(shell, dict):
+            raise UsageError(f"{path}: [shell] must be a table.")
+        unknown = sorted(set(shell) - set(SHELL_KEYS))
+        if unknown:
+            raise UsageError(
+                f"{path}: shell.{unknown[0]}: unknown key.",
+                f"[shell] takes {', '.join(SHELL_KEYS)}.",
+            )
+        allow = shell.get("allow_unsandboxed", False)
+        if not isinstance(allow, bool):
+            raise UsageError(f"{path}: shell.allow_unsandboxed must be true or false.")
+        found.allow_unsandboxed_shell = allow
+    return found
 
 
-def interpolate(text: str, env: Mapping[str, str], where: str) -> str:
-    """Replace ``${NAME}`` from ``env``; a missing variable is an error naming it."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            raise UsageError(f"{where}: the environment variable {name} is not set.")
-        return env[name]
-
-    return _ENV.sub(value, text)
+MAX_CONFIG_BYTES = 256 * 1024
+"""A playbook.toml larger than this is refused unread (a repository's file could be a
+symlink to something endless)."""
 
 
-def config_files(playbook_path: Path | None) -> list[Path]:
-    """Where targets are looked for, first match wins."""
-    files = []
-    if playbook_path is not None:
-        files.append(playbook_path.parent / CONFIG_NAME)
-    files.append(Path(platformdirs.user_config_dir("playbook", appauthor=False)) / CONFIG_NAME)
-    return files
+def read_config(path: Path) -> bytes | None:
+    """A playbook.toml's bytes (None when there is none), refused past the size cap."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a folder, not a file.") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror}.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path}: over the {MAX_CONFIG_BYTES:,}-byte limit of a playbook.toml.")
+    return data
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def folder_file(playbook_path: Path | None) -> Path | None:
+    """The ``playbook.toml`` beside a playbook, unless it is the responder's own."""
+    if playbook_path is None:
+        return None
+    candidate = playbook_path.parent / CONFIG_NAME
+    if not candidate.is_file() or _same_file(candidate, responder_config()):
+        return None
+    return candidate
+
+
+def trust_command(folder: Path) -> str:
+    """The command that trusts ``folder``, quoted so that it can be pasted."""
+    return f"playbook trust {shlex.quote(str(trust.real_folder(folder)))}"
 
 
 def load_targets(
     playbook_path: Path | None,
     overrides: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
-) -> dict[str, Target]:
-    """Every target known from configuration files and ``--target name=URI`` overrides."""
+) -> Targets:
+    """Every target known from the command line, the responder's own config and a
+    trusted folder's file, most trusted first; see the module's docstring."""
     env = os.environ if env is None else env
     found: dict[str, Target] = {}
-    for file in reversed(config_files(playbook_path)):  # nearer files override
-        if not file.is_file():
-            continue
+    notices: list[str] = []
+    beside = folder_file(playbook_path)
+    if beside is not None:
         try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"{file}: {exc}") from None
-        table = data.get("targets", {})
-        if not isinstance(table, dict):
-            raise UsageError(f'{file}: [targets] must be a table of name = "URI".')
-        for name, raw in table.items():
-            if not isinstance(raw, str):
-                raise UsageError(f"{file}: targets.{name} must be a URI string.")
-            found[name] = Target(name, interpolate(raw, env, f"{file}: targets.{name}"), str(file))
+            data = read_config(beside)
+        except UsageError as why:  # a repository's file cannot stop the responder's work
+            notices.append(inline(f"ignoring {why.title}"))
+            data = None
+        if data is not None:
+            verdict = trust.status(beside.parent, data)
+            if verdict == "trusted":
+                for entry in parse_config(beside, data, own=False).entries:
+                    found[entry.name] = _resolve(entry, str(beside), env)
+            else:
+                why = "not trusted" if verdict == "untrusted" else "changed since you trusted it"
+                notices.append(
+                    inline(
+                        f"ignoring {beside} ({why}; its targets are not used and no ${{ENV}} "
+                        f"in it is expanded). Read it, then run: {trust_command(beside.parent)}"
+                    )
+                )
+    allow_shell = False
+    own = responder_config()
+    own_data = read_config(own)
+    if own_data is not None:
+        config = parse_config(own, own_data, own=True)
+        allow_shell = config.allow_unsandboxed_shell
+        for entry in config.entries:
+            found[entry.name] = _resolve(entry, str(own), env)  # the responder's own wins
     for pair in overrides:
         name, sep, uri = pair.partition("=")
         if not sep or not name.strip() or not uri.strip():
             # The value is not echoed: a malformed one may still hold a password.
             raise UsageError("--target takes name=URI (the value given is not shown).")
-        found[name.strip()] = Target(
-            name.strip(), interpolate(uri.strip(), env, "--target"), "--target"
+        name = name.strip()
+        found[name] = Target(name, expand(uri.strip(), env, "--target"), "--target")
+    return Targets(found, allow_unsandboxed_shell=allow_shell, notices=notices)
+
+
+def responder_settings() -> Targets:
+    """No targets, only the machine-wide settings of the responder's own config (for a
+    drill, whose targets are its sandbox's)."""
+    own = responder_config()
+    data = read_config(own)
+    allow = parse_config(own, data, own=True).allow_unsandboxed_shell if data else False
+    return Targets(allow_unsandboxed_shell=allow)
+
+
+def _resolve(entry: _Entry, source: str, env: Mapping[str, str]) -> Target:
+    uri = expand(entry.uri, env, f"{source}: targets.{entry.name}")
+    return Target(entry.name, uri, source, entry.privileged, entry.functions)
+
+
+# --------------------------------------------------------------------------- ${ENV}
+
+
+def expand(raw: str, env: Mapping[str, str], where: str) -> str:
+    """``raw`` with each ``${NAME}`` replaced from ``env``, encoded for where it lands.
+
+    A URI's userinfo, path, query and fragment get the value percent-encoded (every
+    character but letters, digits and ``_.-~``), so a password holding ``/ # @ : ?`` or
+    a space stays one password; the driver decodes it. The host part gets the value as
+    is, refused if it would change the URI's shape. A libpq ``key=value`` string is
+    read by libpq and rebuilt with libpq's own quoting. A placeholder that is the whole
+    string stands for a complete connection string and is used as it is.
+
+    Raises:
+        UsageError: a variable is not set, or its value cannot stand where it is.
+    """
+    names = [m.group(1) for m in _ENV.finditer(raw)]
+    if not names:
+        return raw
+    for name in names:
+        if name not in env:
+            raise UsageError(f"{where}: the environment variable {name} is not set.")
+    redaction.remember(*(env[name] for name in names))
+    whole = _ENV.fullmatch(raw.strip())
+    if whole:
+        return env[whole.group(1)]
+    nonce = secrets.token_hex(6)
+    values: dict[str, tuple[str, str]] = {}
+
+    def token(match: re.Match[str]) -> str:
+        placeholder = f"pbv{nonce}n{len(values)}v"  # letters and digits: fits any part
+        values[placeholder] = (match.group(1), env[match.group(1)])
+        return placeholder
+
+    template = _ENV.sub(token, raw)
+    if "://" in template:
+        return _expand_uri(template, values, where)
+    return _expand_conninfo(template, values, where)
+
+
+def _put(text: str, values: Mapping[str, tuple[str, str]], encode: bool) -> str:
+    for placeholder, (_name, value) in values.items():
+        text = text.replace(placeholder, quote(value, safe="") if encode else value)
+    return text
+
+
+def _names_in(text: str, values: Mapping[str, tuple[str, str]]) -> list[str]:
+    return [name for placeholder, (name, _v) in values.items() if placeholder in text]
+
+
+def _expand_uri(template: str, values: Mapping[str, tuple[str, str]], where: str) -> str:
+    parts = urlsplit(template)
+    if _names_in(parts.scheme, values):
+        raise UsageError(
+            f"{where}: ${{{_names_in(parts.scheme, values)[0]}}} cannot be the scheme."
         )
-    return found
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    meant = (_put(userinfo, values, True) if at else "", at, _put(hosts, values, False))
+    out = f"{parts.scheme}://{''.join(meant)}{_put(parts.path, values, True)}"
+    if parts.query:
+        out += "?" + _put(parts.query, values, True)
+    if parts.fragment:
+        out += "#" + _put(parts.fragment, values, True)
+    # The host part is taken as is (a host name, host:port, several hosts): it must not
+    # move the URI's boundaries, or part of it would land in the userinfo or the path.
+    check = urlsplit(out)
+    if (
+        check.netloc.rpartition("@") != meant
+        or check.scheme != parts.scheme
+        or check.path != _put(parts.path, values, True)
+    ):
+        name = (_names_in(hosts, values) or ["?"])[0]
+        raise UsageError(
+            f"{where}: the value of ${{{name}}} cannot stand in the host part: it holds a "
+            "character (/ ? # @ …) that would change where the URI points.",
+            "Put only a host name (and :port) in that variable.",
+        )
+    return out
 
 
-SANDBOX = "drill sandbox"
-"""The source of every target a drill's sandbox gives (and of no other)."""
+def _expand_conninfo(template: str, values: Mapping[str, tuple[str, str]], where: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(template)
+    except Exception:  # libpq's message may quote the text, and the text may hold a password
+        raise UsageError(
+            f"{where}: neither a URI (scheme://…) nor a libpq key=value string.",
+            "The value is not shown: it may hold a password.",
+        ) from None
+    for key in params:
+        if _names_in(key, values):
+            raise UsageError(f"{where}: ${{{_names_in(key, values)[0]}}} cannot be a key.")
+    return make_conninfo("", **{k: _put(str(v), values, False) for k, v in params.items()})
+
+
+# --------------------------------------------------------------------------- lookup
 
 
 def resolve_target(name: str, targets: Mapping[str, Target], drill: bool = False) -> Target:
@@ -125,7 +426,9 @@ def resolve_target(name: str, targets: Mapping[str, Target], drill: bool = False
             )
         return targets[name]
     known = ", ".join(sorted(targets)) or "none configured"
-    raise UsageError(
-        f"No target named {name!r}.",
-        f"Known: {known}. Add it to {CONFIG_NAME} under [targets], or pass --target {name}=URI.",
+    advice = (
+        f"Known: {known}. Add it to {CONFIG_NAME} under [targets], or pass --target {name}=URI."
     )
+    for notice in getattr(targets, "notices", ()):
+        advice += f"\nAlso: {notice}"
+    raise UsageError(f"No target named {name!r}.", advice)

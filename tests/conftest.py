@@ -19,8 +19,10 @@ from playbook.store.sqlite import SQLiteStore
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reads or writes the host's playbook data, or depends on its zone or user."""
+    """No test reads or writes the host's playbook data or config (its targets, the
+    folders it trusts), or depends on its zone or user."""
     monkeypatch.setenv("PLAYBOOK_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("USER", "tester")
     monkeypatch.delenv("PLAYBOOK_ACTOR", raising=False)
     monkeypatch.delenv("PLAYBOOK_DEBUG", raising=False)

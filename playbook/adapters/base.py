@@ -15,7 +15,8 @@ Three things every adapter honours, because a responder depends on them:
   silent server ends at the deadline or at cancel rather than at the driver's own
   timeout.
 * **Streamed.** Rows go to :class:`Sink` one at a time; it writes them all to the
-  result file and keeps only the first few in memory.
+  result file and keeps only the first few in memory. In evidence, every secret the
+  process knows (:mod:`playbook.redaction`) is masked in them on the way.
 
 Adapters are found through the ``playbook.adapters`` entry-point group; the built-in
 ones (``redis``, ``mongo``, ``shell``) are registered there like any third-party one.
@@ -37,6 +38,7 @@ from typing import IO, Any, ClassVar
 
 from playbook.core.durations import MAX_RUN_SECONDS, MIN_RUN_SECONDS, clamp_seconds
 from playbook.errors import PlaybookError
+from playbook.redaction import scrub_json_bytes
 
 ROWS_KEPT = 20
 """Rows kept in memory (and in the event) from a result; the file has them all."""
@@ -219,11 +221,17 @@ class Sink:
 
     The file's SHA-256 is computed as it is written, so the evidence can name it
     without reading the file again.
+
+    With ``redact=True`` (evidence: it is shown and exported) every secret the process
+    knows is masked in the rows (:func:`playbook.redaction.scrub_json_bytes`). A guarded
+    action's backup leaves it off: it is the data itself, restored byte for byte by a
+    rollback, and a value that happens to equal a secret must come back as it was.
     """
 
-    def __init__(self, path: Path | None, keep: int = ROWS_KEPT) -> None:
+    def __init__(self, path: Path | None, keep: int = ROWS_KEPT, *, redact: bool = False) -> None:
         self.path = path
         self.keep = keep
+        self._clean = scrub_json_bytes if redact else _as_is
         self.rows: list[Any] = []
         self.count = 0
         self._hash = hashlib.sha256()
@@ -238,16 +246,20 @@ class Sink:
 
     def add_line(self, line: str, row: Any = None) -> None:
         """A row already encoded as one line of JSON (the fast path for big results)."""
+        data = line.encode("utf-8", "surrogatepass")
+        clean = self._clean(data)  # a secret a row quotes never reaches the evidence
         if self.count < self.keep:
-            self.rows.append(_kept(line) if row is None else row)
+            self.rows.append(_kept(clean) if row is None or clean is not data else row)
         self.count += 1
         if self._file is not None:
-            data = (line + "\n").encode("utf-8", "surrogatepass")
-            self._hash.update(data)
-            self._file.write(data)
+            self._hash.update(clean)
+            self._hash.update(b"\n")
+            self._file.write(clean)
+            self._file.write(b"\n")
 
     def add_bytes(self, line: bytes) -> None:
         """A row already encoded as one line of UTF-8 JSON, without its newline."""
+        line = self._clean(line)
         if self.count < self.keep:
             self.rows.append(_kept(line))
         self.count += 1
@@ -261,6 +273,7 @@ class Sink:
         """``rows`` rows already encoded as UTF-8 JSON lines joined by newlines."""
         if not rows:
             return
+        block = self._clean(block)
         room = self.keep - self.count
         if room > 0:
             self.rows.extend(json.loads(line) for line in block.split(b"\n", room)[:room])
@@ -282,7 +295,10 @@ class Sink:
         start = self._file.tell() if self._file is not None else 0
         hashed = self._hash.copy()
         try:
-            for part in parts:
+            for raw in parts:
+                # Each part is cleaned on its own: a secret split across two parts is
+                # missed, but a streamed part is base64 of a value, not quoted text.
+                part = self._clean(raw)
                 if self._file is not None:
                     self._hash.update(part)
                     self._file.write(part)
@@ -319,6 +335,10 @@ def _kept(line: str | bytes) -> Any:
 
         return cap(row)
     return row
+
+
+def _as_is(data: bytes) -> bytes:
+    return data
 
 
 def _dumps(value: Any) -> str:
@@ -374,16 +394,8 @@ class Adapter(ABC):
 
 
 def scrub(text: str, uri: str) -> str:
-    """``text`` with the URI, and any password in it, replaced by a redacted form."""
-    from urllib.parse import unquote, urlsplit
+    """``text`` with the URI shown redacted and every known secret replaced by ``***``
+    (:func:`playbook.redaction.scrub`: the one redaction, here for adapters)."""
+    from playbook.redaction import scrub as scrub_text
 
-    from playbook.targets import redact
-
-    out = text.replace(uri, redact(uri))
-    try:
-        password = urlsplit(uri).password
-    except ValueError:
-        password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        out = out.replace(secret, "***")  # type: ignore[arg-type]
-    return out
+    return scrub_text(text, uri)

@@ -83,8 +83,12 @@ class _Group(click.Group):
         except Exception as exc:
             if os.environ.get("PLAYBOOK_DEBUG"):
                 raise
+            from playbook.redaction import scrub
+
             click.secho(
-                f"internal error: {type(exc).__name__}: {inline(str(exc))}", fg="red", err=True
+                f"internal error: {type(exc).__name__}: {inline(scrub(str(exc)))}",
+                fg="red",
+                err=True,
             )
             click.echo("This is a bug in playbook; PLAYBOOK_DEBUG=1 shows the traceback.", err=True)
             sys.exit(EXIT_INTERNAL)
@@ -114,6 +118,17 @@ class _App:
 
 
 pass_app = click.make_pass_decorator(_App)
+
+
+def _load_targets(playbook_path: Path | None, overrides: Sequence[str]) -> Any:
+    """The targets a command may use; a configuration file that was ignored (an untrusted
+    folder's playbook.toml) is said on stderr, with the command that would trust it."""
+    from playbook.targets import load_targets
+
+    known = load_targets(playbook_path, overrides)
+    for notice in known.notices:
+        click.secho(f"notice: {printable(notice)}", fg="yellow", err=True)
+    return known
 
 
 def _emit_json(data: Any) -> None:
@@ -244,7 +259,7 @@ target_option = click.option(
     "targets",
     multiple=True,
     metavar="NAME=URI",
-    help="Where a named target is (overrides playbook.toml). ${ENV} is expanded. Repeatable.",
+    help="Where a named target is (overrides every playbook.toml). ${ENV} is expanded. Repeatable.",
 )
 
 
@@ -422,9 +437,7 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
     from playbook.tui.app import run_app
 
     if targets:
-        from playbook.targets import load_targets
-
-        load_targets(path, targets)  # a malformed --target is an error here, not in the app
+        _load_targets(path, targets)  # a malformed --target is an error here, not in the app
     sys.exit(run_app(service, path, resume, targets))
 
 
@@ -450,19 +463,19 @@ def diag_run(
 
     Read-only: a query that could write or run code is refused before anything is sent,
     and a diagnostic the playbook marks as writing is never run. Targets come from
-    playbook.toml beside the playbook or in your config directory ([targets] name =
-    "URI"), or from --target. The full result is saved beside the incident with its
-    SHA-256; the event keeps the verdict, the numbers and the first rows.
+    --target, your config directory's playbook.toml ([targets] name = "URI"), or a
+    playbook.toml beside the playbook once you trusted its folder (`playbook trust`).
+    The full result is saved beside the incident with its SHA-256; the event keeps the
+    verdict, the numbers and the first rows.
 
     Progress goes to stderr; Ctrl-C (or SIGTERM) cancels and records what arrived, marked
     partial and cancelled; a second one leaves without recording anything.
     Exit status: 0 pass, 10 warn, 11 fail, 8 error (unreachable, deadline, cancelled).
     """
-    from playbook.targets import load_targets
 
     service = app.service
     state = service.get(incident).state
-    known = load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = _load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
     prepared = service.prepare_diagnostic(state.id, diagnostic, _parse_sets(sets), known)
     live = sys.stderr.isatty()
     shown: list[str] = []
@@ -621,11 +634,9 @@ def action_run(
     Exit status: 0 applied and verified (or dry run shown), 7 not confirmed, 9 lock held
     by someone else, 8 apply (or a rollback) failed, 11 verify failed.
     """
-    from playbook.targets import load_targets
-
     service = app.service
     state = service.get(incident).state
-    known = load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = _load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     if yes and not phrase and not dry_run:
         raise _refused(
@@ -734,11 +745,9 @@ def action_rollback(
     run wrote nothing) or the target now points elsewhere, 7 not confirmed, 9 lock held,
     8 the rollback failed.
     """
-    from playbook.targets import load_targets
-
     service = app.service
     state = service.get(incident).state
-    known = load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = _load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
     run = service.resume_action(state.id, run_id, known, _progress_line())
     wanted = run.force_phrase if force else run.phrase
     if phrase is None:
@@ -1191,3 +1200,4 @@ def export(app: _App, incident: str, fmt: str, output: Path | None) -> None:
 
 
 from playbook.cli import drill as _drill  # noqa: E402, F401  (registers `playbook drill`)
+from playbook.cli import trust as _trust  # noqa: E402, F401  (registers `playbook trust`)

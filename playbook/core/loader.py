@@ -89,7 +89,17 @@ class LoadedPlaybook:
 
     @property
     def template_dir(self) -> Path:
-        return (self.path.parent / self.playbook.communications.template_dir).resolve()
+        """The status templates' folder, inside the playbook's own (see :func:`confined`).
+
+        Raises:
+            PlaybookInvalid: ``template_dir`` leads outside (a file edited since it loaded).
+        """
+        wanted = self.playbook.communications.template_dir
+        try:
+            return confined(template_root(self.path), self.path.parent, wanted)
+        except ValueError as why:
+            where = Problem(str(self.path), 1, 1, "communications.template_dir", str(why))
+            raise PlaybookInvalid(str(self.path), [where]) from None
 
 
 def format_path(path: Path_) -> str:
@@ -597,16 +607,67 @@ def _duplicates(values: list[str]) -> Iterator[tuple[int, str]]:
         seen.add(value)
 
 
+def template_root(playbook_file: Path) -> Path:
+    """The folder a playbook's templates must stay inside: the playbook's own folder
+    (its real path), or, for the runbooks that ship with playbook, the package's data
+    folder, where ``templates/`` sits beside ``runbooks/`` (``template_dir: ../templates``).
+    """
+    from playbook.resources import data_root  # a path lookup; core stays headless
+
+    real = playbook_file.resolve()
+    try:
+        packaged = data_root().resolve()
+    except PlaybookError:  # an installation without its data: nothing is packaged
+        return real.parent
+    return packaged if real.parent == packaged / "runbooks" else real.parent
+
+
+def confined(root: Path, base: Path, relative: str) -> Path:
+    """``base / relative`` with symlinks and ``..`` resolved, if it stays inside ``root``.
+
+    The playbook names its templates; the playbook is not trusted (it may come from a
+    runbooks repository), so what it names must not lead to the responder's other files:
+    no absolute path, and nothing (``..``, a symlink) that resolves outside ``root``.
+
+    Raises:
+        ValueError: why it is refused, as a phrase (``"is an absolute path"``).
+    """
+    if not relative.strip():
+        raise ValueError("is empty")
+    if "\x00" in relative:
+        raise ValueError("contains a NUL character")
+    if Path(relative).is_absolute() or relative.startswith("~"):
+        raise ValueError(f"{relative!r} is an absolute path; name a folder inside {root}")
+    real_root = root.resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(real_root):
+        raise ValueError(f"{relative!r} leads outside {real_root} (to {target})")
+    return target
+
+
 def _check_template_files(pb: Playbook, base: Path, src: _Source) -> None:
-    template_dir = (base.parent / pb.communications.template_dir).resolve()
+    if not pb.communications.templates:
+        return  # nothing is read from template_dir
+    wanted = pb.communications.template_dir
+    root = template_root(base)
+    try:
+        template_dir = confined(root, base.resolve().parent, wanted)
+    except ValueError as why:
+        src.add(
+            ("communications", "template_dir"),
+            f"template_dir {why}; templates must be inside the playbook's folder",
+        )
+        return
     for name, tmpl in pb.communications.templates.items():
-        target = (template_dir / tmpl.file).resolve()
-        if not target.is_relative_to(template_dir):
+        try:
+            target = confined(template_dir, template_dir, tmpl.file)
+        except ValueError as why:
             src.add(
                 ("communications", "templates", name, "file"),
-                f"{tmpl.file!r} points outside the template directory",
+                f"template file {why}",
             )
-        elif not target.is_file():
+            continue
+        if not target.is_file():
             src.add(
                 ("communications", "templates", name, "file"),
                 f"template file {tmpl.file!r} not found in {template_dir}",

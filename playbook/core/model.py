@@ -667,8 +667,9 @@ class StatusTemplate(Model):
 class Communications(Model):
     """Status-page messages."""
 
-    template_dir: str = "../templates"
-    """Where the templates live, relative to the playbook file."""
+    template_dir: str = "templates"
+    """Where the templates live, relative to the playbook file, inside its folder (no
+    absolute path, nothing that leads out; see SECURITY.md)."""
     templates: dict[Slug, StatusTemplate] = {}
 
 

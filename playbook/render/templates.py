@@ -4,7 +4,8 @@ One immutable sandboxed Jinja environment per template directory, with
 StrictUndefined: a template cannot reach Python internals or mutate values, a
 missing variable is an error that names it (never a blank in a published message),
 and a value containing ``{{ }}`` is printed as written because values are never
-themselves rendered. Output and values are size-capped.
+themselves rendered. Output and values are size-capped. Templates are read from their
+folder only: a name or a symlink that leads outside it is refused.
 
 A template is code from a runbook repository, which is not trusted, so rendering runs
 under a budget enforced *while* it renders, through Jinja's own hooks, never by
@@ -39,6 +40,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
+from jinja2.loaders import split_template_path
 from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -201,11 +203,37 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return super()._load_template(name, globals)
 
 
+class _ConfinedLoader(jinja2.BaseLoader):
+    """Templates from one folder and nowhere else.
+
+    Jinja's ``FileSystemLoader`` refuses a ``..`` in a template's name (its
+    ``split_template_path``) but follows a symlink wherever it points, so a runbooks
+    repository could ship ``templates/x -> ~/.ssh/id_ed25519`` and have it rendered into a
+    status message. This loader resolves the path and refuses what lands outside.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder.resolve()
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        pieces = split_template_path(template)  # raises TemplateNotFound on ".."
+        path = self.folder.joinpath(*pieces).resolve()
+        if not path.is_relative_to(self.folder):
+            raise SecurityError(f"template {template!r} leads outside {self.folder}")
+        try:
+            source = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            raise jinja2.TemplateNotFound(template) from None
+        return source, str(path), lambda: True
+
+
 @lru_cache(maxsize=16)
 def environment(template_dir: Path) -> ImmutableSandboxedEnvironment:
     """The sandboxed environment for one template directory (built once)."""
     return _Sandbox(
-        loader=jinja2.FileSystemLoader(str(template_dir)),
+        loader=_ConfinedLoader(template_dir),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -225,6 +253,8 @@ def required_variables(template_dir: Path, name: str) -> set[str]:
         raise TemplateError(
             f"Template {name!r} has a syntax error at line {exc.lineno}", exc.message or ""
         ) from None
+    except SecurityError as exc:
+        raise TemplateError(f"Refused: {exc}.") from None
 
 
 def check_values(values: Mapping[str, str]) -> None:

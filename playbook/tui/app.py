@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 import queue
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,6 +66,15 @@ class JobFailed(Message):
         super().__init__()
         self.job = job
         self.error = error
+
+
+class ConfigIgnored(Message):
+    """A configuration file was ignored (an untrusted folder's playbook.toml); posted
+    from whichever thread loaded the targets."""
+
+    def __init__(self, notice: str) -> None:
+        super().__init__()
+        self.notice = notice
 
 
 class TooSmallNotice(Static, can_focus=True):
@@ -130,6 +139,7 @@ class PlaybookApp(App[int]):
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self.pending_jobs = 0
         self._focus_before: dict[int, Any] = {}
+        self._notices_shown: set[str] = set()
 
     # ------------------------------------------------------------------ store jobs
 
@@ -181,7 +191,9 @@ class PlaybookApp(App[int]):
         if isinstance(error, PlaybookError):
             text = error.title + (f"\n{error.message}" if error.message else "")
         else:
-            text = f"{message.job.label} failed: {type(error).__name__}: {error}"
+            from playbook.redaction import scrub  # a driver's message may quote a secret
+
+            text = scrub(f"{message.job.label} failed: {type(error).__name__}: {error}")
         title = "Not recorded" if message.job.records else f"{message.job.label} failed"
         self.notify(text, title=title, severity="error", timeout=10, markup=False)
 
@@ -304,7 +316,7 @@ class PlaybookApp(App[int]):
 
     def targets(
         self, playbook_path: Path | None, state: IncidentState | None = None
-    ) -> dict[str, Target]:
+    ) -> Mapping[str, Target]:
         """Where the playbook's targets are: the drill's sandbox, else the configured
         targets with ``--target`` overrides (a bad configuration raises UsageError).
 
@@ -319,17 +331,27 @@ class PlaybookApp(App[int]):
                     "A drill's diagnostics and actions run only on its own sandbox, inside "
                     "`playbook drill`; they never reach the configured targets.",
                 )
-            return dict(sandbox.targets)
+            return sandbox.targets
         if self.drill is not None:
             if state is not None and state.id != self.drill_incident:
                 raise UsageError(
                     f"This app runs a drill; its sandbox serves {self.drill_incident} only.",
                     "Open other incidents with `playbook run` or `playbook resume`.",
                 )
-            return dict(self.drill.targets)
+            return self.drill.targets
         from playbook.targets import load_targets
 
-        return load_targets(playbook_path, self.target_overrides)
+        known = load_targets(playbook_path, self.target_overrides)
+        for notice in known.notices:  # loaded on the store thread: post, never touch the UI
+            self.post_message(ConfigIgnored(notice))
+        return known
+
+    def on_config_ignored(self, message: ConfigIgnored) -> None:
+        if message.notice not in self._notices_shown:  # said once per run of the app
+            self._notices_shown.add(message.notice)
+            self.notify(
+                message.notice, title="Ignored", severity="warning", timeout=15, markup=False
+            )
 
     def current_incident(self) -> Any:
         from playbook.tui.screens import IncidentScreen

@@ -6,6 +6,7 @@ loads a few index sets, takes their fingerprint and deletes them, as `playbook d
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ BRIEFING = "The dashboards are empty. [red]Nothing[/red] else is known."
 def drill_runbook(tmp_path_factory: pytest.TempPathFactory) -> LoadedPlaybook:
     """The data-integrity runbook with a drill small enough to start in a second."""
     raw = yaml.safe_load((ROOT / "runbooks" / "data-integrity.yaml").read_text())
-    raw["communications"]["template_dir"] = str(ROOT / "templates")
+    folder = tmp_path_factory.mktemp("runbook")
+    shutil.copytree(ROOT / "templates", folder / "templates")  # templates stay in its folder
+    raw["communications"]["template_dir"] = "templates"
     raw["drill"] = {
         "title": TITLE,
         "source": "a test",
@@ -57,7 +60,7 @@ def drill_runbook(tmp_path_factory: pytest.TempPathFactory) -> LoadedPlaybook:
         "fault": [{"target": "cache", "delete": "discord:messages:*"}],
         "fingerprint": [{"target": "cache", "keys": ["discord:messages:*"]}],
     }
-    path = tmp_path_factory.mktemp("runbook") / "tiny-drill.yaml"
+    path = folder / "tiny-drill.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return load(path)
 
