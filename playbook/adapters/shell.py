@@ -31,7 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,11 @@ class ShellAdapter(Adapter):
             env = child_env(declared, folder, policy)
             program = resolve_program(argv[0], env["PATH"], policy)
             outcome = supervise(program, argv, env, folder, policy, ctx, sink, request.limit)
+        if outcome.escaped:
+            raise RunError(
+                f"{argv[0]} killed its supervisor: processes it started may still be running.",
+                "This can happen only without the sandbox; look for them with `ps`.",
+            )
         if outcome.error:
             raise RunError(f"{argv[0]} could not be started: {outcome.error}")
         if ctx.stopped:
@@ -308,6 +313,7 @@ class Outcome:
         self.lines_cut = 0
         self.bytes = 0
         self.capped = False
+        self.escaped = False
         self.stderr = ""
 
 
@@ -369,7 +375,8 @@ def supervise(
             proc.stdin.close()
         ctx.on_stop(stop)
         ctx.connected()
-        _read_output(proc.stdout.fileno(), proc.stderr.fileno(), outcome, ctx, sink, stop, limit)
+        out, err = proc.stdout.fileno(), proc.stderr.fileno()
+        _read_output(out, err, outcome, ctx, sink, stop, lambda: proc.poll() is not None, limit)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -396,7 +403,8 @@ def _read_output(
     outcome: Outcome,
     ctx: RunContext,
     sink: Sink,
-    stop: Any,
+    stop: Callable[[], None],
+    gone: Callable[[], bool],
     limit: int,
 ) -> None:
     """Read both pipes to their end in chunks; the first ``limit`` lines of stdout
@@ -420,7 +428,14 @@ def _read_output(
     selector.register(err_fd, selectors.EVENT_READ, "err")
     with selector:
         while selector.get_map():
-            for key, _ in selector.select():
+            ready = selector.select(timeout=0.5)
+            if not ready and (ctx.stopped or outcome.capped) and gone():
+                # Asked to stop, the supervisor has exited, and yet a pipe is still open:
+                # a process escaped it (possible only without Landlock, which stops the
+                # program from signalling the supervisor). Stop waiting for it.
+                outcome.escaped = True
+                break
+            for key, _ in ready:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
