@@ -15,6 +15,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -426,7 +427,22 @@ Endpoint = Annotated[
 ]
 """A network destination a shell diagnostic may reach: ``host:port``."""
 
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+
+def _not_reserved(name: str) -> str:
+    if name in ("PATH", "HOME", "TMPDIR"):
+        raise ValueError(
+            f"{name} is set by playbook for every run (HOME and TMPDIR are the "
+            "run's private folder)"
+        )
+    return name
+
+
+EnvName = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128),
+    AfterValidator(_not_reserved),
+]
+"""An environment variable's name; PATH, HOME and TMPDIR are playbook's own."""
 
 
 class ShellDiagnostic(_DiagnosticBase):
@@ -450,13 +466,6 @@ class ShellDiagnostic(_DiagnosticBase):
     exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field([0], min_length=1)
     """Exit statuses that mean the program ran as intended (``[0, 1]`` for grep, whose
     1 means "no match"); any other status gives the verdict error."""
-
-    @model_validator(mode="after")
-    def _env_not_reserved(self) -> Self:
-        reserved = sorted({"PATH", "HOME", "TMPDIR"} & set(self.env))
-        if reserved:
-            raise ValueError(f"env: {reserved[0]} is set by playbook for every run")
-        return self
 
 
 class PostgresQuery(Model):
