@@ -6,7 +6,7 @@ process is decided here by the kernel, not by a list of programs or options we a
 :func:`confine` is called in the child process after ``fork`` and before ``execve``; it
 cannot be undone, and everything the program starts inherits it.
 
-Four kernel interfaces, called through ``ctypes`` (no binding is needed for so few
+Kernel interfaces, called through ``ctypes`` (no binding is needed for so few
 calls, and the PyPI ones we read either handle only the file system (``landlock``
 1.0.0.dev5, which also decides failure from a stale ``errno``) or drop what the kernel
 lacks without saying so unless told otherwise (``landlockpy`` 0.2.0)):
@@ -15,7 +15,9 @@ lacks without saying so unless told otherwise (``landlockpy`` 0.2.0)):
   the child's privileges again; Landlock and seccomp both require it.
 * **Capabilities** are dropped (bounding set, ambient set, then ``capset`` to nothing), so
   a responder who runs playbook as root does not hand the program ``CAP_SYS_ADMIN``,
-  ``CAP_NET_RAW``, ``CAP_DAC_OVERRIDE`` or ``CAP_SYS_BOOT``.
+  ``CAP_NET_RAW``, ``CAP_DAC_OVERRIDE`` or ``CAP_SYS_BOOT``. This carries weight for
+  Landlock too: with ``CAP_SYS_PTRACE`` a sandboxed program still read
+  ``/proc/PID/environ`` of a process outside its sandbox (measured on Linux 6.18).
 * **Landlock** (Linux ≥ 5.13, unprivileged). Three system calls, numbered 444, 445 and 446
   on every architecture:
 
@@ -41,31 +43,26 @@ lacks without saying so unless told otherwise (``landlockpy`` 0.2.0)):
   (ABI 6): 0 abstract UNIX sockets, 1 signals: the program can neither connect to an
   abstract socket nor signal a process outside its own sandbox.
 
-* **seccomp** closes what Landlock does not cover (as of ABI 7): it filters TCP only
-  (so UDP, UNIX sockets and raw protocols would pass), and it does not restrict file
-  metadata (``chmod``, ``chown``, timestamps, extended attributes) or the kernel
-  keyrings. The filter refuses ``socket()`` for every family but TCP (and UDP when the
-  diagnostic declares a network, so names resolve) and netlink (read-only without
-  capabilities), ``io_uring`` (whose operations bypass seccomp), the metadata calls,
-  the keyring calls, and sends with ``MSG_FASTOPEN`` (a TCP Fast Open connection is made
-  by ``sendto``, and Landlock's connect rule did not stop it on Linux 6.18). It is a classic BPF program on ``struct seccomp_data { int nr;
-  u32 arch; u64 instruction_pointer; u64 args[6]; }``, for x86-64 and AArch64 only.
+* **seccomp** (:mod:`playbook.adapters.sandbox_seccomp`) closes what Landlock does not
+  cover as of ABI 7: UDP, UNIX and raw sockets, TCP Fast Open, file metadata (``chmod``,
+  ``chown``, timestamps, extended attributes), the kernel keyrings and ``io_uring``.
 
-What none of this restricts, and :mod:`SECURITY` says so: reading (we choose what is
-readable, see :func:`readable_rules`), where on the network a permitted port leads (Landlock
-knows ports, not hosts), CPU and memory, and System V IPC.
+What none of this restricts (SECURITY.md says so too): reading, where we choose what is
+readable (:func:`readable_rules`); where on the network a permitted port leads (Landlock
+knows ports, not hosts); CPU and memory; System V IPC.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import json
 import os
 import platform
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from playbook.adapters import sandbox_seccomp
 
 LANDLOCK_ABI_NEEDED = 6
 """Network rules arrived in ABI 4 (Linux 6.7), signal and abstract-socket scoping in
@@ -216,9 +213,9 @@ def support() -> Support:
             f"this kernel's Landlock is ABI {abi}; network rules need ABI 4 and signal "
             f"scoping ABI {LANDLOCK_ABI_NEEDED} (Linux 6.12)"
         )
-    if arch not in _ARCH:
+    if arch not in sandbox_seccomp.ARCHES:
         reasons.append(f"the system-call filter knows x86_64 and aarch64, not {arch}")
-    return Support(abi, arch, arch in _ARCH, reasons)
+    return Support(abi, arch, arch in sandbox_seccomp.ARCHES, reasons)
 
 
 def landlock_abi() -> int:
@@ -306,11 +303,10 @@ def confine(policy: Policy) -> None:
     if policy.landlock:
         _landlock(libc, policy)
     if policy.seccomp:
-        _seccomp(libc, policy)
+        sandbox_seccomp.install(libc, udp=policy.udp)
 
 
 _PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_SECCOMP = 22
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -418,210 +414,6 @@ def _landlock(libc: ctypes.CDLL, policy: Policy) -> None:
         os.close(ruleset)
 
 
-# seccomp: a classic BPF program. Instruction codes from <linux/filter.h>.
-_LD_W_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS: load a 32-bit word of seccomp_data
-_JEQ_K = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
-_JGE_K = 0x35  # BPF_JMP | BPF_JGE | BPF_K
-_JSET_K = 0x45  # BPF_JMP | BPF_JSET | BPF_K: jump when (A & k) != 0
-_AND_K = 0x54  # BPF_ALU | BPF_AND | BPF_K
-_RET_K = 0x06  # BPF_RET | BPF_K
-_RET_ALLOW = 0x7FFF0000
-_RET_ERRNO = 0x00050000
-_RET_KILL_PROCESS = 0x80000000
-_SECCOMP_MODE_FILTER = 2
-_OFF_NR, _OFF_ARCH = 0, 4
-
-
-def _off_arg(n: int) -> int:
-    return 16 + 8 * n  # the low 32 bits of args[n] on a little-endian machine
-
-
-@dataclass(frozen=True)
-class _Arch:
-    audit: int
-    socket: int
-    send: tuple[int, int, int]
-    """sendto, sendmmsg (flags in args[3]) and sendmsg (flags in args[2])."""
-    denied: dict[str, int]
-    x32: bool = False
-
-
-_COMMON = {"io_uring_setup": 425, "fchmodat2": 452, "setxattrat": 463, "removexattrat": 466}
-_ARCH = {
-    "x86_64": _Arch(
-        0xC000003E,
-        41,
-        (44, 307, 46),
-        {
-            **_COMMON,
-            "add_key": 248,
-            "request_key": 249,
-            "keyctl": 250,
-            "chmod": 90,
-            "fchmod": 91,
-            "fchmodat": 268,
-            "chown": 92,
-            "fchown": 93,
-            "lchown": 94,
-            "fchownat": 260,
-            "utime": 132,
-            "utimes": 235,
-            "futimesat": 261,
-            "utimensat": 280,
-            "setxattr": 188,
-            "lsetxattr": 189,
-            "fsetxattr": 190,
-            "removexattr": 197,
-            "lremovexattr": 198,
-            "fremovexattr": 199,
-        },
-        x32=True,
-    ),
-    "aarch64": _Arch(
-        0xC00000B7,
-        198,
-        (206, 269, 211),
-        {
-            **_COMMON,
-            "add_key": 217,
-            "request_key": 218,
-            "keyctl": 219,
-            "fchmod": 52,
-            "fchmodat": 53,
-            "fchownat": 54,
-            "fchown": 55,
-            "utimensat": 88,
-            "setxattr": 5,
-            "lsetxattr": 6,
-            "fsetxattr": 7,
-            "removexattr": 14,
-            "lremovexattr": 15,
-            "fremovexattr": 16,
-        },
-    ),
-}
-"""System-call numbers from <asm/unistd_64.h> (x86-64) and <asm-generic/unistd.h>
-(AArch64); calls added since Linux 5.1 share one number on every architecture."""
-
-_AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
-_SOCK_STREAM, _SOCK_DGRAM, _SOCK_TYPE_MASK = 1, 2, 0xF
-_IPPROTO_TCP, _IPPROTO_UDP = 6, 17
-_MSG_FASTOPEN = 0x20000000
-
-
-def seccomp_program(policy: Policy, arch: str) -> list[tuple[int, int, int, int]]:
-    """The filter as (code, jump-if-true, jump-if-false, constant) instructions.
-
-    Written with labels and resolved here, because BPF jumps are forward offsets of at
-    most 255 instructions.
-    """
-    spec = _ARCH[arch]
-    deny = _RET_ERRNO | errno.EPERM
-    refuse_socket = _RET_ERRNO | errno.EACCES
-    code: list[tuple[int, object, object, int]] = [
-        (_LD_W_ABS, 0, 0, _OFF_ARCH),
-        (_JEQ_K, 0, "kill", spec.audit),
-        (_LD_W_ABS, 0, 0, _OFF_NR),
-    ]
-    if spec.x32:  # x32 system calls (nr | 0x40000000) would bypass the numbers below
-        code.append((_JGE_K, "deny", 0, 0x40000000))
-    code += [(_JEQ_K, "deny", 0, nr) for nr in sorted(spec.denied.values())]
-    sendto, sendmmsg, sendmsg = spec.send
-    code += [
-        (_JEQ_K, "socket", 0, spec.socket),
-        (_JEQ_K, "flags3", 0, sendto),
-        (_JEQ_K, "flags3", 0, sendmmsg),
-        (_JEQ_K, "flags2", 0, sendmsg),
-        (_RET_K, 0, 0, _RET_ALLOW),
-        # TCP Fast Open connects from sendto/sendmsg, and Landlock's connect rule does
-        # not see it (measured on Linux 6.18: the SYN reached a port not granted).
-        ("label", "flags3", 0, 0),
-        (_LD_W_ABS, 0, 0, _off_arg(3)),
-        (_JSET_K, "refuse", "allow", _MSG_FASTOPEN),
-        ("label", "flags2", 0, 0),
-        (_LD_W_ABS, 0, 0, _off_arg(2)),
-        (_JSET_K, "refuse", "allow", _MSG_FASTOPEN),
-        ("label", "socket", 0, 0),
-        (_LD_W_ABS, 0, 0, _off_arg(0)),
-        (_JEQ_K, "allow", 0, _AF_NETLINK),
-        (_JEQ_K, "inet", 0, _AF_INET),
-        (_JEQ_K, "inet", 0, _AF_INET6),
-        (_RET_K, 0, 0, refuse_socket),
-        ("label", "inet", 0, 0),
-        (_LD_W_ABS, 0, 0, _off_arg(1)),
-        (_AND_K, 0, 0, _SOCK_TYPE_MASK),
-        (_JEQ_K, "stream", 0, _SOCK_STREAM),
-    ]
-    if policy.udp:
-        code.append((_JEQ_K, "dgram", 0, _SOCK_DGRAM))
-    code += [
-        (_RET_K, 0, 0, refuse_socket),
-        ("label", "stream", 0, 0),
-        (_LD_W_ABS, 0, 0, _off_arg(2)),
-        (_JEQ_K, "allow", 0, 0),
-        (_JEQ_K, "allow", 0, _IPPROTO_TCP),  # not MPTCP or SCTP: Landlock may not see them
-        (_RET_K, 0, 0, refuse_socket),
-    ]
-    if policy.udp:
-        code += [
-            ("label", "dgram", 0, 0),
-            (_LD_W_ABS, 0, 0, _off_arg(2)),
-            (_JEQ_K, "allow", 0, 0),
-            (_JEQ_K, "allow", 0, _IPPROTO_UDP),
-            (_RET_K, 0, 0, refuse_socket),
-        ]
-    code += [
-        ("label", "allow", 0, 0),
-        (_RET_K, 0, 0, _RET_ALLOW),
-        ("label", "refuse", 0, 0),
-        (_RET_K, 0, 0, refuse_socket),
-        ("label", "deny", 0, 0),
-        (_RET_K, 0, 0, deny),
-        ("label", "kill", 0, 0),
-        (_RET_K, 0, 0, _RET_KILL_PROCESS),
-    ]
-    labels: dict[object, int] = {}
-    out: list[tuple[int, object, object, int]] = []
-    for instruction in code:
-        if instruction[0] == "label":
-            labels[instruction[1]] = len(out)
-        else:
-            out.append(instruction)  # type: ignore[arg-type]
-
-    def offset(target: object, at: int) -> int:
-        if isinstance(target, int):
-            return target
-        distance = labels[target] - at - 1
-        if not 0 <= distance <= 255:
-            raise ValueError(f"seccomp jump to {target} out of range")
-        return distance
-
-    return [(op, offset(jt, i), offset(jf, i), k) for i, (op, jt, jf, k) in enumerate(out)]
-
-
-class _SockFilter(ctypes.Structure):
-    _fields_ = [
-        ("code", ctypes.c_uint16),
-        ("jt", ctypes.c_uint8),
-        ("jf", ctypes.c_uint8),
-        ("k", ctypes.c_uint32),
-    ]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
-
-
-def _seccomp(libc: ctypes.CDLL, policy: Policy) -> None:
-    program = seccomp_program(policy, platform.machine())
-    filters = (_SockFilter * len(program))(*[_SockFilter(*ins) for ins in program])
-    prog = _SockFprog(len(program), filters)
-    _check(
-        libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(prog), 0, 0),
-        "prctl(PR_SET_SECCOMP)",
-    )
-
-
 # --------------------------------------------------------------------------- plumbing
 
 
@@ -656,8 +448,3 @@ def _check(result: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return int(result)
-
-
-def policy_json(policy: Policy) -> str:
-    """The policy as one line of JSON, for the supervisor."""
-    return json.dumps(policy.to_json())

@@ -377,8 +377,10 @@ def supervise(
         ctx.connected()
         out, err = proc.stdout.fileno(), proc.stderr.fileno()
         _read_output(out, err, outcome, ctx, sink, stop, lambda: proc.poll() is not None, limit)
+        # The program may have closed its output and still run: the supervisor ends it
+        # at the deadline (ours stops it first), so wait that long, not a fixed time.
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=ctx.remaining() + 5.0)
         except subprocess.TimeoutExpired:
             proc.kill()  # the supervisor itself is stuck: never expected
             proc.wait()

@@ -13,7 +13,8 @@ sends SIGTERM or dies) **no process the program started survives**:
   signal scope), so it cannot kill its way out. A PID namespace would do the same, but
   needs user namespaces, which some distributions turn off for unprivileged users.
 * ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: if playbook itself is killed, the supervisor
-  hears of it and cleans up.
+  hears of it and cleans up. (The signal comes when the *thread* that started the
+  supervisor ends; the adapter's run keeps that thread until the supervisor is gone.)
 
 Why a separate process rather than ``preexec_fn``: running Python between ``fork`` and
 ``exec`` in a process with threads (the app's workers) can deadlock; this process has

@@ -422,8 +422,9 @@ def test_no_process_of_the_run_survives_it(h: Harness, script: str, marker: str)
         "trap '' TERM HUP INT; {s}",
         "setsid sh -c \"trap '' TERM; {s}\" & {s}",
         "(setsid {s} &); exec {s}",
+        "exec >&- 2>&-; {s}",
     ],
-    ids=["ignores-TERM", "setsid-child", "orphan-and-exec"],
+    ids=["ignores-TERM", "setsid-child", "orphan-and-exec", "closes-its-output"],
 )
 def test_the_whole_tree_dies_at_the_deadline(h: Harness, script: str, marker: str) -> None:
     payload = attack(h, ["sh", "-c", script.format(s=sleeper(marker))], timeout="1s")
