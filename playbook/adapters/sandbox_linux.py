@@ -277,11 +277,16 @@ def readable_rules(
         # sockets, fifos and devices under a split directory are not granted
 
     for root in roots:
-        real = os.path.realpath(root)
+        real = os.path.realpath(root)  # /bin is often a link to /usr/bin
         if real in rules or not os.path.lexists(root):
             continue
         grant(real)
-    return [Rule(path, rights) for path, rights in rules.items()]
+    granted = sorted(rules)
+    return [  # a rule beneath another one adds nothing
+        Rule(path, rules[path])
+        for path in granted
+        if not any(p != path and under(path, p) for p in granted)
+    ]
 
 
 # --------------------------------------------------------------------------- applying it
