@@ -121,6 +121,8 @@ class ShellAdapter(Adapter):
         if outcome.signal is not None:
             raise RunError(f"{argv[0]} was killed by signal {outcome.signal}.")
         code = outcome.exit
+        if code is None:  # the supervisor was stopped by someone else than this run
+            raise RunError(f"{argv[0]} was stopped before it finished; the result is partial.")
         last_err = outcome.stderr.strip().splitlines()[-1][:300] if outcome.stderr.strip() else ""
         if code not in codes:
             expected = ", ".join(map(str, codes))
