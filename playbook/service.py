@@ -591,22 +591,32 @@ class Service:
                 diagnostic.caution or "Run it by hand, deliberately, with a backup.",
             )
         values = resolve(diagnostic.params, defaults_from(state, diagnostic, given))
+        options: dict[str, Any] = {"params": values}
         if diagnostic.kind == "shell":
-            raw_query: dict[str, Any] = {"argv": diagnostic.model_dump(by_alias=True)["argv"]}
+            from playbook.adapters.shell import refuse_option_values
+
+            dumped = diagnostic.model_dump(by_alias=True)
+            raw_query: dict[str, Any] = {
+                k: dumped[k] for k in ("argv", "env", "network", "exit_codes")
+            }
+            flagged = {name for name, param in diagnostic.params.items() if param.option}
+            refuse_option_values(raw_query["argv"], values, flagged)
+            # The program must not read the incidents, evidence or backups either.
+            options["unreadable"] = [str(self.evidence_dir.parent)] if self.evidence_dir else []
         else:
             raw_query = diagnostic.query.model_dump(by_alias=True, exclude_none=True)
         query = substitute(raw_query, values)
         if diagnostic.kind == "shell":
             query["argv"] = [str(a) for a in query["argv"]]  # type: ignore[index]
+            query["env"] = {k: str(v) for k, v in query["env"].items()}  # type: ignore[index]
         target = resolve_target(diagnostic.target, targets, drill=state.drill is not None)
         adapter = plugins.load(diagnostic.kind)
         # What the responder's own config allows, read by the adapters under these keys;
         # a playbook cannot set them (they come from the targets, not the diagnostic).
-        options = {
-            "params": values,
-            "target": target.options,
-            "allow_unsandboxed_shell": bool(getattr(targets, "allow_unsandboxed_shell", False)),
-        }
+        options["target"] = target.options
+        options["allow_unsandboxed_shell"] = bool(
+            getattr(targets, "allow_unsandboxed_shell", False)
+        )
         request = RunRequest(diagnostic_id, query, target.uri, options=options)  # type: ignore[arg-type]
         adapter.check(request)
         return PreparedRun(

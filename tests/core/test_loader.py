@@ -208,3 +208,65 @@ def test_a_postgres_placeholder_that_is_not_a_param_is_named_with_its_line(tmp_p
     (problem,) = raised.value.problems
     assert "%(staffid)s" in str(problem) and "query.sql" in str(problem)
     assert str(problem).startswith(f"{broken}:")
+
+
+SHELL_DIAGNOSTIC = """diagnostics:
+  recent-errors:
+    kind: shell
+    title: Errors in the application log
+    target: app-db
+    params:
+      pattern: {type: string}
+      context: {type: string, option: true, default: "-C2"}
+    argv: [grep, {$param: context}, --, {$param: pattern}, /var/log/app.log]
+    env: {LC_ALL: C, WHO: {$param: pattern}}
+    network: ["db.internal:5432", "[::1]:6379"]
+    exit_codes: [0, 1]
+"""
+
+
+def with_shell(diagnostic: str) -> str:
+    anchor = "\ndiagnostics:\n  # -- Database Corruption\n"
+    return mutate(anchor, "\n" + diagnostic + "  # -- Database Corruption\n")
+
+
+def test_a_shell_diagnostic_declares_env_network_exit_codes_and_options() -> None:
+    text = with_shell(SHELL_DIAGNOSTIC)
+    shell = parse(text, "inline.yaml").diagnostics["recent-errors"]
+    assert shell.kind == "shell"
+    assert shell.network == ["db.internal:5432", "[::1]:6379"]
+    assert shell.exit_codes == [0, 1] and shell.params["context"].option
+    assert not shell.params["pattern"].option  # refused with a leading '-' by default
+    plain = parse(with_shell(SHELL_DIAGNOSTIC.replace("    exit_codes: [0, 1]\n", "")), "i.yaml")
+    assert plain.diagnostics["recent-errors"].exit_codes == [0]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ('"db.internal:5432"', '"db.internal"', "network[0]: Value error, write host:port"),
+        ('"db.internal:5432"', '"db.internal:99999"', "network[0]: Value error, Port out of range"),
+        ('"db.internal:5432"', '"https://db.internal:5432"', "network[0]: Value error"),
+        ("LC_ALL: C", "PATH: /tmp", "PATH is set by playbook for every run"),
+        ("LC_ALL: C", "'LC ALL': C", "env.LC ALL"),
+        ("exit_codes: [0, 1]", "exit_codes: [0, 256]", "exit_codes[1]"),
+        ("exit_codes: [0, 1]", "exit_codes: []", "exit_codes"),
+        ("option: true", "option: 'yes'", "params.context.option"),
+    ],
+)
+def test_shell_fields_are_checked_with_file_line_and_key(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    text = with_shell(SHELL_DIAGNOSTIC.replace(old, new))
+    lines = problems_of(text, tmp_path)
+    assert any("diagnostics.recent-errors." in line and expected in line for line in lines), lines
+
+
+def test_the_schema_documents_the_shell_fields() -> None:
+    import json
+
+    schema = json.loads(run_playbook("schema").stdout)
+    shell = schema["$defs"]["ShellDiagnostic"]["properties"]
+    assert {"env", "network", "exit_codes"} <= set(shell)
+    assert "port" in shell["network"]["description"] and shell["exit_codes"]["default"] == [0]
+    assert "option" in schema["$defs"]["Param"]["properties"]
