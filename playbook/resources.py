@@ -1,4 +1,4 @@
-"""Where the built-in runbooks and templates are, installed from a wheel or run from a checkout.
+"""Where the built-in runbooks are (their templates inside), from a wheel or a checkout.
 
 A wheel carries them as package data under ``playbook/_data`` (see pyproject.toml);
 a checkout (or an editable install) has them beside the package.
@@ -17,10 +17,10 @@ DEFAULT_PLAYBOOK = "data-integrity"
 
 
 def data_root() -> Path:
-    """The directory holding ``runbooks/`` and ``templates/``."""
+    """The directory holding ``runbooks/`` (each playbook's templates are inside it)."""
     package = Path(__file__).resolve().parent
     for candidate in (package / "_data", package.parent):
-        if (candidate / "runbooks").is_dir() and (candidate / "templates").is_dir():
+        if (candidate / "runbooks").is_dir():
             return candidate
     raise NotFound(
         "The built-in runbooks are missing from this installation.",

@@ -468,15 +468,20 @@ class Service:
         """
         from playbook.core.loader import confined, template_root
 
-        template_dir = state.snapshot.get("communications", {}).get("template_dir", "../templates")
-        places = [Path(state.playbook_path)] if state.playbook_path else []
+        template_dir = state.snapshot.get("communications", {}).get("template_dir", "templates")
+        places = [(Path(state.playbook_path), template_dir)] if state.playbook_path else []
         builtin = builtin_runbooks().get(state.playbook_id)
         if builtin is not None:
-            places.append(builtin)
+            # An incident opened before the shipped templates moved inside runbooks/
+            # recorded ``../templates``: the packaged runbook's own folder says where now.
+            from playbook.core.loader import load
+
+            places.append((builtin, template_dir))
+            places.append((builtin, load(builtin).playbook.communications.template_dir))
         refused: ValueError | None = None
-        for playbook_file in places:  # the playbook's folder, else the packaged runbook's
+        for playbook_file, wanted in places:  # the playbook's folder, else the packaged one's
             try:
-                found = confined(template_root(playbook_file), playbook_file.parent, template_dir)
+                found = confined(template_root(playbook_file), playbook_file.parent, wanted)
             except ValueError as why:
                 refused = refused or why
                 continue

@@ -33,7 +33,7 @@ def test_wheel_carries_runbooks_and_templates_and_runs_without_the_checkout(tmp_
     [wheel] = dist.glob("playbook-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "playbook/_data/runbooks/data-integrity.yaml" in names
-    assert "playbook/_data/templates/data-integrity/initial.txt.j2" in names
+    assert "playbook/_data/runbooks/templates/data-integrity/initial.txt.j2" in names
     assert "playbook/_data/runbooks/drills/data-integrity.yaml" in names
 
     target = tmp_path / "site"

@@ -609,17 +609,8 @@ def _duplicates(values: list[str]) -> Iterator[tuple[int, str]]:
 
 def template_root(playbook_file: Path) -> Path:
     """The folder a playbook's templates must stay inside: the playbook's own folder
-    (its real path), or, for the runbooks that ship with playbook, the package's data
-    folder, where ``templates/`` sits beside ``runbooks/`` (``template_dir: ../templates``).
-    """
-    from playbook.resources import data_root  # a path lookup; core stays headless
-
-    real = playbook_file.resolve()
-    try:
-        packaged = data_root().resolve()
-    except PlaybookError:  # an installation without its data: nothing is packaged
-        return real.parent
-    return packaged if real.parent == packaged / "runbooks" else real.parent
+    (its real path). The runbooks that ship with playbook follow the same rule."""
+    return playbook_file.resolve().parent
 
 
 def confined(root: Path, base: Path, relative: str) -> Path:

@@ -137,11 +137,9 @@ def test_dangling_references_are_errors(tmp_path: Path, what: str, expected: str
 
 
 def test_missing_template_file_is_an_error(tmp_path: Path) -> None:
-    shutil.copytree(ROOT / "templates", tmp_path / "templates")  # inside the playbook's folder
+    shutil.copytree(ROOT / "runbooks" / "templates", tmp_path / "templates")
     text = mutate("data-integrity/initial.txt.j2", "data-integrity/nope.j2")
-    lines = problems_of(
-        text.replace("template_dir: ../templates", "template_dir: templates"), tmp_path
-    )
+    lines = problems_of(text, tmp_path)
     assert any("template file 'data-integrity/nope.j2' not found" in line for line in lines)
 
 

@@ -43,8 +43,7 @@ def drill_runbook(tmp_path_factory: pytest.TempPathFactory) -> LoadedPlaybook:
     """The data-integrity runbook with a drill small enough to start in a second."""
     raw = yaml.safe_load((ROOT / "runbooks" / "data-integrity.yaml").read_text())
     folder = tmp_path_factory.mktemp("runbook")
-    shutil.copytree(ROOT / "templates", folder / "templates")  # templates stay in its folder
-    raw["communications"]["template_dir"] = "templates"
+    shutil.copytree(ROOT / "runbooks" / "templates", folder / "templates")
     raw["drill"] = {
         "title": TITLE,
         "source": "a test",
