@@ -23,6 +23,7 @@ from playbook.core import events as ev
 from playbook.core.clock import Clock, SystemClock
 from playbook.core.events import Event, NewEvent
 from playbook.core.state import IncidentState, fold
+from playbook.core.text import first_control
 from playbook.core.timers import Timers, compute
 from playbook.errors import Conflict, NotFound, UsageError
 from playbook.render import export as exporters
@@ -39,8 +40,45 @@ if TYPE_CHECKING:
 MAX_RETRIES = 8
 """Attempts at drawing a free incident id."""
 MAX_NOTE = 20_000
+"""Characters a note may have; longer text belongs in a file the note points at."""
 
 Decision = list[tuple[str, dict[str, Any]]]
+
+
+def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
+    """``value`` as a person typed it, for the incident log; refused (never altered)
+    when it holds what no terminal, export or status page should receive.
+
+    The policy for every title, note, reason, summary and actor name: control
+    characters, terminal escapes, bidirectional overrides and bytes that are not UTF-8
+    are refused here, with where they are, so the log holds exactly what was typed and
+    one bad title cannot block status messages later. With ``multiline`` (notes,
+    resolution summaries) newlines and tabs are text, and Windows line endings become
+    plain newlines.
+
+    Raises:
+        UsageError: naming the field, the character and its position.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"The {what} is not UTF-8 text (at character {exc.start + 1}).",
+            "Type it again in UTF-8 (check the terminal's and the locale's encoding).",
+        ) from None
+    if multiline:
+        value = value.replace("\r\n", "\n")
+    found = first_control(value, multiline)
+    if found is not None:
+        position, shown = found
+        allowed = "newlines and tabs are fine" if multiline else "it must be one line"
+        raise UsageError(
+            f"The {what} contains a control character: {shown} at character {position}.",
+            "Text typed into the incident is kept exactly as typed and shown in terminals, "
+            "exports and status pages, so control characters, terminal escapes (colour "
+            f"codes) and direction overrides are refused; {allowed}.",
+        )
+    return value
 
 
 def default_actor() -> str:
@@ -184,6 +222,7 @@ class Service:
     def _command(self, ref: str, decide: Callable[[IncidentState], Decision]) -> IncidentState:
         """Decide on the incident's current events and append, in one store transaction."""
         incident_id = self.resolve_id(ref)
+        self._check_actor()
 
         def make(events: list[Event]) -> list[NewEvent]:
             state = fold(events, incident_id)
@@ -195,6 +234,10 @@ class Service:
 
         before, appended = self.store.update(incident_id, make)
         return fold([*before, *appended], incident_id)
+
+    def _check_actor(self) -> None:
+        """The actor's name goes into every event: the same policy as typed text."""
+        typed_text(self.actor, "actor name (from --actor, PLAYBOOK_ACTOR or $USER)")
 
     def open(
         self,
@@ -211,14 +254,15 @@ class Service:
             playbook if isinstance(playbook, LoadedPlaybook) else load(resolve_playbook(playbook))
         )
         pb = loaded.playbook
-        title = title.strip()
+        title = typed_text(title.strip(), "title")
         if not title:
             raise UsageError("An incident needs a title (--title).")
+        self._check_actor()
         level = severity or pb.severity.default
         if pb.severity.level(level) is None:
             known = ", ".join(lvl.id for lvl in pb.severity.levels)
             raise UsageError(f"Unknown severity {level!r}.", f"This playbook has: {known}.")
-        trigger_list = [self._trigger_text(pb, t) for t in triggers]
+        trigger_list = [typed_text(self._trigger_text(pb, t), "trigger") for t in triggers]
         payload = {
             "title": title,
             "severity": level,
@@ -268,7 +312,7 @@ class Service:
         return self._command(ref, decide)
 
     def change_severity(self, ref: str, level: str, reason: str) -> IncidentState:
-        reason = reason.strip()
+        reason = typed_text(reason.strip(), "reason")
         if not reason:
             raise UsageError("A severity change needs a reason (--reason).")
 
@@ -376,8 +420,12 @@ class Service:
             raise UsageError("A note needs some text.")
         if len(text) > MAX_NOTE:
             raise UsageError(
-                f"A note is limited to {MAX_NOTE:,} characters; attach a file instead."
+                f"A note is limited to {MAX_NOTE:,} characters; this one has {len(text):,}.",
+                "Save the text as a file (a log excerpt, a query's output) where the team "
+                "keeps evidence, and note its path with a line on what it shows; "
+                "`sha256sum FILE` gives a digest to note with it.",
             )
+        text = typed_text(text, "note", multiline=True)
 
         def decide(state: IncidentState) -> Decision:
             return [(ev.NOTE_ADDED, {"text": text})]  # notes are welcome even after closing
@@ -385,6 +433,9 @@ class Service:
         return self._command(ref, decide)
 
     def escalate(self, ref: str, to: str | None = None, reason: str = "") -> IncidentState:
+        to = typed_text(to or "", "name to escalate to")
+        reason = typed_text(reason, "reason")
+
         def decide(state: IncidentState) -> Decision:
             _require_open(state)
             target = (to or "").strip() or state.next_escalation()
@@ -398,9 +449,32 @@ class Service:
         return self._command(ref, decide)
 
     def resolve(self, ref: str, summary: str = "") -> IncidentState:
+        summary = typed_text(summary, "summary", multiline=True)
+
         def decide(state: IncidentState) -> Decision:
             _require_open(state)
             return [(ev.RESOLVED, {"summary": summary.strip()})]
+
+        return self._command(ref, decide)
+
+    def rename(self, ref: str, title: str) -> IncidentState:
+        """Give the incident a new title; the old one stays in the timeline and exports.
+
+        Allowed until the incident is closed (a title can be put right for the review).
+        """
+        title = typed_text(title.strip(), "title")
+        if not title:
+            raise UsageError("A new title needs some text.")
+
+        def decide(state: IncidentState) -> Decision:
+            if state.closed_at is not None:
+                raise Conflict(
+                    f"Incident {state.id} is closed.",
+                    "Only notes can be added to a closed incident.",
+                )
+            if title == state.title:
+                raise Conflict(f"Incident {state.id} already has that title.")
+            return [(ev.RENAMED, {"from": state.title, "to": title})]
 
         return self._command(ref, decide)
 

@@ -9,6 +9,9 @@ a note or a database is printed with control characters escaped.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import io
 import json
 import os
 import sys
@@ -35,10 +38,80 @@ def _fail(error: PlaybookError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
+def _undecodable(value: str) -> bool:
+    """True when ``value`` came from bytes that are not UTF-8 (Python keeps such bytes
+    as lone surrogates; the UTF-8 codec is the judge of what it cannot encode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown_bytes(value: str) -> str:
+    """An argument as its original bytes, the invalid ones shown as ``\\xff``."""
+    return inline(os.fsencode(value).decode("utf-8", "backslashreplace"))
+
+
+def _refuse_undecodable(ctx: click.Context, args: Sequence[str]) -> None:
+    """Refuse a command line holding bytes that are not UTF-8, naming the argument.
+
+    Such text cannot be stored in the incident log, exported or shown faithfully, and
+    used to surface as an internal error halfway through a command.
+    """
+    for position, arg in enumerate(args, start=1):
+        if not _undecodable(arg):
+            continue
+        before = args[position - 2] if position > 1 else ""
+        option, value = "", arg
+        if arg.startswith("--") and "=" in arg:
+            option, value = arg.split("=", 1)
+        elif before.startswith("-") and not _undecodable(before):
+            option = before
+        of = f" (the value of {option})" if option else ""
+        raise click.UsageError(
+            f"Argument {position}{of} is not valid UTF-8 text: {_shown_bytes(value)}. "
+            "Type it again in UTF-8 (check the terminal's and the locale's encoding).",
+            ctx,
+        )
+
+
+def _stdin_not_utf8(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler for standard input: bytes that are not UTF-8 are a usage error."""
+    bad = ""
+    if isinstance(error, UnicodeDecodeError):
+        bad = f" (byte 0x{error.object[error.start]:02x})"
+    raise UsageError(
+        f"Standard input is not UTF-8 text{bad}.",
+        "Convert it first, e.g. `iconv -f latin1 -t utf-8`, or save it as a file and "
+        "give its path in a note.",
+    )
+
+
+codecs.register_error("playbook.stdin", _stdin_not_utf8)
+
+
+def _strict_stdin() -> None:
+    """Decode standard input strictly, so `note ID -` fails clearly on non-UTF-8 bytes
+    (Python's default under a C locale turns them into surrogates that fail later)."""
+    stream = sys.stdin
+    reconfigure = getattr(stream, "reconfigure", None)
+    if stream is None or reconfigure is None:
+        return
+    with contextlib.suppress(ValueError, OSError, io.UnsupportedOperation):
+        reconfigure(errors="playbook.stdin")
+
+
 class _Group(click.Group):
-    """The one place errors become messages and exit codes."""
+    """The one place errors become messages and exit codes, and the one place text that
+    is not UTF-8 (in the arguments, on standard input) is refused."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        _refuse_undecodable(ctx, args)
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
+        _strict_stdin()
         try:
             return super().invoke(ctx)
         except PlaybookError as error:
@@ -926,6 +999,21 @@ def note(app: _App, incident: str, text: str, as_json: bool) -> None:
         text = sys.stdin.read()
     state = app.service.note(incident, text)
     _report(app, state, as_json, f"Noted on {state.id} (event {state.last_seq}).")
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("title")
+@json_option
+@pass_app
+def rename(app: _App, incident: str, title: str, as_json: bool) -> None:
+    """Give INCIDENT a new TITLE (the old one stays in the timeline and the export).
+
+    A title is one line of plain text: control characters and terminal escapes are
+    refused, as when opening an incident.
+    """
+    state = app.service.rename(incident, title)
+    _report(app, state, as_json, f"Renamed {state.id}: {inline(state.title)}")
 
 
 @main.command()

@@ -96,3 +96,26 @@ def test_post_incident_work_stays_open_after_resolving(service) -> None:
     service.close(incident)
     with pytest.raises(Conflict, match="closed"):
         service.check(incident, "immediate-follow-up.monitoring")
+
+
+def test_rename_records_old_and_new_title_until_the_incident_is_closed(service, clock) -> None:
+    incident = service.open(None, "Orders misisng").id
+    clock.advance(minutes=5)
+    state = service.rename(incident, "  Orders missing since 02:10 ")
+    assert state.title == "Orders missing since 02:10"
+    event = service.get(incident).events[-1]
+    assert event.type == ev.RENAMED
+    assert event.payload == {"from": "Orders misisng", "to": "Orders missing since 02:10"}
+    assert [(r.old, r.new, r.actor) for r in state.renames] == [
+        ("Orders misisng", "Orders missing since 02:10", "alice")
+    ]
+    with pytest.raises(Conflict, match="already has that title"):
+        service.rename(incident, "Orders missing since 02:10")
+    with pytest.raises(UsageError, match="needs some text"):
+        service.rename(incident, "   ")
+    service.resolve(incident, "restored")
+    assert service.rename(incident, "Orders lost at 02:10").title == "Orders lost at 02:10"
+    service.close(incident)
+    with pytest.raises(Conflict, match="is closed"):
+        service.rename(incident, "too late")
+    assert fold(service.get(incident).events).title == "Orders lost at 02:10"

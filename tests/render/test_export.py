@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import append_raw
 
 from playbook.core.state import fold
 from playbook.errors import UsageError
@@ -25,7 +26,7 @@ def worked(service, clock):
     service.status(incident, "initial", {"specific_issues": "``` missing orders | [bold]"})
     clock.advance(minutes=30)
     service.change_severity(incident, "P1", "user accounts affected")
-    service.note(incident, "line one\nline two \x1b[2J")
+    append_raw(service, incident, "note_added", {"text": "line one\nline two \x1b[2J"})
     clock.advance(minutes=20)
     service.resolve(incident, "restored")
     return incident
