@@ -99,6 +99,8 @@ def test_post_incident_work_stays_open_after_resolving(service) -> None:
 
 
 def test_rename_records_old_and_new_title_until_the_incident_is_closed(service, clock) -> None:
+    from playbook.render.export import describe
+
     incident = service.open(None, "Orders misisng").id
     clock.advance(minutes=5)
     state = service.rename(incident, "  Orders missing since 02:10 ")
@@ -106,6 +108,7 @@ def test_rename_records_old_and_new_title_until_the_incident_is_closed(service, 
     event = service.get(incident).events[-1]
     assert event.type == ev.RENAMED
     assert event.payload == {"from": "Orders misisng", "to": "Orders missing since 02:10"}
+    assert describe(event) == "Renamed from “Orders misisng” to “Orders missing since 02:10”"
     assert [(r.old, r.new, r.actor) for r in state.renames] == [
         ("Orders misisng", "Orders missing since 02:10", "alice")
     ]
@@ -119,3 +122,34 @@ def test_rename_records_old_and_new_title_until_the_incident_is_closed(service, 
     with pytest.raises(Conflict, match="is closed"):
         service.rename(incident, "too late")
     assert fold(service.get(incident).events).title == "Orders lost at 02:10"
+
+
+def test_every_event_type_is_described_in_words(service) -> None:
+    """No timeline (CLI, app, export) shows a raw ``type {json}`` line for our own events."""
+    from helpers import append_raw
+
+    from playbook.render.export import describe
+
+    incident = service.open(None, "x").id
+    append_raw(
+        service,
+        incident,
+        ev.DRILL_CHECKED,
+        {
+            "restored": False,
+            "targets": {
+                "cache": {"restored": False, "missing": 1200, "changed": 3, "extra": 0},
+                "app-db": {"restored": True, "missing": 0, "changed": 0, "extra": 0},
+            },
+        },
+    )
+    append_raw(service, incident, ev.RENAMED, {"from": "x", "to": "y"})
+    found = service.get(incident)
+    lines = [describe(e, found.state) for e in found.events]
+    assert lines[1] == (
+        "Drill data check: the data differs from its fingerprint "
+        "(cache: 1,200 missing, 3 changed; app-db as before)"
+    )
+    for kind in ev.EVENT_TYPES:
+        text = describe(ev.Event(incident, 1, found.events[0].at, "a", kind, {}), found.state)
+        assert not text.startswith(kind + " "), text

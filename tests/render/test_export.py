@@ -65,7 +65,7 @@ def test_markdown_is_the_post_incident_document(service, worked, clock) -> None:
     message = state.messages[0].text
     assert "````text\n" + message.rstrip("\n") + "\n````" in md
     # control characters are escaped, never emitted
-    assert "\x1b" not in md and "\\x1b[2J" in md
+    assert "\x1b" not in md and "\\\\x1b\\[2J" in md  # shown as \x1b[2J once rendered
     assert "### Immediate Response: 4/11 done" in md
     assert "## Left open" in md and "Service Restoration: 12 not done" in md
     assert "Users reporting missing or incorrect data" in md
@@ -97,5 +97,5 @@ def test_only_followed_scenarios_are_in_the_record_and_notes_keep_their_lines(
     assert "### Scenario: Data Loss: 0/" in md
     assert "Scenario: Database Corruption" not in md
     assert "Note: first line ⏎ second line" in md  # one table row, the break visible
-    assert "first line\n  second line" in md  # the notes section keeps the lines
+    assert "first line\\\n  second line" in md  # the notes section keeps the lines
     assert "Following scenario data-loss" in md
