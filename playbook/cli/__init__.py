@@ -455,6 +455,11 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
     """
     from playbook.resources import resolve_playbook
 
+    _require_terminal(
+        "playbook run",
+        "The commands `playbook open`, `check`, `note`, … do "
+        "everything the app does without one (`playbook --help` lists them).",
+    )
     path = resolve_playbook(playbook)  # a missing file is an error here, not in the app
     service = app.service
     if resume:
@@ -468,7 +473,29 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
     sys.exit(run_app(service, path, resume, targets))
 
 
+def _require_terminal(command: str, instead: str) -> None:
+    """Refuse to start the app without a terminal to draw on and read keys from.
+
+    The app reads keys from standard input and draws on standard error (Textual's
+    choice; standard output may be redirected). Without a terminal it wrote escape
+    codes into a file and waited for keys that never came.
+    """
+    missing = [
+        name
+        for name, stream in (("standard input", sys.stdin), ("standard error", sys.stderr))
+        if stream is None or not stream.isatty()
+    ]
+    if missing:
+        raise UsageError(
+            f"{command} needs a terminal, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not one.",
+            instead,
+        )
+
+
 EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}
+ROWS_PRINTED = 10
+"""A run's first rows printed by `diag run` (the event keeps a few more; the file all)."""
 
 
 @diag.command("run")
@@ -559,8 +586,8 @@ def _print_run(run: dict[str, Any]) -> None:
     numbers = numbers_of(run)
     if numbers:
         click.echo(f"  numbers: {inline(numbers)[:400]}")
-    click.echo(f"  {shown_of(run)}")
-    for row in run["rows"][:10]:
+    click.echo(f"  {shown_of(run, ROWS_PRINTED)}")
+    for row in run["rows"][:ROWS_PRINTED]:
         click.echo(f"    {inline(json.dumps(row, ensure_ascii=False))[:160]}")
     if run["file"]:
         click.echo(f"  full result: {run['file']}")

@@ -220,6 +220,27 @@ def test_arguments_and_stdin_that_are_not_utf8_are_usage_errors(tmp_path: Path) 
     assert timeline[-1]["payload"]["text"] == "café, in UTF-8\n"
 
 
+def test_the_app_refuses_to_start_without_a_terminal(tmp_path: Path) -> None:
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    env = {**os.environ, "PLAYBOOK_HOME": str(tmp_path / "home")}
+    for command in (["run"], ["drill"]):
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            # A hang here (the old behaviour) ends the test with TimeoutExpired.
+            code = subprocess.run(
+                [sys.executable, "-m", "playbook", *command],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                timeout=60,
+            ).returncode
+        assert code == 2
+        written = out.read_bytes() + err.read_bytes()
+        assert b"\x1b" not in written  # no escape codes in the files
+        assert f"playbook {command[0]} needs a terminal".encode() in written
+        assert b"standard input and standard error are not one" in written
+
+
 def test_python_dash_m_and_the_version() -> None:
     result = run_playbook("--version")
     assert result.returncode == 0 and result.stdout.startswith("playbook ")
