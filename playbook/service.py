@@ -95,6 +95,8 @@ def default_actor() -> str:
 
 DRILL_PREFIX = "drill-"
 """Every drill's id starts with this, so no reference to one reads as a real incident."""
+DRILL_MARK = "[DRILL — not a real incident]"
+"""The first line of every status message written in a drill."""
 
 
 def new_incident_id(now: datetime, prefix: str = "") -> str:
@@ -529,25 +531,31 @@ class Service:
             )
         return dict(known[kind])
 
-    def preview_status(self, ref: str, kind: str, values: Mapping[str, str]) -> str:
-        """Render a status message without recording it."""
-        state = self.get(ref).state
-        tmpl = self._template(state, kind)
+    def render_status(self, state: IncidentState, kind: str, values: Mapping[str, str]) -> str:
+        """The text of status message ``kind`` for ``state`` (the app's live preview, the
+        CLI's --preview and what is recorded all come from here).
+
+        A drill's message starts with :data:`DRILL_MARK` on a line of its own, so a
+        rehearsal's message can never be read as a real incident's, wherever it is pasted.
+        """
         from playbook.render import templates
 
+        tmpl = self._template(state, kind)
         merged = {**self.status_variables(state), **values}
-        return templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+        text = templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+        return f"{DRILL_MARK}\n{text}" if state.drill is not None else text
+
+    def preview_status(self, ref: str, kind: str, values: Mapping[str, str]) -> str:
+        """Render a status message without recording it."""
+        return self.render_status(self.get(ref).state, kind, values)
 
     def status(self, ref: str, kind: str, values: Mapping[str, str]) -> tuple[IncidentState, str]:
         """Render a status message and record its exact text."""
-        from playbook.render import templates
-
         rendered: dict[str, str] = {}
 
         def decide(state: IncidentState) -> Decision:
             tmpl = self._template(state, kind)
-            merged = {**self.status_variables(state), **values}
-            text = templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+            text = self.render_status(state, kind, values)
             rendered["text"] = text
             return [
                 (

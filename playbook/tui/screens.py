@@ -40,7 +40,6 @@ from playbook.core.text import inline
 from playbook.core.timers import BREACHED, WARNING
 from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
-from playbook.render import templates
 from playbook.render.export import describe
 from playbook.service import DRILL_PREFIX, defaults_from
 from playbook.tui.diagnostics import ParamsDialog, ResultScreen, param_defaults, verdict_text
@@ -1991,12 +1990,9 @@ class ComposerScreen(HelpText, Screen[None]):
             self.text = ""
             return
         service = _app(self).service
-        merged = {**service.status_variables(state), **self.current_values()}
         try:
             # Rendering reads a small template file once (Jinja caches it): no store I/O.
-            self.text = templates.render(
-                service.template_dir(state), tmpl["file"], merged, label=self.kind
-            )
+            self.text = service.render_status(state, self.kind, self.current_values())
         except (TemplateError, PlaybookError) as error:
             self.text = ""
             out = Text(error.title, style="bold red")

@@ -153,3 +153,21 @@ def test_every_event_type_is_described_in_words(service) -> None:
     for kind in ev.EVENT_TYPES:
         text = describe(ev.Event(incident, 1, found.events[0].at, "a", kind, {}), found.state)
         assert not text.startswith(kind + " "), text
+
+
+def test_a_status_message_written_in_a_drill_says_drill_first(service, loaded) -> None:
+    from drill_support import drill_payload
+
+    from playbook.service import DRILL_MARK
+
+    values = {"specific_issues": "missing orders"}
+    drill = service.open(loaded, "rehearsal", drill=drill_payload()).id
+    preview = service.preview_status(drill, "initial", values)
+    state, text = service.status(drill, "initial", values)
+    assert DRILL_MARK == "[DRILL — not a real incident]"
+    assert text == preview and text.startswith(DRILL_MARK + "\n[SERVICE ISSUE] ")
+    assert state.messages[-1].text == text  # recorded as shown
+    assert service.get(drill).events[-1].payload["text"].startswith(DRILL_MARK + "\n")
+    real = service.open(loaded, "real").id
+    _state, text = service.status(real, "initial", values)
+    assert text.startswith("[SERVICE ISSUE] ") and "DRILL" not in text
