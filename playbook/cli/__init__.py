@@ -24,7 +24,7 @@ import click
 
 from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
-from playbook.core.text import inline, one_line, printable
+from playbook.core.text import inline, json_escaped, one_line, printable
 from playbook.core.timers import BREACHED, WARNING, Timer
 from playbook.errors import PlaybookError, UsageError
 
@@ -160,7 +160,9 @@ pass_app = click.make_pass_decorator(_App)
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """``data`` as JSON on standard output; C1 controls and direction overrides written
+    as ``\\u`` escapes, as in the JSON export (JSON escapes C0 itself)."""
+    click.echo(json_escaped(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 def _local(moment: datetime | None) -> str:

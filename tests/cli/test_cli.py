@@ -171,6 +171,9 @@ def test_text_recorded_before_the_policy_is_shown_literally(cli) -> None:
         output = cli(*args).output
         assert "\x1b" not in output and "\u202e" not in output and "\x07" not in output
     assert "\\x1b[2J[bold]wipe[/]\\u202eevil" in cli("timeline", incident).output
+    as_json = cli("timeline", incident, "--json").output  # the same value, escaped
+    assert "\u202e" not in as_json and "\x1b" not in as_json
+    assert json.loads(as_json)[-1]["payload"]["text"] == "\x1b[2J[bold]wipe[/]\u202eevil"
     # The title that used to block every status message: a template that does not use
     # it renders, and a rename puts it right.
     assert cli("status", incident, "initial", "--set", "specific_issues=orders").exit_code == 0
@@ -239,6 +242,18 @@ def test_the_app_refuses_to_start_without_a_terminal(tmp_path: Path) -> None:
         assert b"\x1b" not in written  # no escape codes in the files
         assert f"playbook {command[0]} needs a terminal".encode() in written
         assert b"standard input and standard error are not one" in written
+
+
+def test_a_note_too_long_says_what_to_do_instead(cli) -> None:
+    from playbook.service import MAX_NOTE
+
+    incident = json.loads(cli("open", "--title", "long", "--json").output)["id"]
+    result = cli("note", incident, "-", input="x" * (MAX_NOTE + 1))
+    assert result.exit_code == 2
+    assert f"limited to {MAX_NOTE:,} characters; this one has {MAX_NOTE + 1:,}" in result.output
+    assert "Save the text as a file" in result.output and "note its path" in result.output
+    assert "attach" not in result.output  # there is no attach feature to point at
+    assert [e["type"] for e in json.loads(cli("timeline", incident, "--json").output)] == ["opened"]
 
 
 def test_python_dash_m_and_the_version() -> None:
