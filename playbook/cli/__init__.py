@@ -9,9 +9,6 @@ a note or a database is printed with control characters escaped.
 
 from __future__ import annotations
 
-import codecs
-import contextlib
-import io
 import json
 import os
 import sys
@@ -22,6 +19,7 @@ from typing import Any, NoReturn
 
 import click
 
+from playbook.cli.terminal import refuse_undecodable, require_terminal, strict_stdin
 from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
 from playbook.core.text import inline, json_escaped, one_line, printable
@@ -38,80 +36,16 @@ def _fail(error: PlaybookError) -> NoReturn:
     sys.exit(error.exit_code)
 
 
-def _undecodable(value: str) -> bool:
-    """True when ``value`` came from bytes that are not UTF-8 (Python keeps such bytes
-    as lone surrogates; the UTF-8 codec is the judge of what it cannot encode)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _shown_bytes(value: str) -> str:
-    """An argument as its original bytes, the invalid ones shown as ``\\xff``."""
-    return inline(os.fsencode(value).decode("utf-8", "backslashreplace"))
-
-
-def _refuse_undecodable(ctx: click.Context, args: Sequence[str]) -> None:
-    """Refuse a command line holding bytes that are not UTF-8, naming the argument.
-
-    Such text cannot be stored in the incident log, exported or shown faithfully, and
-    used to surface as an internal error halfway through a command.
-    """
-    for position, arg in enumerate(args, start=1):
-        if not _undecodable(arg):
-            continue
-        before = args[position - 2] if position > 1 else ""
-        option, value = "", arg
-        if arg.startswith("--") and "=" in arg:
-            option, value = arg.split("=", 1)
-        elif before.startswith("-") and not _undecodable(before):
-            option = before
-        of = f" (the value of {option})" if option else ""
-        raise click.UsageError(
-            f"Argument {position}{of} is not valid UTF-8 text: {_shown_bytes(value)}. "
-            "Type it again in UTF-8 (check the terminal's and the locale's encoding).",
-            ctx,
-        )
-
-
-def _stdin_not_utf8(error: UnicodeError) -> tuple[str, int]:
-    """Codec error handler for standard input: bytes that are not UTF-8 are a usage error."""
-    bad = ""
-    if isinstance(error, UnicodeDecodeError):
-        bad = f" (byte 0x{error.object[error.start]:02x})"
-    raise UsageError(
-        f"Standard input is not UTF-8 text{bad}.",
-        "Convert it first, e.g. `iconv -f latin1 -t utf-8`, or save it as a file and "
-        "give its path in a note.",
-    )
-
-
-codecs.register_error("playbook.stdin", _stdin_not_utf8)
-
-
-def _strict_stdin() -> None:
-    """Decode standard input strictly, so `note ID -` fails clearly on non-UTF-8 bytes
-    (Python's default under a C locale turns them into surrogates that fail later)."""
-    stream = sys.stdin
-    reconfigure = getattr(stream, "reconfigure", None)
-    if stream is None or reconfigure is None:
-        return
-    with contextlib.suppress(ValueError, OSError, io.UnsupportedOperation):
-        reconfigure(errors="playbook.stdin")
-
-
 class _Group(click.Group):
     """The one place errors become messages and exit codes, and the one place text that
     is not UTF-8 (in the arguments, on standard input) is refused."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        _refuse_undecodable(ctx, args)
+        refuse_undecodable(ctx, args)
+        strict_stdin()
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        _strict_stdin()
         try:
             return super().invoke(ctx)
         except PlaybookError as error:
@@ -457,7 +391,7 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
     """
     from playbook.resources import resolve_playbook
 
-    _require_terminal(
+    require_terminal(
         "playbook run",
         "The commands `playbook open`, `check`, `note`, … do "
         "everything the app does without one (`playbook --help` lists them).",
@@ -473,26 +407,6 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
 
         load_targets(path, targets)  # a malformed --target is an error here, not in the app
     sys.exit(run_app(service, path, resume, targets))
-
-
-def _require_terminal(command: str, instead: str) -> None:
-    """Refuse to start the app without a terminal to draw on and read keys from.
-
-    The app reads keys from standard input and draws on standard error (Textual's
-    choice; standard output may be redirected). Without a terminal it wrote escape
-    codes into a file and waited for keys that never came.
-    """
-    missing = [
-        name
-        for name, stream in (("standard input", sys.stdin), ("standard error", sys.stderr))
-        if stream is None or not stream.isatty()
-    ]
-    if missing:
-        raise UsageError(
-            f"{command} needs a terminal, and {' and '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not one.",
-            instead,
-        )
 
 
 EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}

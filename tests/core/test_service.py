@@ -124,17 +124,49 @@ def test_rename_records_old_and_new_title_until_the_incident_is_closed(service, 
     assert fold(service.get(incident).events).title == "Orders lost at 02:10"
 
 
-def test_every_event_type_is_described_in_words(service) -> None:
-    """No timeline (CLI, app, export) shows a raw ``type {json}`` line for our own events."""
-    from helpers import append_raw
+def test_every_event_type_is_described_in_words(service, loaded) -> None:
+    """No timeline (CLI, app, export) shows a raw ``type {json}`` line for our own events:
+    an incident with one event of every type, each as the service records it."""
+    from drill_support import drill_payload
 
     from playbook.render.export import describe
 
-    incident = service.open(None, "x").id
-    append_raw(
-        service,
+    incident = service.open(loaded, "x", drill=drill_payload()).id
+    service.acknowledge(incident)
+    service.change_severity(incident, "P1", "accounts hit")
+    service.check(incident, "investigation.detailed-data-analysis.verify-backup-integrity")
+    service.uncheck(incident, "verify-backup-integrity")
+    service.note(incident, "a note")
+    service.status(incident, "initial", {"specific_issues": "orders"})
+    service.escalate(incident)
+    service.choose_scenario(incident, "data-loss")
+    service.record_diagnostic(
         incident,
-        ev.DRILL_CHECKED,
+        {
+            "diagnostic": "index-drop",
+            "kind": "redis",
+            "target": "cache",
+            "params": {},
+            "started": "2026-03-14T02:01:00.000000Z",
+            "ended": "2026-03-14T02:01:01.000000Z",
+            "verdict": "pass",
+            "message": "",
+            "checks": [],
+            "metrics": {},
+            "rows": [],
+            "rows_total": 0,
+            "partial": False,
+            "error": "",
+            "file": None,
+            "sha256": None,
+        },
+    )
+    service.record_action_stage(
+        incident,
+        {"run": "r1", "action": "rebuild", "target": "cache", "stage": "apply", "outcome": "done"},
+    )
+    service.record_drill_check(
+        incident,
         {
             "restored": False,
             "targets": {
@@ -143,16 +175,19 @@ def test_every_event_type_is_described_in_words(service) -> None:
             },
         },
     )
-    append_raw(service, incident, ev.RENAMED, {"from": "x", "to": "y"})
+    service.rename(incident, "y")
+    service.resolve(incident, "done")
+    service.close(incident)
     found = service.get(incident)
-    lines = [describe(e, found.state) for e in found.events]
-    assert lines[1] == (
+    assert {e.type for e in found.events} == set(ev.EVENT_TYPES)  # every type is here
+    lines = {e.type: describe(e, found.state) for e in found.events}
+    for kind, text in lines.items():
+        assert not text.startswith(kind + " "), text
+    assert lines[ev.DRILL_CHECKED] == (
         "Drill data check: the data differs from its fingerprint "
         "(cache: 1,200 missing, 3 changed; app-db as before)"
     )
-    for kind in ev.EVENT_TYPES:
-        text = describe(ev.Event(incident, 1, found.events[0].at, "a", kind, {}), found.state)
-        assert not text.startswith(kind + " "), text
+    assert lines[ev.RENAMED] == "Renamed from “x” to “y”"
 
 
 def test_a_status_message_written_in_a_drill_says_drill_first(service, loaded) -> None:
