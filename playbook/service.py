@@ -71,7 +71,11 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
     found = first_control(value, multiline)
     if found is not None:
         position, shown = found
-        allowed = "newlines and tabs are fine" if multiline else "it must be one line"
+        allowed = (
+            "newlines and tabs are fine"
+            if multiline
+            else "it is one line of plain text, without tabs or line breaks"
+        )
         raise UsageError(
             f"The {what} contains a control character: {shown} at character {position}.",
             "Text typed into the incident is kept exactly as typed and shown in terminals, "
@@ -594,6 +598,7 @@ class Service:
         from playbook.core.diagnostics import resolve, substitute
         from playbook.targets import resolve_target
 
+        self._check_actor()  # before anything runs: its result is recorded under this name
         incident = self.get(ref)
         state = incident.state
         if state.closed_at is not None:
@@ -728,6 +733,8 @@ class Service:
         """A new run of a guarded action, checked and ready for its dry run."""
         from playbook import guarded
 
+        self._check_actor()  # before anything runs: every stage is recorded under this name
+
         return guarded.start(self, ref, action_id, given, targets, progress, hook)
 
     def resume_action(
@@ -740,6 +747,8 @@ class Service:
     ) -> GuardedRun:
         """An earlier run of a guarded action, rebuilt from its events to roll it back."""
         from playbook import guarded
+
+        self._check_actor()
 
         return guarded.resume(self, ref, run_id, targets, progress, hook)
 

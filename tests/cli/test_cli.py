@@ -151,6 +151,13 @@ def test_typed_control_characters_are_refused_with_where_they_are(cli) -> None:
         assert result.exit_code == 2, (args, result.output)
         assert f"The {what} " in result.output and "control character" in result.output
         assert "Traceback" not in result.output
+    # A diagnostic is refused before it runs, not after (its result could not be recorded).
+    ran = cli(
+        "--actor", "eve\x1b[8m", "diag", "run", incident, "redis-index-drop",
+        "--target", "cache=redis://127.0.0.1:9",
+    )  # fmt: skip
+    assert ran.exit_code == 2 and "The actor name" in ran.output
+    assert "Running" not in ran.output and not (cli.home / "evidence").exists()
     assert [e["type"] for e in json.loads(cli("timeline", incident, "--json").output)] == ["opened"]
     # Newlines and tabs are text in a note; a Windows line ending becomes a newline.
     assert cli("note", incident, "line one\r\nline\ttwo").exit_code == 0
