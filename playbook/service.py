@@ -26,6 +26,7 @@ from playbook.core import events as ev
 from playbook.core.clock import Clock, SystemClock
 from playbook.core.events import Event, NewEvent
 from playbook.core.state import IncidentState, fold
+from playbook.core.text import first_control
 from playbook.core.timers import Timers, compute
 from playbook.errors import Conflict, NotFound, TemplateError, UsageError
 from playbook.redaction import scrub_data
@@ -43,8 +44,49 @@ if TYPE_CHECKING:
 MAX_RETRIES = 8
 """Attempts at drawing a free incident id."""
 MAX_NOTE = 20_000
+"""Characters a note may have; longer text belongs in a file the note points at."""
 
 Decision = list[tuple[str, dict[str, Any]]]
+
+
+def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
+    """``value`` as a person typed it, for the incident log; refused (never altered)
+    when it holds what no terminal, export or status page should receive.
+
+    The policy for every title, note, reason, summary and actor name: control
+    characters, terminal escapes, bidirectional overrides and bytes that are not UTF-8
+    are refused here, with where they are, so the log holds exactly what was typed and
+    one bad title cannot block status messages later. With ``multiline`` (notes,
+    resolution summaries) newlines and tabs are text, and Windows line endings become
+    plain newlines.
+
+    Raises:
+        UsageError: naming the field, the character and its position.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError(
+            f"The {what} is not UTF-8 text (at character {exc.start + 1}).",
+            "Type it again in UTF-8 (check the terminal's and the locale's encoding).",
+        ) from None
+    if multiline:
+        value = value.replace("\r\n", "\n")
+    found = first_control(value, multiline)
+    if found is not None:
+        position, shown = found
+        allowed = (
+            "newlines and tabs are fine"
+            if multiline
+            else "it is one line of plain text, without tabs or line breaks"
+        )
+        raise UsageError(
+            f"The {what} contains a control character: {shown} at character {position}.",
+            "Text typed into the incident is kept exactly as typed and shown in terminals, "
+            "exports and status pages, so control characters, terminal escapes (colour "
+            f"codes) and direction overrides are refused; {allowed}.",
+        )
+    return value
 
 
 def default_actor() -> str:
@@ -61,6 +103,8 @@ def default_actor() -> str:
 
 DRILL_PREFIX = "drill-"
 """Every drill's id starts with this, so no reference to one reads as a real incident."""
+DRILL_MARK = "[DRILL — not a real incident]"
+"""The first line of every status message written in a drill."""
 
 
 def new_incident_id(now: datetime, prefix: str = "") -> str:
@@ -211,6 +255,7 @@ class Service:
     def _command(self, ref: str, decide: Callable[[IncidentState], Decision]) -> IncidentState:
         """Decide on the incident's current events and append, in one store transaction."""
         incident_id = self.resolve_id(ref)
+        self._check_actor()
 
         def make(events: list[Event]) -> list[NewEvent]:
             state = fold(events, incident_id)
@@ -224,6 +269,10 @@ class Service:
 
         before, appended = self.store.update(incident_id, make)
         return fold([*before, *appended], incident_id)
+
+    def _check_actor(self) -> None:
+        """The actor's name goes into every event: the same policy as typed text."""
+        typed_text(self.actor, "actor name (from --actor, PLAYBOOK_ACTOR or $USER)")
 
     def open(
         self,
@@ -240,14 +289,15 @@ class Service:
             playbook if isinstance(playbook, LoadedPlaybook) else load(resolve_playbook(playbook))
         )
         pb = loaded.playbook
-        title = title.strip()
+        title = typed_text(title.strip(), "title")
         if not title:
             raise UsageError("An incident needs a title (--title).")
+        self._check_actor()
         level = severity or pb.severity.default
         if pb.severity.level(level) is None:
             known = ", ".join(lvl.id for lvl in pb.severity.levels)
             raise UsageError(f"Unknown severity {level!r}.", f"This playbook has: {known}.")
-        trigger_list = [self._trigger_text(pb, t) for t in triggers]
+        trigger_list = [typed_text(self._trigger_text(pb, t), "trigger") for t in triggers]
         payload = {
             "title": title,
             "severity": level,
@@ -304,7 +354,7 @@ class Service:
         return self._command(ref, decide)
 
     def change_severity(self, ref: str, level: str, reason: str) -> IncidentState:
-        reason = reason.strip()
+        reason = typed_text(reason.strip(), "reason")
         if not reason:
             raise UsageError("A severity change needs a reason (--reason).")
 
@@ -412,8 +462,12 @@ class Service:
             raise UsageError("A note needs some text.")
         if len(text) > MAX_NOTE:
             raise UsageError(
-                f"A note is limited to {MAX_NOTE:,} characters; attach a file instead."
+                f"A note is limited to {MAX_NOTE:,} characters; this one has {len(text):,}.",
+                "Save the text as a file (a log excerpt, a query's output) where the team "
+                "keeps evidence, and note its path with a line on what it shows; "
+                "`sha256sum FILE` gives a digest to note with it.",
             )
+        text = typed_text(text, "note", multiline=True)
 
         def decide(state: IncidentState) -> Decision:
             return [(ev.NOTE_ADDED, {"text": text})]  # notes are welcome even after closing
@@ -421,6 +475,9 @@ class Service:
         return self._command(ref, decide)
 
     def escalate(self, ref: str, to: str | None = None, reason: str = "") -> IncidentState:
+        to = typed_text(to or "", "name to escalate to")
+        reason = typed_text(reason, "reason")
+
         def decide(state: IncidentState) -> Decision:
             _require_open(state)
             target = (to or "").strip() or state.next_escalation()
@@ -434,9 +491,32 @@ class Service:
         return self._command(ref, decide)
 
     def resolve(self, ref: str, summary: str = "") -> IncidentState:
+        summary = typed_text(summary, "summary", multiline=True)
+
         def decide(state: IncidentState) -> Decision:
             _require_open(state)
             return [(ev.RESOLVED, {"summary": summary.strip()})]
+
+        return self._command(ref, decide)
+
+    def rename(self, ref: str, title: str) -> IncidentState:
+        """Give the incident a new title; the old one stays in the timeline and exports.
+
+        Allowed until the incident is closed (a title can be put right for the review).
+        """
+        title = typed_text(title.strip(), "title")
+        if not title:
+            raise UsageError("A new title needs some text.")
+
+        def decide(state: IncidentState) -> Decision:
+            if state.closed_at is not None:
+                raise Conflict(
+                    f"Incident {state.id} is closed.",
+                    "Only notes can be added to a closed incident.",
+                )
+            if title == state.title:
+                raise Conflict(f"Incident {state.id} already has that title.")
+            return [(ev.RENAMED, {"from": state.title, "to": title})]
 
         return self._command(ref, decide)
 
@@ -519,25 +599,31 @@ class Service:
             )
         return dict(known[kind])
 
-    def preview_status(self, ref: str, kind: str, values: Mapping[str, str]) -> str:
-        """Render a status message without recording it."""
-        state = self.get(ref).state
-        tmpl = self._template(state, kind)
+    def render_status(self, state: IncidentState, kind: str, values: Mapping[str, str]) -> str:
+        """The text of status message ``kind`` for ``state`` (the app's live preview, the
+        CLI's --preview and what is recorded all come from here).
+
+        A drill's message starts with :data:`DRILL_MARK` on a line of its own, so a
+        rehearsal's message can never be read as a real incident's, wherever it is pasted.
+        """
         from playbook.render import templates
 
+        tmpl = self._template(state, kind)
         merged = {**self.status_variables(state), **values}
-        return templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+        text = templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+        return f"{DRILL_MARK}\n{text}" if state.drill is not None else text
+
+    def preview_status(self, ref: str, kind: str, values: Mapping[str, str]) -> str:
+        """Render a status message without recording it."""
+        return self.render_status(self.get(ref).state, kind, values)
 
     def status(self, ref: str, kind: str, values: Mapping[str, str]) -> tuple[IncidentState, str]:
         """Render a status message and record its exact text."""
-        from playbook.render import templates
-
         rendered: dict[str, str] = {}
 
         def decide(state: IncidentState) -> Decision:
             tmpl = self._template(state, kind)
-            merged = {**self.status_variables(state), **values}
-            text = templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+            text = self.render_status(state, kind, values)
             rendered["text"] = text
             return [
                 (
@@ -576,6 +662,7 @@ class Service:
         from playbook.core.diagnostics import resolve, substitute
         from playbook.targets import resolve_target
 
+        self._check_actor()  # before anything runs: its result is recorded under this name
         incident = self.get(ref)
         state = incident.state
         if state.closed_at is not None:
@@ -742,6 +829,8 @@ class Service:
         """A new run of a guarded action, checked and ready for its dry run."""
         from playbook import guarded
 
+        self._check_actor()  # before anything runs: every stage is recorded under this name
+
         return guarded.start(self, ref, action_id, given, targets, progress, hook)
 
     def resume_action(
@@ -754,6 +843,8 @@ class Service:
     ) -> GuardedRun:
         """An earlier run of a guarded action, rebuilt from its events to roll it back."""
         from playbook import guarded
+
+        self._check_actor()
 
         return guarded.resume(self, ref, run_id, targets, progress, hook)
 

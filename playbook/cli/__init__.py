@@ -28,9 +28,10 @@ from typing import Any, NoReturn
 
 import click
 
+from playbook.cli.terminal import refuse_undecodable, require_terminal, strict_stdin
 from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
-from playbook.core.text import inline, one_line, printable
+from playbook.core.text import inline, json_escaped, one_line, printable
 from playbook.core.timers import BREACHED, WARNING, Timer
 from playbook.errors import PlaybookError, UsageError
 
@@ -59,7 +60,13 @@ def _fail(error: PlaybookError) -> NoReturn:
 
 
 class _Group(click.Group):
-    """The one place errors become messages and exit codes."""
+    """The one place errors become messages and exit codes, and the one place text that
+    is not UTF-8 (in the arguments, on standard input) is refused."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        refuse_undecodable(ctx, args)
+        strict_stdin()
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         previous: Any = None
@@ -132,7 +139,9 @@ def _load_targets(playbook_path: Path | None, overrides: Sequence[str]) -> Any:
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    """``data`` as JSON on standard output; C1 controls and direction overrides written
+    as ``\\u`` escapes, as in the JSON export (JSON escapes C0 itself)."""
+    click.echo(json_escaped(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
 def _local(moment: datetime | None) -> str:
@@ -430,6 +439,11 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
     """
     from playbook.resources import resolve_playbook
 
+    require_terminal(
+        "playbook run",
+        "The commands `playbook open`, `check`, `note`, … do "
+        "everything the app does without one (`playbook --help` lists them).",
+    )
     path = resolve_playbook(playbook)  # a missing file is an error here, not in the app
     service = app.service
     if resume:
@@ -442,6 +456,8 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
 
 
 EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}
+ROWS_PRINTED = 10
+"""A run's first rows printed by `diag run` (the event keeps a few more; the file all)."""
 
 
 @diag.command("run")
@@ -530,8 +546,8 @@ def _print_run(run: dict[str, Any]) -> None:
     numbers = numbers_of(run)
     if numbers:
         click.echo(f"  numbers: {inline(numbers)[:400]}")
-    click.echo(f"  {shown_of(run)}")
-    for row in run["rows"][:10]:
+    click.echo(f"  {shown_of(run, ROWS_PRINTED)}")
+    for row in run["rows"][:ROWS_PRINTED]:
         click.echo(f"    {inline(json.dumps(row, ensure_ascii=False))[:160]}")
     if run["file"]:
         click.echo(f"  full result: {run['file']}")
@@ -1029,6 +1045,21 @@ def note(app: _App, incident: str, text: str, as_json: bool) -> None:
         text = sys.stdin.read()
     state = app.service.note(incident, text)
     _report(app, state, as_json, f"Noted on {state.id} (event {state.last_seq}).")
+
+
+@main.command()
+@click.argument("incident")
+@click.argument("title")
+@json_option
+@pass_app
+def rename(app: _App, incident: str, title: str, as_json: bool) -> None:
+    """Give INCIDENT a new TITLE (the old one stays in the timeline and the export).
+
+    A title is one line of plain text: control characters and terminal escapes are
+    refused, as when opening an incident.
+    """
+    state = app.service.rename(incident, title)
+    _report(app, state, as_json, f"Renamed {state.id}: {inline(state.title)}")
 
 
 @main.command()

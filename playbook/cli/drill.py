@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from playbook.cli import _App, _emit_json, main, pass_app
+from playbook.cli.terminal import require_terminal
 from playbook.core.text import inline
 from playbook.errors import UsageError
 
@@ -100,6 +101,8 @@ def drill(
     if headless:
         parsed_script = _script_for(loaded, script)
         speed = speed or parsed_script.speed
+    else:  # before the sandbox starts
+        require_terminal("playbook drill", "--headless plays the drill's script without one.")
     service = _drill_service(app)
     from playbook.drill import DrillRun
 

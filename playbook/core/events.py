@@ -39,6 +39,8 @@ rollback, unlock; each ``started`` (where work that writes begins) and then ``do
 DRILL_CHECKED = "drill_checked"
 """A drill's data was compared with the fingerprint taken before its fault was injected
 (only a drill's log has it; a drill's ``opened`` event carries a ``drill`` block)."""
+RENAMED = "renamed"
+"""The incident's title changed: ``{"from": old title, "to": new title}``."""
 
 EVENT_TYPES = (
     OPENED,
@@ -56,6 +58,7 @@ EVENT_TYPES = (
     DIAGNOSTIC_RUN,
     ACTION_STAGE,
     DRILL_CHECKED,
+    RENAMED,
 )
 
 JsonType = type | tuple[type, ...]
@@ -84,6 +87,7 @@ SCHEMAS: dict[str, dict[str, JsonType]] = {
     RESOLVED: {"summary": str},
     CLOSED: {},
     SCENARIO_CHOSEN: {"scenario": str},
+    RENAMED: {"from": str, "to": str},
     DIAGNOSTIC_RUN: {
         "diagnostic": str,
         "kind": str,

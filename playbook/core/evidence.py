@@ -114,9 +114,15 @@ def run_payload(
     }
 
 
-def shown_of(payload: Mapping[str, Any]) -> str:
-    """``"showing N of M rows"``, with ``partial`` said when the run did not finish."""
+def shown_of(payload: Mapping[str, Any], limit: int | None = None) -> str:
+    """``"showing N of M rows"``, with ``partial`` said when the run did not finish.
+
+    ``limit``: how many of the event's rows the caller prints, when it prints fewer
+    than the event keeps (N is what the reader sees, never more).
+    """
     shown = len(payload.get("rows") or [])
+    if limit is not None:
+        shown = min(shown, limit)
     total = int(payload.get("rows_total") or 0)
     if payload.get("partial"):
         if not total:

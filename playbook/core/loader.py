@@ -169,7 +169,32 @@ def _prescan(text: str, src: _Source) -> bool:
     except yaml.MarkedYAMLError as exc:
         _yaml_problem(exc, src)
         return False
+    except yaml.reader.ReaderError as exc:
+        _reader_problem(exc, text, src)
+        return False
     return True
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, src: _Source) -> None:
+    """A character YAML refuses to read (a NUL byte, another C0 control): where it is.
+
+    PyYAML's reader is the authority on which characters a YAML stream may hold; it
+    gives a position in the text, which becomes a line and a column here.
+    """
+    position = max(0, min(exc.position, len(text)))
+    line = text.count("\n", 0, position) + 1
+    column = position - (text.rfind("\n", 0, position) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else 0
+    src.problems.append(
+        Problem(
+            src.file,
+            line,
+            column,
+            "",
+            f"character U+{code:04X} is not allowed in YAML ({exc.reason}); "
+            "remove it or write it as an escape in a double-quoted string",
+        )
+    )
 
 
 def _yaml_problem(exc: yaml.MarkedYAMLError, src: _Source) -> None:

@@ -12,7 +12,8 @@ time multiplied by the speed (the clock the timers use), and the real time is gi
 beside it. A non-drill incident gets the same review, without the drill's parts.
 
 Everything that came from a database or a person (check texts, differing keys, labels,
-titles) is shown literally: control characters escaped, Markdown markup neutralised.
+titles) is shown literally: control characters escaped. The Markdown rendering is
+:func:`playbook.render.scorecard.scorecard_markdown`, beside the other exports.
 """
 
 from __future__ import annotations
@@ -45,47 +46,6 @@ Since = Callable[[datetime], "Span"]
 
 MAX_DUE = 100_000
 """A bound on the status-update count, so a zero-length cadence cannot loop forever."""
-
-
-# --------------------------------------------------------------------------- Markdown text
-
-_MD_SIGNIFICANT = re.compile(r"([\\`*_\[\]<>|~&])")
-
-
-def markdown_text(text: str) -> str:
-    """``text`` as literal Markdown on one line: controls escaped, line breaks shown as
-    ⏎, and every character that could start emphasis, a link, HTML, an entity or a
-    table cell backslash-escaped."""
-    return _MD_SIGNIFICANT.sub(r"\\\1", one_line(text))
-
-
-def markdown_code(text: str, in_table: bool = False) -> str:
-    """``text`` as a Markdown code span (shown literally, markup and all), on one line.
-
-    In a table cell, pipes are escaped as GFM asks even inside code spans.
-    """
-    body = one_line(text)
-    longest = run = 0
-    for char in body:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    ticks = "`" * (longest + 1)
-    if body.startswith(("`", " ")) or body.endswith(("`", " ")):
-        body = f" {body} "
-    if in_table:
-        body = body.replace("|", "\\|")
-    return f"{ticks}{body}{ticks}"
-
-
-def markdown_fence(lines: list[str]) -> str:
-    """Lines in a fenced block longer than any backtick run inside them."""
-    text = "\n".join(one_line(line) for line in lines)
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{text}\n{fence}"
 
 
 # --------------------------------------------------------------------------- the parts
@@ -343,7 +303,7 @@ class Scorecard:
         for target, label in self.services.items():
             add(_clip(f"  {one_line(target)}: {one_line(label)}"))
         if self.setup:
-            add(_clip("  set-up: " + one_line(_setup_text(self.setup))))
+            add(_clip("  set-up: " + one_line(setup_text(self.setup))))
         add("")
 
         if self.recovery is not None:
@@ -422,195 +382,6 @@ class Scorecard:
             note = " (post-incident)" if s.post_incident else ""
             add(_clip(f"  {one_line(s.title)}{note}: {s.not_ticked} of {s.total}"))
         return "\n".join(out) + "\n"
-
-    # ------------------------------------------------------------------ Markdown
-
-    def _md_span(self, span: Span | None) -> str:
-        return "—" if span is None else format_duration(span.drill)
-
-    def _md_real(self, span: Span | None) -> str:
-        return "—" if span is None else format_duration(span.real)
-
-    def to_markdown(self) -> str:
-        """The scorecard as a Markdown section (``## Drill scorecard``) for the export."""
-        real = self.speed != 1
-        out: list[str] = []
-        add = out.append
-        add("## Drill scorecard" if self.drill else "## Response review")
-        add("")
-        if self.drill:
-            add(
-                f"Scenario: {markdown_text(self.scenario)} · speed ×{self.speed:g}"
-                + (
-                    f" (durations are on the drill clock, real time × {self.speed:g}; "
-                    "real times beside them)"
-                    if real
-                    else ""
-                )
-            )
-            add("")
-        if self.setup:
-            add(f"Set-up: {markdown_text(_setup_text(self.setup))}")
-            add("")
-
-        if self.recovery is not None:
-            add("### Data against its fingerprint")
-            add("")
-            rec = self.recovery
-            if not rec.checked:
-                add("**Not checked**: the data was never compared with its fingerprint.")
-                add("")
-            else:
-                at = self._md_span(rec.at) + (f" (real {self._md_real(rec.at)})" if real else "")
-                verdict = (
-                    "**Restored**: the data is as its fingerprint says"
-                    if rec.restored
-                    else "**NOT restored**: the data differs from its fingerprint"
-                )
-                checks = "1 check" if rec.checks == 1 else f"last of {rec.checks} checks"
-                add(f"{verdict} ({checks}, at +{at}).")
-                add("")
-                add(
-                    "| Target | Service | Expected | Found | Missing | Changed | Extra | Restored |"
-                )
-                add("|---|---|---|---|---|---|---|---|")
-                for t in rec.targets:
-                    add(
-                        f"| {markdown_code(t.target, True)} | {markdown_text(t.service)} | "
-                        f"{t.expected:,} | {t.found:,} | {t.missing:,} | {t.changed:,} | "
-                        f"{t.extra:,} | {'yes' if t.restored else '**no**'} |"
-                    )
-                add("")
-                for t in rec.targets:
-                    if t.examples:
-                        add(f"Differences in {markdown_code(t.target)} (a few of each kind):")
-                        add("")
-                        add(markdown_fence(t.examples))
-                        add("")
-
-        add("### Targets")
-        add("")
-        add("| Target | Goal | Took |" + (" Real |" if real else "") + " Result |")
-        add("|---|---|---|" + ("---|" if real else "") + "---|")
-        for timer in (self.response, self.resolution):
-            if timer is None:
-                continue
-            result = {
-                "met": "met",
-                "breached": "**BREACHED**",
-                "running": "still running",
-                "overdue": "**BREACHED** (still running)",
-            }[timer.result]
-            add(
-                f"| {timer.name.capitalize()} ({markdown_text(timer.level)}) | "
-                f"{format_duration(timer.target)} | {format_duration(timer.took.drill)} |"
-                + (f" {format_duration(timer.took.real)} |" if real else "")
-                + f" {result} |"
-            )
-        add("")
-
-        add("### Phases")
-        add("")
-        if self.phases:
-            add(
-                "| Phase | Window | Entered | Left | Time in phase |"
-                + (" Real |" if real else "")
-                + " Result |"
-            )
-            add("|---|---|---|---|---|" + ("---|" if real else "") + "---|")
-            for v in self.phases:
-                window = (
-                    f"{format_duration(v.starts)}–{format_duration(v.ends)}"
-                    if v.starts is not None and v.ends is not None
-                    else "—"
-                )
-                result = {
-                    "in time": "left in time",
-                    "late": "**left late**",
-                    "current": "current",
-                    "overdue": "**overdue** (current)",
-                }[v.result]
-                left = "—" if v.left is None else "+" + self._md_span(v.left)
-                add(
-                    f"| {markdown_text(v.title)} | {window} | +{self._md_span(v.entered)} | "
-                    f"{left} | {self._md_span(v.spent)} |"
-                    + (f" {self._md_real(v.spent)} |" if real else "")
-                    + f" {result} |"
-                )
-            add("")
-        else:
-            add("No phase was entered.")
-            add("")
-        if self.phases_not_entered:
-            add(
-                "Not entered: " + ", ".join(markdown_text(p.title) for p in self.phases_not_entered)
-            )
-            add("")
-
-        add("### Escalations and status messages")
-        add("")
-        if not self.escalations:
-            add("- No escalation.")
-        for e in self.escalations:
-            at = self._md_span(e.after) + (f" (real +{self._md_real(e.after)})" if real else "")
-            reason = f": {markdown_text(e.reason)}" if e.reason else ""
-            add(
-                f"- Escalated to {markdown_text(e.to)} at +{at} by {markdown_text(e.actor)}{reason}"
-            )
-        cadence = self.status_messages
-        add(f"- Status messages: {cadence.sent} sent, {cadence.due} due.")
-        add("")
-
-        add("### Diagnostics")
-        add("")
-        if self.diagnostics:
-            add("| Diagnostic | Runs | Last verdict | Last run | What it found |")
-            add("|---|---|---|---|---|")
-            for d in self.diagnostics:
-                found = markdown_code(d.found, True) if d.found else ""
-                add(
-                    f"| {markdown_code(d.id, True)} | {d.runs} | {markdown_text(d.verdict.upper())} | "
-                    f"+{self._md_span(d.last)} | {found} |"
-                )
-            add("")
-        else:
-            add("None were run.")
-            add("")
-
-        add("### Guarded actions")
-        add("")
-        if not self.actions:
-            add("None were run.")
-        for a in self.actions:
-            started = f" (started +{self._md_span(a.started)})" if a.started else ""
-            add(
-                f"- {markdown_code(a.action)} on {markdown_code(a.target)}, run "
-                f"{markdown_code(a.run)}: **{markdown_text(a.status)}**{started}"
-            )
-        add("")
-
-        add("### Skipped")
-        add("")
-        if self.diagnostics_not_run:
-            add(
-                "Diagnostics not run: "
-                + ", ".join(
-                    f"{markdown_code(d.id)} ({markdown_text(d.title)})"
-                    for d in self.diagnostics_not_run
-                )
-            )
-            add("")
-        if self.checklist_left:
-            add("| Section | Not ticked | Of |")
-            add("|---|---|---|")
-            for s in self.checklist_left:
-                note = " (post-incident)" if s.post_incident else ""
-                add(f"| {markdown_text(s.title)}{note} | {s.not_ticked} | {s.total} |")
-            add("")
-        if not self.diagnostics_not_run and not self.checklist_left:
-            add("Nothing: every diagnostic was run and every item ticked.")
-            add("")
-        return "\n".join(out)
 
 
 # --------------------------------------------------------------------------- building it
@@ -871,7 +642,8 @@ def _checklist_left(state: IncidentState) -> list[SectionLeft]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _setup_text(setup: dict[str, Any]) -> str:
+def setup_text(setup: dict[str, Any]) -> str:
+    """The set-up's figures in a line: ``sandbox 1.2 s, load 0.4 s, …``."""
     parts = [
         f"{label} {setup[key]:.1f} s"
         for key, label in SETUP_FIGURES

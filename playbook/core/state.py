@@ -82,6 +82,16 @@ class StatusMessage:
 
 
 @dataclass(frozen=True)
+class Rename:
+    """The title changed: what it was, what it became, who changed it and when."""
+
+    at: datetime
+    actor: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
 class Escalation:
     at: datetime
     actor: str
@@ -212,6 +222,9 @@ class IncidentState:
 
     id: str
     title: str = ""
+    """The title now (the last rename's, else the one it was opened with)."""
+    renames: list[Rename] = field(default_factory=list)
+    """Every change of title, oldest first."""
     playbook_id: str = ""
     playbook_title: str = ""
     playbook_sha256: str = ""
@@ -435,6 +448,13 @@ def _drill_checked(state: IncidentState, event: Event) -> None:
     )
 
 
+def _renamed(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    new = str(p.get("to", ""))
+    state.renames.append(Rename(event.at, event.actor, str(p.get("from", state.title)), new))
+    state.title = new
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -451,6 +471,7 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.DIAGNOSTIC_RUN: _diagnostic_run,
     ev.ACTION_STAGE: _action_stage,
     ev.DRILL_CHECKED: _drill_checked,
+    ev.RENAMED: _renamed,
 }
 
 

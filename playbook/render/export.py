@@ -6,6 +6,11 @@ loads back into the same state. Nothing here reads a store or writes a file.
 An event the fold could not read (see :class:`playbook.core.state.Unreadable`) is named in
 both: the document still exports, and says which event is missing from it and why.
 Payloads are written with their keys in the order they were recorded.
+
+Every value in the Markdown that came from outside (titles, notes, actors, triggers,
+diagnostic rows and messages, status texts, check texts) goes through
+:mod:`playbook.render.markdown`, so none of it becomes markup when the document is
+rendered.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from typing import Any
 from playbook.core import events as ev
 from playbook.core.durations import format_duration
 from playbook.core.events import Event, format_utc
-from playbook.core.scorecard import markdown_code, markdown_text, scorecard
+from playbook.core.evidence import numbers_of, shown_of
+from playbook.core.scorecard import scorecard
 from playbook.core.state import IncidentState, fold
-from playbook.core.text import inline, one_line, printable
+from playbook.core.text import json_escaped
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
+from playbook.render import markdown as md
+from playbook.render.scorecard import scorecard_markdown
 
 EXPORT_FORMAT = "playbook.incident"
 EXPORT_VERSION = 1
@@ -63,7 +71,9 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
     document["events"] = [e.to_dict() for e in events]
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    # C1 controls and direction overrides are written as \u escapes, as the Markdown
+    # export escapes them: the same text once loaded, nothing live in an editor.
+    return json_escaped(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
 
 
 def from_json(text: str) -> list[Event]:
@@ -96,19 +106,8 @@ def _utc(moment: datetime | None) -> str | None:
 
 # --------------------------------------------------------------------------- Markdown
 
-
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell: one line, pipes escaped, no controls."""
-    return one_line(text).replace("\\", "\\\\").replace("|", "\\|")
-
-
-def _fence(text: str) -> str:
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}text\n{printable(text).rstrip(chr(10))}\n{fence}"
+ROWS_IN_EXPORT = 10
+"""A diagnostic's first rows printed in the document (the event keeps a few more)."""
 
 
 def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
@@ -119,7 +118,8 @@ def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
 
 
 def describe(event: Event, state: IncidentState | None = None) -> str:
-    """One line saying what an event recorded."""
+    """One line saying what an event recorded, in words (plain text: the caller escapes
+    it for where it goes)."""
     p = event.payload
     kind = event.type
     problem = event.problem
@@ -161,6 +161,10 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return (
             f"Action {p.get('action')} on {p.get('target')} (run {p.get('run')}): {_stage_line(p)}"
         )
+    if kind == ev.DRILL_CHECKED:
+        return _drill_check_line(p)
+    if kind == ev.RENAMED:
+        return f"Renamed from “{p.get('from')}” to “{p.get('to')}”"
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
 
 
@@ -182,6 +186,22 @@ def _stage_line(p: dict[str, object]) -> str:
     return text
 
 
+def _drill_check_line(p: dict[str, Any]) -> str:
+    """A drill's data check in words: restored or not, and how each target differs."""
+    verdict = "restored to its fingerprint" if p.get("restored") else "differs from its fingerprint"
+    parts = []
+    targets = p.get("targets")
+    for name, t in (targets if isinstance(targets, dict) else {}).items():
+        if not isinstance(t, dict):
+            continue
+        if t.get("restored"):
+            parts.append(f"{name} as before")
+            continue
+        diffs = [f"{t[k]:,} {k}" for k in ("missing", "changed", "extra") if t.get(k)]
+        parts.append(f"{name}: {', '.join(diffs) or 'differs'}")
+    return f"Drill data check: the data {verdict}" + (f" ({'; '.join(parts)})" if parts else "")
+
+
 def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) -> str:
     """The post-incident document."""
     state = fold(events)
@@ -194,10 +214,11 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
 
     if state.drill is not None:
         _drill_banner(add, state)
-    add(f"# Incident {state.id}: {inline(state.title)}")
+    add(f"# Incident {md.text(state.id)}: {md.text(state.title)}")
     add("")
     add(
-        f"Exported {now:%Y-%m-%d %H:%M}Z · playbook `{state.playbook_id}` · status **{state.status}**"
+        f"Exported {now:%Y-%m-%d %H:%M}Z · playbook {md.code(state.playbook_id)} · "
+        f"status **{md.text(state.status)}**"
     )
     add("")
     if state.unreadable:
@@ -206,16 +227,16 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             "missing from this record (their rows are still in the log):"
         )
         for u in state.unreadable:
-            add(f"> - event {u.seq} (`{inline(u.type)}`): {inline(u.why)}")
+            add(f"> - event {u.seq} ({md.code(u.type)}): {md.text(u.why)}")
         add("")
     if state.drill is not None:
-        add(scorecard(state, now).to_markdown())
+        add(scorecard_markdown(scorecard(state, now)))
     add("## Summary")
     add("")
     add("| | UTC | Local |")
     add("|---|---|---|")
-    add(f"| Service | {_cell(state.service)} | |")
-    add(f"| Severity now | {state.severity} | |")
+    add(f"| Service | {md.text(state.service)} | |")
+    add(f"| Severity now | {md.text(state.severity)} | |")
     for label, moment in (
         ("Opened", state.opened_at),
         ("Acknowledged", state.acknowledged_at),
@@ -224,11 +245,14 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     ):
         utc, local = _times(moment, tz)
         add(f"| {label} | {utc} | {local} |")
-    add(f"| Responders | {_cell(', '.join(state.actors))} | |")
+    add(f"| Responders | {md.text(', '.join(state.actors))} | |")
+    if state.renames:
+        earlier = "; ".join(f"“{r.old}” until {r.at:%Y-%m-%d %H:%M}Z" for r in state.renames)
+        add(f"| Earlier titles | {md.text(earlier)} | |")
     if state.triggers:
-        add(f"| Triggered by | {_cell('; '.join(state.triggers))} | |")
+        add(f"| Triggered by | {md.text('; '.join(state.triggers))} | |")
     if state.resolution_summary:
-        add(f"| Resolution | {_cell(state.resolution_summary)} | |")
+        add(f"| Resolution | {md.text(state.resolution_summary)} | |")
     add("")
 
     add("## Targets")
@@ -247,7 +271,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
                 else f"running ({timer.state})"
             )
         add(
-            f"| {timer.label} | {format_duration(timer.target)} | "
+            f"| {md.text(timer.label)} | {format_duration(timer.target)} | "
             f"{format_duration(timer.elapsed)} | {result} |"
         )
     add("")
@@ -264,15 +288,16 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             f"{until:%Y-%m-%d %H:%M}Z" if i + 1 < len(history) or state.resolved_at else "now"
         )
         add(
-            f"| {period.level} | {period.since:%Y-%m-%d %H:%M}Z | {until_text} | "
-            f"{format_duration(spent)} | {_cell(period.reason)} | {_cell(period.actor)} |"
+            f"| {md.text(period.level)} | {period.since:%Y-%m-%d %H:%M}Z | {until_text} | "
+            f"{format_duration(spent)} | {md.text(period.reason)} | {md.text(period.actor)} |"
         )
     add("")
     if state.escalations:
         add(
             "Escalations: "
             + "; ".join(
-                f"{e.at:%H:%M}Z to {inline(e.to)}" + (f" ({inline(e.reason)})" if e.reason else "")
+                f"{e.at:%H:%M}Z to {md.text(e.to)}"
+                + (f" ({md.text(e.reason)})" if e.reason else "")
                 for e in state.escalations
             )
         )
@@ -285,7 +310,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     for event in events:
         utc, local = _times(event.at, tz)
         add(
-            f"| {event.seq} | {utc} | {local} | {_cell(event.actor)} | {_cell(describe(event, state))} |"
+            f"| {event.seq} | {utc} | {local} | {md.text(event.actor)} | "
+            f"{md.text(describe(event, state))} |"
         )
     add("")
 
@@ -296,10 +322,11 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         add("")
     for message in state.messages:
         add(
-            f"### {message.template} ({message.status}), {message.at:%Y-%m-%d %H:%M}Z by {inline(message.actor)}"
+            f"### {md.text(message.template)} ({md.text(message.status)}), "
+            f"{message.at:%Y-%m-%d %H:%M}Z by {md.text(message.actor)}"
         )
         add("")
-        add(_fence(message.text))
+        add(md.fence(message.text))
         add("")
 
     add("## Diagnostics")
@@ -317,19 +344,21 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         add("")
     for action_run in state.actions.values():
         add(
-            f"### {inline(action_run.action)} on {inline(action_run.target)}, "
-            f"run {action_run.run}: {action_run.status}"
+            f"### {md.text(action_run.action)} on {md.text(action_run.target)}, "
+            f"run {md.text(action_run.run)}: {md.text(action_run.status)}"
         )
         add("")
         for stage in action_run.stages:
             add(
-                f"- {stage['at'][11:19]}Z {inline(stage.get('actor', ''))}: {inline(_stage_line(stage))}"
+                f"- {str(stage['at'])[11:19]}Z {md.text(stage.get('actor', ''))}: "
+                f"{md.text(_stage_line(stage))}"
             )
         backup = action_run.backup
         if backup:
             add("")
             add(
-                f"Backup: `{inline(backup['file'])}`, {backup['bytes']:,} bytes, sha256 `{backup['sha256']}`"
+                f"Backup: {md.code(backup.get('file', ''))}, {_count(backup.get('bytes'))} bytes, "
+                f"sha256 {md.code(backup.get('sha256', ''))}"
             )
         add("")
 
@@ -338,7 +367,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     if not state.notes:
         add("None.")
     for note in state.notes:
-        add(f"- **{note.at:%Y-%m-%d %H:%M}Z, {inline(note.actor)}:** {_note(note.text)}")
+        add(f"- **{note.at:%Y-%m-%d %H:%M}Z, {md.text(note.actor)}:** {md.lines(note.text)}")
     add("")
 
     add("## Checklist")
@@ -352,16 +381,16 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             continue
         if section["id"] in scenario_ids and section["id"] not in state.scenarios and not done:
             continue  # a scenario nobody followed is not part of this incident's record
-        add(f"### {inline(section['title'])}: {done}/{len(items)} done")
+        add(f"### {md.text(section['title'])}: {done}/{len(items)} done")
         add("")
         for step in section.get("steps", []):
-            add(f"**{inline(step['title'])}**")
+            add(f"**{md.text(step['title'])}**")
             add("")
             for item in step.get("items", []):
                 mark = "x" if item["ref"] in state.done else " "
                 when = state.done.get(item["ref"])
-                stamp = f" — {when[0]:%H:%M}Z, {inline(when[1])}" if when else ""
-                add(f"- [{mark}] {inline(item['text'])}{stamp}")
+                stamp = f" — {when[0]:%H:%M}Z, {md.text(when[1])}" if when else ""
+                add(f"- [{mark}] {md.text(item['text'])}{stamp}")
             add("")
         missing = [i["text"] for i in items if i["ref"] not in state.done]
         if missing:
@@ -377,7 +406,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         add("Nothing: every item of every phase was done.")
     for title, missing in left_open:
         add(
-            f"- {inline(title)}: {len(missing)} not done — " + "; ".join(inline(m) for m in missing)
+            f"- {md.text(title)}: {len(missing)} not done — "
+            + "; ".join(md.text(m) for m in missing)
         )
     add("")
     add("Scenarios that were not followed and had nothing ticked are left out of this record.")
@@ -385,11 +415,18 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     return "\n".join(out)
 
 
+def _count(value: object) -> str:
+    """A number from an event with thousands separators; anything else as literal text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return md.text(value)
+
+
 def _drill_banner(add: Callable[[str], None], state: IncidentState) -> None:
     """The first lines of a drill's export: nobody may take it for a real incident."""
     drill = state.drill
     assert drill is not None
-    add(f"# DRILL — not a real incident: {markdown_text(drill.title)} (speed ×{drill.speed:g})")
+    add(f"# DRILL — not a real incident: {md.text(drill.title)} (speed ×{drill.speed:g})")
     add("")
     clock = (
         f" Its clock ran {drill.speed:g} times faster than real time: timers and the "
@@ -398,50 +435,48 @@ def _drill_banner(add: Callable[[str], None], state: IncidentState) -> None:
         else ""
     )
     add(
-        f"> **DRILL.** A rehearsal of runbook `{state.playbook_id}` on a sandbox made for "
-        f"it; nothing here happened to a production system.{clock}"
+        f"> **DRILL.** A rehearsal of runbook {md.code(state.playbook_id)} on a sandbox made "
+        f"for it; nothing here happened to a production system.{clock}"
     )
     add("")
     add("Services of the sandbox:")
     add("")
     for target, label in drill.services.items():
-        add(f"- {markdown_code(target)}: {markdown_text(label)}")
+        add(f"- {md.code(target)}: {md.text(label)}")
     add("")
 
 
 def _diagnostic_section(add: Callable[[str], None], p: dict[str, Any], actor: str) -> None:
-    from playbook.core.evidence import numbers_of, shown_of
-
     add(
-        f"### {inline(str(p.get('diagnostic')))}: {str(p.get('verdict')).upper()}, "
-        f"{inline(str(p.get('started')))} by {inline(actor)}"
+        f"### {md.text(p.get('diagnostic'))}: {md.text(str(p.get('verdict')).upper())}, "
+        f"{md.text(p.get('started'))} by {md.text(actor)}"
     )
     add("")
     add(
-        f"- What: {inline(str(p.get('title')))} (`{p.get('kind')}` on target `{inline(str(p.get('target')))}`)"
+        f"- What: {md.text(p.get('title'))} ({md.code(p.get('kind'))} on target "
+        f"{md.code(p.get('target'))})"
     )
     params = p.get("params") or {}
     if params:
         shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in params.items())
-        add(f"- Parameters: {inline(shown)}")
-    add(f"- Ran: {p.get('started')} to {p.get('ended')}")
+        add(f"- Parameters: {md.text(shown)}")
+    add(f"- Ran: {md.text(p.get('started'))} to {md.text(p.get('ended'))}")
     if p.get("message"):
-        add(f"- {inline(str(p['message']))}")
+        add(f"- {md.text(p['message'])}")
     for check in p.get("checks") or []:
-        add(f"- Check: {inline(str(check.get('text')))}")
+        add(f"- Check: {md.text(check.get('text'))}")
     numbers = numbers_of(p)
     if numbers:
-        add(f"- Numbers: {inline(numbers)}")
-    add(f"- Rows: {shown_of(p)}")
+        add(f"- Numbers: {md.text(numbers)}")
+    add(f"- Rows: {md.text(shown_of(p, ROWS_IN_EXPORT))}")
     if p.get("file"):
-        add(f"- Full result: `{inline(str(p['file']))}` (SHA-256 `{p.get('sha256')}`)")
+        add(f"- Full result: {md.code(p['file'])} (SHA-256 {md.code(p.get('sha256'))})")
     rows = p.get("rows") or []
     if rows:
         add("")
-        add(_fence("\n".join(json.dumps(r, ensure_ascii=False)[:300] for r in rows[:10])))
+        add(
+            md.fence(
+                "\n".join(json.dumps(r, ensure_ascii=False)[:300] for r in rows[:ROWS_IN_EXPORT])
+            )
+        )
     add("")
-
-
-def _note(text: str) -> str:
-    lines = printable(text).splitlines() or [""]
-    return "\n  ".join(lines)

@@ -258,7 +258,8 @@ def required_variables(template_dir: Path, name: str) -> set[str]:
 
 
 def check_values(values: Mapping[str, str]) -> None:
-    """Refuse values that would corrupt a published message."""
+    """Refuse values that would corrupt a published message (give it only the values
+    the template uses: :func:`render` does)."""
     for key, value in values.items():
         if not isinstance(value, str):
             raise TemplateError(f"Variable {key!r} must be text, not {type(value).__name__}")
@@ -282,8 +283,10 @@ def render(
         TemplateError: a variable is missing or empty, a value is unsafe, the template
             is broken or tries something the sandbox forbids, or the output is too long.
     """
-    check_values(values)
     needed = required_variables(template_dir, name)
+    # Only what the template prints can corrupt it: an incident variable it never uses
+    # (a title with a control character, recorded by an older version) must not block it.
+    check_values({k: v for k, v in values.items() if k in needed})
     missing = sorted(v for v in needed if v not in values)
     empty = sorted(v for v in needed if v in values and not values[v].strip())
     if missing or empty:

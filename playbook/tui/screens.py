@@ -40,7 +40,6 @@ from playbook.core.text import inline
 from playbook.core.timers import BREACHED, WARNING
 from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
-from playbook.render import templates
 from playbook.render.export import describe
 from playbook.service import DRILL_PREFIX, defaults_from
 from playbook.tui.diagnostics import ParamsDialog, ResultScreen, param_defaults, verdict_text
@@ -352,7 +351,8 @@ class IncidentScreen(HelpText, Screen[None]):
         "applies and verifies; if that fails it offers rollback from the backup, and G rolls "
         "back the highlighted action's latest run later. "
         "Targets come from playbook.toml or `playbook run --target name=URI`.\n"
-        "Other keys: t timeline, x export, Esc back to the incident list, Ctrl+Q quit.\n"
+        "Other keys: t timeline, x export, T renames the incident, Esc back to the "
+        "incident list, Ctrl+Q quit. r on a resolved incident shows what is left to do.\n"
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
         "next status update is due. When one warns or is breached, a message names who "
         "to escalate to next; e records the escalation.\n"
@@ -375,6 +375,7 @@ class IncidentScreen(HelpText, Screen[None]):
         Binding("t", "timeline", "Timeline", id="incident.timeline", show=False),
         Binding("c", "copy", "Copy", id="incident.copy", show=False),
         Binding("x", "export", "Export", id="incident.export", show=False),
+        Binding("T", "rename", "Rename", id="incident.rename", show=False),
         Binding("escape", "leave", "Incidents", id="incident.leave", show=False),
     ]
 
@@ -417,6 +418,34 @@ class IncidentScreen(HelpText, Screen[None]):
             self.reload()
         self.set_interval(app.tick_seconds, self.tick)
         self.set_interval(app.refresh_seconds, self.reload)
+
+    _focus_on_leave: Any = None
+    """The widget that had focus when another screen covered this one."""
+
+    def on_screen_suspend(self) -> None:
+        self._focus_on_leave = self.focused
+
+    def on_screen_resume(self) -> None:
+        """Back from the timeline, a dialog or help: focus where it was, highlighted.
+
+        Textual keeps a screen's focus while it is covered, unless something took it
+        meanwhile (the terminal losing focus, a rebuilt widget); then it fell on the
+        first focusable widget or nowhere, with no highlight, and keys like Space did
+        nothing. This runs before Textual's own resume handler (it walks the MRO from
+        here), so Textual's fallback only applies when this finds nothing either.
+        """
+        wanted, self._focus_on_leave = self._focus_on_leave, None
+        if self.focused is None and not _app(self).too_small:
+            if wanted is None or not wanted.is_attached or not wanted.focusable:
+                wanted = self.query_one("#checklist", OptionList)
+            self.set_focus(wanted, scroll_visible=False)
+        focused = self.focused
+        if not isinstance(focused, OptionList) or focused.highlighted is not None:
+            return
+        if self.state is not None and self.playbook is not None:
+            # Rebuilt, each list highlights what it would on arrival: the section shown,
+            # the first open item.
+            self.build_nav() if focused.id == "nav" else self.build_checklist()
 
     # -------------------------------------------------------------- state
 
@@ -1470,8 +1499,31 @@ class IncidentScreen(HelpText, Screen[None]):
             self.app.push_screen(EscalateDialog(self))
 
     def action_resolve(self) -> None:
-        if self.state is not None:
-            self.app.push_screen(ResolveDialog(self))
+        if self.state is None:
+            return
+        if self.state.resolved_at is not None:
+            from playbook.tui.dialogs import ResolvedDialog
+
+            self.app.push_screen(ResolvedDialog(self))
+            return
+        self.app.push_screen(ResolveDialog(self))
+
+    def action_rename(self) -> None:
+        if self.state is None:
+            return
+        if self.state.closed_at is not None:
+            self.notify(
+                "The incident is closed: its title stays as it is.", severity="error", markup=False
+            )
+            return
+        from playbook.tui.dialogs import RenameDialog
+
+        self.app.push_screen(RenameDialog(self))
+
+    def show_post_incident(self) -> None:
+        """Show the first post-incident section, its checklist focused."""
+        self.action_phase(self._post_incident_first())
+        self.query_one("#checklist", OptionList).focus()
 
     def action_status(self, kind: str = "") -> None:
         if self.state is None:
@@ -1546,6 +1598,11 @@ class IncidentScreen(HelpText, Screen[None]):
         )
         yield SystemCommand(
             "incident: add note", "A note on the timeline (n)", _app(self).action_note
+        )
+        yield SystemCommand(
+            "incident: rename",
+            "A new title; the old one stays in the timeline (T)",
+            self.action_rename,
         )
         yield SystemCommand("incident: resolve", "Stop the resolution timer", self.action_resolve)
         yield SystemCommand(
@@ -1828,8 +1885,12 @@ class ExportDialog(_Dialog):
                     "Markdown: the post-incident document", value=self.fmt == "markdown"
                 )
                 yield RadioButton("JSON: every event, loadable again", value=self.fmt == "json")
+            # The cursor goes to the end of the path: a first key (Space!) must not
+            # replace all of it, as a selected value would be.
             yield Input(
-                value=str(default_export_path(self.incident.incident_id, self.fmt)), id="path"
+                value=str(default_export_path(self.incident.incident_id, self.fmt)),
+                id="path",
+                select_on_focus=False,
             )
             with Horizontal(classes="buttons"):
                 yield Button("Export (Enter)", variant="primary", id="ok")
@@ -1847,7 +1908,10 @@ class ExportDialog(_Dialog):
         self.query_one("#path", Input).focus()
 
     def action_submit(self) -> None:
-        path = Path(self.query_one("#path", Input).value).expanduser()
+        typed = self.required("#path", "Give the file to write, e.g. incident.md.")
+        if typed is None:
+            return
+        path = Path(typed.strip()).expanduser()
         service = _app(self).service
         incident_id = self.incident.incident_id
         fmt = self.fmt
@@ -2011,12 +2075,9 @@ class ComposerScreen(HelpText, Screen[None]):
             self.text = ""
             return
         service = _app(self).service
-        merged = {**service.status_variables(state), **self.current_values()}
         try:
             # Rendering reads a small template file once (Jinja caches it): no store I/O.
-            self.text = templates.render(
-                service.template_dir(state), tmpl["file"], merged, label=self.kind
-            )
+            self.text = service.render_status(state, self.kind, self.current_values())
         except (TemplateError, PlaybookError) as error:
             self.text = ""
             out = Text(error.title, style="bold red")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 import pytest
-from helpers import run_playbook
+from helpers import append_raw, run_playbook
 
 from playbook.cli import main
 from playbook.core.state import fold
 from playbook.render.export import from_json
+from playbook.service import Service
+from playbook.store.sqlite import SQLiteStore
 
 
 def _commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
@@ -127,13 +132,135 @@ def test_missing_template_variable_is_named_and_nothing_recorded(cli) -> None:
     assert [e["type"] for e in timeline] == ["opened"]
 
 
-def test_text_from_notes_is_shown_literally(cli) -> None:
-    incident = json.loads(cli("open", "--title", "t\x1b]0;pwned\x07itle", "--json").output)["id"]
-    cli("note", incident, "\x1b[2J[bold]wipe[/]\u202eevil")
+def test_typed_control_characters_are_refused_with_where_they_are(cli) -> None:
+    opened = cli("open", "--title", "t\x1b]0;pwned\x07itle")
+    assert opened.exit_code == 2
+    assert "The title contains a control character: \\x1b at character 2." in opened.output
+    assert json.loads(cli("incidents", "--json").output) == []  # nothing was opened
+    incident = json.loads(cli("open", "--title", "plain", "--json").output)["id"]
+    for args, what in (
+        (("note", incident, "\x1b[2J[bold]wipe[/]"), "note"),
+        (("rename", incident, "a\u202eb"), "title"),
+        (("rename", incident, "two\nlines"), "title"),
+        (("severity", incident, "P1", "--reason", "x\x9bq"), "reason"),
+        (("escalate", incident, "--reason", "bell\x07"), "reason"),
+        (("resolve", incident, "--summary", "ok\x1b[0m"), "summary"),
+        (("--actor", "eve\x1b[8m", "ack", incident), "actor name"),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert f"The {what} " in result.output and "control character" in result.output
+        assert "Traceback" not in result.output
+    # A diagnostic is refused before it runs, not after (its result could not be recorded).
+    ran = cli(
+        "--actor", "eve\x1b[8m", "diag", "run", incident, "redis-index-drop",
+        "--target", "cache=redis://127.0.0.1:9",
+    )  # fmt: skip
+    assert ran.exit_code == 2 and "The actor name" in ran.output
+    assert "Running" not in ran.output and not (cli.home / "evidence").exists()
+    assert [e["type"] for e in json.loads(cli("timeline", incident, "--json").output)] == ["opened"]
+    # Newlines and tabs are text in a note; a Windows line ending becomes a newline.
+    assert cli("note", incident, "line one\r\nline\ttwo").exit_code == 0
+    last = json.loads(cli("timeline", incident, "--json").output)[-1]
+    assert last["payload"]["text"] == "line one\nline\ttwo"
+
+
+def test_text_recorded_before_the_policy_is_shown_literally(cli) -> None:
+    incident = json.loads(cli("open", "--title", "plain", "--json").output)["id"]
+    store = SQLiteStore(cli.home)
+    try:
+        service = Service(store)
+        append_raw(service, incident, "renamed", {"from": "plain", "to": "t\x1b]0;pwned\x07itle"})
+        append_raw(service, incident, "note_added", {"text": "\x1b[2J[bold]wipe[/]\u202eevil"})
+    finally:
+        store.close()
     for args in (("timeline", incident), ("show", incident), ("incidents",)):
         output = cli(*args).output
         assert "\x1b" not in output and "\u202e" not in output and "\x07" not in output
     assert "\\x1b[2J[bold]wipe[/]\\u202eevil" in cli("timeline", incident).output
+    as_json = cli("timeline", incident, "--json").output  # the same value, escaped
+    assert "\u202e" not in as_json and "\x1b" not in as_json
+    assert json.loads(as_json)[-1]["payload"]["text"] == "\x1b[2J[bold]wipe[/]\u202eevil"
+    # The title that used to block every status message: a template that does not use
+    # it renders, and a rename puts it right.
+    assert cli("status", incident, "initial", "--set", "specific_issues=orders").exit_code == 0
+    assert cli("rename", incident, "Orders missing").exit_code == 0
+    assert json.loads(cli("show", incident, "--json").output)["title"] == "Orders missing"
+
+
+def test_arguments_and_stdin_that_are_not_utf8_are_usage_errors(tmp_path: Path) -> None:
+    home = tmp_path / "argv-home"
+    env = {"PLAYBOOK_HOME": str(home)}
+    bad = os.fsdecode(b"\xff\xfe bad")  # what Python makes of such bytes in argv
+    for args, named in (
+        (("open", "--title", bad), "Argument 3 (the value of --title)"),
+        (("open", f"--title={bad}"), "Argument 2 (the value of --title)"),
+        (("--actor", bad, "incidents"), "Argument 2 (the value of --actor)"),
+        (("note", bad, "text"), "Argument 2"),
+    ):
+        result = run_playbook(*args, env=env)
+        assert result.returncode == 2, result.stderr
+        assert f"{named} is not valid UTF-8 text: \\xff\\xfe bad" in result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert json.loads(run_playbook("incidents", "--json", env=env).stdout) == []
+
+    opened = run_playbook("open", "--title", "ok", "--json", env=env)
+    incident = json.loads(opened.stdout)["id"]
+    piped = subprocess.run(
+        [sys.executable, "-m", "playbook", "note", incident, "-"],
+        input=b"caf\xe9 latin-1\n",
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert piped.returncode == 2
+    assert b"Standard input is not UTF-8 text (byte 0xe9)" in piped.stderr
+    assert b"Traceback" not in piped.stderr
+    timeline = json.loads(run_playbook("timeline", incident, "--json", env=env).stdout)
+    assert [e["type"] for e in timeline] == ["opened"]  # nothing half-recorded
+    good = subprocess.run(
+        [sys.executable, "-m", "playbook", "note", incident, "-"],
+        input="café, in UTF-8\n".encode(),
+        capture_output=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert good.returncode == 0, good.stderr
+    timeline = json.loads(run_playbook("timeline", incident, "--json", env=env).stdout)
+    assert timeline[-1]["payload"]["text"] == "café, in UTF-8\n"
+
+
+def test_the_app_refuses_to_start_without_a_terminal(tmp_path: Path) -> None:
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    env = {**os.environ, "PLAYBOOK_HOME": str(tmp_path / "home")}
+    for command in (["run"], ["drill"]):
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            # A hang here (the old behaviour) ends the test with TimeoutExpired.
+            code = subprocess.run(
+                [sys.executable, "-m", "playbook", *command],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                timeout=60,
+            ).returncode
+        assert code == 2
+        written = out.read_bytes() + err.read_bytes()
+        assert b"\x1b" not in written  # no escape codes in the files
+        assert f"playbook {command[0]} needs a terminal".encode() in written
+        assert b"standard input and standard error are not one" in written
+
+
+def test_a_note_too_long_says_what_to_do_instead(cli) -> None:
+    from playbook.service import MAX_NOTE
+
+    incident = json.loads(cli("open", "--title", "long", "--json").output)["id"]
+    result = cli("note", incident, "-", input="x" * (MAX_NOTE + 1))
+    assert result.exit_code == 2
+    assert f"limited to {MAX_NOTE:,} characters; this one has {MAX_NOTE + 1:,}" in result.output
+    assert "Save the text as a file" in result.output and "note its path" in result.output
+    assert "attach" not in result.output  # there is no attach feature to point at
+    assert [e["type"] for e in json.loads(cli("timeline", incident, "--json").output)] == ["opened"]
 
 
 def test_python_dash_m_and_the_version() -> None:

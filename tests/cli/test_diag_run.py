@@ -49,6 +49,9 @@ def test_a_run_is_recorded_with_its_evidence(cli: Cli, redis: RedisServer) -> No
     assert result.exit_code == 0, result.output
     assert "PASS  redis-index-drop on cache" in result.output
     assert "drop_percent = 0.0 (healthy: <= 10): ok" in result.output
+    # It says how many rows it prints, not how many the event keeps (20).
+    assert "showing 10 of 6,049 rows" in result.output
+    assert sum(1 for line in result.output.splitlines() if line.startswith('    "discord:')) == 10
 
     shown = cli("timeline", incident)
     assert "Diagnostic redis-index-drop on cache: PASS" in shown.output
@@ -68,6 +71,7 @@ def test_a_run_is_recorded_with_its_evidence(cli: Cli, redis: RedisServer) -> No
     md = cli("export", incident).output
     assert "### redis-index-drop: PASS" in md
     assert f"SHA-256 `{p['sha256']}`" in md
+    assert "- Rows: showing 10 of 6,049 rows" in md
 
 
 def test_verdicts_set_the_exit_status(cli: Cli, redis: RedisServer) -> None:

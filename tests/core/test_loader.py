@@ -164,6 +164,22 @@ def test_not_utf8(tmp_path: Path) -> None:
     assert "not UTF-8" in str(caught.value.problems[0])
 
 
+def test_a_nul_byte_is_named_with_its_line_and_column(tmp_path: Path) -> None:
+    line_no = GOOD.splitlines().index(next(ln for ln in GOOD.splitlines() if "title:" in ln))
+    line = GOOD.splitlines()[line_no]
+    column = line.index(":") + 3
+    text = GOOD.replace(line, line[: column - 1] + "\x00" + line[column - 1 :], 1)
+    (problem,) = problems_of(text, tmp_path, "nul.yaml")
+    assert f"nul.yaml:{line_no + 1}:{column}: character U+0000 is not allowed" in problem
+    # The CLI: a clear error and exit 1 where there used to be "internal error" (70).
+    path = tmp_path / "nul.yaml"
+    for args in (("validate", str(path)), ("open", str(path), "--title", "x")):
+        result = run_playbook(*args, env={"PLAYBOOK_HOME": str(tmp_path / "home")})
+        assert result.returncode == 1, result.stderr
+        assert f"{path}:{line_no + 1}:{column}:" in result.stderr and "U+0000" in result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
 def test_parse_accepts_text_directly() -> None:
     assert parse(GOOD, "inline.yaml").id == "data-integrity"
 

@@ -12,6 +12,7 @@ from helpers import ROOT
 from playbook.core.loader import LoadedPlaybook, load
 from playbook.core.scorecard import scorecard
 from playbook.core.text import one_line
+from playbook.render.scorecard import scorecard_markdown
 
 DIAGNOSTICS = [
     "index-drop",
@@ -372,7 +373,7 @@ def test_a_real_incident_gets_a_response_review_without_the_drill_parts(
     text = card.to_text()
     assert text.startswith("Response review: Orders missing\n")
     assert "Data:" not in text and "speed" not in text and "real" not in text
-    assert card.to_markdown().startswith("## Response review\n")
+    assert scorecard_markdown(card).startswith("## Response review\n")
     json.dumps(card.to_dict())
 
 

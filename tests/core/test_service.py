@@ -96,3 +96,113 @@ def test_post_incident_work_stays_open_after_resolving(service) -> None:
     service.close(incident)
     with pytest.raises(Conflict, match="closed"):
         service.check(incident, "immediate-follow-up.monitoring")
+
+
+def test_rename_records_old_and_new_title_until_the_incident_is_closed(service, clock) -> None:
+    from playbook.render.export import describe
+
+    incident = service.open(None, "Orders misisng").id
+    clock.advance(minutes=5)
+    state = service.rename(incident, "  Orders missing since 02:10 ")
+    assert state.title == "Orders missing since 02:10"
+    event = service.get(incident).events[-1]
+    assert event.type == ev.RENAMED
+    assert event.payload == {"from": "Orders misisng", "to": "Orders missing since 02:10"}
+    assert describe(event) == "Renamed from “Orders misisng” to “Orders missing since 02:10”"
+    assert [(r.old, r.new, r.actor) for r in state.renames] == [
+        ("Orders misisng", "Orders missing since 02:10", "alice")
+    ]
+    with pytest.raises(Conflict, match="already has that title"):
+        service.rename(incident, "Orders missing since 02:10")
+    with pytest.raises(UsageError, match="needs some text"):
+        service.rename(incident, "   ")
+    service.resolve(incident, "restored")
+    assert service.rename(incident, "Orders lost at 02:10").title == "Orders lost at 02:10"
+    service.close(incident)
+    with pytest.raises(Conflict, match="is closed"):
+        service.rename(incident, "too late")
+    assert fold(service.get(incident).events).title == "Orders lost at 02:10"
+
+
+def test_every_event_type_is_described_in_words(service, loaded) -> None:
+    """No timeline (CLI, app, export) shows a raw ``type {json}`` line for our own events:
+    an incident with one event of every type, each as the service records it."""
+    from drill_support import drill_payload
+
+    from playbook.render.export import describe
+
+    incident = service.open(loaded, "x", drill=drill_payload()).id
+    service.acknowledge(incident)
+    service.change_severity(incident, "P1", "accounts hit")
+    service.check(incident, "investigation.detailed-data-analysis.verify-backup-integrity")
+    service.uncheck(incident, "verify-backup-integrity")
+    service.note(incident, "a note")
+    service.status(incident, "initial", {"specific_issues": "orders"})
+    service.escalate(incident)
+    service.choose_scenario(incident, "data-loss")
+    service.record_diagnostic(
+        incident,
+        {
+            "diagnostic": "index-drop",
+            "kind": "redis",
+            "target": "cache",
+            "params": {},
+            "started": "2026-03-14T02:01:00.000000Z",
+            "ended": "2026-03-14T02:01:01.000000Z",
+            "verdict": "pass",
+            "message": "",
+            "checks": [],
+            "metrics": {},
+            "rows": [],
+            "rows_total": 0,
+            "partial": False,
+            "error": "",
+            "file": None,
+            "sha256": None,
+        },
+    )
+    service.record_action_stage(
+        incident,
+        {"run": "r1", "action": "rebuild", "target": "cache", "stage": "apply", "outcome": "done"},
+    )
+    service.record_drill_check(
+        incident,
+        {
+            "restored": False,
+            "targets": {
+                "cache": {"restored": False, "missing": 1200, "changed": 3, "extra": 0},
+                "app-db": {"restored": True, "missing": 0, "changed": 0, "extra": 0},
+            },
+        },
+    )
+    service.rename(incident, "y")
+    service.resolve(incident, "done")
+    service.close(incident)
+    found = service.get(incident)
+    assert {e.type for e in found.events} == set(ev.EVENT_TYPES)  # every type is here
+    lines = {e.type: describe(e, found.state) for e in found.events}
+    for kind, text in lines.items():
+        assert not text.startswith(kind + " "), text
+    assert lines[ev.DRILL_CHECKED] == (
+        "Drill data check: the data differs from its fingerprint "
+        "(cache: 1,200 missing, 3 changed; app-db as before)"
+    )
+    assert lines[ev.RENAMED] == "Renamed from “x” to “y”"
+
+
+def test_a_status_message_written_in_a_drill_says_drill_first(service, loaded) -> None:
+    from drill_support import drill_payload
+
+    from playbook.service import DRILL_MARK
+
+    values = {"specific_issues": "missing orders"}
+    drill = service.open(loaded, "rehearsal", drill=drill_payload()).id
+    preview = service.preview_status(drill, "initial", values)
+    state, text = service.status(drill, "initial", values)
+    assert DRILL_MARK == "[DRILL — not a real incident]"
+    assert text == preview and text.startswith(DRILL_MARK + "\n[SERVICE ISSUE] ")
+    assert state.messages[-1].text == text  # recorded as shown
+    assert service.get(drill).events[-1].payload["text"].startswith(DRILL_MARK + "\n")
+    real = service.open(loaded, "real").id
+    _state, text = service.status(real, "initial", values)
+    assert text.startswith("[SERVICE ISSUE] ") and "DRILL" not in text

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import append_raw
 
 from playbook.core.state import fold
 from playbook.errors import UsageError
@@ -25,7 +26,7 @@ def worked(service, clock):
     service.status(incident, "initial", {"specific_issues": "``` missing orders | [bold]"})
     clock.advance(minutes=30)
     service.change_severity(incident, "P1", "user accounts affected")
-    service.note(incident, "line one\nline two \x1b[2J")
+    append_raw(service, incident, "note_added", {"text": "line one\nline two \x1b[2J"})
     clock.advance(minutes=20)
     service.resolve(incident, "restored")
     return incident
@@ -64,7 +65,7 @@ def test_markdown_is_the_post_incident_document(service, worked, clock) -> None:
     message = state.messages[0].text
     assert "````text\n" + message.rstrip("\n") + "\n````" in md
     # control characters are escaped, never emitted
-    assert "\x1b" not in md and "\\x1b[2J" in md
+    assert "\x1b" not in md and "\\\\x1b\\[2J" in md  # shown as \x1b[2J once rendered
     assert "### Immediate Response: 4/11 done" in md
     assert "## Left open" in md and "Service Restoration: 12 not done" in md
     assert "Users reporting missing or incorrect data" in md
@@ -96,5 +97,5 @@ def test_only_followed_scenarios_are_in_the_record_and_notes_keep_their_lines(
     assert "### Scenario: Data Loss: 0/" in md
     assert "Scenario: Database Corruption" not in md
     assert "Note: first line ⏎ second line" in md  # one table row, the break visible
-    assert "first line\n  second line" in md  # the notes section keeps the lines
+    assert "first line\\\n  second line" in md  # the notes section keeps the lines
     assert "Following scenario data-loss" in md

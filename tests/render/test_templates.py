@@ -48,6 +48,16 @@ def test_control_characters_in_values_are_refused(tdir: Path) -> None:
         render(tdir, "ok.j2", {"issue": "\x1b]52;c;cm0gLXJmIH4=\x07", "time": "now"})
 
 
+def test_only_the_variables_a_template_uses_are_checked(tdir: Path) -> None:
+    # An incident variable the template never prints (a title recorded with a control
+    # character by an older version) does not block the message...
+    values = {"issue": "orders", "time": "03:00", "title": "t\x1b]0;x\x07", "n": 3}
+    assert render(tdir, "ok.j2", values) == "Issue: orders at 03:00\n"  # type: ignore[arg-type]
+    # ...and a value it does print is still refused.
+    with pytest.raises(TemplateError, match="'issue' contains control characters"):
+        render(tdir, "ok.j2", {**values, "issue": "\x1b[2J"})  # type: ignore[arg-type]
+
+
 def test_the_seed_messages_render_from_the_incident(service) -> None:
     incident = service.open(None, "x").id
     with pytest.raises(TemplateError, match="missing: brief_cause, brief_resolution"):

@@ -417,4 +417,5 @@ def test_no_uri_or_password_reaches_the_timeline_or_the_export(
         exported = sqlite_service.export(incident, fmt)
         assert "could not be reached" in exported
         assert "hunter2" not in exported
-        assert "bot:***@db.internal" in exported
+        shown = exported.replace("\\*", "*")  # as Markdown renders its escaped stars
+        assert "bot:***@db.internal" in shown

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import append_raw
 from textual.widgets import Input, OptionList, Static
 from tui_support import SIZE, RecordingApp, events, make_app, on_incident, until
 
@@ -159,8 +160,11 @@ async def test_the_whole_flow_then_resume_after_restart(
 
 async def test_outside_text_is_shown_literally_and_never_acted_on(service: Service, loaded) -> None:
     nasty = "[bold]x[/] [@click=app.quit]quit[/] \x1b[2J\x1b]52;c;ZXZpbA==\x07 [/"
-    incident = service.open(loaded, f"t {nasty}").id
-    service.note(incident, nasty)
+    # Markup is plain text to the service; control characters are refused at input, so
+    # they come from a log written before that (or imported), which must show them too.
+    incident = service.open(loaded, "t [bold]x[/] [@click=app.quit]quit[/] [/").id
+    append_raw(service, incident, "renamed", {"from": "t", "to": f"t {nasty}"})
+    append_raw(service, incident, "note_added", {"text": nasty})
     app = make_app(service, loaded, resume=incident)
     async with app.run_test(size=SIZE) as pilot:
         await on_incident(pilot)

@@ -1,0 +1,105 @@
+"""What comes from the terminal: arguments and standard input that are not UTF-8, and
+whether there is a terminal at all for the app.
+
+Bytes that are not UTF-8 cannot be stored in the incident log, exported or shown
+faithfully; they used to surface as an internal error halfway through a command. They
+are refused before the command runs, as usage errors (exit 2) naming where they were.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from playbook.core.text import inline
+from playbook.errors import UsageError
+
+
+def _undecodable(value: str) -> bool:
+    """True when ``value`` came from bytes that are not UTF-8 (Python keeps such bytes
+    as lone surrogates; the UTF-8 codec is the judge of what it cannot encode)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _shown_bytes(value: str) -> str:
+    """An argument as its original bytes, the invalid ones shown as ``\\xff``."""
+    return inline(os.fsencode(value).decode("utf-8", "backslashreplace"))
+
+
+def refuse_undecodable(ctx: click.Context, args: Sequence[str]) -> None:
+    """Refuse a command line holding bytes that are not UTF-8, naming the argument.
+
+    Such text cannot be stored in the incident log, exported or shown faithfully, and
+    used to surface as an internal error halfway through a command.
+    """
+    for position, arg in enumerate(args, start=1):
+        if not _undecodable(arg):
+            continue
+        before = args[position - 2] if position > 1 else ""
+        option, value = "", arg
+        if arg.startswith("--") and "=" in arg:
+            option, value = arg.split("=", 1)
+        elif before.startswith("-") and not _undecodable(before):
+            option = before
+        of = f" (the value of {option})" if option else ""
+        raise click.UsageError(
+            f"Argument {position}{of} is not valid UTF-8 text: {_shown_bytes(value)}. "
+            "Type it again in UTF-8 (check the terminal's and the locale's encoding).",
+            ctx,
+        )
+
+
+def _stdin_not_utf8(error: UnicodeError) -> tuple[str, int]:
+    """Codec error handler for standard input: bytes that are not UTF-8 are a usage error."""
+    bad = ""
+    if isinstance(error, UnicodeDecodeError):
+        bad = f" (byte 0x{error.object[error.start]:02x})"
+    raise UsageError(
+        f"Standard input is not UTF-8 text{bad}.",
+        "Convert it first, e.g. `iconv -f latin1 -t utf-8`, or save it as a file and "
+        "give its path in a note.",
+    )
+
+
+codecs.register_error("playbook.stdin", _stdin_not_utf8)
+
+
+def strict_stdin() -> None:
+    """Decode standard input strictly, so `note ID -` fails clearly on non-UTF-8 bytes
+    (Python's default under a C locale turns them into surrogates that fail later)."""
+    stream = sys.stdin
+    reconfigure = getattr(stream, "reconfigure", None)
+    if stream is None or reconfigure is None:
+        return
+    with contextlib.suppress(ValueError, OSError, io.UnsupportedOperation):
+        reconfigure(errors="playbook.stdin")
+
+
+def require_terminal(command: str, instead: str) -> None:
+    """Refuse to start the app without a terminal to draw on and read keys from.
+
+    The app reads keys from standard input and draws on standard error (Textual's
+    choice; standard output may be redirected). Without a terminal it wrote escape
+    codes into a file and waited for keys that never came.
+    """
+    missing = [
+        name
+        for name, stream in (("standard input", sys.stdin), ("standard error", sys.stderr))
+        if stream is None or not stream.isatty()
+    ]
+    if missing:
+        raise UsageError(
+            f"{command} needs a terminal, and {' and '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not one.",
+            instead,
+        )

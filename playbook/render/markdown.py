@@ -1,0 +1,119 @@
+"""CommonMark for values from outside: the one place they are made literal.
+
+Titles, notes, actor names, trigger texts, diagnostic rows and messages, template
+values, status texts, check texts and drill examples come from people, playbooks and
+databases. In an export they must read as what they are, and never become markup of
+their own once the document is pasted into a wiki or a ticket that renders Markdown:
+
+- HTML and autolinks: ``<`` is escaped, so no tag, comment or ``<scheme:…>`` link
+  starts; ``&`` is escaped, so no entity turns into a character.
+- Links, images and link reference definitions: ``[`` and ``]`` are escaped.
+- Emphasis, code spans, strikethrough and table cells: ``*``, ``_``, `````, ``~`` and
+  ``|`` are escaped, and ``\\`` itself.
+- Block syntax (headings, block quotes, lists, thematic breaks, setext underlines,
+  fences, HTML blocks) can only start a line: a value's first character is escaped
+  when it could start one, and so is every line of a multi-line value (a note).
+- Control characters, terminal escapes and bidirectional overrides are shown as
+  ``\\x1b``-style escapes (:mod:`playbook.core.text`).
+
+Backslash escapes are CommonMark's own way of saying "this character is literal"
+(any ASCII punctuation may be escaped), so a renderer shows the value exactly, and
+the raw file stays readable: ordinary words, numbers and ``:`` ``/`` ``.`` are left
+alone. Bare URLs are left as text; a GFM renderer may make ``https://…`` clickable, but
+such a link shows its own address (nothing can hide it behind other words).
+
+Code spans and fenced blocks hold a value literally; their fence is longer than any
+run of backticks inside, so nothing in the value can close it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from playbook.core.text import one_line, printable
+
+_INLINE = re.compile(r"([\\`*_\[\]<&|~])")
+"""Characters that can start or end inline markup anywhere in a line."""
+_LINE_START = re.compile(r"^( {0,3})([#>+=\-]|\d{1,9}(?=[.)](?:\s|$)))")
+"""A line's first character that could start a block: a heading, a block quote, a list
+item, a setext underline or thematic break (``*``, ``_``, `````, ``~``, ``<`` and
+``|`` are escaped everywhere already). For an ordered list the digits stay and the
+``.`` or ``)`` after them is escaped (see :func:`_line_start`)."""
+_TRAILING_HASHES = re.compile(r"(#+)(\s*)$")
+"""A heading's closing sequence: ``# Title ##`` would lose its ``##``."""
+
+
+def _line_start(line: str) -> str:
+    """``line`` (already escaped inline) with a block-starting first character escaped."""
+    match = _LINE_START.match(line)
+    if match is None:
+        return line
+    spaces, start = match.group(1), match.group(2)
+    rest = line[match.end() :]
+    if start[0].isdigit():
+        return f"{spaces}{start}\\{rest}"  # "1." -> "1\." : not a list item
+    return f"{spaces}\\{start}{rest}"
+
+
+def _escape_line(line: str) -> str:
+    escaped = _INLINE.sub(r"\\\1", line)
+    escaped = _TRAILING_HASHES.sub(lambda m: "\\#" * len(m.group(1)) + m.group(2), escaped)
+    return _line_start(escaped)
+
+
+def text(value: object) -> str:
+    """``value`` as literal Markdown text on one line, safe anywhere inline: in a
+    paragraph, a list item, a heading, a table cell. Line breaks are shown as ⏎.
+
+    Leading blanks are dropped: a renderer would drop them anyway, and four of them at
+    the start of a line would make an indented code block.
+    """
+    return _escape_line(one_line(str(value)).lstrip())
+
+
+def code(value: object, in_table: bool = False) -> str:
+    """``value`` as a code span (shown literally, markup and all), on one line.
+
+    In a table cell, pipes are escaped as GFM asks even inside code spans.
+    """
+    body = one_line(str(value))
+    ticks = "`" * (_longest_backtick_run(body) + 1)
+    if body.startswith(("`", " ")) or body.endswith(("`", " ")) or not body:
+        body = f" {body} "
+    if in_table:
+        body = body.replace("|", "\\|")
+    return f"{ticks}{body}{ticks}"
+
+
+def fence(value: str, info: str = "text") -> str:
+    """``value`` in a fenced block: its lines kept, shown literally, control characters
+    escaped. The fence is longer than any run of backticks in the value."""
+    body = printable(value).rstrip("\n")
+    ticks = "`" * max(3, _longest_backtick_run(body) + 1)
+    return f"{ticks}{info}\n{body}\n{ticks}"
+
+
+def lines(value: str, indent: str = "  ") -> str:
+    """A multi-line value (a note) as literal Markdown that keeps its line breaks.
+
+    Each line is escaped like :func:`text`; lines end in a hard break, a blank line
+    starts a new paragraph, and lines after the first are indented by ``indent`` so
+    that they stay inside the list item they continue.
+    """
+    paragraphs: list[list[str]] = [[]]
+    for raw in printable(value).replace("\r\n", "\n").split("\n"):
+        if raw.strip():
+            paragraphs[-1].append(_escape_line(raw.rstrip()))
+        elif paragraphs[-1]:
+            paragraphs.append([])
+    kept = [p for p in paragraphs if p] or [[""]]
+    joined = [f"\\\n{indent}".join(p) for p in kept]
+    return f"\n\n{indent}".join(joined)
+
+
+def _longest_backtick_run(value: str) -> int:
+    longest = run = 0
+    for char in value:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    return longest
