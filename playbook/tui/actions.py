@@ -31,7 +31,7 @@ ITEMS_LISTED = 20
 """Items a rollback kept, or overwrote, listed by name (the count covers them all)."""
 
 if TYPE_CHECKING:
-    from playbook.guarded import GuardedRun, Outcome
+    from playbook.service.actions import GuardedRun, Outcome
 
 
 class ActionScreen(ModalScreen[None]):
@@ -311,7 +311,7 @@ class ActionScreen(ModalScreen[None]):
 
 
 def _refused(run: GuardedRun, typed: str) -> None:
-    from playbook.guarded import ConfirmationMismatch
+    from playbook.service.actions import ConfirmationMismatch
 
     try:
         run.confirm(typed)

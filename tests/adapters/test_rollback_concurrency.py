@@ -30,8 +30,8 @@ from mongo_support import database
 from pgserver import PostgresServer
 from servers import RedisServer, fingerprint
 
-from playbook.guarded import NothingToRollBack
 from playbook.service import Service
+from playbook.service.actions import NothingToRollBack
 from playbook.targets import Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -512,7 +512,7 @@ def test_a_writer_that_records_nothing_rolls_back_only_with_force(
     from playbook.adapters import plugins
     from playbook.adapters.redis_writer import RedisWriter
     from playbook.errors import Conflict
-    from playbook.guarded import ConfirmationMismatch
+    from playbook.service.actions import ConfirmationMismatch
 
     class OldWriter(RedisWriter):
         records_writes = False

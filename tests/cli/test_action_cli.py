@@ -197,7 +197,7 @@ def collector_between_backup_and_apply(
 ) -> None:
     """A collector that writes ``member`` to ``key`` once the phrase is typed: after the
     backup, before the apply (the order seed 002's stale restore lost data in)."""
-    from playbook.guarded import GuardedRun
+    from playbook.service.actions import GuardedRun
 
     confirm = GuardedRun.confirm
 

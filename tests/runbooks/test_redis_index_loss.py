@@ -20,8 +20,8 @@ from servers import RedisServer, fingerprint, load_seed_000
 
 from playbook.adapters.writers import LockHeld, read_backup
 from playbook.core.loader import load
-from playbook.guarded import ConfirmationMismatch
 from playbook.service import Service
+from playbook.service.actions import ConfirmationMismatch
 from playbook.targets import Target
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ import pytest
 from helpers import T0
 from textual.widgets import Input
 
-from playbook import service as service_module
 from playbook.core.clock import FakeClock
 from playbook.service import Service
+from playbook.service import facade as service_module
 from playbook.store.memory import MemoryStore
 from playbook.tui.app import PlaybookApp
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from playbook.adapters.base import Adapter, Progress, RunContext, RunRequest
     from playbook.core.loader import LoadedPlaybook
     from playbook.core.model import Diagnostic, Playbook
-    from playbook.guarded import GuardedRun
+    from playbook.service.actions import GuardedRun
     from playbook.targets import Target
 
 MAX_RETRIES = 8
@@ -827,7 +827,7 @@ class Service:
         hook: Callable[[str, str], None] | None = None,
     ) -> GuardedRun:
         """A new run of a guarded action, checked and ready for its dry run."""
-        from playbook import guarded
+        from playbook.service import actions as guarded
 
         self._check_actor()  # before anything runs: every stage is recorded under this name
 
@@ -842,7 +842,7 @@ class Service:
         hook: Callable[[str, str], None] | None = None,
     ) -> GuardedRun:
         """An earlier run of a guarded action, rebuilt from its events to roll it back."""
-        from playbook import guarded
+        from playbook.service import actions as guarded
 
         self._check_actor()
 

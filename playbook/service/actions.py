@@ -54,7 +54,7 @@ from playbook.errors import Conflict, NotFound, UsageError
 from playbook.targets import Target, resolve_target
 
 if TYPE_CHECKING:
-    from playbook.service import Service
+    from playbook.service.facade import Service
 
 _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
 
