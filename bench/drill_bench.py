@@ -26,7 +26,7 @@ from pathlib import Path
 from figures import Figure, summary
 
 from playbook.core.loader import load
-from playbook.drill import DrillSandbox
+from playbook.drill.sandbox import DrillSandbox
 from playbook.resources import builtin_runbooks
 
 STARTUP_TARGET = 5.0

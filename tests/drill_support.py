@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,14 @@ def sandbox_processes(folder_prefix: str) -> dict[int, str]:
         if state != "Z" and (folder_prefix in cmdline or cwd.startswith(folder_prefix)):
             found[int(entry.name)] = cmdline
     return found
+
+
+def gone(pid: int, within: float = 20.0) -> bool:
+    """Whether ``pid`` has exited, waiting for it at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the poll interval of waiting for another process to exit
+    return not Path(f"/proc/{pid}").exists()
 
 
 def drill_folders(tmp: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The tests' PostgreSQL: :class:`playbook.sandbox.PostgresServer` with the marker password.
+"""The tests' PostgreSQL: :class:`playbook.drill.servers.PostgresServer` with the marker password.
 
 The password is :data:`servers.PASSWORD`, which the secret-leak tests grep every output
 for.
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 from servers import PASSWORD
 
-from playbook import sandbox
-from playbook.sandbox import postgres_bindir
+from playbook.drill import servers as sandbox
+from playbook.drill.servers import postgres_bindir
 
 __all__ = ["PostgresServer", "postgres_bindir", "postgres_server"]
 

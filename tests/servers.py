@@ -24,16 +24,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from playbook import drilldata, sandbox
-from playbook.sandbox import free_port as free_port
-from playbook.sandbox import redis_server_binary as redis_server_binary
+from playbook.drill import data as drilldata
+from playbook.drill import servers as sandbox
+from playbook.drill.servers import free_port as free_port
+from playbook.drill.servers import redis_server_binary as redis_server_binary
 
 PASSWORD = "pw-MARKER-7f3a9c1e"
 """The test Redis's password: a marker the secret-leak tests grep every output for."""
 
 
 class RedisServer(sandbox.RedisServer):
-    """:class:`playbook.sandbox.RedisServer`, with the marker password by default."""
+    """:class:`playbook.drill.servers.RedisServer`, with the marker password by default."""
 
     def __init__(self, password: str | None = PASSWORD) -> None:
         super().__init__(password)

@@ -104,7 +104,7 @@ def drill(
     else:  # before the sandbox starts
         require_terminal("playbook drill", "--headless plays the drill's script without one.")
     service = _drill_service(app)
-    from playbook.drill import DrillRun
+    from playbook.drill.run import DrillRun
 
     click.echo(f"Drill: {inline(spec.title)} ({loaded.playbook.id})", err=True)
     run = DrillRun.start(loaded, _say)
@@ -126,7 +126,7 @@ def drill(
 
 
 def _script_for(loaded: Any, script: Path | None) -> Any:
-    from playbook.drill import load_script
+    from playbook.drill.script import load_script
 
     spec = loaded.playbook.drill
     if script is None:
@@ -140,7 +140,7 @@ def _script_for(loaded: Any, script: Path | None) -> Any:
 
 
 def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> int:
-    from playbook.drill import run_script
+    from playbook.drill.script import run_script
 
     out = sys.stderr if as_json else sys.stdout
     results = run_script(service, run, incident_id, script, out)

@@ -31,7 +31,7 @@ from playbook.tui.widgets import DrillBanner, DrillMark
 if TYPE_CHECKING:
     from playbook.core.loader import LoadedPlaybook
     from playbook.core.state import IncidentState
-    from playbook.drill import DrillRun
+    from playbook.drill.run import DrillRun
     from playbook.targets import Target
 
 MIN_WIDTH = 80

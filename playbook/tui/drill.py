@@ -26,7 +26,7 @@ from playbook.tui.screens import HelpText
 from playbook.tui.widgets import DRILL_STYLE, STANDIN, block, lit, speed_text
 
 if TYPE_CHECKING:
-    from playbook.drill import DrillRun
+    from playbook.drill.run import DrillRun
 
 # ============================================================================ briefing
 

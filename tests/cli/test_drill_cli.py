@@ -21,8 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Cli
-from drill_support import INCIDENT_ID, drill_folders, sandbox_processes, small_runbook
-from test_sandbox import gone
+from drill_support import INCIDENT_ID, drill_folders, gone, sandbox_processes, small_runbook
 
 
 @pytest.fixture

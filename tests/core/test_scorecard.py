@@ -37,7 +37,7 @@ def open_drill(service, runbook: LoadedPlaybook, speed: float = 10) -> str:
 def check_payload(
     found: int, missing: int = 0, changed: int = 0, extra: int = 0, examples: list[str] = ()
 ) -> dict[str, Any]:
-    """A ``drill_checked`` payload shaped as playbook.drill.compare() makes it."""
+    """A ``drill_checked`` payload shaped as playbook.drill.fingerprint.compare() makes it."""
     restored = not (missing or changed or extra)
     return {
         "restored": restored,

@@ -28,7 +28,7 @@ def drill_payload(speed: float = 10) -> dict[str, Any]:
 
 
 def check_payload(found: int, missing: int = 0, examples: list[str] = ()) -> dict[str, Any]:
-    """A ``drill_checked`` payload shaped as playbook.drill.compare() makes it."""
+    """A ``drill_checked`` payload shaped as playbook.drill.fingerprint.compare() makes it."""
     return {
         "restored": not missing,
         "targets": {

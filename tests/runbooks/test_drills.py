@@ -22,7 +22,8 @@ from drill_support import sandbox_processes
 
 from playbook.adapters import standin
 from playbook.core.loader import LoadedPlaybook, PlaybookInvalid, load
-from playbook.drill import DrillRun, load_script, run_script
+from playbook.drill.run import DrillRun
+from playbook.drill.script import load_script, run_script
 from playbook.resources import builtin_runbooks
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore

@@ -31,7 +31,7 @@ from pgserver import PostgresServer
 from playbook.adapters.postgres_writer import lock_key
 from playbook.adapters.writers import read_backup
 from playbook.core.loader import load
-from playbook.drill import HttpStub
+from playbook.drill.stubs import HttpStub
 from playbook.service import Service
 from playbook.targets import Target
 

@@ -22,7 +22,9 @@ from servers import RedisServer, redis_server
 
 from playbook import redaction
 from playbook.core.loader import load
-from playbook.drill import DrillError, DrillRun, DrillSandbox, apply_step
+from playbook.drill.run import DrillRun
+from playbook.drill.sandbox import DrillError, DrillSandbox
+from playbook.drill.steps import apply_step
 from playbook.errors import TemplateError
 from playbook.service import Service
 

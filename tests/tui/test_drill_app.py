@@ -20,7 +20,7 @@ from tui_support import RecordingApp, on_incident, until
 
 from playbook.core.clock import FakeClock
 from playbook.core.loader import LoadedPlaybook, load
-from playbook.drill import DrillRun
+from playbook.drill.run import DrillRun
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
 from playbook.tui.diagnostics import ResultScreen

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import mongomock
 
 from playbook.core.model import DrillStep
-from playbook.drill import apply_step
+from playbook.drill.steps import apply_step
 
 
 def step(ops: list[dict]) -> DrillStep:

@@ -463,7 +463,7 @@ class Guardian:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "playbook.sandbox", "guard", str(folder)],
+            [sys.executable, "-m", "playbook.drill.servers", "guard", str(folder)],
             stdin=subprocess.PIPE,
             text=True,
             start_new_session=True,  # a Ctrl+C to the terminal does not reach it
@@ -557,5 +557,5 @@ class Sandbox:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "guard":
         sys.exit(_guard(sys.argv[2]))
-    print("usage: python -m playbook.sandbox guard FOLDER  (run by Sandbox)", file=sys.stderr)
+    print("usage: python -m playbook.drill.servers guard FOLDER  (run by Sandbox)", file=sys.stderr)
     sys.exit(2)

@@ -12,27 +12,20 @@ import time
 from pathlib import Path
 
 import redis
+from drill_support import gone
 
-from playbook.sandbox import Sandbox
+from playbook.drill.servers import Sandbox
 
 OWNER = textwrap.dedent(
     """
     import json, sys, threading
-    from playbook.sandbox import Sandbox
+    from playbook.drill.servers import Sandbox
     box = Sandbox(postgres=True)
     print(json.dumps({"folder": str(box.folder), "redis": box.redis.proc.pid,
                       "postgres": box.postgres.pid, "port": box.redis.port}), flush=True)
     threading.Event().wait()  # until killed
     """
 )
-
-
-def gone(pid: int, within: float = 20.0) -> bool:
-    """Whether ``pid`` has exited, waiting for it at most ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the poll interval of waiting for another process to exit
-    return not Path(f"/proc/{pid}").exists()
 
 
 def test_a_sandbox_serves_and_leaves_nothing_behind() -> None:

@@ -1,0 +1,102 @@
+"""A drill's load and fault steps, carried out on a sandbox's handles."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from playbook.core.model import DrillStep
+from playbook.drill.sandbox import DrillError
+
+
+def apply_step(step: DrillStep, handle: Any) -> str:
+    """Carry out one load or fault step on its target's handle; what it did, in a line."""
+    way = step.way
+    if way == "redis":
+        for command in step.redis or []:
+            handle.execute_command(*command)
+        return f"{len(step.redis or [])} Redis commands"
+    if way == "delete":
+        deleted = 0
+        batch: list[bytes] = []
+        for key in handle.scan_iter(match=step.delete, count=10_000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += handle.unlink(*batch)
+                batch = []
+        if batch:
+            deleted += handle.unlink(*batch)
+        return f"deleted {deleted:,} keys matching {step.delete}"
+    if way == "sql":
+        with handle.transaction():
+            handle.execute(step.sql)
+        return "SQL run"
+    if way == "mongo":
+        return "; ".join(_mongo_op(handle, op) for op in step.mongo or [])
+    if way == "serve":
+        handle.serve(step.serve or {})
+        return f"serving {', '.join(sorted(step.serve or {}))}"
+    return _generate(step, handle)
+
+
+def _mongo_op(db: Any, op: Any) -> str:
+    from bson import json_util
+
+    def ext(value: Any) -> Any:
+        # an unquoted YAML date arrives as a datetime: keep it a date
+        return json_util.loads(json.dumps(value, default=_extended))
+
+    coll = db[op.collection]
+    if op.op == "insert":
+        if op.documents:
+            coll.insert_many([ext(d) for d in op.documents])
+        return f"{op.collection}: inserted {len(op.documents)}"
+    if op.op == "update":
+        done = coll.update_many(ext(op.filter), ext(op.update))
+        return f"{op.collection}: updated {done.modified_count}"
+    if op.op == "delete":
+        done = coll.delete_many(ext(op.filter))
+        return f"{op.collection}: deleted {done.deleted_count}"
+    if op.op == "create_index":
+        spec = op.index
+        options: dict[str, Any] = {"unique": True} if spec.unique else {}
+        if spec.name:
+            options["name"] = spec.name
+        if spec.expire_after_seconds is not None:
+            options["expireAfterSeconds"] = spec.expire_after_seconds
+        name = coll.create_index(list(spec.keys.items()), **options)
+        return f"{op.collection}: index {name}"
+    coll.drop_index(op.name)
+    return f"{op.collection}: dropped index {op.name}"
+
+
+def _extended(value: Any) -> Any:
+    """JSON for what YAML builds that JSON lacks: dates become Extended JSON dates."""
+    from datetime import date, datetime, time
+
+    if isinstance(value, datetime):
+        return {"$date": value.isoformat() if value.tzinfo else value.isoformat() + "Z"}
+    if isinstance(value, date):
+        return {"$date": datetime.combine(value, time()).isoformat() + "Z"}
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def generators() -> dict[str, Any]:
+    """Registered data generators by name (nothing imported)."""
+    from importlib.metadata import entry_points
+
+    from playbook.drill.data import GROUP
+
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def _generate(step: DrillStep, handle: Any) -> str:
+    found = generators().get(step.generate or "")
+    if found is None:
+        known = ", ".join(sorted(generators())) or "none"
+        raise DrillError(f"No drill data generator {step.generate!r}.", f"Installed: {known}.")
+    try:
+        said = found.load()(handle, **step.with_)
+    except TypeError as exc:
+        raise DrillError(f"Generator {step.generate!r}: {exc}.") from None
+    return str(said or f"generated {step.generate}")
