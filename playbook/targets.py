@@ -414,16 +414,11 @@ def _expand_conninfo(template: str, values: Mapping[str, tuple[str, str]], where
 # --------------------------------------------------------------------------- lookup
 
 
-def resolve_target(name: str, targets: Mapping[str, Target], drill: bool = False) -> Target:
-    """The target called ``name``; for a drill (``drill=True``) only the sandbox's, so a
-    drill never reaches a configured, possibly production, server."""
+def resolve_target(name: str, targets: Mapping[str, Target]) -> Target:
+    """The target called ``name``, or an error saying where targets come from. (Which
+    targets an incident may reach, a drill's rule included, is
+    :mod:`playbook.service.targets`' decision.)"""
     if name in targets:
-        if drill and targets[name].source != SANDBOX:
-            raise UsageError(
-                f"Refused: this incident is a drill, and target {name!r} is not its sandbox's.",
-                "A drill's diagnostics and actions run only inside `playbook drill`, "
-                "on the servers started for it.",
-            )
         return targets[name]
     known = ", ".join(sorted(targets)) or "none configured"
     advice = (

@@ -1,8 +1,5 @@
 """Guarded actions: the only way `playbook` changes data.
 
-(Just over 600 lines: the stages and the rollback's rules (nothing written, fingerprints,
-force) are one state machine, read best in one place.)
-
 A :class:`GuardedRun` walks one action through its stages, in this order and no other:
 dry run, backup, confirmation, lock, apply, verify, and (when apply or verify fails, or
 later on request) rollback. Every stage is an ``action_stage`` event in the incident's
@@ -17,7 +14,11 @@ item by item, only where the item is still as the run left it (the apply recorde
 fingerprint of each, ahead of the write, in a file beside the backup); an item changed
 since is kept and named. ``force``, confirmed with its own phrase, restores those too.
 
-The CLI and the app both drive this class; neither talks to a writer directly.
+The CLI and the app both drive this class; neither talks to a writer directly. A run
+gets what it needs and no more: a :class:`StageLog` (the incident's log, to append its
+stages to and read them back) and a :data:`VerifyRunner` (to run the verify diagnostics).
+It imports nothing else of the service: :mod:`playbook.service.action_runs` builds one
+from an incident.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from playbook.adapters.base import Progress, RunContext, RunError, Sink, scrub
 from playbook.adapters.readonly import Refused
@@ -47,19 +48,32 @@ from playbook.adapters.writers import (
     read_written,
     wrote_nothing,
 )
-from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, resolve, substitute
+from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, substitute
 from playbook.core.model import Action
 from playbook.core.state import ActionRun, IncidentState
 from playbook.errors import Conflict, NotFound, UsageError
-from playbook.targets import Target, resolve_target
-
-if TYPE_CHECKING:
-    from playbook.service.facade import Service
+from playbook.targets import Target
 
 _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
 
 StageHook = Callable[[str, str], None]
 """Called as ``hook(stage, outcome)`` after each stage event is recorded."""
+
+VerifyRunner = Callable[[str, Mapping[str, object]], dict[str, Any]]
+"""Runs ``diagnostic`` with ``params`` on the run's incident and targets, records it, and
+returns its evidence payload (see :func:`playbook.service.diagnostics.run_diagnostic`)."""
+
+
+class StageLog(Protocol):
+    """Where a run's stages go: its incident's log."""
+
+    def append(self, payload: dict[str, Any]) -> IncidentState:
+        """Append one ``action_stage`` event (fsynced before it returns); the state after."""
+        ...
+
+    def read(self) -> IncidentState:
+        """The incident as recorded now (another process may have appended since)."""
+        ...
 
 
 class ConfirmationMismatch(Refused):
@@ -98,7 +112,8 @@ def new_run_id(now_text: str) -> str:
 
 
 class GuardedRun:
-    """One run of a guarded action, stage by stage. Use :meth:`Service.start_action`.
+    """One run of a guarded action, stage by stage; built by
+    :func:`playbook.service.action_runs.start` (``Service.start_action``).
 
     Call :meth:`dry_run`, :meth:`backup`, :meth:`confirm` and :meth:`apply` in that
     order (each refuses to run out of turn), then :meth:`rollback` if apply or verify
@@ -107,7 +122,8 @@ class GuardedRun:
 
     def __init__(
         self,
-        service: Service,
+        log: StageLog,
+        verify: VerifyRunner,
         incident_id: str,
         action_id: str,
         action: Action,
@@ -115,11 +131,13 @@ class GuardedRun:
         target: Target,
         writer: Writer,
         run_id: str,
-        targets: Mapping[str, Target],
+        backup_dir: Path | None,
+        actor: str,
         progress: Callable[[Progress], None] | None = None,
         hook: StageHook | None = None,
     ) -> None:
-        self.service = service
+        self.log = log
+        self.verify_with = verify
         self.incident_id = incident_id
         self.action_id = action_id
         self.action = action
@@ -127,7 +145,8 @@ class GuardedRun:
         self.target = target
         self.writer = writer
         self.run_id = run_id
-        self.targets = targets
+        self.backup_dir = backup_dir
+        """Where the backup goes (None: this store has no data directory, no apply)."""
         self.progress = progress
         self.hook = hook
         self.plan: Plan | None = None
@@ -151,7 +170,7 @@ class GuardedRun:
             lock_name=action.lock.name or f"playbook:action:{action_id}",
             lock_ttl=float(action.lock.ttl),
             holder=(
-                f"{service.actor}@{socket.gethostname()} pid {os.getpid()}, "
+                f"{actor}@{socket.gethostname()} pid {os.getpid()}, "
                 f"incident {incident_id}, run {run_id}"
             ),
         )
@@ -199,7 +218,7 @@ class GuardedRun:
         """Stage 2: everything the action will touch, saved beside the incident."""
         if self.plan is None:
             raise Conflict("Back up after the dry run: the dry run says what to save.")
-        folder = self.service.backup_dir
+        folder = self.backup_dir
         if folder is None:
             raise UsageError(
                 "There is nowhere to keep a backup (this store has no data directory).",
@@ -265,7 +284,7 @@ class GuardedRun:
             NothingToRollBack: the run wrote nothing.
             ConfirmationMismatch: the phrase was not typed exactly.
         """
-        return rollback(self.service, self, typed, force)
+        return rollback(self, typed, force)
 
     def cancel(self) -> None:
         """Stop the stage in progress (from any thread); later stages refuse to start."""
@@ -332,12 +351,7 @@ class GuardedRun:
         for check in self.action.verify:
             given = substitute(check.params, self.values)
             try:
-                _state, payload = self.service.run_diagnostic(
-                    self.incident_id,
-                    check.diagnostic,
-                    given,  # type: ignore[arg-type]
-                    self.targets,
-                )
+                payload = self.verify_with(check.diagnostic, given)  # type: ignore[arg-type]
             except (RunError, UsageError, Refused, NotFound) as exc:
                 results.append(
                     {"diagnostic": check.diagnostic, "verdict": ERROR, "error": exc.title}
@@ -405,16 +419,16 @@ class GuardedRun:
             "outcome": outcome,
             **details,
         }
-        state = self.service.record_action_stage(self.incident_id, _clean(payload))
+        state = self.log.append(_clean(payload))
         if self.hook is not None:
             self.hook(stage, outcome)
         return state
 
 
-def rollback(service: Service, run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
+def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
     """Roll ``run`` back from its recorded backup, under its lock (see GuardedRun)."""
-    found = service.get(run.incident_id).state.actions.get(run.run_id)
-    _must_have_written(run, found)
+    found = run.log.read().actions.get(run.run_id)
+    must_have_written(run, found)
     phrase = run.force_phrase if force else run.phrase
     if (force or not run.confirmed or typed is not None) and (typed or "").strip() != phrase:
         run._record("rollback", "refused", reason="the confirmation did not match", forced=force)
@@ -458,7 +472,7 @@ def rollback(service: Service, run: GuardedRun, typed: str | None, force: bool) 
     return numbers
 
 
-def _must_have_written(run: GuardedRun, found: ActionRun | None) -> None:
+def must_have_written(run: GuardedRun, found: ActionRun | None) -> None:
     """Raise :class:`NothingToRollBack` unless the run wrote, or may have written."""
     if found is not None and found.wrote:
         return
@@ -531,106 +545,3 @@ def _jsonable(value: object) -> object:
     from playbook.core.evidence import json_value
 
     return json_value(value)
-
-
-def start(
-    service: Service,
-    ref: str,
-    action_id: str,
-    given: Mapping[str, object],
-    targets: Mapping[str, Target],
-    progress: Callable[[Progress], None] | None = None,
-    hook: StageHook | None = None,
-    run_id: str | None = None,
-) -> GuardedRun:
-    """A new run of ``action_id`` on incident ``ref``: checked, nothing sent yet.
-
-    Raises:
-        NotFound: no such action in the incident's playbook.
-        UsageError: a parameter or the target is missing or wrong.
-        Conflict: the incident is closed.
-    """
-    import difflib
-
-    from playbook.adapters import plugins
-
-    state = service.get(ref).state
-    if state.closed_at is not None:
-        raise Conflict(f"Incident {state.id} is closed.", "Open a new incident to change data.")
-    pb = service.playbook_of(state)
-    action = pb.actions.get(action_id)
-    if action is None:
-        hint = difflib.get_close_matches(action_id, list(pb.actions), n=1)
-        raise NotFound(
-            f"No action {action_id!r} in playbook {pb.id!r}.",
-            f"Did you mean {hint[0]}?" if hint else "`playbook action list` lists them.",
-        )
-    values = resolve(action.params, given)
-    target = resolve_target(action.target, targets, drill=state.drill is not None)
-    writer = plugins.load_writer(action.kind)
-    now = service.clock.now()
-    return GuardedRun(
-        service,
-        state.id,
-        action_id,
-        action,
-        values,
-        target,
-        writer,
-        run_id or new_run_id(f"{now:%Y%m%dt%H%M%S}"),
-        targets,
-        progress,
-        hook,
-    )
-
-
-def resume(
-    service: Service,
-    ref: str,
-    run_id: str,
-    targets: Mapping[str, Target],
-    progress: Callable[[Progress], None] | None = None,
-    hook: StageHook | None = None,
-) -> GuardedRun:
-    """An earlier run, rebuilt from its events so it can be rolled back.
-
-    Raises:
-        NotFound: the incident has no run ``run_id``.
-        NothingToRollBack: the run wrote nothing (or made no backup).
-        Conflict: the target now points at another server.
-    """
-    state = service.get(ref).state
-    found: ActionRun | None = state.actions.get(run_id)
-    if found is None:
-        matches = [r for r in state.actions if r.startswith(run_id)]
-        if len(matches) == 1:
-            found = state.actions[matches[0]]
-    if found is None:
-        known = ", ".join(state.actions) or "none"
-        raise NotFound(f"Incident {state.id} has no action run {run_id!r}.", f"Runs: {known}.")
-    dry = found.stage("dry_run") or {}
-    run = start(
-        service,
-        state.id,
-        found.action,
-        dry.get("params", {}),
-        targets,
-        progress,
-        hook,
-        run_id=found.run,
-    )
-    where = dry.get("where")
-    if where and where != run.target.shown:
-        raise Conflict(
-            f"Run {found.run} was backed up from {where}, but target {run.target.name!r} is "
-            f"now {run.target.shown}; its backup is not rolled back onto another server.",
-            f"Point --target {run.target.name}=… (or playbook.toml) at {where} to roll back.",
-        )
-    run.backup_info = found.backup
-    if run.backup_info is None:
-        raise NothingToRollBack(
-            f"Run {found.run} of {found.action} made no backup, so it cannot be rolled back.",
-            "It never applied either: a run without a backup stops before apply.",
-        )
-    _must_have_written(run, found)
-    return run

@@ -17,7 +17,7 @@ from textual.widgets import Input
 
 from playbook.core.clock import FakeClock
 from playbook.service import Service
-from playbook.service import facade as service_module
+from playbook.service import incidents as service_module
 from playbook.store.memory import MemoryStore
 from playbook.tui.app import PlaybookApp
 
