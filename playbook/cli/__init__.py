@@ -127,12 +127,14 @@ class _App:
 pass_app = click.make_pass_decorator(_App)
 
 
-def _load_targets(playbook_path: Path | None, overrides: Sequence[str]) -> Any:
-    """The targets a command may use; a configuration file that was ignored (an untrusted
-    folder's playbook.toml) is said on stderr, with the command that would trust it."""
-    from playbook.targets import load_targets
-
-    known = load_targets(playbook_path, overrides)
+def _targets_for(
+    service: Any, state: Any, overrides: Sequence[str], playbook_path: Path | None = None
+) -> Any:
+    """The targets a command may use for ``state``'s incident, as the service decides (a
+    drill: none, its sandbox runs only inside `playbook drill`); a configuration file that
+    was ignored (an untrusted folder's playbook.toml) is said on stderr, with the command
+    that would trust it."""
+    known = service.targets_for(state, overrides, playbook_path=playbook_path)
     for notice in known.notices:
         click.secho(f"notice: {printable(notice)}", fg="yellow", err=True)
     return known
@@ -450,8 +452,8 @@ def run(app: _App, playbook: str | None, resume: str | None, targets: tuple[str,
         service.resolve_id(resume)  # so is an unknown incident
     from playbook.tui.app import run_app
 
-    if targets:
-        _load_targets(path, targets)  # a malformed --target is an error here, not in the app
+    if targets:  # a malformed --target is an error here, not in the app
+        _targets_for(service, None, targets, path)
     sys.exit(run_app(service, path, resume, targets))
 
 
@@ -491,7 +493,7 @@ def diag_run(
 
     service = app.service
     state = service.get(incident).state
-    known = _load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = _targets_for(service, state, targets)
     prepared = service.prepare_diagnostic(state.id, diagnostic, _parse_sets(sets), known)
     live = sys.stderr.isatty()
     shown: list[str] = []
@@ -652,7 +654,7 @@ def action_run(
     """
     service = app.service
     state = service.get(incident).state
-    known = _load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = _targets_for(service, state, targets)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     if yes and not phrase and not dry_run:
         raise _refused(
@@ -763,7 +765,7 @@ def action_rollback(
     """
     service = app.service
     state = service.get(incident).state
-    known = _load_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = _targets_for(service, state, targets)
     run = service.resume_action(state.id, run_id, known, _progress_line())
     wanted = run.force_phrase if force else run.phrase
     if phrase is None:

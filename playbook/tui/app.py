@@ -24,7 +24,7 @@ from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from playbook.core.clock import SteadyClock
-from playbook.errors import PlaybookError, UsageError
+from playbook.errors import PlaybookError
 from playbook.service import Service
 from playbook.tui.widgets import DrillBanner, DrillMark
 
@@ -317,31 +317,15 @@ class PlaybookApp(App[int]):
     def targets(
         self, playbook_path: Path | None, state: IncidentState | None = None
     ) -> Mapping[str, Target]:
-        """Where the playbook's targets are: the drill's sandbox, else the configured
-        targets with ``--target`` overrides (a bad configuration raises UsageError).
-
-        Given the incident's ``state``, a drill never reaches the configured targets
-        (they may be production) and a sandbox serves only the drill it was made for.
-        """
-        if state is not None and state.drill is not None:
-            sandbox = self.sandbox_for(state.id)
-            if sandbox is None:
-                raise UsageError(
-                    f"{state.id} is a drill, and its sandbox is not running in this app.",
-                    "A drill's diagnostics and actions run only on its own sandbox, inside "
-                    "`playbook drill`; they never reach the configured targets.",
-                )
-            return sandbox.targets
-        if self.drill is not None:
-            if state is not None and state.id != self.drill_incident:
-                raise UsageError(
-                    f"This app runs a drill; its sandbox serves {self.drill_incident} only.",
-                    "Open other incidents with `playbook run` or `playbook resume`.",
-                )
-            return self.drill.targets
-        from playbook.targets import load_targets
-
-        known = load_targets(playbook_path, self.target_overrides)
+        """The targets ``state``'s incident may reach, as the service decides it (a drill:
+        its sandbox only); a bad configuration raises UsageError."""
+        known = self.service.targets_for(
+            state,
+            self.target_overrides,
+            self.drill,
+            serves=self.drill_incident,
+            playbook_path=playbook_path,
+        )
         for notice in known.notices:  # loaded on the store thread: post, never touch the UI
             self.post_message(ConfigIgnored(notice))
         return known
