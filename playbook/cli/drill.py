@@ -197,8 +197,9 @@ def _scorecard(service: Any, state: Any) -> dict[str, Any]:
 
 def _scorecard_text(service: Any, state: Any) -> str:
     from playbook.core.scorecard import scorecard
+    from playbook.render.scorecard import scorecard_text
 
-    return scorecard(state, service.clock.now()).to_text()
+    return scorecard_text(scorecard(state, service.clock.now()))
 
 
 def _list(app: _App, as_json: bool) -> None:

@@ -11,35 +11,22 @@ Durations are on the incident's clock: for a drill run with ``--speed`` that is 
 time multiplied by the speed (the clock the timers use), and the real time is given
 beside it. A non-drill incident gets the same review, without the drill's parts.
 
-Everything that came from a database or a person (check texts, differing keys, labels,
-titles) is shown literally: control characters escaped. The Markdown rendering is
-:func:`playbook.render.scorecard.scorecard_markdown`, beside the other exports.
+Only numbers and facts: durations, counts, met or breached. Every line of text and
+Markdown made of them is :mod:`playbook.render.scorecard`'s (``scorecard_text``,
+``scorecard_markdown``), beside the other exports.
 """
 
 from __future__ import annotations
 
 import re
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from playbook.core.durations import format_duration
 from playbook.core.events import format_utc
 from playbook.core.state import DiagnosticRun, IncidentState
-from playbook.core.text import one_line
 from playbook.core.timers import BREACHED, Timer, compute, effective_now
-
-WIDTH = 80
-"""The text rendering's width; long values are cut with an ellipsis to fit."""
-
-SETUP_FIGURES = (
-    ("sandbox_seconds", "sandbox"),
-    ("load_seconds", "load"),
-    ("fingerprint_seconds", "fingerprint"),
-    ("fault_seconds", "fault"),
-)
 
 Since = Callable[[datetime], "Span"]
 """Time from the incident's opening to a moment, on both clocks."""
@@ -197,20 +184,6 @@ class SectionLeft:
     """Post-incident sections stay open after resolution by design."""
 
 
-_TIMER_TEXT = {
-    "met": "met",
-    "breached": "BREACHED",
-    "running": "still running",
-    "overdue": "BREACHED, still running",
-}
-_PHASE_TEXT = {
-    "in time": "left in time",
-    "late": "left LATE",
-    "current": "current",
-    "overdue": "current, OVERDUE",
-}
-
-
 # --------------------------------------------------------------------------- the scorecard
 
 
@@ -276,112 +249,6 @@ class Scorecard:
                 },
             }
         )
-
-    # ------------------------------------------------------------------ text
-
-    def _span(self, span: Span) -> str:
-        """A duration on the incident's clock, with real time when the clock is faster."""
-        text = format_duration(span.drill)
-        return text if self.speed == 1 else f"{text} (real {format_duration(span.real)})"
-
-    def _after(self, span: Span) -> str:
-        text = "+" + format_duration(span.drill)
-        return text if self.speed == 1 else f"{text} (real +{format_duration(span.real)})"
-
-    def to_text(self) -> str:
-        """A compact plain-text rendering for a terminal (about 80 columns, no markup)."""
-        out: list[str] = []
-        add = out.append
-        head = "Drill scorecard" if self.drill else "Response review"
-        add(_clip(f"{head}: {one_line(self.scenario or self.title)}"))
-        facts = [self.incident, self.playbook, self.status, self.severity]
-        if self.drill:
-            facts.append(f"speed ×{self.speed:g}")
-        add(_clip(" · ".join(one_line(f) for f in facts if f)))
-        if self.speed != 1:
-            add(f"  times on the drill clock (real × {self.speed:g}), real time in brackets")
-        for target, label in self.services.items():
-            add(_clip(f"  {one_line(target)}: {one_line(label)}"))
-        if self.setup:
-            add(_clip("  set-up: " + one_line(setup_text(self.setup))))
-        add("")
-
-        if self.recovery is not None:
-            rec = self.recovery
-            if not rec.checked or rec.at is None:
-                add("Data: not checked (never compared with its fingerprint)")
-            else:
-                verdict = "RESTORED" if rec.restored else "NOT RESTORED"
-                checks = "checked" if rec.checks == 1 else f"{rec.checks} checks; last"
-                add(_clip(f"Data: {verdict} to its fingerprint ({checks} {self._after(rec.at)})"))
-                for t in rec.targets:
-                    add(
-                        _clip(
-                            f"  {one_line(t.target)}: {t.found:,} items found, {t.expected:,} expected; "
-                            f"{t.missing:,} missing, {t.changed:,} changed, {t.extra:,} extra"
-                        )
-                    )
-                    for example in t.examples:
-                        add(_clip(f"    {one_line(example)}"))
-            add("")
-
-        for timer in (self.response, self.resolution):
-            if timer is None:
-                continue
-            name = f"{timer.name.capitalize()} ({one_line(timer.level)})"
-            add(
-                _clip(
-                    f"{name:<17} {self._span(timer.took):<22} "
-                    f"target {format_duration(timer.target):<7}  {_TIMER_TEXT[timer.result]}"
-                )
-            )
-        add("")
-
-        add("Phases")
-        if not self.phases:
-            add("  none entered")
-        for visit in self.phases:
-            due = f"due by {format_duration(visit.ends)}" if visit.ends is not None else "no window"
-            add(
-                _clip(
-                    f"  {one_line(visit.title):<19} {self._span(visit.spent):<22} "
-                    f"{due:<16} {_PHASE_TEXT[visit.result]}"
-                )
-            )
-        if self.phases_not_entered:
-            add(_wrap("  not entered: ", [p.title for p in self.phases_not_entered]))
-        add("")
-
-        if not self.escalations:
-            add("Escalations: none")
-        for e in self.escalations:
-            reason = f": {one_line(e.reason)}" if e.reason else ""
-            add(_wrap(f"Escalated to {one_line(e.to)} at {self._after(e.after)}{reason}"))
-        cadence = self.status_messages
-        add(f"Status messages: {cadence.sent} sent, {cadence.due} due")
-        add("")
-
-        ran = len(self.diagnostics)
-        add(f"Diagnostics: {ran} of {ran + len(self.diagnostics_not_run)} run")
-        for d in self.diagnostics:
-            line = f"  {one_line(d.id):<19} ×{d.runs:<2} {one_line(d.verdict.upper()):<5}"
-            add(_clip(f"{line} {one_line(d.found)}".rstrip()))
-        if self.diagnostics_not_run:
-            add(_wrap("  not run: ", [d.id for d in self.diagnostics_not_run]))
-        if not self.actions:
-            add("Guarded actions: none run")
-        else:
-            add("Guarded actions")
-        for a in self.actions:
-            add(_clip(f"  {one_line(a.action)} on {one_line(a.target)}: {one_line(a.status)}"))
-        add("")
-
-        left = sum(s.not_ticked for s in self.checklist_left)
-        add(f"Checklist items not ticked: {left or 'none'}")
-        for s in self.checklist_left:
-            note = " (post-incident)" if s.post_incident else ""
-            add(_clip(f"  {one_line(s.title)}{note}: {s.not_ticked} of {s.total}"))
-        return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- building it
@@ -640,32 +507,6 @@ def _checklist_left(state: IncidentState) -> list[SectionLeft]:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def setup_text(setup: dict[str, Any]) -> str:
-    """The set-up's figures in a line: ``sandbox 1.2 s, load 0.4 s, …``."""
-    parts = [
-        f"{label} {setup[key]:.1f} s"
-        for key, label in SETUP_FIGURES
-        if isinstance(setup.get(key), int | float)
-    ]
-    parts += [
-        f"{k} {v}" for k, v in setup.items() if k not in dict(SETUP_FIGURES) and v is not None
-    ]
-    return ", ".join(parts)
-
-
-def _wrap(head: str, items: list[str] | None = None) -> str:
-    """``head`` (and ``items``, comma-separated) wrapped to :data:`WIDTH`, indented."""
-    text = head + ", ".join(one_line(i) for i in items) if items is not None else head
-    lines = textwrap.wrap(
-        text, WIDTH, subsequent_indent="    ", break_on_hyphens=False, break_long_words=True
-    )
-    return "\n".join(lines)
-
-
-def _clip(line: str, width: int = WIDTH) -> str:
-    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 def _jsonable(value: Any) -> Any:

@@ -131,10 +131,10 @@ class Card:
 def make_card(state: IncidentState, now: datetime, fresh: bool) -> Card:
     """The scorecard of ``state`` at ``now`` (pure; runs on whichever thread read it)."""
     from playbook.core.scorecard import scorecard
-    from playbook.render.scorecard import scorecard_markdown
+    from playbook.render.scorecard import scorecard_markdown, scorecard_text
 
     card = scorecard(state, now)
-    return Card(state, card.to_text(), scorecard_markdown(card), fresh)
+    return Card(state, scorecard_text(card), scorecard_markdown(card), fresh)
 
 
 def check_text(check: DrillCheck | None) -> Text:

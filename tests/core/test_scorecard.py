@@ -12,7 +12,7 @@ from helpers import ROOT
 from playbook.core.loader import LoadedPlaybook, load
 from playbook.core.scorecard import scorecard
 from playbook.core.text import one_line
-from playbook.render.scorecard import scorecard_markdown
+from playbook.render.scorecard import scorecard_markdown, scorecard_text
 
 DIAGNOSTICS = [
     "index-drop",
@@ -110,7 +110,7 @@ def test_acknowledging_after_seven_real_minutes_at_speed_ten_breaches_p2(
     assert card.response.level == "P2" and card.response.target == 3600
     assert card.response.took.drill == 70 * 60 and card.response.took.real == 7 * 60
     assert card.response.result == "breached"
-    text = card.to_text()
+    text = scorecard_text(card)
     response = next(line for line in text.splitlines() if line.startswith("Response (P2)"))
     assert "1h 10m (real 7m 00s)" in response and "target 1h 00m" in response
     assert response.endswith("BREACHED")
@@ -124,7 +124,7 @@ def test_a_quick_acknowledgement_meets_the_target_and_real_time_is_hidden_at_spe
     incident = open_drill(service, redis_runbook, speed=1)
     clock.advance(minutes=7)
     service.acknowledge(incident)
-    text = card_of(service, incident, clock).to_text()
+    text = scorecard_text(card_of(service, incident, clock))
     response = next(line for line in text.splitlines() if line.startswith("Response (P2)"))
     assert "7m 00s" in response and response.endswith("met")
     assert "real" not in text
@@ -139,7 +139,7 @@ def test_resolution_is_met_still_running_or_breached_while_running(
     clock.advance(minutes=20)  # 8 h 20 m
     card = card_of(service, incident, clock)
     assert card.resolution.result == "overdue"
-    assert "BREACHED, still running" in card.to_text()
+    assert "BREACHED, still running" in scorecard_text(card)
 
     other = open_drill(service, redis_runbook, speed=10)
     clock.advance(minutes=12)  # 2 h on the drill clock
@@ -177,10 +177,10 @@ def test_time_in_each_phase_on_both_clocks_against_its_window(
     assert recovery.spent.drill == 60 * 60
     assert [p.title for p in card.phases_not_entered] == ["Restoration"]
 
-    lines = card.to_text().splitlines()
+    lines = scorecard_text(card).splitlines()
     row = next(line for line in lines if line.strip().startswith("Investigation"))
     assert "5h 00m (real 30m 00s)" in row and "due by 4h 00m" in row and "left LATE" in row
-    assert "not entered: Restoration" in card.to_text()
+    assert "not entered: Restoration" in scorecard_text(card)
 
     clock.advance(minutes=20)  # 8 h 50 m: recovery is overdue
     assert card_of(service, incident, clock).phases[-1].result == "overdue"
@@ -204,7 +204,7 @@ def test_escalations_and_status_messages_against_the_cadence(service, clock, loa
     assert [(e.to, e.after.drill, e.after.real) for e in card.escalations] == [
         ("Technical Lead", 90 * 60, 9 * 60)
     ]
-    text = card.to_text()
+    text = scorecard_text(card)
     assert "Status messages: 1 sent, 4 due" in text
     assert "Escalated to Technical Lead at +1h 30m (real +9m 00s): no owner found" in text
 
@@ -240,13 +240,13 @@ def test_diagnostics_run_with_what_they_found_and_those_skipped(
     skipped = [d.id for d in card.diagnostics_not_run]
     assert sorted(skipped) == sorted(set(DIAGNOSTICS) - {"index-drop", "message-count"})
     assert card.to_dict()["skipped"]["diagnostics"] == skipped
-    assert "Diagnostics: 2 of 7 run" in card.to_text()
-    assert "not run: " in card.to_text()
+    assert "Diagnostics: 2 of 7 run" in scorecard_text(card)
+    assert "not run: " in scorecard_text(card)
 
     service.record_diagnostic(incident, diagnostic_payload("index-drop", "fail", drop))
     card = card_of(service, incident, clock)
     assert card.diagnostics[0].found == drop  # the first failing check of the last run
-    row = next(line for line in card.to_text().splitlines() if "index-drop" in line)
+    row = next(line for line in scorecard_text(card).splitlines() if "index-drop" in line)
     assert "×3" in row and "FAIL" in row and drop[:40] in row
 
 
@@ -261,7 +261,7 @@ def test_guarded_actions_say_how_each_ended(service, clock, redis_runbook) -> No
         ("r1", "applied and verified"),
         ("r2", "interrupted during apply"),
     ]
-    text = card.to_text()
+    text = scorecard_text(card)
     assert "rebuild-indexes on cache: applied and verified" in text
     assert "rebuild-indexes on cache: interrupted during apply" in text
 
@@ -275,7 +275,7 @@ def test_recovery_is_not_checked_then_not_restored_then_restored(
     incident = open_drill(service, redis_runbook)
     card = card_of(service, incident, clock)
     assert card.recovery.checked is False and card.recovery.restored is None
-    assert "Data: not checked" in card.to_text()
+    assert "Data: not checked" in scorecard_text(card)
     assert card.to_dict()["recovery"]["restored"] is None
 
     examples = ["missing discord:messages:channel:0", "missing discord:messages:channel:1"]
@@ -291,7 +291,7 @@ def test_recovery_is_not_checked_then_not_restored_then_restored(
         0,
     )
     assert cache.service == REDIS_LABEL
-    text = card.to_text()
+    text = scorecard_text(card)
     assert "Data: NOT RESTORED to its fingerprint (checked +0s (real +0s))" in text
     assert "cache: 0 items found, 6,049 expected; 6,049 missing, 0 changed, 0 extra" in text
     assert "    missing discord:messages:channel:0" in text
@@ -300,7 +300,7 @@ def test_recovery_is_not_checked_then_not_restored_then_restored(
     service.record_drill_check(incident, check_payload(6049))
     card = card_of(service, incident, clock)
     assert card.recovery.restored is True and card.recovery.checks == 2
-    text = card.to_text()
+    text = scorecard_text(card)
     assert "Data: RESTORED to its fingerprint (2 checks; last +20m 00s (real +2m 00s))" in text
     assert "cache: 6,049 items found, 6,049 expected; 0 missing, 0 changed, 0 extra" in text
 
@@ -314,7 +314,7 @@ def test_values_from_the_database_are_shown_literally_in_text(
     service.record_drill_check(incident, check_payload(6049, changed=1, examples=[nasty]))
     failing = "name = '\x1b]8;;http://evil\x07' [link](x)"
     service.record_diagnostic(incident, diagnostic_payload("heartbeat", "fail", failing))
-    text = card_of(service, incident, clock).to_text()
+    text = scorecard_text(card_of(service, incident, clock))
 
     assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
     assert one_line(nasty) in text
@@ -342,7 +342,7 @@ def test_checklist_items_not_ticked_are_counted_per_section(service, clock, redi
     # a scenario nobody chose did not apply: it was not skipped
     assert "Scenario: Far too many indexes (seed 001)" not in left
     assert card.to_dict()["skipped"]["items"] == sum(n for n, _ in left.values())
-    text = card.to_text()
+    text = scorecard_text(card)
     assert f"Checklist items not ticked: {sum(n for n, _ in left.values())}" in text
     assert "  Initial Assessment: 3 of 6" in text
 
@@ -350,7 +350,7 @@ def test_checklist_items_not_ticked_are_counted_per_section(service, clock, redi
 def test_setup_figures_speed_and_services_are_stated(service, clock, redis_runbook) -> None:
     incident = open_drill(service, redis_runbook, speed=10)
     card = card_of(service, incident, clock)
-    text = card.to_text()
+    text = scorecard_text(card)
     assert text.startswith("Drill scorecard: The rebuild script deleted every index\n")
     assert "speed ×10" in text.splitlines()[1]
     assert f"cache: {REDIS_LABEL}" in text
@@ -370,7 +370,7 @@ def test_a_real_incident_gets_a_response_review_without_the_drill_parts(
     card = card_of(service, incident, clock)
     assert card.drill is False and card.recovery is None and card.speed == 1
     assert card.response.result == "breached" and card.response.took.drill == 70 * 60
-    text = card.to_text()
+    text = scorecard_text(card)
     assert text.startswith("Response review: Orders missing\n")
     assert "Data:" not in text and "speed" not in text and "real" not in text
     assert scorecard_markdown(card).startswith("## Response review\n")
@@ -383,4 +383,4 @@ def test_a_diagnostic_that_writes_is_never_counted_as_skipped(service, clock, lo
     skipped = {d.id for d in card.diagnostics_not_run}
     assert "redis-index-drop" in skipped
     assert not {"db-check", "reindex"} & skipped  # never run as diagnostics: they write
-    assert "db-check" not in card.to_text()
+    assert "db-check" not in scorecard_text(card)
