@@ -140,25 +140,18 @@ def _script_for(loaded: Any, script: Path | None) -> Any:
 
 
 def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> int:
-    from playbook.drill.script import run_script
+    from playbook.drill.script import play
 
-    out = sys.stderr if as_json else sys.stdout
-    results = run_script(service, run, incident_id, script, out)
-    passed = all(r.ok for r in results) and len(results) == len(script.steps)
-    if script.steps[-1].check is None or not passed:
-        run.check(service, incident_id)  # the scorecard reports the data as it ends
+    verdict = play(service, run, incident_id, script, sys.stderr if as_json else sys.stdout)
     state = service.get(incident_id).state
-    restored = state.drill_checks[-1].restored
-    ok = passed and (restored or script.steps[-1].check == "not-restored")
-    card = _scorecard(service, state)
     if as_json:
         _emit_json(
             {
                 "incident": incident_id,
-                "ok": ok,
-                "steps": [r.__dict__ for r in results],
-                "restored": restored,
-                "scorecard": card,
+                "ok": verdict.passed,
+                "steps": [r.__dict__ for r in verdict.steps],
+                "restored": verdict.restored,
+                "scorecard": _scorecard(service, state),
                 "setup": state.drill.setup if state.drill else {},
             }
         )
@@ -166,12 +159,12 @@ def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bo
         click.echo(_scorecard_text(service, state))
         click.secho(
             "Drill passed: the runbook found the fault and brought the data back."
-            if ok
+            if verdict.passed
             else "Drill FAILED: see the step marked FAIL above and the scorecard.",
-            fg="green" if ok else "red",
+            fg="green" if verdict.passed else "red",
             bold=True,
         )
-    return 0 if ok else EXIT_DRILL_FAILED
+    return 0 if verdict.passed else EXIT_DRILL_FAILED
 
 
 def _in_app(service: Any, run: Any, incident_id: str) -> int:

@@ -1,5 +1,10 @@
-"""A drill script played headless: each step on the drill's incident, stopping at the
-first that does not find what it expects."""
+"""A drill script played headless, and its verdict.
+
+:func:`run_script` plays each step on the drill's incident, stopping at the first that
+does not find what it expects. :func:`play` does that, makes sure the data is compared
+with its fingerprint at the end, and decides whether the drill passed: the decision is
+the drill's, so the CLI (and any other caller, a CI job's) only reports it.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +34,34 @@ class StepResult:
     ok: bool
     said: str
     seconds: float
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a headless drill ended."""
+
+    steps: list[StepResult]
+    """The steps played, up to the first that failed."""
+    restored: bool
+    """Whether the data was back to its fingerprint at the last check."""
+    passed: bool
+    """Every step found what it expected, and the data ended as the script said it
+    would (restored, unless its last step expects ``not-restored``)."""
+
+
+def play(
+    service: Any, run: DrillRun, incident_id: str, script: Any, out: TextIO | None = None
+) -> Verdict:
+    """Play ``script`` on the drill's incident (see :func:`run_script`), compare the data
+    with its fingerprint if the script did not end by doing so (or stopped early: the
+    scorecard then reports the data as it ends), and give the verdict."""
+    results = run_script(service, run, incident_id, script, out)
+    played = all(r.ok for r in results) and len(results) == len(script.steps)
+    last = script.steps[-1].check
+    if last is None or not played:
+        run.check(service, incident_id)
+    restored = service.get(incident_id).state.drill_checks[-1].restored
+    return Verdict(results, restored, played and (restored or last == "not-restored"))
 
 
 def run_script(
