@@ -21,7 +21,6 @@ from playbook.errors import Conflict, NotFound
 from playbook.redaction import scrub_data
 from playbook.service.context import Context, append_one, check_actor, get
 from playbook.service.incidents import playbook_of
-from playbook.service.targets import target_for
 
 if TYPE_CHECKING:
     from playbook.adapters.base import Adapter, Progress, RunContext, RunRequest
@@ -64,11 +63,13 @@ def prepare_diagnostic(
         UsageError: a parameter or the target is missing or wrong.
     """
     # Imported here for start-up speed: the adapters and the expectations need
-    # pydantic and the drivers, which the CLI and the app's first frame must not load.
+    # pydantic and the drivers, and the targets the configuration's readers, none of
+    # which the CLI and the app's first frame must wait for.
     from playbook.adapters import plugins
     from playbook.adapters.base import RunRequest
     from playbook.adapters.readonly import Refused
     from playbook.core.diagnostics import resolve, substitute
+    from playbook.service.targets import target_for
 
     check_actor(ctx)  # before anything runs: its result is recorded under this name
     state = get(ctx, ref).state

@@ -30,7 +30,6 @@ from playbook.core.clock import Clock, SystemClock
 from playbook.core.state import IncidentState
 from playbook.core.timers import Timers
 from playbook.service import diagnostics, exports, incidents, status
-from playbook.service import targets as reach
 from playbook.service.context import Context, Incident, default_actor, get, resolve_id
 from playbook.store import EventStore
 
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from playbook.core.model import Playbook
     from playbook.service.actions import GuardedRun, StageHook
     from playbook.service.diagnostics import PreparedRun
+    from playbook.service.targets import Sandbox
     from playbook.targets import Target, Targets
 
 
@@ -196,16 +196,18 @@ class Service:
         self,
         state: IncidentState | None,
         overrides: Sequence[str] = (),
-        sandbox: reach.Sandbox | None = None,
+        sandbox: Sandbox | None = None,
         *,
         serves: str | None = None,
         playbook_path: Path | None = None,
     ) -> Targets:
         """The targets a command on ``state``'s incident may use; a drill only its own
         sandbox's (see :func:`playbook.service.targets.targets_for`)."""
-        return reach.targets_for(
-            state, overrides, sandbox, serves=serves, playbook_path=playbook_path
-        )
+        # Imported here for start-up speed: reading the configuration (TOML, the trust
+        # file) is not needed until a command reaches a target.
+        from playbook.service.targets import targets_for
+
+        return targets_for(state, overrides, sandbox, serves=serves, playbook_path=playbook_path)
 
     # ------------------------------------------------------------------ diagnostics
 
