@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from playbook.cli import _App, _emit_json, main, pass_app
+from playbook.cli.context import CliApp, pass_app
+from playbook.cli.output import emit_json
 from playbook.cli.terminal import require_terminal
 from playbook.core.text import inline
 from playbook.errors import UsageError
@@ -18,7 +19,7 @@ EXIT_DRILL_FAILED = 1
 data did not come back to its fingerprint."""
 
 
-def _drill_service(app: _App) -> Any:
+def _drill_service(app: CliApp) -> Any:
     """A service over the drills' own store: drills never sit among real incidents."""
     from playbook.drill import drills_dir
     from playbook.resources import default_data_dir
@@ -33,7 +34,7 @@ def _say(line: str) -> None:
     click.echo(f"  {line}", err=True)
 
 
-@main.command()
+@click.command()
 @click.argument("runbook", required=False)
 @click.option(
     "--speed",
@@ -60,7 +61,7 @@ def _say(line: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --headless or --list: print JSON.")
 @pass_app
 def drill(
-    app: _App,
+    app: CliApp,
     runbook: str | None,
     speed: float | None,
     headless: bool,
@@ -152,7 +153,7 @@ def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bo
     ok = passed and (restored or script.steps[-1].check == "not-restored")
     card = _scorecard(service, state)
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "incident": incident_id,
                 "ok": ok,
@@ -201,7 +202,7 @@ def _scorecard_text(service: Any, state: Any) -> str:
     return scorecard(state, service.clock.now()).to_text()
 
 
-def _list(app: _App, as_json: bool) -> None:
+def _list(app: CliApp, as_json: bool) -> None:
     from playbook.core.loader import PlaybookInvalid, load
     from playbook.resources import builtin_runbooks
 
@@ -236,7 +237,7 @@ def _list(app: _App, as_json: bool) -> None:
             }
         )
     if as_json:
-        _emit_json({"runbooks": rows, "drills": past})
+        emit_json({"runbooks": rows, "drills": past})
         return
     click.echo("Runbooks with a drill (playbook drill RUNBOOK):")
     for row in rows:
