@@ -31,7 +31,7 @@ from playbook.core.loader import LoadedPlaybook
 from playbook.core.model import Drill, DrillFingerprint, DrillStep
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
-from playbook.errors import PlaybookError, UsageError
+from playbook.errors import ExitCode, PlaybookError, UsageError
 from playbook.targets import SANDBOX, Target, Targets, responder_settings
 
 Say = Callable[[str], None]
@@ -44,7 +44,7 @@ EXAMPLES = 5
 class DrillError(PlaybookError):
     """A drill could not be set up (a service would not start, a step failed)."""
 
-    exit_code = 12
+    exit_code = ExitCode.SANDBOX
 
 
 def drills_dir(data_dir: Path) -> Path:

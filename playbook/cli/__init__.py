@@ -55,11 +55,13 @@ from playbook.cli.status import status
 from playbook.cli.terminal import refuse_undecodable, strict_stdin
 from playbook.cli.trust import trust_command
 from playbook.core.text import inline, printable
-from playbook.errors import PlaybookError
+from playbook.errors import ExitCode, PlaybookError
 
-EXIT_INTERNAL = 70
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+EXIT_STATUS = "\b\nExit status, the same for every command:\n" + "\n".join(
+    f"{code.value:>4}  {code.description}" for code in ExitCode
+)
+"""The exit-code table, at the foot of `playbook --help`: where a responder who just saw
+a number looks first. Built from :class:`~playbook.errors.ExitCode`, so it cannot drift."""
 
 
 class Terminated(KeyboardInterrupt):
@@ -100,11 +102,11 @@ class _Group(click.Group):
             # The reader (head, less) went away: not an error of ours.
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
-            sys.exit(0)
+            sys.exit(ExitCode.OK)
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             click.echo(f"{what}; everything shown as recorded was recorded.", err=True)
-            sys.exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+            sys.exit(ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED)
         except Exception as exc:
             if os.environ.get("PLAYBOOK_DEBUG"):
                 raise
@@ -116,14 +118,16 @@ class _Group(click.Group):
                 err=True,
             )
             click.echo("This is a bug in playbook; PLAYBOOK_DEBUG=1 shows the traceback.", err=True)
-            sys.exit(EXIT_INTERNAL)
+            sys.exit(ExitCode.INTERNAL)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(
-    cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EXIT_STATUS,
 )
 @click.option(
     "--data-dir",

@@ -25,7 +25,7 @@ from playbook.cli.context import (
 )
 from playbook.cli.output import emit_json
 from playbook.core.text import inline
-from playbook.errors import PlaybookError
+from playbook.errors import ExitCode, PlaybookError
 
 ITEMS_LISTED = 20
 """Items a rollback kept, or overwrote, listed by name (the count covers them all)."""
@@ -178,7 +178,7 @@ def action_run(
         click.secho(f"Applied and verified: {_counts(outcome.numbers)}", fg="green", bold=True)
         return
     click.secho(f"{outcome.stage} failed: {inline(outcome.error)}", fg="red", bold=True)
-    code = 11 if outcome.stage == "verify" else 8
+    code = ExitCode.UNHEALTHY if outcome.stage == "verify" else ExitCode.RUN_FAILED
     wanted = rollback_on_failure
     if not wanted and interactive and outcome.rollback_offered:
         typed = click.prompt(

@@ -15,6 +15,7 @@ import click
 from playbook.cli.context import json_option
 from playbook.cli.output import emit_json
 from playbook.core.text import printable
+from playbook.errors import ExitCode
 
 
 @click.command()
@@ -45,7 +46,7 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
                 f"{len(pb.communications.templates)} templates"
                 + (f", a drill ({', '.join(pb.drill.services)})" if pb.drill else "")
             )
-    sys.exit(1 if bad else 0)
+    sys.exit(ExitCode.PLAYBOOK_FAILED if bad else ExitCode.OK)
 
 
 @click.command()

@@ -24,6 +24,7 @@ from playbook.cli.context import (
 )
 from playbook.cli.output import emit_json
 from playbook.core.text import inline
+from playbook.errors import ExitCode
 
 
 @click.group()
@@ -80,7 +81,13 @@ def diag_list(playbook: str | None, as_json: bool) -> None:
             click.echo(f"  used by: {', '.join(row['used_by'])}")
 
 
-EXIT_BY_VERDICT = {"pass": 0, "warn": 10, "fail": 11, "error": 8}
+EXIT_BY_VERDICT = {
+    "pass": ExitCode.OK,
+    "warn": ExitCode.WARN,
+    "fail": ExitCode.UNHEALTHY,
+    "error": ExitCode.RUN_FAILED,
+}
+"""A run's verdict as `diag run`'s exit status."""
 ROWS_PRINTED = 10
 """A run's first rows printed by `diag run` (the event keeps a few more; the file all)."""
 
@@ -151,7 +158,7 @@ def diag_run(
         emit_json(result)
     else:
         _print_run(result)
-    sys.exit(EXIT_BY_VERDICT.get(result["verdict"], 8))
+    sys.exit(EXIT_BY_VERDICT.get(result["verdict"], ExitCode.RUN_FAILED))
 
 
 def _print_run(run: dict[str, Any]) -> None:

@@ -12,11 +12,7 @@ from playbook.cli.context import CliApp, pass_app
 from playbook.cli.output import emit_json
 from playbook.cli.terminal import require_terminal
 from playbook.core.text import inline
-from playbook.errors import UsageError
-
-EXIT_DRILL_FAILED = 1
-"""A headless drill whose step found something other than what it expected, or whose
-data did not come back to its fingerprint."""
+from playbook.errors import ExitCode, UsageError
 
 
 def _drill_service(app: CliApp) -> Any:
@@ -172,7 +168,7 @@ def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bo
             fg="green" if ok else "red",
             bold=True,
         )
-    return 0 if ok else EXIT_DRILL_FAILED
+    return ExitCode.OK if ok else ExitCode.PLAYBOOK_FAILED
 
 
 def _in_app(service: Any, run: Any, incident_id: str) -> int:
