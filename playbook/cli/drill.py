@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ import click
 
 from playbook.cli.context import CliApp, pass_app
 from playbook.cli.output import emit_json
+from playbook.cli.run import open_app
 from playbook.cli.terminal import require_terminal
 from playbook.core.text import inline
 from playbook.errors import ExitCode, UsageError
@@ -136,17 +139,48 @@ def _script_for(loaded: Any, script: Path | None) -> Any:
     return load_script(script)
 
 
-def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> int:
+@dataclass(frozen=True)
+class DrillVerdict:
+    """How a headless drill ended."""
+
+    ok: bool
+    """Every step found what it expected, and the data ended as the script said."""
+    restored: bool
+    """The data came back to its fingerprint (the last check of the drill)."""
+
+
+def drill_verdict(
+    service: Any, run: Any, incident_id: str, script: Any, results: Sequence[Any]
+) -> DrillVerdict:
+    """Whether a headless drill passed, from its script's step ``results``.
+
+    It passed when every step of the script ran and found what it expected, and the data
+    came back to its fingerprint (or stayed broken, when the script's last step is
+    ``check: not-restored``). When the script did not end on a check, or stopped early,
+    the data is compared with its fingerprint here (recorded as a drill check), so the
+    scorecard reports the data as the drill left it.
+
+    Nothing in it is the CLI's: it is meant to move to the drill package with the rest
+    of the drill's rules.
+    """
+    passed = all(r.ok for r in results) and len(results) == len(script.steps)
+    if script.steps[-1].check is None or not passed:
+        run.check(service, incident_id)
+    restored = service.get(incident_id).state.drill_checks[-1].restored
+    return DrillVerdict(
+        ok=passed and (restored or script.steps[-1].check == "not-restored"),
+        restored=restored,
+    )
+
+
+def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> ExitCode:
     from playbook.drill import run_script
 
     out = sys.stderr if as_json else sys.stdout
     results = run_script(service, run, incident_id, script, out)
-    passed = all(r.ok for r in results) and len(results) == len(script.steps)
-    if script.steps[-1].check is None or not passed:
-        run.check(service, incident_id)  # the scorecard reports the data as it ends
+    verdict = drill_verdict(service, run, incident_id, script, results)
+    ok, restored = verdict.ok, verdict.restored
     state = service.get(incident_id).state
-    restored = state.drill_checks[-1].restored
-    ok = passed and (restored or script.steps[-1].check == "not-restored")
     card = _scorecard(service, state)
     if as_json:
         emit_json(
@@ -171,10 +205,10 @@ def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bo
     return ExitCode.OK if ok else ExitCode.PLAYBOOK_FAILED
 
 
-def _in_app(service: Any, run: Any, incident_id: str) -> int:
-    from playbook.tui.app import run_app
-
-    code = run_app(service, run.loaded.path, incident_id, drill=run)
+def _in_app(service: Any, run: Any, incident_id: str) -> ExitCode:
+    """The drill in the app; then the data is compared with its fingerprint. Exits as the
+    app did: the responder, not a script, judges a drill played by hand."""
+    code = open_app(service, run.loaded.path, incident_id, drill=run)
     click.echo("Comparing the data with its fingerprint…", err=True)
     state, _result = run.check(service, incident_id)
     click.echo(_scorecard_text(service, state))

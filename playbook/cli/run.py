@@ -7,11 +7,14 @@ load it).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Any
 
 import click
 
 from playbook.cli.context import CliApp, pass_app, select_targets, target_option
 from playbook.cli.terminal import require_terminal
+from playbook.errors import ExitCode
 
 
 @click.command()
@@ -37,8 +40,27 @@ def run(app: CliApp, playbook: str | None, resume: str | None, targets: tuple[st
     service = app.service
     if resume:
         service.resolve_id(resume)  # so is an unknown incident
-    from playbook.tui.app import run_app
-
     if targets:
         select_targets(path, targets)  # a malformed --target is an error here, not in the app
-    sys.exit(run_app(service, path, resume, targets))
+    sys.exit(open_app(service, path, resume, targets))
+
+
+def open_app(
+    service: Any,
+    playbook_path: Path,
+    resume: str | None,
+    targets: tuple[str, ...] = (),
+    drill: Any = None,
+) -> ExitCode:
+    """Run the app until the responder quits (`playbook run`, and `playbook drill` in the
+    app); how it ended, as an exit code.
+
+    Textual is imported here, not at the top: it is most of the app's start-up cost, and
+    no other command needs it. An app that ends with a non-zero code has crashed (Textual
+    printed the traceback and set 1): that is a bug in playbook, ``INTERNAL``, never the
+    ``PLAYBOOK_FAILED`` that 1 means for `validate` and `drill`.
+    """
+    from playbook.tui.app import run_app
+
+    code = run_app(service, playbook_path, resume, targets, drill=drill)
+    return ExitCode.OK if code == 0 else ExitCode.INTERNAL
