@@ -24,6 +24,7 @@ from playbook.cli.context import (
     target_option,
 )
 from playbook.cli.output import emit_json
+from playbook.cli.terminal import ask
 from playbook.core.text import inline
 from playbook.errors import ExitCode, PlaybookError
 
@@ -161,12 +162,7 @@ def action_run(
                 f"Not confirmed: pass --confirm {run.phrase} to apply (nothing was written).",
                 "The dry run and the backup are recorded in the incident.",
             )
-        phrase = click.prompt(
-            f"Type {run.phrase!r} to apply (anything else stops here)",
-            default="",
-            show_default=False,
-            err=True,
-        )
+        phrase = ask(f"Type {run.phrase!r} to apply (anything else stops here)")
     run.confirm(phrase)
     outcome = _staged(run, run.apply, "apply")  # a held lock ends here, exit 9
     for result in outcome.verify:
@@ -181,12 +177,7 @@ def action_run(
     code = ExitCode.UNHEALTHY if outcome.stage == "verify" else ExitCode.RUN_FAILED
     wanted = rollback_on_failure
     if not wanted and interactive and outcome.rollback_offered:
-        typed = click.prompt(
-            f"Roll back from the backup? Type {run.phrase!r} to roll back (Enter to keep)",
-            default="",
-            show_default=False,
-            err=True,
-        )
+        typed = ask(f"Roll back from the backup? Type {run.phrase!r} to roll back (Enter to keep)")
         wanted = typed.strip() == run.phrase
     if not outcome.rollback_offered:
         click.echo("Nothing was written, so there is nothing to roll back.")
@@ -244,12 +235,7 @@ def action_rollback(
         if not (sys.stdin.isatty() and sys.stderr.isatty()):
             raise _refused(f"Not confirmed: pass --confirm {shlex.quote(wanted)} to roll back.")
         why = " over changes made since the apply (they are lost)" if force else ""
-        phrase = click.prompt(
-            f"Type {wanted!r} to roll back {run.action_id} run {run.run_id}{why}",
-            default="",
-            show_default=False,
-            err=True,
-        )
+        phrase = ask(f"Type {wanted!r} to roll back {run.action_id} run {run.run_id}{why}")
     numbers = _staged(run, lambda: run.rollback(phrase, force), "rollback")
     click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)
     _print_left_alone(run, state.id)
