@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -20,8 +19,8 @@ from playbook.cli.context import (
     json_option,
     parse_sets,
     pass_app,
-    select_targets,
     target_option,
+    targets_for_incident,
 )
 from playbook.cli.output import emit_json
 from playbook.cli.terminal import ask
@@ -127,7 +126,7 @@ def action_run(
     """
     service = app.service
     state = service.get(incident).state
-    known = select_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = targets_for_incident(state, targets)
     interactive = sys.stdin.isatty() and sys.stderr.isatty()
     if yes and not phrase and not dry_run:
         raise _refused(
@@ -228,7 +227,7 @@ def action_rollback(
     """
     service = app.service
     state = service.get(incident).state
-    known = select_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = targets_for_incident(state, targets)
     run = service.resume_action(state.id, run_id, known, _progress_line())
     wanted = run.force_phrase if force else run.phrase
     if phrase is None:

@@ -52,6 +52,16 @@ def select_targets(playbook_path: Path | None, overrides: Sequence[str]) -> Any:
     return known
 
 
+def targets_for_incident(state: Any, overrides: Sequence[str]) -> Any:
+    """The targets a command on this incident may reach: its playbook's folder decides
+    which playbook.toml is read (`diag run`, `action run`, `action rollback`).
+
+    Target selection for the CLI happens here and in :func:`select_targets` only, so a
+    change of who decides it (the service) lands in this module.
+    """
+    return select_targets(Path(state.playbook_path) if state.playbook_path else None, overrides)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 target_option = click.option(
     "--target",
@@ -63,6 +73,7 @@ target_option = click.option(
 
 
 def parse_sets(pairs: Sequence[str]) -> dict[str, str]:
+    """``--set name=value`` options as a mapping; a pair without ``=`` is a usage error."""
     values: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -19,8 +18,8 @@ from playbook.cli.context import (
     json_option,
     parse_sets,
     pass_app,
-    select_targets,
     target_option,
+    targets_for_incident,
 )
 from playbook.cli.output import emit_json
 from playbook.core.text import inline
@@ -123,7 +122,7 @@ def diag_run(
 
     service = app.service
     state = service.get(incident).state
-    known = select_targets(Path(state.playbook_path) if state.playbook_path else None, targets)
+    known = targets_for_incident(state, targets)
     prepared = service.prepare_diagnostic(state.id, diagnostic, parse_sets(sets), known)
     live = sys.stderr.isatty()
     shown: list[str] = []
