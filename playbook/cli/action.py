@@ -212,7 +212,7 @@ def action_rollback(
     phrase: str | None,
     force: bool,
 ) -> None:
-    """Put back what run RUN of a guarded action changed, from its recorded backup.
+    """Put back what run RUN of a guarded action on INCIDENT changed, from its backup.
 
     Only items still as the run left them are restored: each is compared with the
     fingerprint its apply recorded, under the lock, and one changed since (a collector

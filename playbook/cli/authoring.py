@@ -19,10 +19,16 @@ from playbook.errors import ExitCode
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument(
+    "files",
+    nargs=-1,
+    required=True,
+    metavar="FILE...",
+    type=click.Path(path_type=Path, dir_okay=False),
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only problems.")
 def validate(files: Sequence[Path], quiet: bool) -> None:
-    """Check playbook files; print every problem as file:line:column: key: message.
+    """Check each playbook FILE; print every problem as file:line:column: key: message.
 
     Exits 0 when all are valid, 1 when any is not, 2 on usage errors.
     """

@@ -96,18 +96,20 @@ def phase(app: CliApp, incident: str, phase: str, as_json: bool) -> None:
 @json_option
 @pass_app
 def scenario(app: CliApp, incident: str, scenario: str, as_json: bool) -> None:
-    """Follow SCENARIO (e.g. data-loss): its signs, investigation and recovery join the checklist."""
+    """Follow SCENARIO (e.g. data-loss) in INCIDENT: its signs, investigation and recovery join
+    the checklist."""
     state = app.service.choose_scenario(incident, scenario)
     report(app, state, as_json, f"{state.id} follows: {', '.join(state.scenarios)}.")
 
 
 @click.command()
 @click.argument("incident")
-@click.argument("items", nargs=-1, required=True)
+@click.argument("items", nargs=-1, required=True, metavar="STEP_OR_ITEM...")
 @json_option
 @pass_app
 def check(app: CliApp, incident: str, items: tuple[str, ...], as_json: bool) -> None:
-    """Mark STEP_OR_ITEM done (an item, or every item of a step). `show` lists their ids."""
+    """Mark STEP_OR_ITEM of INCIDENT done (an item, or every item of a step; several may be
+    given). `show` lists their ids."""
     state = None
     for item in items:
         state = app.service.check(incident, item)
@@ -123,11 +125,11 @@ def check(app: CliApp, incident: str, items: tuple[str, ...], as_json: bool) -> 
 
 @click.command()
 @click.argument("incident")
-@click.argument("items", nargs=-1, required=True)
+@click.argument("items", nargs=-1, required=True, metavar="STEP_OR_ITEM...")
 @json_option
 @pass_app
 def uncheck(app: CliApp, incident: str, items: tuple[str, ...], as_json: bool) -> None:
-    """Mark STEP_OR_ITEM not done again (recorded as its own event)."""
+    """Mark STEP_OR_ITEM of INCIDENT not done again (recorded as its own event)."""
     state = None
     for item in items:
         state = app.service.uncheck(incident, item)

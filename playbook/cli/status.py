@@ -22,7 +22,8 @@ from playbook.core.text import printable
 def status(
     app: CliApp, incident: str, kind: str, sets: tuple[str, ...], preview: bool, as_json: bool
 ) -> None:
-    """Render status message KIND (initial, progress, resolution) and record its exact text.
+    """Render status message KIND (initial, progress, resolution) for INCIDENT and record its
+    exact text.
 
     Variables the incident knows (service, severity, current_time, …) are filled in;
     give the others with --set. A missing variable is an error naming it.
