@@ -88,7 +88,7 @@ class _Group(click.Group):
         except Exception as exc:
             if os.environ.get("PLAYBOOK_DEBUG"):
                 raise
-            from playbook.redaction import scrub
+            from playbook.redaction import scrub  # ~2 ms at start-up; needed only here
 
             click.secho(
                 f"internal error: {type(exc).__name__}: {inline(scrub(str(exc)))}",
@@ -130,6 +130,8 @@ def main(ctx: click.Context, data_dir: Path | None, actor: str | None, drills: b
     headless, for scripts and for when the app is not at hand.
     """
     if drills:
+        # Inside the branch: the drill package brings pydantic, which start-up must not
+        # pay for when --drills is not given (tests/test_architecture.py).
         from playbook.drill import drills_dir
         from playbook.resources import default_data_dir
 

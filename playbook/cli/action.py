@@ -294,12 +294,6 @@ def action_status(app: CliApp, incident: str, as_json: bool) -> None:
             click.echo(f"  roll back: playbook action rollback {state.id} {row['run']}")
 
 
-def _refused(title: str, message: str = "") -> PlaybookError:
-    from playbook.adapters.readonly import Refused
-
-    return Refused(title, message)
-
-
 def _progress_line() -> Any:
     live = sys.stderr.isatty()
 
@@ -323,6 +317,14 @@ def _staged(run: Any, stage: Any, name: str) -> Any:
     finally:
         if sys.stderr.isatty():
             click.echo("", err=True)
+
+
+def _refused(title: str, message: str = "") -> PlaybookError:
+    """A refusal before anything was written (exit 7). The adapters package is imported
+    here, when one is raised: at start-up it would cost about a millisecond and a half."""
+    from playbook.adapters.readonly import Refused
+
+    return Refused(title, message)
 
 
 def _print_plan(plan: Any) -> None:

@@ -161,7 +161,7 @@ def diag_run(
 
 
 def _print_run(run: dict[str, Any]) -> None:
-    from playbook.core.evidence import numbers_of, shown_of
+    from playbook.core.evidence import numbers_of, shown_of  # ~1 ms, only after a run
 
     colour = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
     verdict = run["verdict"]

@@ -1,4 +1,10 @@
-"""``playbook drill``: rehearse a runbook's incident on a sandbox, in the app or headless."""
+"""``playbook drill``: rehearse a runbook's incident on a sandbox, in the app or headless.
+
+The drill package, the loader and the service are imported inside the functions: they
+bring pydantic and the sandbox (a third of a second), which `import playbook.cli` must
+not pay for (tests/test_architecture.py). The app is opened through
+:func:`playbook.cli.run.open_app`, the one place the CLI imports it.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ follow a scenario, note, rename, escalate, resolve, close; list, show, print the
 timeline, export.
 
 Each command is one call to the service and a line (or JSON) saying what was recorded.
+The export's renderer and the file writer are imported in the two commands that use
+them, for start-up speed.
 """
 
 from __future__ import annotations

@@ -4,21 +4,27 @@ summary of an incident that `show` prints.
 Text that came from a playbook, a note or a database is printed through
 :func:`~playbook.core.text.inline` or :func:`~playbook.core.text.printable`, with control
 characters escaped.
+
+The incident state, its timers and events are imported where they are used: loading them
+costs about 12 ms (the state's dataclasses), which `playbook --help`, `validate` and
+`schema` need not pay; every command that prints an incident has them loaded already.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from playbook.cli.context import CliApp
 from playbook.core.durations import format_duration
-from playbook.core.state import IncidentState
 from playbook.core.text import inline, json_escaped, printable
-from playbook.core.timers import BREACHED, WARNING, Timer
+
+if TYPE_CHECKING:  # at run time, imported where used: see the module's docstring
+    from playbook.core.state import IncidentState
+    from playbook.core.timers import Timer
 
 
 def emit_json(data: Any) -> None:
@@ -82,6 +88,8 @@ def state_json(app: CliApp, state: IncidentState) -> dict[str, Any]:
 
 
 def timer_line(timer: Timer) -> str:
+    from playbook.core.timers import BREACHED
+
     if timer.stopped:
         verdict = "BREACHED" if timer.state == BREACHED else "met"
         return f"{timer.label:<28} {verdict:<9} took {format_duration(timer.elapsed)} of {format_duration(timer.target)}"
@@ -96,6 +104,8 @@ def timer_line(timer: Timer) -> str:
 
 
 def timer_color(timer: Timer) -> str | None:
+    from playbook.core.timers import BREACHED, WARNING
+
     return {BREACHED: "red", WARNING: "yellow"}.get(timer.state)
 
 
