@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 from playbook.core.durations import MAX_RUN_SECONDS, MIN_RUN_SECONDS, clamp_seconds
-from playbook.errors import PlaybookError
+from playbook.errors import ExitCode, PlaybookError
 from playbook.redaction import scrub_json_bytes
 
 ROWS_KEPT = 20
@@ -50,7 +50,7 @@ so twenty rows of a few MB each are not held for the whole run."""
 class RunError(PlaybookError):
     """A diagnostic run failed; the title says why in words a responder can act on."""
 
-    exit_code = 8
+    exit_code = ExitCode.RUN_FAILED
 
 
 class DeadlineExceeded(RunError):

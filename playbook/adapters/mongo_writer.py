@@ -6,7 +6,7 @@ stage would put apart what has to change together.)
 
 :class:`MongoWriter` carries out the three MongoDB operations of the playbook format
 (:class:`~playbook.core.model.EnsureIndexes`, :class:`~playbook.core.model.Dedupe`,
-:class:`~playbook.core.model.ConvertType`) stage by stage for :mod:`playbook.guarded`.
+:class:`~playbook.core.model.ConvertType`) stage by stage for :mod:`playbook.service.actions`.
 
 It builds its client with :attr:`playbook.adapters.mongo.MongoAdapter.client_factory`
 (the run's connect, server-selection and socket timeouts, retries off; tests put

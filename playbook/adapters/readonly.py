@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from playbook.errors import PlaybookError
+from playbook.errors import ExitCode, PlaybookError
 
 FORBIDDEN_OPERATORS = frozenset(
     {
@@ -44,7 +44,7 @@ DEFAULT_MAX_TIME_MS = 30_000
 class Refused(PlaybookError):
     """The query would write, run code, or is not a known read: nothing was sent."""
 
-    exit_code = 7
+    exit_code = ExitCode.REFUSED
 
 
 @dataclass(frozen=True)

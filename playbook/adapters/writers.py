@@ -1,7 +1,7 @@
 """The contract between playbook and a back end that changes data: guarded actions.
 
 A :class:`Writer` carries out one kind of guarded action (``redis``, ``postgres``,
-``mongo``) in stages that :mod:`playbook.guarded` calls in a fixed order, recording each
+``mongo``) in stages that :mod:`playbook.service.actions` calls in a fixed order, recording each
 in the incident's timeline:
 
 1. :meth:`Writer.plan` — the dry run: what would change, nothing written.
@@ -52,6 +52,7 @@ from typing import IO, Any, ClassVar
 
 from playbook.adapters.base import RunContext, RunError, Sink
 from playbook.core.text import inline
+from playbook.errors import ExitCode
 
 ITEMS_SHOWN = 20
 """Items of a plan shown to the responder (the counts cover them all)."""
@@ -60,7 +61,7 @@ ITEMS_SHOWN = 20
 class LockHeld(RunError):
     """Someone else holds the action's lock; the title names them and since when."""
 
-    exit_code = 9
+    exit_code = ExitCode.LOCK_HELD
 
 
 class NothingWritten(RunError):

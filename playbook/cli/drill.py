@@ -1,4 +1,10 @@
-"""``playbook drill``: rehearse a runbook's incident on a sandbox, in the app or headless."""
+"""``playbook drill``: rehearse a runbook's incident on a sandbox, in the app or headless.
+
+The drill package, the loader and the service are imported inside the functions: they
+bring pydantic and the sandbox (a third of a second), which `import playbook.cli` must
+not pay for (tests/test_architecture.py). The app is opened through
+:func:`playbook.cli.run.open_app`, the one place the CLI imports it.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +14,15 @@ from typing import Any
 
 import click
 
-from playbook.cli import _App, _emit_json, main, pass_app
+from playbook.cli.context import CliApp, pass_app
+from playbook.cli.output import emit_json
+from playbook.cli.run import open_app
 from playbook.cli.terminal import require_terminal
 from playbook.core.text import inline
-from playbook.errors import UsageError
-
-EXIT_DRILL_FAILED = 1
-"""A headless drill whose step found something other than what it expected, or whose
-data did not come back to its fingerprint."""
+from playbook.errors import ExitCode, UsageError
 
 
-def _drill_service(app: _App) -> Any:
+def _drill_service(app: CliApp) -> Any:
     """A service over the drills' own store: drills never sit among real incidents."""
     from playbook.drill import drills_dir
     from playbook.resources import default_data_dir
@@ -33,7 +37,7 @@ def _say(line: str) -> None:
     click.echo(f"  {line}", err=True)
 
 
-@main.command()
+@click.command()
 @click.argument("runbook", required=False)
 @click.option(
     "--speed",
@@ -60,7 +64,7 @@ def _say(line: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="With --headless or --list: print JSON.")
 @pass_app
 def drill(
-    app: _App,
+    app: CliApp,
     runbook: str | None,
     speed: float | None,
     headless: bool,
@@ -139,13 +143,13 @@ def _script_for(loaded: Any, script: Path | None) -> Any:
     return load_script(script)
 
 
-def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> int:
+def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bool) -> ExitCode:
     from playbook.drill.script import play
 
     verdict = play(service, run, incident_id, script, sys.stderr if as_json else sys.stdout)
     state = service.get(incident_id).state
     if as_json:
-        _emit_json(
+        emit_json(
             {
                 "incident": incident_id,
                 "ok": verdict.passed,
@@ -164,13 +168,13 @@ def _headless(service: Any, run: Any, incident_id: str, script: Any, as_json: bo
             fg="green" if verdict.passed else "red",
             bold=True,
         )
-    return 0 if verdict.passed else EXIT_DRILL_FAILED
+    return ExitCode.OK if verdict.passed else ExitCode.PLAYBOOK_FAILED
 
 
-def _in_app(service: Any, run: Any, incident_id: str) -> int:
-    from playbook.tui.app import run_app
-
-    code = run_app(service, run.loaded.path, incident_id, drill=run)
+def _in_app(service: Any, run: Any, incident_id: str) -> ExitCode:
+    """The drill in the app; then the data is compared with its fingerprint. Exits as the
+    app did: the responder, not a script, judges a drill played by hand."""
+    code = open_app(service, run.loaded.path, incident_id, drill=run)
     click.echo("Comparing the data with its fingerprint…", err=True)
     state, _result = run.check(service, incident_id)
     click.echo(_scorecard_text(service, state))
@@ -195,7 +199,7 @@ def _scorecard_text(service: Any, state: Any) -> str:
     return scorecard_text(scorecard(state, service.clock.now()))
 
 
-def _list(app: _App, as_json: bool) -> None:
+def _list(app: CliApp, as_json: bool) -> None:
     from playbook.core.loader import PlaybookInvalid, load
     from playbook.resources import builtin_runbooks
 
@@ -230,7 +234,7 @@ def _list(app: _App, as_json: bool) -> None:
             }
         )
     if as_json:
-        _emit_json({"runbooks": rows, "drills": past})
+        emit_json({"runbooks": rows, "drills": past})
         return
     click.echo("Runbooks with a drill (playbook drill RUNBOOK):")
     for row in rows:

@@ -103,3 +103,20 @@ def require_terminal(command: str, instead: str) -> None:
             f"{'is' if len(missing) == 1 else 'are'} not one.",
             instead,
         )
+
+
+def ask(question: str) -> str:
+    """What the responder typed at a prompt on the terminal (``""`` for just Enter).
+
+    click turns Ctrl-C, SIGTERM and the end of input at a prompt into one ``Abort`` that
+    exits 1. Here a signal stays a signal (the command exits 130 or 143, as anywhere
+    else, with what was recorded), and the end of input (Ctrl-D) is an empty answer:
+    every prompt of ours takes only the phrase it shows, so nothing goes ahead.
+    """
+    try:
+        return click.prompt(question, default="", show_default=False, err=True)
+    except click.Abort as abort:
+        if isinstance(abort.__context__, KeyboardInterrupt):
+            raise abort.__context__ from None
+        click.echo("", err=True)  # the prompt's line was left open
+        return ""

@@ -3,6 +3,8 @@
 A ``playbook.toml`` beside a playbook is ignored until the responder trusts its folder
 (see :mod:`playbook.trust` and SECURITY.md). This command records the trust, lists it,
 and revokes it; it shows what the file will be allowed to do before anything uses it.
+The trust record and the config parser are imported inside the command, for start-up
+speed: no other command needs them here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import click
 
-from playbook.cli import _App, _emit_json, json_option, main, pass_app
+from playbook.cli.context import CliApp, json_option, pass_app
+from playbook.cli.output import emit_json
 from playbook.core.text import printable
 from playbook.errors import NotFound, UsageError
 
@@ -37,7 +40,7 @@ def _describe(config: Any) -> dict[str, Any]:
     }
 
 
-@main.command("trust")
+@click.command("trust")
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--list",
@@ -49,7 +52,7 @@ def _describe(config: Any) -> dict[str, Any]:
 @json_option
 @pass_app
 def trust_command(
-    app: _App, folder: Path | None, list_only: bool, revoke: bool, as_json: bool
+    app: CliApp, folder: Path | None, list_only: bool, revoke: bool, as_json: bool
 ) -> None:
     """Trust FOLDER's playbook.toml: use its targets and expand its ${ENV} placeholders.
 
@@ -84,7 +87,7 @@ def trust_command(
                 state = "missing"
             rows.append({**asdict(entry), "status": state})
         if as_json:
-            _emit_json({"record": str(trust.record_file()), "folders": rows})
+            emit_json({"record": str(trust.record_file()), "folders": rows})
             return
         if not rows:
             click.echo("No folder is trusted; only your own config is used.")
@@ -104,7 +107,7 @@ def trust_command(
         gone = trust.revoke(where)
         real = trust.real_folder(where)
         if as_json:
-            _emit_json({"folder": str(real), "revoked": gone})
+            emit_json({"folder": str(real), "revoked": gone})
         elif gone:
             click.echo(f"No longer trusted: {printable(str(real))} (its {CONFIG_NAME} is ignored).")
         else:
@@ -121,7 +124,7 @@ def trust_command(
     entry = trust.trust(where, data, app.actor or _actor())
     described = _describe(config)
     if as_json:
-        _emit_json({"folder": entry.folder, "sha256": entry.sha256, **described})
+        emit_json({"folder": entry.folder, "sha256": entry.sha256, **described})
         return
     click.echo(f"Trusted {printable(entry.folder)}")
     click.echo(f"  {CONFIG_NAME} sha256 {entry.sha256}")

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from playbook.core.model import Playbook
-from playbook.errors import PlaybookError
+from playbook.errors import ExitCode, PlaybookError
 
 MAX_BYTES = 1024 * 1024
 """A playbook larger than this is refused before it is parsed."""
@@ -67,7 +67,7 @@ class Problem:
 class PlaybookInvalid(PlaybookError):
     """A playbook file that cannot be used, with every problem found in it."""
 
-    exit_code = 1
+    exit_code = ExitCode.PLAYBOOK_FAILED
 
     def __init__(self, file: str, problems: list[Problem]) -> None:
         self.file = file

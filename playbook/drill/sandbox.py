@@ -17,7 +17,7 @@ from typing import Any
 
 from playbook.drill import servers
 from playbook.drill.stubs import HttpStub
-from playbook.errors import PlaybookError
+from playbook.errors import ExitCode, PlaybookError
 from playbook.targets import SANDBOX, Target
 
 Say = Callable[[str], None]
@@ -28,7 +28,7 @@ SETUP_LOGIN = "drill"
 class DrillError(PlaybookError):
     """A drill could not be set up (a service would not start, a step failed)."""
 
-    exit_code = 12
+    exit_code = ExitCode.SANDBOX
 
 
 class DrillSandbox:

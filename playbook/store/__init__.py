@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from playbook.core.events import Event, NewEvent, payload_problem
-from playbook.errors import PlaybookError, StoreError
+from playbook.errors import ExitCode, PlaybookError, StoreError
 
 
 class ConcurrencyConflict(PlaybookError):
     """Someone else appended to the incident first; re-read and try again."""
 
-    exit_code = 4
+    exit_code = ExitCode.CONFLICT
 
 
 class InvalidEvent(StoreError):

@@ -1,6 +1,6 @@
 """Running a guarded action from the app: the same stages as `playbook action run`.
 
-The screen drives a :class:`playbook.guarded.GuardedRun` in thread workers: the dry run
+The screen drives a :class:`playbook.service.actions.GuardedRun` in thread workers: the dry run
 and the backup start at once; the responder reads what would change and types the
 confirmation phrase; then lock, apply (with progress; k cancels) and verify. When apply
 or verify fails and the apply wrote something, the same field takes the phrase again to

@@ -1,0 +1,185 @@
+"""``playbook diag``: list a playbook's diagnostics, and run one as an incident's evidence.
+
+The loader, the service and the evidence helpers are imported inside the commands, so
+`import playbook.cli` stays free of pydantic and the drivers (tests/test_architecture.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from playbook.cli.cancel import cancellable
+from playbook.cli.context import (
+    CliApp,
+    json_option,
+    parse_sets,
+    pass_app,
+    target_option,
+    targets_for,
+)
+from playbook.cli.output import emit_json
+from playbook.core.text import inline
+from playbook.errors import ExitCode
+
+
+@click.group()
+def diag() -> None:
+    """Diagnostics: the read-only checks a playbook's steps carry."""
+
+
+@diag.command("list")
+@click.argument("playbook", required=False)
+@json_option
+def diag_list(playbook: str | None, as_json: bool) -> None:
+    """List PLAYBOOK's diagnostics (default: data-integrity): kind, target, parameters, checks.
+
+    Diagnostics marked as writing are listed but never run as diagnostics.
+    """
+    from playbook.core.loader import load
+    from playbook.resources import resolve_playbook
+
+    pb = load(resolve_playbook(playbook)).playbook
+    used: dict[str, list[str]] = {}
+    for ref, step in pb.steps().items():
+        for name in step.diagnostics:
+            used.setdefault(name, []).append(ref)
+    rows = []
+    for name, d in pb.diagnostics.items():
+        rows.append(
+            {
+                "id": name,
+                "title": d.title,
+                "kind": d.kind,
+                "target": d.target,
+                "writes": d.writes,
+                "params": {
+                    p: {"type": spec.type, "default": spec.default, "description": spec.description}
+                    for p, spec in d.params.items()
+                },
+                "expect": [f"{e.metric} {e.op} {e.value} (else {e.verdict})" for e in d.expect],
+                "used_by": used.get(name, []),
+            }
+        )
+    if as_json:
+        emit_json(rows)
+        return
+    for row in rows:
+        flag = "  WRITES: never run as a diagnostic" if row["writes"] else ""
+        click.secho(f"{row['id']}  [{row['kind']} on {row['target']}]{flag}", bold=True)
+        click.echo(f"  {inline(row['title'])}")
+        for p, spec in row["params"].items():
+            default = "required" if spec["default"] is None else f"default {spec['default']!r}"
+            click.echo(f"  --set {p}=…  ({spec['type']}, {default})")
+        for line in row["expect"]:
+            click.echo(f"  healthy: {line}")
+        if row["used_by"]:
+            click.echo(f"  used by: {', '.join(row['used_by'])}")
+
+
+EXIT_BY_VERDICT = {
+    "pass": ExitCode.OK,
+    "warn": ExitCode.WARN,
+    "fail": ExitCode.UNHEALTHY,
+    "error": ExitCode.RUN_FAILED,
+}
+"""A run's verdict as `diag run`'s exit status."""
+ROWS_PRINTED = 10
+"""A run's first rows printed by `diag run` (the event keeps a few more; the file all)."""
+
+
+@diag.command("run")
+@click.argument("incident")
+@click.argument("diagnostic")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="A parameter. Repeatable.")
+@target_option
+@json_option
+@pass_app
+def diag_run(
+    app: CliApp,
+    incident: str,
+    diagnostic: str,
+    sets: tuple[str, ...],
+    targets: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run DIAGNOSTIC against its target and record the result as INCIDENT's evidence.
+
+    Read-only: a query that could write or run code is refused before anything is sent,
+    and a diagnostic the playbook marks as writing is never run. Targets come from
+    --target, your config directory's playbook.toml ([targets] name = "URI"), or a
+    playbook.toml beside the playbook once you trusted its folder (`playbook trust`).
+    The full result is saved beside the incident with its SHA-256; the event keeps the
+    verdict, the numbers and the first rows.
+
+    Progress goes to stderr; Ctrl-C (or SIGTERM) cancels and records what arrived, marked
+    partial and cancelled; a second one leaves without recording anything.
+    Exit status: 0 pass, 10 warn, 11 fail, 8 error (unreachable, deadline, cancelled).
+    """
+
+    service = app.service
+    state = service.get(incident).state
+    known = targets_for(service, state, targets)
+    prepared = service.prepare_diagnostic(state.id, diagnostic, parse_sets(sets), known)
+    live = sys.stderr.isatty()
+    shown: list[str] = []
+
+    def progress(p: Any) -> None:
+        text = f"{diagnostic}: {p.describe()}"
+        if live:
+            click.echo(f"\r{text[:100]:<100}", nl=False, err=True)
+        shown.append(text)
+
+    click.echo(
+        f"Running {diagnostic} on {prepared.target} "
+        f"(deadline {prepared.diagnostic.timeout} s; Ctrl-C cancels)…",
+        err=True,
+    )
+
+    def cancel() -> None:
+        # Ctrl-C or SIGTERM: the run stops and its evidence, complete and marked
+        # cancelled, is recorded below.
+        click.echo(f"\ncancelling {diagnostic}…", err=True)
+        prepared.cancel()
+
+    try:
+        result = cancellable(
+            lambda: service.execute_diagnostic(prepared, progress), f"diag-{diagnostic}", cancel
+        )
+    finally:
+        if live and shown:
+            click.echo("", err=True)
+    service.record_diagnostic(state.id, result)
+    if as_json:
+        emit_json(result)
+    else:
+        _print_run(result)
+    sys.exit(EXIT_BY_VERDICT.get(result["verdict"], ExitCode.RUN_FAILED))
+
+
+def _print_run(run: dict[str, Any]) -> None:
+    from playbook.core.evidence import numbers_of, shown_of  # ~1 ms, only after a run
+
+    colour = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red"}
+    verdict = run["verdict"]
+    click.secho(
+        f"{verdict.upper()}  {run['diagnostic']} on {run['target']}",
+        fg=colour.get(verdict),
+        bold=True,
+    )
+    if run["message"]:
+        click.echo(f"  {inline(run['message'])}")
+    for check in run["checks"]:
+        click.echo(f"  {inline(check['text'])}")
+    numbers = numbers_of(run)
+    if numbers:
+        click.echo(f"  numbers: {inline(numbers)[:400]}")
+    click.echo(f"  {shown_of(run, ROWS_PRINTED)}")
+    for row in run["rows"][:ROWS_PRINTED]:
+        click.echo(f"    {inline(json.dumps(row, ensure_ascii=False))[:160]}")
+    if run["file"]:
+        click.echo(f"  full result: {run['file']}")
+        click.echo(f"  sha256: {run['sha256']}")
