@@ -315,6 +315,9 @@ SESSION_SETTINGS = (
     ("DateStyle", "ISO"),
     ("IntervalStyle", "postgres"),
     ("extra_float_digits", "1"),
+    ("client_encoding", "UTF8"),
+    # A notice or a warning is never read; a huge one would still be held whole.
+    ("client_min_messages", "error"),
     # Compiling the catalog check (a few recursive CTEs the planner thinks costly) took
     # 3 s of a 0.05 s check; a diagnostic is a small read, and gains nothing from it.
     ("jit", "off"),

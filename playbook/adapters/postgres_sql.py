@@ -161,6 +161,11 @@ def check_sql(sql: str) -> Statement:
 
     if not sql.strip():
         raise Refused("Refused: a postgres diagnostic needs its SQL (query.sql).")
+    if "\x00" in sql:  # the parser and libpq read C strings: both would stop there
+        raise Refused(
+            "Refused: the SQL holds a NUL character, which PostgreSQL cannot receive.",
+            "Nothing was sent.",
+        )
     names = placeholders(sql)
     parsed, order = _numbered(sql) if names else (sql, ())
     try:

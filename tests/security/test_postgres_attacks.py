@@ -195,6 +195,7 @@ ATTACKS = [
     "SELECT '--'; DELETE FROM canary",
     "TABLE canary; DELETE FROM canary",
     "SHOW work_mem; ALTER SYSTEM SET work_mem = '1GB'",
+    "SELECT 1\x00; DELETE FROM canary",  # the parser and libpq would both stop at the NUL
     # functions that act on the server, however they are written
     "SELECT pg_stat_reset()",
     'SELECT "pg_stat_reset"()',

@@ -244,7 +244,7 @@ def test_a_search_path_the_owner_set_reaches_none_of_playbooks_own_queries(
 
 def our_queries() -> dict[str, str]:
     """Every query playbook itself sends to a diagnostic's server."""
-    from playbook.adapters import postgres_calls
+    from playbook.adapters import postgres_calls, postgres_catalog
 
     class Recorder:
         def __init__(self) -> None:
@@ -265,7 +265,7 @@ def our_queries() -> dict[str, str]:
         "session limits": recorder.sent[0],
         "timeouts": recorder.sent[1],
         "role": recorder.sent[2],
-        "catalog": postgres_calls._CALLS_SQL,
+        "catalog": postgres_catalog.CALLS_SQL,
         "size cap": postgres.capped("SELECT 1"),
     }
 
@@ -457,6 +457,65 @@ def test_a_privileged_target_reaches_no_code_of_the_owners_it_was_not_told_to_tr
     assert (
         attempt(uri(pg, "superuser"), sql, {"privileged": True, "functions": ["public.*"]}) == rows
     )
+
+
+@pytest.mark.parametrize(
+    ("sql", "swap", "undo"),
+    [
+        (
+            "SELECT count(*) AS n FROM plain_view",
+            "CREATE OR REPLACE VIEW plain_view AS SELECT id FROM plain WHERE id > 0",
+            "CREATE OR REPLACE VIEW plain_view AS SELECT id FROM plain",
+        ),
+        (
+            "SELECT count(*) AS n FROM plain",
+            "CREATE POLICY sneaky ON plain USING (id > 0)",
+            "DROP POLICY sneaky ON plain",
+        ),
+    ],
+)
+def test_nothing_read_can_be_redefined_between_the_check_and_the_statement(
+    pg: PostgresServer,
+    plain: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    sql: str,
+    swap: str,
+    undo: str,
+) -> None:
+    """Right after the check, the owner tries to replace the view the statement reads,
+    or to put a policy on the table it reads: the run holds the lock the statement
+    would take, so the change waits (here: gives up), and the statement reads what was
+    checked. Once the run is over the same change goes through."""
+    tried: list[type[Exception] | None] = []
+    checked = postgres.check_calls
+
+    def check_then_swap(conn: Any, calls: Any, target: Any) -> None:
+        checked(conn, calls, target)
+        with as_superuser(pg) as owner:
+            owner.execute(f"SET ROLE {OWNER}")
+            owner.execute("SET lock_timeout = '200ms'")
+            try:
+                owner.execute(swap)
+                tried.append(None)
+            except psycopg.errors.LockNotAvailable as exc:
+                tried.append(type(exc))
+
+    monkeypatch.setattr(postgres, "check_calls", check_then_swap)
+    assert attempt(uri(pg, READER), sql, {}) == [{"n": 2}]
+    assert tried == [psycopg.errors.LockNotAvailable]
+    plain.execute(f"SET ROLE {OWNER}")
+    plain.execute(swap)  # no run holds it now
+    plain.execute(undo)
+    plain.execute("RESET ROLE")
+
+
+def test_a_definition_too_long_to_read_is_refused_unread(pg: PostgresServer, plain: Any) -> None:
+    """A view holding a 2 MB literal: its definition is not pulled into playbook."""
+    plain.execute(f"SET ROLE {OWNER}")
+    plain.execute(f"CREATE VIEW wordy AS SELECT '{'w' * 2_000_000}' AS w")
+    plain.execute("RESET ROLE")
+    refused = attempt(uri(pg, READER), "SELECT length(w) AS n FROM wordy", {})
+    assert isinstance(refused, PlaybookError) and "longer than 1,000,000" in refused.title
 
 
 def test_a_foreign_table_needs_the_responders_word(pg: PostgresServer, drop: Path) -> None:
