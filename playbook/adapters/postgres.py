@@ -7,41 +7,50 @@ Each wall is an authority's, not a list of ours:
    only a read (SELECT without INTO, locking or a data-modifying CTE; VALUES; TABLE;
    SHOW; EXPLAIN without ANALYZE).
 2. **The protocol.** The statement is always sent with the extended query protocol (a
-   server-side cursor, or a prepared statement), in which the server itself refuses a
-   second statement, whatever a comment or a quote made of the text.
-3. **The role.** At connect, a superuser, a replication role or a member of the
+   server-side cursor, or an unnamed prepared statement), in which the server itself
+   refuses a second statement, whatever a comment or a quote made of the text. The text
+   sent is the text the parser read (placeholders as ``$n``, psycopg's raw cursors).
+3. **The session.** The first statement after connecting, and the only one before the
+   session is read only, sets ``default_transaction_read_only``,
+   ``standard_conforming_strings`` (so the server lexes strings as the parser did), the
+   output styles the evidence is read in, ``statement_timeout``, ``lock_timeout`` and
+   ``idle_in_transaction_session_timeout``, after anything a URI's ``options`` or an
+   ``ALTER DATABASE … SET`` asked for. It calls nothing but ``pg_catalog.set_config``,
+   by its qualified name, so nothing a database owner can create runs in it. Everything
+   else runs in ``BEGIN READ ONLY``, which is rolled back.
+4. **The role.** In that transaction, a superuser, a replication role or a member of the
    server-file roles is refused unless the responder marked the target ``privileged``
    (:func:`~playbook.adapters.postgres_calls.check_role`).
-4. **The session.** Right after connecting, ``default_transaction_read_only``,
-   ``standard_conforming_strings`` (so the server lexes strings as the parser did),
-   ``statement_timeout``, ``lock_timeout`` and ``idle_in_transaction_session_timeout``
-   are set for the session, after anything a URI's ``options`` asked for; then the
-   statement runs in ``BEGIN READ ONLY`` and is rolled back.
-5. **The catalog.** Inside that transaction, every function the statement could reach
-   (by name, behind an operator or a cast, inside a view) is resolved on the server and
-   must be IMMUTABLE or STABLE in ``pg_catalog``, on a short allowlist of volatile
-   reads, or named by the responder for this target
-   (:func:`~playbook.adapters.postgres_calls.check_calls`).
-6. **Parameters** are bound by the driver by name (``%(name)s``), never pasted in.
+5. **The catalog.** Then every function the statement could reach (by name, behind an
+   operator or a cast, through a type it can produce, inside a view, a policy or a
+   domain check) is resolved on the server and must be IMMUTABLE or STABLE in
+   ``pg_catalog``, on a short allowlist of volatile reads, or named by the responder for
+   this target (:func:`~playbook.adapters.postgres_calls.check_calls`).
+6. **Parameters** are bound by the driver (``%(name)s`` in the playbook), never pasted in.
+7. **Size.** The server refuses to send a row whose text is over :data:`MAX_RESULT`
+   (the statement is wrapped in a query of ours that measures each row before it
+   leaves), rows arrive one at a time (libpq's single-row mode, over ``FETCH``), and the
+   evidence stops at :data:`MAX_RESULT`: no result is ever held whole.
 
-Rows stream through a server-side cursor into the :class:`Sink` as JSON-ready dicts
-(times ISO 8601, decimals as numbers, bytes as hex). The numbers are ``rows`` and every
-numeric column of the first row; a time column becomes seconds since the epoch and also
-``<column>_age_seconds``. The deadline and cancel reach every stage: a connect in
-progress (each host of a multi-host URI gets only what is left of the connect timeout),
-and a query, which gets a cancel request and then has its connection cut.
+Rows go into the :class:`Sink` as JSON-ready dicts (times ISO 8601, decimals as numbers,
+bytes as hex). The numbers are ``rows`` and every numeric column of the first row; a
+time column becomes seconds since the epoch and also ``<column>_age_seconds``. The
+deadline and cancel reach every stage: a connect in progress (each host of a multi-host
+URI gets only what is left of the connect timeout), and a query, which gets a cancel
+request and then has its connection cut.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from decimal import Decimal
@@ -65,7 +74,14 @@ __all__ = ["PostgresAdapter", "check_sql", "connect", "placeholders"]
 
 APPLICATION_NAME = "playbook diagnostic"
 FETCH = 500
-"""Rows fetched from the server-side cursor per round trip."""
+"""Rows fetched from the server-side cursor per round trip (they arrive one at a time)."""
+CURSOR = "playbook_diagnostic"
+MAX_RESULT = 64 * 2**20
+"""The largest row the server may send (its text, in bytes), and the most evidence a
+run writes (characters of JSON): the Redis adapter's cap on one reply, for the same
+reason. A 200 MB value took 1 GB of memory when rows were fetched 500 at a time."""
+ROW_TOO_LARGE = "playbook: a row larger than the cap"
+"""Text of the error the size check makes the server raise (see :func:`capped`)."""
 CANCEL_TIMEOUT = 1.0
 """Seconds the cancel request may take before the connection is cut regardless."""
 
@@ -291,18 +307,41 @@ def connect(uri: str, ctx: RunContext, application_name: str, *, autocommit: boo
     return connecting.conn
 
 
+SESSION_SETTINGS = (
+    ("default_transaction_read_only", "on"),
+    ("standard_conforming_strings", "on"),
+    # The evidence is read in these: a database's own settings could make psycopg
+    # misread a date or an interval, or print a float with fewer digits than it has.
+    ("DateStyle", "ISO"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "1"),
+    ("client_encoding", "UTF8"),
+    # A notice or a warning is never read; a huge one would still be held whole.
+    ("client_min_messages", "error"),
+    # Compiling the catalog check (a few recursive CTEs the planner thinks costly) took
+    # 3 s of a 0.05 s check; a diagnostic is a small read, and gains nothing from it.
+    ("jit", "off"),
+)
+
+
 def session_limits(conn: Any, ctx: RunContext) -> int:
     """Read only and bounded for the whole session, set after connecting so that no
-    URI ``options=-c …`` undoes it; the statement cannot undo it either (SET is not a
-    read, and ``set_config`` is VOLATILE). ``standard_conforming_strings`` makes the
-    server read backslashes in strings as the parser that checked the text did.
+    URI ``options=-c …`` or ``ALTER DATABASE/ROLE … SET`` undoes it; the statement
+    cannot undo it either (SET is not a read, and ``set_config`` is VOLATILE).
+    ``standard_conforming_strings`` makes the server read backslashes in strings as the
+    parser that checked the text did.
 
-    Call in autocommit: a SET inside a transaction that is rolled back is undone.
+    This is the first statement of the session and the only one before it is read only:
+    it names one function, schema-qualified (no operator, no type, nothing a search path
+    could resolve to a database owner's object). Call in autocommit: a SET inside a
+    transaction that is rolled back is undone.
     """
     ms = str(max(1, int(ctx.remaining() * 1000)))
+    fixed = ", ".join(
+        f"pg_catalog.set_config('{name}', '{value}', false)" for name, value in SESSION_SETTINGS
+    )
     conn.execute(
-        "SELECT pg_catalog.set_config('default_transaction_read_only', 'on', false),"
-        " pg_catalog.set_config('standard_conforming_strings', 'on', false),"
+        f"SELECT {fixed},"
         " pg_catalog.set_config('statement_timeout', %(ms)s, false),"
         " pg_catalog.set_config('lock_timeout', %(ms)s, false),"
         " pg_catalog.set_config('idle_in_transaction_session_timeout', %(ms)s, false)",
@@ -315,11 +354,32 @@ def set_timeouts(conn: Any, ctx: RunContext) -> int:
     """``statement_timeout`` and ``lock_timeout`` for this transaction: the time left."""
     ms = max(1, int(ctx.remaining() * 1000))
     conn.execute(
-        "SELECT set_config('statement_timeout', %(ms)s, true),"
-        " set_config('lock_timeout', %(ms)s, true)",
+        "SELECT pg_catalog.set_config('statement_timeout', %(ms)s, true),"
+        " pg_catalog.set_config('lock_timeout', %(ms)s, true)",
         {"ms": str(ms)},
     )
     return ms
+
+
+def capped(body: str) -> str:
+    """``body`` (one SELECT, VALUES or TABLE) wrapped so that the server refuses to send
+    a row whose text is over :data:`MAX_RESULT`: one more column, last, that is NULL or
+    an error (a cast of our marker text, which PostgreSQL reports with the text). It is
+    evaluated as the row is produced, before it is sent.
+
+    ``(playbook_row.*)`` is the whole row even when the statement has a column of that
+    name; the error's operand depends on the row, so it cannot be folded to an error
+    when the query is planned; the new lines end a trailing ``--`` comment. The body is
+    the statement as the parser delimited it, so the parentheses hold exactly it.
+    """
+    row = "(playbook_row.*)::pg_catalog.text"
+    return (
+        f"SELECT playbook_row.*, CASE WHEN pg_catalog.octet_length({row})"
+        f" OPERATOR(pg_catalog.>) {MAX_RESULT}"
+        f" THEN ('{ROW_TOO_LARGE}' OPERATOR(pg_catalog.||) pg_catalog.left({row}, 0))"
+        "::pg_catalog.int4 END AS playbook_cap"
+        f" FROM (\n{body}\n) AS playbook_row"
+    )
 
 
 def run_error(exc: Exception, ctx: RunContext, uri: str, doing: str) -> RunError:
@@ -333,6 +393,13 @@ def run_error(exc: Exception, ctx: RunContext, uri: str, doing: str) -> RunError
             "PostgreSQL stopped the statement at its time limit (the run's deadline).",
             "The result is partial. Narrow the query or raise the timeout.",
         )
+    if isinstance(exc, e.InvalidTextRepresentation) and ROW_TOO_LARGE in str(exc):
+        return ResultTooLarge(
+            f"PostgreSQL did not send a row larger than {MAX_RESULT // 2**20} MB (as text); "
+            "the run stopped there.",
+            "The result is partial. Select fewer or shorter columns (left(col, 1000), "
+            "length(col)).",
+        )
     if isinstance(exc, e.ReadOnlySqlTransaction):
         return RunError(
             f"PostgreSQL refused to write: the statement tried to change data inside a "
@@ -345,6 +412,10 @@ def run_error(exc: Exception, ctx: RunContext, uri: str, doing: str) -> RunError
             "Check the server; the result is partial.",
         )
     return RunError(f"PostgreSQL refused {doing}: {_first_line(scrub(str(exc), uri))}")
+
+
+class ResultTooLarge(RunError):
+    """A row, or the evidence, passed :data:`MAX_RESULT`; the run stopped there."""
 
 
 def _first_line(text: str) -> str:
@@ -396,33 +467,33 @@ class PostgresAdapter(Adapter):
         statement = self._checked(request)
         target = TargetOptions.of(request.options)
         given = request.options.get("params") or {}
-        # No placeholders, no parameters: psycopg then sends the text untouched, as
-        # the parser read it (with parameters it rewrites %(name)s and %%).
-        params = (
-            {k: _bound(v) for k, v in given.items() if k in statement.names}
-            if statement.names
-            else None
-        )
+        # In $n order: the raw cursors send the text as the parser read it, untouched.
+        params = [_bound(given[name]) for name in statement.order] if statement.order else None
         conn = connect(request.uri, ctx, APPLICATION_NAME, autocommit=True)
         interrupt = Interrupt(conn)
         ctx.on_stop(interrupt)
-        cursor = None
+        declared = None
         try:
-            check_role(conn, target)
-            session_limits(conn, ctx)
+            session_limits(conn, ctx)  # first: nothing else runs before it is read only
             conn.autocommit = False
             conn.read_only = True  # psycopg begins with BEGIN READ ONLY
+            check_role(conn, target)
             ctx.check()
             check_calls(conn, statement.calls, target)
             ctx.check()
+            sent = statement.sent or statement.text
             if statement.kind == "SELECT":
                 # DECLARE … CURSOR FOR goes out as Parse/Bind/Execute: one statement.
-                cursor = conn.cursor(name="playbook_diagnostic")
-                cursor.execute(statement.text, params)
-            else:  # SHOW and EXPLAIN cannot be a cursor's query: a prepared statement
-                cursor = conn.cursor()
-                cursor.execute(statement.text, params, prepare=True)
-            return self._stream(cursor, request.limit, ctx, sink)
+                declared = psycopg.RawServerCursor(conn, CURSOR)
+                declared.execute(capped(statement.body or sent), params)
+                names = [c.name for c in declared.description or []][:-1]
+                rows = self._fetched(conn, request.limit)
+                return self._stream(rows, lambda: names, 1, ctx, sink)
+            # SHOW and EXPLAIN cannot be a cursor's query: an unnamed prepared statement
+            reader = psycopg.RawCursor(conn)
+            rows = _at_most(reader.stream(sent, params), request.limit)
+            described = lambda: [c.name for c in reader.description or []]  # noqa: E731
+            return self._stream(rows, described, 0, ctx, sink)
         except psycopg.Error as exc:
             raise run_error(exc, ctx, request.uri, "the query") from None
         finally:
@@ -430,24 +501,73 @@ class PostgresAdapter(Adapter):
                 if not conn.closed and not ctx.stopped:
                     conn.rollback()  # never commit: there is nothing to keep
             interrupt.close()
-            if cursor is not None:
-                cursor.close()  # the connection is closed: nothing more is sent
+            if declared is not None:
+                declared.close()  # the connection is closed: nothing more is sent
 
-    def _stream(self, cursor: Any, limit: int, ctx: RunContext, sink: Sink) -> dict[str, Any]:
-        columns = _unique([c.name for c in cursor.description or []])
+    @staticmethod
+    def _fetched(conn: Any, limit: int) -> Iterator[tuple[Any, ...]]:
+        """The cursor's rows, ``FETCH`` by ``FETCH``, each read in single-row mode: libpq
+        holds one row at a time, never a whole batch (psycopg's own fetchmany would)."""
+        import psycopg
+
+        reader = psycopg.RawCursor(conn)
+        left = limit
+        while left > 0:
+            want = min(FETCH, left)
+            got = 0
+            with contextlib.closing(reader.stream(f"FETCH FORWARD {want} FROM {CURSOR}")) as batch:
+                for row in batch:
+                    got += 1
+                    yield row
+            left -= got
+            if got < want:
+                return
+
+    def _stream(
+        self,
+        rows: Iterator[tuple[Any, ...]],
+        names: Callable[[], list[str]],
+        extra: int,
+        ctx: RunContext,
+        sink: Sink,
+    ) -> dict[str, Any]:
+        """Rows into the sink, the last ``extra`` columns (ours) left out; ``names()``
+        gives the column names once the first row is there. ``rows`` holds at most the
+        run's limit and is read to its end, so no stream is left half read; past
+        :data:`MAX_RESULT` of evidence, :class:`ResultTooLarge`."""
+        columns: list[str] = []
         metrics: dict[str, Any] = {}
-        rows = 0
-        while rows < limit:
-            batch = cursor.fetchmany(min(FETCH, limit - rows))
-            if not batch:
-                break
-            for values in batch:
-                row = dict(zip(columns, values, strict=False))
-                if rows == 0:
+        count = 0
+        written = 0
+        with contextlib.closing(rows):  # on an error, a stream is cancelled here
+            for values in rows:
+                if count == 0:
+                    columns = _unique(names())
+                row = dict(zip(columns, values[: len(values) - extra], strict=False))
+                if count == 0:
                     metrics.update(first_row_numbers(row))
-                sink.add({k: json_ready(v) for k, v in row.items()})
-                rows += 1
-            ctx.check()
-            ctx.progress(rows, None, "rows read")
-        metrics["rows"] = rows
+                ready = {k: json_ready(v) for k, v in row.items()}
+                line = json.dumps(ready, ensure_ascii=False, separators=(",", ":"), default=str)
+                written += len(line) + 1
+                if written > MAX_RESULT:
+                    raise ResultTooLarge(
+                        f"The result passed {MAX_RESULT // 2**20} MB of evidence after "
+                        f"{count} rows; the run stopped there.",
+                        "The result is partial. Select fewer rows or shorter columns.",
+                    )
+                sink.add_line(line, ready)
+                count += 1
+                if count % FETCH == 0:
+                    ctx.check()
+                    ctx.progress(count, None, "rows read")
+        ctx.check()
+        metrics["rows"] = count
         return metrics
+
+
+def _at_most(rows: Iterator[Any], limit: int) -> Iterator[Any]:
+    """The first ``limit`` rows; the rest are read and dropped (a SHOW or an EXPLAIN:
+    a few rows), so that the stream ends as the server ended it."""
+    for n, row in enumerate(rows):
+        if n < limit:
+            yield row

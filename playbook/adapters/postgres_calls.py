@@ -1,8 +1,11 @@
 """What the server says about a diagnostic's session: its role, and the code a statement
 would run.
 
-Both checks ask the server's own catalog, in the session the statement will run in, so
-they see the same search path, the same schemas and the same role.
+Both checks ask the server's own catalog, inside the read-only transaction the statement
+will run in, so they see the same search path, the same schemas and the same role. Their
+SQL (:mod:`playbook.adapters.postgres_catalog`) names every function, operator and type
+with its schema: whatever the database's owner put on the search path, it reaches none
+of theirs.
 
 **The role.** A superuser, a role with ``REPLICATION``, or a member of
 ``pg_write_server_files``, ``pg_execute_server_program`` or ``pg_read_server_files`` is
@@ -17,30 +20,41 @@ server, and each function it could reach must be allowed:
 
 * functions called by name: every function of that name in the schema written, or in
   the session's search path (the server picks one of them by argument types; all of them
-  must pass, so whichever it picks is allowed);
+  must pass, so whichever it picks is allowed); a type's input function (``record_in``,
+  ``domain_in``: ``pg_type.typinput``) is refused, as it runs the checks of any type;
 * operators: the function behind every operator of that name (``pg_operator.oprcode``);
-* casts: the function of every cast to a type the statement casts to
-  (``pg_cast.castfunc``), down a domain to its base type and an array to its element;
+* types: every type a value in the statement can have or be made into: the types it
+  names (casts, column definition lists, ``pg_input_is_valid``'s literal), the row types
+  of the relations it reads, what the functions and operators it names take and give,
+  and what stored code uses; then down domains to their base types, arrays to their
+  elements, ranges to their subtypes, composites to their fields. Each domain's CHECK is
+  stored code (below); each cast between two of these types (or from a built-in type,
+  a literal's or a parameter's) is a function it could reach, implicit or not;
 * code stored in the catalog: a view's query, a row-security policy of a table read,
-  a domain's check. The server prints each definition (``pg_get_viewdef``,
-  ``pg_get_expr``), the same parser reads it, and its names are checked the same way,
-  through views on views. (``pg_depend`` would be shorter, but it does not record
-  built-in functions: a view calling ``pg_stat_reset()`` has no such row.) Views in
-  ``pg_catalog`` and ``information_schema`` come with the server and are read as they
-  are.
+  a domain's check. ``pg_depend`` names every function, operator, type and relation
+  that is not built in that it uses (implicit casts included); and since it does not
+  record built-in objects (a view calling ``pg_stat_reset()`` has no such row) the
+  server also prints the definition (``pg_get_viewdef``, ``pg_get_expr``), the same
+  parser reads it, and its names are checked the same way, through views on views.
+  Views and domains in ``pg_catalog`` and ``information_schema`` come with the server
+  and are read as they are.
 
 A function is allowed when it is IMMUTABLE or STABLE and in ``pg_catalog``
 (``pg_proc.provolatile``: the server's own word that it changes nothing) and does not
 run a query of its own over relations named by a value (:data:`RUN_QUERIES`), when it is on
 :data:`VOLATILE_READS`, or when the responder named it for this target
-(``functions = ["schema.name", "schema.*"]``). Everything else is refused before the
-statement is sent, with the function named.
+(``functions = ["schema.name", "schema.*"]``). On a privileged target, whose role's
+rights reach the server's files and programs, each view, policy and domain check of the
+database's own that the statement reaches must also be named there; so must a foreign
+table, on any target. Everything else is refused before the statement is sent, with
+what it is and how it is reached.
 
-What this cannot see (and SECURITY.md says): functions the analyser adds without a name
-in the text (implicit casts, the comparison functions of ``GROUP BY``/``DISTINCT``/
-``ORDER BY``, a type's input and output functions), which only a type's owner or a
-superuser can define; and a superuser who marks a function with side effects STABLE.
-Whatever such a function tries to write still fails in the read-only transaction.
+What this cannot see (and SECURITY.md says): code only a superuser can define (a type's
+input and output functions, operator classes behind ``ORDER BY``/``GROUP BY``/
+``DISTINCT``, selectivity estimators, event triggers, ``pg_catalog`` itself); the body
+of a function the responder trusts; and a domain constraint or cast added in the
+milliseconds between the check and the statement (tables and views are locked).
+Whatever such code tries to write still fails in the read-only transaction.
 """
 
 from __future__ import annotations
@@ -50,6 +64,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from playbook.adapters.base import RunError
+from playbook.adapters.postgres_catalog import CALLS_SQL, ROLE_SQL
 from playbook.adapters.postgres_sql import Calls, calls_in
 from playbook.adapters.readonly import Refused
 from playbook.errors import UsageError
@@ -155,16 +170,10 @@ class TargetOptions:
 
 # --------------------------------------------------------------------------- the role
 
-_ROLE_SQL = """
-SELECT r.rolname, r.rolsuper, r.rolreplication,
-       array_remove(ARRAY[{members}], NULL) AS memberships
-FROM pg_catalog.pg_roles r
-WHERE r.rolname IN (session_user, current_user)
-"""
-
 
 def check_role(conn: Any, target: TargetOptions) -> None:
     """Refuse a role that reaches past the database, unless the target is privileged.
+    Run inside the read-only transaction.
 
     Raises:
         RefusedOnServer: the login or current role is a superuser, has REPLICATION, or is a
@@ -173,13 +182,14 @@ def check_role(conn: Any, target: TargetOptions) -> None:
     if target.privileged:
         return
     members = ", ".join(
-        f"CASE WHEN coalesce(pg_catalog.pg_has_role(r.oid, "
-        f"pg_catalog.to_regrole('{role}')::oid, 'MEMBER'), false) THEN '{role}' END"
+        f"CASE WHEN COALESCE(pg_catalog.pg_has_role(r.oid, "
+        f"pg_catalog.to_regrole('{role}')::pg_catalog.oid, 'MEMBER'), false) "
+        f"THEN '{role}'::pg_catalog.text END"
         for role, _ in ROLE_ATTRIBUTES
     )
     found: list[str] = []
     for name, superuser, replication, memberships in conn.execute(
-        _ROLE_SQL.format(members=members)
+        ROLE_SQL.format(members=members)
     ).fetchall():
         if superuser:
             found.append(f"{name} is a superuser")
@@ -199,98 +209,14 @@ def check_role(conn: Any, target: TargetOptions) -> None:
 
 # --------------------------------------------------------------------------- the code
 
-MAX_DEFINITIONS = 64
-"""Views, policies and domain checks read for one statement before giving up: a chain
-of views this long is refused rather than walked for ever."""
-
-_CALLS_SQL = """
-WITH RECURSIVE
-path AS (SELECT pg_catalog.unnest(pg_catalog.current_schemas(true)) AS nsp),
-fcall AS (SELECT * FROM ROWS FROM (pg_catalog.unnest(%(f_schema)s::text[]),
-                                   pg_catalog.unnest(%(f_name)s::text[]),
-                                   pg_catalog.unnest(%(f_attr)s::bool[])) AS f(sch, name, attr)),
-ocall AS (SELECT * FROM ROWS FROM (pg_catalog.unnest(%(o_schema)s::text[]),
-                                   pg_catalog.unnest(%(o_name)s::text[])) AS o(sch, name)),
-system AS (SELECT 'pg_catalog'::regnamespace::oid AS nsp
-           UNION ALL SELECT 'information_schema'::regnamespace::oid),
-rel AS (SELECT pg_catalog.to_regclass(r)::oid AS oid, r AS label
-        FROM pg_catalog.unnest(%(rels)s::text[]) AS r),
-tchain(oid, label) AS (
-    SELECT pg_catalog.to_regtype(t)::oid, t FROM pg_catalog.unnest(%(types)s::text[]) AS t
-    WHERE pg_catalog.to_regtype(t) IS NOT NULL
-  UNION
-    SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, c.label
-    FROM tchain c JOIN pg_catalog.pg_type t ON t.oid = c.oid
-    WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
-),
-exprs(label, kind, body) AS (
-    SELECT 'the view ' || rel.label, 'query', pg_catalog.pg_get_viewdef(c.oid)
-    FROM rel JOIN pg_catalog.pg_class c ON c.oid = rel.oid AND c.relkind = 'v'
-         AND c.relnamespace NOT IN (SELECT nsp FROM system)
-  UNION ALL
-    SELECT 'a row security policy on ' || rel.label, 'expr',
-           pg_catalog.pg_get_expr(p.polqual, p.polrelid)
-    FROM rel JOIN pg_catalog.pg_policy p ON p.polrelid = rel.oid
-    WHERE p.polqual IS NOT NULL
-  UNION ALL
-    SELECT 'a check of the domain ' || tchain.label, 'expr', pg_catalog.pg_get_expr(k.conbin, 0)
-    FROM tchain JOIN pg_catalog.pg_constraint k ON k.contypid = tchain.oid
-    WHERE k.conbin IS NOT NULL
-),
-calls(via, fn) AS (
-    SELECT 'the function ' || f.name, p.oid
-    FROM fcall f JOIN pg_catalog.pg_proc p ON p.proname = f.name
-    WHERE CASE WHEN f.sch IS NULL
-               THEN p.pronamespace IN (SELECT n.oid FROM pg_catalog.pg_namespace n
-                                       WHERE n.nspname IN (SELECT nsp FROM path))
-               WHEN f.sch = 'pg_temp' THEN p.pronamespace = pg_catalog.pg_my_temp_schema()
-               ELSE p.pronamespace = pg_catalog.to_regnamespace(f.sch)::oid END
-      AND (NOT f.attr OR (p.pronargs >= 1 AND EXISTS (
-             SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid = p.proargtypes[0]
-             AND t.typtype IN ('c', 'p', 'd'))))
-  UNION ALL
-    SELECT 'the operator ' || o.name, op.oprcode::oid
-    FROM ocall o JOIN pg_catalog.pg_operator op ON op.oprname = o.name
-    WHERE op.oprcode <> 0 AND CASE
-               WHEN o.sch IS NULL
-               THEN op.oprnamespace IN (SELECT n.oid FROM pg_catalog.pg_namespace n
-                                        WHERE n.nspname IN (SELECT nsp FROM path))
-               WHEN o.sch = 'pg_temp' THEN op.oprnamespace = pg_catalog.pg_my_temp_schema()
-               ELSE op.oprnamespace = pg_catalog.to_regnamespace(o.sch)::oid END
-  UNION ALL
-    SELECT 'a cast to ' || t.label, c.castfunc
-    FROM tchain t JOIN pg_catalog.pg_cast c ON c.casttarget = t.oid WHERE c.castfunc <> 0
-),
-runners AS (
-    SELECT pg_catalog.to_regprocedure(s)::oid AS oid
-    FROM pg_catalog.unnest(%(runners)s::text[]) s
-),
-allowed AS (
-    SELECT pg_catalog.to_regprocedure(s)::oid AS oid FROM pg_catalog.unnest(%(allow)s::text[]) s
-  UNION ALL
-    SELECT p.oid FROM ROWS FROM (pg_catalog.unnest(%(opt_schema)s::text[]),
-                                 pg_catalog.unnest(%(opt_name)s::text[])) AS o(sch, name)
-    JOIN pg_catalog.pg_proc p ON p.pronamespace = pg_catalog.to_regnamespace(o.sch)::oid
-         AND (o.name = '*' OR p.proname = o.name)
-),
-refused AS (
-    SELECT DISTINCT c.via,
-           pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(p.proname)
-           || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')' AS function,
-           n.nspname AS schema, p.proname AS name,
-           n.nspname = 'pg_catalog' AS builtin, p.provolatile AS volatility,
-           c.fn IN (SELECT oid FROM runners WHERE oid IS NOT NULL) AS runs_queries
-    FROM calls c JOIN pg_catalog.pg_proc p ON p.oid = c.fn
-    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-    WHERE NOT (n.nspname = 'pg_catalog' AND p.provolatile IN ('i', 's')
-               AND c.fn NOT IN (SELECT oid FROM runners WHERE oid IS NOT NULL))
-      AND c.fn NOT IN (SELECT oid FROM allowed WHERE oid IS NOT NULL)
-)
-SELECT pg_catalog.current_setting('transaction_read_only') = 'on',
-       (SELECT COALESCE(pg_catalog.json_agg(r ORDER BY r.via, r.function), '[]'::json)
-        FROM refused r),
-       (SELECT COALESCE(pg_catalog.json_agg(e ORDER BY e.label), '[]'::json) FROM exprs e)
-"""
+MAX_DEFINITIONS = 256
+"""Views, policies and domain checks read for one statement before giving up: a web
+of definitions this large is refused rather than walked for ever."""
+LONGEST_DEFINITION = 1_000_000
+"""Characters of one definition the server sends back to be read: a view holding a
+500 MB literal is refused, not pulled into this process."""
+LOCK_ROUNDS = 3
+"""Checks of the same statement, each after locking what the one before found."""
 
 _VOLATILITY = {"v": "VOLATILE", "s": "STABLE", "i": "IMMUTABLE"}
 
@@ -299,71 +225,119 @@ def check_calls(conn: Any, calls: Calls, target: TargetOptions) -> None:
     """Refuse the statement if it could call a function that is not allowed; also make
     sure the transaction it will run in is read only. Run inside that transaction.
 
-    Views, row-security policies and domain checks hold code too. The server prints
-    each one's definition (``pg_get_viewdef``, ``pg_get_expr``: text that reads back
-    as the same objects in this session), the same parser reads it, and its calls are
-    checked in turn, down through views on views. One round trip per definition.
+    Views, row-security policies and domain checks hold code too. The server says what
+    each one uses (``pg_depend``: every function, operator, type and relation that is
+    not built in, implicit casts included) and prints its definition (``pg_get_viewdef``,
+    ``pg_get_expr``), which the same parser reads for the built-in functions it names
+    (``pg_depend`` does not record those); those are checked in turn, a level of
+    definitions per round trip. On a privileged target each such definition, and on any
+    target a foreign table, must also be named by the responder.
+
+    The tables and views of the database's own schemas that the statement reads are
+    then locked (ACCESS SHARE, what the statement itself takes) and the check is made
+    again, so no view, policy or rule can be swapped between the check and the
+    statement (a domain's constraints are not locked by anything; SECURITY.md says so).
 
     Raises:
         RefusedOnServer: a function it could reach is not allowed (each named with how
-            the statement reaches it), a definition cannot be read, or the transaction
-            is not read only.
+            the statement reaches it), stored code is not trusted, a definition cannot
+            be read, or the transaction is not read only.
     """
+    from psycopg import sql
+
+    locked: set[tuple[str, str]] = set()
+    for _ in range(LOCK_ROUNDS):
+        wanted = _check(conn, calls, target)
+        if wanted <= locked:
+            return
+        names = sql.SQL(", ").join(sql.Identifier(*name) for name in sorted(wanted - locked))
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(names))
+        locked |= wanted
+    raise RefusedOnServer(
+        "Refused: the relations the statement reads kept changing while they were checked.",
+        "Nothing was run.",
+    )
+
+
+def _check(conn: Any, calls: Calls, target: TargetOptions) -> set[tuple[str, str]]:
+    """One whole check; the relations it found to lock."""
     queue: list[tuple[Calls, str]] = [(calls, "")]
     seen: set[str] = set()
-    read = 0
+    lockable: set[tuple[str, str]] = set()
     while queue:
-        batch, context = queue.pop(0)
-        read += 1
-        if read > MAX_DEFINITIONS:
-            raise RefusedOnServer(
-                f"Refused: the statement reaches more than {MAX_DEFINITIONS} views, "
-                "policies and domain checks; it was not run."
-            )
-        relations = [r for r in batch.relations if f"r:{r}" not in seen]
-        types = [t for t in batch.types if f"t:{t}" not in seen]
-        seen.update([f"r:{r}" for r in relations] + [f"t:{t}" for t in types])
-        params = {
-            "f_schema": [s for s, _, _ in batch.functions],
-            "f_name": [n for _, n, _ in batch.functions],
-            "f_attr": [a for _, _, a in batch.functions],
-            "o_schema": [s for s, _ in batch.operators],
-            "o_name": [n for _, n in batch.operators],
-            "rels": relations,
-            "types": types,
-            "allow": list(VOLATILE_READS),
-            "runners": list(RUN_QUERIES),
-            "opt_schema": [s for s, _ in target.functions],
-            "opt_name": [n for _, n in target.functions],
-        }
-        read_only, refused, exprs = conn.execute(_CALLS_SQL, params).fetchone()
+        batch, queue = queue, []
+        read_only, refused, exprs, untrusted, relations = conn.execute(
+            CALLS_SQL, _round(batch, target)
+        ).fetchone()
         if not read_only:
             raise RefusedOnServer("Refused: the server says the transaction is not read only.")
         if refused:
-            raise _refusal(refused, context)
+            raise _refusal(refused)
+        if untrusted:
+            raise _untrusted(untrusted, target)
+        lockable.update((schema, name) for schema, name in relations)
         for item in exprs:
-            where = f" in {item['label']}{context}"
+            if item["key"] in seen:
+                continue
+            seen.add(item["key"])
+            if len(seen) > MAX_DEFINITIONS:
+                raise RefusedOnServer(
+                    f"Refused: the statement reaches more than {MAX_DEFINITIONS} views, "
+                    "policies and domain checks; it was not run."
+                )
+            if len(item["body"] or "") > LONGEST_DEFINITION:
+                raise RefusedOnServer(
+                    f"Refused: the server's definition of {item['label']} is longer than "
+                    f"{LONGEST_DEFINITION:,} characters; it was not read.",
+                    "Nothing was run.",
+                )
             try:
                 found = calls_in(item["body"], query=item["kind"] == "query")
             except Refused as exc:
                 raise RefusedOnServer(
-                    f"Refused: the server's definition of {item['label']}{context} "
+                    f"Refused: the server's definition of {item['label']} "
                     f"cannot be checked ({exc.title.removeprefix('Refused: ')})",
                     "Nothing was run.",
                 ) from None
-            queue.append((found, where))
+            queue.append((found, f" in {item['label']}"))
+    return lockable
 
 
-def _refusal(refused: list[dict[str, Any]], context: str) -> RefusedOnServer:
+def _round(batch: list[tuple[Calls, str]], target: TargetOptions) -> dict[str, Any]:
+    """The parameters of one round trip: every name of every definition of a level."""
+    functions = [(f, ctx) for calls, ctx in batch for f in calls.functions]
+    operators = [(o, ctx) for calls, ctx in batch for o in calls.operators]
+    return {
+        "f_schema": [s for (s, _, _), _ in functions],
+        "f_name": [n for (_, n, _), _ in functions],
+        "f_attr": [a for (_, _, a), _ in functions],
+        "f_ctx": [ctx for _, ctx in functions],
+        "o_schema": [s for (s, _), _ in operators],
+        "o_name": [n for (_, n), _ in operators],
+        "o_ctx": [ctx for _, ctx in operators],
+        "rels": sorted({r for calls, _ in batch for r in calls.relations}),
+        "types": sorted({t for calls, _ in batch for t in calls.types}),
+        "allow": list(VOLATILE_READS),
+        "runners": list(RUN_QUERIES),
+        "opt_schema": [s for s, _ in target.functions],
+        "opt_name": [n for _, n in target.functions],
+        "privileged": target.privileged,
+        "longest": LONGEST_DEFINITION,
+    }
+
+
+def _refusal(refused: list[dict[str, Any]]) -> RefusedOnServer:
     shown = []
     for item in refused[:3]:
-        if item["runs_queries"]:
+        if item["type_input"]:
+            why = "a type's input function: it runs the checks of whatever type it is given"
+        elif item["runs_queries"]:
             why = "it runs a query of its own over relations named at run time"
         elif item["builtin"]:
             why = f"{_VOLATILITY.get(item['volatility'], 'VOLATILE')}: it may change state"
         else:
             why = "not one of PostgreSQL's own functions"
-        shown.append(f"{item['function']} ({why}), through {item['via']}{context}")
+        shown.append(f"{item['function']} ({why}), through {item['via']}")
     more = f" and {len(refused) - 3} more" if len(refused) > 3 else ""
     names = sorted({f"{item['schema']}.{item['name']}" for item in refused})
     return RefusedOnServer(
@@ -372,4 +346,26 @@ def _refusal(refused: list[dict[str, Any]], context: str) -> RefusedOnServer:
         "few documented reads. If you trust these on this target, add "
         f"{', '.join(repr(n) for n in names)} to the target's functions in your "
         "own playbook.toml. Nothing was run.",
+    )
+
+
+def _untrusted(untrusted: list[dict[str, Any]], target: TargetOptions) -> RefusedOnServer:
+    shown = ", ".join(item["label"] for item in untrusted[:5])
+    more = f" and {len(untrusted) - 5} more" if len(untrusted) > 5 else ""
+    names = sorted({f"{item['schema']}.{item['name']}" for item in untrusted})
+    why = (
+        "On a privileged target the statement runs with that role's rights (a "
+        "superuser's, files and programs on the server included), so every view, row "
+        "security policy and domain check outside pg_catalog that it reaches must be "
+        "named by you, like a function. A foreign table is read by a query on another "
+        "server, outside the read-only transaction."
+        if target.privileged
+        else "A foreign table is read by a query on another server, outside the "
+        "read-only transaction."
+    )
+    return RefusedOnServer(
+        f"Refused: the statement reaches {shown}{more}, which you have not named as "
+        "trusted for this target.",
+        f"{why} If you trust them, add {', '.join(repr(n) for n in names)} to the "
+        "target's functions in your own playbook.toml. Nothing was run.",
     )

@@ -10,13 +10,14 @@ identifier). So the text goes through pglast, which embeds PostgreSQL's parser
   ``TABLE``, ``SHOW``, or ``EXPLAIN`` without ``ANALYZE`` of such a SELECT;
 * what the statement could call on the server, by name: functions (quoted, qualified,
   upper-case, or written as ``row.function``), operators (also those ``IN``, ``LIKE``,
-  ``BETWEEN``, ``CASE x WHEN`` and ``ORDER BY … USING`` stand for), the types it casts to
+  ``BETWEEN``, ``CASE x WHEN`` and ``ORDER BY … USING`` stand for), the types it names
+  (casts, column definition lists, the type ``pg_input_is_valid`` is given as a string)
   and the relations it reads. :mod:`playbook.adapters.postgres_calls` asks the server
   what those names resolve to before the statement runs.
 
 psycopg's ``%(name)s`` placeholders are not SQL: the parser reads a copy in which they
-are ``$n``, exactly as psycopg rewrites them before sending, and psycopg gets the text
-as written.
+are ``$n`` (:func:`as_sent`), and that copy is what is sent, with the values in ``$n``
+order (psycopg's raw cursors), so the server receives exactly the text that was checked.
 """
 
 from __future__ import annotations
@@ -48,6 +49,16 @@ _LOCKS = {
 # BETWEEN is not an operator of its own: the server rewrites it with these.
 _BETWEEN = ("<", "<=", ">", ">=")
 
+TYPE_BY_NAME = {"pg_input_is_valid": 2, "pg_input_error_info": 2}
+"""Functions of ``pg_catalog`` that take a type *by name*, as text (which argument), and
+run that type's input, and so a domain's CHECK, on a value. No catalog column says a
+text argument names a type, so these two are listed (a test asks the server that they
+exist with a text argument there). The name must be a string literal, which the server
+then resolves (``to_regtype`` reads it with the same parser); a value (a parameter, a
+column, an expression) could name any type, and is refused. The input functions
+themselves (``record_in``, ``domain_in``…, which take a type's OID) are found in the
+catalog (``pg_type.typinput``) and refused there."""
+
 
 @dataclass(frozen=True)
 class Calls:
@@ -58,7 +69,8 @@ class Calls:
     which PostgreSQL reads as ``f(t)`` when ``t`` has no column ``f``."""
     operators: tuple[tuple[str | None, str], ...] = ()
     types: tuple[str, ...] = ()
-    """Types cast to, as quoted names ``to_regtype`` reads (``"pg_catalog"."int4"``)."""
+    """Types the statement names (casts, column definition lists, ``pg_input_is_valid``'s
+    literal), as text ``to_regtype`` reads (``"pg_catalog"."int4"``, ``evil_dom``)."""
     relations: tuple[str, ...] = ()
     """Tables and views read, as quoted names ``to_regclass`` reads."""
 
@@ -68,13 +80,21 @@ class Statement:
     """One diagnostic statement that PostgreSQL's parser says is a read."""
 
     text: str
-    """What psycopg is given: the SQL as written, placeholders and all."""
+    """The SQL as written, placeholders and all."""
     kind: str
     """``SELECT`` (also VALUES and TABLE: read through a server-side cursor), ``SHOW``
     or ``EXPLAIN``."""
     names: frozenset[str] = frozenset()
-    """The ``%(name)s`` placeholders; empty means psycopg sends the text untouched."""
+    """The ``%(name)s`` placeholders."""
     calls: Calls = field(default_factory=Calls)
+    sent: str = ""
+    """The text the parser read and the server receives: ``%(name)s`` as ``$n`` and
+    ``%%`` as ``%`` when there are placeholders, else the SQL as written."""
+    order: tuple[str, ...] = ()
+    """The placeholders' names in ``$n`` order: the values are sent in this order."""
+    body: str = ""
+    """The statement alone, as the parser delimited it in :attr:`sent` (no trailing
+    semicolon), for wrapping in a query of our own."""
 
 
 # --------------------------------------------------------------------------- placeholders
@@ -102,12 +122,18 @@ def placeholders(sql: str) -> set[str]:
 
 
 def as_sent(sql: str) -> str:
-    """The text psycopg sends for ``sql`` when it binds parameters: each distinct
-    ``%(name)s`` becomes ``$1``, ``$2``… in order of first use, and ``%%`` becomes ``%``.
+    """The text sent for ``sql`` with parameters: each distinct ``%(name)s`` becomes
+    ``$1``, ``$2``… in order of first use, and ``%%`` becomes ``%``, as psycopg itself
+    would rewrite it (a test compares them).
 
     Only called on text :func:`placeholders` accepted, where these are the only ``%``
-    forms, so this and psycopg's own rewriting agree (a test compares them).
+    forms.
     """
+    return _numbered(sql)[0]
+
+
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """:func:`as_sent`'s text, and the names in ``$n`` order."""
     numbers: dict[str, int] = {}
 
     def one(match: re.Match[str]) -> str:
@@ -116,7 +142,7 @@ def as_sent(sql: str) -> str:
             return "%"
         return f"${numbers.setdefault(name, len(numbers) + 1)}"
 
-    return _PLACEHOLDER.sub(one, sql)
+    return _PLACEHOLDER.sub(one, sql), tuple(numbers)
 
 
 # --------------------------------------------------------------------------- the check
@@ -135,8 +161,13 @@ def check_sql(sql: str) -> Statement:
 
     if not sql.strip():
         raise Refused("Refused: a postgres diagnostic needs its SQL (query.sql).")
+    if "\x00" in sql:  # the parser and libpq read C strings: both would stop there
+        raise Refused(
+            "Refused: the SQL holds a NUL character, which PostgreSQL cannot receive.",
+            "Nothing was sent.",
+        )
     names = placeholders(sql)
-    parsed = as_sent(sql) if names else sql
+    parsed, order = _numbered(sql) if names else (sql, ())
     try:
         statements = parse_sql(parsed)
     except ParseError as exc:
@@ -155,12 +186,16 @@ def check_sql(sql: str) -> Statement:
             f"Refused: the SQL holds {len(statements)} statements; a diagnostic runs exactly one.",
             "Nothing was sent.",
         )
-    node = statements[0].stmt
+    raw = statements[0]
+    node = raw.stmt
+    # pglast gives character offsets; a length of 0 means "to the end of the text".
+    start = max(raw.stmt_location, 0)
+    body = parsed[start : start + raw.stmt_len] if raw.stmt_len else parsed[start:]
     kind = type(node).__name__
     if kind == "SelectStmt":
         read, what = node, "SELECT"
     elif kind == "VariableShowStmt":
-        return Statement(sql, "SHOW", frozenset(names))
+        return Statement(sql, "SHOW", frozenset(names), sent=parsed, order=order, body=body)
     elif kind == "ExplainStmt":
         read, what = _explained(node), "EXPLAIN"
     else:  # WITH … DELETE is named for what it does, the rest by their first word
@@ -169,7 +204,7 @@ def check_sql(sql: str) -> Statement:
             f"Refused: this is {_a(name)} statement; a diagnostic runs {READS}.",
             "Diagnostics only read; a change to data is a guarded action. Nothing was sent.",
         )
-    return Statement(sql, what, frozenset(names), _calls(read))
+    return Statement(sql, what, frozenset(names), _calls(read), parsed, order, body)
 
 
 def calls_in(text: str, *, query: bool) -> Calls:
@@ -258,6 +293,26 @@ def _qualified(parts: list[str]) -> tuple[str | None, str]:
     return (parts[-2] if len(parts) > 1 else None), parts[-1]
 
 
+def _type_named(node: Any, name: str) -> str:
+    """The type a :data:`TYPE_BY_NAME` call names: a string literal, in its place."""
+    args = list(node.args or ())
+    where = TYPE_BY_NAME[name]
+    literal = None
+    if len(args) >= where and not node.func_variadic:
+        arg = args[where - 1]
+        if not any(type(a).__name__ == "NamedArgExpr" for a in args) and (
+            type(arg).__name__ == "A_Const" and type(arg.val).__name__ == "String"
+        ):
+            literal = arg.val.sval
+    if literal is None:
+        raise Refused(
+            f"Refused: {name}() is not given its type as a string literal in place "
+            f"(argument {where}); the type's checks could not be looked at before it runs.",
+            f"Write the type as a literal in its place ({name}('…', 'int4')). Nothing was sent.",
+        )
+    return literal
+
+
 def _calls(read: Any) -> Calls:
     """Refuse writes and locks anywhere in ``read``; collect what it could call."""
     functions: set[tuple[str | None, str, bool]] = set()
@@ -291,6 +346,8 @@ def _calls(read: Any) -> Calls:
             functions.add((schema, name, False))
             if len(node.args or ()) == 1:  # int4(x) may be a cast, not a function
                 types.add(_quoted(_strings(node.funcname)[-2:]))
+            if name in TYPE_BY_NAME:
+                types.add(_type_named(node, name))
         elif kind == "A_Expr":
             names = _strings(node.name)
             if node.kind.name.startswith(("AEXPR_BETWEEN", "AEXPR_NOT_BETWEEN")):

@@ -48,6 +48,11 @@ CREATE FUNCTION int_to_mood(int) RETURNS mood LANGUAGE sql VOLATILE
     AS $$ SELECT CASE WHEN pg_catalog.pg_stat_reset() IS NULL THEN 'loud'::mood END $$;
 CREATE CAST (int AS mood) WITH FUNCTION int_to_mood(int);
 CREATE DOMAIN loud AS int CHECK (noisy(VALUE));
+CREATE TYPE loud_row AS (a loud);
+CREATE TABLE loud_table (x loud);
+INSERT INTO loud_table VALUES (1);
+CREATE TYPE loud_range AS RANGE (subtype = loud);
+CREATE VIEW loud_view AS SELECT ROW(id)::loud_row AS r FROM canary;
 CREATE FUNCTION shout(canary) RETURNS text LANGUAGE sql VOLATILE
     AS $$ SELECT pg_catalog.pg_stat_reset()::text $$;
 CREATE VIEW canary_view AS SELECT id, sneaky_insert() AS n FROM canary;
@@ -190,6 +195,7 @@ ATTACKS = [
     "SELECT '--'; DELETE FROM canary",
     "TABLE canary; DELETE FROM canary",
     "SHOW work_mem; ALTER SYSTEM SET work_mem = '1GB'",
+    "SELECT 1\x00; DELETE FROM canary",  # the parser and libpq would both stop at the NUL
     # functions that act on the server, however they are written
     "SELECT pg_stat_reset()",
     'SELECT "pg_stat_reset"()',
@@ -217,6 +223,15 @@ ATTACKS = [
     "SELECT CAST(2 AS public.mood)",
     "SELECT mood(3)",
     "SELECT 1::loud",
+    # a domain's check reached with no cast to the domain in the text
+    "SELECT '(1)'::loud_row IS NOT NULL",
+    "SELECT ROW(1)::loud_row IS NOT NULL",
+    "SELECT jsonb_populate_record(NULL::loud_row, '{{\"a\": 1}}') IS NOT NULL",
+    'SELECT count(*) FROM jsonb_to_recordset(\'[{{"a": {{"a": 1}}}}]\') AS x(a loud_row)',
+    "SELECT jsonb_populate_record(t, '{{\"x\": 2}}') IS NOT NULL FROM loud_table t",
+    "SELECT record_in('(1)', 'loud_row'::regtype, -1) IS NOT NULL",
+    "SELECT '[1,2)'::loud_range IS NOT NULL",
+    "SELECT * FROM loud_view",
     "SELECT c.shout FROM canary c",
     "SELECT (c).shout FROM canary c",
     "SELECT * FROM canary_view",
@@ -340,8 +355,9 @@ def bypass_parser(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
 @pytest.mark.parametrize(
     ("kind", "sql"),
     [
-        ("SELECT", "SELECT 1; DELETE FROM canary"),
-        ("SELECT", "SELECT 1; COMMIT; DELETE FROM canary"),
+        # a SELECT is sent inside a query of ours: these close its parenthesis first
+        ("SELECT", "SELECT 1) AS q; DELETE FROM canary; SELECT * FROM (SELECT 1"),
+        ("SELECT", "SELECT 1) AS q; COMMIT; DELETE FROM canary; SELECT * FROM (SELECT 1"),
         ("SHOW", "SHOW work_mem; DELETE FROM canary"),
         ("EXPLAIN", "EXPLAIN SELECT 1; COMMIT; DELETE FROM canary"),
     ],
