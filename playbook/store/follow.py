@@ -35,6 +35,8 @@ class FeedBase:
     def __init__(self, incident_id: str | None, after: int) -> None:
         self.incident_id = incident_id
         self.connected = True
+        self.error = ""
+        """Why :attr:`connected` is False (redacted), or ""."""
         self._last: dict[str, int] = {}
         if incident_id is not None:
             self._last[incident_id] = after

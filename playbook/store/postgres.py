@@ -1,0 +1,565 @@
+"""A team's shared event log on PostgreSQL, behind the same protocol as SQLite.
+
+The choices, and why:
+
+- **Tables in their own schema** (``playbook.events``, ``playbook.presence``,
+  ``playbook.schema_migrations``): a team's database already has tables, maybe one called
+  ``events``. ``events`` has the primary key ``(incident_id, seq)``, so a second writer at
+  the same sequence fails instead of forking the log, and a unique ``event_id``.
+- **Payloads are ``json``, not ``jsonb``**: ``jsonb`` stores keys sorted (by length, then
+  bytes), so a MongoDB ``sort`` of ``{role: 1, _id: -1}`` would come back as
+  ``{_id: -1, role: 1}``, another query. ``json`` keeps the text as written, and the
+  server still refuses anything that is not JSON. A later migration can add an indexed
+  ``payload::jsonb`` generated column if the team wants to query payloads.
+- **One advisory transaction lock per incident** (``pg_advisory_xact_lock`` on a key the
+  server hashes from the id) serialises ``append`` and ``update`` on one incident, rather
+  than ``SELECT … FOR UPDATE`` on an incident row: a brand-new incident has no row to lock
+  (two clients opening it would race to create it), and the lock needs no second table
+  kept in step with the log. Incidents never wait for each other, a hash collision only
+  makes two incidents' writers take turns, and readers (the incident list included) never
+  wait at all. Each statement after the lock sees every commit made before it (READ
+  COMMITTED takes a snapshot per statement), so the read-decide-append is never stale.
+- **Idempotent appends**: the client gives each event its id (uuid4) before sending. An
+  append first looks its ids up: found, it returns the events as recorded (the first try
+  committed and its reply was lost); so a retry is always safe, and appends are retried on
+  a broken connection (:data:`ATTEMPTS`).
+- **One round trip per append**: BEGIN, the lock, one statement that checks the ids and
+  the expected sequence, inserts and queues the notification, and COMMIT go in one
+  pipeline. Through a 50 ms link an append costs 50 ms, not 350.
+- **Live updates**: each append queues ``NOTIFY playbook, 'incident:seq'`` in its own
+  transaction, so it is sent only on commit, in commit order; listeners read the events
+  themselves (:class:`PostgresFeed`), so the payload stays a few bytes.
+- **Durability**: ``synchronous_commit`` is raised to ``on`` for our sessions when the
+  server has it ``off``: "acknowledged" means flushed to the server's disk.
+- **Credentials**: the URL is used as libpq reads it (TLS parameters such as ``sslmode``
+  and ``sslrootcert`` are honoured, never stripped); only its redacted form
+  (:func:`playbook.redaction.redact`) appears in a message, and its password is scrubbed
+  from any driver text quoted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from playbook.core.events import Event, NewEvent, format_utc
+from playbook.errors import StoreError
+from playbook.redaction import redact, remember_uri, scrub
+from playbook.store import (
+    ConcurrencyConflict,
+    Presence,
+    StoreUnavailable,
+    already_recorded,
+    check_incident_id,
+    numbered,
+    reused_ids,
+)
+from playbook.store.follow import PRESENCE_TTL, FeedBase
+from playbook.store.pgschema import SCHEMA_VERSION, init, schema_error, schema_version
+
+__all__ = ["PostgresFeed", "PostgresStore", "init"]
+from playbook.store.rows import events_from_rows, payload_text
+
+CHANNEL = "playbook"
+"""The notification channel: payload ``incident:seq``."""
+
+LOCK_SPACE = 0x706C6179  # "play"
+"""First key of our advisory locks (the second is the incident id's hash), so they do
+not meet another application's locks on the same database."""
+
+ATTEMPTS = 3
+"""Tries for an operation whose connection breaks; safe for appends thanks to event ids."""
+BACKOFF = (0.1, 0.5)
+"""Seconds to wait before the second and the third try."""
+
+CONNECTION_DEFAULTS = {
+    "connect_timeout": "3",
+    "application_name": "playbook",
+    # A server that vanished (cable, VM paused) is noticed within seconds, not the
+    # kernel's 15 minutes: keepalives for an idle wait, tcp_user_timeout for sent data.
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "3",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+"""libpq parameters we add when the URL does not set them (the URL always wins)."""
+
+SESSION = (
+    "SELECT set_config('lock_timeout', '10s', false),"
+    " set_config('idle_in_transaction_session_timeout', '60s', false),"
+    " set_config('synchronous_commit',"
+    "   CASE current_setting('synchronous_commit') WHEN 'off' THEN 'on'"
+    "   ELSE current_setting('synchronous_commit') END, false)"
+)
+"""Set once per connection: a client that dies holding the lock frees it within a minute,
+a writer waits at most 10 s for another, and commits are durable."""
+
+_ROW = (
+    "incident_id, seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " actor, type, payload::text, schema, event_id::text, device"
+)
+"""The columns :func:`playbook.store.rows.event_from_row` reads, times as our UTC text."""
+
+
+_APPEND = """
+WITH given AS (
+    SELECT * FROM unnest(
+        %(seqs)s::int[], %(ids)s::uuid[], %(ats)s::timestamptz[], %(actors)s::text[],
+        %(devices)s::text[], %(types)s::text[], %(payloads)s::text[], %(schemas)s::int[]
+    ) AS g(seq, event_id, at, actor, device, type, payload, schema)
+),
+found AS (
+    SELECT count(*) AS n FROM playbook.events WHERE event_id IN (SELECT event_id FROM given)
+),
+tail AS (
+    SELECT COALESCE(max(seq), 0) AS last FROM playbook.events WHERE incident_id = %(incident)s
+),
+added AS (
+    INSERT INTO playbook.events
+        (incident_id, seq, event_id, at, actor, device, type, payload, schema)
+    SELECT %(incident)s, seq, event_id, at, actor, device, type, payload::json, schema
+    FROM given
+    WHERE %(check)s = false
+       OR ((SELECT n FROM found) = 0 AND (SELECT last FROM tail) = %(expected)s)
+    ORDER BY seq
+    RETURNING seq
+),
+told AS (
+    SELECT pg_notify(%(channel)s, %(incident)s || ':' || max(seq)) FROM added
+    HAVING count(*) > 0
+)
+SELECT (SELECT n FROM found), (SELECT last FROM tail), (SELECT count(*) FROM added),
+       (SELECT count(*) FROM told)
+"""
+"""Check the batch's ids and the expected sequence, insert, and queue the notification,
+in one statement (run after the incident's lock, so its snapshot holds every commit)."""
+
+
+def _params(
+    incident_id: str, expected_seq: int, new: Sequence[Event], check: bool
+) -> dict[str, Any]:
+    return {
+        "incident": incident_id,
+        "expected": expected_seq,
+        "check": check,
+        "channel": CHANNEL,
+        "seqs": [e.seq for e in new],
+        "ids": [uuid.UUID(e.event_id) for e in new],
+        "ats": [format_utc(e.at) for e in new],
+        "actors": [e.actor for e in new],
+        "devices": [e.device for e in new],
+        "types": [e.type for e in new],
+        "payloads": [payload_text(e.payload) for e in new],
+        "schemas": [e.schema for e in new],
+    }
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no reason given"
+
+
+def _lock(conn: psycopg.Connection[Any], incident_id: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_SPACE, incident_id))
+
+
+class PostgresStore:
+    """Incidents' events in a shared PostgreSQL database (see the module's docstring).
+
+    ``url`` is a ``postgresql://`` URI or a libpq ``key=value`` string, from the
+    responder's own config or environment. The schema must have been created by
+    :func:`init` (``playbook store init``).
+    """
+
+    def __init__(self, url: str, *, check_schema: bool = True) -> None:
+        remember_uri(url)  # from now on its password is scrubbed from every message
+        self.url = url
+        self.server = redact(url)
+        """The URL as it may be shown: password and secret parameters masked."""
+        try:
+            given = conninfo_to_dict(url)
+        except (psycopg.Error, ValueError) as exc:
+            raise StoreError(
+                "The shared store's URL is not a PostgreSQL URL: "
+                f"{_first_line(scrub(str(exc), url))}",
+                "Give it as postgresql://user@host/database (or libpq key=value).",
+            ) from None
+        extra = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given}
+        self._conninfo = make_conninfo(url, **extra)
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._check_schema = check_schema
+
+    # ------------------------------------------------------------------ connections
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new autocommit connection with our session settings.
+
+        Raises:
+            psycopg.Error: as the driver raised it (callers turn it into a StoreError).
+        """
+        conn = psycopg.connect(self._conninfo, autocommit=True, **kwargs)
+        try:
+            conn.execute(SESSION)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The store's connection, made (and the schema checked) when there is none."""
+        if self._conn is not None and not self._conn.broken and not self._conn.closed:
+            return self._conn
+        self._drop()
+        conn = self.connect()
+        if self._check_schema:
+            try:
+                version = schema_version(conn)
+            except BaseException:
+                conn.close()
+                raise
+            if version != SCHEMA_VERSION:
+                conn.close()
+                raise schema_error(self.server, version)
+            self._check_schema = False
+        self._conn = conn
+        return conn
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _run(
+        self,
+        work: Callable[[psycopg.Connection[Any]], Any],
+        doing: Callable[[], str],
+        unconfirmed: Callable[[], Sequence[NewEvent]] = list,
+        seen: Callable[[], Sequence[Event] | None] = lambda: None,
+    ) -> Any:
+        """``work`` on the connection under the thread lock; tried again on a fresh
+        connection when the connection breaks (``work`` must be safe to repeat), and
+        the driver's errors made into ours.
+
+        Raises:
+            StoreUnavailable: the server could not be reached in :data:`ATTEMPTS` tries.
+            ConcurrencyConflict: another writer took the sequence first.
+            StoreError: the server refused the work.
+        """
+        last_error: Exception | None = None
+        with self._lock:
+            for attempt in range(ATTEMPTS):
+                if attempt:
+                    time.sleep(BACKOFF[min(attempt, len(BACKOFF)) - 1])
+                conn = None
+                try:
+                    conn = self._connection()
+                    return work(conn)
+                except psycopg.Error as exc:
+                    if conn is not None and not (conn.broken or conn.closed):
+                        raise self._refused(exc, doing()) from None
+                    self._drop()  # the connection is gone (or never came): try again
+                    last_error = exc
+        pending = list(unconfirmed())
+        reason = _first_line(scrub(str(last_error), self.url))
+        raise StoreUnavailable(
+            f"Cannot reach the shared incident log at {self.server}: {reason}",
+            (
+                f"The server did not confirm {doing()}: it may or may not be recorded; "
+                "sending it again is safe (each event is recognised by its id)."
+                if pending
+                else f"{doing()[:1].upper()}{doing()[1:]} was NOT recorded."
+            ),
+            unconfirmed=pending,
+            seen=seen(),
+        )
+
+    def _refused(self, exc: psycopg.Error, doing: str) -> Exception:
+        """The error for a server's refusal (the connection still works)."""
+        if isinstance(exc, pg_errors.UniqueViolation) and exc.diag.constraint_name == (
+            "events_pkey"
+        ):
+            return ConcurrencyConflict("the incident changed while appending")
+        if isinstance(exc, pg_errors.LockNotAvailable):
+            return StoreError(
+                f"Another playbook held the incident's lock at {self.server} for over 10 s: "
+                f"{doing} was NOT recorded.",
+                "Run the command again in a moment.",
+            )
+        if isinstance(exc, pg_errors.UndefinedTable | pg_errors.InvalidSchemaName):
+            return schema_error(self.server, 0)
+        return StoreError(
+            f"The shared incident log at {self.server} refused {doing}: "
+            f"{_first_line(scrub(str(exc), self.url))}",
+            "It was NOT recorded. Everything recorded before is intact.",
+        )
+
+    # ------------------------------------------------------------------ the protocol
+
+    def append(
+        self, incident_id: str, expected_seq: int, events: Sequence[NewEvent]
+    ) -> list[Event]:
+        new = numbered(incident_id, expected_seq, events)
+        sent = False
+
+        def work(conn: psycopg.Connection[Any]) -> list[Event]:
+            nonlocal sent
+            with conn.pipeline(), conn.transaction():
+                _lock(conn, incident_id)
+                cur = conn.execute(_APPEND, _params(incident_id, expected_seq, new, True))
+                sent = True
+            found, last, added, _told = cur.fetchone()  # type: ignore[misc]
+            if found:
+                again = already_recorded(
+                    incident_id, events, self._by_ids(conn, [e.event_id for e in events])
+                )
+                assert again is not None
+                return again
+            if added != len(new):
+                raise ConcurrencyConflict(
+                    f"incident {incident_id} changed: at {last}, expected {expected_seq}"
+                )
+            return new
+
+        return self._run(
+            work,
+            lambda: ", ".join(e.type for e in new),
+            unconfirmed=lambda: list(events) if sent else [],
+        )
+
+    def update(
+        self, incident_id: str, decide: Callable[[list[Event]], Sequence[NewEvent]]
+    ) -> tuple[list[Event], list[Event]]:
+        check_incident_id(incident_id)
+        decided: list[NewEvent] = []
+        seen: list[Event] | None = None
+        sent = False
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[list[Event], list[Event]]:
+            nonlocal decided, seen, sent
+            new: list[Event] = []
+            # Two round trips: BEGIN, the lock and the read; then the insert and COMMIT.
+            with conn.pipeline(), conn.transaction():
+                _lock(conn, incident_id)
+                before = events_from_rows(
+                    conn.execute(  # fetching makes the pipeline send what it holds
+                        f"SELECT {_ROW} FROM playbook.events WHERE incident_id = %s ORDER BY seq",
+                        (incident_id,),
+                    ).fetchall()
+                )
+                if sent:  # a retry: did the first try commit before its reply was lost?
+                    ids = {e.event_id for e in decided}
+                    landed = [e for e in before if e.event_id in ids]
+                    if landed:
+                        if len(landed) != len(decided):
+                            raise reused_ids(landed)
+                        return [e for e in before if e.seq < landed[0].seq], landed
+                seen, sent = before, False
+                decided = list(decide(before))
+                new = numbered(incident_id, len(before), decided)
+                if new:
+                    sent = True
+                    conn.execute(_APPEND, _params(incident_id, len(before), new, False))
+            return before, new
+
+        return self._run(
+            work,
+            lambda: ", ".join(e.type for e in decided) or "the change",
+            unconfirmed=lambda: decided if sent else [],
+            seen=lambda: seen if sent else None,
+        )
+
+    def _by_ids(self, conn: psycopg.Connection[Any], ids: Sequence[str]) -> list[Event]:
+        cur = conn.execute(
+            f"SELECT {_ROW} FROM playbook.events WHERE event_id = ANY(%s) ORDER BY seq",
+            ([uuid.UUID(i) for i in ids],),
+        )
+        return events_from_rows(cur.fetchall())
+
+    def read(self, incident_id: str) -> list[Event]:
+        return self._run(
+            lambda conn: events_from_rows(
+                conn.execute(
+                    f"SELECT {_ROW} FROM playbook.events WHERE incident_id = %s ORDER BY seq",
+                    (incident_id,),
+                ).fetchall()
+            ),
+            lambda: "reading the incident",
+        )
+
+    def incident_ids(self) -> list[str]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT incident_id FROM playbook.events WHERE seq = 1 ORDER BY at, incident_id"
+            ).fetchall(),
+            lambda: "listing incidents",
+        )
+        return [row[0] for row in rows]
+
+    def follow(
+        self,
+        incident_id: str | None = None,
+        after: int = 0,
+        present_as: tuple[str, str] | None = None,
+    ) -> PostgresFeed:
+        return PostgresFeed(self, incident_id, after, present_as)
+
+    def presence(self, incident_id: str | None = None) -> list[Presence]:
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT p.incident_id, p.actor, p.device, p.since FROM playbook.presence p"
+                " JOIN pg_stat_activity a"
+                "   ON a.pid = p.backend_pid AND a.application_name = p.application_name"
+                " WHERE p.seen > now() - make_interval(secs => %s)"
+                "   AND (%s::text IS NULL OR p.incident_id = %s)"
+                " ORDER BY p.since",
+                (PRESENCE_TTL, incident_id, incident_id),
+            ).fetchall(),
+            lambda: "reading who is present",
+        )
+        return [
+            Presence(i, actor, device, since.astimezone(UTC)) for i, actor, device, since in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+# --------------------------------------------------------------------------- the feed
+
+
+class PostgresFeed(FeedBase):
+    """LISTEN first, on a connection of its own (autocommit, never in a transaction, so
+    it never holds up the server's notification queue); then catch up by reading; then
+    read what each notification names. A lost connection is retried with backoff and
+    followed by another catch-up, so nothing is missed while it was down.
+
+    Presence is a row naming this connection (its backend pid and application name): it
+    is shown while that connection is alive (``pg_stat_activity``) and was refreshed in
+    the last :data:`~playbook.store.follow.PRESENCE_TTL` seconds. A client that is killed
+    disappears at once; one cut off by the network, within the TTL.
+    """
+
+    def __init__(
+        self,
+        store: PostgresStore,
+        incident_id: str | None,
+        after: int,
+        present_as: tuple[str, str] | None,
+    ) -> None:
+        super().__init__(incident_id, after)
+        self._store = store
+        self._key = uuid.uuid4()
+        self._app = f"playbook/{self._key.hex}"
+        self._present_as = present_as if incident_id is not None else None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._conn_lock = threading.RLock()
+        """get() runs in a worker thread, close() may come from another."""
+        self._retry_at = 0.0
+        self._backoff = 0.2
+        self.connected = False
+        with self._conn_lock:
+            self._reconnect()
+
+    def _reconnect(self) -> None:
+        try:
+            conn = self._store.connect(application_name=self._app)
+        except psycopg.Error as exc:
+            self._lost(exc)
+            return
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+            self._conn = conn
+            self._catch_up()
+            self._beat()
+        except psycopg.Error as exc:
+            self._lost(exc)
+            return
+        self.connected, self.error, self._backoff = True, "", 0.2
+
+    def _lost(self, exc: Exception) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self.connected = False
+        self.error = (
+            f"Lost the shared incident log at {self._store.server}: "
+            f"{_first_line(scrub(str(exc), self._store.url))}"
+        )
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, 5.0)
+
+    def _wait(self, seconds: float) -> None:
+        with self._conn_lock:
+            if self._conn is None:
+                if time.monotonic() >= self._retry_at:
+                    self._reconnect()
+                    return
+            else:
+                try:
+                    # stop_after=1: return at the first notification (with any that came
+                    # in the same packet); the others wait in the connection's backlog.
+                    said = [n.payload for n in self._conn.notifies(timeout=seconds, stop_after=1)]
+                    for payload in said:
+                        incident_id, _, seq = payload.rpartition(":")
+                        if seq.isdigit():
+                            self._moved(incident_id, int(seq))
+                except psycopg.Error as exc:
+                    self._lost(exc)
+                return
+        self._stopped.wait(min(seconds, max(0.0, self._retry_at - time.monotonic())))
+
+    def _read_after(self, incident_id: str, seq: int) -> list[Event]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            f"SELECT {_ROW} FROM playbook.events WHERE incident_id = %s AND seq > %s ORDER BY seq",
+            (incident_id, seq),
+        ).fetchall()
+        return events_from_rows(rows)
+
+    def _tails(self) -> dict[str, int]:
+        assert self._conn is not None
+        rows = self._conn.execute(
+            "SELECT incident_id, max(seq) FROM playbook.events GROUP BY incident_id"
+        ).fetchall()
+        return {str(i): int(seq) for i, seq in rows}
+
+    def _heartbeat(self) -> None:
+        if self._present_as is None or self._conn is None:
+            return
+        actor, device = self._present_as
+        with self._conn_lock:
+            try:
+                self._conn.execute(
+                    "INSERT INTO playbook.presence"
+                    " (feed, incident_id, actor, device, backend_pid, application_name)"
+                    " VALUES (%s, %s, %s, %s, pg_backend_pid(), %s)"
+                    " ON CONFLICT (feed) DO UPDATE SET seen = now(),"
+                    " backend_pid = pg_backend_pid()",
+                    (self._key, self.incident_id, actor, device, self._app),
+                )
+            except psycopg.Error as exc:  # presence is advisory; a lost connection is not
+                if self._conn.broken:
+                    self._lost(exc)
+
+    def _release(self) -> None:
+        with self._conn_lock:
+            conn, self._conn = self._conn, None
+            if conn is None:
+                return
+            try:
+                if self._present_as is not None and not conn.broken:
+                    conn.execute("DELETE FROM playbook.presence WHERE feed = %s", (self._key,))
+            except psycopg.Error:
+                pass  # its connection closes below, which hides it anyway
+            finally:
+                conn.close()
