@@ -190,8 +190,8 @@ def check_event(event: NewEvent) -> None:
     problem = payload_problem(event.type, event.payload)
     if problem is None:
         try:  # what SQLite and PostgreSQL store; the memory twin must refuse the same
-            json.dumps(event.payload, ensure_ascii=False).encode()
-        except (TypeError, ValueError) as exc:  # UnicodeEncodeError: a lone surrogate
+            json.dumps(event.payload, ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError) as exc:  # NaN; UnicodeEncodeError: a lone surrogate
             problem = f"its payload is not plain JSON ({exc})"
     if problem is None and not event.event_id:
         problem = "it has no event id"
@@ -274,10 +274,9 @@ def already_recorded(
 def reused_ids(found: Sequence[Event]) -> InvalidEvent:
     """The error for new events (made by ``update``'s ``decide``) whose ids are already
     recorded: an id was reused."""
-    where = found[0].incident_id if found else "?"
+    where = f" (in incident {found[0].incident_id})" if found else ""
     return InvalidEvent(
-        f"Refused to record events whose ids are already recorded (in incident {where}). "
-        "Nothing was recorded.",
+        f"Refused to record events whose ids are already recorded{where}. Nothing was recorded.",
         "This is a bug in playbook (or in a plug-in): an event id was reused.",
     )
 

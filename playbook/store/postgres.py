@@ -284,10 +284,11 @@ class PostgresStore:
 
     def _refused(self, exc: psycopg.Error, doing: str) -> Exception:
         """The error for a server's refusal (the connection still works)."""
-        if isinstance(exc, pg_errors.UniqueViolation) and exc.diag.constraint_name == (
-            "events_pkey"
-        ):
-            return ConcurrencyConflict("the incident changed while appending")
+        if isinstance(exc, pg_errors.UniqueViolation):
+            if exc.diag.constraint_name == "events_pkey":
+                return ConcurrencyConflict("the incident changed while appending")
+            if exc.diag.constraint_name == "events_event_id_key":
+                return reused_ids([])
         if isinstance(exc, pg_errors.LockNotAvailable):
             return StoreError(
                 f"Another playbook held the incident's lock at {self.server} for over 10 s: "
