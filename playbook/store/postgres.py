@@ -42,13 +42,15 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 
 from playbook.core.events import Event, NewEvent, format_utc
 from playbook.errors import StoreError
@@ -165,6 +167,21 @@ def _params(
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no reason given"
+
+
+@contextmanager
+def _pipelined(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """BEGIN … COMMIT in one pipeline: sent together, one round trip (plus one for each
+    result fetched inside). Not ``conn.transaction()``, which waits for its BEGIN."""
+    try:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            yield
+            conn.execute("COMMIT")
+    except BaseException:
+        if not conn.broken and conn.info.transaction_status != TransactionStatus.IDLE:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _lock(conn: psycopg.Connection[Any], incident_id: str) -> None:
@@ -313,7 +330,7 @@ class PostgresStore:
 
         def work(conn: psycopg.Connection[Any]) -> list[Event]:
             nonlocal sent
-            with conn.pipeline(), conn.transaction():
+            with _pipelined(conn):
                 _lock(conn, incident_id)
                 cur = conn.execute(_APPEND, _params(incident_id, expected_seq, new, True))
                 sent = True
@@ -348,7 +365,7 @@ class PostgresStore:
             nonlocal decided, seen, sent
             new: list[Event] = []
             # Two round trips: BEGIN, the lock and the read; then the insert and COMMIT.
-            with conn.pipeline(), conn.transaction():
+            with _pipelined(conn):
                 _lock(conn, incident_id)
                 before = events_from_rows(
                     conn.execute(  # fetching makes the pipeline send what it holds

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 from pgserver import PostgresServer, postgres_server
+from servers import PASSWORD
 
 from playbook.store.memory import MemoryStore
 from playbook.store.postgres import PostgresStore, init
 from playbook.store.sqlite import SQLiteStore
-
-TEAM_PASSWORD = "team-pw-MARKER-51c0"
-"""The team role's password: searched for in every message the tests see."""
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +28,7 @@ def pg() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def pg_team(pg: PostgresServer) -> str:
     """The URL of the team's database, its schema set up."""
-    url = pg.add_owner("team", TEAM_PASSWORD, "team")
+    url = pg.add_owner("team", PASSWORD, "team")  # the marker: never shown
     assert init(url) == [1]
     return url
 
