@@ -57,6 +57,11 @@ class FeedBase:
         """The incident's events with a sequence above ``seq``, in order."""
         raise NotImplementedError
 
+    def _read_many(self, after: dict[str, int]) -> list[Event]:
+        """Each incident's events above its sequence in ``after`` (in order within an
+        incident). One query per incident unless the subclass does better."""
+        return [e for incident_id, seq in after.items() for e in self._read_after(incident_id, seq)]
+
     def _tails(self) -> dict[str, int]:
         """Every incident's last sequence."""
         raise NotImplementedError
@@ -69,16 +74,20 @@ class FeedBase:
 
     # ------------------------------------------------------------------ the logic
 
-    def _moved(self, incident_id: str, seq: int) -> None:
-        """A signal that ``incident_id`` reached ``seq``: read what is new, if anything."""
-        if self.incident_id is not None and incident_id != self.incident_id:
-            return
-        last = self._last.get(incident_id, 0)
-        if seq <= last:
-            return  # delivered already: a repeated or late signal
-        # Read from the last delivered event, not from ``seq``: the events between (whose
-        # signals were lost, or folded into this one) come too, in order.
-        self._deliver(incident_id, self._read_after(incident_id, last))
+    def _moved(self, signals: list[tuple[str, int]]) -> None:
+        """Signals that incidents reached sequences: read what is new, if anything, for
+        all of them at once."""
+        after: dict[str, int] = {}
+        for incident_id, seq in signals:
+            if self.incident_id is not None and incident_id != self.incident_id:
+                continue
+            last = self._last.get(incident_id, 0)
+            if seq > last:  # else delivered already: a repeated or late signal
+                after[incident_id] = last
+        # Read from the last delivered event, not from the signalled one: the events
+        # between (whose signals were lost, or folded into this one) come too, in order.
+        if after:
+            self._deliver_many(self._read_many(after))
 
     def _catch_up(self) -> None:
         """Read whatever moved since the last delivery, without a signal (after a
@@ -93,10 +102,11 @@ class FeedBase:
             self._last.update(tails)
             self._started = True
             return
-        for incident_id, tail in tails.items():
-            last = self._last.get(incident_id, 0)
-            if tail > last:
-                self._deliver(incident_id, self._read_after(incident_id, last))
+        moved = {
+            i: self._last.get(i, 0) for i, tail in tails.items() if tail > self._last.get(i, 0)
+        }
+        if moved:
+            self._deliver_many(self._read_many(moved))
 
     def _deliver(self, incident_id: str, events: list[Event]) -> None:
         last = self._last.get(incident_id, 0)
@@ -105,6 +115,13 @@ class FeedBase:
                 self._queue.append(event)
                 last = event.seq
         self._last[incident_id] = last
+
+    def _deliver_many(self, events: list[Event]) -> None:
+        by_incident: dict[str, list[Event]] = {}
+        for event in events:
+            by_incident.setdefault(event.incident_id, []).append(event)
+        for incident_id, mine in by_incident.items():
+            self._deliver(incident_id, mine)
 
     def _beat(self) -> None:
         """Refresh the presence now, and schedule the next heartbeat."""

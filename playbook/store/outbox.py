@@ -1,5 +1,4 @@
-"""Working offline: a local outbox in front of the shared store, and copying a local log
-to a shared one.
+"""Working offline: a local outbox in front of the shared store.
 
 :class:`OutboxStore` is an :class:`~playbook.store.EventStore` over a shared store (the
 team's PostgreSQL). While the shared store answers, it is used directly and what is read
@@ -16,10 +15,8 @@ sent twice. An event whose writer had not seen what others appended meanwhile is
 someone else replaced since (severity, status, phase, title:
 :data:`~playbook.core.events.REPLACES`). A refused event is kept in the outbox with the
 events that superseded it (who set what, when) until the responder dismisses it; nothing
-is ever dropped or deleted.
-
-:func:`push` applies the same rule to copy a local incident log (SQLite) to the shared
-store: ``playbook store push``.
+is ever dropped or deleted. The rule is :mod:`playbook.store.merge`'s, which
+``playbook store push`` applies too.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from playbook.core.events import COMMUTING, OPENED, REPLACES, Event, NewEvent, format_utc
+from playbook.core.events import OPENED, Event, NewEvent, format_utc
 from playbook.errors import StoreError
 from playbook.store import (
     ConcurrencyConflict,
@@ -42,9 +40,9 @@ from playbook.store import (
     Feed,
     Presence,
     StoreUnavailable,
-    as_new,
     numbered,
 )
+from playbook.store.merge import Pending, Refused, merging
 from playbook.store.rows import ROW_COLUMNS, events_from_rows, payload_text, row_of
 
 OUTBOX_NAME = "outbox.sqlite3"
@@ -86,105 +84,6 @@ what became of it (``state``; ``seq`` where it landed; ``reason`` and ``theirs``
 was refused). Rows are never deleted."""
 
 
-# --------------------------------------------------------------------------- the rule
-
-
-@dataclass(frozen=True)
-class Pending:
-    """An event not yet in the shared log, and the last shared sequence its writer saw."""
-
-    incident_id: str
-    event: NewEvent
-    base_seq: int
-
-
-@dataclass(frozen=True)
-class Refused:
-    """An event that was not merged, because someone replaced what it replaces first."""
-
-    incident_id: str
-    event: NewEvent
-    base_seq: int
-    """The last shared sequence its writer had seen: fold the log up to it for the value
-    the event was based on (a severity change also names it, in its ``from``)."""
-    theirs: list[Event]
-    """The shared events, by others, that replaced the same value after ``base_seq``:
-    who set what, and when."""
-    reason: str
-
-
-def superseding(kind: str, since: Sequence[Event]) -> list[Event]:
-    """The events among ``since`` (appended by others after an event of type ``kind`` was
-    decided) that make it stale: none for a commuting type; those replacing the same
-    field for an order-sensitive one; all of them for any other type (``opened``)."""
-    if kind in COMMUTING:
-        return []
-    replaced = REPLACES.get(kind)
-    if replaced is None:
-        return list(since)
-    return [e for e in since if REPLACES.get(e.type) == replaced]
-
-
-def rebase(
-    shared: Sequence[Event], pending: Sequence[Pending], ours: set[str]
-) -> tuple[list[NewEvent], list[Refused], list[Pending]]:
-    """What to append of ``pending`` onto the shared log ``shared`` (one incident).
-
-    Returns the events to append (in order), those refused, and those already in the
-    shared log. ``ours`` are the ids of events this writer made: not news to it. Once an
-    incident's ``opened`` is refused (the id is another incident's), nothing else of it
-    is merged.
-    """
-    present = {e.event_id for e in shared}
-    merge: list[NewEvent] = []
-    refused: list[Refused] = []
-    landed: list[Pending] = []
-    opening_refused = False
-    for p in pending:
-        if p.event.event_id in present:
-            landed.append(p)
-            continue
-        since = [e for e in shared if e.seq > p.base_seq and e.event_id not in ours]
-        theirs = superseding(p.event.type, since)
-        if opening_refused:
-            reason = "the incident it belongs to was not merged"
-        elif theirs:
-            reason = _reason(p.event.type, theirs)
-        else:
-            merge.append(p.event)
-            continue
-        refused.append(Refused(p.incident_id, p.event, p.base_seq, theirs, reason))
-        opening_refused = opening_refused or p.event.type == OPENED
-    return merge, refused, landed
-
-
-def _merging(
-    waiting: list[Pending], ours: set[str], outcome: dict[str, Any]
-) -> Callable[[list[Event]], list[NewEvent]]:
-    """An ``update`` decision that merges ``waiting`` by :func:`rebase`; what it refused
-    and found already there is left in ``outcome`` (the last call's: a store may call it
-    again on a retry)."""
-
-    def decide(shared: list[Event]) -> list[NewEvent]:
-        merge, refused, landed = rebase(shared, waiting, ours)
-        outcome.update(refused=refused, landed=landed)
-        return merge
-
-    return decide
-
-
-def _reason(kind: str, theirs: Sequence[Event]) -> str:
-    last = theirs[-1]
-    if kind == OPENED:
-        return f"the shared store already has an incident with this id (opened by {last.actor})"
-    what = REPLACES.get(kind, "the incident")
-    return (
-        f"{last.actor} changed the {what} ({last.type} at {format_utc(last.at)}, "
-        f"event {last.seq}) after the log this change was based on (event "
-        f"{theirs[0].seq - 1} or earlier)"
-    )
-
-
 # --------------------------------------------------------------------------- reports
 
 
@@ -199,18 +98,6 @@ class SyncReport:
     """Events still waiting (the shared store stopped answering)."""
     error: str = ""
     """Why the shared store could not be reached (redacted), or ""."""
-
-
-@dataclass
-class Pushed:
-    """One incident copied by :func:`push`."""
-
-    incident_id: str
-    copied: int = 0
-    already: int = 0
-    refused: list[Refused] = field(default_factory=list)
-    skipped: str = ""
-    """Why nothing of it was copied (an unreadable event), or ""."""
 
 
 # --------------------------------------------------------------------------- the store
@@ -270,13 +157,27 @@ class OutboxStore:
                 raise
 
     def _cache(self, events: Sequence[Event]) -> None:
-        """Keep shared events in the cache (the shared log is the authority)."""
+        """Keep shared events in the cache (the shared log is the authority). Only what
+        the cache lacks is written: reading an incident that did not change writes
+        nothing (and costs no fsync)."""
         if not events:
+            return
+        with self._lock:
+            tails = dict(
+                self._conn.execute(
+                    "SELECT incident_id, MAX(seq) FROM cache WHERE incident_id IN "
+                    f"({', '.join('?' * len({e.incident_id for e in events}))}) "
+                    "GROUP BY incident_id",
+                    sorted({e.incident_id for e in events}),
+                ).fetchall()
+            )
+        new = [e for e in events if e.seq > tails.get(e.incident_id, 0)]
+        if not new:
             return
         with self._local() as conn:
             conn.executemany(
                 f"INSERT OR REPLACE INTO cache ({ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                [row_of(e) for e in events],
+                [row_of(e) for e in new],
             )
 
     def _cached(self, incident_id: str) -> list[Event]:
@@ -384,7 +285,7 @@ class OutboxStore:
             waiting = [self._pending_of(r) for r in self.pending_rows(incident_id)]
             outcome: dict[str, Any] = {}
             try:
-                before, added = self.shared.update(incident_id, _merging(waiting, ours, outcome))
+                before, added = self.shared.update(incident_id, merging(waiting, ours, outcome))
             except StoreError as exc:  # unreachable, or refused: the rest waits
                 if isinstance(exc, StoreUnavailable):
                     self._went_offline(exc)
@@ -527,10 +428,14 @@ class OutboxFeed:
     """The shared store's feed; when it (re)connects with events waiting in the outbox,
     it syncs them first (:attr:`synced` holds the last report), and it keeps the cache."""
 
+    RETRY = 5.0
+    """Seconds before a sync that failed while the feed was connected is tried again."""
+
     def __init__(self, outbox: OutboxStore, inner: Feed) -> None:
         self.outbox = outbox
         self.inner = inner
         self.synced: SyncReport | None = None
+        self._next_sync = 0.0
 
     @property
     def connected(self) -> bool:
@@ -542,8 +447,11 @@ class OutboxFeed:
 
     def get(self, timeout: float) -> list[Event]:
         events = self.inner.get(timeout)
-        if self.inner.connected and (self.outbox.offline or self.outbox.pending()):
+        waiting = self.outbox.offline or self.outbox.pending()
+        if self.inner.connected and waiting and time.monotonic() >= self._next_sync:
             self.synced = self.outbox.sync()
+            if self.synced.error:
+                self._next_sync = time.monotonic() + self.RETRY
         self.outbox._cache(events)
         return events
 
@@ -558,35 +466,3 @@ class OutboxFeed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- push
-
-
-def push(local: EventStore, shared: EventStore) -> list[Pushed]:
-    """Copy every incident of ``local`` to ``shared`` (``playbook store push``).
-
-    Idempotent: an event already there (by id) is not copied again, so pushing twice
-    copies nothing the second time. An incident the shared store already has with
-    events of others gets this log's commuting events re-based after them, and its
-    order-sensitive ones refused if the others replaced the same value (reported, and
-    left in ``local``, which is never changed). An incident holding an unreadable event
-    is not copied (its copy would not be the same log).
-    """
-    report: list[Pushed] = []
-    for incident_id in local.incident_ids():
-        events = local.read(incident_id)
-        done = Pushed(incident_id)
-        report.append(done)
-        bad = next((e for e in events if e.problem), None)
-        if bad is not None:
-            done.skipped = f"event {bad.seq} ({bad.type}) is unreadable: {bad.problem}"
-            continue
-        ours = {e.event_id for e in events}
-        # Seen by their writer: the events before them in this log, none of the others'.
-        waiting = [Pending(incident_id, as_new(e), 0) for e in events]
-        outcome: dict[str, Any] = {}
-        _before, added = shared.update(incident_id, _merging(waiting, ours, outcome))
-        done.copied, done.refused = len(added), outcome["refused"]
-        done.already = len(outcome["landed"])
-    return report

@@ -17,7 +17,8 @@ from helpers import T0
 from playbook.core.events import COMMUTING, EVENT_TYPES, REPLACES, Event, NewEvent
 from playbook.store import ConcurrencyConflict, StoreUnavailable
 from playbook.store.memory import MemoryStore
-from playbook.store.outbox import OUTBOX_NAME, OutboxStore, Pending, push, rebase
+from playbook.store.merge import Pending, push, rebase
+from playbook.store.outbox import OUTBOX_NAME, OutboxStore
 from playbook.store.sqlite import DB_NAME, SQLiteStore
 
 OPENED = {
