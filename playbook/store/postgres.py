@@ -26,9 +26,13 @@ The choices, and why:
 - **One round trip per append**: BEGIN, the lock, one statement that checks the ids and
   the expected sequence, inserts and queues the notification, and COMMIT go in one
   pipeline. Through a 50 ms link an append costs 50 ms, not 350.
-- **Live updates**: each append queues ``NOTIFY playbook, 'incident:seq'`` in its own
-  transaction, so it is sent only on commit, in commit order; listeners read the events
-  themselves (:class:`PostgresFeed`), so the payload stays a few bytes.
+- **Live updates**: each append is followed, in the same pipeline, by
+  ``NOTIFY playbook, 'incident:seq'`` in a transaction of its own that does not wait for
+  the disk (see ``_pipelined``: a notifying transaction holds a cluster-wide lock through
+  its fsync, which queued every responder's append behind the others'). Listeners read
+  the events themselves (:class:`playbook.store.pgfeed.PostgresFeed`), so the payload stays a few bytes; they
+  drop repeats, close gaps by reading, and catch up every ``pgfeed.SWEEP`` seconds in case a
+  notification was lost between the two commits.
 - **Durability**: ``synchronous_commit`` is raised to ``on`` for our sessions when the
   server has it ``off``: "acknowledged" means flushed to the server's disk.
 - **Credentials**: the URL is used as libpq reads it (TLS parameters such as ``sslmode``
@@ -45,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -64,10 +68,13 @@ from playbook.store import (
     numbered,
     reused_ids,
 )
-from playbook.store.follow import PRESENCE_TTL, FeedBase
+from playbook.store.follow import PRESENCE_TTL
 from playbook.store.pgschema import SCHEMA_VERSION, init, schema_error, schema_version
 
-__all__ = ["PostgresFeed", "PostgresStore", "init"]
+if TYPE_CHECKING:
+    from playbook.store.pgfeed import PostgresFeed
+
+__all__ = ["PostgresStore", "init"]
 from playbook.store.rows import events_from_rows, payload_text
 
 CHANNEL = "playbook"
@@ -105,7 +112,7 @@ SESSION = (
 """Set once per connection: a client that dies holding the lock frees it within a minute,
 a writer waits at most 10 s for another, and commits are durable."""
 
-_ROW = (
+ROW_SELECT = (
     "incident_id, seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
     " actor, type, payload::text, schema, event_id::text, device"
 )
@@ -167,7 +174,7 @@ def _params(
     }
 
 
-def _first_line(text: str) -> str:
+def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no reason given"
 
 
@@ -224,7 +231,7 @@ class PostgresStore:
         except (psycopg.Error, ValueError) as exc:
             raise StoreError(
                 "The shared store's URL is not a PostgreSQL URL: "
-                f"{_first_line(scrub(str(exc), url))}",
+                f"{first_line(scrub(str(exc), url))}",
                 "Give it as postgresql://user@host/database (or libpq key=value).",
             ) from None
         extra = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given}
@@ -304,7 +311,7 @@ class PostgresStore:
                     self._drop()  # the connection is gone (or never came): try again
                     last_error = exc
         pending = list(unconfirmed())
-        reason = _first_line(scrub(str(last_error), self.url))
+        reason = first_line(scrub(str(last_error), self.url))
         raise StoreUnavailable(
             f"Cannot reach the shared incident log at {self.server}: {reason}",
             (
@@ -334,7 +341,7 @@ class PostgresStore:
             return schema_error(self.server, 0)
         return StoreError(
             f"The shared incident log at {self.server} refused {doing}: "
-            f"{_first_line(scrub(str(exc), self.url))}",
+            f"{first_line(scrub(str(exc), self.url))}",
             "It was NOT recorded. Everything recorded before is intact.",
         )
 
@@ -388,7 +395,7 @@ class PostgresStore:
                 _lock(conn, incident_id)
                 before = events_from_rows(
                     conn.execute(  # fetching makes the pipeline send what it holds
-                        f"SELECT {_ROW} FROM playbook.events WHERE incident_id = %s ORDER BY seq",
+                        f"SELECT {ROW_SELECT} FROM playbook.events WHERE incident_id = %s ORDER BY seq",
                         (incident_id,),
                     ).fetchall()
                 )
@@ -417,7 +424,7 @@ class PostgresStore:
 
     def _by_ids(self, conn: psycopg.Connection[Any], ids: Sequence[str]) -> list[Event]:
         cur = conn.execute(
-            f"SELECT {_ROW} FROM playbook.events WHERE event_id = ANY(%s) ORDER BY seq",
+            f"SELECT {ROW_SELECT} FROM playbook.events WHERE event_id = ANY(%s) ORDER BY seq",
             ([uuid.UUID(i) for i in ids],),
         )
         return events_from_rows(cur.fetchall())
@@ -426,7 +433,7 @@ class PostgresStore:
         return self._run(
             lambda conn: events_from_rows(
                 conn.execute(
-                    f"SELECT {_ROW} FROM playbook.events WHERE incident_id = %s ORDER BY seq",
+                    f"SELECT {ROW_SELECT} FROM playbook.events WHERE incident_id = %s ORDER BY seq",
                     (incident_id,),
                 ).fetchall()
             ),
@@ -448,6 +455,8 @@ class PostgresStore:
         after: int = 0,
         present_as: tuple[str, str] | None = None,
     ) -> PostgresFeed:
+        from playbook.store.pgfeed import PostgresFeed
+
         return PostgresFeed(self, incident_id, after, present_as)
 
     def presence(self, incident_id: str | None = None) -> list[Presence]:
@@ -470,149 +479,3 @@ class PostgresStore:
     def close(self) -> None:
         with self._lock:
             self._drop()
-
-
-# --------------------------------------------------------------------------- the feed
-
-
-class PostgresFeed(FeedBase):
-    """LISTEN first, on a connection of its own (autocommit, never in a transaction, so
-    it never holds up the server's notification queue); then catch up by reading; then
-    read what each notification names. A lost connection is retried with backoff and
-    followed by another catch-up, so nothing is missed while it was down.
-
-    Presence is a row naming this connection (its backend pid and application name): it
-    is shown while that connection is alive (``pg_stat_activity``) and was refreshed in
-    the last :data:`~playbook.store.follow.PRESENCE_TTL` seconds. A client that is killed
-    disappears at once; one cut off by the network, within the TTL.
-    """
-
-    def __init__(
-        self,
-        store: PostgresStore,
-        incident_id: str | None,
-        after: int,
-        present_as: tuple[str, str] | None,
-    ) -> None:
-        super().__init__(incident_id, after)
-        self._store = store
-        self._key = uuid.uuid4()
-        self._app = f"playbook/{self._key.hex}"
-        self._present_as = present_as if incident_id is not None else None
-        self._conn: psycopg.Connection[Any] | None = None
-        self._conn_lock = threading.RLock()
-        """get() runs in a worker thread, close() may come from another."""
-        self._retry_at = 0.0
-        self._backoff = 0.2
-        self.connected = False
-        with self._conn_lock:
-            self._reconnect()
-
-    def _reconnect(self) -> None:
-        try:
-            conn = self._store.connect(application_name=self._app)
-        except psycopg.Error as exc:
-            self._lost(exc)
-            return
-        try:
-            conn.execute(f"LISTEN {CHANNEL}")
-            self._conn = conn
-            self._catch_up()
-            self._beat()
-        except psycopg.Error as exc:
-            self._lost(exc)
-            return
-        self.connected, self.error, self._backoff = True, "", 0.2
-
-    def _lost(self, exc: Exception) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-        self.connected = False
-        self.error = (
-            f"Lost the shared incident log at {self._store.server}: "
-            f"{_first_line(scrub(str(exc), self._store.url))}"
-        )
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, 5.0)
-
-    def _wait(self, seconds: float) -> None:
-        with self._conn_lock:
-            if self._conn is None:
-                if time.monotonic() >= self._retry_at:
-                    self._reconnect()
-                    return
-            else:
-                try:
-                    # stop_after=1: return at the first notification (with any that came
-                    # in the same packet); the others wait in the connection's backlog.
-                    said = [n.payload for n in self._conn.notifies(timeout=seconds, stop_after=1)]
-                    if said:  # and whatever else has arrived: read for all of them at once
-                        said += [n.payload for n in self._conn.notifies(timeout=0)]
-                    signals = [p.rpartition(":") for p in said]
-                    self._moved([(i, int(seq)) for i, _, seq in signals if seq.isdigit()])
-                except psycopg.Error as exc:
-                    self._lost(exc)
-                return
-        self._stopped.wait(min(seconds, max(0.0, self._retry_at - time.monotonic())))
-
-    def _read_after(self, incident_id: str, seq: int) -> list[Event]:
-        assert self._conn is not None
-        rows = self._conn.execute(
-            f"SELECT {_ROW} FROM playbook.events WHERE incident_id = %s AND seq > %s ORDER BY seq",
-            (incident_id, seq),
-        ).fetchall()
-        return events_from_rows(rows)
-
-    def _read_many(self, after: dict[str, int]) -> list[Event]:
-        """One round trip for every incident that moved (a far server: 50 ms, not 50 ms
-        per incident)."""
-        if len(after) == 1:
-            return super()._read_many(after)
-        assert self._conn is not None
-        rows = self._conn.execute(
-            f"SELECT {_ROW.replace('incident_id,', 'e.incident_id,', 1)}"
-            " FROM unnest(%s::text[], %s::int[]) AS w(incident_id, last)"
-            " JOIN playbook.events e ON e.incident_id = w.incident_id AND e.seq > w.last"
-            " ORDER BY e.incident_id, e.seq",
-            (list(after), list(after.values())),
-        ).fetchall()
-        return events_from_rows(rows)
-
-    def _tails(self) -> dict[str, int]:
-        assert self._conn is not None
-        rows = self._conn.execute(
-            "SELECT incident_id, max(seq) FROM playbook.events GROUP BY incident_id"
-        ).fetchall()
-        return {str(i): int(seq) for i, seq in rows}
-
-    def _heartbeat(self) -> None:
-        if self._present_as is None or self._conn is None:
-            return
-        actor, device = self._present_as
-        with self._conn_lock:
-            try:
-                self._conn.execute(
-                    "INSERT INTO playbook.presence"
-                    " (feed, incident_id, actor, device, backend_pid, application_name)"
-                    " VALUES (%s, %s, %s, %s, pg_backend_pid(), %s)"
-                    " ON CONFLICT (feed) DO UPDATE SET seen = now(),"
-                    " backend_pid = pg_backend_pid()",
-                    (self._key, self.incident_id, actor, device, self._app),
-                )
-            except psycopg.Error as exc:  # presence is advisory; a lost connection is not
-                if self._conn.broken:
-                    self._lost(exc)
-
-    def _release(self) -> None:
-        with self._conn_lock:
-            conn, self._conn = self._conn, None
-            if conn is None:
-                return
-            try:
-                if self._present_as is not None and not conn.broken:
-                    conn.execute("DELETE FROM playbook.presence WHERE feed = %s", (self._key,))
-            except psycopg.Error:
-                pass  # its connection closes below, which hides it anyway
-            finally:
-                conn.close()

@@ -23,7 +23,7 @@ from servers import PASSWORD
 
 from playbook.core.events import NewEvent
 from playbook.errors import StoreError
-from playbook.store import InvalidEvent, StoreUnavailable, postgres
+from playbook.store import InvalidEvent, StoreUnavailable, pgfeed, postgres
 from playbook.store.postgres import PostgresStore, init
 
 OPENED = {
@@ -134,6 +134,26 @@ def test_a_listener_gets_each_event_once_closing_gaps_and_dropping_repeats(
         assert feed.get(0.5) == []
         store.append("a", 4, [new(text="next")])
         assert [e.seq for e in feed.get(5)] == [5]
+    store.close()
+
+
+def test_an_event_whose_notification_was_lost_still_arrives(
+    pg: PostgresServer, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No later event closes the gap: the feed's periodic catch-up does."""
+    monkeypatch.setattr(pgfeed, "SWEEP", 0.3)
+    store = PostgresStore(pg_url)
+    store.append("a", 0, [new("opened")])
+    with store.follow("a", after=1) as feed, pg.connect(pg_url) as other:
+        other.execute(
+            "INSERT INTO playbook.events (incident_id, seq, event_id, at, actor, type,"
+            " payload, schema) VALUES ('a', 2, %s, now(), 'bob', 'note_added',"
+            ' \'{"text": "never announced"}\', 1)',
+            (uuid.uuid4(),),
+        )
+        got: list = []
+        until(lambda: got.extend(feed.get(0.1)) or bool(got), "the unannounced event")
+        assert [(e.seq, e.payload["text"]) for e in got] == [(2, "never announced")]
     store.close()
 
 
