@@ -92,6 +92,8 @@ class Feed(Protocol):
     connected: bool
     """False while the store cannot be reached; the feed reconnects by itself and then
     catches up, so nothing is missed."""
+    error: str
+    """Why it is not connected (the server named, its password masked), or ""."""
 
     def get(self, timeout: float) -> list[Event]:
         """Wait up to ``timeout`` seconds for new events; those that came (maybe none).
