@@ -64,6 +64,8 @@ def client(args: argparse.Namespace) -> None:
     expected = args.count * args.clients + args.clients  # every note, and every opening
     feed = store.follow()
     done = threading.Event()
+    if args.no_follow:
+        expected = 0
 
     def follow() -> None:
         while len(applied) < expected and not done.is_set():
@@ -107,7 +109,9 @@ OPENED = {
 # ================================================================================ a run
 
 
-def run(kind: str, url: str, clients: int, count: int, interval: float) -> dict[str, Any]:
+def run(
+    kind: str, url: str, clients: int, count: int, interval: float, follow: bool = True
+) -> dict[str, Any]:
     """``clients`` processes at once; append latencies and fan-out latencies (from one
     client's acknowledged commit to each other client's feed delivering the event)."""
     procs = [
@@ -128,6 +132,7 @@ def run(kind: str, url: str, clients: int, count: int, interval: float) -> dict[
                 str(count),
                 "--interval",
                 str(interval),
+                *([] if follow else ["--no-follow"]),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -205,6 +210,9 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=float, default=0.05, help="seconds between a client's appends"
     )
+    parser.add_argument(
+        "--no-follow", action="store_true", help="appends only: no client follows (context)"
+    )
     parser.add_argument("--skip-proxy", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
@@ -247,7 +255,14 @@ def main() -> None:
                     with psycopg.connect(url, autocommit=True) as conn:
                         conn.execute("TRUNCATE playbook.events")
                     print(f"\n-- PostgreSQL, {mode}", flush=True)
-                    got = run("postgres", target, args.clients, args.count, args.interval)
+                    got = run(
+                        "postgres",
+                        target,
+                        args.clients,
+                        args.count,
+                        args.interval,
+                        not args.no_follow,
+                    )
                 report(figures, f"pg {mode}", got, delay)
         if not args.skip_sqlite:
             print("\n-- SQLite, one file, same clients", flush=True)
