@@ -213,24 +213,31 @@ class OutboxStore:
         """Put events in the outbox (durable when this returns); an id already there
         (sent again after an unconfirmed try) is kept once."""
         with self._local() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO outbox"
-                " (incident_id, event_id, base_seq, at, actor, device, type, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        incident_id,
-                        e.event_id,
-                        base_seq,
-                        format_utc(e.at),
-                        e.actor,
-                        e.device,
-                        e.type,
-                        payload_text(e.payload),
-                    )
-                    for e in events
-                ],
-            )
+            self._insert(conn, incident_id, events, base_seq)
+
+    @staticmethod
+    def _insert(
+        conn: sqlite3.Connection, incident_id: str, events: Sequence[NewEvent], base_seq: int
+    ) -> None:
+        """:meth:`_queue` inside a local transaction the caller holds."""
+        conn.executemany(
+            "INSERT OR IGNORE INTO outbox"
+            " (incident_id, event_id, base_seq, at, actor, device, type, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    incident_id,
+                    e.event_id,
+                    base_seq,
+                    format_utc(e.at),
+                    e.actor,
+                    e.device,
+                    e.type,
+                    payload_text(e.payload),
+                )
+                for e in events
+            ],
+        )
 
     def _went_offline(self, exc: StoreUnavailable) -> None:
         self.offline, self.offline_reason = True, exc.title
@@ -340,7 +347,9 @@ class OutboxStore:
             else:
                 self._cache(new)
                 return new
-        with self._lock:
+        # The view is read in the transaction that writes: another process using this
+        # outbox cannot slip an event in between.
+        with self._local() as conn:
             cached, waiting = self._local_view(incident_id)
             if len(cached) + len(waiting) != expected_seq:
                 raise ConcurrencyConflict(
@@ -348,7 +357,7 @@ class OutboxStore:
                     f"expected {expected_seq}"
                 )
             new = numbered(incident_id, expected_seq, events)
-            self._queue(incident_id, events, len(cached))
+            self._insert(conn, incident_id, events, len(cached))
         return new
 
     def update(
@@ -365,12 +374,12 @@ class OutboxStore:
             else:
                 self._cache([*before, *new])
                 return before, new
-        with self._lock:
+        with self._local() as conn:  # read and write in one transaction, as above
             cached, waiting = self._local_view(incident_id)
             view = [*cached, *waiting]
             made = list(decide(list(view)))
             new = numbered(incident_id, len(view), made)
-            self._queue(incident_id, made, len(cached))
+            self._insert(conn, incident_id, made, len(cached))
         return view, new
 
     def read(self, incident_id: str) -> list[Event]:

@@ -184,12 +184,13 @@ def _pipelined(conn: psycopg.Connection[Any]) -> Iterator[list[str]]:
     result fetched inside). Not ``conn.transaction()``, which waits for its BEGIN.
 
     Then, in the same pipeline, a second transaction notifies listeners that the
-    incidents the body put in the yielded list moved. Not in the first: a transaction that notifies holds a cluster-wide lock until
-    its commit is flushed to disk, so every notifying commit waits for the previous one's
-    fsync and appends from all clients queue behind each other (group commit cannot
-    help). This one commits without waiting for the disk (a notification is never
-    durable anyway); it is sent only after the events are committed, and a notification
-    lost to a crash between the two is caught up by every listener's reconnection.
+    incidents the body put in the yielded list moved. Not the first: a transaction that
+    notifies holds a cluster-wide lock until its commit is flushed to disk, so every
+    notifying commit waits for the previous one's fsync and all clients' appends queue
+    behind each other (group commit cannot help). This one commits without waiting for
+    the disk (a notification is never durable anyway); it is sent only after the events
+    are committed, and one lost between the two commits (a crash, a cut) is caught up by
+    the listeners' periodic sweep and their reconnection.
     """
     try:
         with conn.pipeline():
@@ -286,6 +287,7 @@ class PostgresStore:
         doing: Callable[[], str],
         unconfirmed: Callable[[], Sequence[NewEvent]] = list,
         seen: Callable[[], Sequence[Event] | None] = lambda: None,
+        writes: bool = True,
     ) -> Any:
         """``work`` on the connection under the thread lock; tried again on a fresh
         connection when the connection breaks (``work`` must be safe to repeat), and
@@ -319,6 +321,8 @@ class PostgresStore:
                 "sending it again is safe (each event is recognised by its id)."
                 if pending
                 else f"{doing()[:1].upper()}{doing()[1:]} was NOT recorded."
+                if writes
+                else "Check that the server is up and reachable from here; nothing changed."
             ),
             unconfirmed=pending,
             seen=seen(),
@@ -438,6 +442,7 @@ class PostgresStore:
                 ).fetchall()
             ),
             lambda: "reading the incident",
+            writes=False,
         )
 
     def incident_ids(self) -> list[str]:
@@ -446,6 +451,7 @@ class PostgresStore:
                 "SELECT incident_id FROM playbook.events WHERE seq = 1 ORDER BY at, incident_id"
             ).fetchall(),
             lambda: "listing incidents",
+            writes=False,
         )
         return [row[0] for row in rows]
 
@@ -471,6 +477,7 @@ class PostgresStore:
                 (PRESENCE_TTL, incident_id, incident_id),
             ).fetchall(),
             lambda: "reading who is present",
+            writes=False,
         )
         return [
             Presence(i, actor, device, since.astimezone(UTC)) for i, actor, device, since in rows
