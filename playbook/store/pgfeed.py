@@ -12,7 +12,7 @@ import psycopg
 
 from playbook.core.events import Event
 from playbook.redaction import scrub
-from playbook.store.follow import FeedBase
+from playbook.store.follow import PRESENCE_TTL, FeedBase
 from playbook.store.postgres import CHANNEL, ROW_SELECT, first_line
 from playbook.store.rows import events_from_rows
 
@@ -158,6 +158,11 @@ class PostgresFeed(FeedBase):
                     " ON CONFLICT (feed) DO UPDATE SET seen = now(),"
                     " backend_pid = pg_backend_pid()",
                     (self._key, self.incident_id, actor, device, self._app),
+                )
+                # Rows of feeds that died without leaving: not shown, and cleared in time.
+                self._conn.execute(
+                    "DELETE FROM playbook.presence WHERE seen < now() - make_interval(secs => %s)",
+                    (10 * PRESENCE_TTL,),
                 )
             except psycopg.Error as exc:  # presence is advisory; a lost connection is not
                 if self._conn.broken:

@@ -390,10 +390,13 @@ class SQLiteFeed(FeedBase):
         actor, device = self._present_as
         # Presence is advisory: a busy or full disk must not stop the feed.
         with self._conn_lock, contextlib.suppress(sqlite3.Error):
+            now = time.time()
             self._conn.execute(
                 "INSERT OR REPLACE INTO presence VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self._key, self.incident_id, actor, device, os.getpid(), self._since, time.time()),
+                (self._key, self.incident_id, actor, device, os.getpid(), self._since, now),
             )
+            # Rows of feeds that died without leaving: not shown, and cleared in time.
+            self._conn.execute("DELETE FROM presence WHERE seen < ?", (now - 10 * PRESENCE_TTL,))
 
     def _release(self) -> None:
         with self._conn_lock, contextlib.suppress(sqlite3.Error):
