@@ -9,12 +9,21 @@ JSON types. Every store refuses an event that does not match it (see
 does not (a row written by hand, or by a newer version), so one bad event never makes a
 whole incident unreadable. Payload keys keep the order they were written in: a MongoDB
 ``sort`` of ``{role: 1, _id: -1}`` is not the same query as ``{_id: -1, role: 1}``.
+
+Each event carries an id its client chose (so a retry never records it twice, and a copy
+to a shared store is recognised) and the device it was made on. :data:`COMMUTING` and
+:data:`REPLACES` say which events may be re-based onto a log that moved while their
+writer was offline, and which must be refused and shown instead.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 EVENT_SCHEMA = 1
@@ -115,6 +124,39 @@ Extra keys are allowed, so a later version can add a field without making older 
 older readers fail; a key listed here is one the fold or the exports rely on. A new event
 type adds its line here (an unknown type is refused on append and skipped on read)."""
 
+COMMUTING: frozenset[str] = frozenset(
+    {
+        ITEM_CHECKED,
+        ITEM_UNCHECKED,
+        NOTE_ADDED,
+        STATUS_RENDERED,
+        ESCALATED,
+        SCENARIO_CHOSEN,
+        DIAGNOSTIC_RUN,
+        ACTION_STAGE,
+        DRILL_CHECKED,
+    }
+)
+"""Types that record a fact whose meaning does not depend on what was appended before it
+(a tick, a note, evidence, an action stage that already happened). An event of one of these
+types written on a stale view (offline, or copied from another log) is re-based onto the
+log's new tail: it merges."""
+
+REPLACES: dict[str, str] = {
+    SEVERITY_CHANGED: "severity",
+    PHASE_ENTERED: "phase",
+    ACKNOWLEDGED: "status",
+    RESOLVED: "status",
+    CLOSED: "status",
+    RENAMED: "title",
+}
+"""Order-sensitive types -> the incident field each replaces. An event of one of these types
+written on a stale view is refused (kept and reported, never dropped) when another writer
+replaced the same field after the view it was decided on; otherwise it is re-based.
+
+A type in neither table (``opened``, and any type this version does not know) is re-based
+only onto a log that has not moved at all."""
+
 _JSON_NAMES = {
     str: "a string",
     int: "an integer",
@@ -165,14 +207,39 @@ def payload_problem(kind: str, payload: object) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def default_device() -> str:
+    """Where this process runs, as ``host`` or ``host:terminal`` (``laptop:pts/3``): shown
+    beside the actor, so a responder with two terminals open can tell which one acted.
+    Read once per process."""
+    host = socket.gethostname() or "unknown-host"
+    for fd in (0, 1, 2):
+        try:
+            return f"{host}:{os.ttyname(fd).removeprefix('/dev/')}"
+        except OSError:
+            continue
+    return host
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID, made by the client before it sends the event: a retry
+    after a lost reply sends the same id, and the store returns the event it already has
+    instead of recording it twice."""
+    return str(uuid.uuid4())
+
+
 @dataclass(frozen=True)
 class NewEvent:
-    """An event not yet appended: what happened, by whom, when."""
+    """An event not yet appended: what happened, by whom, when, and from where."""
 
     type: str
     payload: dict[str, Any]
     actor: str
     at: datetime
+    event_id: str = field(default_factory=new_event_id)
+    """The event's identity in every store it is copied to (see :func:`new_event_id`)."""
+    device: str = field(default_factory=default_device)
+    """The host and terminal the client runs on (see :func:`default_device`)."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +256,11 @@ class Event:
     unreadable: str = ""
     """Why the store could not read this event's payload (its JSON is broken), else "".
     The payload is then empty; the fold skips the event and names it."""
+    event_id: str = ""
+    """The id the client gave the event (:attr:`NewEvent.event_id`); for an event recorded
+    before ids existed, one derived from its incident, sequence, time and type."""
+    device: str = ""
+    """Where the event was made (:attr:`NewEvent.device`); "" when recorded before."""
 
     @property
     def problem(self) -> str | None:
@@ -208,6 +280,10 @@ class Event:
         }
         if self.unreadable:
             data["unreadable"] = self.unreadable
+        if self.event_id:
+            data["event_id"] = self.event_id
+        if self.device:
+            data["device"] = self.device
         return data
 
     @classmethod
@@ -221,6 +297,8 @@ class Event:
             payload=dict(data.get("payload") or {}),
             schema=int(data.get("schema", EVENT_SCHEMA)),
             unreadable=str(data.get("unreadable") or ""),
+            event_id=str(data.get("event_id") or ""),
+            device=str(data.get("device") or ""),
         )
 
 

@@ -267,7 +267,8 @@ BAD_ROWS = {
 def write_row(home: Path, incident: str, seq: int, kind: str, payload: str) -> None:
     with sqlite3.connect(home / DB_NAME) as con:
         con.execute(
-            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (incident_id, seq, at, actor, type, payload, schema) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (incident, seq, "2026-03-14T02:05:00.000000Z", "mallory", kind, payload, 1),
         )
 

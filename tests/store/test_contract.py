@@ -1,29 +1,22 @@
-"""One contract, every store: the in-memory twin must behave exactly like SQLite.
+"""One contract, every store: the in-memory twin, SQLite and PostgreSQL behave alike.
 
 That includes the schema rule: every store refuses an event whose payload does not match
 its type's schema (``playbook.core.events.SCHEMAS``), and appends nothing of the batch.
+The ``store`` fixture (``conftest.py``) gives each test every store in turn, PostgreSQL a
+real server's.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from helpers import T0
 
 from playbook.core.events import SCHEMAS, NewEvent
 from playbook.store import ConcurrencyConflict, InvalidEvent
-from playbook.store.memory import MemoryStore
-from playbook.store.sqlite import SQLiteStore
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    made = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "s")
-    yield made
-    made.close()
-
 
 OPENED = {
     "title": "x",
@@ -149,3 +142,116 @@ def test_every_event_type_has_a_schema_that_is_plain_data() -> None:
     assert set(SCHEMAS) == set(EVENT_TYPES)
     for fields in SCHEMAS.values():
         assert all(isinstance(k, str) for k in fields)
+
+
+# --------------------------------------------------------------------------- event ids
+
+
+def test_a_batch_sent_again_is_recorded_once_and_returned_as_recorded(store) -> None:
+    batch = [new("opened"), new(text="one")]
+    first = store.append("a", 0, batch)
+    assert store.append("a", 0, batch) == first  # the retry after a lost reply
+    store.append("a", 2, [new(text="two")])
+    assert store.append("a", 0, batch) == first  # a late retry: recognised, no conflict
+    events = store.read("a")
+    assert [e.payload.get("text") for e in events] == [None, "one", "two"]
+    assert [e.event_id for e in events[:2]] == [e.event_id for e in batch]
+
+
+def test_an_event_id_cannot_be_reused(store) -> None:
+    opened = new("opened")
+    store.append("a", 0, [opened])
+    with pytest.raises(InvalidEvent, match="already recorded"):
+        store.append("a", 1, [new(text="fresh"), opened])  # part of the batch is there
+    with pytest.raises(InvalidEvent, match="already recorded"):
+        store.append("b", 0, [opened])  # it is another incident's
+    with pytest.raises(InvalidEvent, match="already recorded"):
+        store.update("a", lambda events: [opened])
+    twice = new(text="twice")
+    with pytest.raises(InvalidEvent, match="same event id twice"):
+        store.append("a", 1, [twice, twice])
+    assert [e.type for e in store.read("a")] == ["opened"] and store.read("b") == []
+
+
+def test_each_event_keeps_its_id_and_the_device_it_was_made_on(store) -> None:
+    sent = NewEvent("opened", dict(OPENED), "alice", T0, device="laptop:pts/3")
+    store.append("a", 0, [sent])
+    (got,) = store.read("a")
+    assert (got.event_id, got.device, got.actor) == (sent.event_id, "laptop:pts/3", "alice")
+
+
+def test_a_number_json_cannot_hold_is_refused(store) -> None:
+    with pytest.raises(InvalidEvent, match="not plain JSON"):
+        store.append("a", 0, [new("opened", ratio=float("nan"))])
+    assert store.read("a") == []
+
+
+# --------------------------------------------------------------------------- following
+
+
+def collect(feed, count: int, seconds: float = 15.0) -> list:
+    """What ``feed`` delivers until ``count`` events came (or ``seconds`` passed)."""
+    got: list = []
+    deadline = time.monotonic() + seconds
+    while len(got) < count and time.monotonic() < deadline:
+        got += feed.get(0.2)
+    return got
+
+
+def test_a_follower_gets_every_append_once_and_in_order(make_store) -> None:
+    writer, reader = make_store(), make_store()
+    writer.append("a", 0, [new("opened")])
+    with reader.follow("a", after=0) as feed:
+        assert [e.seq for e in feed.get(5)] == [1]  # caught up first
+
+        def write() -> None:
+            seq = 1
+            for k in range(12):
+                batch = [new(text=f"{k}.{j}") for j in range(k % 3 + 1)]
+                writer.append("a", seq, batch)
+                seq += len(batch)
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        got = collect(feed, 24)
+        thread.join()
+        assert feed.get(0.3) == []  # nothing more, nothing twice
+    texts = [f"{k}.{j}" for k in range(12) for j in range(k % 3 + 1)]
+    assert [e.seq for e in got] == list(range(2, 26))
+    assert [e.payload["text"] for e in got] == texts
+    assert [e.event_id for e in got] == [e.event_id for e in writer.read("a")[1:]]
+
+
+def test_following_every_incident_starts_from_now_and_sees_new_ones(make_store) -> None:
+    writer, reader = make_store(), make_store()
+    writer.append("a", 0, [new("opened"), new(text="old")])
+    with reader.follow() as feed:
+        writer.append("a", 2, [new(text="new in a")])
+        writer.append("b", 0, [new("opened", minutes=1)])
+        got = collect(feed, 2)
+    assert sorted((e.incident_id, e.seq) for e in got) == [("a", 3), ("b", 1)]
+
+
+def test_a_stopped_feed_returns_at_once(make_store) -> None:
+    store = make_store()
+    store.append("a", 0, [new("opened")])
+    with store.follow("a", after=1) as feed:
+        threading.Timer(0.2, feed.stop).start()
+        started = time.monotonic()
+        assert feed.get(30) == []
+        assert time.monotonic() - started < 2
+
+
+def test_a_follower_is_present_while_its_feed_is_open(make_store) -> None:
+    store = make_store()
+    store.append("a", 0, [new("opened")])
+    store.append("b", 0, [new("opened")])
+    assert store.presence() == []
+    feed = make_store().follow("a", after=1, present_as=("bob", "tablet"))
+    try:
+        shown = store.presence()
+        assert [(p.incident_id, p.actor, p.device) for p in shown] == [("a", "bob", "tablet")]
+        assert store.presence("b") == [] and len(store.presence("a")) == 1
+    finally:
+        feed.close()
+    assert store.presence() == []
