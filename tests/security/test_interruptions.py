@@ -144,8 +144,9 @@ def test_a_signal_during_a_diag_run_records_one_complete_cancelled_event(
     assert shown.returncode == 0 and "unreadable" not in shown.stdout
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_while_a_diag_run_is_recording_records_nothing(
-    home: Path, redis: RedisServer
+    home: Path, redis: RedisServer, sig: signal.Signals, code: int
 ) -> None:
     incident = opened(home)
     before = rows(home)
@@ -162,14 +163,39 @@ def test_a_signal_while_a_diag_run_is_recording_records_nothing(
             return bool(files) and str(files[0]) not in open_files(proc.pid)
 
         wait_for(run_over, "the run's result file to be closed")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    code, err = finish(proc)
-    assert code == 143, err
-    assert "terminated" in err and "Traceback" not in err
+    exit_code, err = finish(proc)
+    assert exit_code == code, err  # 128 + the signal, as a shell reports it
+    assert f"terminated ({sig.name})" in err and "Traceback" not in err
     assert rows(home) == before  # nothing, not an empty or partial event
+
+
+def test_a_sighup_ignored_by_nohup_stays_ignored(home: Path) -> None:
+    """`nohup playbook …` must survive its terminal closing: the handler is not put back."""
+    incident = opened(home)
+    before = rows(home)
+    locker = sqlite3.connect(home / DB_NAME, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "playbook", "--data-dir", str(home), "note", incident, "kept"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
+        )
+        db = str(home / DB_NAME)
+        wait_for(lambda: db in open_files(proc.pid), "the command to open the log")
+        proc.send_signal(signal.SIGHUP)
+    finally:
+        locker.execute("ROLLBACK")  # the command goes on and appends its note
+        locker.close()
+    exit_code, err = finish(proc)
+    assert exit_code == 0, err
+    assert [kind for _, kind, _ in rows(home)[len(before) :]] == ["note_added"]
 
 
 @pytest.mark.parametrize(
