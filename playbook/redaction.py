@@ -439,8 +439,11 @@ def _parse(uri: str, strict: bool = False) -> tuple[str, set[str]]:
     found = set()
     if parts.password:
         found.add(unquote(parts.password))
-        if kind == "http":  # what goes out in the Authorization header, as base64
-            found.add(basic_credentials(uri) or "")
+    credentials = basic_credentials(uri) if kind == "http" else None
+    if credentials is not None:
+        found.add(credentials)  # the Authorization header carries it, as base64
+        if not parts.password and parts.username:
+            found.add(unquote(parts.username))  # a token as the user: the whole credential
     return kind, found
 
 

@@ -271,6 +271,15 @@ def _range(*args: int) -> range:
     return made
 
 
+def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:
+    """Jinja's ``lipsum()``, refused past :data:`MAX_SIZE` words (it is Python code that
+    loops outside the template's loops: ``lipsum(8000, false, 7999, 8000)`` ran for
+    minutes)."""
+    if not all(isinstance(x, int) for x in (n, min, max)) or n * max > MAX_SIZE:
+        raise SecurityError(f"lipsum() of more than {MAX_SIZE:,} words")
+    return str(jinja2.utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max))
+
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """The immutable sandbox, with a budget (see the module's docstring)."""
 
@@ -281,6 +290,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _budgeted_filter(name, func) for name, func in self.filters.items()}
         self.tests = {name: _budgeted_test(name, func) for name, func in self.tests.items()}
         self.globals["range"] = _range
+        self.globals["lipsum"] = _lipsum
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         """Parse, then wrap every loop's iterable in the render's budget, and in the size

@@ -292,3 +292,31 @@ def test_a_drivers_message_that_quotes_an_unreadable_target_is_masked(case: str)
     assert said  # the driver does refuse it
     assert "LEAK" not in PlaybookError(f"The driver said: {said}").title
     assert "LEAK" not in redaction.redact(uri)
+
+
+def test_a_token_given_as_the_user_is_masked_in_every_form(
+    cli: Cli, tmp_path: Path, echo_port: int
+) -> None:
+    """``https://TOKEN@host``: Basic auth with the token as the user and no password (as
+    many APIs take it). The token is the whole credential, written literally in the
+    responder's config."""
+    token = "sk_live_Zq81TOKENq9x"
+    own_config(f'[targets]\napi = "http://{token}@127.0.0.1:{echo_port}"\n')
+    extra = """\
+  echo-header:
+    kind: http
+    title: Echo
+    target: api
+    timeout: 10s
+    query: {path: /x, pick: {header: header, bare: bare, unpadded: unpadded}}
+"""
+    playbook = write_playbook(tmp_path / "rb")
+    text = playbook.read_text().replace("\ndiagnostics:\n", "\ndiagnostics:\n" + extra, 1)
+    playbook.write_text(text)
+    incident = json.loads(cli("open", str(playbook), "-t", "x", "--json").output)["id"]
+    ran = cli("diag", "run", incident, "echo-header", "--json")
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["rows"][0]["header"].startswith("Basic ")
+    exported = [cli("export", incident, "--format", f).output for f in ("json", "markdown")]
+    seen = everything(cli.home, ran.output, *exported)
+    assert reveals(seen, token) == []

@@ -57,6 +57,7 @@ ONE_C_CALL = {
     "integer squaring": "{% set ns = namespace(i=3) %}{% for k in range(40) %}{% set ns.i = ns.i * ns.i %}{% endfor %}{{ ns.i }}",
     "power": "{{ 10 ** 100000 }}",
     "range past the budget": "{{ range(10 ** 9)|list|length }}",
+    "lipsum": "{{ lipsum(8000, false, 7999, 8000)|length }}",  # ran for minutes in one call
 }
 
 
