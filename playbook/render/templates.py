@@ -496,6 +496,10 @@ def required_variables(template_dir: Path, name: str) -> set[str]:
         ) from None
     except SecurityError as exc:
         raise TemplateError(f"Refused: {exc}.") from None
+    except (RecursionError, MemoryError) as exc:  # ((((… nested past the parser's depth
+        raise TemplateError(
+            f"Template {name!r} cannot be read: {type(exc).__name__} (nested too deeply?)."
+        ) from None
 
 
 def check_values(values: Mapping[str, str]) -> None:

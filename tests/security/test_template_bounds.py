@@ -110,6 +110,7 @@ CRASHES = {
     "int too long to print": "{{ 9 ** 4000 * 9 ** 700 }}",
     "float overflow": "{{ 1e308 * 10 ** 400 }}",
     "format of a wrong type": "{{ '%d'|format('x') }}",
+    "nested past the parser": "{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
 }
 
 
