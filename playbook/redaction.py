@@ -180,7 +180,7 @@ _compiled: tuple[re.Pattern[str], re.Pattern[bytes]] | None = None
 def _patterns() -> tuple[re.Pattern[str], re.Pattern[bytes]] | None:
     """The second pass's patterns for text and for JSON bytes; None when nothing is known.
     Text without a ``%`` has nothing for the second pass that the first did not find;
-    with one, the pass costs about 0.15 s per MB (measured on 4 MB of JSON)."""
+    with one, the pass costs about 0.06 s per MB with three secrets (4 MB of JSON)."""
     global _compiled
     with _lock:
         if _compiled is None and _values:
