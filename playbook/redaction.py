@@ -45,6 +45,7 @@ import contextlib
 import json
 import re
 import threading
+import warnings
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -508,7 +509,14 @@ def _mongo_parts(uri: str, strict: bool = False) -> tuple[str | None, dict[str, 
         password = uri_parser.parse_userinfo(userinfo)[1] or None
     options: dict[str, Any] = {}
     if opts:
-        options = dict(uri_parser.split_options(opts, validate=strict, warn=False, normalize=False))
+        options = dict(uri_parser.split_options(opts, validate=False, normalize=False))
+        if strict:
+            with warnings.catch_warnings():
+                # As MongoClient reads them (validate, warn=True): an unknown option or a
+                # bad value is dropped with a warning, not refused; the warning is not
+                # ours to show. What is secret is still read from the unvalidated ones.
+                warnings.simplefilter("ignore")
+                uri_parser.split_options(opts, validate=True, warn=True, normalize=False)
     if strict:
         if "/" in hosts or not hosts:
             raise ValueError("unreadable hosts")
