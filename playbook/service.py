@@ -12,6 +12,7 @@ snapshot in ``opened``, recorded as the file was (see :meth:`Service.open`).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import getpass
 import os
@@ -606,11 +607,12 @@ class Service:
         A drill's message starts with :data:`DRILL_MARK` on a line of its own, so a
         rehearsal's message can never be read as a real incident's, wherever it is pasted.
         """
-        from playbook.render import templates
+        from playbook.render.template_worker import render_isolated
 
         tmpl = self._template(state, kind)
         merged = {**self.status_variables(state), **values}
-        text = templates.render(self.template_dir(state), tmpl["file"], merged, label=kind)
+        # In a worker process killed at a hard deadline: a template is untrusted code.
+        text = render_isolated(self.template_dir(state), tmpl["file"], merged, label=kind)
         return f"{DRILL_MARK}\n{text}" if state.drill is not None else text
 
     def preview_status(self, ref: str, kind: str, values: Mapping[str, str]) -> str:
@@ -888,11 +890,12 @@ def defaults_from(
         run = last.get(source)
         value = (run.payload.get("metrics") or {}).get(metric) if run else None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out[name] = (
-                datetime.fromtimestamp(value, UTC).isoformat()
-                if param.type == "datetime"
-                else value
-            )
+            out[name] = value
+            if param.type == "datetime":
+                # A number the database chose (1e300) may be no time at all: it is then
+                # left a number, and the parameter's check says so, naming it.
+                with contextlib.suppress(OverflowError, OSError, ValueError):
+                    out[name] = datetime.fromtimestamp(value, UTC).isoformat()
     return out
 
 

@@ -416,13 +416,29 @@ def _expand_conninfo(template: str, values: Mapping[str, tuple[str, str]], where
 
 def resolve_target(name: str, targets: Mapping[str, Target], drill: bool = False) -> Target:
     """The target called ``name``; for a drill (``drill=True``) only the sandbox's, so a
-    drill never reaches a configured, possibly production, server."""
+    drill never reaches a configured, possibly production, server.
+
+    Raises:
+        UsageError: no such target; a drill's target that is not its sandbox's; or a
+            URI its driver's parser cannot read. That refusal names the driver and quotes
+            nothing of the value or of the parser's message, which quotes the token it
+            stopped at (often the password: ``invalid percent-encoded token: "50%off…"``).
+    """
     if name in targets:
         if drill and targets[name].source != SANDBOX:
             raise UsageError(
                 f"Refused: this incident is a drill, and target {name!r} is not its sandbox's.",
                 "A drill's diagnostics and actions run only inside `playbook drill`, "
                 "on the servers started for it.",
+            )
+        driver = redaction.unreadable_by(targets[name].uri)
+        if driver is not None:
+            raise UsageError(
+                f"The URI of target {name!r} ({targets[name].source}) could not be parsed "
+                f"by {driver}: check its form.",
+                "The value and the parser's message are not shown: they may hold a "
+                "password. A reserved character in a password (% / ? # @ :) must be "
+                "percent-encoded, or put the password in ${ENV}, which playbook encodes.",
             )
         return targets[name]
     known = ", ".join(sorted(targets)) or "none configured"
