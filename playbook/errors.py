@@ -42,6 +42,7 @@ class ExitCode(IntEnum):
     UNHEALTHY = 11, "a diagnostic's verdict is fail, or an action's verify failed"
     SANDBOX = 12, "a drill's sandbox could not be set up (a server, its data, its fault)"
     INTERNAL = 70, "a bug in playbook (PLAYBOOK_DEBUG=1 shows the traceback)"
+    HANGUP = 129, "stopped by SIGHUP (the terminal closed)"
     INTERRUPTED = 130, "stopped by Ctrl-C"
     TERMINATED = 143, "stopped by SIGTERM"
 

@@ -417,8 +417,24 @@ def _expand_conninfo(template: str, values: Mapping[str, tuple[str, str]], where
 def resolve_target(name: str, targets: Mapping[str, Target]) -> Target:
     """The target called ``name``, or an error saying where targets come from. (Which
     targets an incident may reach, a drill's rule included, is
-    :mod:`playbook.service.targets`' decision.)"""
+    :mod:`playbook.service.targets`' decision.)
+
+    Raises:
+        UsageError: no such target, or a URI its driver's parser cannot read. That
+            refusal names the driver and quotes nothing of the value or of the parser's
+            message, which quotes the token it stopped at (often the password:
+            ``invalid percent-encoded token: "50%off…"``).
+    """
     if name in targets:
+        driver = redaction.unreadable_by(targets[name].uri)
+        if driver is not None:
+            raise UsageError(
+                f"The URI of target {name!r} ({targets[name].source}) could not be parsed "
+                f"by {driver}: check its form.",
+                "The value and the parser's message are not shown: they may hold a "
+                "password. A reserved character in a password (% / ? # @ :) must be "
+                "percent-encoded, or put the password in ${ENV}, which playbook encodes.",
+            )
         return targets[name]
     known = ", ".join(sorted(targets)) or "none configured"
     advice = (

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
 from playbook.adapters.readonly import Refused
+from playbook.redaction import basic_credentials
 
 MAX_BODY = 16 * 1024 * 1024
 """Most bytes of an answer read; a bigger answer is an error, not a truncated parse."""
@@ -148,13 +149,14 @@ def _secrets(uri: str, path: str) -> set[str]:
     out: set[str] = set()
     try:
         parts = urlsplit(uri)
-        user, password = parts.username, parts.password
+        password = parts.password
     except ValueError:
         return out
     if password:
         out |= {password, unquote(password)}
-    if user is not None or password is not None:
-        out.add(_basic(user, password))
+    credentials = basic_credentials(uri)
+    if credentials is not None:
+        out.add(_basic(credentials))
     for query in (parts.query, urlsplit(path).query if isinstance(path, str) else ""):
         for name, value in parse_qsl(query, keep_blank_values=True):
             if _SECRET_NAME.search(name) and len(value) >= 3:
@@ -162,9 +164,11 @@ def _secrets(uri: str, path: str) -> set[str]:
     return {s for s in out if s}
 
 
-def _basic(user: str | None, password: str | None) -> str:
-    pair = f"{unquote(user or '')}:{unquote(password or '')}"
-    return base64.b64encode(pair.encode("utf-8")).decode("ascii")
+def _basic(credentials: str) -> str:
+    """The Authorization header's token for ``user:password`` (from
+    :func:`playbook.redaction.basic_credentials`, which also has every base64 form of it
+    hunted in all that leaves: a server may echo the header back)."""
+    return base64.b64encode(credentials.encode("utf-8")).decode("ascii")
 
 
 def _escaped(value: str, limit: int = SHOWN) -> str:
@@ -321,12 +325,8 @@ class _Call:
         self.ctx = ctx
         self.max_body = max_body
         self.url = build_url(request.uri, path)
-        parts = urlsplit(request.uri)
-        self.auth = (
-            _basic(parts.username, parts.password)
-            if parts.username is not None or parts.password is not None
-            else None
-        )
+        credentials = basic_credentials(request.uri)
+        self.auth = _basic(credentials) if credentials is not None else None
         self.secrets = sorted(_secrets(request.uri, path), key=len, reverse=True)
         self.content_type = ""
         self.sockets: list[socket.socket] = []

@@ -253,8 +253,13 @@ def open_client(uri: str, ctx: RunContext, cls: type[_C], **options: Any) -> _C:
             **_NO_CLIENT_SETINFO,
             **options,
         )
-    except ValueError as exc:
-        raise RunError(f"The target's URI is not a Redis URI: {scrub(str(exc), uri)}") from None
+    except ValueError:
+        # redis-py's message quotes the token it stopped at, often the password
+        # ("Port could not be cast to integer value as 'R3dis'"): it is not shown.
+        raise RunError(
+            "The target's URI could not be parsed by redis-py: check its form "
+            "(the value is not shown: it may hold a password)."
+        ) from None
     ctx.on_stop(client.connection_pool.disconnect)
     return client
 

@@ -14,6 +14,24 @@ EACCES or EPERM:
   6.18: the SYN and its data reached a port not granted);
 * ``io_uring_setup``: io_uring operations (socket, connect, …) bypass seccomp;
 * the calls that change metadata, and the keyring calls;
+* ``ioctl`` commands that change a file or its file system through a descriptor opened
+  only for reading, which Landlock does not mediate on regular files and directories
+  (measured on Linux 6.18: ``FS_IOC_SETFLAGS`` set ``chattr +dAS`` on a file outside the
+  folder). The rule is the kernel's own encoding of the command (``_IOC_DIR`` in
+  <asm-generic/ioctl.h>): a command that only passes data *in* (``_IOW``) is a setter,
+  and every one is refused, whatever the file system (``FS_IOC_SETFLAGS``,
+  ``FS_IOC_FSSETXATTR``, ``FS_IOC_SETVERSION``, ``FS_IOC_ENABLE_VERITY``, which makes a
+  file read-only for good, ``FICLONE``, btrfs's subvolume create, snapshot and set-flags,
+  and the rest). Getters (``_IOR``), read-write queries (``_IOWR``) and the legacy
+  commands without a direction (``FIONBIO``, ``TCGETS``, ``SIOC*``) pass, except
+  :data:`DENIED_IOCTLS`: the few of those that change state given only ownership
+  (deduplication, fscrypt policies and keys, ext4's extent migration, btrfs's received-
+  subvolume mark, and freeze, thaw, trim and shut-down, which also need a capability the
+  sandbox lacks);
+* every call numbered :data:`FIRST_UNREVIEWED` or above: calls newer than this filter
+  (``file_getattr``/``file_setattr`` in Linux 6.17, 468 and 469) get ``ENOSYS``, the
+  answer of an older kernel, which programs fall back from; a new call is allowed only
+  once it has been read and added here;
 * any call of another ABI (x32 numbers, 32-bit calls): the process is killed.
 
 It is a classic BPF program on ``struct seccomp_data { int nr; u32 arch; u64
@@ -55,6 +73,7 @@ def _off_arg(n: int) -> int:
 class _Arch:
     audit: int
     socket: int
+    ioctl: int
     send: tuple[int, int, int]
     """sendto, sendmmsg (flags in args[3]) and sendmsg (flags in args[2])."""
     denied: dict[str, int]
@@ -66,6 +85,7 @@ ARCHES = {
     "x86_64": _Arch(
         0xC000003E,
         41,
+        16,
         (44, 307, 46),
         {
             **_COMMON,
@@ -95,6 +115,7 @@ ARCHES = {
     "aarch64": _Arch(
         0xC00000B7,
         198,
+        29,
         (206, 269, 211),
         {
             **_COMMON,
@@ -116,6 +137,32 @@ ARCHES = {
     ),
 }
 """The machines the filter knows, by ``platform.machine()``."""
+
+FIRST_UNREVIEWED = 468
+"""The lowest system call number this filter has not been reviewed against (Linux 6.17
+added ``file_getattr`` 468 and ``file_setattr`` 469, the same on both machines: numbers
+since 5.1 are shared). Every call from here up gets ``ENOSYS``."""
+
+_IOC_DIR_MASK = 0xC0000000
+_IOC_WRITE_ONLY = 0x40000000
+"""``_IOC_DIR`` bits of an ``ioctl`` command (<asm-generic/ioctl.h>, the same on x86-64
+and AArch64): ``_IOW``, data passed in and nothing out, is a setter."""
+
+DENIED_IOCTLS = {
+    "FIDEDUPERANGE": 0xC0189436,  # shares extents into a file its owner opened to read
+    "FS_IOC_SET_ENCRYPTION_POLICY": 0x800C6613,  # declared _IOR, but it sets
+    "FS_IOC_ADD_ENCRYPTION_KEY": 0xC0506617,
+    "FS_IOC_REMOVE_ENCRYPTION_KEY": 0xC0406618,  # would lock the responder's folders
+    "FS_IOC_REMOVE_ENCRYPTION_KEY_ALL_USERS": 0xC0406619,
+    "EXT4_IOC_MIGRATE": 0x00006609,  # rewrites a file's block map as extents
+    "BTRFS_IOC_SET_RECEIVED_SUBVOL": 0xC0C89425,
+    "BTRFS_IOC_SET_RECEIVED_SUBVOL_32": 0xC0C09425,
+    "FIFREEZE": 0xC0045877,
+    "FITHAW": 0xC0045878,
+    "FITRIM": 0xC0185879,
+    "FS_IOC_SHUTDOWN": 0x8004587D,
+}
+"""``ioctl`` commands that change state and are not ``_IOW`` (those are all refused)."""
 
 _AF_UNIX, _AF_INET, _AF_INET6, _AF_NETLINK = 1, 2, 10, 16
 _SOCK_STREAM, _SOCK_DGRAM, _SOCK_TYPE_MASK = 1, 2, 0xF
@@ -139,9 +186,11 @@ def program(arch: str, *, udp: bool) -> list[tuple[int, int, int, int]]:
     ]
     if spec.x32:  # x32 system calls (nr | 0x40000000) would bypass the numbers below
         code.append((_JGE_K, "deny", 0, 0x40000000))
+    code.append((_JGE_K, "unknown", 0, FIRST_UNREVIEWED))
     code += [(_JEQ_K, "deny", 0, nr) for nr in sorted(spec.denied.values())]
     sendto, sendmmsg, sendmsg = spec.send
     code += [
+        (_JEQ_K, "ioctl", 0, spec.ioctl),
         (_JEQ_K, "socket", 0, spec.socket),
         (_JEQ_K, "flags3", 0, sendto),
         (_JEQ_K, "flags3", 0, sendmmsg),
@@ -155,6 +204,12 @@ def program(arch: str, *, udp: bool) -> list[tuple[int, int, int, int]]:
         ("label", "flags2", 0, 0),
         (_LD_W_ABS, 0, 0, _off_arg(2)),
         (_JSET_K, "refuse", "allow", _MSG_FASTOPEN),
+        # An ioctl's command is an unsigned int: the low 32 bits of args[1].
+        ("label", "ioctl", 0, 0),
+        (_LD_W_ABS, 0, 0, _off_arg(1)),
+        *[(_JEQ_K, "deny", 0, cmd) for cmd in sorted(DENIED_IOCTLS.values())],
+        (_AND_K, 0, 0, _IOC_DIR_MASK),
+        (_JEQ_K, "deny", "allow", _IOC_WRITE_ONLY),
         ("label", "socket", 0, 0),
         (_LD_W_ABS, 0, 0, _off_arg(0)),
         (_JEQ_K, "allow", 0, _AF_NETLINK),
@@ -191,6 +246,8 @@ def program(arch: str, *, udp: bool) -> list[tuple[int, int, int, int]]:
         (_RET_K, 0, 0, refuse_socket),
         ("label", "deny", 0, 0),
         (_RET_K, 0, 0, deny),
+        ("label", "unknown", 0, 0),
+        (_RET_K, 0, 0, _RET_ERRNO | errno.ENOSYS),
         ("label", "kill", 0, 0),
         (_RET_K, 0, 0, _RET_KILL_PROCESS),
     ]

@@ -47,6 +47,7 @@ from playbook.adapters.base import (
     Sink,
 )
 from playbook.adapters.readonly import Refused
+from playbook.adapters.shell_supervisor import remove_tree
 
 MAX_LINE = 4_000
 """Bytes kept of one output line; the rest of the line is read and dropped."""
@@ -211,14 +212,73 @@ def _sandbox_or_opt_in(request: RunRequest) -> sandbox.Support:
 # --------------------------------------------------------------------------- the sandbox
 
 
+FOLDER_PREFIX = "playbook-shell-"
+
+
 @contextlib.contextmanager
 def private_folder() -> Iterator[Path]:
-    """The run's own folder (its cwd, HOME and TMPDIR), removed when the run ends."""
-    folder = Path(tempfile.mkdtemp(prefix="playbook-shell-"))
+    """The run's own folder (its cwd, HOME and TMPDIR), removed when the run ends.
+
+    Removed three ways: here when the run ends; by the supervisor once the program's
+    tree is dead, so also when playbook was killed outright (SIGKILL, a closed
+    terminal); and, when both were killed at once, by the next shell run's sweep
+    (:func:`sweep_stale_folders`). Its name carries this process's pid and start time so
+    that the sweep can tell a folder whose playbook is gone from one in use.
+    """
+    sweep_stale_folders()
+    tag = process_tag(os.getpid())
+    prefix = f"{FOLDER_PREFIX}{tag}-" if tag else FOLDER_PREFIX
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_tree(str(folder))
+
+
+def process_tag(pid: int) -> str | None:
+    """``PID.STARTTIME`` of a live process (start time in clock ticks since boot, field 22
+    of /proc/PID/stat), or None: a pid alone could be reused by another process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()  # the name (field 2) may hold spaces
+    return f"{pid}.{int(fields[19])}" if len(fields) > 19 else None
+
+
+def sweep_stale_folders(root: str | None = None) -> list[str]:
+    """Remove the private folders of runs whose playbook process is gone (both it and its
+    supervisor were killed, e.g. with SIGKILL, so neither could clean up); their paths.
+
+    Only folders named by :func:`private_folder`, owned by this user, and real folders
+    (not links) are touched, and only when no process has the pid *and* start time in the
+    name: a folder in use by another playbook, even one started since, is left alone.
+    """
+    root = root or tempfile.gettempdir()
+    removed = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        tag = entry.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        pid, dot, start = tag.partition(".")
+        if not (entry.name.startswith(FOLDER_PREFIX) and dot and pid.isdigit() and start.isdigit()):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not entry.is_dir(follow_symlinks=False) or info.st_uid != os.getuid():
+            continue
+        if process_tag(int(pid)) == tag:
+            continue  # its playbook still runs
+        with contextlib.suppress(OSError):
+            remove_tree(entry.path)
+            removed.append(entry.path)
+    return removed
 
 
 def unreadable_paths(extra: Collection[str] = ()) -> list[str]:

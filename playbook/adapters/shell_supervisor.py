@@ -15,6 +15,16 @@ sends SIGTERM or dies) **no process the program started survives**:
 * ``prctl(PR_SET_PDEATHSIG, SIGTERM)``: if playbook itself is killed, the supervisor
   hears of it and cleans up. (The signal comes when the *thread* that started the
   supervisor ends; the adapter's run keeps that thread until the supervisor is gone.)
+  The program gets ``PR_SET_PDEATHSIG, SIGKILL`` in turn, so it dies if the supervisor
+  is SIGKILLed; what the program started then survives until it ends by itself (only a
+  PID namespace would take those too).
+* **It removes the run's private folder** once the tree is dead, before it reports, so
+  the folder goes even when playbook was killed outright (SIGKILL, a closed terminal)
+  and never ran its own clean-up. Only if both are killed at once does a folder stay;
+  the next shell run removes it (:func:`playbook.adapters.shell.sweep_stale_folders`).
+  :func:`remove_tree` does it without recursion and without following a link: the
+  program may have nested folders thousands deep (``shutil.rmtree`` recurses and gives
+  up) or made one it cannot list.
 
 Why a separate process rather than ``preexec_fn``: running Python between ``fork`` and
 ``exec`` in a process with threads (the app's workers) can deadlock; this process has
@@ -56,12 +66,17 @@ def main(argv: list[str]) -> int:
     report could not be written."""
     report: dict[str, Any]
     status_fd = int(argv[0])
+    folder = None
     try:
         os.set_inheritable(status_fd, False)  # the program must not inherit it
         orders = json.loads(sys.stdin.buffer.read())
+        folder = str(orders["cwd"])
         report = _supervise(orders)
     except Exception as exc:  # the report must say what went wrong, whatever it was
         report = {"error": f"the supervisor failed: {type(exc).__name__}: {exc}"}
+    if folder is not None:  # every process that could write there is gone by now
+        with contextlib.suppress(Exception):
+            remove_tree(folder)
     try:
         os.write(status_fd, json.dumps(report).encode())
     except OSError:
@@ -80,6 +95,7 @@ def _supervise(orders: dict[str, Any]) -> dict[str, Any]:
     os.dup2(devnull, 0)
     policy = sandbox_linux.Policy.from_json(orders["policy"])
     failed_r, failed_w = os.pipe()  # both close-on-exec: EOF here means exec succeeded
+    orders["supervisor"] = os.getpid()
     child = os.fork()
     if child == 0:
         _start(orders, policy, devnull, failed_w)
@@ -122,6 +138,11 @@ def _start(orders: dict[str, Any], policy: sandbox_linux.Policy, devnull: int, f
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         for sig in _RESET:  # Python ignores SIGPIPE and SIGXFSZ; programs expect defaults
             signal.signal(sig, signal.SIG_DFL)
+        # If the supervisor itself is SIGKILLed, the program dies with it (processes the
+        # program started do not: only a PID namespace would take them too).
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != orders["supervisor"]:
+            os._exit(127)  # it died before the line above
         os.dup2(devnull, 0)
         os.chdir(orders["cwd"])
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -186,6 +207,64 @@ def _kill_everything(child: int) -> tuple[int, int | None]:
             if pid == child:
                 status = st
         signal.sigtimedwait({signal.SIGCHLD}, 0.05)  # woken by the next death
+
+
+def remove_tree(path: str) -> None:
+    """Remove the folder ``path`` and everything in it, as far as its owner can.
+
+    Iterative, by file descriptor: it goes down one folder at a time, keeping only names
+    on the way (a program can nest folders deeper than recursion or ``PATH_MAX`` allow),
+    reads each folder once (a program can make a hundred thousand side by side), opens
+    each with ``O_NOFOLLOW`` (a link is removed, never followed), and gives a folder made
+    without read or search permission (``mkdir(name, 0o300)``) back to its owner before
+    going in. It expects nothing else to write there meanwhile.
+    """
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return
+    way: list[tuple[str, list[str]]] = []  # each folder on the way down, and what is left
+    todo = _empty_but_folders(fd)
+    try:
+        while True:
+            if todo:
+                name = todo.pop()
+                try:
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                except PermissionError:
+                    os.chmod(name, 0o700, dir_fd=fd)  # a folder, not a link: scandir said
+                    child = os.open(name, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                way.append((name, todo))
+                todo = _empty_but_folders(fd)
+                continue
+            if not way:
+                break
+            name, todo = way.pop()
+            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            os.rmdir(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+    os.rmdir(path)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _empty_but_folders(fd: int) -> list[str]:
+    """Unlink everything in the folder ``fd`` but folders; their names."""
+    folders = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+    return folders
 
 
 def _children(parent: int) -> list[int]:

@@ -9,15 +9,17 @@ code; click's usage errors exit 2; anything unexpected prints one line (set
 ``PLAYBOOK_DEBUG=1`` for the traceback) and exits 70. Text that came from a playbook,
 a note or a database is printed with control characters escaped.
 
-SIGTERM is handled like Ctrl-C, in the same place: it raises :class:`Terminated` (a
-``KeyboardInterrupt``) in the main thread, so a command that cancels on Ctrl-C cancels on
-SIGTERM too, and an interrupted command appends nothing or complete events (each store
-append is one transaction, and the store refuses an incomplete payload). Exit 130 after
-Ctrl-C, 143 after SIGTERM.
+SIGTERM and SIGHUP (the terminal closed) are handled like Ctrl-C, in the same place: they
+raise :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread, so a command that
+cancels on Ctrl-C cancels on them too, cleans up (a shell diagnostic's private folder)
+and appends nothing or complete events (each store append is one transaction, and the
+store refuses an incomplete payload). Exit 130 after Ctrl-C, 143 after SIGTERM, 129
+after SIGHUP. A SIGHUP that was ignored when playbook started (``nohup``) stays ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -43,11 +45,23 @@ a number looks first. Built from :class:`~playbook.errors.ExitCode`, so it canno
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived: handled exactly like Ctrl-C, with its own exit code."""
+    """SIGTERM or SIGHUP arrived: handled exactly like Ctrl-C, with its own exit code."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.HANGUP if self.signum == signal.SIGHUP else ExitCode.TERMINATED
 
 
 def _terminated(signum: int, frame: object) -> NoReturn:
-    raise Terminated()
+    raise Terminated(signum)
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end a command the way Ctrl-C does (see the module's docstring)."""
 
 
 def _fail(error: PlaybookError) -> NoReturn:
@@ -67,9 +81,11 @@ class _Group(click.Group):
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
-        previous: Any = None
+        previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _terminated)
+            for signum in ENDING_SIGNALS:
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup keeps it ignored
+                    previous[signum] = signal.signal(signum, _terminated)
         try:
             return super().invoke(ctx)
         except PlaybookError as error:
@@ -82,9 +98,16 @@ class _Group(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(ExitCode.OK)
         except KeyboardInterrupt as exc:
-            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            click.echo(f"{what}; everything shown as recorded was recorded.", err=True)
-            sys.exit(ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED)
+            if isinstance(exc, Terminated):
+                name = signal.Signals(exc.signum).name
+                with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                    click.echo(
+                        f"terminated ({name}); everything shown as recorded was recorded.",
+                        err=True,
+                    )
+                sys.exit(exc.exit_code)
+            click.echo("interrupted; everything shown as recorded was recorded.", err=True)
+            sys.exit(ExitCode.INTERRUPTED)
         except Exception as exc:
             if os.environ.get("PLAYBOOK_DEBUG"):
                 raise
@@ -98,8 +121,8 @@ class _Group(click.Group):
             click.echo("This is a bug in playbook; PLAYBOOK_DEBUG=1 shows the traceback.", err=True)
             sys.exit(ExitCode.INTERNAL)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 @click.group(

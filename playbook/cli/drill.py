@@ -130,6 +130,10 @@ def drill(
 
 
 def _script_for(loaded: Any, script: Path | None) -> Any:
+    """The drill script to play: ``--script`` (the responder's own choice), or the one the
+    runbook names, which must stay inside the runbook's folder (checked again here, as
+    the file is about to be read: it may have changed since `validate`)."""
+    from playbook.core.loader import drill_script_path
     from playbook.drill.script import load_script
 
     spec = loaded.playbook.drill
@@ -139,7 +143,15 @@ def _script_for(loaded: Any, script: Path | None) -> Any:
                 f"Playbook {loaded.playbook.id!r} names no drill script.",
                 "Pass --script FILE, or add drill.script to the runbook.",
             )
-        script = (loaded.path.parent / spec.script).resolve()
+        try:
+            script = drill_script_path(loaded.path, spec.script)
+        except ValueError as why:
+            raise UsageError(
+                f"{loaded.path}: drill.script: drill script {why}; a drill script must be "
+                "inside the playbook's folder.",
+                "Nothing was read from it. Move the script beside the runbook, or pass "
+                "--script FILE yourself.",
+            ) from None
     return load_script(script)
 
 

@@ -9,6 +9,7 @@ turn the numbers a run produced into a verdict, with the numbers that decided it
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,17 +41,23 @@ def _coerce_one(name: str, kind: str, raw: object) -> object:
         return text
     if kind == "int":
         if isinstance(text, bool) or not (
-            isinstance(text, int) or (isinstance(text, str) and re.fullmatch(r"-?\d+", text))
+            isinstance(text, int) or (isinstance(text, str) and re.fullmatch(r"-?\d{1,20}", text))
         ):
-            raise ParamError(f"Parameter {name!r} must be a whole number, not {raw!r}.")
-        return int(text)
+            raise ParamError(f"Parameter {name!r} must be a whole number, not {_shown(raw)}.")
+        number = int(text)
+        if not MIN_INT <= number <= MAX_INT:  # what databases and drivers take (64 bits)
+            raise ParamError(f"Parameter {name!r} is out of range: {_shown(raw)}.")
+        return number
     if kind == "float":
         try:
             if isinstance(text, bool):
                 raise ValueError
-            return float(text)  # type: ignore[arg-type]
+            number = float(text)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise ParamError(f"Parameter {name!r} must be a number, not {raw!r}.") from None
+            raise ParamError(f"Parameter {name!r} must be a number, not {_shown(raw)}.") from None
+        if not math.isfinite(number):  # inf and nan compare as nothing else does
+            raise ParamError(f"Parameter {name!r} must be a finite number, not {_shown(raw)}.")
+        return number
     if kind == "bool":
         if isinstance(text, bool):
             return text
@@ -58,19 +65,7 @@ def _coerce_one(name: str, kind: str, raw: object) -> object:
             return text.lower() == "true"
         raise ParamError(f"Parameter {name!r} must be true or false, not {raw!r}.")
     if kind == "datetime":
-        if isinstance(text, datetime):
-            moment = text
-        else:
-            try:
-                moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-            except ValueError:
-                raise ParamError(
-                    f"Parameter {name!r} must be an ISO 8601 time such as "
-                    f"2026-03-14T02:10:00Z, not {raw!r}."
-                ) from None
-        if moment.tzinfo is None:
-            raise ParamError(f"Parameter {name!r} needs a time zone (e.g. a trailing Z for UTC).")
-        return moment.astimezone(UTC)
+        return _moment(name, text, raw)
     if kind == "objectid":
         if not isinstance(text, str) or not _OBJECT_ID.match(text):
             raise ParamError(
@@ -85,6 +80,51 @@ def _coerce_one(name: str, kind: str, raw: object) -> object:
             )
         return text
     raise ParamError(f"Parameter {name!r} has an unknown type {kind!r}.")
+
+
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+"""The whole numbers a parameter may hold: 64 bits, what databases and drivers take."""
+
+
+def _shown(raw: object) -> str:
+    """``raw`` quoted for a message, cut short (a parameter may be a screenful)."""
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _moment(name: str, text: object, raw: object) -> datetime:
+    """A datetime parameter in UTC; a number is seconds since 1970 (a ``default_from``
+    takes a time from an earlier run's number, and a database decides that number).
+
+    Out of range is a usage error naming the parameter: Python's datetime holds years 1
+    to 9999 in UTC, and ``9999-12-31T23:59:59-14:00`` is past it once in UTC.
+    """
+    out_of_range = ParamError(
+        f"Parameter {name!r} is out of range: {_shown(raw)} is not a time between the "
+        "years 1 and 9999 in UTC.",
+        "A default taken from an earlier run's number is that run's answer: check it.",
+    )
+    if isinstance(text, datetime):
+        moment = text
+    elif isinstance(text, int | float) and not isinstance(text, bool):
+        try:
+            return datetime.fromtimestamp(text, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise out_of_range from None
+    else:
+        try:
+            moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        except ValueError:
+            raise ParamError(
+                f"Parameter {name!r} must be an ISO 8601 time such as "
+                f"2026-03-14T02:10:00Z, not {_shown(raw)}."
+            ) from None
+    if moment.tzinfo is None:
+        raise ParamError(f"Parameter {name!r} needs a time zone (e.g. a trailing Z for UTC).")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise out_of_range from None
 
 
 def coerce(name: str, param: Param, raw: object) -> object:

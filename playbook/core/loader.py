@@ -575,7 +575,14 @@ def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
                 f"a fingerprint of {fp.target!r} (a {kind} service) needs {field_!r}",
             )
     if drill.script is not None and base is not None:
-        script = (base.parent / drill.script).resolve()
+        try:
+            script = drill_script_path(base, drill.script)
+        except ValueError as why:
+            src.add(
+                ("drill", "script"),
+                f"drill script {why}; a drill script must be inside the playbook's folder",
+            )
+            return
         if not script.is_file():
             src.add(("drill", "script"), f"drill script {drill.script!r} not found at {script}")
 
@@ -632,6 +639,20 @@ def _duplicates(values: list[str]) -> Iterator[tuple[int, str]]:
         seen.add(value)
 
 
+def drill_script_path(playbook_file: Path, script: str) -> Path:
+    """The drill script a playbook names, relative to the playbook, held to the same rule
+    as its templates (:func:`confined`): the playbook comes from a runbooks repository,
+    and ``drill --headless`` prints what it cannot parse of the file, line by line, so a
+    path that leads out (``/etc/shadow``, ``../``, a symlink) would print the responder's
+    files into a CI log. ``--script`` on the responder's own command line is not held.
+
+    Raises:
+        ValueError: why it is refused, as a phrase.
+    """
+    folder = template_root(playbook_file)
+    return confined(folder, playbook_file.resolve().parent, script)
+
+
 def template_root(playbook_file: Path) -> Path:
     """The folder a playbook's templates must stay inside: the playbook's own folder
     (its real path). The runbooks that ship with playbook follow the same rule."""
@@ -653,7 +674,7 @@ def confined(root: Path, base: Path, relative: str) -> Path:
     if "\x00" in relative:
         raise ValueError("contains a NUL character")
     if Path(relative).is_absolute() or relative.startswith("~"):
-        raise ValueError(f"{relative!r} is an absolute path; name a folder inside {root}")
+        raise ValueError(f"{relative!r} is an absolute path; name one inside {root}")
     real_root = root.resolve()
     target = (base / relative).resolve()
     if not target.is_relative_to(real_root):

@@ -8,6 +8,7 @@ three for a caller that need not.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -232,9 +233,10 @@ def defaults_from(
         run = last.get(source)
         value = (run.payload.get("metrics") or {}).get(metric) if run else None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            out[name] = (
-                datetime.fromtimestamp(value, UTC).isoformat()
-                if param.type == "datetime"
-                else value
-            )
+            out[name] = value
+            if param.type == "datetime":
+                # A number the database chose (1e300) may be no time at all: it is then
+                # left a number, and the parameter's check says so, naming it.
+                with contextlib.suppress(OverflowError, OSError, ValueError):
+                    out[name] = datetime.fromtimestamp(value, UTC).isoformat()
     return out

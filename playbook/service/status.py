@@ -98,11 +98,12 @@ def render_status(ctx: Context, state: IncidentState, kind: str, values: Mapping
     rehearsal's message can never be read as a real incident's, wherever it is pasted.
     """
     # Imported here for start-up speed: rendering needs Jinja.
-    from playbook.render import templates
+    from playbook.render.template_worker import render_isolated
 
     tmpl = _template(state, kind)
     merged = {**status_variables(ctx, state), **values}
-    text = templates.render(template_dir(state), tmpl["file"], merged, label=kind)
+    # In a worker process killed at a hard deadline: a template is untrusted code.
+    text = render_isolated(template_dir(state), tmpl["file"], merged, label=kind)
     return f"{DRILL_MARK}\n{text}" if state.drill is not None else text
 
 

@@ -172,6 +172,31 @@ def test_a_signal_while_a_diag_run_is_recording_records_nothing(
     assert rows(home) == before  # nothing, not an empty or partial event
 
 
+def test_a_sighup_ignored_by_nohup_stays_ignored(home: Path) -> None:
+    """`nohup playbook …` must survive its terminal closing: the handler is not put back."""
+    incident = opened(home)
+    before = rows(home)
+    locker = sqlite3.connect(home / DB_NAME, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        nohup = ["nohup", sys.executable, "-m", "playbook", "--data-dir", str(home)]
+        proc = subprocess.Popen(  # nohup ignores SIGHUP, then execs playbook (same pid)
+            [*nohup, "note", incident, "kept"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        db = str(home / DB_NAME)
+        wait_for(lambda: db in open_files(proc.pid), "the command to open the log")
+        proc.send_signal(signal.SIGHUP)
+    finally:
+        locker.execute("ROLLBACK")  # the command goes on and appends its note
+        locker.close()
+    exit_code, err = finish(proc)
+    assert exit_code == 0, err
+    assert [kind for _, kind, _ in rows(home)[len(before) :]] == ["note_added"]
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -182,8 +207,9 @@ def test_a_signal_while_a_diag_run_is_recording_records_nothing(
     ],
     ids=["note", "ack", "severity", "status"],
 )
+@pytest.mark.parametrize(("sig", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_a_signal_while_a_command_waits_for_the_log_appends_nothing(
-    home: Path, command: list[str]
+    home: Path, command: list[str], sig: signal.Signals, exit_code: int
 ) -> None:
     incident = opened(home)
     before = rows(home)
@@ -193,13 +219,13 @@ def test_a_signal_while_a_command_waits_for_the_log_appends_nothing(
         proc = start(home, *[part.format(id=incident) for part in command])
         db = str(home / DB_NAME)
         wait_for(lambda: db in open_files(proc.pid), "the command to open the log")
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)  # SIGHUP: the terminal closed
     finally:
         locker.execute("ROLLBACK")  # the command may now take the lock: it must not append
         locker.close()
     code, err = finish(proc)
-    assert code == 143, err
-    assert "Traceback" not in err
+    assert code == exit_code, err  # 128 + the signal, as a shell reports it
+    assert f"terminated ({sig.name})" in err and "Traceback" not in err
     assert rows(home) == before
 
 
