@@ -27,8 +27,8 @@ from unittest import mock
 import psycopg
 from figures import Figure, duration, summary  # bench/figures.py: this folder is on the path
 
-from playbook import sandbox
 from playbook.core.events import NewEvent
+from playbook.drill import servers as sandbox
 from playbook.store.postgres import PostgresStore, init
 from playbook.store.sqlite import SQLiteStore
 

@@ -26,10 +26,10 @@ import pytest
 from pgserver import PostgresServer
 from servers import PASSWORD, LatencyProxy
 
-from playbook import sandbox
 from playbook.adapters import postgres
 from playbook.adapters.base import RunContext, RunRequest, Sink
 from playbook.adapters.postgres import PostgresAdapter
+from playbook.drill import servers as sandbox
 from playbook.errors import PlaybookError
 
 READER = "reader"
