@@ -2,7 +2,7 @@
 
 A runbook with a ``drill:`` block names the services its targets need. :class:`DrillRun`
 starts them (a real ``redis-server`` and PostgreSQL from :mod:`playbook.sandbox`, the
-MongoDB stand-in of :mod:`playbook.adapters.standin`, a local HTTP stub), loads the
+MongoDB stand-in of :mod:`playbook.adapters.mongo.standin`, a local HTTP stub), loads the
 drill's data, takes a fingerprint of what recovery must bring back, injects the fault,
 and then opens an incident marked as a drill in the drills' own store, apart from real
 incidents. :meth:`DrillRun.check` compares the data with the fingerprint again and
@@ -155,7 +155,7 @@ class DrillSandbox:
             # owns the drill's database; the superuser stays with the sandbox.
             self._logins[name] = server.add_owner(SETUP_LOGIN, secrets.token_hex(16), "drill")
         elif kind == "mongo":
-            from playbook.adapters import standin
+            from playbook.adapters.mongo import standin
 
             server = standin.new_uri(name.replace("-", "_"))
             standin.client(server)  # fails now, with advice, if mongomock is missing
@@ -190,7 +190,7 @@ class DrillSandbox:
             with server.connect(self._logins[name]) as conn:
                 yield conn
         elif kind == "mongo":
-            from playbook.adapters import standin
+            from playbook.adapters.mongo import standin
 
             yield standin.client(server).get_default_database()
         else:
@@ -201,7 +201,7 @@ class DrillSandbox:
         for name, server in self._servers.items():
             with contextlib.suppress(Exception):
                 if isinstance(server, str):
-                    from playbook.adapters import standin
+                    from playbook.adapters.mongo import standin
 
                     standin.forget(server)
                 else:

@@ -657,8 +657,7 @@ class Service:
             UsageError: a parameter or the target is missing or wrong.
         """
         from playbook.adapters import plugins
-        from playbook.adapters.base import RunRequest
-        from playbook.adapters.readonly import Refused
+        from playbook.adapters.base import Refused, RunRequest
         from playbook.core.diagnostics import resolve, substitute
         from playbook.targets import resolve_target
 
@@ -685,7 +684,7 @@ class Service:
         values = resolve(diagnostic.params, defaults_from(state, diagnostic, given))
         options: dict[str, Any] = {"params": values}
         if diagnostic.kind == "shell":
-            from playbook.adapters.shell import refuse_option_values
+            from playbook.adapters.shell.adapter import refuse_option_values
 
             dumped = diagnostic.model_dump(by_alias=True)
             raw_query: dict[str, Any] = {

@@ -21,7 +21,7 @@ HEADLESS = {
     "playbook.adapters.base": {"textual", "pydantic", "redis", "pymongo"},
     "playbook.adapters.plugins": {"textual", "pydantic", "redis", "pymongo"},
     "playbook.core.diagnostics": {"textual", "jinja2", "sqlite3", "click", "pymongo", "redis"},
-    "playbook.adapters.readonly": {"textual", "pymongo", "bson", "redis", "pydantic"},
+    "playbook.adapters.mongo.readonly": {"textual", "pymongo", "bson", "redis", "pydantic"},
     "playbook.targets": {"textual", "pydantic", "jinja2"},
     # Start-up speed: the first frame must not wait for pydantic (it is loaded later,
     # off the event loop), and the CLI must not load the app until `playbook run`.

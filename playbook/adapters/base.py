@@ -53,6 +53,12 @@ class RunError(PlaybookError):
     exit_code = 8
 
 
+class Refused(PlaybookError):
+    """The query would write, run code, or is not a known read: nothing was sent."""
+
+    exit_code = 7
+
+
 class DeadlineExceeded(RunError):
     """The run's deadline passed; what was collected so far is kept as partial."""
 
@@ -376,7 +382,7 @@ class Adapter(ABC):
         """Refuse, before connecting, a query that could write, run code or block.
 
         Raises:
-            playbook.adapters.readonly.Refused: with the reason; nothing was sent.
+            Refused: with the reason; nothing was sent.
         """
 
     @abstractmethod

@@ -40,8 +40,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
-from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.readonly import Refused
+from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
 
 MAX_BODY = 16 * 1024 * 1024
 """Most bytes of an answer read; a bigger answer is an error, not a truncated parse."""

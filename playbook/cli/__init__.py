@@ -836,7 +836,7 @@ def action_status(app: _App, incident: str, as_json: bool) -> None:
 
 
 def _refused(title: str, message: str = "") -> PlaybookError:
-    from playbook.adapters.readonly import Refused
+    from playbook.adapters.base import Refused
 
     return Refused(title, message)
 

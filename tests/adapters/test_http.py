@@ -20,13 +20,13 @@ from servers import SilentServer, free_port
 from playbook.adapters.base import (
     Cancelled,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
 )
 from playbook.adapters.http import HttpAdapter
-from playbook.adapters.readonly import Refused
 from playbook.core.clock import FakeClock
 from playbook.core.loader import LoadedPlaybook, load
 from playbook.core.model import Playbook

@@ -25,13 +25,13 @@ from servers import (
 from playbook.adapters.base import (
     Cancelled,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
 )
-from playbook.adapters.readonly import Refused
-from playbook.adapters.redis import GuardedRedis, RedisAdapter, connect
+from playbook.adapters.redis.reader import GuardedRedis, RedisAdapter, connect
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from conftest import Cli
 from drill_support import sandbox_processes
 
-from playbook.adapters import standin
+from playbook.adapters.mongo import standin
 from playbook.core.loader import LoadedPlaybook, PlaybookInvalid, load
 from playbook.drill import DrillRun, load_script, run_script
 from playbook.resources import builtin_runbooks

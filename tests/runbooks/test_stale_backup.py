@@ -28,7 +28,7 @@ from action_driver import KILL_POINTS
 from helpers import ROOT
 from pgserver import PostgresServer
 
-from playbook.adapters.postgres_writer import lock_key
+from playbook.adapters.postgres.writer import lock_key
 from playbook.adapters.writers import read_backup
 from playbook.core.loader import load
 from playbook.drill import HttpStub

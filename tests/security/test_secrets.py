@@ -33,7 +33,7 @@ from servers import RedisServer, free_port, redis_server
 
 from playbook import redaction
 from playbook.adapters.base import Sink
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
 from playbook.errors import PlaybookError
 from playbook.targets import expand, redact
 

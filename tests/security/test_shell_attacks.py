@@ -32,10 +32,9 @@ import pytest
 import yaml
 from helpers import RUNBOOK, run_playbook
 
-from playbook.adapters import sandbox_linux
-from playbook.adapters.base import RunContext, Sink
-from playbook.adapters.readonly import Refused
-from playbook.adapters.shell import (
+from playbook.adapters.base import Refused, RunContext, Sink
+from playbook.adapters.shell import sandbox_linux
+from playbook.adapters.shell.adapter import (
     MAX_LINE,
     MAX_OUTPUT,
     ShellAdapter,

@@ -2,7 +2,7 @@
 
 Each wall is an authority's, not a list of ours:
 
-1. **The parser.** :func:`~playbook.adapters.postgres_sql.check_sql` reads the SQL with
+1. **The parser.** :func:`~playbook.adapters.postgres.sql.check_sql` reads the SQL with
    PostgreSQL's own parser (pglast) before anything connects: exactly one statement, and
    only a read (SELECT without INTO, locking or a data-modifying CTE; VALUES; TABLE;
    SHOW; EXPLAIN without ANALYZE).
@@ -11,7 +11,7 @@ Each wall is an authority's, not a list of ours:
    second statement, whatever a comment or a quote made of the text.
 3. **The role.** At connect, a superuser, a replication role or a member of the
    server-file roles is refused unless the responder marked the target ``privileged``
-   (:func:`~playbook.adapters.postgres_calls.check_role`).
+   (:func:`~playbook.adapters.postgres.calls.check_role`).
 4. **The session.** Right after connecting, ``default_transaction_read_only``,
    ``standard_conforming_strings`` (so the server lexes strings as the parser did),
    ``statement_timeout``, ``lock_timeout`` and ``idle_in_transaction_session_timeout``
@@ -21,7 +21,7 @@ Each wall is an authority's, not a list of ours:
    (by name, behind an operator or a cast, inside a view) is resolved on the server and
    must be IMMUTABLE or STABLE in ``pg_catalog``, on a short allowlist of volatile
    reads, or named by the responder for this target
-   (:func:`~playbook.adapters.postgres_calls.check_calls`).
+   (:func:`~playbook.adapters.postgres.calls.check_calls`).
 6. **Parameters** are bound by the driver by name (``%(name)s``), never pasted in.
 
 Rows stream through a server-side cursor into the :class:`Sink` as JSON-ready dicts
@@ -50,15 +50,15 @@ from typing import Any
 from playbook.adapters.base import (
     Adapter,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
     scrub,
 )
-from playbook.adapters.postgres_calls import TargetOptions, check_calls, check_role
-from playbook.adapters.postgres_sql import Statement, check_sql, placeholders
-from playbook.adapters.readonly import Refused
+from playbook.adapters.postgres.calls import TargetOptions, check_calls, check_role
+from playbook.adapters.postgres.sql import Statement, check_sql, placeholders
 from playbook.core.values import ObjectIdValue
 
 __all__ = ["PostgresAdapter", "check_sql", "connect", "placeholders"]

@@ -52,7 +52,7 @@ from bson.json_util import dumps as bson_dumps
 from bson.json_util import loads as bson_loads
 
 from playbook.adapters.base import Cancelled, DeadlineExceeded, RunContext, RunError, Sink, scrub
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
 from playbook.adapters.writers import (
     Lock,
     LockHeld,

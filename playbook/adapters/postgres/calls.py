@@ -12,7 +12,7 @@ transaction does not follow. ``BYPASSRLS`` is allowed: it widens what a role may
 never what it may change. Both the login role and the current role (a URI can set
 ``role``) are looked at.
 
-**The code.** Every name :mod:`playbook.adapters.postgres_sql` found is resolved on the
+**The code.** Every name :mod:`playbook.adapters.postgres.sql` found is resolved on the
 server, and each function it could reach must be allowed:
 
 * functions called by name: every function of that name in the schema written, or in
@@ -49,9 +49,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from playbook.adapters.base import RunError
-from playbook.adapters.postgres_sql import Calls, calls_in
-from playbook.adapters.readonly import Refused
+from playbook.adapters.base import Refused, RunError
+from playbook.adapters.postgres.sql import Calls, calls_in
 from playbook.errors import UsageError
 
 

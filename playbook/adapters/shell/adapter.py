@@ -6,12 +6,12 @@ globbing, no second command. A value that starts with ``-`` is refused unless th
 parameter is declared an ``option`` (:func:`refuse_option_values`).
 
 What the program may do is the kernel's decision, not a list of programs we trust
-(:mod:`playbook.adapters.sandbox_linux`): it reads the installed system but not homes
+(:mod:`playbook.adapters.shell.sandbox_linux`): it reads the installed system but not homes
 or temporary folders, writes only a private folder made for the run (and removed
 after), reaches only the TCP ports the diagnostic declares, signals only its own
 processes, and gets ``PATH``, ``LANG``, ``TZ`` and what the diagnostic declares, never
 the responder's environment. A supervisor process
-(:mod:`playbook.adapters.shell_supervisor`) ends the whole process tree at the
+(:mod:`playbook.adapters.shell.supervisor`) ends the whole process tree at the
 deadline, on cancel, and when the program exits. Output is read in chunks and capped in
 bytes. An exit status the diagnostic did not list in ``exit_codes`` is an error.
 
@@ -37,16 +37,16 @@ from typing import Any
 
 import platformdirs
 
-from playbook.adapters import sandbox_linux as sandbox
 from playbook.adapters.base import (
     Adapter,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
 )
-from playbook.adapters.readonly import Refused
+from playbook.adapters.shell import sandbox_linux as sandbox
 
 MAX_LINE = 4_000
 """Bytes kept of one output line; the rest of the line is read and dropped."""
@@ -348,7 +348,7 @@ def supervise(
     launcher_env = {k: v for k, v in os.environ.items() if k == "LD_LIBRARY_PATH"}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "playbook.adapters.shell_supervisor", str(status_w)],
+            [sys.executable, "-I", "-m", "playbook.adapters.shell.supervisor", str(status_w)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

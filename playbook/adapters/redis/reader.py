@@ -1,7 +1,7 @@
 """Redis diagnostics: key counts, sizes, TTLs, freshness, INFO, baselines, snapshots.
 
 (Over 600 lines: one adapter whose eight operations share the read-only guard and the
-SCAN walkers; the reply cap and the value encoders are in :mod:`redis_values`.)
+SCAN walkers; the reply cap and the value encoders are in :mod:`playbook.adapters.redis.values`.)
 
 Every command goes through :class:`ReadOnlyGuard`, which asks the server itself
 (``COMMAND INFO``, once per run for the commands the operation needs) whether a command
@@ -35,9 +35,8 @@ from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry
 
-from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.readonly import Refused
-from playbook.adapters.redis_values import (
+from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
+from playbook.adapters.redis.values import (
     _CARDINALITY,
     MAX_REPLY,
     MEMBER_CHUNK,

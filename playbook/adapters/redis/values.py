@@ -1,6 +1,6 @@
 """How a Redis diagnostic reads values: the cap on a single reply, and values as JSON.
 
-Kept apart from :mod:`playbook.adapters.redis` (the operations and the read-only guard)
+Kept apart from :mod:`playbook.adapters.redis.reader` (the operations and the read-only guard)
 so each stays readable. Three things live here:
 
 * :class:`CappedParser`: redis-py's hiredis parser, counting each reply's bytes as they

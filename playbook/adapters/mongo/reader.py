@@ -1,6 +1,6 @@
 """MongoDB diagnostics: find, count, distinct, aggregate, indexes and stats, read only.
 
-:func:`playbook.adapters.readonly.check` refuses writes and server-side JavaScript at any
+:func:`playbook.adapters.mongo.readonly.check` refuses writes and server-side JavaScript at any
 depth before a client is even built, and gives every query ``maxTimeMS`` and a row limit.
 The client is built with the run's deadline as its connect, server-selection and socket
 timeouts and with retries off, so an unreachable or silent server ends the run at the
@@ -18,7 +18,7 @@ from bson.json_util import RELAXED_JSON_OPTIONS
 from bson.json_util import dumps as bson_dumps
 
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.readonly import Bounded, check
+from playbook.adapters.mongo.readonly import Bounded, check
 from playbook.core.values import ObjectIdValue
 
 STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "totalIndexSize")
@@ -40,7 +40,7 @@ def _line(doc: Any) -> str:
 
 
 def _client(uri: str, ctx: RunContext) -> Any:
-    from playbook.adapters import standin
+    from playbook.adapters.mongo import standin
 
     if standin.is_standin(uri):
         return standin.client(uri)
