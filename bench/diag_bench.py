@@ -33,7 +33,7 @@ from figures import Figure, summary  # bench/figures.py: this script's folder is
 from redis._parsers import _RESP2Parser
 
 from playbook.adapters.base import RunContext, RunRequest, Sink
-from playbook.adapters.redis import reader as playbook_redis
+from playbook.adapters.redis import client as playbook_redis
 from playbook.adapters.redis.reader import SCAN_COUNT, RedisAdapter
 
 ROOT = Path(__file__).resolve().parent.parent

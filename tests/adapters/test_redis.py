@@ -31,7 +31,8 @@ from playbook.adapters.base import (
     RunRequest,
     Sink,
 )
-from playbook.adapters.redis.reader import GuardedRedis, RedisAdapter, connect
+from playbook.adapters.redis.client import GuardedRedis, connect
+from playbook.adapters.redis.reader import RedisAdapter
 
 
 @pytest.fixture(scope="module")

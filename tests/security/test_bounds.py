@@ -34,7 +34,7 @@ from servers import RedisServer, redis_server
 
 from playbook.adapters.base import RunContext
 from playbook.adapters.mongo.reader import MongoAdapter
-from playbook.adapters.redis.reader import MAX_REPLY
+from playbook.adapters.redis.values import MAX_REPLY
 from playbook.core.durations import MAX_RUN_SECONDS, MAX_TARGET
 from playbook.errors import TemplateError
 from playbook.render import templates

@@ -6,16 +6,16 @@ The client is built with the run's deadline as its connect, server-selection and
 timeouts and with retries off, so an unreachable or silent server ends the run at the
 deadline, not at the driver's 30-second default. Rows are written as relaxed Extended
 JSON, so dates and ids survive the trip into the evidence file.
+
+The driver (``bson``, ``pymongo``) is imported when a diagnostic runs, not with this
+module: the playbook model reads :class:`MongoAdapter` on every load.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
-
-from bson import ObjectId
-from bson.json_util import RELAXED_JSON_OPTIONS
-from bson.json_util import dumps as bson_dumps
 
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
 from playbook.adapters.mongo.readonly import Bounded, check
@@ -26,6 +26,8 @@ STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "total
 
 def to_bson(value: Any) -> Any:
     """Typed parameter values as the driver's types (ObjectId); the rest unchanged."""
+    from bson import ObjectId  # deferred: see the module's docstring
+
     if isinstance(value, ObjectIdValue):
         return ObjectId(value.hex)
     if isinstance(value, dict):
@@ -35,8 +37,11 @@ def to_bson(value: Any) -> Any:
     return value
 
 
-def _line(doc: Any) -> str:
-    return bson_dumps(doc, json_options=RELAXED_JSON_OPTIONS, ensure_ascii=False)
+def _line_writer() -> Callable[[Any], str]:
+    """Writes a document as one line of relaxed Extended JSON (bound once per run)."""
+    from bson.json_util import RELAXED_JSON_OPTIONS, dumps  # deferred: see the docstring
+
+    return functools.partial(dumps, json_options=RELAXED_JSON_OPTIONS, ensure_ascii=False)
 
 
 def _client(uri: str, ctx: RunContext) -> Any:
@@ -68,6 +73,8 @@ class MongoAdapter(Adapter):
 
     client_factory: Callable[[str, RunContext], Any] = staticmethod(_client)  # type: ignore[assignment]
     """Builds the client; tests put mongomock here."""
+    _line: Callable[[Any], str]
+    """A document as one line of relaxed Extended JSON (set when a run starts)."""
 
     def check(self, request: RunRequest) -> None:
         check(request.query, limit=request.limit, timeout_seconds=1.0)
@@ -80,6 +87,7 @@ class MongoAdapter(Adapter):
         import pymongo.errors as errors
 
         bounded = check(request.query, limit=request.limit, timeout_seconds=ctx.remaining())
+        self._line = _line_writer()
         query = to_bson(bounded.query)
         client = self.client_factory(request.uri, ctx)
         ctx.on_stop(client.close)
@@ -119,7 +127,7 @@ class MongoAdapter(Adapter):
     def _rows(self, cursor: Any, ctx: RunContext, sink: Sink, unit: str) -> int:
         n = 0
         for doc in cursor:
-            sink.add_line(_line(doc))
+            sink.add_line(self._line(doc))
             n += 1
             if n % 500 == 0:
                 ctx.check()
@@ -162,7 +170,7 @@ class MongoAdapter(Adapter):
             q["field"], q.get("filter") or {}, maxTimeMS=b.max_time_ms
         )
         for value in values[: b.limit]:
-            sink.add_line(_line({"value": value}))
+            sink.add_line(self._line({"value": value}))
         return {"count": len(values), "rows": min(len(values), b.limit)}
 
     def _aggregate(
@@ -179,7 +187,7 @@ class MongoAdapter(Adapter):
         count = 0
         for index in db[q["collection"]].list_indexes():
             count += 1
-            sink.add_line(_line(index))
+            sink.add_line(self._line(index))
             metrics[f"index:{index.get('name')}"] = True
             metrics["unique"] += bool(index.get("unique"))
             metrics["ttl"] += "expireAfterSeconds" in index
@@ -192,7 +200,7 @@ class MongoAdapter(Adapter):
         for name, value in reply.items():
             if isinstance(value, dict):
                 continue
-            sink.add_line(_line({"field": name, "value": value}))
+            sink.add_line(self._line({"field": name, "value": value}))
             if name in STATS_FIELDS or name in ("objects", "collections", "indexes", "dataSize"):
                 metrics[name] = value
         if "objects" in metrics:

@@ -54,8 +54,9 @@ from redis.exceptions import RedisError, WatchError
 
 from playbook.adapters.base import RunContext, RunError, Sink, scrub
 from playbook.adapters.redis import prints as redis_prints
+from playbook.adapters.redis.client import open_client
 from playbook.adapters.redis.prints import SetPrint
-from playbook.adapters.redis.reader import SCAN_COUNT, open_client
+from playbook.adapters.redis.reader import SCAN_COUNT
 from playbook.adapters.writers import (
     ITEMS_SHOWN,
     Lock,
