@@ -26,7 +26,7 @@ from playbook.adapters.base import (
     RunRequest,
     Sink,
 )
-from playbook.adapters.http import HttpAdapter
+from playbook.adapters.http.reader import HttpAdapter
 from playbook.core.clock import FakeClock
 from playbook.core.loader import LoadedPlaybook, load
 from playbook.core.model import Playbook
