@@ -234,11 +234,12 @@ class Service:
         """
         from pydantic import ValidationError
 
-        from playbook.core.model import CLAMP_DURATIONS, Playbook
+        from playbook.adapters.plugins import playbook_model
+        from playbook.core.model import CLAMP_DURATIONS
         from playbook.errors import StoreError
 
         try:
-            return Playbook.model_validate(
+            return playbook_model().model_validate(
                 state.snapshot, strict=False, context={CLAMP_DURATIONS: True}
             )
         except ValidationError as exc:
@@ -283,7 +284,8 @@ class Service:
         drill: Mapping[str, Any] | None = None,
     ) -> IncidentState:
         """Open a new incident on a playbook (a drill when ``drill`` describes one)."""
-        from playbook.core.loader import LoadedPlaybook, load
+        from playbook.adapters.plugins import load_playbook as load
+        from playbook.core.loader import LoadedPlaybook
 
         loaded = (
             playbook if isinstance(playbook, LoadedPlaybook) else load(resolve_playbook(playbook))
@@ -554,7 +556,7 @@ class Service:
         if builtin is not None:
             # An incident opened before the shipped templates moved inside runbooks/
             # recorded ``../templates``: the packaged runbook's own folder says where now.
-            from playbook.core.loader import load
+            from playbook.adapters.plugins import load_playbook as load
 
             places.append((builtin, template_dir))
             places.append((builtin, load(builtin).playbook.communications.template_dir))

@@ -316,7 +316,8 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
 
     Exits 0 when all are valid, 1 when any is not, 2 on usage errors.
     """
-    from playbook.core.loader import PlaybookInvalid, load
+    from playbook.adapters.plugins import load_playbook as load
+    from playbook.core.loader import PlaybookInvalid
 
     bad = 0
     for file in files:
@@ -346,9 +347,9 @@ def schema() -> None:
     Save it and point your editor's YAML support at it, e.g. with a first line
     `# yaml-language-server: $schema=playbook.schema.json`.
     """
-    from playbook.core.model import Playbook
+    from playbook.adapters.plugins import playbook_model
 
-    document = Playbook.model_json_schema()
+    document = playbook_model().model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "playbook"
     _emit_json(document)
@@ -381,7 +382,7 @@ def diag_list(playbook: str | None, as_json: bool) -> None:
 
     Diagnostics marked as writing are listed but never run as diagnostics.
     """
-    from playbook.core.loader import load
+    from playbook.adapters.plugins import load_playbook as load
     from playbook.resources import resolve_playbook
 
     pb = load(resolve_playbook(playbook)).playbook
@@ -572,7 +573,7 @@ def action() -> None:
 @json_option
 def action_list(playbook: str | None, as_json: bool) -> None:
     """List PLAYBOOK's guarded actions (default: data-integrity): what, where, how verified."""
-    from playbook.core.loader import load
+    from playbook.adapters.plugins import load_playbook as load
     from playbook.resources import resolve_playbook
 
     pb = load(resolve_playbook(playbook)).playbook

@@ -21,7 +21,8 @@ from conftest import Cli
 from drill_support import sandbox_processes
 
 from playbook.adapters.mongo import standin
-from playbook.core.loader import LoadedPlaybook, PlaybookInvalid, load
+from playbook.adapters.plugins import load_playbook as load
+from playbook.core.loader import LoadedPlaybook, PlaybookInvalid
 from playbook.drill import DrillRun, load_script, run_script
 from playbook.resources import builtin_runbooks
 from playbook.service import Service

@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
+from playbook.adapters.http.models import HttpDiagnostic
 
 if TYPE_CHECKING:
     import http.client
@@ -242,6 +243,7 @@ class HttpAdapter(Adapter):
 
     kind = "http"
     description = "A JSON endpoint over HTTP(S), GET only; numbers and time ages picked by path"
+    diagnostic_model = HttpDiagnostic
 
     max_body: int = MAX_BODY
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
+from playbook.adapters.mongo.models import MongoAction, MongoDiagnostic
 from playbook.adapters.mongo.readonly import Bounded, check
 from playbook.core.values import ObjectIdValue
 
@@ -70,6 +71,8 @@ class MongoAdapter(Adapter):
 
     kind = "mongo"
     description = "MongoDB (pymongo): find, count, distinct, aggregate, indexes, stats"
+    diagnostic_model = MongoDiagnostic
+    action_model = MongoAction
 
     client_factory: Callable[[str, RunContext], Any] = staticmethod(_client)  # type: ignore[assignment]
     """Builds the client; tests put mongomock here."""

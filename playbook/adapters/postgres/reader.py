@@ -58,6 +58,7 @@ from playbook.adapters.base import (
     scrub,
 )
 from playbook.adapters.postgres.calls import TargetOptions, check_calls, check_role
+from playbook.adapters.postgres.models import PostgresAction, PostgresDiagnostic
 from playbook.adapters.postgres.sql import Statement, check_sql, placeholders
 from playbook.core.values import ObjectIdValue
 
@@ -370,6 +371,8 @@ class PostgresAdapter(Adapter):
 
     kind = "postgres"
     description = "PostgreSQL (psycopg 3): one read-only SQL statement, parameters bound"
+    diagnostic_model = PostgresDiagnostic
+    action_model = PostgresAction
 
     def check(self, request: RunRequest) -> None:
         self._checked(request)

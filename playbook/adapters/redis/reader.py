@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
+from playbook.adapters.redis.models import RedisAction, RedisDiagnostic
 from playbook.adapters.redis.values import (
     _CARDINALITY,
     MEMBER_CHUNK,
@@ -63,6 +64,8 @@ class RedisAdapter(Adapter):
 
     kind = "redis"
     description = "Redis (redis-py): key counts, sizes, TTLs, freshness, INFO, snapshots"
+    diagnostic_model = RedisDiagnostic
+    action_model = RedisAction
 
     OPS: ClassVar[dict[str, tuple[str, ...]]] = {
         "count_keys": ("SCAN",),

@@ -13,29 +13,23 @@ processes, and gets ``PATH``, ``LANG``, ``TZ`` and what the diagnostic declares,
 the responder's environment. A supervisor process
 (:mod:`playbook.adapters.shell.supervisor`) ends the whole process tree at the
 deadline, on cancel, and when the program exits. Output is read in chunks and capped in
-bytes. An exit status the diagnostic did not list in ``exit_codes`` is an error.
+bytes (:mod:`playbook.adapters.shell.runner`). An exit status the diagnostic did not list
+in ``exit_codes`` is an error.
 
 Where the kernel cannot sandbox (no Landlock, or too old an ABI) shell diagnostics are
 refused, unless the responder opted in with ``[shell] allow_unsandboxed = true`` in
 their own configuration, which arrives here as the run option
 ``allow_unsandboxed_shell``.
+
+This module holds what is decided before anything runs; the sandbox and the runner are
+imported when a diagnostic runs (about 7 ms: ctypes, subprocess), since the playbook model
+reads :class:`ShellAdapter` on every load.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import selectors
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-from collections.abc import Callable, Collection, Iterator, Mapping
-from pathlib import Path
-from typing import Any
-
-import platformdirs
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 from playbook.adapters.base import (
     Adapter,
@@ -46,17 +40,13 @@ from playbook.adapters.base import (
     RunRequest,
     Sink,
 )
-from playbook.adapters.shell import sandbox_linux as sandbox
+from playbook.adapters.shell.models import ShellDiagnostic, parse_endpoint
 
-MAX_LINE = 4_000
-"""Bytes kept of one output line; the rest of the line is read and dropped."""
-MAX_OUTPUT = 4 * 1024 * 1024
-"""Bytes read from the program (stdout and stderr together) before it is stopped."""
-STDERR_KEPT = 8_000
-"""Bytes kept of the end of stderr, for the error message."""
+if TYPE_CHECKING:
+    from playbook.adapters.shell.sandbox_linux import Support
+
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR"})
 """Set by playbook for every run; a diagnostic cannot declare them."""
-_FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class ShellAdapter(Adapter):
@@ -64,6 +54,7 @@ class ShellAdapter(Adapter):
 
     kind = "shell"
     description = "A program run from an argument list (no shell), in a kernel sandbox"
+    diagnostic_model = ShellDiagnostic
 
     def check(self, request: RunRequest) -> None:
         q = request.query
@@ -89,6 +80,15 @@ class ShellAdapter(Adapter):
         _sandbox_or_opt_in(request)
 
     def run(self, request: RunRequest, ctx: RunContext, sink: Sink) -> dict[str, Any]:
+        from playbook.adapters.shell.runner import (  # deferred: see the module's docstring
+            MAX_OUTPUT,
+            build_policy,
+            child_env,
+            private_folder,
+            resolve_program,
+            supervise,
+        )
+
         support = _sandbox_or_opt_in(request)
         argv = [str(a) for a in request.query["argv"]]
         declared = dict(request.query.get("env") or {})
@@ -181,8 +181,6 @@ def ports(network: list[Any]) -> tuple[int, ...]:
     Raises:
         Refused: an entry is not ``host:port``.
     """
-    from playbook.core.model import parse_endpoint
-
     found: list[int] = []
     for entry in network:
         try:
@@ -193,8 +191,10 @@ def ports(network: list[Any]) -> tuple[int, ...]:
     return tuple(sorted(set(found)))
 
 
-def _sandbox_or_opt_in(request: RunRequest) -> sandbox.Support:
-    support = sandbox.support()
+def _sandbox_or_opt_in(request: RunRequest) -> Support:
+    from playbook.adapters.shell import sandbox_linux
+
+    support = sandbox_linux.support()
     if support.complete or request.options.get("allow_unsandboxed_shell", False):
         return support
     raise Refused(
@@ -206,282 +206,3 @@ def _sandbox_or_opt_in(request: RunRequest) -> sandbox.Support:
         "under `[shell]` in your own playbook.toml (your config directory, not a "
         "playbook's folder).",
     )
-
-
-# --------------------------------------------------------------------------- the sandbox
-
-
-@contextlib.contextmanager
-def private_folder() -> Iterator[Path]:
-    """The run's own folder (its cwd, HOME and TMPDIR), removed when the run ends."""
-    folder = Path(tempfile.mkdtemp(prefix="playbook-shell-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def unreadable_paths(extra: Collection[str] = ()) -> list[str]:
-    """What must stay unreadable even where it lies under a readable system root: the
-    responder's home, playbook's config and data folders (incidents, evidence, backups),
-    and ``extra`` (the service's data folder)."""
-    found = [str(Path.home()), *extra]
-    for name in ("user_config_dir", "user_data_dir", "user_state_dir", "user_cache_dir"):
-        found.append(getattr(platformdirs, name)("playbook", appauthor=False))
-    if os.environ.get("PLAYBOOK_HOME"):
-        found.append(os.environ["PLAYBOOK_HOME"])
-    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
-        if os.environ.get(var):
-            found.append(os.environ[var])
-    found += sandbox.UNREADABLE_UNDER_ROOTS
-    return [os.path.abspath(os.path.expanduser(p)) for p in found]
-
-
-def build_policy(
-    folder: Path,
-    allowed_ports: tuple[int, ...],
-    support: sandbox.Support,
-    unreadable: Collection[str] = (),
-    roots: tuple[str, ...] = sandbox.SYSTEM_ROOTS,
-) -> sandbox.Policy:
-    """The run's policy: read the system roots (minus :func:`unreadable_paths`), write
-    ``folder``, use the harmless devices, connect to ``allowed_ports``."""
-    rules = sandbox.readable_rules(roots, unreadable_paths(unreadable))
-    rules.append(sandbox.Rule(str(folder.resolve()), sandbox.PRIVATE_RIGHTS))
-    rules += [sandbox.Rule(d, sandbox.DEVICE_RIGHTS) for d in sandbox.DEVICES if os.path.exists(d)]
-    return sandbox.Policy(
-        rules=tuple(rules),
-        ports=allowed_ports,
-        udp=bool(allowed_ports),
-        landlock=support.landlock,
-        seccomp=support.seccomp_arch,
-    )
-
-
-def child_env(declared: Mapping[str, str], folder: Path, policy: sandbox.Policy) -> dict[str, str]:
-    """``PATH`` (the responder's folders the sandbox can run programs from), ``LANG``
-    and ``TZ`` if set, ``HOME`` and ``TMPDIR`` pointing at the private folder (so a
-    program that writes there succeeds), then what the diagnostic declares. Nothing
-    else of the responder's environment: it holds tokens and passwords."""
-    path = os.environ.get("PATH", _FALLBACK_PATH)
-    if policy.landlock:
-        runnable = [r.path for r in policy.rules if r.rights & sandbox.FS_EXECUTE]
-        kept = [d for d in path.split(os.pathsep) if d and _beneath(os.path.realpath(d), runnable)]
-        path = os.pathsep.join(dict.fromkeys(kept)) or _FALLBACK_PATH
-    env = {"PATH": path, "HOME": str(folder), "TMPDIR": str(folder)}
-    for name in ("LANG", "TZ"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
-    env.update(declared)
-    return env
-
-
-def resolve_program(name: str, path: str, policy: sandbox.Policy) -> str:
-    """The program's full path, found on the child's ``PATH``.
-
-    Raises:
-        RunError: not found, or (sandboxed) outside the folders programs may run from.
-    """
-    found = shutil.which(name, path=path)
-    if found is None:
-        raise RunError(f"The program {name!r} is not on PATH ({path}).")
-    if policy.landlock:
-        runnable = [r.path for r in policy.rules if r.rights & sandbox.FS_EXECUTE]
-        if not _beneath(os.path.realpath(found), runnable):
-            raise RunError(
-                f"{name} is at {found}, outside the folders a sandboxed diagnostic may run "
-                "programs from (the installed system: /usr, /bin, /opt, …)."
-            )
-    return found
-
-
-def _beneath(path: str, parents: list[str]) -> bool:
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in parents)
-
-
-# --------------------------------------------------------------------------- running it
-
-
-class Outcome:
-    """What the supervisor and the output reader saw."""
-
-    def __init__(self) -> None:
-        self.exit: int | None = None
-        self.signal: int | None = None
-        self.why = ""
-        self.error = ""
-        self.killed = 0
-        self.lines = 0
-        self.lines_cut = 0
-        self.bytes = 0
-        self.capped = False
-        self.escaped = False
-        self.stderr = ""
-
-
-def supervise(
-    program: str,
-    argv: list[str],
-    env: dict[str, str],
-    folder: Path,
-    policy: sandbox.Policy,
-    ctx: RunContext,
-    sink: Sink,
-    limit: int,
-) -> Outcome:
-    """Start the supervisor, stream the program's stdout into ``sink`` (at most
-    ``limit`` rows), and return once every process of the run is gone."""
-    import json
-
-    status_r, status_w = os.pipe()
-    orders = {
-        "parent": os.getpid(),
-        "program": program,
-        "argv": argv,
-        "env": env,
-        "cwd": str(folder),
-        # The supervisor's own deadline is a backstop for a parent that stopped
-        # watching; ours fires first and says why.
-        "timeout": ctx.remaining() + 1.0,
-        "policy": policy.to_json(),
-    }
-    launcher_env = {k: v for k, v in os.environ.items() if k == "LD_LIBRARY_PATH"}
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-m", "playbook.adapters.shell.supervisor", str(status_w)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(status_w,),
-            cwd=folder,
-            env=launcher_env,
-            start_new_session=True,  # the terminal's Ctrl-C reaches playbook, which cancels
-        )
-    except OSError as exc:
-        os.close(status_r)
-        os.close(status_w)
-        raise RunError(f"The sandbox supervisor could not be started: {exc.strerror}.") from None
-    os.close(status_w)
-    outcome = Outcome()
-
-    def stop() -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # the supervisor kills the whole tree
-
-    try:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(json.dumps(orders).encode())
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-        ctx.on_stop(stop)
-        ctx.connected()
-        out, err = proc.stdout.fileno(), proc.stderr.fileno()
-        _read_output(out, err, outcome, ctx, sink, stop, lambda: proc.poll() is not None, limit)
-        # The program may have closed its output and still run: the supervisor ends it
-        # at the deadline (ours stops it first), so wait that long, not a fixed time.
-        try:
-            proc.wait(timeout=ctx.remaining() + 5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # the supervisor itself is stuck: never expected
-            proc.wait()
-        report = json.loads(_read_all(status_r) or "{}")
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(status_r)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-    outcome.exit = report.get("exit")
-    outcome.signal = report.get("signal")
-    outcome.why = report.get("why", "")
-    outcome.killed = int(report.get("killed", 0))
-    outcome.error = report.get("error", "") if report else "the supervisor gave no report"
-    return outcome
-
-
-def _read_output(
-    out_fd: int,
-    err_fd: int,
-    outcome: Outcome,
-    ctx: RunContext,
-    sink: Sink,
-    stop: Callable[[], None],
-    gone: Callable[[], bool],
-    limit: int,
-) -> None:
-    """Read both pipes to their end in chunks; the first ``limit`` lines of stdout
-    become rows, and every line is counted.
-
-    Never a line-by-line read: a program that prints gigabytes without a newline is
-    stopped at :data:`MAX_OUTPUT` bytes, with memory bounded by :data:`MAX_LINE`.
-    """
-    pending = bytearray()
-    dropping = False  # inside a line already cut at MAX_LINE
-    err_tail = bytearray()
-
-    def emit(raw: bytes | bytearray) -> None:
-        if outcome.lines < limit:  # like a query's row limit: counted, not all kept
-            sink.add({"line": bytes(raw).decode("utf-8", "replace")})
-        outcome.lines += 1
-        ctx.progress(outcome.lines, None, "lines read")
-
-    selector = selectors.DefaultSelector()
-    selector.register(out_fd, selectors.EVENT_READ, "out")
-    selector.register(err_fd, selectors.EVENT_READ, "err")
-    with selector:
-        while selector.get_map():
-            ready = selector.select(timeout=0.5)
-            if not ready and (ctx.stopped or outcome.capped) and gone():
-                # Asked to stop, the supervisor has exited, and yet a pipe is still open:
-                # a process escaped it (possible only without Landlock, which stops the
-                # program from signalling the supervisor). Stop waiting for it.
-                outcome.escaped = True
-                break
-            for key, _ in ready:
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    selector.unregister(key.fd)
-                    continue
-                if outcome.capped:
-                    continue  # draining until the tree is gone
-                room = MAX_OUTPUT - outcome.bytes
-                if len(chunk) > room:
-                    chunk = chunk[:room]
-                    outcome.capped = True
-                    stop()
-                outcome.bytes += len(chunk)
-                if key.data == "err":
-                    err_tail += chunk
-                    del err_tail[:-STDERR_KEPT]
-                    continue
-                pending += chunk
-                while True:
-                    newline = pending.find(b"\n")
-                    if newline < 0:
-                        if len(pending) > MAX_LINE:
-                            if not dropping:
-                                emit(pending[:MAX_LINE])
-                                outcome.lines_cut += 1
-                                dropping = True
-                            pending.clear()
-                        break
-                    line = pending[:newline]
-                    del pending[: newline + 1]
-                    if dropping:
-                        dropping = False
-                        continue
-                    if len(line) > MAX_LINE:
-                        outcome.lines_cut += 1
-                    emit(line[:MAX_LINE])
-    if pending and not dropping:
-        emit(pending)
-    outcome.stderr = bytes(err_tail).decode("utf-8", "replace")
-
-
-def _read_all(fd: int) -> str:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks).decode("utf-8", "replace")
