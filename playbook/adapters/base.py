@@ -52,6 +52,8 @@ from playbook.redaction import scrub_json_bytes
 if TYPE_CHECKING:  # pydantic is imported when the playbook model is built, not here
     from pydantic import BaseModel
 
+    from playbook.core.model import ActionBase, DiagnosticBase
+
 ROWS_KEPT = 20
 """Rows kept in memory (and in the event) from a result; the file has them all."""
 KEPT_WHOLE = 64 * 1024
@@ -412,7 +414,7 @@ class Adapter(ABC):
     a writer for the kind is installed (the ``playbook.writers`` group)."""
 
     @classmethod
-    def diagnostic_shape(cls, kind: str) -> type[BaseModel] | None:
+    def diagnostic_shape(cls, kind: str) -> type[DiagnosticBase] | None:
         """The model a playbook's diagnostic of this kind is validated against.
 
         Args:
@@ -442,7 +444,7 @@ class Adapter(ABC):
         return shape
 
     @classmethod
-    def action_shape(cls, kind: str) -> type[BaseModel] | None:
+    def action_shape(cls, kind: str) -> type[ActionBase] | None:
         """The model a playbook's guarded action of this kind is validated against.
 
         Args:

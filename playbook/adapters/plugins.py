@@ -27,7 +27,7 @@ from playbook.errors import UsageError
 
 if TYPE_CHECKING:  # pydantic: imported when the model is built, not when names are listed
     from playbook.core.loader import LoadedPlaybook
-    from playbook.core.model import Playbook
+    from playbook.core.model import ActionBase, DiagnosticBase, Playbook
 
 GROUP = "playbook.adapters"
 WRITERS = "playbook.writers"
@@ -75,15 +75,8 @@ def load_writer(kind: str) -> Writer:
     return _class(WRITERS, kind, Writer, "writer", "actions")()
 
 
-def _class(
-    group: str,
-    kind: str,
-    base: type[_T],
-    what: str,
-    of: str,
-    registered: dict[str, EntryPoint] | None = None,
-) -> type[_T]:
-    registered = _entry_points(group) if registered is None else registered
+def _class(group: str, kind: str, base: type[_T], what: str, of: str) -> type[_T]:
+    registered = _entry_points(group)
     found = registered.get(kind)
     if found is None:
         installed = ", ".join(sorted(registered)) or "none"
@@ -128,19 +121,25 @@ def playbook_model() -> type[Playbook]:
 def _assembled() -> type[Playbook]:
     from playbook.core.model import playbook_model as assemble  # deferred: pydantic
 
-    diagnostics, actions, unavailable = [], [], {}
+    diagnostics: list[type[DiagnosticBase]] = []
+    actions: list[type[ActionBase]] = []
+    unavailable: dict[str, str] = {}
     # Each look at the installed packages' metadata costs milliseconds: once per group.
     adapters, writers = _entry_points(GROUP), set(_entry_points(WRITERS))
     for kind in sorted(adapters):
         try:
-            cls = _class(GROUP, kind, Adapter, "adapter", "diagnostics", adapters)
+            cls = adapters[kind].load()
+        except Exception as exc:  # a third party's module: its failure must not stop ours
+            unavailable[kind] = f"its module cannot be imported ({type(exc).__name__}: {exc})"
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+            unavailable[kind] = f"{adapters[kind].value} is not an Adapter class"
+            continue
+        try:
             diagnostic = cls.diagnostic_shape(kind)
             action = cls.action_shape(kind) if kind in writers else None
-        except UsageError as exc:
-            unavailable[kind] = exc.title
-            continue
         except (TypeError, ValueError) as exc:  # a model that does not fit (a plugin's bug)
-            unavailable[kind] = f"its model does not fit: {exc}"
+            unavailable[kind] = f"its model does not fit ({exc})"
             continue
         if diagnostic is not None:
             diagnostics.append(diagnostic)

@@ -417,11 +417,13 @@ def _unknown_tag(
     helps: Any = getattr(root, "kinds_help", {})
     if key != "kind" or len(path) != 2 or path[0] not in helps:
         return key, f"unknown {key} {tag!r}; expected one of {expected}"
-    message = f"unknown kind {tag!r}; the installed kinds are {expected}"
     why = getattr(root, "unavailable", {}).get(tag) if isinstance(tag, str) else None
     if why:
-        message += f"; {tag!r} is installed but cannot be used: {why}"
-    return key, f"{message} ({helps[path[0]]})"
+        return key, (
+            f"kind {tag!r} is installed but cannot be used: {why}; the kinds that can be "
+            f"used are {expected}"
+        )
+    return key, f"unknown kind {tag!r}; the installed kinds are {expected} ({helps[path[0]]})"
 
 
 def _check_references(pb: Playbook, data: Any, src: _Source) -> None:

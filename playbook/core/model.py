@@ -790,12 +790,12 @@ def diagnostic_model(
         ``kind: Literal[kind]`` and ``query: query_model``.
     """
     name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", kind)) or "Other"
-    return create_model(  # type: ignore[no-any-return,call-overload]
+    return create_model(  # type: ignore[call-overload,no-any-return]
         f"{name}Diagnostic",
         __base__=DiagnosticBase,
         __module__=query_model.__module__,
         __doc__=doc or f"A diagnostic of kind {kind!r}.",
-        kind=(Literal[kind], ...),  # type: ignore[valid-type]
+        kind=(Literal[kind], ...),  # type: ignore[arg-type,valid-type]
         query=(query_model, ...),
     )
 
@@ -835,7 +835,7 @@ def playbook_model(
     ):
         declared = Playbook.model_fields[name]
         fields[name] = (
-            dict[Slug, _one_of(name, list(models), base)],  # type: ignore[valid-type]
+            dict[Slug, _one_of(name, list(models), base)],  # type: ignore[misc,valid-type]
             Field({}, description=declared.description),
         )
     built = create_model(  # type: ignore[call-overload]
