@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+from playbook.adapters.redis import drill as redis_drill
 from playbook.core.loader import LoadedPlaybook
 from playbook.core.model import Drill, DrillFingerprint, DrillStep
 from playbook.core.state import IncidentState
@@ -218,19 +219,10 @@ def apply_step(step: DrillStep, handle: Any) -> str:
     """Carry out one load or fault step on its target's handle; what it did, in a line."""
     way = step.way
     if way == "redis":
-        for command in step.redis or []:
-            handle.execute_command(*command)
-        return f"{len(step.redis or [])} Redis commands"
+        sent = redis_drill.run_commands(handle, step.redis or [])
+        return f"{sent} Redis commands"
     if way == "delete":
-        deleted = 0
-        batch: list[bytes] = []
-        for key in handle.scan_iter(match=step.delete, count=10_000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += handle.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += handle.unlink(*batch)
+        deleted = redis_drill.delete_matching(handle, step.delete or "")
         return f"deleted {deleted:,} keys matching {step.delete}"
     if way == "sql":
         with handle.transaction():
@@ -315,37 +307,6 @@ _TABLE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?:\(([^)]*)\))?\s*$")
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:20]
-
-
-def _redis_items(client: Any, patterns: list[str]) -> dict[str, str]:
-    keys: list[bytes] = sorted(
-        {k for p in patterns for k in client.scan_iter(match=p, count=10_000)}
-    )
-    out: dict[str, str] = {}
-    for start in range(0, len(keys), 2_000):
-        chunk = keys[start : start + 2_000]
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.type(key)
-        kinds = pipe.execute()
-        for key, kind in zip(chunk, kinds, strict=True):
-            if kind == b"set":
-                pipe.smembers(key)
-            elif kind == b"hash":
-                pipe.hgetall(key)
-            elif kind == b"zset":
-                pipe.zrange(key, 0, -1, withscores=True)
-            elif kind == b"list":
-                pipe.lrange(key, 0, -1)
-            else:
-                pipe.dump(key)
-        for key, kind, value in zip(chunk, kinds, pipe.execute(), strict=True):
-            if kind == b"set":
-                value = sorted(value)
-            elif kind == b"hash":
-                value = sorted(value.items())
-            out[key.decode("utf-8", "backslashreplace")] = _digest((kind, value))
-    return out
 
 
 def _postgres_items(conn: Any, tables: list[str]) -> dict[str, str]:
@@ -509,7 +470,7 @@ class DrillRun:
         kind = self.sandbox.kinds[fp.target]
         with self.sandbox.handle(fp.target) as handle:
             if kind == "redis":
-                return _redis_items(handle, fp.keys)
+                return redis_drill.fingerprint(handle, fp.keys)
             if kind == "postgres":
                 return _postgres_items(handle, fp.tables)
             return _mongo_items(handle, fp.collections)
