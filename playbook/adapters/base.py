@@ -404,9 +404,12 @@ class Adapter(ABC):
     this block, parameters in place."""
     diagnostic_model: ClassVar[type[BaseModel] | None] = None
     """The whole model of a diagnostic of this kind, when a query model is not enough (the
-    built-in kinds keep their documented names; a shell diagnostic's fields sit beside the
-    common ones): a subclass of :class:`playbook.core.model.DiagnosticBase` declaring
-    ``kind: Literal["<kind>"]``. Takes precedence over :attr:`query_model`."""
+    built-in kinds keep their documented names, and may check across fields with
+    :meth:`~playbook.core.model.DiagnosticBase.problems`): a subclass of
+    :class:`playbook.core.model.DiagnosticBase` declaring ``kind: Literal["<kind>"]`` and
+    ``query:``, the block :attr:`RunRequest.query` holds. Takes precedence over
+    :attr:`query_model`. (Only the built-in shell kind puts its fields beside the common
+    ones, ``argv:`` rather than ``query: {argv:}``; the service knows that one.)"""
     action_model: ClassVar[type[BaseModel] | None] = None
     """The model of a guarded action of this kind, or None when it has none: a subclass of
     :class:`playbook.core.model.ActionBase` declaring ``kind: Literal["<kind>"]`` and

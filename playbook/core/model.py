@@ -835,7 +835,7 @@ def playbook_model(
     ):
         declared = Playbook.model_fields[name]
         fields[name] = (
-            dict[Slug, _one_of(name, list(models), base)],  # type: ignore[misc,valid-type]
+            dict[Slug, _one_of(list(models), base)],  # type: ignore[misc,valid-type]
             Field({}, description=declared.description),
         )
     built = create_model(  # type: ignore[call-overload]
@@ -862,7 +862,7 @@ def kind_of(model: type[BaseModel]) -> str:
     return str(values[0])
 
 
-def _one_of(what: str, models: list[type[BaseModel]], base: type[BaseModel]) -> Any:
+def _one_of(models: list[type[BaseModel]], base: type[BaseModel]) -> Any:
     """A union of ``models`` discriminated by ``kind`` (a refusal when there are none)."""
     seen: dict[str, str] = {}
     for model in models:
@@ -882,6 +882,6 @@ def _no_kind(value: object) -> object:
     tag = value.get("kind") if isinstance(value, dict) else value
     raise PydanticCustomError(
         "union_tag_invalid",
-        "Input tag {tag!r} found using {discriminator} does not match any of the expected tags",
+        "Input tag {tag} found using {discriminator} does not match any of the expected tags",
         {"discriminator": "'kind'", "tag": str(tag), "expected_tags": ""},
     )

@@ -21,6 +21,21 @@ from playbook.core.model import DiagnosticBase, Model
 DRIVERS = {"redis", "hiredis", "pymongo", "bson", "psycopg", "pglast", "mongomock"}
 
 
+def test_listing_the_kinds_imports_no_adapter() -> None:
+    code = (
+        "import sys, json\n"
+        "from playbook.adapters import plugins\n"
+        "print(json.dumps([plugins.names(), plugins.writer_names(), sorted(sys.modules)]))"
+    )
+    names, writers, loaded = json.loads(
+        subprocess.check_output([sys.executable, "-c", code], cwd=ROOT)
+    )
+    assert {"http", "mongo", "postgres", "redis", "shell"} <= set(names)
+    assert {"mongo", "postgres", "redis"} <= set(writers)
+    back_ends = [m for m in loaded if m.startswith("playbook.adapters.") and m.count(".") > 2]
+    assert back_ends == [], back_ends
+
+
 def test_building_the_model_loads_no_driver() -> None:
     code = (
         "import sys, json\n"
