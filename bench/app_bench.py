@@ -39,10 +39,10 @@ from textual.geometry import Region
 from textual.screen import Screen
 from textual.widgets import OptionList
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core import events as ev
 from playbook.core.clock import SteadyClock
 from playbook.core.events import NewEvent
-from playbook.core.loader import load
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
 from playbook.tui.app import JobDone, PlaybookApp

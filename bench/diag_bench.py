@@ -32,9 +32,9 @@ import redis
 from figures import Figure, summary  # bench/figures.py: this script's folder is on the path
 from redis._parsers import _RESP2Parser
 
-from playbook.adapters import redis as playbook_redis
 from playbook.adapters.base import RunContext, RunRequest, Sink
-from playbook.adapters.redis import SCAN_COUNT, RedisAdapter
+from playbook.adapters.redis import client as playbook_redis
+from playbook.adapters.redis.reader import SCAN_COUNT, RedisAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -390,7 +390,7 @@ _CHILD = r"""
 import json, sys, tempfile, time, tracemalloc
 from pathlib import Path
 from playbook.adapters.base import RunContext, RunRequest, Sink
-from playbook.adapters.redis import RedisAdapter
+from playbook.adapters.redis.reader import RedisAdapter
 
 def hwm():  # this process's peak RSS in bytes (VmHWM: its own, reset at exec)
     for line in open("/proc/self/status"):

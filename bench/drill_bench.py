@@ -25,7 +25,7 @@ from pathlib import Path
 
 from figures import Figure, summary
 
-from playbook.core.loader import load
+from playbook.adapters.plugins import load_playbook as load
 from playbook.drill.sandbox import DrillSandbox
 from playbook.resources import builtin_runbooks
 

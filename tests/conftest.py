@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 from helpers import RUNBOOK, T0
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.cli import main
 from playbook.core.clock import FakeClock
-from playbook.core.loader import LoadedPlaybook, load
+from playbook.core.loader import LoadedPlaybook
 from playbook.service import Service
 from playbook.store.memory import MemoryStore
 from playbook.store.sqlite import SQLiteStore

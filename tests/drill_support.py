@@ -76,7 +76,7 @@ INCIDENT_ID = re.compile(r"incident (drill-\d{8}-[a-z0-9]{4}) opened")
 
 REDIS_LABEL = "redis-server 7.2.4 (sandbox, 127.0.0.1:40001)"
 MONGO_LABEL = "mongomock: a MongoDB stand-in in this process, not a real server"
-"""playbook.adapters.standin.LABEL, as a drill with a Mongo target records it."""
+"""playbook.adapters.mongo.standin.LABEL, as a drill with a Mongo target records it."""
 
 
 def drill_payload(speed: float = 10, services: dict[str, str] | None = None) -> dict[str, Any]:

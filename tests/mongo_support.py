@@ -18,7 +18,7 @@ import mongomock.collection
 import pytest
 from bson.json_util import CANONICAL_JSON_OPTIONS, dumps
 
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
 
 REAL_URI = os.environ.get("PLAYBOOK_TEST_MONGODB_URI", "")
 

@@ -21,8 +21,14 @@ HEADLESS = {
     "playbook.adapters.base": {"textual", "pydantic", "redis", "pymongo"},
     "playbook.adapters.plugins": {"textual", "pydantic", "redis", "pymongo"},
     "playbook.core.diagnostics": {"textual", "jinja2", "sqlite3", "click", "pymongo", "redis"},
-    "playbook.adapters.readonly": {"textual", "pymongo", "bson", "redis", "pydantic"},
+    "playbook.adapters.mongo.readonly": {"textual", "pymongo", "bson", "redis", "pydantic"},
     "playbook.targets": {"textual", "pydantic", "jinja2"},
+    # The playbook model imports every adapter's class on each load: none may load its driver.
+    "playbook.adapters.redis.reader": {"textual", "redis", "hiredis"},
+    "playbook.adapters.mongo.reader": {"textual", "pymongo", "bson"},
+    "playbook.adapters.postgres.reader": {"textual", "psycopg", "pglast"},
+    "playbook.adapters.http.reader": {"textual", "http.client", "ssl"},
+    "playbook.adapters.shell.adapter": {"textual", "ctypes", "subprocess"},
     # Start-up speed: the first frame must not wait for pydantic (it is loaded later,
     # off the event loop), and the CLI must not load the app until `playbook run`.
     "playbook.cli": {"textual", "pydantic", "jinja2", "redis", "pymongo"},

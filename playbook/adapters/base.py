@@ -19,7 +19,16 @@ Three things every adapter honours, because a responder depends on them:
   process knows (:mod:`playbook.redaction`) is masked in them on the way.
 
 Adapters are found through the ``playbook.adapters`` entry-point group; the built-in
-ones (``redis``, ``mongo``, ``shell``) are registered there like any third-party one.
+ones (``redis``, ``mongo``, ``postgres``, ``http``, ``shell``) are registered there like
+any third-party one. Each also says what a playbook may write for its kind
+(:attr:`Adapter.query_model` or :attr:`Adapter.diagnostic_model`, and
+:attr:`Adapter.action_model`): the playbook model, ``playbook validate`` and
+``playbook schema`` are assembled from the installed adapters
+(:func:`playbook.adapters.plugins.playbook_model`).
+
+So an adapter's module is imported whenever a playbook is read, not only when one of its
+diagnostics runs: it must import its driver inside :meth:`Adapter.run`, not at the top
+(a driver costs tens of milliseconds on every command otherwise).
 """
 
 from __future__ import annotations
@@ -34,11 +43,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from playbook.core.durations import MAX_RUN_SECONDS, MIN_RUN_SECONDS, clamp_seconds
 from playbook.errors import ExitCode, PlaybookError
 from playbook.redaction import scrub_json_bytes
+
+if TYPE_CHECKING:  # pydantic is imported when the playbook model is built, not here
+    from pydantic import BaseModel
+
+    from playbook.core.model import ActionBase, DiagnosticBase
 
 ROWS_KEPT = 20
 """Rows kept in memory (and in the event) from a result; the file has them all."""
@@ -51,6 +65,12 @@ class RunError(PlaybookError):
     """A diagnostic run failed; the title says why in words a responder can act on."""
 
     exit_code = ExitCode.RUN_FAILED
+
+
+class Refused(PlaybookError):
+    """The query would write, run code, or is not a known read: nothing was sent."""
+
+    exit_code = ExitCode.REFUSED
 
 
 class DeadlineExceeded(RunError):
@@ -362,21 +382,100 @@ class RunRequest:
 class Adapter(ABC):
     """A back end that runs diagnostics of one ``kind``.
 
-    Subclasses set :attr:`kind` and implement :meth:`check` and :meth:`run`.
-    Construct without arguments; hold no connection between runs.
+    Subclasses set :attr:`kind`, say what a diagnostic of their kind holds
+    (:attr:`query_model`, or :attr:`diagnostic_model`) and implement :meth:`check` and
+    :meth:`run`. Construct without arguments; hold no connection between runs.
     """
 
     kind: ClassVar[str]
-    """The diagnostic kind this adapter runs, as written in playbooks (``redis``)."""
+    """The diagnostic kind this adapter runs, as written in playbooks (``redis``). The
+    name it is registered under in the entry-point group is the one that counts."""
     description: ClassVar[str] = ""
-    """One line for ``playbook diag adapters``."""
+    """One line saying what it reads; the JSON Schema's description of a diagnostic
+    built from :attr:`query_model`."""
+
+    query_model: ClassVar[type[BaseModel] | None] = None
+    """The shape of ``query:`` in a diagnostic of this kind, as a pydantic model. Subclass
+    :class:`playbook.core.model.Model` to get the playbook's strictness (unknown keys
+    refused, ``"1"`` not taken for 1); a value may be ``{$param: name}`` where the
+    field's type allows :class:`playbook.core.model.ParamRef`. The playbook model adds
+    the fields every diagnostic has (title, target, params, expect, timeouts, …) and
+    ``kind`` (:func:`playbook.core.model.diagnostic_model`). :attr:`RunRequest.query` is
+    this block, parameters in place."""
+    diagnostic_model: ClassVar[type[BaseModel] | None] = None
+    """The whole model of a diagnostic of this kind, when a query model is not enough (the
+    built-in kinds keep their documented names, and may check across fields with
+    :meth:`~playbook.core.model.DiagnosticBase.problems`): a subclass of
+    :class:`playbook.core.model.DiagnosticBase` declaring ``kind: Literal["<kind>"]`` and
+    ``query:``, the block :attr:`RunRequest.query` holds. Takes precedence over
+    :attr:`query_model`. (Only the built-in shell kind puts its fields beside the common
+    ones, ``argv:`` rather than ``query: {argv:}``; the service knows that one.)"""
+    action_model: ClassVar[type[BaseModel] | None] = None
+    """The model of a guarded action of this kind, or None when it has none: a subclass of
+    :class:`playbook.core.model.ActionBase` declaring ``kind: Literal["<kind>"]`` and
+    ``do:`` (a union of operations discriminated by ``operation``). It counts only while
+    a writer for the kind is installed (the ``playbook.writers`` group)."""
+
+    @classmethod
+    def diagnostic_shape(cls, kind: str) -> type[DiagnosticBase] | None:
+        """The model a playbook's diagnostic of this kind is validated against.
+
+        Args:
+            kind: the name this adapter is registered under, which playbooks write as
+                the diagnostic's ``kind``.
+
+        Returns:
+            :attr:`diagnostic_model`, else :attr:`query_model` with the common fields
+            added; None when the adapter declares neither (its kind cannot be used in a
+            playbook then).
+
+        Raises:
+            TypeError: the model declares another kind, or is not a diagnostic model.
+        """
+        from playbook.core.model import DiagnosticBase, diagnostic_model, kind_of
+
+        if cls.diagnostic_model is not None:
+            shape = cls.diagnostic_model
+            if not issubclass(shape, DiagnosticBase):
+                raise TypeError(f"{shape.__name__} is not a DiagnosticBase subclass")
+        elif cls.query_model is not None:
+            shape = diagnostic_model(kind, cls.query_model, cls.description)
+        else:
+            return None
+        if kind_of(shape) != kind:
+            raise TypeError(f"{shape.__name__} declares kind {kind_of(shape)!r}, not {kind!r}")
+        return shape
+
+    @classmethod
+    def action_shape(cls, kind: str) -> type[ActionBase] | None:
+        """The model a playbook's guarded action of this kind is validated against.
+
+        Args:
+            kind: the name this adapter (and its writer) is registered under.
+
+        Returns:
+            :attr:`action_model`, or None when the kind has no actions.
+
+        Raises:
+            TypeError: the model declares another kind, or is not an action model.
+        """
+        from playbook.core.model import ActionBase, kind_of
+
+        shape = cls.action_model
+        if shape is None:
+            return None
+        if not issubclass(shape, ActionBase):
+            raise TypeError(f"{shape.__name__} is not an ActionBase subclass")
+        if kind_of(shape) != kind:
+            raise TypeError(f"{shape.__name__} declares kind {kind_of(shape)!r}, not {kind!r}")
+        return shape
 
     @abstractmethod
     def check(self, request: RunRequest) -> None:
         """Refuse, before connecting, a query that could write, run code or block.
 
         Raises:
-            playbook.adapters.readonly.Refused: with the reason; nothing was sent.
+            Refused: with the reason; nothing was sent.
         """
 
     @abstractmethod

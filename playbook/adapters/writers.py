@@ -35,7 +35,10 @@ hold every item name as JSON: ``"k": "<text>"`` when the bytes are valid UTF-8, 
 ``"k_b64": "<base64>"`` (:func:`item_fields`, :func:`item_of`). Names are shown with
 ``\\xff``-style escapes (:func:`shown`), a decoding that cannot fail.
 
-Writers are found through the ``playbook.writers`` entry-point group, like adapters.
+Writers are found through the ``playbook.writers`` entry-point group, like adapters. What
+a playbook may write for an action of a kind is that kind's adapter's
+(:attr:`playbook.adapters.base.Adapter.action_model`): the model is built whenever a
+playbook is read, and a writer's module, with its driver, only when an action runs.
 """
 
 from __future__ import annotations

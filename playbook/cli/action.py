@@ -46,7 +46,7 @@ def action() -> None:
 @json_option
 def action_list(playbook: str | None, as_json: bool) -> None:
     """List PLAYBOOK's guarded actions (default: data-integrity): what, where, how verified."""
-    from playbook.core.loader import load
+    from playbook.adapters.plugins import load_playbook as load
     from playbook.resources import resolve_playbook
 
     pb = load(resolve_playbook(playbook)).playbook
@@ -322,7 +322,7 @@ def _staged(run: Any, stage: Any, name: str) -> Any:
 def _refused(title: str, message: str = "") -> PlaybookError:
     """A refusal before anything was written (exit 7). The adapters package is imported
     here, when one is raised: at start-up it would cost about a millisecond and a half."""
-    from playbook.adapters.readonly import Refused
+    from playbook.adapters.base import Refused
 
     return Refused(title, message)
 

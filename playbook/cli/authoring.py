@@ -32,7 +32,8 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
 
     Exits 0 when all are valid, 1 when any is not, 2 on usage errors.
     """
-    from playbook.core.loader import PlaybookInvalid, load
+    from playbook.adapters.plugins import load_playbook as load
+    from playbook.core.loader import PlaybookInvalid
 
     bad = 0
     for file in files:
@@ -62,9 +63,9 @@ def schema() -> None:
     Save it and point your editor's YAML support at it, e.g. with a first line
     `# yaml-language-server: $schema=playbook.schema.json`.
     """
-    from playbook.core.model import Playbook
+    from playbook.adapters.plugins import playbook_model
 
-    document = Playbook.model_json_schema()
+    document = playbook_model().model_json_schema()
     document["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     document["title"] = "playbook"
     emit_json(document)

@@ -39,7 +39,7 @@ def diag_list(playbook: str | None, as_json: bool) -> None:
 
     Diagnostics marked as writing are listed but never run as diagnostics.
     """
-    from playbook.core.loader import load
+    from playbook.adapters.plugins import load_playbook as load
     from playbook.resources import resolve_playbook
 
     pb = load(resolve_playbook(playbook)).playbook

@@ -91,7 +91,7 @@ def drill(
         return
     if script is not None and not headless:
         raise UsageError("--script is for --headless; the app is driven by you.")
-    from playbook.core.loader import load
+    from playbook.adapters.plugins import load_playbook as load
     from playbook.resources import resolve_playbook
 
     loaded = load(resolve_playbook(runbook))
@@ -212,7 +212,8 @@ def _scorecard_text(service: Any, state: Any) -> str:
 
 
 def _list(app: CliApp, as_json: bool) -> None:
-    from playbook.core.loader import PlaybookInvalid, load
+    from playbook.adapters.plugins import load_playbook as load
+    from playbook.core.loader import PlaybookInvalid
     from playbook.resources import builtin_runbooks
 
     rows = []

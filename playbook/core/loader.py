@@ -6,14 +6,15 @@ document would otherwise end in a RecursionError), aliases are expanded under a
 node budget (an alias bomb stops at the budget), only plain YAML tags are accepted
 (no ``!!python/object``), duplicate keys are errors, and the YAML 1.1 words that
 turn into booleans (``NO``, ``on``, ``y``) are refused so that no value is silently
-coerced. Values are then validated by the strict model in :mod:`playbook.core.model`.
+coerced. Values are then validated by the strict model in :mod:`playbook.core.model`,
+assembled with the installed adapters' kinds: the caller passes it
+(:func:`playbook.adapters.plugins.load_playbook` does), since this module names no kind.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 import types
 import typing
 from collections.abc import Iterator
@@ -297,7 +298,7 @@ def _resolve_loc(data: Any, loc: tuple[Any, ...]) -> Path_:
             current = current[part]
         elif isinstance(current, dict | list):
             # A union tag, or a key that is missing: keep missing keys, skip tags.
-            if isinstance(current, dict) and isinstance(part, str) and part not in _UNION_TAGS:
+            if isinstance(current, dict) and isinstance(part, str) and not _is_tag(current, part):
                 path.append(part)
                 current = None
         else:
@@ -305,7 +306,15 @@ def _resolve_loc(data: Any, loc: tuple[Any, ...]) -> Path_:
     return tuple(path)
 
 
-_UNION_TAGS = {"mongo", "redis", "shell", "function-before", "function-after", "ChecklistItem"}
+_UNION_TAGS = {"function-before", "function-after", "ChecklistItem"}
+"""Tags pydantic puts in an error's location that are not keys of the data."""
+_DISCRIMINATORS = ("kind", "operation")
+"""Keys whose value picks a member of a union (a diagnostic's ``kind``, an action's
+``operation``): pydantic puts that value in the location too."""
+
+
+def _is_tag(mapping: dict[Any, Any], part: str) -> bool:
+    return part in _UNION_TAGS or any(mapping.get(key) == part for key in _DISCRIMINATORS)
 
 
 def _unwrap(annotation: Any) -> list[Any]:
@@ -385,9 +394,8 @@ def _pydantic_problems(
             src.add(path[:-1], f"missing required key {path[-1]!r}" if path else "missing key")
             continue
         if kind == "union_tag_invalid":
-            expected = err.get("ctx", {}).get("expected_tags", "")
-            kind_value = value.get("kind") if isinstance(value, dict) else value
-            src.add((*path, "kind"), f"unknown kind {kind_value!r}; expected one of {expected}")
+            key, message = _unknown_tag(err.get("ctx", {}), value, path, root)
+            src.add((*path, key), message)
             continue
         message = err["msg"]
         if kind.endswith("_type") or kind in ("literal_error", "int_from_float"):
@@ -396,6 +404,26 @@ def _pydantic_problems(
             if raw is not None and raw[1] != "tag:yaml.org,2002:str" and kind == "string_type":
                 message += f"; quote it to keep it as written: {raw[0]!r}"
         src.add(path, message)
+
+
+def _unknown_tag(
+    ctx: dict[str, Any], value: Any, path: Path_, root: type[BaseModel]
+) -> tuple[str, str]:
+    """The key and the message for a value that picks no member of a union: an unknown
+    diagnostic or action kind (named with the installed ones), or operation."""
+    key = str(ctx.get("discriminator", "'kind'")).strip("'")
+    tag = value.get(key) if isinstance(value, dict) else value
+    expected = ctx.get("expected_tags", "") or "none"
+    helps: Any = getattr(root, "kinds_help", {})
+    if key != "kind" or len(path) != 2 or path[0] not in helps:
+        return key, f"unknown {key} {tag!r}; expected one of {expected}"
+    why = getattr(root, "unavailable", {}).get(tag) if isinstance(tag, str) else None
+    if why:
+        return key, (
+            f"kind {tag!r} is installed but cannot be used: {why}; the kinds that can be "
+            f"used are {expected}"
+        )
+    return key, f"unknown kind {tag!r}; the installed kinds are {expected} ({helps[path[0]]})"
 
 
 def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
@@ -479,13 +507,8 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
             )
     for name, diag in pb.diagnostics.items():
         _check_params(("diagnostics", name), diag, data, src)
-        if diag.kind == "postgres":
-            used = set(re.findall(r"%\(([A-Za-z_][A-Za-z0-9_]*)\)s", diag.query.sql))
-            for missing in sorted(used - set(diag.params)):
-                src.add(
-                    ("diagnostics", name, "query", "sql"),
-                    f"the SQL uses %({missing})s, which is not one of the diagnostic's params",
-                )
+        for where, message in diag.problems():
+            src.add(("diagnostics", name, *where), message)
         for pname, param in diag.params.items():
             source = (param.default_from or "").split(".", 1)[0]
             if source and source not in diagnostics:
@@ -513,7 +536,7 @@ def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
     if drill is None:
         return
     services = drill.services
-    used = [(f"diagnostic {n!r}", d.target) for n, d in pb.diagnostics.items() if d.kind != "shell"]
+    used = [(f"diagnostic {n!r}", d.target) for n, d in pb.diagnostics.items() if d.drill_service]
     used += [(f"action {n!r}", a.target) for n, a in pb.actions.items()]
     for who, target in used:
         if target not in services:
@@ -764,9 +787,12 @@ def parse_model(text: str, file: str, model: type[M], what: str) -> M:
     return found
 
 
-def parse(text: str, file: str = "<playbook>", base: Path | None = None) -> Playbook:
-    """Validate playbook text; raise :class:`PlaybookInvalid` listing every problem."""
-    playbook, data, src = _read_document(text, file, Playbook, "a playbook", "version, id, title")
+def parse(
+    text: str, file: str = "<playbook>", base: Path | None = None, *, model: type[Playbook]
+) -> Playbook:
+    """Validate playbook text against ``model`` (a :func:`playbook.core.model.playbook_model`,
+    which knows the kinds); raise :class:`PlaybookInvalid` listing every problem."""
+    playbook, data, src = _read_document(text, file, model, "a playbook", "version, id, title")
     if playbook is not None:
         _check_references(playbook, data, src)
         _check_drill(playbook, src, base)
@@ -802,9 +828,9 @@ def read_text(path: Path) -> tuple[str, bytes]:
         raise PlaybookInvalid(name, [Problem(name, line, 1, "", "not UTF-8 text")]) from None
 
 
-def load(path: Path | str) -> LoadedPlaybook:
-    """Read and validate a playbook file."""
+def load(path: Path | str, model: type[Playbook]) -> LoadedPlaybook:
+    """Read and validate a playbook file against ``model`` (see :func:`parse`)."""
     path = Path(path)
     text, raw = read_text(path)
-    playbook = parse(text, str(path), base=path)
+    playbook = parse(text, str(path), base=path, model=model)
     return LoadedPlaybook(playbook, path.resolve(), hashlib.sha256(raw).hexdigest())

@@ -1,18 +1,28 @@
 """The playbook format: what a YAML playbook may say, as a validated model.
 
+(Over 600 lines: the whole format, one model per part, in the order a playbook is
+written, so that an author's question has one place to look.)
+
 Every model forbids unknown keys and validates strictly (``"1"`` is not an
 int, ``3.10`` is not a string), so a typo or a YAML coercion is an error the
 author sees, not a value the responder gets at 3 a.m. Field docstrings become
 the descriptions of the JSON Schema that ``playbook schema`` prints.
+
+This module names no kind of diagnostic or action. It holds what every one has
+(:class:`DiagnosticBase`, :class:`ActionBase`: parameters, expectations, timeouts, locks)
+and :func:`playbook_model`, which makes the model that validates a playbook from the kinds
+the installed adapters contribute (:func:`playbook.adapters.plugins.playbook_model`
+calls it). :class:`Playbook` itself knows no kind and is never validated.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, Union
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +33,7 @@ from pydantic import (
     GetJsonSchemaHandler,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -32,7 +43,18 @@ from pydantic_core import core_schema as cs
 from playbook.core import durations as limits
 from playbook.core.durations import format_duration
 
-__all__ = ["FORMAT_VERSION", "Playbook", "format_duration"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ActionBase",
+    "DiagnosticBase",
+    "Model",
+    "ParamRef",
+    "Playbook",
+    "diagnostic_model",
+    "format_duration",
+    "kind_of",
+    "playbook_model",
+]
 
 FORMAT_VERSION = 1
 
@@ -363,61 +385,24 @@ class Expectation(Model):
     """Why this is what healthy looks like."""
 
 
-class MongoQuery(Model):
-    """A MongoDB read, as data. Values may be ``{$param: name}``."""
+class DiagnosticBase(Model):
+    """What every diagnostic says, whatever its kind; each kind's model adds ``kind`` and
+    its own fields.
 
-    op: Literal[
-        "find",
-        "count",
-        "distinct",
-        "aggregate",
-        "list_indexes",
-        "collection_stats",
-        "db_stats",
-        "command",
-    ]
-    collection: str | ParamRef | None = None
-    filter: dict[str, Any] = {}
-    projection: dict[str, Any] | None = None
-    sort: dict[str, Literal[1, -1]] | None = None
-    limit: int | None = None
-    field: str | ParamRef | None = None
-    """The field for `distinct`."""
-    pipeline: list[dict[str, Any]] = []
-    """Stages for `aggregate`."""
-    command: dict[str, Any] | None = None
-    """The command document for `command`."""
+    An adapter contributes the model of its kind (:attr:`playbook.adapters.base.Adapter.
+    diagnostic_model`, or a ``query_model`` that :func:`diagnostic_model` wraps) and the
+    playbook model is assembled from the installed ones (:func:`playbook_model`): this
+    module names no kind.
+    """
 
+    if TYPE_CHECKING:  # declared by each kind's model, as ``kind: Literal["<kind>"]``
+        kind: str
 
-class RedisQuery(Model):
-    """A Redis read, as data."""
+    drill_service: ClassVar[bool] = True
+    """Whether a drill must give this diagnostic's target a sandbox service. False for a
+    kind that runs on the responder's own machine (shell), whose target names nothing a
+    drill could stand in for."""
 
-    op: Literal[
-        "count_keys",
-        "collection_sizes",
-        "ttl_audit",
-        "freshness",
-        "dbsize",
-        "info",
-        "baseline",
-        "snapshot",
-    ]
-    pattern: str | ParamRef | None = None
-    """Key pattern for SCAN."""
-    key: str | ParamRef | None = None
-    """A single key (freshness, baseline)."""
-    section: str | None = None
-    """INFO section."""
-    baseline_key: str | ParamRef | None = None
-    """Where the recorded baseline count lives (a Redis key holding a number)."""
-    baseline: int | ParamRef | None = None
-    """The baseline count itself, when it is not kept in Redis."""
-    scan_count: int = Field(20_000, ge=100, le=100_000)
-    """Keys the server examines per SCAN call. Larger means fewer round trips; each call
-    holds a single-threaded server for longer (about 30 ms per 20,000 keys)."""
-
-
-class _DiagnosticBase(Model):
     title: str
     """What the diagnostic checks, in a few words."""
     description: str = ""
@@ -438,167 +423,19 @@ class _DiagnosticBase(Model):
     source: str = ""
     """The query as the source document wrote it, shown for reference."""
 
-
-class MongoDiagnostic(_DiagnosticBase):
-    """A diagnostic run against MongoDB."""
-
-    kind: Literal["mongo"]
-    query: MongoQuery
-
-
-class RedisDiagnostic(_DiagnosticBase):
-    """A diagnostic run against Redis."""
-
-    kind: Literal["redis"]
-    query: RedisQuery
+    def problems(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        """What is wrong with this diagnostic that no one field can say (its SQL uses a
+        placeholder that is not one of its ``params``): the path below the diagnostic and
+        the message, for the loader to report with file and line. None by default."""
+        return iter(())
 
 
-def parse_endpoint(text: object) -> tuple[str, int]:
-    """``host:port`` (``[v6]:port`` for an IPv6 address) as (host, port), by the
-    standard library's URL authority parser.
-
-    Raises:
-        ValueError: not a host and a port from 1 to 65535.
-    """
-    from urllib.parse import urlsplit
-
-    if not isinstance(text, str) or not text or any(c in text for c in "/?#@ \t"):
-        raise ValueError("write host:port, e.g. db.internal:5432")
-    parts = urlsplit(f"//{text}")
-    port = parts.port  # ValueError when it is not a number from 0 to 65535
-    if not parts.hostname or port is None or port == 0:
-        raise ValueError("write host:port, e.g. db.internal:5432")
-    return parts.hostname, port
-
-
-def _endpoint(value: object) -> object:
-    parse_endpoint(value)
-    return value
-
-
-Endpoint = Annotated[
-    str,
-    BeforeValidator(_endpoint),
-    WithJsonSchema({"type": "string", "examples": ["db.internal:5432", "[::1]:6379"]}),
-]
-"""A network destination a shell diagnostic may reach: ``host:port``."""
-
-
-def _not_reserved(name: str) -> str:
-    if name in ("PATH", "HOME", "TMPDIR"):
-        raise ValueError(
-            f"{name} is set by playbook for every run (HOME and TMPDIR are the "
-            "run's private folder)"
-        )
-    return name
-
-
-EnvName = Annotated[
-    str,
-    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128),
-    AfterValidator(_not_reserved),
-]
-"""An environment variable's name; PATH, HOME and TMPDIR are playbook's own."""
-
-
-class ShellDiagnostic(_DiagnosticBase):
-    """A program run from an argument list (never a shell string) inside the kernel's
-    sandbox: it reads the installed system but not homes or temporary folders, writes
-    only a private folder of its own, reaches only the ports in `network`, signals only
-    its own processes, and gets none of the responder's environment."""
-
-    kind: Literal["shell"]
-    argv: list[str | ParamRef] = Field(min_length=1)
-    """The program and its arguments. ``{$param: name}`` is one argument whatever its
-    value; a value starting with `-` is refused unless the parameter is an `option`."""
-    env: dict[EnvName, str | ParamRef] = {}
-    """Environment variables besides PATH, LANG and TZ (the program gets no other of the
-    responder's): text or ``{$param: name}``. HOME and TMPDIR are the run's private
-    folder and cannot be set; never put a secret here, it would be in the playbook."""
-    network: list[Endpoint] = []
-    """``host:port`` the program may connect to over TCP; empty means no network. The
-    kernel enforces the port, not the host: any host on a listed port is reachable.
-    Declaring one also lets the program use UDP (so the host name resolves)."""
-    exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field([0], min_length=1)
-    """Exit statuses that mean the program ran as intended (``[0, 1]`` for grep, whose
-    1 means "no match"); any other status gives the verdict error."""
-
-
-class PostgresQuery(Model):
-    """A PostgreSQL read: one SQL statement, run in a read-only transaction."""
-
-    sql: str = Field(min_length=1)
-    """One statement. Parameters are written ``%(name)s`` and bound by the driver, never
-    pasted into the text. The first row's numeric columns become the run's numbers."""
-
-
-class PostgresDiagnostic(_DiagnosticBase):
-    """A diagnostic run against PostgreSQL, read-only, under `statement_timeout`."""
-
-    kind: Literal["postgres"]
-    query: PostgresQuery
-
-
-class HttpQuery(Model):
-    """A GET of a JSON endpoint; numbers picked out of the answer by path."""
-
-    path: str | ParamRef = ""
-    """Appended to the target's URL (``/get_discord_data_backup?latest=true``)."""
-    pick: dict[str, str] = {}
-    """Number name -> dotted path into the JSON (``data.timestamp``; ``items.#`` is a
-    list's length). An ISO 8601 time becomes seconds since the epoch, and also gives
-    ``<name>_age_seconds``."""
-
-
-class HttpDiagnostic(_DiagnosticBase):
-    """A diagnostic that reads a JSON endpoint over HTTP(S)."""
-
-    kind: Literal["http"]
-    query: HttpQuery
-
-
-Diagnostic = Annotated[
-    MongoDiagnostic | RedisDiagnostic | ShellDiagnostic | PostgresDiagnostic | HttpDiagnostic,
-    Field(discriminator="kind"),
-]
+Diagnostic = DiagnosticBase
+"""A diagnostic of any installed kind (for annotations: the model of each kind is its
+adapter's)."""
 
 
 # --------------------------------------------------------------------------- guarded actions
-
-
-class RebuildIndexes(Model):
-    """Seed 000's safe rebuild: index sets rebuilt from the records, under a new version,
-    validated against the records, then swapped in atomically. The replaced indexes are
-    kept under ``<prefix>:old-<run>:`` until a responder drops them."""
-
-    operation: Literal["rebuild_indexes"]
-    source: str = Field(min_length=1)
-    """SCAN pattern of the records the indexes are built from (``message:discord:*``)."""
-    member_field: str = "id"
-    """The record's field whose value is the index member."""
-    prefix: str = Field(min_length=1, pattern=r"^[^*?\[\]]+$")
-    """Live index keys are ``<prefix>:<index>:<value>`` (``discord:messages``)."""
-    indexes: dict[str, str] = Field(min_length=1)
-    """Index name -> the record's field it is keyed by (``project: projectId``)."""
-
-
-class DropKeys(Model):
-    """Delete the keys matching a pattern, after backing them up."""
-
-    operation: Literal["drop_keys"]
-    pattern: str | ParamRef
-    """SCAN pattern of the keys to delete."""
-
-
-class Upsert(Model):
-    """``INSERT … ON CONFLICT (key) DO UPDATE`` of a few rows, in one transaction."""
-
-    operation: Literal["upsert"]
-    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-    key: list[str] = Field(min_length=1)
-    """The conflict columns (a unique or primary key)."""
-    rows: list[dict[str, Any]] = Field(min_length=1)
-    """Column -> value; values may be ``{$param: name}``."""
 
 
 class IndexSpec(Model):
@@ -609,33 +446,6 @@ class IndexSpec(Model):
     unique: bool = False
     expire_after_seconds: int | None = Field(None, ge=0)
     """Set for a TTL index."""
-
-
-class EnsureIndexes(Model):
-    """Create the indexes a collection should have; rebuild those with the wrong options."""
-
-    operation: Literal["ensure_indexes"]
-    collection: str
-    indexes: list[IndexSpec] = Field(min_length=1)
-
-
-class Dedupe(Model):
-    """Delete all but one document of each group sharing a value that should be unique."""
-
-    operation: Literal["dedupe"]
-    collection: str
-    field: str
-    keep: Literal["oldest", "newest"] = "oldest"
-    """Which document of a group stays, by `_id` order."""
-
-
-class ConvertType(Model):
-    """Rewrite a field stored with the wrong type (``"123"`` where an int belongs)."""
-
-    operation: Literal["convert_type"]
-    collection: str
-    field: str
-    to: Literal["string", "int", "long", "double"]
 
 
 class LockSpec(Model):
@@ -661,7 +471,14 @@ def _verify_from_string(value: object) -> object:
 Verify = Annotated[VerifyStep, BeforeValidator(_verify_from_string)]
 
 
-class _ActionBase(Model):
+class ActionBase(Model):
+    """What every guarded action says, whatever its kind; each kind's model adds ``kind``
+    and its ``do:`` (:attr:`playbook.adapters.base.Adapter.action_model`)."""
+
+    if TYPE_CHECKING:  # declared by each kind's model
+        kind: str
+        do: Any
+
     title: str
     description: str = ""
     target: Slug
@@ -681,28 +498,8 @@ class _ActionBase(Model):
     """What the responder must know before confirming."""
 
 
-class RedisAction(_ActionBase):
-    """A guarded change to Redis."""
-
-    kind: Literal["redis"]
-    do: Annotated[RebuildIndexes | DropKeys, Field(discriminator="operation")]
-
-
-class PostgresAction(_ActionBase):
-    """A guarded change to PostgreSQL."""
-
-    kind: Literal["postgres"]
-    do: Upsert
-
-
-class MongoAction(_ActionBase):
-    """A guarded change to MongoDB."""
-
-    kind: Literal["mongo"]
-    do: Annotated[EnsureIndexes | Dedupe | ConvertType, Field(discriminator="operation")]
-
-
-Action = Annotated[RedisAction | PostgresAction | MongoAction, Field(discriminator="kind")]
+Action = ActionBase
+"""A guarded action of any installed kind (for annotations)."""
 
 
 # --------------------------------------------------------------------------- communications
@@ -888,6 +685,17 @@ class Drill(Model):
 class Playbook(Model):
     """An incident-response playbook."""
 
+    # Never validated itself (it knows no kind): :func:`playbook_model` derives the model
+    # that is, so building this one's validator at import would be wasted time.
+    model_config = ConfigDict(defer_build=True)
+
+    kinds_help: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    """Where the kinds of ``diagnostics`` and ``actions`` come from, by field: added to
+    the message for an unknown kind (set by whoever assembled the model)."""
+    unavailable: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    """Kinds that are installed but could not be loaded, with why: named when a playbook
+    uses one."""
+
     version: Literal[1]
     """Format version of this file. The only version is 1."""
     id: Slug
@@ -962,3 +770,118 @@ class Playbook(Model):
                 for step in steps
             }
         )
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def diagnostic_model(
+    kind: str, query_model: type[BaseModel], doc: str = ""
+) -> type[DiagnosticBase]:
+    """The model of a diagnostic of ``kind`` whose own fields are all under ``query:``.
+
+    Args:
+        kind: what a playbook writes as the diagnostic's ``kind``.
+        query_model: the shape of its ``query:`` (an adapter's ``query_model``).
+        doc: what the diagnostic is, for the JSON Schema's description.
+
+    Returns:
+        A subclass of :class:`DiagnosticBase` named ``<Kind>Diagnostic``, with
+        ``kind: Literal[kind]`` and ``query: query_model``.
+    """
+    name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", kind)) or "Other"
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        f"{name}Diagnostic",
+        __base__=DiagnosticBase,
+        __module__=query_model.__module__,
+        __doc__=doc or f"A diagnostic of kind {kind!r}.",
+        kind=(Literal[kind], ...),  # type: ignore[arg-type,valid-type]
+        query=(query_model, ...),
+    )
+
+
+def playbook_model(
+    diagnostics: Sequence[type[DiagnosticBase]],
+    actions: Sequence[type[ActionBase]],
+    *,
+    kinds_help: Mapping[str, str] | None = None,
+    unavailable: Mapping[str, str] | None = None,
+) -> type[Playbook]:
+    """The playbook model whose diagnostics and actions may be of exactly these kinds.
+
+    This module names no kind: :mod:`playbook.adapters.plugins` collects the models the
+    installed adapters contribute and calls this (once per process; building the
+    validator takes a few hundredths of a second).
+
+    Args:
+        diagnostics: one model per diagnostic kind, each a :class:`DiagnosticBase` with
+            ``kind: Literal["<kind>"]``.
+        actions: one model per action kind, each an :class:`ActionBase` likewise.
+        kinds_help: added to the message for an unknown kind, by field
+            (``"diagnostics"``, ``"actions"``): where kinds come from.
+        unavailable: kinds installed but not loadable, with why.
+
+    Returns:
+        A subclass of :class:`Playbook` (named ``Playbook``, so its JSON Schema reads as
+        before) whose ``diagnostics`` and ``actions`` are unions discriminated by ``kind``.
+
+    Raises:
+        TypeError: a model is not a diagnostic (action) model, or two declare one kind.
+    """
+    fields: dict[str, Any] = {}
+    for name, models, base in (
+        ("diagnostics", diagnostics, DiagnosticBase),
+        ("actions", actions, ActionBase),
+    ):
+        declared = Playbook.model_fields[name]
+        fields[name] = (
+            dict[Slug, _one_of(list(models), base)],  # type: ignore[misc,valid-type]
+            Field({}, description=declared.description),
+        )
+    built = create_model(  # type: ignore[call-overload]
+        "Playbook", __base__=Playbook, __module__=__name__, __doc__=Playbook.__doc__, **fields
+    )
+    built.kinds_help = MappingProxyType(dict(kinds_help or {}))
+    built.unavailable = MappingProxyType(dict(unavailable or {}))
+    # Built now, not on first use (the base defers its build): two threads validating at
+    # once (the app's playbook and an incident's snapshot) would otherwise both build it.
+    built.model_rebuild(force=True)
+    return built  # type: ignore[no-any-return]
+
+
+def kind_of(model: type[BaseModel]) -> str:
+    """The kind a diagnostic or action model declares (``kind: Literal["<kind>"]``).
+
+    Raises:
+        TypeError: it declares none, or more than one.
+    """
+    field = model.model_fields.get("kind")
+    values = typing.get_args(field.annotation) if field is not None else ()
+    if field is None or typing.get_origin(field.annotation) is not Literal or len(values) != 1:
+        raise TypeError(f"{model.__name__} does not declare kind: Literal['<its kind>']")
+    return str(values[0])
+
+
+def _one_of(models: list[type[BaseModel]], base: type[BaseModel]) -> Any:
+    """A union of ``models`` discriminated by ``kind`` (a refusal when there are none)."""
+    seen: dict[str, str] = {}
+    for model in models:
+        if not (isinstance(model, type) and issubclass(model, base)):
+            raise TypeError(f"{model!r} is not a {base.__name__} subclass")
+        kind = kind_of(model)
+        if kind in seen:
+            raise TypeError(f"{model.__name__} and {seen[kind]} both declare kind {kind!r}")
+        seen[kind] = model.__name__
+    if not models:
+        return Annotated[Any, BeforeValidator(_no_kind)]
+    return Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
+
+
+def _no_kind(value: object) -> object:
+    """No kind is installed: every diagnostic (action) is of an unknown kind."""
+    tag = value.get("kind") if isinstance(value, dict) else value
+    raise PydanticCustomError(
+        "union_tag_invalid",
+        "Input tag {tag} found using {discriminator} does not match any of the expected tags",
+        {"discriminator": "'kind'", "tag": str(tag), "expected_tags": ""},
+    )

@@ -9,6 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from playbook.adapters.redis import drill as redis_drill
 from playbook.core.model import DrillFingerprint
 from playbook.core.text import inline
 from playbook.drill.sandbox import DrillError, DrillSandbox
@@ -21,37 +22,6 @@ _TABLE = re.compile(r"^\s*([A-Za-z_][\w.]*)\s*(?:\(([^)]*)\))?\s*$")
 
 def _digest(value: Any) -> str:
     return hashlib.sha256(repr(value).encode()).hexdigest()[:20]
-
-
-def _redis_items(client: Any, patterns: list[str]) -> dict[str, str]:
-    keys: list[bytes] = sorted(
-        {k for p in patterns for k in client.scan_iter(match=p, count=10_000)}
-    )
-    out: dict[str, str] = {}
-    for start in range(0, len(keys), 2_000):
-        chunk = keys[start : start + 2_000]
-        pipe = client.pipeline(transaction=False)
-        for key in chunk:
-            pipe.type(key)
-        kinds = pipe.execute()
-        for key, kind in zip(chunk, kinds, strict=True):
-            if kind == b"set":
-                pipe.smembers(key)
-            elif kind == b"hash":
-                pipe.hgetall(key)
-            elif kind == b"zset":
-                pipe.zrange(key, 0, -1, withscores=True)
-            elif kind == b"list":
-                pipe.lrange(key, 0, -1)
-            else:
-                pipe.dump(key)
-        for key, kind, value in zip(chunk, kinds, pipe.execute(), strict=True):
-            if kind == b"set":
-                value = sorted(value)
-            elif kind == b"hash":
-                value = sorted(value.items())
-            out[key.decode("utf-8", "backslashreplace")] = _digest((kind, value))
-    return out
 
 
 def _postgres_items(conn: Any, tables: list[str]) -> dict[str, str]:
@@ -137,7 +107,7 @@ def items_of(sandbox: DrillSandbox, fp: DrillFingerprint) -> dict[str, str]:
     kind = sandbox.kinds[fp.target]
     with sandbox.handle(fp.target) as handle:
         if kind == "redis":
-            return _redis_items(handle, fp.keys)
+            return redis_drill.fingerprint(handle, fp.keys)
         if kind == "postgres":
             return _postgres_items(handle, fp.tables)
         return _mongo_items(handle, fp.collections)

@@ -1,7 +1,7 @@
 """A drill's sandbox: one service per target the drill names, in one folder.
 
 A real ``redis-server`` and PostgreSQL from :mod:`playbook.drill.servers`, the MongoDB
-stand-in of :mod:`playbook.adapters.standin`, a local HTTP stub. The folder and servers
+stand-in of :mod:`playbook.adapters.mongo.standin`, a local HTTP stub. The folder and servers
 are removed by :meth:`DrillSandbox.stop`, and by the guardian process if this one dies
 first (Ctrl+C, a crash, a kill -9).
 """
@@ -84,7 +84,7 @@ class DrillSandbox:
             # owns the drill's database; the superuser stays with the sandbox.
             self._logins[name] = server.add_owner(SETUP_LOGIN, secrets.token_hex(16), "drill")
         elif kind == "mongo":
-            from playbook.adapters import standin
+            from playbook.adapters.mongo import standin
 
             server = standin.new_uri(name.replace("-", "_"))
             standin.client(server)  # fails now, with advice, if mongomock is missing
@@ -119,7 +119,7 @@ class DrillSandbox:
             with server.connect(self._logins[name]) as conn:
                 yield conn
         elif kind == "mongo":
-            from playbook.adapters import standin
+            from playbook.adapters.mongo import standin
 
             yield standin.client(server).get_default_database()
         else:
@@ -130,7 +130,7 @@ class DrillSandbox:
         for name, server in self._servers.items():
             with contextlib.suppress(Exception):
                 if isinstance(server, str):
-                    from playbook.adapters import standin
+                    from playbook.adapters.mongo import standin
 
                     standin.forget(server)
                 else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from playbook.adapters.redis import drill as redis_drill
 from playbook.core.model import DrillStep
 from playbook.drill.sandbox import DrillError
 
@@ -13,19 +14,10 @@ def apply_step(step: DrillStep, handle: Any) -> str:
     """Carry out one load or fault step on its target's handle; what it did, in a line."""
     way = step.way
     if way == "redis":
-        for command in step.redis or []:
-            handle.execute_command(*command)
-        return f"{len(step.redis or [])} Redis commands"
+        sent = redis_drill.run_commands(handle, step.redis or [])
+        return f"{sent} Redis commands"
     if way == "delete":
-        deleted = 0
-        batch: list[bytes] = []
-        for key in handle.scan_iter(match=step.delete, count=10_000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += handle.unlink(*batch)
-                batch = []
-        if batch:
-            deleted += handle.unlink(*batch)
+        deleted = redis_drill.delete_matching(handle, step.delete or "")
         return f"deleted {deleted:,} keys matching {step.delete}"
     if way == "sql":
         with handle.transaction():

@@ -32,8 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from playbook.adapters.base import Progress, RunContext, RunError, Sink, scrub
-from playbook.adapters.readonly import Refused
+from playbook.adapters.base import Progress, Refused, RunContext, RunError, Sink, scrub
 from playbook.adapters.writers import (
     ITEMS_SHOWN,
     BackupMismatch,

@@ -67,8 +67,7 @@ def prepare_diagnostic(
     # pydantic and the drivers, and the targets the configuration's readers, none of
     # which the CLI and the app's first frame must wait for.
     from playbook.adapters import plugins
-    from playbook.adapters.base import RunRequest
-    from playbook.adapters.readonly import Refused
+    from playbook.adapters.base import Refused, RunRequest
     from playbook.core.diagnostics import resolve, substitute
     from playbook.service.targets import target_for
 
@@ -92,7 +91,7 @@ def prepare_diagnostic(
     values = resolve(diagnostic.params, defaults_from(state, diagnostic, given))
     options: dict[str, Any] = {"params": values}
     if diagnostic.kind == "shell":
-        from playbook.adapters.shell import refuse_option_values
+        from playbook.adapters.shell.adapter import refuse_option_values
 
         dumped = diagnostic.model_dump(by_alias=True)
         raw_query: dict[str, Any] = {k: dumped[k] for k in ("argv", "env", "network", "exit_codes")}

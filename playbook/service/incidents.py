@@ -90,11 +90,12 @@ def playbook_of(state: IncidentState) -> Playbook:
     # the app's first frame must not wait for.
     from pydantic import ValidationError
 
-    from playbook.core.model import CLAMP_DURATIONS, Playbook
+    from playbook.adapters.plugins import playbook_model
+    from playbook.core.model import CLAMP_DURATIONS
     from playbook.errors import StoreError
 
     try:
-        return Playbook.model_validate(
+        return playbook_model().model_validate(
             state.snapshot, strict=False, context={CLAMP_DURATIONS: True}
         )
     except ValidationError as exc:
@@ -118,7 +119,9 @@ def open_incident(
     drill: Mapping[str, Any] | None = None,
 ) -> IncidentState:
     """Open a new incident on a playbook (a drill when ``drill`` describes one)."""
-    from playbook.core.loader import LoadedPlaybook, load  # for speed, as in playbook_of
+    # for speed, as in playbook_of
+    from playbook.adapters.plugins import load_playbook as load
+    from playbook.core.loader import LoadedPlaybook
 
     loaded = playbook if isinstance(playbook, LoadedPlaybook) else load(resolve_playbook(playbook))
     pb = loaded.playbook

@@ -41,7 +41,7 @@ def template_dir(state: IncidentState) -> Path:
     if builtin is not None:
         # An incident opened before the shipped templates moved inside runbooks/
         # recorded ``../templates``: the packaged runbook's own folder says where now.
-        from playbook.core.loader import load
+        from playbook.adapters.plugins import load_playbook as load
 
         places.append((builtin, template_dir))
         places.append((builtin, load(builtin).playbook.communications.template_dir))

@@ -242,7 +242,9 @@ class ActionScreen(ModalScreen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group != "action" or not worker.is_finished:
+        # The state this message reports (see IncidentScreen.on_worker_state_changed).
+        finished = event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+        if worker.group != "action" or not finished:
             return
         self.busy = False
         self.query_one("#action-progress", Static).update("")

@@ -231,7 +231,8 @@ class PlaybookApp(App[int]):
         path = self.playbook_path
 
         def load() -> LoadedPlaybook:
-            from playbook.core.loader import load  # the import itself runs here, off the loop
+            # the import itself runs here, off the loop
+            from playbook.adapters.plugins import load_playbook as load
 
             return load(path)
 

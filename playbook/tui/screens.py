@@ -948,10 +948,14 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group == "drill" and worker.is_finished:
+        # The state this message reports, not the worker's state now: a quick worker is
+        # finished by the time its PENDING and RUNNING messages arrive, which would
+        # otherwise each record its result again.
+        finished = event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
+        if worker.group == "drill" and finished:
             self._drill_checked(worker)
             return
-        if worker.group != "diagnostics" or not worker.is_finished:
+        if worker.group != "diagnostics" or not finished:
             return
         diag_id = worker.name.split(":", 1)[1]
         self.running.pop(diag_id, None)

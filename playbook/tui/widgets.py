@@ -75,7 +75,7 @@ DRILL_STYLE = "bold white on dark_magenta"
 """The drill's colours: its bar, its mark in lists, its clock beside the timers."""
 
 STANDIN = "stand-in"
-"""The word every stand-in's label carries (see :data:`playbook.adapters.standin.LABEL`)."""
+"""The word every stand-in's label carries (see :data:`playbook.adapters.mongo.standin.LABEL`)."""
 
 
 def standin_label(state: IncidentState | None, target: str) -> str | None:

@@ -20,16 +20,17 @@ from servers import SilentServer, free_port
 from playbook.adapters.base import (
     Cancelled,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
 )
-from playbook.adapters.http import HttpAdapter
-from playbook.adapters.readonly import Refused
+from playbook.adapters.http.reader import HttpAdapter
+from playbook.adapters.plugins import load_playbook as load
+from playbook.adapters.plugins import playbook_model
 from playbook.core.clock import FakeClock
-from playbook.core.loader import LoadedPlaybook, load
-from playbook.core.model import Playbook
+from playbook.core.loader import LoadedPlaybook
 from playbook.service import Service
 from playbook.store.memory import MemoryStore
 from playbook.targets import Target
@@ -409,7 +410,7 @@ def with_backup_diagnostic() -> LoadedPlaybook:
         "timeout": "10s",
         "connect_timeout": "2s",
     }
-    pb = Playbook.model_validate(snapshot, strict=False)
+    pb = playbook_model().model_validate(snapshot, strict=False)
     return LoadedPlaybook(pb, loaded.path, loaded.sha256)
 
 

@@ -18,11 +18,10 @@ from bson.json_util import dumps
 from helpers import RUNBOOK
 from mongo_support import database
 
-from playbook.adapters.base import RunContext, RunRequest, Sink
-from playbook.adapters.mongo import MongoAdapter, to_bson
-from playbook.adapters.readonly import Refused
+from playbook.adapters.base import Refused, RunContext, RunRequest, Sink
+from playbook.adapters.mongo.reader import MongoAdapter, to_bson
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core.diagnostics import evaluate, resolve, substitute
-from playbook.core.loader import load
 
 INCIDENT = datetime(2026, 3, 14, 2, 10, tzinfo=UTC)
 CONV = [ObjectId() for _ in range(3)]

@@ -19,8 +19,8 @@ from mongo_support import database
 
 from playbook.adapters import plugins
 from playbook.adapters.base import Cancelled, Progress, RunContext, RunError, Sink
-from playbook.adapters.mongo import MongoAdapter
-from playbook.adapters.mongo_writer import LOCKS, MongoLock, MongoWriter, convert
+from playbook.adapters.mongo.reader import MongoAdapter
+from playbook.adapters.mongo.writer import LOCKS, MongoLock, MongoWriter, convert
 from playbook.adapters.writers import LockHeld, Plan, WriteRequest, read_backup
 
 T0 = datetime(2026, 3, 14, 2, 0, tzinfo=UTC)

@@ -22,13 +22,13 @@ from servers import PASSWORD, SilentServer
 from playbook.adapters.base import (
     Cancelled,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
 )
-from playbook.adapters.postgres import PostgresAdapter
-from playbook.adapters.readonly import Refused
+from playbook.adapters.postgres.reader import PostgresAdapter
 
 AT = datetime(2025, 10, 31, 10, 30, 59, tzinfo=UTC)
 INJECTION = "'; DROP TABLE staff; --"

@@ -26,7 +26,7 @@ from pgserver import PostgresServer
 from servers import PASSWORD
 
 from playbook.adapters.base import Cancelled, RunContext, RunError, Sink
-from playbook.adapters.postgres_writer import PostgresWriter, lock_key, short_holder
+from playbook.adapters.postgres.writer import PostgresWriter, lock_key, short_holder
 from playbook.adapters.writers import LockHeld, Plan, WriteRequest, read_backup
 
 OUTRID3R = 974994910581256293
@@ -307,7 +307,7 @@ HOLDER = textwrap.dedent(
     """
     import sys
     from playbook.adapters.base import RunContext
-    from playbook.adapters.postgres_writer import PostgresWriter
+    from playbook.adapters.postgres.writer import PostgresWriter
     from playbook.adapters.writers import WriteRequest
 
     req = WriteRequest("reinsert-staff", "r9", {"operation": "upsert"}, sys.argv[1],

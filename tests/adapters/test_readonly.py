@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from playbook.adapters.readonly import Refused, check
+from playbook.adapters.base import Refused
+from playbook.adapters.mongo.readonly import check
 
 # Each entry: (what, query). None of these may pass the guard.
 DESTRUCTIVE = [

@@ -25,13 +25,14 @@ from servers import (
 from playbook.adapters.base import (
     Cancelled,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
 )
-from playbook.adapters.readonly import Refused
-from playbook.adapters.redis import GuardedRedis, RedisAdapter, connect
+from playbook.adapters.redis.client import GuardedRedis, connect
+from playbook.adapters.redis.reader import RedisAdapter
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 from servers import RedisServer, fingerprint
 
 from playbook.adapters.base import RunContext
-from playbook.adapters.redis_writer import RedisWriter
+from playbook.adapters.redis.writer import RedisWriter
 from playbook.adapters.writers import WriteRequest, read_backup
 from playbook.service import Service
 from playbook.targets import Target

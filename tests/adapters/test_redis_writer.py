@@ -10,7 +10,7 @@ import pytest
 from servers import RedisServer, redis_server
 
 from playbook.adapters.base import RunContext, RunError
-from playbook.adapters.redis_writer import RedisWriter
+from playbook.adapters.redis.writer import RedisWriter
 from playbook.adapters.writers import LockHeld, WriteRequest
 
 

@@ -510,7 +510,7 @@ def test_a_writer_that_records_nothing_rolls_back_only_with_force(
     ``written`` and ``undo``) still applies; its rollback cannot tell its changes from
     newer ones, so only a forced one runs."""
     from playbook.adapters import plugins
-    from playbook.adapters.redis_writer import RedisWriter
+    from playbook.adapters.redis.writer import RedisWriter
     from playbook.errors import Conflict
     from playbook.service.actions import ConfirmationMismatch
 

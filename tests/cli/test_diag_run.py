@@ -14,7 +14,7 @@ import pytest
 from conftest import Cli
 from servers import PASSWORD, RedisServer, SilentServer, free_port, load_seed_001, redis_server
 
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, RUNBOOK, run_playbook
 
-from playbook.core.loader import MAX_BYTES, PlaybookInvalid, load, parse
+from playbook.adapters.plugins import load_playbook as load
+from playbook.adapters.plugins import parse_playbook as parse
+from playbook.core.loader import MAX_BYTES, PlaybookInvalid
 
 GOOD = RUNBOOK.read_text(encoding="utf-8")
 PROBLEM_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<rest>.+)$")

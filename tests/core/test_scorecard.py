@@ -9,7 +9,8 @@ import pytest
 from drill_support import REDIS_LABEL, drill_payload
 from helpers import ROOT
 
-from playbook.core.loader import LoadedPlaybook, load
+from playbook.adapters.plugins import load_playbook as load
+from playbook.core.loader import LoadedPlaybook
 from playbook.core.scorecard import scorecard
 from playbook.core.text import one_line
 from playbook.render.scorecard import scorecard_markdown, scorecard_text

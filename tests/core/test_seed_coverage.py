@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from playbook.core.loader import load
-from playbook.core.model import MongoDiagnostic, Playbook
+from playbook.adapters.mongo.models import MongoDiagnostic
+from playbook.adapters.plugins import load_playbook as load
+from playbook.core.model import Playbook
 
 ROOT = Path(__file__).parents[2]
 PLAYBOOK_FILE = ROOT / "runbooks" / "data-integrity.yaml"

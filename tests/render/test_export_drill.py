@@ -11,7 +11,8 @@ from drill_support import MONGO_LABEL, REDIS_LABEL
 from drill_support import drill_payload as shared_payload
 from helpers import ROOT
 
-from playbook.core.loader import LoadedPlaybook, load
+from playbook.adapters.plugins import load_playbook as load
+from playbook.core.loader import LoadedPlaybook
 from playbook.core.state import fold
 from playbook.core.text import one_line
 from playbook.render.export import from_json, to_json, to_markdown

@@ -21,8 +21,8 @@ from helpers import RUNBOOK, T0
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core.clock import FakeClock
-from playbook.core.loader import load
 from playbook.render.export import to_json, to_markdown
 from playbook.render.markdown import code, fence, lines, text
 from playbook.service import Service

@@ -20,8 +20,9 @@ import pytest
 from conftest import Cli
 from drill_support import sandbox_processes
 
-from playbook.adapters import standin
-from playbook.core.loader import LoadedPlaybook, PlaybookInvalid, load
+from playbook.adapters.mongo import standin
+from playbook.adapters.plugins import load_playbook as load
+from playbook.core.loader import LoadedPlaybook, PlaybookInvalid
 from playbook.drill.run import DrillRun
 from playbook.drill.script import load_script, run_script
 from playbook.resources import builtin_runbooks

@@ -21,9 +21,9 @@ from bson import Int64, ObjectId
 from bson.json_util import CANONICAL_JSON_OPTIONS, dumps
 from mongo_support import database
 
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
+from playbook.adapters.plugins import load_playbook as load
 from playbook.adapters.writers import LockHeld
-from playbook.core.loader import load
 from playbook.service import Service
 from playbook.targets import Target
 

@@ -18,8 +18,8 @@ import redis
 from action_driver import KILL_POINTS
 from servers import RedisServer, fingerprint, load_seed_000
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.adapters.writers import LockHeld, read_backup
-from playbook.core.loader import load
 from playbook.service import Service
 from playbook.service.actions import ConfirmationMismatch
 from playbook.targets import Target

@@ -28,9 +28,9 @@ from action_driver import KILL_POINTS
 from helpers import ROOT
 from pgserver import PostgresServer
 
-from playbook.adapters.postgres_writer import lock_key
+from playbook.adapters.plugins import load_playbook as load
+from playbook.adapters.postgres.writer import lock_key
 from playbook.adapters.writers import read_backup
-from playbook.core.loader import load
 from playbook.drill.stubs import HttpStub
 from playbook.service import Service
 from playbook.targets import Target

@@ -33,8 +33,8 @@ from helpers import ROOT, run_playbook
 from servers import RedisServer, redis_server
 
 from playbook.adapters.base import RunContext
-from playbook.adapters.mongo import MongoAdapter
-from playbook.adapters.redis import MAX_REPLY
+from playbook.adapters.mongo.reader import MongoAdapter
+from playbook.adapters.redis.values import MAX_REPLY
 from playbook.core.durations import MAX_RUN_SECONDS, MAX_TARGET
 from playbook.errors import TemplateError
 from playbook.render import templates
@@ -280,7 +280,7 @@ CHILD = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     from playbook.adapters.base import RunContext, RunError, RunRequest, Sink
-    from playbook.adapters.redis import RedisAdapter
+    from playbook.adapters.redis.reader import RedisAdapter
 
     uri, query, path, timeout = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], float(sys.argv[4])
     ctx = RunContext(timeout, 5)

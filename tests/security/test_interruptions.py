@@ -26,8 +26,8 @@ from helpers import ROOT, run_playbook
 from servers import LatencyProxy, RedisServer, SilentServer, load_seed_000, redis_server
 from tui_support import SIZE, make_app, on_incident, until
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core.events import payload_problem
-from playbook.core.loader import load
 from playbook.render import markdown as md
 from playbook.service import Service
 from playbook.store import InvalidEvent

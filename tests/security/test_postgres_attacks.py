@@ -23,10 +23,10 @@ import pytest
 from pgserver import PostgresServer
 from servers import PASSWORD
 
-from playbook.adapters import postgres
 from playbook.adapters.base import RunContext, RunRequest, Sink
-from playbook.adapters.postgres import PostgresAdapter
-from playbook.adapters.postgres_sql import Calls, Statement, as_sent
+from playbook.adapters.postgres import reader as postgres
+from playbook.adapters.postgres.reader import PostgresAdapter
+from playbook.adapters.postgres.sql import Calls, Statement, as_sent
 from playbook.errors import PlaybookError
 
 CHANNEL = "playbook_attacks"
@@ -468,7 +468,7 @@ def test_the_reader_role_and_bypassrls_are_accepted(pg: PostgresServer, admin: A
 def test_the_documented_lists_name_functions_the_server_has(pg: PostgresServer, admin: Any) -> None:
     """Each allowed volatile read exists and is VOLATILE (else it needs no entry); each
     function that runs its own queries exists and is STABLE (else the rule refuses it)."""
-    from playbook.adapters.postgres_calls import RUN_QUERIES, VOLATILE_READS
+    from playbook.adapters.postgres.calls import RUN_QUERIES, VOLATILE_READS
 
     def volatility(signatures: Any) -> set[str | None]:
         return {

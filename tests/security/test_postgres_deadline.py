@@ -15,7 +15,7 @@ import pytest
 from servers import PASSWORD, SilentServer
 
 from playbook.adapters.base import Cancelled, DeadlineExceeded, RunContext, RunRequest, Sink
-from playbook.adapters.postgres import PostgresAdapter
+from playbook.adapters.postgres.reader import PostgresAdapter
 
 READER = "reader"
 

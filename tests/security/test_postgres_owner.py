@@ -28,7 +28,7 @@ from servers import PASSWORD, LatencyProxy
 
 from playbook.adapters import postgres
 from playbook.adapters.base import RunContext, RunRequest, Sink
-from playbook.adapters.postgres import PostgresAdapter
+from playbook.adapters.postgres.reader import PostgresAdapter
 from playbook.drill import servers as sandbox
 from playbook.errors import PlaybookError
 
@@ -244,7 +244,8 @@ def test_a_search_path_the_owner_set_reaches_none_of_playbooks_own_queries(
 
 def our_queries() -> dict[str, str]:
     """Every query playbook itself sends to a diagnostic's server."""
-    from playbook.adapters import postgres_calls, postgres_catalog
+    from playbook.adapters.postgres import calls as postgres_calls
+    from playbook.adapters.postgres import catalog as postgres_catalog
 
     class Recorder:
         def __init__(self) -> None:
@@ -280,7 +281,7 @@ def test_our_own_queries_name_every_function_operator_and_type_with_its_schema(
     queries each is a column of a catalog or of the query, which PostgreSQL takes first.)"""
     from pglast import parse_sql
 
-    from playbook.adapters.postgres_sql import _calls, _walk, as_sent
+    from playbook.adapters.postgres.sql import _calls, _walk, as_sent
 
     sql = our_queries()[name]
     text = as_sent(sql) if "%(" in sql else sql

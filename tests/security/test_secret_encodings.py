@@ -195,7 +195,7 @@ def test_an_echoed_authorization_header_and_every_encoding_land_masked(
 
 def test_the_basic_header_the_adapter_sends_is_what_is_hunted() -> None:
     """One source for the header and its redaction: what goes out is masked coming back."""
-    from playbook.adapters.http import _basic
+    from playbook.adapters.http.reader import _basic
 
     uri = "http://svc:" + quote(PASSWORD, safe="") + "@h/"
     redaction.remember_uri(uri)

@@ -33,7 +33,7 @@ from servers import RedisServer, free_port, redis_server
 
 from playbook import redaction
 from playbook.adapters.base import Sink
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
 from playbook.errors import PlaybookError
 from playbook.targets import expand, redact
 
@@ -408,7 +408,7 @@ def test_short_and_numeric_values_are_not_hunted_in_free_text() -> None:
 def test_the_playbooks_own_snapshot_keeps_a_name_that_is_also_an_env_value(
     service: Any, tmp_path: Path
 ) -> None:
-    from playbook.core.loader import load
+    from playbook.adapters.plugins import load_playbook as load
 
     expand("postgresql://${U}:pw@db/app", {"U": "reports_reader"}, "t")
     playbook = write_playbook(tmp_path / "rb")

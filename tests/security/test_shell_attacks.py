@@ -32,18 +32,11 @@ import pytest
 import yaml
 from helpers import RUNBOOK, run_playbook
 
-from playbook.adapters import sandbox_linux
-from playbook.adapters.base import RunContext, Sink
-from playbook.adapters.readonly import Refused
-from playbook.adapters.shell import (
-    MAX_LINE,
-    MAX_OUTPUT,
-    ShellAdapter,
-    build_policy,
-    child_env,
-    supervise,
-)
-from playbook.core.loader import load
+from playbook.adapters.base import Refused, RunContext, Sink
+from playbook.adapters.plugins import load_playbook as load
+from playbook.adapters.shell import sandbox_linux
+from playbook.adapters.shell.adapter import ShellAdapter
+from playbook.adapters.shell.runner import MAX_LINE, MAX_OUTPUT, build_policy, child_env, supervise
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
 from playbook.targets import Target

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from playbook.adapters.shell import FOLDER_PREFIX, private_folder, process_tag
+from playbook.adapters.shell.runner import FOLDER_PREFIX, private_folder, process_tag
 
 PLAYBOOK = """\
 version: 1

@@ -29,7 +29,7 @@ from security.test_shell_attacks import (  # the shell attack suite's harness
     system_dir,  # noqa: F401 - a fixture
 )
 
-from playbook.adapters.sandbox_seccomp import FIRST_UNREVIEWED
+from playbook.adapters.shell.seccomp import FIRST_UNREVIEWED
 
 FS_IOC_GETFLAGS = 0x80086601
 FS_NODUMP_FL, FS_NOATIME_FL = 0x40, 0x80

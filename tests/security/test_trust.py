@@ -21,7 +21,7 @@ from security_support import Listener, everything, write_playbook
 from servers import RedisServer, redis_server
 
 from playbook import redaction
-from playbook.core.loader import load
+from playbook.adapters.plugins import load_playbook as load
 from playbook.drill.run import DrillRun
 from playbook.drill.sandbox import DrillError, DrillSandbox
 from playbook.drill.steps import apply_step

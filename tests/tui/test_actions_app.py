@@ -12,8 +12,8 @@ from servers import RedisServer, fingerprint, load_seed_000, redis_server
 from textual.widgets import Input, OptionList, Static
 from tui_support import make_app, on_incident, until
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core.clock import FakeClock
-from playbook.core.loader import load
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
 from playbook.tui.actions import ActionScreen

@@ -18,8 +18,9 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 from tui_support import RecordingApp, on_incident, until
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core.clock import FakeClock
-from playbook.core.loader import LoadedPlaybook, load
+from playbook.core.loader import LoadedPlaybook
 from playbook.drill.run import DrillRun
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore

@@ -1,4 +1,4 @@
-"""The SQL :mod:`playbook.adapters.postgres_calls` sends to a diagnostic's server, kept
+"""The SQL :mod:`playbook.adapters.postgres.calls` sends to a diagnostic's server, kept
 apart so that the logic around it reads in one screen.
 
 Every function, operator and type here is written with its schema

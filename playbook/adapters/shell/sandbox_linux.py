@@ -43,7 +43,7 @@ lacks without saying so unless told otherwise (``landlockpy`` 0.2.0)):
   (ABI 6): 0 abstract UNIX sockets, 1 signals: the program can neither connect to an
   abstract socket nor signal a process outside its own sandbox.
 
-* **seccomp** (:mod:`playbook.adapters.sandbox_seccomp`) closes what Landlock does not
+* **seccomp** (:mod:`playbook.adapters.shell.seccomp`) closes what Landlock does not
   cover as of ABI 7: UDP, UNIX and raw sockets, TCP Fast Open, file metadata (``chmod``,
   ``chown``, timestamps, extended attributes), the kernel keyrings and ``io_uring``.
 
@@ -62,7 +62,7 @@ import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from playbook.adapters import sandbox_seccomp
+from playbook.adapters.shell import seccomp
 
 LANDLOCK_ABI_NEEDED = 6
 """Network rules arrived in ABI 4 (Linux 6.7), signal and abstract-socket scoping in
@@ -213,9 +213,9 @@ def support() -> Support:
             f"this kernel's Landlock is ABI {abi}; network rules need ABI 4 and signal "
             f"scoping ABI {LANDLOCK_ABI_NEEDED} (Linux 6.12)"
         )
-    if arch not in sandbox_seccomp.ARCHES:
+    if arch not in seccomp.ARCHES:
         reasons.append(f"the system-call filter knows x86_64 and aarch64, not {arch}")
-    return Support(abi, arch, arch in sandbox_seccomp.ARCHES, reasons)
+    return Support(abi, arch, arch in seccomp.ARCHES, reasons)
 
 
 def landlock_abi() -> int:
@@ -308,7 +308,7 @@ def confine(policy: Policy) -> None:
     if policy.landlock:
         _landlock(libc, policy)
     if policy.seccomp:
-        sandbox_seccomp.install(libc, udp=policy.udp)
+        seccomp.install(libc, udp=policy.udp)
 
 
 _PR_SET_NO_NEW_PRIVS = 38

@@ -1,7 +1,7 @@
 """The supervisor between playbook and a shell diagnostic's program.
 
-``python -I -m playbook.adapters.shell_supervisor`` reads its orders as JSON on stdin,
-starts the program confined by :func:`playbook.adapters.sandbox_linux.confine`, and
+``python -I -m playbook.adapters.shell.supervisor`` reads its orders as JSON on stdin,
+starts the program confined by :func:`playbook.adapters.shell.sandbox_linux.confine`, and
 makes sure that when the run ends (the program exits, the deadline passes, or playbook
 sends SIGTERM or dies) **no process the program started survives**:
 
@@ -49,7 +49,7 @@ import sys
 import time
 from typing import Any
 
-from playbook.adapters import sandbox_linux
+from playbook.adapters.shell import sandbox_linux
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36

@@ -5,10 +5,10 @@ by side, because they must agree on what each compares and records; splitting th
 stage would put apart what has to change together.)
 
 :class:`MongoWriter` carries out the three MongoDB operations of the playbook format
-(:class:`~playbook.core.model.EnsureIndexes`, :class:`~playbook.core.model.Dedupe`,
-:class:`~playbook.core.model.ConvertType`) stage by stage for :mod:`playbook.service.actions`.
+(:mod:`playbook.adapters.mongo.models`: ``EnsureIndexes``, ``Dedupe``,
+``ConvertType``) stage by stage for :mod:`playbook.service.actions`.
 
-It builds its client with :attr:`playbook.adapters.mongo.MongoAdapter.client_factory`
+It builds its client with :attr:`playbook.adapters.mongo.reader.MongoAdapter.client_factory`
 (the run's connect, server-selection and socket timeouts, retries off; tests put
 mongomock there) and registers the client's ``close`` with :meth:`RunContext.on_stop`,
 so a cancel or a deadline ends a blocked call at once.
@@ -52,7 +52,7 @@ from bson.json_util import dumps as bson_dumps
 from bson.json_util import loads as bson_loads
 
 from playbook.adapters.base import Cancelled, DeadlineExceeded, RunContext, RunError, Sink, scrub
-from playbook.adapters.mongo import MongoAdapter
+from playbook.adapters.mongo.reader import MongoAdapter
 from playbook.adapters.writers import (
     Lock,
     LockHeld,

@@ -1,24 +1,26 @@
 """Redis diagnostics: key counts, sizes, TTLs, freshness, INFO, baselines, snapshots.
 
-(Over 600 lines: one adapter whose eight operations share the read-only guard and the
-SCAN walkers; the reply cap and the value encoders are in :mod:`redis_values`.)
+Every command goes through the read-only guard of :mod:`playbook.adapters.redis.client`,
+which asks the server itself (``COMMAND INFO``, once per run for the commands the
+operation needs) whether a command is read-only and refuses anything else, and the
+expensive or blocking reads, before it is sent. Keys are walked with ``SCAN`` and a large
+``COUNT``, and what is read per key is pipelined a batch at a time: seed 001's backup made
+one round trip per key and took ten minutes through a slow link; this takes a couple of
+dozen round trips in all.
 
-Every command goes through :class:`ReadOnlyGuard`, which asks the server itself
-(``COMMAND INFO``, once per run for the commands the operation needs) whether a command
-is read-only and refuses anything else, and the expensive or blocking reads, before it is
-sent. Keys are walked with ``SCAN`` and a large ``COUNT``, and what is read per key is
-pipelined a batch at a time: seed 001's backup made one round trip per key and took ten
-minutes through a slow link; this takes a couple of dozen round trips in all.
+No reply is held whole past :data:`~playbook.adapters.redis.values.MAX_REPLY` (64 MB). A
+value's size is asked first, in the same pipelined round trip as its type and TTL
+(``MEMORY USAGE`` where the server lets a read-only client send it, else ``STRLEN``), and
+a snapshot then reads a value that size allows with one command, and streams a bigger one
+to the result file in chunks (``GETRANGE`` for a string, ``SSCAN``/``HSCAN``/``ZSCAN``/
+``LRANGE``/``XRANGE`` sized by the collection's cardinality) without ever holding it.
+Underneath, the connection itself counts the bytes of each reply as they arrive and drops
+the connection when one passes the cap (a key name, a value that grew since it was
+measured, a collection whose sampled size was wrong): the run ends with an error instead
+of the process taking gigabytes.
 
-No reply is held whole past :data:`MAX_REPLY` (64 MB). A value's size is asked first,
-in the same pipelined round trip as its type and TTL (``MEMORY USAGE`` where the server
-lets a read-only client send it, else ``STRLEN``), and a snapshot then reads a value that
-size allows with one command, and streams a bigger one to the result file in chunks
-(``GETRANGE`` for a string, ``SSCAN``/``HSCAN``/``ZSCAN``/``LRANGE``/``XRANGE`` sized by
-the collection's cardinality) without ever holding it. Underneath, the connection itself
-counts the bytes of each reply as they arrive and drops the connection when one passes
-the cap (a key name, a value that grew since it was measured, a collection whose sampled
-size was wrong): the run ends with an error instead of the process taking gigabytes.
+redis-py is imported only when a diagnostic runs (:meth:`RedisAdapter.run`): the
+playbook model reads this class on every load, and redis-py costs about 80 ms.
 """
 
 from __future__ import annotations
@@ -26,27 +28,19 @@ from __future__ import annotations
 import base64
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import redis
-from redis.backoff import NoBackoff
-from redis.client import Pipeline
-from redis.retry import Retry
-
-from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.readonly import Refused
-from playbook.adapters.redis_values import (
+from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
+from playbook.adapters.redis.models import RedisAction, RedisDiagnostic
+from playbook.adapters.redis.values import (
     _CARDINALITY,
-    MAX_REPLY,
     MEMBER_CHUNK,
     ROUND_TRIP_BYTES,
     STREAM_OVER,
     TEXT_READ,
     VALUE_CHUNK,
-    CappedParser,
-    ReplyTooLarge,
     _encode,
     _Entry,
     _strings_lines,
@@ -54,214 +48,15 @@ from playbook.adapters.redis_values import (
     _value,
 )
 
-__all__ = [
-    "BATCH",
-    "MAX_REPLY",
-    "SCAN_COUNT",
-    "CappedParser",
-    "GuardedRedis",
-    "RedisAdapter",
-    "ReplyTooLarge",
-    "connect",
-    "open_client",
-]
+if TYPE_CHECKING:
+    from playbook.adapters.redis.client import GuardedRedis
+
+__all__ = ["BATCH", "SCAN_COUNT", "RedisAdapter"]
 
 SCAN_COUNT = 20_000
 """Keys the server examines per SCAN call unless the query says (``scan_count``)."""
 BATCH = 2_000
 """Keys whose details are fetched per pipelined round trip."""
-DENIED = frozenset(
-    {
-        # walk the whole keyspace in one call, or never return
-        "KEYS",
-        "MONITOR",
-        "SUBSCRIBE",
-        "PSUBSCRIBE",
-        "SSUBSCRIBE",
-        "SYNC",
-        "PSYNC",
-        "WAIT",
-        "WAITAOF",
-        # blocking reads: they wait for data instead of answering
-        "BLPOP",
-        "BRPOP",
-        "BRPOPLPUSH",
-        "BLMOVE",
-        "BLMPOP",
-        "BZPOPMIN",
-        "BZPOPMAX",
-        "BZMPOP",
-        "XREAD",
-        "XREADGROUP",
-        # code and introspection that can stall the server
-        "DEBUG",
-        "EVAL",
-        "EVALSHA",
-        "EVAL_RO",
-        "EVALSHA_RO",
-        "FCALL",
-        "FCALL_RO",
-        "SCRIPT",
-        "FUNCTION",
-        "SORT_RO",
-    }
-)
-"""Refused even where the server calls them read-only (expensive or blocking)."""
-
-NON_KEY_READS = frozenset({"INFO", "PING", "COMMAND", "TIME", "ECHO", "DBSIZE"})
-"""Reads that touch no key (most of which Redis therefore does not flag ``readonly``)."""
-
-
-class ReadOnlyGuard:
-    """Decides, per command name, whether it may be sent; asks the server's flags once."""
-
-    def __init__(self) -> None:
-        self.flags: dict[str, frozenset[str]] = {}
-
-    def learn(self, client: redis.Redis, names: Iterable[str]) -> int:
-        """Fetch ``COMMAND INFO`` for ``names``; returns DBSIZE, asked in the same round trip."""
-        wanted = sorted({n.upper() for n in names} - set(self.flags) - NON_KEY_READS)
-        pipe = Pipeline(client.connection_pool, client.response_callbacks, False, None)
-        if wanted:
-            pipe.execute_command("COMMAND", "INFO", *wanted)
-        pipe.execute_command("DBSIZE")
-        *reply, dbsize = pipe.execute()
-        for name, info in zip(wanted, reply[0] if reply else [], strict=False):
-            flags = info[2] if info else []
-            self.flags[name] = frozenset(_text(f) for f in flags)
-            # Redis 7 describes a container command (MEMORY, OBJECT, …) by its
-            # subcommands, each with its own flags: "memory|usage".
-            for sub in (info[9] or []) if info and len(info) > 9 else []:
-                if sub:
-                    self.flags[_text(sub[0]).upper()] = frozenset(_text(f) for f in sub[2])
-        return int(dbsize)
-
-    def allows(self, client: redis.Redis, command: str) -> bool:
-        """Whether ``command`` (e.g. ``"MEMORY USAGE"``) would pass :meth:`require`."""
-        try:
-            self.require(client, command)
-        except Refused:
-            return False
-        return True
-
-    def require(self, client: redis.Redis, name: str) -> None:
-        """Raise :class:`Refused` unless ``name`` is a read this guard lets through.
-
-        ``name`` may carry a subcommand (``"MEMORY USAGE"``): where the server describes
-        the subcommand on its own (Redis 7 and later), its flags decide.
-        """
-        name, _, sub = name.strip().partition(" ")
-        upper = name.upper()
-        if upper in DENIED:
-            raise Refused(
-                f"Refused: {upper} is blocking or too expensive for a diagnostic.",
-                "Nothing was sent. Use SCAN (for KEYS) or SSCAN / HSCAN (for big collections).",
-            )
-        if upper in NON_KEY_READS:
-            return
-        if upper not in self.flags:
-            self.learn(client, [upper])
-        flags = self.flags[upper]
-        sub_name = f"{upper}|{sub.split(' ')[0].upper()}" if sub else ""
-        if sub_name in self.flags:
-            flags, upper = self.flags[sub_name], sub_name
-        if not flags:
-            raise Refused(f"Refused: {upper} is not a command this server knows.")
-        if "readonly" not in flags or "write" in flags or "admin" in flags:
-            raise Refused(
-                f"Refused: the server does not flag {upper} as read-only "
-                f"({', '.join(sorted(flags))}).",
-                "Diagnostics only read; nothing was sent.",
-            )
-
-
-class GuardedRedis(redis.Redis):
-    """A client that refuses, before sending, every command the guard does not allow."""
-
-    guard: ReadOnlyGuard
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.guard.require(self, _command_name(args))
-        return super().execute_command(*args, **options)
-
-    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> GuardedPipeline:
-        if transaction:
-            raise Refused("Refused: MULTI/EXEC transactions are for writes.")
-        pipe = GuardedPipeline(self.connection_pool, self.response_callbacks, False, shard_hint)
-        pipe.guard, pipe.client = self.guard, self
-        return pipe
-
-
-class GuardedPipeline(Pipeline):
-    """A pipeline whose commands are checked as they are queued, not when sent."""
-
-    guard: ReadOnlyGuard
-    client: GuardedRedis
-
-    def pipeline_execute_command(self, *args: Any, **options: Any) -> Pipeline:
-        self.guard.require(self.client, _command_name(args))
-        return super().pipeline_execute_command(*args, **options)
-
-
-def _command_name(args: tuple[Any, ...]) -> str:
-    """The command and, for a container command, its subcommand: ``"MEMORY USAGE"``."""
-    head = str(args[0])
-    if " " not in head and len(args) > 1 and head.upper() in _CONTAINERS:
-        return f"{head} {_text(args[1])}"
-    return head
-
-
-_CONTAINERS = frozenset({"MEMORY", "OBJECT", "CONFIG", "CLIENT", "COMMAND", "XINFO"})
-"""Commands whose first argument names a subcommand (Redis 7 flags each on its own)."""
-
-
-try:  # no CLIENT SETINFO on connect: two round trips saved per run
-    import redis.driver_info
-
-    _NO_CLIENT_SETINFO: dict[str, Any] = {"driver_info": None}
-except ImportError:
-    _NO_CLIENT_SETINFO = {"lib_name": None, "lib_version": None}
-
-
-_C = TypeVar("_C", bound=redis.Redis)
-
-
-def connect(uri: str, ctx: RunContext) -> GuardedRedis:
-    """A guarded client with no retries, the run's timeouts and replies capped at
-    :data:`MAX_REPLY`; closed at stop."""
-    client = open_client(uri, ctx, GuardedRedis, parser_class=CappedParser)
-    client.guard = ReadOnlyGuard()
-    client.set_response_callback("COMMAND", lambda reply, **_: reply)  # raw flags, no parsing
-    return client
-
-
-def open_client(uri: str, ctx: RunContext, cls: type[_C], **options: Any) -> _C:
-    """A client of ``cls`` with no retries and the run's timeouts; closed at stop.
-
-    ``options`` go to the connection (``parser_class`` for :func:`connect`).
-    """
-    try:
-        client = cls.from_url(
-            uri,
-            socket_connect_timeout=ctx.connect_timeout,
-            socket_timeout=ctx.timeout,
-            retry=Retry(NoBackoff(), 0),
-            retry_on_timeout=False,
-            health_check_interval=0,
-            max_connections=1,  # commands and pipelines share one connection
-            protocol=2,  # RESP2: one AUTH on connect, no HELLO or notification set-up
-            **_NO_CLIENT_SETINFO,
-            **options,
-        )
-    except ValueError:
-        # redis-py's message quotes the token it stopped at, often the password
-        # ("Port could not be cast to integer value as 'R3dis'"): it is not shown.
-        raise RunError(
-            "The target's URI could not be parsed by redis-py: check its form "
-            "(the value is not shown: it may hold a password)."
-        ) from None
-    ctx.on_stop(client.connection_pool.disconnect)
-    return client
 
 
 class RedisAdapter(Adapter):
@@ -269,6 +64,8 @@ class RedisAdapter(Adapter):
 
     kind = "redis"
     description = "Redis (redis-py): key counts, sizes, TTLs, freshness, INFO, snapshots"
+    diagnostic_model = RedisDiagnostic
+    action_model = RedisAction
 
     OPS: ClassVar[dict[str, tuple[str, ...]]] = {
         "count_keys": ("SCAN",),
@@ -317,6 +114,10 @@ class RedisAdapter(Adapter):
             raise RunError("The freshness diagnostic needs a key.")
 
     def run(self, request: RunRequest, ctx: RunContext, sink: Sink) -> dict[str, Any]:
+        import redis  # deferred: see the module's docstring
+
+        from playbook.adapters.redis.client import connect
+
         query = request.query
         op = str(query["op"])
         client: GuardedRedis | None = None

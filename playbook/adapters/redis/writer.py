@@ -2,7 +2,7 @@
 
 (Over 600 lines: each operation's plan, backup, apply and rollback stay side by side,
 because they must agree on what is compared and how, item for item; the fingerprints
-and the Lua-free reads are in :mod:`playbook.adapters.redis_prints`.)
+and the Lua-free reads are in :mod:`playbook.adapters.redis.prints`.)
 
 ``rebuild_indexes`` never deletes an index. It builds a new version of every index from
 the records under ``<prefix>:v-<run>:``, checks each new set against the count of records
@@ -21,7 +21,7 @@ the backup is never deleted unsaved.
 Rollback, a batch at a time: WATCH the keys, read their fingerprints, and in the same
 MULTI/EXEC put back only those still as the run left them (:class:`~playbook.adapters.
 writers.Undo`); a key written since is kept and named. Fingerprints are of the values
-themselves, not of DUMP payloads (:mod:`playbook.adapters.redis_prints` says why).
+themselves, not of DUMP payloads (:mod:`playbook.adapters.redis.prints` says why).
 
 **Bytes are bytes.** Keys, members and record fields travel as ``bytes`` from the read
 to the backup to the write to the rollback, and are never decoded on the way: a key or
@@ -52,10 +52,11 @@ from typing import Any, ClassVar
 import redis
 from redis.exceptions import RedisError, WatchError
 
-from playbook.adapters import redis_prints
 from playbook.adapters.base import RunContext, RunError, Sink, scrub
-from playbook.adapters.redis import SCAN_COUNT, open_client
-from playbook.adapters.redis_prints import SetPrint
+from playbook.adapters.redis import prints as redis_prints
+from playbook.adapters.redis.client import open_client
+from playbook.adapters.redis.prints import SetPrint
+from playbook.adapters.redis.reader import SCAN_COUNT
 from playbook.adapters.writers import (
     ITEMS_SHOWN,
     Lock,

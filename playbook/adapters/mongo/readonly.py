@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from playbook.errors import ExitCode, PlaybookError
+from playbook.adapters.base import Refused
 
 FORBIDDEN_OPERATORS = frozenset(
     {
@@ -39,12 +39,6 @@ READ_COMMANDS = frozenset(
 
 DEFAULT_LIMIT = 1000
 DEFAULT_MAX_TIME_MS = 30_000
-
-
-class Refused(PlaybookError):
-    """The query would write, run code, or is not a known read: nothing was sent."""
-
-    exit_code = ExitCode.REFUSED
 
 
 @dataclass(frozen=True)

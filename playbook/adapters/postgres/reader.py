@@ -2,7 +2,7 @@
 
 Each wall is an authority's, not a list of ours:
 
-1. **The parser.** :func:`~playbook.adapters.postgres_sql.check_sql` reads the SQL with
+1. **The parser.** :func:`~playbook.adapters.postgres.sql.check_sql` reads the SQL with
    PostgreSQL's own parser (pglast) before anything connects: exactly one statement, and
    only a read (SELECT without INTO, locking or a data-modifying CTE; VALUES; TABLE;
    SHOW; EXPLAIN without ANALYZE).
@@ -20,12 +20,12 @@ Each wall is an authority's, not a list of ours:
    else runs in ``BEGIN READ ONLY``, which is rolled back.
 4. **The role.** In that transaction, a superuser, a replication role or a member of the
    server-file roles is refused unless the responder marked the target ``privileged``
-   (:func:`~playbook.adapters.postgres_calls.check_role`).
+   (:func:`~playbook.adapters.postgres.calls.check_role`).
 5. **The catalog.** Then every function the statement could reach (by name, behind an
    operator or a cast, through a type it can produce, inside a view, a policy or a
    domain check) is resolved on the server and must be IMMUTABLE or STABLE in
    ``pg_catalog``, on a short allowlist of volatile reads, or named by the responder for
-   this target (:func:`~playbook.adapters.postgres_calls.check_calls`).
+   this target (:func:`~playbook.adapters.postgres.calls.check_calls`).
 6. **Parameters** are bound by the driver (``%(name)s`` in the playbook), never pasted in.
 7. **Size.** The server refuses to send a row whose text is over :data:`MAX_RESULT`
    (the statement is wrapped in a query of ours that measures each row before it
@@ -59,15 +59,16 @@ from typing import Any
 from playbook.adapters.base import (
     Adapter,
     DeadlineExceeded,
+    Refused,
     RunContext,
     RunError,
     RunRequest,
     Sink,
     scrub,
 )
-from playbook.adapters.postgres_calls import TargetOptions, check_calls, check_role
-from playbook.adapters.postgres_sql import Statement, check_sql, placeholders
-from playbook.adapters.readonly import Refused
+from playbook.adapters.postgres.calls import TargetOptions, check_calls, check_role
+from playbook.adapters.postgres.models import PostgresAction, PostgresDiagnostic
+from playbook.adapters.postgres.sql import Statement, check_sql, placeholders
 from playbook.core.values import ObjectIdValue
 
 __all__ = ["PostgresAdapter", "check_sql", "connect", "placeholders"]
@@ -441,6 +442,8 @@ class PostgresAdapter(Adapter):
 
     kind = "postgres"
     description = "PostgreSQL (psycopg 3): one read-only SQL statement, parameters bound"
+    diagnostic_model = PostgresDiagnostic
+    action_model = PostgresAction
 
     def check(self, request: RunRequest) -> None:
         self._checked(request)

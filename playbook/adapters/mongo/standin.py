@@ -2,7 +2,7 @@
 
 No MongoDB server can be started on a machine with nothing installed, so a drill's Mongo
 targets are emulated in memory. The adapter and the writer build their client through
-:func:`playbook.adapters.mongo.MongoAdapter.client_factory`, which hands a
+:attr:`playbook.adapters.mongo.reader.MongoAdapter.client_factory`, which hands a
 ``mongomock://`` URI to :func:`client` here: every use of one URI shares one in-memory
 database for as long as the process lives. Everything that shows such a target says it is
 a stand-in (:data:`LABEL`): its behaviour is close to MongoDB's, not the same.

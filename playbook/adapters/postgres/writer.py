@@ -46,7 +46,13 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from playbook.adapters.base import RunContext, RunError, Sink
-from playbook.adapters.postgres import Interrupt, connect, json_ready, run_error, set_timeouts
+from playbook.adapters.postgres.reader import (
+    Interrupt,
+    connect,
+    json_ready,
+    run_error,
+    set_timeouts,
+)
 from playbook.adapters.writers import Lock, LockHeld, Plan, Undo, Writer, WriteRequest, Written
 
 APPLICATION_NAME = "playbook action"

@@ -12,7 +12,7 @@ identifier). So the text goes through pglast, which embeds PostgreSQL's parser
   upper-case, or written as ``row.function``), operators (also those ``IN``, ``LIKE``,
   ``BETWEEN``, ``CASE x WHEN`` and ``ORDER BY … USING`` stand for), the types it names
   (casts, column definition lists, the type ``pg_input_is_valid`` is given as a string)
-  and the relations it reads. :mod:`playbook.adapters.postgres_calls` asks the server
+  and the relations it reads. :mod:`playbook.adapters.postgres.calls` asks the server
   what those names resolve to before the statement runs.
 
 psycopg's ``%(name)s`` placeholders are not SQL: the parser reads a copy in which they
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from playbook.adapters.readonly import Refused
+from playbook.adapters.base import Refused
 
 READS = "SELECT, VALUES, TABLE, SHOW or EXPLAIN (without ANALYZE)"
 """What a diagnostic may run, as the refusals say it."""

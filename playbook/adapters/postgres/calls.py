@@ -3,7 +3,7 @@ would run.
 
 Both checks ask the server's own catalog, inside the read-only transaction the statement
 will run in, so they see the same search path, the same schemas and the same role. Their
-SQL (:mod:`playbook.adapters.postgres_catalog`) names every function, operator and type
+SQL (:mod:`playbook.adapters.postgres.catalog`) names every function, operator and type
 with its schema: whatever the database's owner put on the search path, it reaches none
 of theirs.
 
@@ -15,7 +15,7 @@ transaction does not follow. ``BYPASSRLS`` is allowed: it widens what a role may
 never what it may change. Both the login role and the current role (a URI can set
 ``role``) are looked at.
 
-**The code.** Every name :mod:`playbook.adapters.postgres_sql` found is resolved on the
+**The code.** Every name :mod:`playbook.adapters.postgres.sql` found is resolved on the
 server, and each function it could reach must be allowed:
 
 * functions called by name: every function of that name in the schema written, or in
@@ -63,10 +63,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from playbook.adapters.base import RunError
-from playbook.adapters.postgres_catalog import CALLS_SQL, ROLE_SQL
-from playbook.adapters.postgres_sql import Calls, calls_in
-from playbook.adapters.readonly import Refused
+from playbook.adapters.base import Refused, RunError
+from playbook.adapters.postgres.catalog import CALLS_SQL, ROLE_SQL
+from playbook.adapters.postgres.sql import Calls, calls_in
 from playbook.errors import UsageError
 
 

@@ -1,11 +1,9 @@
 """How a Redis diagnostic reads values: the cap on a single reply, and values as JSON.
 
-Kept apart from :mod:`playbook.adapters.redis` (the operations and the read-only guard)
-so each stays readable. Three things live here:
+Kept apart from :mod:`playbook.adapters.redis.reader` (the operations) and
+:mod:`playbook.adapters.redis.client` (the read-only guard and the reply cap, which
+enforces :data:`MAX_REPLY`) so each stays readable. Two things live here:
 
-* :class:`CappedParser`: redis-py's hiredis parser, counting each reply's bytes as they
-  arrive and dropping the connection past :data:`MAX_REPLY`, so no reply bigger than the
-  cap is ever held, whatever was asked;
 * :class:`_Entry`: one key of a snapshot being read, a chunk at a time, then written as
   one JSON line (or, for a big value, drained chunk by chunk into the result file);
 * the encoders: a value as JSON text when it is UTF-8, else ``{"$base64": …}``.
@@ -16,12 +14,10 @@ from __future__ import annotations
 import base64
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _HiredisParser
-from redis.client import Pipeline
-
-from playbook.adapters.base import RunError
+if TYPE_CHECKING:
+    from redis.client import Pipeline
 
 MEMBER_CHUNK = 10_000
 """Members read per SSCAN / HSCAN / ZSCAN / LRANGE call, so no reply is unbounded."""
@@ -39,56 +35,6 @@ VALUE_CHUNK = 3 * 2**20
 chunk. A multiple of 3, so that its base64 pieces join into one base64 text."""
 TEXT_READ = 256
 """Bytes read of a value that should be a time or a number (freshness, baseline)."""
-
-
-class ReplyTooLarge(RunError):
-    """The server sent a reply larger than :data:`MAX_REPLY`; the connection was dropped."""
-
-
-class _CountingReader:
-    """hiredis's reader, counting the bytes fed to it for the reply being read."""
-
-    __slots__ = ("_reader", "fed")
-
-    def __init__(self, reader: Any) -> None:
-        self._reader = reader
-        self.fed = 0
-
-    def feed(self, buffer: Any, offset: int = 0, length: int = -1) -> None:
-        self.fed += length if length >= 0 else len(buffer) - offset
-        if self.fed > MAX_REPLY:
-            raise ReplyTooLarge(
-                f"Redis sent a reply larger than {MAX_REPLY // 2**20} MB; it was not read "
-                "(the connection was dropped).",
-                "A key or value this large cannot be part of a diagnostic's result; narrow "
-                "the pattern, or look at the key with its own tools.",
-            )
-        self._reader.feed(buffer, offset, length)
-
-    def gets(self, *args: Any) -> Any:
-        reply = self._reader.gets(*args)
-        if reply is not NOT_ENOUGH_DATA:
-            # A reply is complete. Bytes of the next one already buffered (at most one
-            # socket read, 64 KB) go uncounted: that is the cap's slack.
-            self.fed = 0
-        return reply
-
-    def has_data(self) -> bool:
-        return bool(self._reader.has_data())
-
-
-class CappedParser(_HiredisParser):
-    """redis-py's hiredis parser, refusing any single reply over :data:`MAX_REPLY` as its
-    bytes arrive (one socket read of slack, 64 KB), before it is held whole.
-
-    Costs one Python call per 64 KB socket read. It relies on redis-py's parser reading
-    through ``self._reader.feed`` and ``gets``; ``tests/security/test_bounds.py`` fails
-    if a redis-py upgrade changes that.
-    """
-
-    def on_connect(self, connection: Any, **kwargs: Any) -> None:
-        super().on_connect(connection, **kwargs)
-        self._reader = _CountingReader(self._reader)  # type: ignore[assignment]
 
 
 def _text(value: Any) -> str:

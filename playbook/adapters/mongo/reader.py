@@ -1,24 +1,25 @@
 """MongoDB diagnostics: find, count, distinct, aggregate, indexes and stats, read only.
 
-:func:`playbook.adapters.readonly.check` refuses writes and server-side JavaScript at any
+:func:`playbook.adapters.mongo.readonly.check` refuses writes and server-side JavaScript at any
 depth before a client is even built, and gives every query ``maxTimeMS`` and a row limit.
 The client is built with the run's deadline as its connect, server-selection and socket
 timeouts and with retries off, so an unreachable or silent server ends the run at the
 deadline, not at the driver's 30-second default. Rows are written as relaxed Extended
 JSON, so dates and ids survive the trip into the evidence file.
+
+The driver (``bson``, ``pymongo``) is imported when a diagnostic runs, not with this
+module: the playbook model reads :class:`MongoAdapter` on every load.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
-from bson import ObjectId
-from bson.json_util import RELAXED_JSON_OPTIONS
-from bson.json_util import dumps as bson_dumps
-
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.readonly import Bounded, check
+from playbook.adapters.mongo.models import MongoAction, MongoDiagnostic
+from playbook.adapters.mongo.readonly import Bounded, check
 from playbook.core.values import ObjectIdValue
 
 STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "totalIndexSize")
@@ -26,6 +27,8 @@ STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "total
 
 def to_bson(value: Any) -> Any:
     """Typed parameter values as the driver's types (ObjectId); the rest unchanged."""
+    from bson import ObjectId  # deferred: see the module's docstring
+
     if isinstance(value, ObjectIdValue):
         return ObjectId(value.hex)
     if isinstance(value, dict):
@@ -35,12 +38,15 @@ def to_bson(value: Any) -> Any:
     return value
 
 
-def _line(doc: Any) -> str:
-    return bson_dumps(doc, json_options=RELAXED_JSON_OPTIONS, ensure_ascii=False)
+def _line_writer() -> Callable[[Any], str]:
+    """Writes a document as one line of relaxed Extended JSON (bound once per run)."""
+    from bson.json_util import RELAXED_JSON_OPTIONS, dumps  # deferred: see the docstring
+
+    return functools.partial(dumps, json_options=RELAXED_JSON_OPTIONS, ensure_ascii=False)
 
 
 def _client(uri: str, ctx: RunContext) -> Any:
-    from playbook.adapters import standin
+    from playbook.adapters.mongo import standin
 
     if standin.is_standin(uri):
         return standin.client(uri)
@@ -65,9 +71,13 @@ class MongoAdapter(Adapter):
 
     kind = "mongo"
     description = "MongoDB (pymongo): find, count, distinct, aggregate, indexes, stats"
+    diagnostic_model = MongoDiagnostic
+    action_model = MongoAction
 
     client_factory: Callable[[str, RunContext], Any] = staticmethod(_client)  # type: ignore[assignment]
     """Builds the client; tests put mongomock here."""
+    _line: Callable[[Any], str]
+    """A document as one line of relaxed Extended JSON (set when a run starts)."""
 
     def check(self, request: RunRequest) -> None:
         check(request.query, limit=request.limit, timeout_seconds=1.0)
@@ -80,6 +90,7 @@ class MongoAdapter(Adapter):
         import pymongo.errors as errors
 
         bounded = check(request.query, limit=request.limit, timeout_seconds=ctx.remaining())
+        self._line = _line_writer()
         query = to_bson(bounded.query)
         client = self.client_factory(request.uri, ctx)
         ctx.on_stop(client.close)
@@ -119,7 +130,7 @@ class MongoAdapter(Adapter):
     def _rows(self, cursor: Any, ctx: RunContext, sink: Sink, unit: str) -> int:
         n = 0
         for doc in cursor:
-            sink.add_line(_line(doc))
+            sink.add_line(self._line(doc))
             n += 1
             if n % 500 == 0:
                 ctx.check()
@@ -162,7 +173,7 @@ class MongoAdapter(Adapter):
             q["field"], q.get("filter") or {}, maxTimeMS=b.max_time_ms
         )
         for value in values[: b.limit]:
-            sink.add_line(_line({"value": value}))
+            sink.add_line(self._line({"value": value}))
         return {"count": len(values), "rows": min(len(values), b.limit)}
 
     def _aggregate(
@@ -179,7 +190,7 @@ class MongoAdapter(Adapter):
         count = 0
         for index in db[q["collection"]].list_indexes():
             count += 1
-            sink.add_line(_line(index))
+            sink.add_line(self._line(index))
             metrics[f"index:{index.get('name')}"] = True
             metrics["unique"] += bool(index.get("unique"))
             metrics["ttl"] += "expireAfterSeconds" in index
@@ -192,7 +203,7 @@ class MongoAdapter(Adapter):
         for name, value in reply.items():
             if isinstance(value, dict):
                 continue
-            sink.add_line(_line({"field": name, "value": value}))
+            sink.add_line(self._line({"field": name, "value": value}))
             if name in STATS_FIELDS or name in ("objects", "collections", "indexes", "dataSize"):
                 metrics[name] = value
         if "objects" in metrics:
