@@ -11,88 +11,27 @@ from __future__ import annotations
 import gc
 import queue
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.message import Message
 from textual.screen import Screen, SystemModalScreen
-from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from playbook.core.clock import SteadyClock
 from playbook.errors import PlaybookError, UsageError
 from playbook.service import Service
-from playbook.tui.widgets import DrillBanner, DrillMark
+from playbook.tui.messages import ConfigIgnored, Job, JobDone, JobFailed
+from playbook.tui.widgets.drill_banner import DrillBanner, DrillMark
+from playbook.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallNotice
 
 if TYPE_CHECKING:
     from playbook.core.loader import LoadedPlaybook
     from playbook.core.state import IncidentState
     from playbook.drill import DrillRun
     from playbook.targets import Target
-
-MIN_WIDTH = 80
-MIN_HEIGHT = 24
-
-
-@dataclass
-class Job:
-    """Work for the store thread, and what to do on the event loop with its result."""
-
-    label: str
-    fn: Callable[[], Any]
-    on_done: Callable[[Any], None] | None = None
-    on_error: Callable[[BaseException], bool | None] | None = None
-    records: bool = True
-    """True when the job appends to the incident (its failure means: not recorded)."""
-
-
-class JobDone(Message):
-    """A store job finished; its result is ready for the UI."""
-
-    def __init__(self, job: Job, result: Any) -> None:
-        super().__init__()
-        self.job = job
-        self.result = result
-
-
-class JobFailed(Message):
-    """A store job failed; nothing it was to record was recorded."""
-
-    def __init__(self, job: Job, error: BaseException) -> None:
-        super().__init__()
-        self.job = job
-        self.error = error
-
-
-class ConfigIgnored(Message):
-    """A configuration file was ignored (an untrusted folder's playbook.toml); posted
-    from whichever thread loaded the targets."""
-
-    def __init__(self, notice: str) -> None:
-        super().__init__()
-        self.notice = notice
-
-
-class TooSmallNotice(Static, can_focus=True):
-    """Covers a screen, and takes the keys, while the terminal is under 80×24."""
-
-    DEFAULT_CSS = """
-    TooSmallNotice {
-        display: none; layer: notice; dock: top; width: 100%; height: 100%;
-        content-align: center middle; text-align: center; background: $background;
-        color: $text; text-style: bold;
-    }
-    """
-
-    def show_size(self, width: int, height: int) -> None:
-        self.update(
-            f"playbook needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT}.\n"
-            f"This one is {width}×{height}.\nEnlarge it; nothing is lost meanwhile."
-        )
 
 
 class PlaybookApp(App[int]):
@@ -200,7 +139,8 @@ class PlaybookApp(App[int]):
     # ------------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
-        from playbook.tui.screens import IncidentScreen, StartScreen
+        from playbook.tui.screens.incident import IncidentScreen
+        from playbook.tui.screens.start import StartScreen
 
         self._store_worker()
         self.screen_change_signal.subscribe(self, self._screen_changed)
@@ -246,7 +186,7 @@ class PlaybookApp(App[int]):
     _playbook_queued = False
 
     def _playbook_loaded(self, loaded: LoadedPlaybook) -> None:
-        from playbook.tui.screens import StartScreen
+        from playbook.tui.screens.start import StartScreen
 
         self.playbook = loaded
         # Start-up is over: what exists now (Textual, the model classes) lives as long as
@@ -257,7 +197,7 @@ class PlaybookApp(App[int]):
                 screen.playbook_ready()
 
     def _playbook_failed(self, error: BaseException) -> None:
-        from playbook.tui.screens import StartScreen
+        from playbook.tui.screens.start import StartScreen
 
         self.playbook_problem = str(error)
         for screen in self.screen_stack:
@@ -294,13 +234,13 @@ class PlaybookApp(App[int]):
     # ------------------------------------------------------------------ actions
 
     def action_help(self) -> None:
-        from playbook.tui.screens import HelpScreen
+        from playbook.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_note(self) -> None:
-        from playbook.tui.screens import NoteDialog
+        from playbook.tui.screens.dialogs import NoteDialog
 
         incident = self.current_incident()
         if incident is None:
@@ -354,7 +294,7 @@ class PlaybookApp(App[int]):
             )
 
     def current_incident(self) -> Any:
-        from playbook.tui.screens import IncidentScreen
+        from playbook.tui.screens.incident import IncidentScreen
 
         for screen in reversed(self.screen_stack):
             if isinstance(screen, IncidentScreen):
@@ -371,7 +311,7 @@ class PlaybookApp(App[int]):
         yield from incident.palette_commands()
 
     def new_incident(self) -> None:
-        from playbook.tui.screens import NewIncidentScreen
+        from playbook.tui.screens.new_incident import NewIncidentScreen
 
         if self.refuse_new_in_drill():
             return
@@ -442,7 +382,3 @@ def run_app(
     )
     app.run()
     return app.return_code or 0
-
-
-def default_export_path(incident_id: str, fmt: str) -> Path:
-    return Path.cwd() / f"incident-{incident_id}.{'md' if fmt == 'markdown' else 'json'}"

@@ -23,10 +23,13 @@ from playbook.core.loader import LoadedPlaybook, load
 from playbook.drill import DrillRun
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.diagnostics import ResultScreen
-from playbook.tui.drill import BriefingScreen, ScorecardScreen
-from playbook.tui.screens import HelpScreen, IncidentScreen, StartScreen, TimelineScreen
-from playbook.tui.widgets import DrillBanner
+from playbook.tui.screens.diagnostics import ResultScreen
+from playbook.tui.screens.drill import BriefingScreen, ScorecardScreen
+from playbook.tui.screens.help import HelpScreen
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.start import StartScreen
+from playbook.tui.screens.timeline import TimelineScreen
+from playbook.tui.widgets.drill_banner import DrillBanner
 
 MARKUP_KEY = "discord:messages:[b]x[/b]"
 INDEXES = [

@@ -24,8 +24,8 @@ from textual.worker import Worker, WorkerState
 
 from playbook.adapters.base import scrub
 from playbook.errors import PlaybookError
-from playbook.tui.diagnostics import shown_state
-from playbook.tui.widgets import lit, standin_line
+from playbook.tui.screens.diagnostics import shown_state
+from playbook.tui.widgets.text import lit, standin_line
 
 ITEMS_LISTED = 20
 """Items a rollback kept, or overwrote, listed by name (the count covers them all)."""

@@ -22,8 +22,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
 from playbook.core.state import DrillCheck, IncidentState
-from playbook.tui.screens import HelpText
-from playbook.tui.widgets import DRILL_STYLE, STANDIN, block, lit, speed_text
+from playbook.tui.screens.base import HelpText
+from playbook.tui.widgets.text import DRILL_STYLE, STANDIN, block, lit, speed_text
 
 if TYPE_CHECKING:
     from playbook.drill import DrillRun

@@ -21,7 +21,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from playbook.core.evidence import numbers_of, shown_of
 from playbook.core.text import one_line
-from playbook.tui.widgets import lit, standin_line
+from playbook.tui.widgets.text import lit, standin_line
 
 if TYPE_CHECKING:
     from textual.app import App

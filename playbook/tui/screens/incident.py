@@ -1,9 +1,8 @@
-"""The app's screens. Each only calls the service through ``app.submit`` (the store thread)."""
+"""The incident screen."""
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import textwrap
 from collections.abc import Iterable
@@ -15,41 +14,42 @@ from rich.text import Text
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
-from textual.widgets import (
-    Button,
-    Footer,
-    Input,
-    Label,
-    OptionList,
-    RadioButton,
-    RadioSet,
-    SelectionList,
-    Static,
-    TextArea,
-)
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option, OptionDoesNotExist
-from textual.widgets.selection_list import Selection
 from textual.worker import Worker, WorkerState
 
-from playbook.core import events as ev
 from playbook.core.durations import format_duration
 from playbook.core.evidence import shown_of
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.core.timers import BREACHED, WARNING
-from playbook.errors import PlaybookError, TemplateError
-from playbook.fileio import atomic_write
-from playbook.render.export import describe
-from playbook.service import DRILL_PREFIX, defaults_from
-from playbook.tui.diagnostics import ParamsDialog, ResultScreen, param_defaults, verdict_text
-from playbook.tui.widgets import DRILL_STYLE, TimelineView, TimerBar, block, lit, standin_line
+from playbook.errors import PlaybookError
+from playbook.service import defaults_from
+from playbook.tui.screens.base import HelpText, _app
+from playbook.tui.screens.composer import ComposerScreen
+from playbook.tui.screens.diagnostics import (
+    ParamsDialog,
+    ResultScreen,
+    param_defaults,
+    verdict_text,
+)
+from playbook.tui.screens.dialogs import (
+    CopyPicker,
+    EscalateDialog,
+    ExportDialog,
+    RenameDialog,
+    ResolvedDialog,
+    ResolveDialog,
+    SeverityDialog,
+)
+from playbook.tui.screens.timeline import TimelineScreen
+from playbook.tui.widgets.text import block, lit, standin_line
+from playbook.tui.widgets.timers import TimerBar
 
 if TYPE_CHECKING:
     from playbook.core.model import Playbook
-    from playbook.tui.app import PlaybookApp
 
-from playbook.tui.app import TooSmallNotice
 
 NAV_TEXT = 28
 """Characters of text in a line of the left column (its width less border and padding)."""
@@ -60,271 +60,6 @@ STAGES = (
     ("recovery", "RECOVERY"),
     ("restoration", "RESTORATION"),
 )
-
-
-def _app(widget: Any) -> PlaybookApp:
-    return widget.app  # type: ignore[no-any-return]
-
-
-class HelpText:
-    """Every screen of the app: says what it is for, and carries the too-small notice."""
-
-    HELP: ClassVar[str] = ""
-
-    def on_mount(self) -> None:
-        # Textual calls this in addition to the screen's own on_mount (it walks the MRO).
-        screen: Any = self
-        screen.mount(TooSmallNotice())
-        screen.call_after_refresh(screen.app.check_size)
-
-    def on_resize(self) -> None:
-        screen: Any = self
-        screen.app.check_size()
-
-    def on_screen_resume(self) -> None:
-        screen: Any = self
-        screen.call_after_refresh(screen.app.check_size)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """No key does anything behind the too-small notice."""
-        screen: Any = self
-        return not screen.app.too_small
-
-
-def severity_options(pb: Playbook) -> list[Option]:
-    """The severity levels with their targets; the highlighted one is the choice."""
-    options = []
-    for level in pb.severity.levels:
-        label = Text(f"{level.id} {level.name}: ", style="bold")
-        label.append(
-            f"respond within {format_duration(level.response)}, "
-            f"resolve within {format_duration(level.resolution)}"
-        )
-        if level.defined_by == "playbook":
-            label.append(" (targets set by this playbook)", style="italic")
-        options.append(Option(label, id=level.id))
-    return options
-
-
-def _chosen_level(options: OptionList) -> str | None:
-    option = options.highlighted_option
-    return option.id if option is not None else None
-
-
-# ============================================================================ start
-
-
-class StartScreen(HelpText, Screen[None]):
-    """Open a new incident, or resume an open one."""
-
-    HELP = (
-        "Choose an incident to resume, or start a new one.\n"
-        "Open incidents are listed with their severity, status and age, and the timer most "
-        "at risk when one warns or is breached; closed ones are not (`playbook incidents "
-        "--all` lists them). q or Ctrl+Q quits."
-    )
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "choose", "Open", id="start.open", show=True),
-        Binding("ctrl+n", "new", "New incident", id="start.new"),
-        Binding("q", "app.quit", "Quit", id="start.quit"),
-    ]
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="start-title")
-        yield Static(
-            "Enter opens the highlighted line. Every change is written to disk before it "
-            "is shown as done; quitting or a killed terminal loses nothing.",
-            id="start-intro",
-        )
-        # Drawn at once: the first frame must not wait for the store thread's list.
-        yield OptionList(Option(Text("＋ New incident", style="bold"), id="new"), id="incidents")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.playbook_ready()
-        self.reload()
-        _app(self).load_playbook()
-
-    def playbook_ready(self) -> None:
-        """Show the playbook's title, or why it could not be loaded."""
-        app = _app(self)
-        pb = app.playbook.playbook if app.playbook else None
-        title = Text("playbook", style="bold")
-        if pb is not None:
-            title.append("  ·  ")
-            title.append_text(lit(pb.title))
-        elif app.playbook_problem:
-            title.append("  ·  the playbook could not be loaded", style="bold red")
-        else:
-            title.append("  ·  loading the playbook…")
-        self.query_one("#start-title", Static).update(title)
-        if app.playbook_problem:
-            intro = Text(
-                "New incidents need a valid playbook; open incidents still work.\n", style="red"
-            )
-            intro.append_text(block(app.playbook_problem))
-            self.query_one("#start-intro", Static).update(intro)
-        if self.states is not None:
-            self.show_incidents(self.states)
-
-    def on_screen_resume(self) -> None:
-        if self.states is not None:  # the first resume is the mount, which already read
-            self.reload()
-
-    def reload(self) -> None:
-        app = _app(self)
-        app.submit("list incidents", app.service.incidents, self.show_incidents)
-
-    states: list[IncidentState] | None = None
-
-    def show_incidents(self, states: list[IncidentState]) -> None:
-        self.states = states
-        app = _app(self)
-        options = self.query_one("#incidents", OptionList)
-        pb = app.playbook.playbook if app.playbook else None
-        new_label = Text("＋ New incident", style="bold")
-        if pb is not None:
-            new_label.append(" on ")
-            new_label.append_text(lit(pb.title))
-        elif app.playbook_problem:
-            new_label.append(" (the playbook is invalid: see above)", style="red")
-        else:
-            new_label.append(" (loading the playbook…)")
-        items: list[Option] = [Option(new_label, id="new")]
-        now = app.service.clock.now()
-        for state in reversed(states):
-            if state.closed_at is not None:
-                continue
-            timers = app.service.timers(state)
-            line = Text(no_wrap=True, overflow="ellipsis")
-            if state.drill is not None or state.id.startswith(DRILL_PREFIX):
-                line.append(" DRILL ", style=DRILL_STYLE)
-                line.append(" ")
-            line.append(f"{state.id}  ", style="bold")
-            line.append(f"{state.severity}  ", style="bold red" if state.severity == "P1" else "")
-            line.append(f"{state.status:<12} ")
-            age = (
-                format_duration((now - state.opened_at).total_seconds()) if state.opened_at else "?"
-            )
-            line.append(f"{age:>8}  ")
-            line.append_text(lit(state.title[:60]))
-            alerts = timers.alerts()
-            if alerts:
-                style = "bold red" if alerts[0].state == BREACHED else "yellow"
-                line.append(f"  {alerts[0].label} {alerts[0].state}", style=style)
-            items.append(Option(line, id=f"incident:{state.id}"))
-        keep = options.highlighted
-        options.clear_options()
-        options.add_options(items)
-        options.highlighted = (
-            keep if keep is not None and keep < len(items) else (1 if len(items) > 1 else 0)
-        )
-        options.focus()
-
-    def action_choose(self) -> None:
-        options = self.query_one("#incidents", OptionList)
-        if options.highlighted is not None:
-            self._open(options.get_option_at_index(options.highlighted).id or "")
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self._open(event.option.id or "")
-
-    def _open(self, option_id: str) -> None:
-        if option_id == "new":
-            self.action_new()
-        elif option_id.startswith("incident:"):
-            self.app.push_screen(IncidentScreen(option_id.split(":", 1)[1]))
-
-    def action_new(self) -> None:
-        if _app(self).refuse_new_in_drill():
-            return
-        if _app(self).playbook is None:
-            self.notify(
-                "No playbook was loaded; run `playbook run PLAYBOOK`.",
-                severity="error",
-                markup=False,
-            )
-            return
-        self.app.push_screen(NewIncidentScreen())
-
-
-class NewIncidentScreen(HelpText, Screen[None]):
-    """A title, the severity (default from the playbook) and what triggered it."""
-
-    HELP = (
-        "Give the incident a title, check the severity (the playbook's default is "
-        "selected; its targets are shown), tick what triggered it (Space), then Ctrl+S."
-    )
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "open", "Open incident", id="new.open"),
-        Binding("escape", "cancel", "Cancel", id="new.cancel"),
-    ]
-
-    def compose(self) -> ComposeResult:
-        pb = self._playbook()
-        with VerticalScroll(id="new-form"):
-            yield Label("Title: what is wrong, in a few words")
-            yield Input(placeholder="e.g. Orders missing since 02:10", id="title")
-            yield Label(f"Severity (↑↓; the playbook's default is {pb.severity.default})")
-            yield OptionList(*severity_options(pb), id="severity")
-            path = " → ".join(pb.severity.escalation_path)
-            yield Static(lit(f"Escalation: {path}. {pb.severity.escalation_rule}"), id="escalation")
-            yield Label("What triggered it (Space ticks)")
-            selections = [
-                Selection(lit(f"{group.title}: {item.text}"), f"{group.id}.{item.key}")
-                for group in pb.triggers
-                for item in group.items
-            ]
-            yield SelectionList[str](*selections, id="triggers")
-            with Horizontal(id="new-buttons"):
-                yield Button("Open incident (Ctrl+S)", variant="primary", id="open")
-                yield Button("Cancel (Esc)", id="cancel")
-        yield Footer()
-
-    def _playbook(self) -> Playbook:
-        loaded = _app(self).playbook
-        assert loaded is not None
-        return loaded.playbook
-
-    def on_mount(self) -> None:
-        pb = self._playbook()
-        levels = self.query_one("#severity", OptionList)
-        levels.highlighted = [lvl.id for lvl in pb.severity.levels].index(pb.severity.default)
-        self.query_one("#title", Input).focus()
-
-    def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
-        self.query_one("#triggers", SelectionList).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "open":
-            self.action_open()
-        else:
-            self.action_cancel()
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.query_one("#severity", OptionList).focus()
-
-    def action_cancel(self) -> None:
-        self.app.pop_screen()
-
-    def action_open(self) -> None:
-        app = _app(self)
-        title = self.query_one("#title", Input).value.strip()
-        if not title:
-            self.notify("An incident needs a title.", severity="error", markup=False)
-            self.query_one("#title", Input).focus()
-            return
-        pb = self._playbook()
-        level = _chosen_level(self.query_one("#severity", OptionList)) or pb.severity.default
-        triggers = list(self.query_one("#triggers", SelectionList).selected)
-        loaded = app.playbook
-
-        def opened(state: IncidentState) -> None:
-            self.app.switch_screen(IncidentScreen(state.id, state))
-
-        app.submit(
-            "open incident", lambda: app.service.open(loaded, title, level, triggers), opened
-        )
 
 
 # ============================================================================ the incident
@@ -746,7 +481,7 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def action_roll_back(self) -> None:
         """Roll back the latest run of the highlighted action from its backup."""
-        from playbook.tui.actions import ActionScreen
+        from playbook.tui.screens.action import ActionScreen
 
         chosen = self._highlighted_action()
         if chosen is None or self.state is None:
@@ -772,7 +507,7 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def start_action(self, action_id: str) -> None:
         """Open the guarded action's screen: dry run and backup start at once."""
-        from playbook.tui.actions import ActionScreen
+        from playbook.tui.screens.action import ActionScreen
 
         if self.playbook is None or self.state is None:
             return
@@ -1314,14 +1049,14 @@ class IncidentScreen(HelpText, Screen[None]):
             self.action_briefing()
 
     def action_briefing(self) -> None:
-        from playbook.tui.drill import BriefingScreen
+        from playbook.tui.screens.drill import BriefingScreen
 
         if self.state is not None and self.state.drill is not None:
             sandbox = _app(self).sandbox_for(self.state.id)
             self.app.push_screen(BriefingScreen(self.state, sandbox))
 
     def _scorecard_screen(self) -> Any:
-        from playbook.tui.drill import ScorecardScreen
+        from playbook.tui.screens.drill import ScorecardScreen
 
         for screen in reversed(self.app.screen_stack):
             if isinstance(screen, ScorecardScreen) and screen.incident_id == self.incident_id:
@@ -1330,7 +1065,7 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def action_drill_check(self) -> None:
         """Compare the drill's data with its fingerprint, record it, show the scorecard."""
-        from playbook.tui.drill import ScorecardScreen, make_card
+        from playbook.tui.screens.drill import ScorecardScreen, make_card
 
         state = self.state
         if state is None:
@@ -1502,8 +1237,6 @@ class IncidentScreen(HelpText, Screen[None]):
         if self.state is None:
             return
         if self.state.resolved_at is not None:
-            from playbook.tui.dialogs import ResolvedDialog
-
             self.app.push_screen(ResolvedDialog(self))
             return
         self.app.push_screen(ResolveDialog(self))
@@ -1516,8 +1249,6 @@ class IncidentScreen(HelpText, Screen[None]):
                 "The incident is closed: its title stays as it is.", severity="error", markup=False
             )
             return
-        from playbook.tui.dialogs import RenameDialog
-
         self.app.push_screen(RenameDialog(self))
 
     def show_post_incident(self) -> None:
@@ -1643,693 +1374,3 @@ class IncidentScreen(HelpText, Screen[None]):
                     f"Stage {phase.stage}",
                     partial(self.action_phase, phase.id),
                 )
-
-
-# ============================================================================ dialogs
-
-
-class _Dialog(HelpText, ModalScreen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
-        Binding("ctrl+s", "submit", "Save", id="dialog.submit"),
-    ]
-
-    def __init__(self, incident: IncidentScreen) -> None:
-        super().__init__()
-        self.incident = incident
-
-    def action_cancel(self) -> None:
-        self.dismiss()
-
-    def action_submit(self) -> None:  # pragma: no cover - each dialog has its own
-        raise NotImplementedError
-
-    def on_input_submitted(self, _event: Input.Submitted) -> None:
-        self.action_submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "ok":
-            self.action_submit()
-        else:
-            self.action_cancel()
-
-    def required(self, selector: str, why: str) -> str | None:
-        """The field's text, or None after saying why it is needed and focusing it."""
-        field = self.query_one(selector, Input)
-        if field.value.strip():
-            return field.value
-        self.notify(why, severity="error", markup=False)
-        field.focus()
-        return None
-
-    def record(self, label: str, fn: Any, message: str) -> None:
-        def recorded(state: IncidentState) -> None:
-            self.incident.apply_state(state)
-            self.app.notify(message, markup=False)
-            self.dismiss()
-
-        _app(self).submit(label, fn, recorded)
-
-
-class NoteDialog(_Dialog):
-    """A note on the timeline, from anywhere (n)."""
-
-    AUTO_FOCUS = "#note-text"
-    HELP = "Write a note; Ctrl+S saves it to the incident's timeline, Esc cancels."
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label("Note for the timeline (Ctrl+S saves)")
-            yield TextArea(id="note-text")
-            with Horizontal(classes="buttons"):
-                yield Button("Save (Ctrl+S)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one(TextArea).focus()
-
-    def action_submit(self) -> None:
-        text = self.query_one(TextArea).text
-        if not text.strip():
-            self.notify("Empty note: nothing to save.", markup=False)
-            return
-        service = _app(self).service
-        self.record("note", partial(service.note, self.incident.incident_id, text), "Note saved.")
-
-
-class SeverityDialog(_Dialog):
-    """Escalate or downgrade the severity, with a reason."""
-
-    AUTO_FOCUS = "#levels"
-    HELP = "Choose a level, give the reason, Ctrl+S. Running timers take the new targets, measured from the opening."
-
-    def compose(self) -> ComposeResult:
-        state = self.incident.state
-        pb = self.incident.playbook
-        assert state is not None and pb is not None
-        with Vertical(classes="dialog"):
-            yield Label(f"Severity is {state.severity}. Change it to (↑↓, Enter):")
-            yield OptionList(*severity_options(pb), id="levels")
-            yield Static(lit(pb.severity.escalation_rule), classes="hint")
-            yield Input(placeholder="Reason (recorded)", id="reason")
-            with Horizontal(classes="buttons"):
-                yield Button("Change (Enter)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
-
-    def on_mount(self) -> None:
-        state = self.incident.state
-        pb = self.incident.playbook
-        assert state is not None and pb is not None
-        levels = self.query_one("#levels", OptionList)
-        levels.highlighted = [lvl.id for lvl in pb.severity.levels].index(state.severity)
-        levels.focus()
-
-    def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
-        self.query_one("#reason", Input).focus()
-
-    def action_submit(self) -> None:
-        reason = self.query_one("#reason", Input).value
-        level = _chosen_level(self.query_one("#levels", OptionList))
-        if level is None:
-            return
-        if self.required("#reason", "Give the reason for the change.") is None:
-            return
-        service = _app(self).service
-        self.record(
-            "severity",
-            partial(service.change_severity, self.incident.incident_id, level, reason),
-            f"Severity is now {level}.",
-        )
-
-
-class EscalateDialog(_Dialog):
-    """Record an escalation to the next person on the path."""
-
-    AUTO_FOCUS = "#reason"
-    HELP = "Records who the incident was escalated to, and why. Enter the reason and press Enter."
-
-    def compose(self) -> ComposeResult:
-        state = self.incident.state
-        assert state is not None
-        who = state.next_escalation() or ""
-        with Vertical(classes="dialog"):
-            yield Label(lit(f"Escalation path: {' → '.join(state.escalation_path)}"))
-            yield Input(
-                value=who,
-                placeholder="Who (everyone on the path was reached: name someone)",
-                id="to",
-            )
-            yield Input(
-                placeholder="Reason (recorded), e.g. resolution target breached", id="reason"
-            )
-            with Horizontal(classes="buttons"):
-                yield Button("Escalate (Enter)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one("#reason", Input).focus()
-
-    def action_submit(self) -> None:
-        to = self.query_one("#to", Input).value.strip()
-        reason = self.query_one("#reason", Input).value
-        if not to:
-            self.notify("Say who to escalate to.", severity="error", markup=False)
-            return
-        if self.required("#reason", "Say why you escalate; it goes in the timeline.") is None:
-            return
-        self.app.clear_notifications()  # the "escalate to …" toast is answered now
-        service = _app(self).service
-        self.record(
-            "escalate",
-            partial(service.escalate, self.incident.incident_id, to, reason),
-            f"Escalated to {to}.",
-        )
-
-
-class ResolveDialog(_Dialog):
-    """Resolve the incident (stops the resolution timer)."""
-
-    AUTO_FOCUS = "#summary"
-    HELP = "A sentence on how it was resolved; Enter resolves. Post-incident work follows."
-
-    def compose(self) -> ComposeResult:
-        state = self.incident.state
-        assert state is not None
-        phases = {p.id for p in state.phases} | {"assessment"}
-        open_items = [
-            r for r in state.checklist if r.split(".", 1)[0] in phases and r not in state.done
-        ]
-        with Vertical(classes="dialog"):
-            yield Label("Resolve the incident: how was it resolved?")
-            if open_items:
-                yield Static(
-                    lit(
-                        f"{len(open_items)} item(s) of the assessment and phases are not ticked; "
-                        "they will be listed as left open in the export."
-                    ),
-                    classes="hint",
-                )
-            yield Input(
-                placeholder="e.g. restored 1,204 orders from the 02:00 backup", id="summary"
-            )
-            with Horizontal(classes="buttons"):
-                yield Button("Resolve (Enter)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
-
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
-
-    def action_submit(self) -> None:
-        summary = self.query_one("#summary", Input).value
-        if not summary.strip():
-            self.notify(
-                "Say in a sentence how it was resolved; the review needs it.",
-                severity="error",
-                markup=False,
-            )
-            return
-        service = _app(self).service
-        incident = self.incident
-
-        def recorded(state: IncidentState) -> None:
-            incident.section = incident._post_incident_first()
-            incident._same_section_rebuild = False
-            incident.apply_state(state)
-            self.app.notify(
-                "Resolved. Post-incident work is on the left; x exports the timeline.", markup=False
-            )
-            self.dismiss()
-
-        _app(self).submit(
-            "resolve", partial(service.resolve, incident.incident_id, summary), recorded
-        )
-
-
-class ExportDialog(_Dialog):
-    """Export the timeline to a file (written atomically)."""
-
-    AUTO_FOCUS = "#path"
-    HELP = "Choose the format and the file; Enter writes it (atomically: never half a file)."
-
-    def __init__(self, incident: IncidentScreen, fmt: str = "markdown") -> None:
-        super().__init__(incident)
-        self.fmt = fmt
-
-    def compose(self) -> ComposeResult:
-        from playbook.tui.app import default_export_path
-
-        with Vertical(classes="dialog"):
-            yield Label("Export the timeline")
-            with RadioSet(id="format"):
-                yield RadioButton(
-                    "Markdown: the post-incident document", value=self.fmt == "markdown"
-                )
-                yield RadioButton("JSON: every event, loadable again", value=self.fmt == "json")
-            # The cursor goes to the end of the path: a first key (Space!) must not
-            # replace all of it, as a selected value would be.
-            yield Input(
-                value=str(default_export_path(self.incident.incident_id, self.fmt)),
-                id="path",
-                select_on_focus=False,
-            )
-            with Horizontal(classes="buttons"):
-                yield Button("Export (Enter)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
-
-    def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
-        from playbook.tui.app import default_export_path
-
-        self.fmt = "markdown" if event.index == 0 else "json"
-        self.query_one("#path", Input).value = str(
-            default_export_path(self.incident.incident_id, self.fmt)
-        )
-
-    def on_mount(self) -> None:
-        self.query_one("#path", Input).focus()
-
-    def action_submit(self) -> None:
-        typed = self.required("#path", "Give the file to write, e.g. incident.md.")
-        if typed is None:
-            return
-        path = Path(typed.strip()).expanduser()
-        service = _app(self).service
-        incident_id = self.incident.incident_id
-        fmt = self.fmt
-
-        def write() -> Path:
-            return atomic_write(path, service.export(incident_id, fmt))
-
-        def written(where: Path) -> None:
-            self.app.notify(f"Wrote {where}", title="Exported", markup=False)
-            self.dismiss()
-
-        _app(self).submit("export", write, written, records=False)
-
-
-class CopyPicker(HelpText, ModalScreen[None]):
-    """Choose one command or query to copy; one at a time, so a paste runs one thing."""
-
-    AUTO_FOCUS = "#copy-choices"
-    HELP = "↑↓ choose a command or query, Enter copies it to the clipboard (OSC 52), Esc cancels."
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Cancel", id="copy.cancel")
-    ]
-
-    def __init__(self, choices: list[tuple[str, str]]) -> None:
-        super().__init__()
-        self.choices = choices
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label("Copy which one? (Enter copies, Esc cancels)")
-            options = [
-                Option(lit(label), id=str(i)) for i, (label, _text) in enumerate(self.choices)
-            ]
-            yield OptionList(*options, id="copy-choices")
-            yield Static(id="copy-preview", classes="hint")
-
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        text = self.choices[int(event.option.id or 0)][1]
-        self.query_one("#copy-preview", Static).update(block("\n".join(text.splitlines()[:6])))
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        label, text = self.choices[int(event.option.id or 0)]
-        self.app.copy_to_clipboard(text)
-        self.app.notify(f"Copied to the clipboard: {label}", timeout=5, markup=False)
-        self.dismiss()
-
-    async def action_dismiss(self, result: None = None) -> None:
-        self.dismiss(result)
-
-
-# ============================================================================ composer
-
-
-class ComposerScreen(HelpText, Screen[None]):
-    """Compose a status-page message: variables, live preview, copy, save, send."""
-
-    HELP = (
-        "Fill in the variables (those the incident knows are prefilled); the preview "
-        "updates as you type. A missing variable is named instead of leaving a blank.\n"
-        "Ctrl+S sends it: the exact text is recorded in the timeline. Ctrl+Y copies it "
-        "to the clipboard (OSC 52); Ctrl+O saves it to a file in the current directory. "
-        "Tab moves between fields; F2 switches the message kind; F1 shows this help. "
-        "Variables the incident fills in (current_time, service) are taken at sending "
-        "unless you changed them."
-    )
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "send", "Send & record", id="composer.send"),
-        Binding("ctrl+y", "copy", "Copy", id="composer.copy"),
-        Binding("ctrl+o", "save", "Save to file", id="composer.save"),
-        Binding("f1", "app.help", "Help", id="composer.help"),
-        Binding("f2", "next_kind", "Kind", id="composer.kind"),
-        Binding("escape", "leave", "Back", id="composer.leave"),
-    ]
-
-    def __init__(self, incident: IncidentScreen, kind: str) -> None:
-        super().__init__()
-        self.incident = incident
-        self.kind = kind
-        self.text = ""
-        self.values: dict[str, dict[str, str]] = {}
-
-    def _templates(self) -> dict[str, Any]:
-        assert self.incident.state is not None
-        return dict(self.incident.state.snapshot.get("communications", {}).get("templates", {}))
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="composer-title")
-        yield TimerBar(id="timers")
-        with Horizontal(id="composer-body"):
-            yield VerticalScroll(id="composer-fields")
-            with VerticalScroll(id="composer-preview-scroll"):
-                yield Static(id="composer-preview")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.show_kind()
-        self.set_interval(_app(self).tick_seconds, self.tick)
-        self.tick()
-
-    def tick(self) -> None:
-        state = self.incident.state
-        if state is not None:
-            bar = self.query_one(TimerBar)
-            bar.timers = _app(self).service.timers(state)
-            bar.speed = state.speed
-
-    def show_kind(self) -> None:
-        state = self.incident.state
-        assert state is not None
-        tmpl = self._templates().get(self.kind, {})
-        title = Text(f"Status message: {self.kind}", style="bold")
-        if tmpl:
-            title.append_text(
-                lit(
-                    f" — {tmpl.get('title', '')} (sets the status page to '{tmpl.get('status', '')}')"
-                )
-            )
-        self.query_one("#composer-title", Static).update(title)
-        fields = self.query_one("#composer-fields", VerticalScroll)
-        fields.remove_children()
-        service = _app(self).service
-        prefill = service.status_variables(state)
-        variables = tmpl.get("variables", {})
-        saved = self.values.setdefault(self.kind, {})
-        widgets = []
-        for name, spec in variables.items():
-            value = saved.get(
-                name, prefill.get(name, "") if spec.get("source") == "incident" else ""
-            )
-            widgets.append(
-                Static(lit(f"{name}: {spec.get('description', '')}"), classes="var-label")
-            )
-            widgets.append(Input(value=value, id=f"var-{name}", name=name))
-        fields.mount_all(widgets)
-        self.prefilled = {
-            name: prefill.get(name, "")
-            for name, spec in variables.items()
-            if spec.get("source") == "incident"
-        }
-        fields.scroll_home(animate=False)
-        self.render_preview()
-        first_empty = next((w for w in widgets if isinstance(w, Input) and not w.value), None)
-        target = first_empty or next((w for w in widgets if isinstance(w, Input)), None)
-        if target is not None:
-            self.call_after_refresh(target.focus)
-
-    def current_values(self) -> dict[str, str]:
-        return {w.name or "": w.value for w in self.query("#composer-fields Input").results(Input)}
-
-    def on_input_changed(self, _event: Input.Changed) -> None:
-        self.values[self.kind] = self.current_values()
-        self.render_preview()
-
-    def render_preview(self) -> None:
-        state = self.incident.state
-        assert state is not None
-        preview = self.query_one("#composer-preview", Static)
-        tmpl = self._templates().get(self.kind)
-        if tmpl is None:
-            preview.update(lit(f"No template {self.kind!r} in this playbook."))
-            self.text = ""
-            return
-        service = _app(self).service
-        try:
-            # Rendering reads a small template file once (Jinja caches it): no store I/O.
-            self.text = service.render_status(state, self.kind, self.current_values())
-        except (TemplateError, PlaybookError) as error:
-            self.text = ""
-            out = Text(error.title, style="bold red")
-            if error.message:
-                out.append("\n")
-                out.append_text(block(error.message, "red"))
-            preview.update(out)
-            return
-        preview.update(block(self.text))
-
-    def action_next_kind(self) -> None:
-        kinds = list(self._templates())
-        if kinds:
-            self.kind = (
-                kinds[(kinds.index(self.kind) + 1) % len(kinds)] if self.kind in kinds else kinds[0]
-            )
-            self.show_kind()
-
-    def action_leave(self) -> None:
-        self.app.pop_screen()
-
-    def action_copy(self) -> None:
-        if not self.text:
-            self.notify(
-                "Nothing to copy: the message does not render yet.", severity="error", markup=False
-            )
-            return
-        self.app.copy_to_clipboard(self.text)
-        self.notify("Copied the message to the clipboard (OSC 52).", markup=False)
-
-    def action_save(self) -> None:
-        if not self.text:
-            self.notify(
-                "Nothing to save: the message does not render yet.", severity="error", markup=False
-            )
-            return
-        path = Path.cwd() / f"status-{self.incident.incident_id}-{self.kind}.txt"
-        text = self.text
-
-        def saved(where: Path) -> None:
-            self.notify(f"Saved {where}", markup=False)
-
-        _app(self).submit("save message", lambda: atomic_write(path, text), saved)
-
-    def action_send(self) -> None:
-        if not self.text:
-            self.notify(
-                "The message does not render yet; fill in what the preview names.",
-                severity="error",
-                markup=False,
-            )
-            return
-        service = _app(self).service
-        # A value the incident filled in and the responder left alone (current_time) is
-        # taken afresh at sending, not from when the composer opened.
-        prefilled = getattr(self, "prefilled", {})
-        values = {k: v for k, v in self.current_values().items() if prefilled.get(k) != v}
-        incident = self.incident
-        kind = self.kind
-
-        def sent(result: tuple[IncidentState, str]) -> None:
-            state, _text = result
-            incident.apply_state(state)
-            self.app.notify(
-                f"'{kind}' message recorded in the timeline. Publish it on the status page.",
-                markup=False,
-            )
-            self.app.pop_screen()
-
-        _app(self).submit(
-            "send status", lambda: service.status(incident.incident_id, kind, values), sent
-        )
-
-
-# ============================================================================ timeline
-
-
-FILTERS = (
-    ("all", "everything", None),
-    ("notes", "notes", {ev.NOTE_ADDED}),
-    ("status", "status messages", {ev.STATUS_RENDERED}),
-    ("checklist", "checklist", {ev.ITEM_CHECKED, ev.ITEM_UNCHECKED}),
-    (
-        "severity",
-        "severity & escalation",
-        {ev.SEVERITY_CHANGED, ev.ESCALATED, ev.ACKNOWLEDGED, ev.RESOLVED, ev.CLOSED, ev.OPENED},
-    ),
-    ("phases", "phases & scenarios", {ev.PHASE_ENTERED, ev.SCENARIO_CHOSEN}),
-)
-
-
-class TimelineScreen(HelpText, Screen[None]):
-    """Every event in order, with local and UTC times."""
-
-    HELP = (
-        "Every event of the incident, oldest first; the line under the table shows the "
-        "highlighted event in full. f cycles the filter; m and j export Markdown or JSON; "
-        "n adds a note; Esc goes back."
-    )
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f", "filter", "Filter", id="timeline.filter"),
-        Binding("m", "export('markdown')", "Export MD", id="timeline.md"),
-        Binding("j", "export('json')", "Export JSON", id="timeline.json"),
-        Binding("escape", "leave", "Back", id="timeline.leave"),
-    ]
-
-    def __init__(self, incident: IncidentScreen) -> None:
-        super().__init__()
-        self.incident = incident
-        self.filter_index = 0
-        self.events: list[ev.Event] = []
-        self.rows: list[tuple[str, ...]] = []
-        self.shown_events: list[ev.Event] = []
-        self._loaded = False
-
-    def compose(self) -> ComposeResult:
-        yield Static(id="timeline-title")
-        yield TimerBar(id="timers")
-        yield TimelineView(id="timeline")
-        yield Static(id="event-detail")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.set_interval(_app(self).tick_seconds, self.tick)
-        self.tick()
-        self.reload()
-
-    def tick(self) -> None:
-        state = self.incident.state
-        if state is not None:
-            bar = self.query_one(TimerBar)
-            bar.timers = _app(self).service.timers(state)
-            bar.speed = state.speed
-
-    def on_screen_resume(self) -> None:
-        if self._loaded:  # the first resume is the mount itself
-            self.reload()
-
-    def reload(self) -> None:
-        app = _app(self)
-        ref = self.incident.incident_id
-        known = len(self.events)
-
-        def read() -> tuple[list[ev.Event], list[tuple[str, ...]]]:
-            # Runs on the store thread: reading and formatting 10,000 rows never blocks keys.
-            found = app.service.get(ref)
-            if len(found.events) == known:
-                return found.events, []
-            return found.events, [_timeline_row(e, found.state) for e in found.events]
-
-        def loaded(result: tuple[list[ev.Event], list[tuple[str, ...]]]) -> None:
-            events, rows = result
-            self._loaded = True
-            if rows or not self.events:
-                self.events, self.rows = events, rows
-                self.show()
-                # Tens of thousands of long-lived rows made each full garbage collection
-                # take 100-300 ms (a visible stall while scrolling, bench/app_bench.py).
-                # Freezing moves them out of the collector's scans; reference counting
-                # still frees them when the timeline closes (they hold no cycles).
-                gc.freeze()
-
-        app.submit("read timeline", read, loaded, records=False)
-
-    def show(self) -> None:
-        _key, label, kinds = FILTERS[self.filter_index]
-        picked = [i for i, e in enumerate(self.events) if kinds is None or e.type in kinds]
-        self.shown_events = [self.events[i] for i in picked]
-        table = self.query_one(TimelineView)
-        table.set_rows([self.rows[i] for i in picked])
-        title = Text(
-            f"Timeline of {self.incident.incident_id}: {len(picked)} of {len(self.events)} events",
-            style="bold",
-        )
-        title.append(f"  (filter: {label}; f changes it)")
-        self.query_one("#timeline-title", Static).update(title)
-        table.focus()
-
-    def on_timeline_view_row_highlighted(self, event: TimelineView.RowHighlighted) -> None:
-        if 0 <= event.row < len(self.shown_events):
-            chosen = self.shown_events[event.row]
-            text = Text(
-                f"#{chosen.seq} {chosen.at:%Y-%m-%d %H:%M:%S}Z {chosen.actor}: ", style="bold"
-            )
-            text.append_text(block(describe(chosen, self.incident.state)))
-            if chosen.type == ev.STATUS_RENDERED:
-                text.append("\n")
-                text.append_text(block(chosen.payload.get("text", "")))
-            self.query_one("#event-detail", Static).update(text)
-
-    def action_filter(self) -> None:
-        self.filter_index = (self.filter_index + 1) % len(FILTERS)
-        self.show()
-
-    def action_export(self, fmt: str) -> None:
-        self.app.push_screen(ExportDialog(self.incident, fmt))
-
-    def action_leave(self) -> None:
-        self.app.pop_screen()
-
-
-def _timeline_row(event: ev.Event, state: IncidentState | None) -> tuple[str, ...]:
-    """One timeline row as literal text (control characters escaped, newlines shown)."""
-    local = event.at.astimezone()
-    return (
-        str(event.seq),
-        f"{local:%m-%d %H:%M %Z}",
-        f"{event.at:%H:%M:%S}Z",
-        inline(event.actor),
-        inline(describe(event, state).replace("\n", " ⏎ ")),
-    )
-
-
-# ============================================================================ help
-
-
-class HelpScreen(HelpText, ModalScreen[None]):
-    """What the screen underneath is for, and every key that works there."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "dismiss", "Close", id="help.close"),
-        Binding("question_mark", "dismiss", "Close", key_display="?", id="help.close2"),
-    ]
-
-    def __init__(self, under: Screen[Any]) -> None:
-        super().__init__()
-        self.under = under
-
-    def compose(self) -> ComposeResult:
-        text = Text()
-        text.append(f"{type(self.under).__doc__ or ''}\n\n", style="bold")
-        extra = getattr(self.under, "help_extra", None)
-        said = extra() if callable(extra) else None
-        if said:  # first: what is different here matters more than what is usual
-            text.append_text(said)
-            text.append("\n\n")
-        text.append(getattr(self.under, "HELP", "") + "\n\n")
-        text.append("Keys here\n", style="bold underline")
-        bindings: list[Any] = list(getattr(self.under, "BINDINGS", [])) + list(self.app.BINDINGS)
-        shows = getattr(self.under, "shows_key", None)
-        for binding in bindings:
-            if isinstance(binding, Binding):
-                if callable(shows) and not shows(binding.action):
-                    continue  # a drill's key, outside a drill
-                key = binding.key_display or binding.key
-                text.append(f"  {key:<12}", style="bold")
-                text.append(f"{binding.description}\n")
-        text.append(f"  {'ctrl+p':<12}", style="bold")
-        text.append("Command palette: every action, by name\n")
-        text.append("\nEsc or ? closes this help.", style="dim")
-        with VerticalScroll(classes="dialog help"):
-            yield Static(text, id="help-text")
-
-    async def action_dismiss(self, result: None = None) -> None:
-        self.dismiss(result)
