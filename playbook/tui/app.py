@@ -2,8 +2,12 @@
 
 Every call that may wait on the store runs in one long-lived thread worker that takes
 jobs from a queue in the order the responder made them and posts the result back as
-a message; the event loop never blocks on SQLite, and a checkbox is shown ticked only
-once the event is committed.
+a message (:mod:`playbook.tui.messages`); the event loop never blocks on SQLite, and a
+checkbox is shown ticked only once the event is committed.
+
+The app imports its screens (:mod:`playbook.tui.screens`), which import their widgets
+(:mod:`playbook.tui.widgets`); screens and widgets reach back only through the
+:class:`playbook.tui.host.Host` protocol, which this app fulfils, and through messages.
 """
 
 from __future__ import annotations
@@ -17,13 +21,30 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import Screen, SystemModalScreen
 from textual.worker import get_current_worker
 
 from playbook.core.clock import SteadyClock
 from playbook.errors import PlaybookError, UsageError
 from playbook.service import Service
-from playbook.tui.messages import ConfigIgnored, Job, JobDone, JobFailed
+from playbook.tui.commands import start_commands
+from playbook.tui.messages import (
+    ConfigIgnored,
+    IncidentFound,
+    IncidentNotFound,
+    Job,
+    JobDone,
+    JobFailed,
+    PlaybookLoaded,
+    PlaybookNotLoaded,
+)
+from playbook.tui.screens.dialogs import NoteDialog
+from playbook.tui.screens.help import HelpScreen
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.new_incident import NewIncidentScreen
+from playbook.tui.screens.start import StartScreen
 from playbook.tui.widgets.drill_banner import DrillBanner, DrillMark
 from playbook.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallNotice
 
@@ -86,16 +107,19 @@ class PlaybookApp(App[int]):
         self,
         label: str,
         fn: Callable[[], Any],
-        on_done: Callable[[Any], None] | None = None,
-        on_error: Callable[[BaseException], bool | None] | None = None,
+        reply_to: MessagePump | None = None,
+        done: Callable[[Any], Message] | None = None,
+        failed: Callable[[BaseException], Message] | None = None,
+        tells: tuple[type[BaseException], ...] = (),
         records: bool = True,
     ) -> Job:
-        """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop.
+        """Queue ``fn`` for the store thread; ``reply_to`` gets ``done(result)``.
 
-        ``on_error`` runs on the event loop too; when it returns True it has told the
-        responder itself, and the generic "not recorded" message is not shown.
+        When ``fn`` raises, ``reply_to`` gets ``failed(error)`` (if given) and the app
+        says what was not recorded, unless the error is one of ``tells``: the asker
+        says those itself. See :class:`playbook.tui.messages.Job`.
         """
-        job = Job(label, fn, on_done, on_error, records)
+        job = Job(label, fn, reply_to, done, failed, tells, records)
         self.pending_jobs += 1
         self._jobs.put(job)
         return job
@@ -119,45 +143,50 @@ class PlaybookApp(App[int]):
 
     def on_job_done(self, message: JobDone) -> None:
         self.pending_jobs -= 1
-        if message.job.on_done is not None:
-            message.job.on_done(message.result)
+        job = message.job
+        if job.reply_to is not None and job.done is not None:
+            job.reply_to.post_message(job.done(message.result))
 
     def on_job_failed(self, message: JobFailed) -> None:
         self.pending_jobs -= 1
-        error = message.error
-        if message.job.on_error is not None and message.job.on_error(error):
-            return  # the caller said it all
+        job, error = message.job, message.error
+        if job.reply_to is not None and job.failed is not None:
+            job.reply_to.post_message(job.failed(error))
+        if isinstance(error, job.tells):
+            return  # the asker says it all
         if isinstance(error, PlaybookError):
             text = error.title + (f"\n{error.message}" if error.message else "")
         else:
             from playbook.redaction import scrub  # a driver's message may quote a secret
 
-            text = scrub(f"{message.job.label} failed: {type(error).__name__}: {error}")
-        title = "Not recorded" if message.job.records else f"{message.job.label} failed"
+            text = scrub(f"{job.label} failed: {type(error).__name__}: {error}")
+        title = "Not recorded" if job.records else f"{job.label} failed"
         self.notify(text, title=title, severity="error", timeout=10, markup=False)
 
     # ------------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
-        from playbook.tui.screens.incident import IncidentScreen
-        from playbook.tui.screens.start import StartScreen
-
         self._store_worker()
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self.push_screen(StartScreen())
         if self.resume:
             ref = self.resume
-
-            def opened(incident_id: str) -> None:
-                if self.drill is not None and self.drill_incident == ref:
-                    self.drill_incident = incident_id
-                self.push_screen(IncidentScreen(incident_id))
-
-            def failed(_error: BaseException) -> None:
-                self.resume = None
-
-            self.submit("resume", lambda: self.service.resolve_id(ref), opened, failed)
+            self.submit(
+                "resume",
+                lambda: self.service.resolve_id(ref),
+                self,
+                IncidentFound,
+                IncidentNotFound,
+            )
         self.check_size()
+
+    def on_incident_found(self, message: IncidentFound) -> None:
+        if self.drill is not None and self.drill_incident == self.resume:
+            self.drill_incident = message.incident_id
+        self.push_screen(IncidentScreen(message.incident_id))
+
+    def on_incident_not_found(self, _message: IncidentNotFound) -> None:
+        self.resume = None  # the app has said why; the incident list is what remains
 
     def load_playbook(self) -> None:
         """Validate the playbook on the store thread, once, after the first frame.
@@ -175,31 +204,22 @@ class PlaybookApp(App[int]):
 
             return load(path)
 
-        self.submit(
-            "load playbook",
-            load,
-            self._playbook_loaded,
-            self._playbook_failed,
-            records=False,
-        )
+        self.submit("load playbook", load, self, PlaybookLoaded, PlaybookNotLoaded, records=False)
 
     _playbook_queued = False
 
-    def _playbook_loaded(self, loaded: LoadedPlaybook) -> None:
-        from playbook.tui.screens.start import StartScreen
-
-        self.playbook = loaded
+    def on_playbook_loaded(self, message: PlaybookLoaded) -> None:
+        self.playbook = message.loaded
         # Start-up is over: what exists now (Textual, the model classes) lives as long as
         # the app. Keep it out of every later full collection.
         gc.freeze()
-        for screen in self.screen_stack:
-            if isinstance(screen, StartScreen):
-                screen.playbook_ready()
+        self._playbook_ready()
 
-    def _playbook_failed(self, error: BaseException) -> None:
-        from playbook.tui.screens.start import StartScreen
+    def on_playbook_not_loaded(self, message: PlaybookNotLoaded) -> None:
+        self.playbook_problem = str(message.error)
+        self._playbook_ready()
 
-        self.playbook_problem = str(error)
+    def _playbook_ready(self) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, StartScreen):
                 screen.playbook_ready()
@@ -234,19 +254,16 @@ class PlaybookApp(App[int]):
     # ------------------------------------------------------------------ actions
 
     def action_help(self) -> None:
-        from playbook.tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_note(self) -> None:
-        from playbook.tui.screens.dialogs import NoteDialog
-
         incident = self.current_incident()
         if incident is None:
             self.notify("Open an incident first; notes belong to an incident.", markup=False)
             return
-        self.push_screen(NoteDialog(incident))
+        # The dialog returns the incident as recorded; the incident screen shows it.
+        self.push_screen(NoteDialog(incident.incident_id), incident.show_recorded)
 
     def sandbox_for(self, incident_id: str) -> DrillRun | None:
         """The drill's sandbox when it was made for ``incident_id``, else None."""
@@ -293,26 +310,28 @@ class PlaybookApp(App[int]):
                 message.notice, title="Ignored", severity="warning", timeout=15, markup=False
             )
 
-    def current_incident(self) -> Any:
-        from playbook.tui.screens.incident import IncidentScreen
-
+    def current_incident(self) -> IncidentScreen | None:
+        """The incident screen under whatever is on top (None outside an incident)."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, IncidentScreen):
                 return screen
         return None
+
+    def shown_state(self) -> IncidentState | None:
+        """The incident under the screens on top (None outside an incident)."""
+        incident = self.current_incident()
+        return incident.state if incident is not None else None
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         incident = self.current_incident()
         if incident is None:
             if self.drill is None:
-                yield SystemCommand("incident: open new", "Start a new incident", self.new_incident)
+                yield from start_commands(self.new_incident)
             return
         yield from incident.palette_commands()
 
     def new_incident(self) -> None:
-        from playbook.tui.screens.new_incident import NewIncidentScreen
-
         if self.refuse_new_in_drill():
             return
         self.push_screen(NewIncidentScreen())

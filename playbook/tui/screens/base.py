@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from rich.text import Text
-from textual.widgets import OptionList
-from textual.widgets.option_list import Option
-
-from playbook.core.durations import format_duration
 from playbook.tui.widgets.too_small import TooSmallNotice
-
-if TYPE_CHECKING:
-    from playbook.core.model import Playbook
-    from playbook.tui.app import PlaybookApp
-
-
-def _app(widget: Any) -> PlaybookApp:
-    return widget.app  # type: ignore[no-any-return]
 
 
 class HelpText:
@@ -43,23 +30,3 @@ class HelpText:
         """No key does anything behind the too-small notice."""
         screen: Any = self
         return not screen.app.too_small
-
-
-def severity_options(pb: Playbook) -> list[Option]:
-    """The severity levels with their targets; the highlighted one is the choice."""
-    options = []
-    for level in pb.severity.levels:
-        label = Text(f"{level.id} {level.name}: ", style="bold")
-        label.append(
-            f"respond within {format_duration(level.response)}, "
-            f"resolve within {format_duration(level.resolution)}"
-        )
-        if level.defined_by == "playbook":
-            label.append(" (targets set by this playbook)", style="italic")
-        options.append(Option(label, id=level.id))
-    return options
-
-
-def _chosen_level(options: OptionList) -> str | None:
-    option = options.highlighted_option
-    return option.id if option is not None else None

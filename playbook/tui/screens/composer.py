@@ -1,9 +1,14 @@
-"""The status-message composer."""
+"""The status-message composer: variables, a live preview, copy, save, send.
+
+The service renders every preview and the text it records (``Service.render_status``,
+``Service.status``): the composer only collects the variables and shows what comes back.
+"""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,18 +20,14 @@ from textual.widgets import Footer, Input, Static
 from playbook.core.state import IncidentState
 from playbook.errors import PlaybookError, TemplateError
 from playbook.fileio import atomic_write
-from playbook.tui.screens.base import HelpText, _app
+from playbook.tui.host import host
+from playbook.tui.messages import FileWritten, StatusSent
+from playbook.tui.screens.base import HelpText
 from playbook.tui.widgets.text import block, lit
 from playbook.tui.widgets.timers import TimerBar
 
-if TYPE_CHECKING:
-    from playbook.tui.screens.incident import IncidentScreen
 
-
-# ============================================================================ composer
-
-
-class ComposerScreen(HelpText, Screen[None]):
+class ComposerScreen(HelpText, Screen[IncidentState | None]):
     """Compose a status-page message: variables, live preview, copy, save, send."""
 
     HELP = (
@@ -47,16 +48,23 @@ class ComposerScreen(HelpText, Screen[None]):
         Binding("escape", "leave", "Back", id="composer.leave"),
     ]
 
-    def __init__(self, incident: IncidentScreen, kind: str) -> None:
+    def __init__(self, state: IncidentState, kind: str) -> None:
         super().__init__()
-        self.incident = incident
+        self.state = state
+        """The incident as last read (the incident screen below keeps it current)."""
         self.kind = kind
         self.text = ""
         self.values: dict[str, dict[str, str]] = {}
 
+    @staticmethod
+    def next_kind(state: IncidentState) -> str:
+        """The first kind of message not sent yet (the last kind once all were)."""
+        sent = {m.template for m in state.messages}
+        order = list(state.snapshot.get("communications", {}).get("templates", {}))
+        return next((k for k in order if k not in sent), order[-1] if order else "")
+
     def _templates(self) -> dict[str, Any]:
-        assert self.incident.state is not None
-        return dict(self.incident.state.snapshot.get("communications", {}).get("templates", {}))
+        return dict(self.state.snapshot.get("communications", {}).get("templates", {}))
 
     def compose(self) -> ComposeResult:
         yield Static(id="composer-title")
@@ -69,19 +77,16 @@ class ComposerScreen(HelpText, Screen[None]):
 
     def on_mount(self) -> None:
         self.show_kind()
-        self.set_interval(_app(self).tick_seconds, self.tick)
+        self.set_interval(host(self).tick_seconds, self.tick)
         self.tick()
 
     def tick(self) -> None:
-        state = self.incident.state
-        if state is not None:
-            bar = self.query_one(TimerBar)
-            bar.timers = _app(self).service.timers(state)
-            bar.speed = state.speed
+        bar = self.query_one(TimerBar)
+        bar.timers = host(self).service.timers(self.state)
+        bar.speed = self.state.speed
 
     def show_kind(self) -> None:
-        state = self.incident.state
-        assert state is not None
+        state = self.state
         tmpl = self._templates().get(self.kind, {})
         title = Text(f"Status message: {self.kind}", style="bold")
         if tmpl:
@@ -93,7 +98,7 @@ class ComposerScreen(HelpText, Screen[None]):
         self.query_one("#composer-title", Static).update(title)
         fields = self.query_one("#composer-fields", VerticalScroll)
         fields.remove_children()
-        service = _app(self).service
+        service = host(self).service
         prefill = service.status_variables(state)
         variables = tmpl.get("variables", {})
         saved = self.values.setdefault(self.kind, {})
@@ -127,15 +132,14 @@ class ComposerScreen(HelpText, Screen[None]):
         self.render_preview()
 
     def render_preview(self) -> None:
-        state = self.incident.state
-        assert state is not None
+        state = self.state
         preview = self.query_one("#composer-preview", Static)
         tmpl = self._templates().get(self.kind)
         if tmpl is None:
             preview.update(lit(f"No template {self.kind!r} in this playbook."))
             self.text = ""
             return
-        service = _app(self).service
+        service = host(self).service
         try:
             # Rendering reads a small template file once (Jinja caches it): no store I/O.
             self.text = service.render_status(state, self.kind, self.current_values())
@@ -158,7 +162,7 @@ class ComposerScreen(HelpText, Screen[None]):
             self.show_kind()
 
     def action_leave(self) -> None:
-        self.app.pop_screen()
+        self.dismiss(None)
 
     def action_copy(self) -> None:
         if not self.text:
@@ -175,13 +179,12 @@ class ComposerScreen(HelpText, Screen[None]):
                 "Nothing to save: the message does not render yet.", severity="error", markup=False
             )
             return
-        path = Path.cwd() / f"status-{self.incident.incident_id}-{self.kind}.txt"
+        path = Path.cwd() / f"status-{self.state.id}-{self.kind}.txt"
         text = self.text
+        host(self).submit("save message", lambda: atomic_write(path, text), self, FileWritten)
 
-        def saved(where: Path) -> None:
-            self.notify(f"Saved {where}", markup=False)
-
-        _app(self).submit("save message", lambda: atomic_write(path, text), saved)
+    def on_file_written(self, message: FileWritten) -> None:
+        self.notify(f"Saved {message.path}", markup=False)
 
     def action_send(self) -> None:
         if not self.text:
@@ -191,23 +194,22 @@ class ComposerScreen(HelpText, Screen[None]):
                 markup=False,
             )
             return
-        service = _app(self).service
+        service = host(self).service
         # A value the incident filled in and the responder left alone (current_time) is
         # taken afresh at sending, not from when the composer opened.
         prefilled = getattr(self, "prefilled", {})
         values = {k: v for k, v in self.current_values().items() if prefilled.get(k) != v}
-        incident = self.incident
-        kind = self.kind
-
-        def sent(result: tuple[IncidentState, str]) -> None:
-            state, _text = result
-            incident.apply_state(state)
-            self.app.notify(
-                f"'{kind}' message recorded in the timeline. Publish it on the status page.",
-                markup=False,
-            )
-            self.app.pop_screen()
-
-        _app(self).submit(
-            "send status", lambda: service.status(incident.incident_id, kind, values), sent
+        incident_id, kind = self.state.id, self.kind
+        host(self).submit(
+            "send status",
+            lambda: service.status(incident_id, kind, values),
+            self,
+            partial(StatusSent, kind),
         )
+
+    def on_status_sent(self, message: StatusSent) -> None:
+        self.app.notify(
+            f"'{message.kind}' message recorded in the timeline. Publish it on the status page.",
+            markup=False,
+        )
+        self.dismiss(message.state)

@@ -1,10 +1,17 @@
-"""The incident's dialogs."""
+"""The incident's dialogs: note, severity, escalation, resolve, rename, export, copy.
+
+A dialog is given what it shows (the incident's state, its playbook), records its change
+on the store thread, and returns through ``dismiss()``: the incident as recorded, for
+the screen that opened it to show. It stays open, with what was typed, when the change
+is refused (a control character in a title, a store that failed), so nothing is lost.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,25 +32,28 @@ from textual.widgets.option_list import Option
 
 from playbook.core.state import IncidentState
 from playbook.fileio import atomic_write
-from playbook.tui.screens.base import HelpText, _app, _chosen_level, severity_options
+from playbook.tui.host import host
+from playbook.tui.messages import ChangeRecorded, FileWritten
+from playbook.tui.screens.base import HelpText
+from playbook.tui.widgets.severity_list import SeverityList
 from playbook.tui.widgets.text import block, lit
 
 if TYPE_CHECKING:
-    from playbook.tui.screens.incident import IncidentScreen
+    from playbook.core.model import Playbook
+
+ResultT = TypeVar("ResultT")
 
 
-# ============================================================================ dialogs
+def default_export_path(incident_id: str, fmt: str) -> Path:
+    """Where an export goes unless the responder says otherwise: the current directory."""
+    return Path.cwd() / f"incident-{incident_id}.{'md' if fmt == 'markdown' else 'json'}"
 
 
-class _Dialog(HelpText, ModalScreen[None]):
+class _Dialog(HelpText, ModalScreen[ResultT]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
         Binding("ctrl+s", "submit", "Save", id="dialog.submit"),
     ]
-
-    def __init__(self, incident: IncidentScreen) -> None:
-        super().__init__()
-        self.incident = incident
 
     def action_cancel(self) -> None:
         self.dismiss()
@@ -69,24 +79,28 @@ class _Dialog(HelpText, ModalScreen[None]):
         field.focus()
         return None
 
-    def record(self, label: str, fn: Any, message: str) -> None:
-        def recorded(state: IncidentState) -> None:
-            self.incident.apply_state(state)
-            self.app.notify(message, markup=False)
-            self.dismiss()
 
-        _app(self).submit(label, fn, recorded)
+class _ChangeDialog(_Dialog[IncidentState]):
+    """A dialog that records one change, then returns the incident as recorded."""
+
+    def record(self, label: str, fn: Callable[[], IncidentState], said: str) -> None:
+        """Record on the store thread; ``said`` tells the responder once it is on disk."""
+        host(self).submit(label, fn, self, partial(ChangeRecorded, said=said))
+
+    def on_change_recorded(self, message: ChangeRecorded) -> None:
+        self.app.notify(message.said, markup=False)
+        self.dismiss(message.state)
 
 
-def default_export_path(incident_id: str, fmt: str) -> Path:
-    return Path.cwd() / f"incident-{incident_id}.{'md' if fmt == 'markdown' else 'json'}"
-
-
-class NoteDialog(_Dialog):
+class NoteDialog(_ChangeDialog):
     """A note on the timeline, from anywhere (n)."""
 
     AUTO_FOCUS = "#note-text"
     HELP = "Write a note; Ctrl+S saves it to the incident's timeline, Esc cancels."
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__()
+        self.incident_id = incident_id
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -104,23 +118,26 @@ class NoteDialog(_Dialog):
         if not text.strip():
             self.notify("Empty note: nothing to save.", markup=False)
             return
-        service = _app(self).service
-        self.record("note", partial(service.note, self.incident.incident_id, text), "Note saved.")
+        service = host(self).service
+        self.record("note", partial(service.note, self.incident_id, text), "Note saved.")
 
 
-class SeverityDialog(_Dialog):
+class SeverityDialog(_ChangeDialog):
     """Escalate or downgrade the severity, with a reason."""
 
     AUTO_FOCUS = "#levels"
     HELP = "Choose a level, give the reason, Ctrl+S. Running timers take the new targets, measured from the opening."
 
+    def __init__(self, state: IncidentState, playbook: Playbook) -> None:
+        super().__init__()
+        self.state = state
+        self.playbook = playbook
+
     def compose(self) -> ComposeResult:
-        state = self.incident.state
-        pb = self.incident.playbook
-        assert state is not None and pb is not None
+        state, pb = self.state, self.playbook
         with Vertical(classes="dialog"):
             yield Label(f"Severity is {state.severity}. Change it to (↑↓, Enter):")
-            yield OptionList(*severity_options(pb), id="levels")
+            yield SeverityList(pb, state.severity, id="levels")
             yield Static(lit(pb.severity.escalation_rule), classes="hint")
             yield Input(placeholder="Reason (recorded)", id="reason")
             with Horizontal(classes="buttons"):
@@ -128,40 +145,38 @@ class SeverityDialog(_Dialog):
                 yield Button("Cancel (Esc)", id="cancel")
 
     def on_mount(self) -> None:
-        state = self.incident.state
-        pb = self.incident.playbook
-        assert state is not None and pb is not None
-        levels = self.query_one("#levels", OptionList)
-        levels.highlighted = [lvl.id for lvl in pb.severity.levels].index(state.severity)
-        levels.focus()
+        self.query_one(SeverityList).focus()
 
     def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
         self.query_one("#reason", Input).focus()
 
     def action_submit(self) -> None:
         reason = self.query_one("#reason", Input).value
-        level = _chosen_level(self.query_one("#levels", OptionList))
+        level = self.query_one(SeverityList).chosen
         if level is None:
             return
         if self.required("#reason", "Give the reason for the change.") is None:
             return
-        service = _app(self).service
+        service = host(self).service
         self.record(
             "severity",
-            partial(service.change_severity, self.incident.incident_id, level, reason),
+            partial(service.change_severity, self.state.id, level, reason),
             f"Severity is now {level}.",
         )
 
 
-class EscalateDialog(_Dialog):
+class EscalateDialog(_ChangeDialog):
     """Record an escalation to the next person on the path."""
 
     AUTO_FOCUS = "#reason"
     HELP = "Records who the incident was escalated to, and why. Enter the reason and press Enter."
 
+    def __init__(self, state: IncidentState) -> None:
+        super().__init__()
+        self.state = state
+
     def compose(self) -> ComposeResult:
-        state = self.incident.state
-        assert state is not None
+        state = self.state
         who = state.next_escalation() or ""
         with Vertical(classes="dialog"):
             yield Label(lit(f"Escalation path: {' → '.join(state.escalation_path)}"))
@@ -189,23 +204,26 @@ class EscalateDialog(_Dialog):
         if self.required("#reason", "Say why you escalate; it goes in the timeline.") is None:
             return
         self.app.clear_notifications()  # the "escalate to …" toast is answered now
-        service = _app(self).service
+        service = host(self).service
         self.record(
             "escalate",
-            partial(service.escalate, self.incident.incident_id, to, reason),
+            partial(service.escalate, self.state.id, to, reason),
             f"Escalated to {to}.",
         )
 
 
-class ResolveDialog(_Dialog):
+class ResolveDialog(_ChangeDialog):
     """Resolve the incident (stops the resolution timer)."""
 
     AUTO_FOCUS = "#summary"
     HELP = "A sentence on how it was resolved; Enter resolves. Post-incident work follows."
 
+    def __init__(self, state: IncidentState) -> None:
+        super().__init__()
+        self.state = state
+
     def compose(self) -> ComposeResult:
-        state = self.incident.state
-        assert state is not None
+        state = self.state
         phases = {p.id for p in state.phases} | {"assessment"}
         open_items = [
             r for r in state.checklist if r.split(".", 1)[0] in phases and r not in state.done
@@ -239,31 +257,60 @@ class ResolveDialog(_Dialog):
                 markup=False,
             )
             return
-        service = _app(self).service
-        incident = self.incident
-
-        def recorded(state: IncidentState) -> None:
-            incident.section = incident._post_incident_first()
-            incident._same_section_rebuild = False
-            incident.apply_state(state)
-            self.app.notify(
-                "Resolved. Post-incident work is on the left; x exports the timeline.", markup=False
-            )
-            self.dismiss()
-
-        _app(self).submit(
-            "resolve", partial(service.resolve, incident.incident_id, summary), recorded
+        service = host(self).service
+        self.record(
+            "resolve",
+            partial(service.resolve, self.state.id, summary),
+            "Resolved. Post-incident work is on the left; x exports the timeline.",
         )
 
 
-class ExportDialog(_Dialog):
+class RenameDialog(_ChangeDialog):
+    """Give the incident a new title; the old one stays in the timeline and the export."""
+
+    AUTO_FOCUS = "#title"
+    HELP = (
+        "Type the new title; Enter records it (a 'renamed' event keeps the old one in the "
+        "timeline and the export). A title is one line of plain text: control characters "
+        "are refused. Esc cancels."
+    )
+
+    def __init__(self, state: IncidentState) -> None:
+        super().__init__()
+        self.state = state
+
+    def compose(self) -> ComposeResult:
+        state = self.state
+        with Vertical(classes="dialog"):
+            yield Label("Rename the incident (Enter records it)")
+            yield Static(lit(f"Now: {state.title}"), classes="hint")
+            # The cursor goes to the end: a first key must not replace the whole title.
+            yield Input(value=state.title, id="title", select_on_focus=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Rename (Enter)", variant="primary", id="ok")
+                yield Button("Cancel (Esc)", id="cancel")
+
+    def action_submit(self) -> None:
+        title = self.required("#title", "A title needs some text.")
+        if title is None:
+            return
+        service = host(self).service
+        self.record(
+            "rename",
+            partial(service.rename, self.state.id, title),
+            f"Renamed: {title.strip()}",
+        )
+
+
+class ExportDialog(_Dialog[Path]):
     """Export the timeline to a file (written atomically)."""
 
     AUTO_FOCUS = "#path"
     HELP = "Choose the format and the file; Enter writes it (atomically: never half a file)."
 
-    def __init__(self, incident: IncidentScreen, fmt: str = "markdown") -> None:
-        super().__init__(incident)
+    def __init__(self, incident_id: str, fmt: str = "markdown") -> None:
+        super().__init__()
+        self.incident_id = incident_id
         self.fmt = fmt
 
     def compose(self) -> ComposeResult:
@@ -277,7 +324,7 @@ class ExportDialog(_Dialog):
             # The cursor goes to the end of the path: a first key (Space!) must not
             # replace all of it, as a selected value would be.
             yield Input(
-                value=str(default_export_path(self.incident.incident_id, self.fmt)),
+                value=str(default_export_path(self.incident_id, self.fmt)),
                 id="path",
                 select_on_focus=False,
             )
@@ -287,9 +334,7 @@ class ExportDialog(_Dialog):
 
     def on_radio_set_changed(self, event: RadioSet.Changed) -> None:
         self.fmt = "markdown" if event.index == 0 else "json"
-        self.query_one("#path", Input).value = str(
-            default_export_path(self.incident.incident_id, self.fmt)
-        )
+        self.query_one("#path", Input).value = str(default_export_path(self.incident_id, self.fmt))
 
     def on_mount(self) -> None:
         self.query_one("#path", Input).focus()
@@ -299,18 +344,17 @@ class ExportDialog(_Dialog):
         if typed is None:
             return
         path = Path(typed.strip()).expanduser()
-        service = _app(self).service
-        incident_id = self.incident.incident_id
-        fmt = self.fmt
+        service = host(self).service
+        incident_id, fmt = self.incident_id, self.fmt
 
         def write() -> Path:
             return atomic_write(path, service.export(incident_id, fmt))
 
-        def written(where: Path) -> None:
-            self.app.notify(f"Wrote {where}", title="Exported", markup=False)
-            self.dismiss()
+        host(self).submit("export", write, self, FileWritten, records=False)
 
-        _app(self).submit("export", write, written, records=False)
+    def on_file_written(self, message: FileWritten) -> None:
+        self.app.notify(f"Wrote {message.path}", title="Exported", markup=False)
+        self.dismiss(message.path)
 
 
 class CopyPicker(HelpText, ModalScreen[None]):
@@ -349,42 +393,12 @@ class CopyPicker(HelpText, ModalScreen[None]):
         self.dismiss(result)
 
 
-class RenameDialog(_Dialog):
-    """Give the incident a new title; the old one stays in the timeline and the export."""
+class ResolvedDialog(HelpText, ModalScreen[str]):
+    """The incident is resolved already: what can still be done, one key away.
 
-    AUTO_FOCUS = "#title"
-    HELP = (
-        "Type the new title; Enter records it (a 'renamed' event keeps the old one in the "
-        "timeline and the export). A title is one line of plain text: control characters "
-        "are refused. Esc cancels."
-    )
-
-    def compose(self) -> ComposeResult:
-        state = self.incident.state
-        assert state is not None
-        with Vertical(classes="dialog"):
-            yield Label("Rename the incident (Enter records it)")
-            yield Static(lit(f"Now: {state.title}"), classes="hint")
-            # The cursor goes to the end: a first key must not replace the whole title.
-            yield Input(value=state.title, id="title", select_on_focus=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Rename (Enter)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
-
-    def action_submit(self) -> None:
-        title = self.required("#title", "A title needs some text.")
-        if title is None:
-            return
-        service = _app(self).service
-        self.record(
-            "rename",
-            partial(service.rename, self.incident.incident_id, title),
-            f"Renamed: {title.strip()}",
-        )
-
-
-class ResolvedDialog(HelpText, ModalScreen[None]):
-    """The incident is resolved already: what can still be done, one key away."""
+    Returns the choice (``post``, ``export`` or ``close``) through ``dismiss()``; the
+    incident screen does it once the dialog is gone.
+    """
 
     AUTO_FOCUS = "#post"
     HELP = (
@@ -397,13 +411,13 @@ class ResolvedDialog(HelpText, ModalScreen[None]):
         Binding("escape", "dismiss", "Back", id="resolved.back"),
     ]
 
-    def __init__(self, incident: IncidentScreen) -> None:
+    def __init__(self, state: IncidentState) -> None:
         super().__init__()
-        self.incident = incident
+        self.state = state
 
     def compose(self) -> ComposeResult:
-        state = self.incident.state
-        assert state is not None and state.resolved_at is not None
+        state = self.state
+        assert state.resolved_at is not None
         closed = state.closed_at is not None
         with Vertical(classes="dialog"):
             head = Text(f"Incident {state.id} ", style="bold")
@@ -444,15 +458,8 @@ class ResolvedDialog(HelpText, ModalScreen[None]):
         self.action_choose(event.button.id or "back")
 
     def action_choose(self, choice: str) -> None:
-        """Leave the dialog, then do what was chosen on the incident screen."""
-        incident = self.incident
-        self.dismiss()
-        if choice == "post":
-            incident.show_post_incident()
-        elif choice == "export":
-            incident.action_export()
-        elif choice == "close":
-            incident.action_close_incident()
+        """Leave the dialog with the choice; the incident screen acts on it."""
+        self.dismiss(choice)
 
-    async def action_dismiss(self, result: None = None) -> None:
+    async def action_dismiss(self, result: Any = None) -> None:
         self.dismiss(result)

@@ -1,8 +1,8 @@
-"""The help screen."""
+"""Help (? or F1): what the screen underneath is for, and every key that works there."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,10 +12,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from playbook.tui.screens.base import HelpText
-
-if TYPE_CHECKING:
-    pass
-
 
 # ============================================================================ help
 

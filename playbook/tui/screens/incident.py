@@ -1,39 +1,33 @@
-"""The incident screen."""
+"""The incident screen: the incident's keys, over a view of the incident.
+
+:class:`playbook.tui.widgets.incident_view.IncidentView` shows the incident and keeps it
+current; this screen maps each key to what it does: a dialog or a screen that records a
+change and returns the incident as recorded through ``dismiss()`` (shown by the view), a
+diagnostic or a guarded action on the highlighted line, the drill's data check.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import textwrap
 from collections.abc import Iterable
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList, Static
-from textual.widgets.option_list import Option, OptionDoesNotExist
-from textual.worker import Worker, WorkerState
+from textual.widget import Widget
+from textual.widgets import Footer, OptionList
 
-from playbook.core.durations import format_duration
-from playbook.core.evidence import shown_of
 from playbook.core.state import IncidentState
-from playbook.core.text import inline
-from playbook.core.timers import BREACHED, WARNING
-from playbook.errors import PlaybookError
-from playbook.service import defaults_from
-from playbook.tui.screens.base import HelpText, _app
+from playbook.tui.commands import incident_commands
+from playbook.tui.host import host
+from playbook.tui.messages import DiagnosticRecorded, DrillChecked, DrillCheckFailed
+from playbook.tui.screens.action import ActionScreen
+from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.composer import ComposerScreen
-from playbook.tui.screens.diagnostics import (
-    ParamsDialog,
-    ResultScreen,
-    param_defaults,
-    verdict_text,
-)
+from playbook.tui.screens.diagnostics import ParamsDialog, ResultScreen
 from playbook.tui.screens.dialogs import (
     CopyPicker,
     EscalateDialog,
@@ -43,26 +37,23 @@ from playbook.tui.screens.dialogs import (
     ResolveDialog,
     SeverityDialog,
 )
+from playbook.tui.screens.drill import (
+    NO_SANDBOX,
+    BriefingScreen,
+    ScorecardScreen,
+    check_data,
+    drill_help,
+)
 from playbook.tui.screens.timeline import TimelineScreen
-from playbook.tui.widgets.text import block, lit, standin_line
-from playbook.tui.widgets.timers import TimerBar
+from playbook.tui.widgets.checklist import Checklist
+from playbook.tui.widgets.incident_view import IncidentView
+from playbook.tui.widgets.phase_nav import PhaseNav
+from playbook.tui.widgets.sections import post_incident_first, step_of
+from playbook.tui.widgets.step_detail import copy_choices
 
 if TYPE_CHECKING:
     from playbook.core.model import Playbook
-
-
-NAV_TEXT = 28
-"""Characters of text in a line of the left column (its width less border and padding)."""
-
-STAGES = (
-    ("containment", "CONTAINMENT"),
-    ("investigation", "INVESTIGATION"),
-    ("recovery", "RECOVERY"),
-    ("restoration", "RESTORATION"),
-)
-
-
-# ============================================================================ the incident
+    from playbook.service import PreparedRun
 
 
 class IncidentScreen(HelpText, Screen[None]):
@@ -116,45 +107,56 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def __init__(self, incident_id: str, state: IncidentState | None = None) -> None:
         super().__init__()
-        self.incident_id = incident_id
-        self.state: IncidentState | None = None
-        self.playbook: Playbook | None = None
-        self._playbook_sha = ""
-        self.section = ""
-        self.pending: set[str] = set()
-        self.announced: set[tuple[str, str, str]] = set()
-        self._initial = state
-        self.running: dict[str, Any] = {}
-        """Diagnostics running now, by id (their PreparedRun, which can cancel)."""
-        self.show_running: dict[str, bool] = {}
-        self.progress_text: dict[str, str] = {}
-        self.checking = False
-        """True while the drill's data is being compared with its fingerprint."""
-        self.unreadable_shown: set[int] = set()
-        """Sequence numbers of unreadable events the responder has been told about."""
+        self.view = IncidentView(incident_id, state)
 
     def compose(self) -> ComposeResult:
-        yield Static("loading…", id="incident-header")
-        yield TimerBar(id="timers")
-        with Horizontal(id="body"):
-            yield OptionList(id="nav")
-            with Vertical(id="main"):
-                yield OptionList(id="checklist")
-                with VerticalScroll(id="detail-scroll"):
-                    yield Static(id="detail")
-        yield Static(id="diag-status")
+        yield self.view
         yield Footer()
 
-    def on_mount(self) -> None:
-        app = _app(self)
-        if self._initial is not None:
-            self.apply_state(self._initial)
-        else:
-            self.reload()
-        self.set_interval(app.tick_seconds, self.tick)
-        self.set_interval(app.refresh_seconds, self.reload)
+    @property
+    def incident_id(self) -> str:
+        return self.view.incident_id
 
-    _focus_on_leave: Any = None
+    @property
+    def state(self) -> IncidentState | None:
+        """The incident as last read (None until it is)."""
+        return self.view.state
+
+    @property
+    def playbook(self) -> Playbook | None:
+        """The playbook the incident opened with (None until it is rebuilt)."""
+        return self.view.playbook
+
+    @property
+    def section(self) -> str:
+        """The section shown on the right."""
+        return self.view.section
+
+    @property
+    def running(self) -> dict[str, PreparedRun]:
+        """Diagnostics running now, by id."""
+        return self.view.runs.running
+
+    @property
+    def checklist(self) -> Checklist:
+        return self.view.checklist
+
+    def show_recorded(self, state: IncidentState | None) -> None:
+        """Show the incident as a dialog recorded it (None: it recorded nothing)."""
+        if state is not None:
+            self.view.apply_state(state)
+
+    def on_incident_view_shown(self, message: IncidentView.Shown) -> None:
+        state = message.state
+        if message.first or state.drill is not None:
+            self._drill_shown(state, message.first)
+        for screen in self.app.screen_stack:  # the composer and timeline opened from here
+            if isinstance(screen, (ComposerScreen, TimelineScreen)) and screen.state.id == state.id:
+                screen.state = state
+
+    # -------------------------------------------------------------- focus and size
+
+    _focus_on_leave: Widget | None = None
     """The widget that had focus when another screen covered this one."""
 
     def on_screen_suspend(self) -> None:
@@ -170,168 +172,26 @@ class IncidentScreen(HelpText, Screen[None]):
         here), so Textual's fallback only applies when this finds nothing either.
         """
         wanted, self._focus_on_leave = self._focus_on_leave, None
-        if self.focused is None and not _app(self).too_small:
+        if self.focused is None and not host(self).too_small:
             if wanted is None or not wanted.is_attached or not wanted.focusable:
-                wanted = self.query_one("#checklist", OptionList)
+                wanted = self.checklist
             self.set_focus(wanted, scroll_visible=False)
         focused = self.focused
-        if not isinstance(focused, OptionList) or focused.highlighted is not None:
-            return
-        if self.state is not None and self.playbook is not None:
+        if isinstance(focused, (PhaseNav, Checklist)) and focused.highlighted is None:
             # Rebuilt, each list highlights what it would on arrival: the section shown,
             # the first open item.
-            self.build_nav() if focused.id == "nav" else self.build_checklist()
+            focused.rebuild()
 
-    # -------------------------------------------------------------- state
+    def on_resize(self) -> None:
+        if not host(self).too_small:
+            self.view.relayout()
 
-    def reload(self) -> None:
-        app = _app(self)
-        ref = self.incident_id
-        app.submit("read incident", lambda: app.service.get(ref).state, self._reloaded)
+    # -------------------------------------------------------------- the checklist
 
-    def _reloaded(self, state: IncidentState) -> None:
-        if self.state is None or state.last_seq != self.state.last_seq:
-            self.apply_state(state)
-
-    def apply_state(self, state: IncidentState) -> None:
-        """Show ``state``: called with every state the store thread hands back."""
-        first = self.state is None
-        self.incident_id = state.id
-        self.state = state
-        self._tell_unreadable(state)
-        if first or state.drill is not None:
-            self._drill_shown(state, first)
-        if state.playbook_sha256 != self._playbook_sha or self.playbook is None:
-            self._read_playbook(state)
-            self.update_header()
-            self.tick()
-            return
-        if not self.section:
-            self.section = state.phase if not state.resolved_at else self._post_incident_first()
-        self.build_nav()
-        self.build_checklist()
-        self.tick()
-
-    def _tell_unreadable(self, state: IncidentState) -> None:
-        """Say once, per event, that the log holds an event the fold had to skip."""
-        new = [u for u in state.unreadable if u.seq not in self.unreadable_shown]
-        if not new:
-            return
-        self.unreadable_shown.update(u.seq for u in new)
-        lines = [u.describe() for u in new[:5]]
-        if len(new) > 5:
-            lines.append(f"… and {len(new) - 5} more (playbook show lists them all)")
-        self.notify(
-            "\n".join(lines),
-            title="Unreadable events in this incident",
-            severity="warning",
-            timeout=30,
-            markup=False,
-        )
-
-    _reading_playbook = ""
-
-    def _read_playbook(self, state: IncidentState) -> None:
-        """Build the incident's playbook (from its snapshot) on the store thread."""
-        sha = state.playbook_sha256
-        if self._reading_playbook == sha:
-            return
-        self._reading_playbook = sha
-        service = _app(self).service
-
-        def built(playbook: Playbook) -> None:
-            self.playbook = playbook
-            self._playbook_sha = sha
-            self._reading_playbook = ""
-            if self.state is not None:
-                self.apply_state(self.state)
-
-        _app(self).submit("read playbook", lambda: service.playbook_of(state), built, records=False)
-
-    def _post_incident_first(self) -> str:
-        assert self.state is not None
-        post = self.state.snapshot.get("post_incident", [])
-        return post[0]["id"] if post else self.state.phase
-
-    def _section(self, section_id: str) -> dict[str, Any] | None:
-        assert self.state is not None
-        return next((s for s in self.state.sections if s["id"] == section_id), None)
-
-    def _progress(self, section_id: str) -> tuple[int, int]:
-        assert self.state is not None
-        section = self._section(section_id)
-        if section is None:
-            return 0, 0
-        refs = [i["ref"] for step in section["steps"] for i in step["items"]]
-        return sum(1 for r in refs if r in self.state.done), len(refs)
-
-    # -------------------------------------------------------------- navigation
-
-    def _nav_entries(self) -> list[tuple[str, str, bool]]:
-        """(id, label, is_heading) for the left column."""
-        assert self.state is not None and self.playbook is not None
-        pb = self.playbook
-        entries: list[tuple[str, str, bool]] = [(pb.assessment.id, pb.assessment.title, False)]
-        for stage, heading in STAGES:
-            phases = [p for p in pb.phases if p.stage == stage]
-            if phases:
-                entries.append((f"heading:{stage}", heading, True))
-                entries += [(p.id, p.title, False) for p in phases]
-        if pb.scenarios:
-            entries.append(("heading:scenarios", "SCENARIOS", True))
-            entries.append(("choose-scenario", "Choose a scenario…", False))
-            for scenario in pb.scenarios:
-                if scenario.id in self.state.scenarios:
-                    entries.append((scenario.id, scenario.title, False))
-        if pb.post_incident:
-            entries.append(("heading:post", "POST-INCIDENT", True))
-            entries += [(s.id, s.title, False) for s in pb.post_incident]
-        return entries
-
-    def build_nav(self) -> None:
-        assert self.state is not None
-        nav = self.query_one("#nav", OptionList)
-        keep = self.section
-        options = []
-        for ident, label, heading in self._nav_entries():
-            if heading:
-                options.append(Option(Text(label, style="bold dim"), id=ident, disabled=True))
-                continue
-            text = Text(no_wrap=True, overflow="ellipsis")
-            current = ident == self.state.phase and self.state.resolved_at is None
-            text.append("▶ " if current else "  ", style="bold green")
-            done, total = self._progress(ident)
-            counter = f"{done}/{total}" if total else ""
-            room = NAV_TEXT - 3 - len(counter)
-            shown = label if len(label) <= room else label[: room - 1] + "…"
-            text.append_text(lit(shown, "bold" if ident == keep else ""))
-            text.append(" " * max(1, room - len(shown) + 1))
-            style = "green" if total and done == total else ""
-            text.append(counter, style=style)
-            options.append(Option(text, id=ident))
-        highlighted = nav.highlighted
-        nav.clear_options()
-        nav.add_options(options)
-        index = next((i for i, o in enumerate(options) if o.id == keep), None)
-        nav.highlighted = index if index is not None else highlighted
-
-    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        if event.option_list.id == "nav":
-            if event.option_index != event.option_list.highlighted:
-                return  # stale: posted while the list was being rebuilt
-            ident = event.option.id or ""
-            if ident and ident != self.section:
-                self.section = ident
-                self._same_section_rebuild = False  # a new section starts on its first open item
-                self.build_checklist()
-        elif event.option_list.id == "checklist":
-            self.show_detail(event.option.id or "")
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+    @on(OptionList.OptionSelected, "#checklist")
+    def _line_chosen(self, event: OptionList.OptionSelected) -> None:
         ident = event.option.id or ""
-        if event.option_list.id == "nav":
-            self.query_one("#checklist", OptionList).focus()
-        elif ident.startswith("scenario:"):
+        if ident.startswith("scenario:"):
             self.choose_scenario(ident.split(":", 1)[1])
         elif ident.startswith("item:"):
             self.action_toggle()
@@ -340,136 +200,91 @@ class IncidentScreen(HelpText, Screen[None]):
         elif ident.startswith("act:"):
             self.start_action(ident.rsplit(":", 1)[1])
 
-    # -------------------------------------------------------------- checklist
+    def action_phase(self, phase: str) -> None:
+        self.view.show_section(phase)
 
-    def _item_prompt(self, ref: str, text: str) -> Text:
-        assert self.state is not None
-        line = Text("  ")
-        if ref in self.pending:
-            line.append("[…] ", style="yellow")
-        elif ref in self.state.done:
-            line.append("[x] ", style="bold green")
+    def choose_scenario(self, scenario: str) -> None:
+        self.view.choose_scenario(scenario)
+
+    def action_toggle(self) -> None:
+        if self.state is None:
+            return
+        if self.focused is not self.checklist:
+            # Space on the left column chooses the section; it never ticks what is unseen.
+            self.checklist.focus()
+            return
+        ident = self.checklist.highlighted_id
+        if ident.startswith("scenario:"):
+            self.choose_scenario(ident.split(":", 1)[1])
+        elif ident.startswith("item:"):
+            self.checklist.toggle()
         else:
-            line.append("[ ] ")
-        options = self._item_options(ref)
-        if options:
-            text = f"{text} ({' / '.join(options)})"
-        # Wrap by hand so continuation lines stay under the text, not under the box.
-        width = max(
-            20, self.query_one("#checklist", OptionList).scrollable_content_region.width - 8
-        )
-        lines = textwrap.wrap(inline(text), width) or [""]
-        line.append(lines[0], style="dim" if ref in self.state.done else "")
-        for rest in lines[1:]:
-            line.append("\n      " + rest, style="dim" if ref in self.state.done else "")
-        return line
+            self.notify("Highlight an item to tick it (the headings are steps).", markup=False)
 
-    def _item_options(self, ref: str) -> list[str]:
-        if self.playbook is None:
-            return []
-        section, step_id, key = [*ref.split(".", 2), "", ""][:3]
-        step = self.playbook.steps().get(f"{section}.{step_id}")
-        item = next((i for i in step.items if i.key == key), None) if step else None
-        return list(item.options) if item else []
-
-    def build_checklist(self) -> None:
-        assert self.state is not None and self.playbook is not None
-        checklist = self.query_one("#checklist", OptionList)
-        previous = checklist.highlighted
-        options: list[Option] = []
-        if self.section == "choose-scenario":
-            for scenario in self.playbook.scenarios:
-                line = Text("● " if scenario.id in self.state.scenarios else "○ ", style="bold")
-                line.append_text(lit(scenario.title, "bold"))
-                if scenario.summary:
-                    line.append(" — ")
-                    line.append_text(lit(scenario.summary))
-                options.append(Option(line, id=f"scenario:{scenario.id}"))
-        else:
-            section = self._section(self.section)
-            for step in section["steps"] if section else []:
-                heading = Text()
-                heading.append_text(lit(step["title"], "bold underline"))
-                step_ref = f"{self.section}.{step['id']}"
-                options.append(Option(heading, id=f"step:{step_ref}"))
-                pb_step = self.playbook.steps().get(step_ref)
-                for diag_id in pb_step.diagnostics if pb_step else []:
-                    options.append(
-                        Option(self._diag_prompt(diag_id), id=f"diag:{step_ref}:{diag_id}")
-                    )
-                for action_id in pb_step.actions if pb_step else []:
-                    options.append(
-                        Option(self._action_prompt(action_id), id=f"act:{step_ref}:{action_id}")
-                    )
-                for item in step["items"]:
-                    options.append(
-                        Option(
-                            self._item_prompt(item["ref"], item["text"]), id=f"item:{item['ref']}"
-                        )
-                    )
-        checklist.clear_options()
-        checklist.add_options(options)
-        if options:
-            first_open = next(
-                (
-                    i
-                    for i, o in enumerate(options)
-                    if (o.id or "").startswith("item:") and (o.id or "")[5:] not in self.state.done
-                ),
-                0,
-            )
-            same = previous is not None and previous < len(options)
-            checklist.highlighted = previous if same and self._same_section_rebuild else first_open
-            highlighted = checklist.highlighted
-            if highlighted is not None:
-                self.show_detail(options[highlighted].id or "")
-        self._same_section_rebuild = True
-        self.update_header()
-
-    _same_section_rebuild = False
+    def action_copy(self) -> None:
+        located = step_of(self.checklist.highlighted_id)
+        if self.playbook is None or located is None:
+            self.notify("Highlight a step or item first.", markup=False)
+            return
+        step = self.checklist.highlighted_step()
+        if step is None:
+            return
+        choices = copy_choices(self.playbook, step)
+        if not choices:
+            self.notify("This step has no commands or queries to copy.", markup=False)
+            return
+        self.app.push_screen(CopyPicker(choices))
 
     # -------------------------------------------------------------- diagnostics
 
-    def _diag_prompt(self, diag_id: str) -> Text:
-        assert self.playbook is not None and self.state is not None
-        diag = self.playbook.diagnostics[diag_id]
-        line = Text("  ⚙ ", style="cyan")
-        title = diag.title if len(diag.title) <= 44 else diag.title[:43] + "…"
-        line.append_text(lit(title))
-        line.append_text(lit(f"  [{diag.kind} → {diag.target}] ", "dim"))
-        last = self.state.last_runs().get(diag_id)
-        if diag_id in self.running:
-            line.append(" running… ", style="bold yellow")
-        elif diag.writes:
-            line.append(" writes: not run ", style="dim red")
-        elif last is not None:
-            line.append_text(verdict_text(last.verdict))
-            line.append(f" {last.at:%H:%M}Z", style="dim")
-        else:
-            line.append(" not run ", style="dim")
-        return line
+    def action_diagnose(self) -> None:
+        one, _every = self.checklist.highlighted_diagnostics()
+        if one is None:
+            self.notify("This step has no diagnostics.", markup=False)
+            return
+        self.start_diagnostic(one, ask=True)
 
-    def _action_prompt(self, action_id: str) -> Text:
-        assert self.playbook is not None and self.state is not None
-        action = self.playbook.actions[action_id]
-        line = Text("  ⚡ ", style="bold yellow")
-        title = action.title if len(action.title) <= 36 else action.title[:35] + "…"
-        line.append_text(lit(title))
-        line.append_text(lit(f"  [{action.do.operation} → {action.target}] ", "dim"))
-        runs = [r for r in self.state.actions.values() if r.action == action_id]
-        if runs:
-            line.append_text(lit(f" {runs[-1].status} ", "bold"))
+    def action_diagnose_all(self) -> None:
+        _one, every = self.checklist.highlighted_diagnostics()
+        runnable = [d for d in every if self.playbook and not self.playbook.diagnostics[d].writes]
+        if not runnable:
+            self.notify("This step has no diagnostics that can run.", markup=False)
+            return
+        for diag_id in runnable:
+            self.start_diagnostic(diag_id, ask=False)
+
+    def action_stop_diagnostics(self) -> None:
+        self.view.runs.stop()
+
+    def start_diagnostic(self, diag_id: str, ask: bool) -> None:
+        """Ask for parameters (or take the last ones), then run it in the background."""
+        if self.playbook is None or self.state is None:
+            return
+        diag = self.playbook.diagnostics[diag_id]
+        values = self.view.runs.values_for(diag, diag_id)
+        if values is None:
+            return  # it said why not
+        if ask and diag.params:
+            run = partial(self.view.runs.start, diag_id, True)
+            self.app.push_screen(ParamsDialog(diag_id, diag, values), run)
         else:
-            line.append(" not run ", style="dim")
-        return line
+            self.view.runs.start(diag_id, ask, {k: v for k, v in values.items() if v})
+
+    def on_diagnostic_recorded(self, message: DiagnosticRecorded) -> None:
+        if message.show:  # the view has shown the incident with it already
+            self.app.push_screen(ResultScreen(message.payload))
+
+    def show_last_result(self, diag_id: str) -> None:
+        last = self.state.last_runs().get(diag_id) if self.state else None
+        if last is None:
+            self.start_diagnostic(diag_id, ask=True)
+        else:
+            self.app.push_screen(ResultScreen(last.payload))
+
+    # -------------------------------------------------------------- guarded actions
 
     def _highlighted_action(self) -> str | None:
-        option = self.query_one("#checklist", OptionList).highlighted_option
-        ident = (option.id or "") if option else ""
-        located = self._highlighted_step()
-        step = self.playbook.steps().get(".".join(located)) if self.playbook and located else None
-        every = list(step.actions) if step else []
-        chosen = ident.rsplit(":", 1)[1] if ident.startswith("act:") else next(iter(every), None)
+        chosen = self.checklist.highlighted_action()
         if chosen is None:
             self.notify("This step has no guarded action.", markup=False)
         return chosen
@@ -481,518 +296,17 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def action_roll_back(self) -> None:
         """Roll back the latest run of the highlighted action from its backup."""
-        from playbook.tui.screens.action import ActionScreen
-
         chosen = self._highlighted_action()
-        if chosen is None or self.state is None:
-            return
-        runs = [r for r in self.state.actions.values() if r.action == chosen and r.can_roll_back]
-        if not runs:
-            self.notify(f"No run of {chosen} can be rolled back.", markup=False)
-            return
-        app = _app(self)
-        incident, run_id = self.incident_id, runs[-1].run
-        path = Path(self.state.playbook_path) if self.state.playbook_path else None
-
-        state = self.state
-
-        def resume(progress: Any) -> Any:
-            targets = app.targets(path, state)
-            return app.service.resume_action(incident, run_id, targets, progress)
-
-        self.app.push_screen(
-            ActionScreen(resume, f"⚡ roll back {chosen} run {run_id}", rollback=True),
-            lambda _: self.reload(),
-        )
+        if chosen is not None and self.state is not None:
+            ActionScreen.roll_back(self.app, self.state, chosen, self._reload_after)
 
     def start_action(self, action_id: str) -> None:
         """Open the guarded action's screen: dry run and backup start at once."""
-        from playbook.tui.screens.action import ActionScreen
+        if self.playbook is not None and self.state is not None:
+            ActionScreen.open(self.app, self.state, self.playbook, action_id, self._reload_after)
 
-        if self.playbook is None or self.state is None:
-            return
-        app = _app(self)
-        incident = self.incident_id
-        path = Path(self.state.playbook_path) if self.state.playbook_path else None
-        action = self.playbook.actions[action_id]
-        defaults = param_defaults(action, None)  # type: ignore[arg-type]
-        state = self.state
-
-        def open_screen(given: dict[str, str] | None) -> None:
-            if given is None:
-                return
-
-            def start(progress: Any) -> Any:
-                targets = app.targets(path, state)
-                return app.service.start_action(incident, action_id, given, targets, progress)
-
-            self.app.push_screen(
-                ActionScreen(start, f"⚡ {action_id}: {action.title}"), lambda _: self.reload()
-            )
-
-        if action.params:
-            hint = f"guarded action on target {action.target}: the dry run comes first"
-            self.app.push_screen(
-                ParamsDialog(action_id, action, defaults, hint=hint, verb="Dry run"),  # type: ignore[arg-type]
-                open_screen,
-            )
-        else:
-            open_screen({})
-
-    def _refresh_diag_lines(self) -> None:
-        checklist = self.query_one("#checklist", OptionList)
-        for index in range(checklist.option_count):
-            ident = checklist.get_option_at_index(index).id or ""
-            if ident.startswith("diag:"):
-                checklist.replace_option_prompt_at_index(
-                    index, self._diag_prompt(ident.rsplit(":", 1)[1])
-                )
-
-    def _highlighted_diagnostics(self) -> tuple[str | None, list[str]]:
-        """(the highlighted diagnostic, every diagnostic of the highlighted step)."""
-        option = self.query_one("#checklist", OptionList).highlighted_option
-        ident = (option.id or "") if option else ""
-        located = self._highlighted_step()
-        step = self.playbook.steps().get(".".join(located)) if self.playbook and located else None
-        every = list(step.diagnostics) if step else []
-        one = (
-            ident.rsplit(":", 1)[1] if ident.startswith("diag:") else (every[0] if every else None)
-        )
-        return one, every
-
-    def action_diagnose(self) -> None:
-        one, _every = self._highlighted_diagnostics()
-        if one is None:
-            self.notify("This step has no diagnostics.", markup=False)
-            return
-        self.start_diagnostic(one, ask=True)
-
-    def action_diagnose_all(self) -> None:
-        _one, every = self._highlighted_diagnostics()
-        runnable = [d for d in every if self.playbook and not self.playbook.diagnostics[d].writes]
-        if not runnable:
-            self.notify("This step has no diagnostics that can run.", markup=False)
-            return
-        for diag_id in runnable:
-            self.start_diagnostic(diag_id, ask=False)
-
-    def action_stop_diagnostics(self) -> None:
-        if not self.running:
-            self.notify("No diagnostic is running.", markup=False)
-            return
-        for prepared in self.running.values():
-            prepared.cancel()
-        self.notify(f"Stopping {', '.join(self.running)}…", markup=False)
-
-    def start_diagnostic(self, diag_id: str, ask: bool) -> None:
-        """Ask for parameters (or take the last ones), prepare on the store thread, run."""
-        if self.playbook is None or self.state is None:
-            return
-        diag = self.playbook.diagnostics[diag_id]
-        if diag.writes:
-            self.notify(
-                f"{diag_id} changes data: it is never run as a diagnostic.",
-                severity="error",
-                markup=False,
-            )
-            return
-        if diag_id in self.running:
-            self.notify(f"{diag_id} is already running (k stops it).", markup=False)
-            return
-        last = self.state.last_runs().get(diag_id)
-        values = param_defaults(diag, last.payload.get("params") if last else None)
-        # A parameter that defaults from another diagnostic's number shows that number.
-        filled = defaults_from(self.state, diag, {k: v for k, v in values.items() if v})
-        values.update({k: str(v) for k, v in filled.items() if not values.get(k)})
-        if ask and diag.params:
-
-            def chosen(given: dict[str, str] | None) -> None:
-                if given is not None:
-                    self._prepare(diag_id, given, show=True)
-
-            self.app.push_screen(ParamsDialog(diag_id, diag, values), chosen)
-            return
-        self._prepare(diag_id, {k: v for k, v in values.items() if v}, show=ask)
-
-    def _prepare(self, diag_id: str, given: dict[str, str], show: bool) -> None:
-
-        app = _app(self)
-        incident = self.incident_id
-        path = Path(self.state.playbook_path) if self.state and self.state.playbook_path else None
-
-        state = self.state
-
-        def prepare() -> Any:
-            targets = app.targets(path, state)
-            return app.service.prepare_diagnostic(incident, diag_id, given, targets)
-
-        def failed(error: BaseException) -> bool:
-            from playbook.core.diagnostics import ParamError
-
-            if not isinstance(error, PlaybookError):
-                return False
-            hint = error.message
-            if isinstance(error, ParamError):
-                hint = "Highlight it and press d to give them."
-            self.notify(
-                f"{error.title}\n{hint}".strip(),
-                title=f"{diag_id} not run",
-                severity="error",
-                markup=False,
-                timeout=12,
-            )
-            return True
-
-        app.submit(f"prepare {diag_id}", prepare, lambda p: self._launch(p, show), failed, False)
-
-    def _launch(self, prepared: Any, show: bool) -> None:
-        app = _app(self)
-        diag_id = prepared.diagnostic_id
-        self.running[diag_id] = prepared
-        self.show_running[diag_id] = show
-        self._refresh_diag_lines()
-        self._status(diag_id, "connecting…")
-
-        def progress(p: Any) -> None:
-            app.call_from_thread(self._status, diag_id, p.describe())
-
-        self.run_worker(
-            lambda: app.service.execute_diagnostic(prepared, progress),
-            name=f"diag:{diag_id}",
-            group="diagnostics",
-            thread=True,
-            exit_on_error=False,
-        )
-
-    def _status(self, diag_id: str, text: str) -> None:
-        if diag_id in self.running:
-            self.progress_text[diag_id] = text
-        else:
-            self.progress_text.pop(diag_id, None)
-        status = self.query_one("#diag-status", Static)
-        lines = Text()
-        for name, said in self.progress_text.items():
-            if lines:
-                lines.append("\n")
-            lines.append("⟳ ", style="bold yellow")
-            lines.append_text(lit(f"{name}: {said}"))
-        if lines:
-            lines.append("   k stops", style="dim")
-        status.update(lines)
-        status.display = bool(self.progress_text)
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        worker = event.worker
-        if worker.group == "drill" and worker.is_finished:
-            self._drill_checked(worker)
-            return
-        if worker.group != "diagnostics" or not worker.is_finished:
-            return
-        diag_id = worker.name.split(":", 1)[1]
-        self.running.pop(diag_id, None)
-        show = self.show_running.pop(diag_id, False)
-        self._status(diag_id, "")
-        if worker.state != WorkerState.SUCCESS:
-            self.notify(f"{diag_id} failed: {worker.error}", severity="error", markup=False)
-            self._refresh_diag_lines()
-            return
-        payload = worker.result
-        app = _app(self)
-
-        def recorded(state: IncidentState) -> None:
-            self.apply_state(state)
-            verdict = str(payload["verdict"]).upper()
-            self.notify(
-                f"{diag_id}: {verdict}. {payload.get('message') or shown_of(payload)}",
-                severity="error" if verdict in ("FAIL", "ERROR") else "information",
-                markup=False,
-            )
-            if show:
-                self.app.push_screen(ResultScreen(payload))
-
-        app.submit(
-            f"record {diag_id}",
-            lambda: app.service.record_diagnostic(self.incident_id, payload),
-            recorded,
-        )
-
-    def show_last_result(self, diag_id: str) -> None:
-        last = self.state.last_runs().get(diag_id) if self.state else None
-        if last is None:
-            self.start_diagnostic(diag_id, ask=True)
-        else:
-            self.app.push_screen(ResultScreen(last.payload))
-
-    def refresh_item(self, ref: str) -> None:
-        assert self.state is not None
-        text = self.state.checklist.get(ref, ref)
-        checklist = self.query_one("#checklist", OptionList)
-        # The item may be in another section than the one shown: nothing to redraw then.
-        with contextlib.suppress(OptionDoesNotExist):
-            checklist.replace_option_prompt(f"item:{ref}", self._item_prompt(ref, text))
-
-    def action_toggle(self) -> None:
-        if self.state is None:
-            return
-        checklist = self.query_one("#checklist", OptionList)
-        if self.focused is not checklist:
-            # Space on the left column chooses the section; it never ticks what is unseen.
-            checklist.focus()
-            return
-        option = checklist.highlighted_option
-        ident = option.id if option else ""
-        if ident and ident.startswith("scenario:"):
-            self.choose_scenario(ident.split(":", 1)[1])
-            return
-        if not ident or not ident.startswith("item:"):
-            self.notify("Highlight an item to tick it (the headings are steps).", markup=False)
-            return
-        ref = ident[5:]
-        if ref in self.pending:
-            return
-        app = _app(self)
-        done = ref in self.state.done
-        self.pending.add(ref)
-        self.refresh_item(ref)
-        method = app.service.uncheck if done else app.service.check
-        incident = self.incident_id
-
-        phase_before = self.state.phase
-
-        def recorded(state: IncidentState) -> None:
-            self.pending.discard(ref)
-            self._same_section_rebuild = True
-            self.apply_state(state)
-            if not done:
-                self._advance_from(ref)
-            if state.phase != phase_before:
-                window = state.phase_window()
-                self.notify(
-                    f"The incident moved to phase {window.title if window else state.phase}. "
-                    "Ctrl+P, 'phase: make current' moves it back.",
-                    timeout=8,
-                    markup=False,
-                )
-
-        def failed(_error: BaseException) -> None:
-            self.pending.discard(ref)
-            self.refresh_item(ref)
-
-        app.submit(f"tick {ref}", lambda: method(incident, ref), recorded, failed)
-
-    def _advance_from(self, ref: str) -> None:
-        checklist = self.query_one("#checklist", OptionList)
-        if (
-            checklist.highlighted_option is not None
-            and checklist.highlighted_option.id == f"item:{ref}"
-        ):
-            index = checklist.highlighted or 0
-            if index + 1 < checklist.option_count:
-                checklist.highlighted = index + 1
-
-    def choose_scenario(self, scenario: str) -> None:
-        app = _app(self)
-        incident = self.incident_id
-
-        def chosen(state: IncidentState) -> None:
-            self.section = scenario
-            self._same_section_rebuild = False
-            self.apply_state(state)
-            self.notify(
-                f"Following scenario: {scenario}. Its signs, queries and recovery are in the list.",
-                markup=False,
-            )
-
-        app.submit(
-            "choose scenario", lambda: app.service.choose_scenario(incident, scenario), chosen
-        )
-
-    # -------------------------------------------------------------- detail
-
-    def _highlighted_step(self) -> tuple[str, str] | None:
-        option = self.query_one("#checklist", OptionList).highlighted_option
-        ident = (option.id or "") if option else ""
-        if ident.startswith("step:"):
-            section, step = ident[5:].split(".", 1)
-            return section, step
-        if ident.startswith("item:"):
-            section, step, _item = ident[5:].split(".", 2)
-            return section, step
-        if ident.startswith(("diag:", "act:")):
-            section, step = ident.split(":", 2)[1].split(".", 1)
-            return section, step
-        return None
-
-    def show_detail(self, ident: str) -> None:
-        detail = self.query_one("#detail", Static)
-        pb = self.playbook
-        if pb is None:
-            return
-        out = Text()
-        if ident.startswith("scenario:"):
-            scenario = next(s for s in pb.scenarios if s.id == ident.split(":", 1)[1])
-            out.append_text(lit(scenario.title, "bold"))
-            out.append("\nDetection signs:\n")
-            for item in scenario.detection:
-                out.append("  • ")
-                out.append_text(lit(item.text))
-                out.append("\n")
-            out.append(
-                "Enter or Space follows this scenario: its signs, investigation queries and recovery join the list."
-            )
-            detail.update(out)
-            self.query_one("#detail-scroll").scroll_home(animate=False)
-            return
-        located = self._highlighted_step()
-        if located is None:
-            detail.update("")
-            return
-        section, step_id = located
-        step = pb.steps().get(f"{section}.{step_id}")
-        if step is None:
-            detail.update("")
-            return
-        if ident.startswith("item:"):
-            key = ident.rsplit(".", 1)[1]
-            item = next((i for i in step.items if i.key == key), None)
-            if item is not None:
-                out.append_text(lit(item.text, "bold"))
-                out.append("\n")
-                if item.options:
-                    out.append("Options: ")
-                    out.append_text(lit("; ".join(item.options)))
-                    out.append("\n")
-                if item.guidance:
-                    out.append_text(block(item.guidance))
-                    out.append("\n")
-                out.append("\n")
-        out.append("Step: ", style="dim")
-        out.append_text(lit(step.title, "bold"))
-        out.append("\n")
-        if step.guidance:
-            out.append_text(block(step.guidance))
-            out.append("\n")
-        for diag_id in step.diagnostics:
-            diag = pb.diagnostics[diag_id]
-            out.append("\nDiagnostic ", style="bold cyan")
-            out.append_text(lit(f"{diag_id}: {diag.title}", "bold"))
-            out.append_text(lit(f"  [{diag.kind} on target '{diag.target}']", "cyan"))
-            standin = standin_line(self.state, diag.target)
-            if standin is not None:
-                out.append("\n  ")
-                out.append_text(standin)
-            if diag.writes:
-                out.append("\n  WRITES DATA: never run as a diagnostic. ", style="bold red")
-            if diag.caution:
-                out.append("\n  ")
-                out.append_text(lit(diag.caution, "yellow"))
-            query = getattr(diag, "query", None)
-            shown = (
-                query.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-                if query
-                else {"argv": getattr(diag, "argv", [])}
-            )
-            out.append("\n  would run: ")
-            out.append_text(lit(json.dumps(shown, ensure_ascii=False)))
-            for expectation in diag.expect:
-                out.append("\n  healthy: ")
-                out.append_text(
-                    lit(
-                        f"{expectation.metric} {expectation.op} {expectation.value} (else {expectation.verdict})"
-                    )
-                )
-            last = self.state.last_runs().get(diag_id) if self.state else None
-            if last is not None:
-                out.append("\n  last run: ")
-                out.append_text(verdict_text(last.verdict))
-                out.append_text(
-                    lit(f" {last.at:%H:%M:%S}Z by {last.actor}; {shown_of(last.payload)}")
-                )
-            if not diag.writes:
-                out.append(
-                    "\n  d runs it, D runs all of this step's, Enter shows the last result.",
-                    style="dim",
-                )
-        for action_id in step.actions:
-            action = pb.actions[action_id]
-            out.append("\nGuarded action ", style="bold yellow")
-            out.append_text(lit(f"{action_id}: {action.title}", "bold"))
-            out.append_text(
-                lit(
-                    f"  [{action.kind} {action.do.operation} on target '{action.target}']", "yellow"
-                )
-            )
-            standin = standin_line(self.state, action.target)
-            if standin is not None:
-                out.append("\n  ")
-                out.append_text(standin)
-            if action.description:
-                out.append("\n  ")
-                out.append_text(lit(action.description))
-            if action.caution:
-                out.append("\n  ")
-                out.append_text(lit(action.caution, "yellow"))
-            if action.verify:
-                out.append("\n  verified by: ")
-                out.append_text(lit(", ".join(v.diagnostic for v in action.verify)))
-            for run in (
-                r
-                for r in (self.state.actions.values() if self.state else [])
-                if r.action == action_id
-            ):
-                out.append("\n  run ")
-                out.append_text(lit(f"{run.run}: {run.status}", "bold"))
-            out.append(
-                "\n  g runs it: dry run, backup, then you type "
-                f"'{action.confirm or action.target}' to lock, apply and verify.",
-                style="dim",
-            )
-        for proc_id in step.procedures:
-            proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
-            out.append("\nProcedure ", style="bold magenta")
-            out.append_text(lit(proc.title, "bold"))
-            out.append(" (shown and copied, never run by playbook)", style="dim")
-            for command in proc.commands:
-                if command.description:
-                    out.append("\n  # ")
-                    out.append_text(lit(command.description, "dim"))
-                out.append("\n")
-                out.append_text(block(command.code.rstrip("\n")))
-        for template in step.templates:
-            out.append("\nStatus message: ", style="bold")
-            out.append_text(lit(f"{template} — press s to compose it"))
-        detail.update(out)
-        self.query_one("#detail-scroll").scroll_home(animate=False)
-        self.update_header()
-
-    def action_copy(self) -> None:
-        pb = self.playbook
-        located = self._highlighted_step()
-        if pb is None or located is None:
-            self.notify("Highlight a step or item first.", markup=False)
-            return
-        step = pb.steps().get(".".join(located))
-        if step is None:
-            return
-        choices: list[tuple[str, str]] = []
-        for proc_id in step.procedures:
-            proc = next(p for p in pb.recovery_procedures if p.id == proc_id)
-            for command in proc.commands:
-                label = f"{proc.title}: {command.description or command.code.splitlines()[0]}"
-                choices.append((label, command.code.rstrip("\n") + "\n"))
-        for diag_id in step.diagnostics:
-            diag = pb.diagnostics[diag_id]
-            query = getattr(diag, "query", None)
-            text = (
-                diag.source
-                if diag.source
-                else json.dumps(query.model_dump(mode="json", by_alias=True) if query else {})
-            )
-            choices.append((f"Query {diag_id}: {diag.title}", text.rstrip("\n") + "\n"))
-        if not choices:
-            self.notify("This step has no commands or queries to copy.", markup=False)
-            return
-        self.app.push_screen(CopyPicker(choices))
+    def _reload_after(self, _result: None) -> None:
+        self.view.reload()  # the run or the check changed the incident
 
     # -------------------------------------------------------------- drill
 
@@ -1001,7 +315,7 @@ class IncidentScreen(HelpText, Screen[None]):
         """True when this incident is a drill (known before it is read in `playbook drill`)."""
         if self.state is not None:
             return self.state.drill is not None
-        return _app(self).sandbox_for(self.incident_id) is not None
+        return host(self).sandbox_for(self.incident_id) is not None
 
     def shows_key(self, action: str) -> bool:
         """False for a drill's key outside a drill: it is neither in the footer nor in help."""
@@ -1014,33 +328,11 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def help_extra(self) -> Text | None:
         """What help adds for a drill: its keys, and what is not real."""
-        state = self.state
-        if state is None or state.drill is None:
-            return None
-        out = Text("This incident is a DRILL", style="bold")
-        out.append_text(lit(f" ({state.drill.title})", "bold"))
-        out.append(
-            ": a rehearsal on a sandbox made for it, marked on every screen by the bar on "
-            "top. Diagnostics and guarded actions run on the sandbox only.\n"
-        )
-        out.append("F", style="bold")
-        out.append(
-            " compares the sandbox's data with the fingerprint taken before the fault (a "
-            "second or two, in the background), records the answer, and shows the "
-            "scorecard; press it again after a repair. Ctrl+P 'drill: show the briefing' "
-            "shows the briefing again. Ctrl+Q ends the drill: the data is compared once "
-            "more and the scorecard printed."
-        )
-        if state.drill.speed != 1:
-            out.append(
-                f"\nThe clock runs ×{state.drill.speed:g}: timers, warnings and breaches "
-                "come that many times sooner; the timeline keeps real times."
-            )
-        return out
+        return drill_help(self.state)
 
     def _drill_shown(self, state: IncidentState, first: bool) -> None:
         """Mark the screens of a drill, and brief the responder the first time it opens."""
-        app = _app(self)
+        app = host(self)
         if first:
             self.refresh_bindings()  # the drill's key shows only now that it is known
         app.refresh_drill_marks()
@@ -1049,197 +341,99 @@ class IncidentScreen(HelpText, Screen[None]):
             self.action_briefing()
 
     def action_briefing(self) -> None:
-        from playbook.tui.screens.drill import BriefingScreen
-
         if self.state is not None and self.state.drill is not None:
-            sandbox = _app(self).sandbox_for(self.state.id)
+            sandbox = host(self).sandbox_for(self.state.id)
             self.app.push_screen(BriefingScreen(self.state, sandbox))
-
-    def _scorecard_screen(self) -> Any:
-        from playbook.tui.screens.drill import ScorecardScreen
-
-        for screen in reversed(self.app.screen_stack):
-            if isinstance(screen, ScorecardScreen) and screen.incident_id == self.incident_id:
-                return screen
-        return None
 
     def action_drill_check(self) -> None:
         """Compare the drill's data with its fingerprint, record it, show the scorecard."""
-        from playbook.tui.screens.drill import ScorecardScreen, make_card
-
-        state = self.state
+        state, app = self.state, host(self)
         if state is None:
             return
         if state.drill is None:
             self.notify("This incident is not a drill: it has no fingerprint.", markup=False)
             return
-        app = _app(self)
-        card = self._scorecard_screen()
+        card = ScorecardScreen.shown(self.app, state.id)
         if card is None:
             card = ScorecardScreen(state.id, state.drill.title)
-            self.app.push_screen(card, lambda _: self.reload())
+            self.app.push_screen(card, self._reload_after)
         sandbox = app.sandbox_for(state.id)
         if sandbox is None:
-            # Honest: no sandbox, no new check; the card shows what was recorded.
-            note = (
-                "No new data check: this drill's sandbox is not running in this app (it "
-                "ended with its `playbook drill`). The scorecard is from what was recorded."
-            )
-            ref, service = state.id, app.service
-            app.submit(
-                "read incident",
-                lambda: make_card(service.get(ref).state, service.clock.now(), fresh=False),
-                lambda made: card.show_card(made, note),
-                records=False,
-            )
+            card.show_recorded(NO_SANDBOX)  # honest: no sandbox, no new check
             return
         card.show_pending()
-        if self.checking:
-            return  # the running check fills in this card
-        self.checking = True
-        service, incident = app.service, state.id
+        self.view.check_drill(partial(check_data, sandbox, app.service, state.id))
 
-        def check() -> Any:
-            # Reads every fingerprinted item of the sandbox, then appends to the store
-            # (whose writes are serialised by its own lock, as the action screen's are).
-            checked, _result = sandbox.check(service, incident)
-            return make_card(checked, service.clock.now(), fresh=True)
+    def on_drill_checked(self, message: DrillChecked) -> None:
+        ScorecardScreen.report(self.app, message.card)  # the view shows the incident
 
-        self.run_worker(check, name="drill-check", group="drill", thread=True, exit_on_error=False)
+    def on_drill_check_failed(self, message: DrillCheckFailed) -> None:
+        ScorecardScreen.report_failure(self.app, self.incident_id, message.error)
 
-    def _drill_checked(self, worker: Worker[Any]) -> None:
-        self.checking = False
-        card = self._scorecard_screen()
-        if worker.state == WorkerState.CANCELLED:
-            return
-        if worker.state != WorkerState.SUCCESS:
-            error = worker.error
-            if isinstance(error, PlaybookError):
-                text = error.title + (f" {error.message}" if error.message else "")
-            else:
-                text = f"{type(error).__name__}: {error}"
-            if card is not None:
-                card.show_problem(text)
-            else:
-                self.notify(text, title="Data check failed", severity="error", markup=False)
-            return
-        made = worker.result
-        self.apply_state(made.state)
-        if card is not None:
-            card.show_card(made)
-            return
-        restored = made.state.drill_checks[-1].restored if made.state.drill_checks else False
-        self.notify(
-            "Data check recorded: "
-            + ("restored." if restored else "NOT restored.")
-            + " F shows the scorecard.",
-            severity="information" if restored else "warning",
-            markup=False,
-        )
-
-    # -------------------------------------------------------------- header and timers
-
-    def update_header(self) -> None:
-        state = self.state
-        if state is None:
-            return
-        # Where the responder is comes first (severity, phase, step); the title last, as
-        # much of it as fits: a long title must not push the phase off the line.
-        header = Text()
-        header.append(f" {state.id} ", style="bold reverse")
-        header.append(
-            f" {state.severity} ", style="bold white on red" if state.severity == "P1" else "bold"
-        )
-        if state.resolved_at is not None:
-            header.append(f" {state.status.upper()} ", style="bold black on green")
-        else:
-            window = state.phase_window()
-            header.append(" ")
-            header.append_text(lit(window.title if window else state.phase, "bold"))
-        shown = self._section(self.section) if self.state is not None else None
-        if shown is not None and self.section != state.phase:
-            header.append(" (viewing ")
-            header.append_text(lit(shown["title"]))
-            header.append(")")
-        located = self._highlighted_step() if self.is_mounted else None
-        if located and self.playbook is not None:
-            step = self.playbook.steps().get(".".join(located))
-            if step is not None:
-                header.append(" › ")
-                header.append_text(lit(step.title))
-        header.append("  ")
-        header.append_text(lit(state.title, "italic"))
-        header.no_wrap = True
-        header.overflow = "ellipsis"
-        self.query_one("#incident-header", Static).update(header)
-
-    def tick(self) -> None:
-        state = self.state
-        if state is None:
-            return
-        timers = _app(self).service.timers(state)
-        bar = self.query_one(TimerBar)
-        bar.timers = timers
-        bar.speed = state.speed
-        for timer in timers.alerts():
-            key = (timer.name, timer.state, state.severity)
-            if key in self.announced:
-                continue
-            self.announced.add(key)
-            if timer.state == BREACHED:
-                who = f" Escalate to {timer.escalate_to}: press e." if timer.escalate_to else ""
-                self.notify(
-                    f"{timer.label} target breached ({format_duration(timer.elapsed)} of {format_duration(timer.target)}).{who}",
-                    title="Target breached",
-                    severity="error",
-                    timeout=12,
-                    markup=False,
-                )
-            elif timer.state == WARNING:
-                self.notify(
-                    f"{timer.label}: {timer.used:.0%} of the target used, {format_duration(timer.remaining)} left.",
-                    title="Target at risk",
-                    severity="warning",
-                    timeout=8,
-                    markup=False,
-                )
-
-    # -------------------------------------------------------------- actions
-
-    def _record(self, label: str, fn: Any, done_message: str = "") -> None:
-        def recorded(state: IncidentState) -> None:
-            self.apply_state(state)
-            if done_message:
-                self.notify(done_message, markup=False)
-
-        _app(self).submit(label, fn, recorded)
+    # -------------------------------------------------------------- changes to the incident
 
     def action_ack(self) -> None:
         if self.state is not None and self.state.acknowledged_at is not None:
             self.notify("Already acknowledged.", markup=False)
             return
-        service = _app(self).service
-        self._record(
+        service = host(self).service
+        self.view.record(
             "acknowledge",
             partial(service.acknowledge, self.incident_id),
             "Acknowledged: response begun.",
         )
 
+    def action_make_current(self, phase: str) -> None:
+        service = host(self).service
+        self.view.record(
+            "phase",
+            partial(service.enter_phase, self.incident_id, phase),
+            f"Current phase: {phase}.",
+        )
+
+    def action_close_incident(self) -> None:
+        service = host(self).service
+        self.view.record(
+            "close",
+            partial(service.close, self.incident_id),
+            "Closed. Export the timeline for the review (x).",
+        )
+
     def action_severity(self) -> None:
-        if self.state is not None:
-            self.app.push_screen(SeverityDialog(self))
+        if self.state is not None and self.playbook is not None:
+            self.app.push_screen(SeverityDialog(self.state, self.playbook), self.show_recorded)
 
     def action_escalate(self) -> None:
         if self.state is not None:
-            self.app.push_screen(EscalateDialog(self))
+            self.app.push_screen(EscalateDialog(self.state), self.show_recorded)
 
     def action_resolve(self) -> None:
         if self.state is None:
             return
         if self.state.resolved_at is not None:
-            self.app.push_screen(ResolvedDialog(self))
+            self.app.push_screen(ResolvedDialog(self.state), self._after_resolved)
             return
-        self.app.push_screen(ResolveDialog(self))
+        self.app.push_screen(ResolveDialog(self.state), self._resolved)
+
+    def _resolved(self, state: IncidentState | None) -> None:
+        if state is not None:
+            self.view.apply_state(state)
+            self.view.show_section(post_incident_first(state))  # what is left to do
+
+    def _after_resolved(self, choice: str | None) -> None:
+        """Do what was chosen in the resolved incident's dialog, now that it is gone."""
+        if choice == "post":
+            self.show_post_incident()
+        elif choice == "export":
+            self.action_export()
+        elif choice == "close":
+            self.action_close_incident()
+
+    def show_post_incident(self) -> None:
+        """Show the first post-incident section, its checklist focused."""
+        if self.state is not None:
+            self.view.show_section(post_incident_first(self.state))
+        self.checklist.focus()
 
     def action_rename(self) -> None:
         if self.state is None:
@@ -1249,128 +443,26 @@ class IncidentScreen(HelpText, Screen[None]):
                 "The incident is closed: its title stays as it is.", severity="error", markup=False
             )
             return
-        self.app.push_screen(RenameDialog(self))
-
-    def show_post_incident(self) -> None:
-        """Show the first post-incident section, its checklist focused."""
-        self.action_phase(self._post_incident_first())
-        self.query_one("#checklist", OptionList).focus()
+        self.app.push_screen(RenameDialog(self.state), self.show_recorded)
 
     def action_status(self, kind: str = "") -> None:
         if self.state is None:
             return
-        if not kind:
-            sent = {m.template for m in self.state.messages}
-            order = list(self.state.snapshot.get("communications", {}).get("templates", {}))
-            kind = next((k for k in order if k not in sent), order[-1] if order else "")
-        self.app.push_screen(ComposerScreen(self, kind))
+        kind = kind or ComposerScreen.next_kind(self.state)
+        self.app.push_screen(ComposerScreen(self.state, kind), self.show_recorded)
 
     def action_timeline(self) -> None:
         if self.state is not None:
-            self.app.push_screen(TimelineScreen(self))
+            self.app.push_screen(TimelineScreen(self.incident_id, self.state))
 
     def action_export(self, fmt: str = "markdown") -> None:
         if self.state is not None:
-            self.app.push_screen(ExportDialog(self, fmt))
+            self.app.push_screen(ExportDialog(self.incident_id, fmt))
 
     def action_leave(self) -> None:
         self.app.clear_notifications()  # this incident's toasts do not belong on the next screen
         self.app.pop_screen()
 
-    def on_resize(self) -> None:
-        # Widths changed: redraw the left column and re-wrap the checklist to fit.
-        if self.state is not None and self.playbook is not None and not _app(self).too_small:
-            self.call_after_refresh(self.build_nav)
-            self.call_after_refresh(self.build_checklist)
-
-    def action_make_current(self, phase: str) -> None:
-        service = _app(self).service
-        self._record(
-            "phase",
-            partial(service.enter_phase, self.incident_id, phase),
-            f"Current phase: {phase}.",
-        )
-
-    def action_close_incident(self) -> None:
-        service = _app(self).service
-        self._record(
-            "close",
-            partial(service.close, self.incident_id),
-            "Closed. Export the timeline for the review (x).",
-        )
-
-    def action_phase(self, phase: str) -> None:
-        self.section = phase
-        self._same_section_rebuild = False
-        if self.state is not None and self.playbook is not None:
-            self.build_nav()
-            self.build_checklist()
-
     def palette_commands(self) -> Iterable[SystemCommand]:
-        if self.is_drill:
-            yield SystemCommand(
-                "drill: check data and show scorecard",
-                "Compare the data with its fingerprint (F)",
-                self.action_drill_check,
-            )
-            yield SystemCommand(
-                "drill: show the briefing",
-                "What happened, and what stands in for what",
-                self.action_briefing,
-            )
-        yield SystemCommand("incident: acknowledge", "Stop the response timer", self.action_ack)
-        yield SystemCommand(
-            "incident: change severity",
-            "Escalate or downgrade, with a reason",
-            self.action_severity,
-        )
-        yield SystemCommand(
-            "incident: escalate", "Record an escalation to the next person", self.action_escalate
-        )
-        yield SystemCommand(
-            "incident: add note", "A note on the timeline (n)", _app(self).action_note
-        )
-        yield SystemCommand(
-            "incident: rename",
-            "A new title; the old one stays in the timeline (T)",
-            self.action_rename,
-        )
-        yield SystemCommand("incident: resolve", "Stop the resolution timer", self.action_resolve)
-        yield SystemCommand(
-            "incident: close", "After the post-incident work", self.action_close_incident
-        )
-        yield SystemCommand(
-            "incident: show timeline", "Every event, with filters", self.action_timeline
-        )
-        yield SystemCommand(
-            "incident: export timeline", "Markdown for the review", self.action_export
-        )
-        yield SystemCommand(
-            "incident: export timeline as JSON",
-            "Every event, loadable",
-            partial(self.action_export, "json"),
-        )
-        for kind in ("initial", "progress", "resolution"):
-            yield SystemCommand(
-                f"status: compose {kind} update",
-                "Status-page message",
-                partial(self.action_status, kind),
-            )
-        if self.playbook is not None:
-            for scenario in self.playbook.scenarios:
-                yield SystemCommand(
-                    f"scenario: follow {scenario.title}",
-                    "Bring its checks into view",
-                    partial(self.choose_scenario, scenario.id),
-                )
-            for phase in self.playbook.phases:
-                yield SystemCommand(
-                    f"phase: make current {phase.title}",
-                    "Record that the response is in this phase",
-                    partial(self.action_make_current, phase.id),
-                )
-                yield SystemCommand(
-                    f"phase: show {phase.title}",
-                    f"Stage {phase.stage}",
-                    partial(self.action_phase, phase.id),
-                )
+        """This incident's commands for the palette (see :mod:`playbook.tui.commands`)."""
+        return incident_commands(self, host(self).action_note)

@@ -1,4 +1,4 @@
-"""A new incident: title, severity, triggers."""
+"""A new incident: its title, its severity (the playbook's default first) and its triggers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, OptionList, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
-from playbook.core.state import IncidentState
-from playbook.tui.screens.base import HelpText, _app, _chosen_level, severity_options
+from playbook.tui.host import host
+from playbook.tui.messages import IncidentOpened
+from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.widgets.severity_list import SeverityList
 from playbook.tui.widgets.text import lit
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ class NewIncidentScreen(HelpText, Screen[None]):
             yield Label("Title: what is wrong, in a few words")
             yield Input(placeholder="e.g. Orders missing since 02:10", id="title")
             yield Label(f"Severity (↑↓; the playbook's default is {pb.severity.default})")
-            yield OptionList(*severity_options(pb), id="severity")
+            yield SeverityList(pb, pb.severity.default, id="severity")
             path = " → ".join(pb.severity.escalation_path)
             yield Static(lit(f"Escalation: {path}. {pb.severity.escalation_rule}"), id="escalation")
             yield Label("What triggered it (Space ticks)")
@@ -54,14 +56,11 @@ class NewIncidentScreen(HelpText, Screen[None]):
         yield Footer()
 
     def _playbook(self) -> Playbook:
-        loaded = _app(self).playbook
+        loaded = host(self).playbook
         assert loaded is not None
         return loaded.playbook
 
     def on_mount(self) -> None:
-        pb = self._playbook()
-        levels = self.query_one("#severity", OptionList)
-        levels.highlighted = [lvl.id for lvl in pb.severity.levels].index(pb.severity.default)
         self.query_one("#title", Input).focus()
 
     def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
@@ -80,20 +79,22 @@ class NewIncidentScreen(HelpText, Screen[None]):
         self.app.pop_screen()
 
     def action_open(self) -> None:
-        app = _app(self)
+        app = host(self)
         title = self.query_one("#title", Input).value.strip()
         if not title:
             self.notify("An incident needs a title.", severity="error", markup=False)
             self.query_one("#title", Input).focus()
             return
         pb = self._playbook()
-        level = _chosen_level(self.query_one("#severity", OptionList)) or pb.severity.default
+        level = self.query_one(SeverityList).chosen or pb.severity.default
         triggers = list(self.query_one("#triggers", SelectionList).selected)
         loaded = app.playbook
-
-        def opened(state: IncidentState) -> None:
-            self.app.switch_screen(IncidentScreen(state.id, state))
-
         app.submit(
-            "open incident", lambda: app.service.open(loaded, title, level, triggers), opened
+            "open incident",
+            lambda: app.service.open(loaded, title, level, triggers),
+            self,
+            IncidentOpened,
         )
+
+    def on_incident_opened(self, message: IncidentOpened) -> None:
+        self.app.switch_screen(IncidentScreen(message.state.id, message.state))

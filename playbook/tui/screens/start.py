@@ -1,8 +1,8 @@
-"""The first screen: open incidents, and a new one."""
+"""The first screen: the open incidents to resume, and a new one to open."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,16 +15,12 @@ from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
 from playbook.core.timers import BREACHED
 from playbook.service import DRILL_PREFIX
-from playbook.tui.screens.base import HelpText, _app
+from playbook.tui.host import host
+from playbook.tui.messages import IncidentsListed
+from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.incident import IncidentScreen
 from playbook.tui.screens.new_incident import NewIncidentScreen
 from playbook.tui.widgets.text import DRILL_STYLE, block, lit
-
-if TYPE_CHECKING:
-    pass
-
-
-# ============================================================================ start
 
 
 class StartScreen(HelpText, Screen[None]):
@@ -56,11 +52,11 @@ class StartScreen(HelpText, Screen[None]):
     def on_mount(self) -> None:
         self.playbook_ready()
         self.reload()
-        _app(self).load_playbook()
+        host(self).load_playbook()
 
     def playbook_ready(self) -> None:
         """Show the playbook's title, or why it could not be loaded."""
-        app = _app(self)
+        app = host(self)
         pb = app.playbook.playbook if app.playbook else None
         title = Text("playbook", style="bold")
         if pb is not None:
@@ -85,14 +81,17 @@ class StartScreen(HelpText, Screen[None]):
             self.reload()
 
     def reload(self) -> None:
-        app = _app(self)
-        app.submit("list incidents", app.service.incidents, self.show_incidents)
+        app = host(self)
+        app.submit("list incidents", app.service.incidents, self, IncidentsListed)
+
+    def on_incidents_listed(self, message: IncidentsListed) -> None:
+        self.show_incidents(message.states)
 
     states: list[IncidentState] | None = None
 
     def show_incidents(self, states: list[IncidentState]) -> None:
         self.states = states
-        app = _app(self)
+        app = host(self)
         options = self.query_one("#incidents", OptionList)
         pb = app.playbook.playbook if app.playbook else None
         new_label = Text("＋ New incident", style="bold")
@@ -149,9 +148,9 @@ class StartScreen(HelpText, Screen[None]):
             self.app.push_screen(IncidentScreen(option_id.split(":", 1)[1]))
 
     def action_new(self) -> None:
-        if _app(self).refuse_new_in_drill():
+        if host(self).refuse_new_in_drill():
             return
-        if _app(self).playbook is None:
+        if host(self).playbook is None:
             self.notify(
                 "No playbook was loaded; run `playbook run PLAYBOOK`.",
                 severity="error",

@@ -1,9 +1,13 @@
-"""The timeline screen."""
+"""The timeline: every event of the incident in order, with local and UTC times.
+
+Reading and formatting the rows happens on the store thread (10,000 events never block a
+key); :class:`playbook.tui.widgets.timeline_view.TimelineView` draws only what is visible.
+"""
 
 from __future__ import annotations
 
 import gc
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -15,18 +19,13 @@ from playbook.core import events as ev
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.render.export import describe
-from playbook.tui.screens.base import HelpText, _app
+from playbook.tui.host import host
+from playbook.tui.messages import TimelineRead
+from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.dialogs import ExportDialog
 from playbook.tui.widgets.text import block
 from playbook.tui.widgets.timeline_view import TimelineView
 from playbook.tui.widgets.timers import TimerBar
-
-if TYPE_CHECKING:
-    from playbook.tui.screens.incident import IncidentScreen
-
-
-# ============================================================================ timeline
-
 
 FILTERS = (
     ("all", "everything", None),
@@ -57,9 +56,11 @@ class TimelineScreen(HelpText, Screen[None]):
         Binding("escape", "leave", "Back", id="timeline.leave"),
     ]
 
-    def __init__(self, incident: IncidentScreen) -> None:
+    def __init__(self, incident_id: str, state: IncidentState) -> None:
         super().__init__()
-        self.incident = incident
+        self.incident_id = incident_id
+        self.state = state
+        """The incident as last read (the incident screen below keeps it current)."""
         self.filter_index = 0
         self.events: list[ev.Event] = []
         self.rows: list[tuple[str, ...]] = []
@@ -74,24 +75,22 @@ class TimelineScreen(HelpText, Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.set_interval(_app(self).tick_seconds, self.tick)
+        self.set_interval(host(self).tick_seconds, self.tick)
         self.tick()
         self.reload()
 
     def tick(self) -> None:
-        state = self.incident.state
-        if state is not None:
-            bar = self.query_one(TimerBar)
-            bar.timers = _app(self).service.timers(state)
-            bar.speed = state.speed
+        bar = self.query_one(TimerBar)
+        bar.timers = host(self).service.timers(self.state)
+        bar.speed = self.state.speed
 
     def on_screen_resume(self) -> None:
         if self._loaded:  # the first resume is the mount itself
             self.reload()
 
     def reload(self) -> None:
-        app = _app(self)
-        ref = self.incident.incident_id
+        app = host(self)
+        ref = self.incident_id
         known = len(self.events)
 
         def read() -> tuple[list[ev.Event], list[tuple[str, ...]]]:
@@ -101,19 +100,18 @@ class TimelineScreen(HelpText, Screen[None]):
                 return found.events, []
             return found.events, [_timeline_row(e, found.state) for e in found.events]
 
-        def loaded(result: tuple[list[ev.Event], list[tuple[str, ...]]]) -> None:
-            events, rows = result
-            self._loaded = True
-            if rows or not self.events:
-                self.events, self.rows = events, rows
-                self.show()
-                # Tens of thousands of long-lived rows made each full garbage collection
-                # take 100-300 ms (a visible stall while scrolling, bench/app_bench.py).
-                # Freezing moves them out of the collector's scans; reference counting
-                # still frees them when the timeline closes (they hold no cycles).
-                gc.freeze()
+        app.submit("read timeline", read, self, TimelineRead, records=False)
 
-        app.submit("read timeline", read, loaded, records=False)
+    def on_timeline_read(self, message: TimelineRead) -> None:
+        self._loaded = True
+        if message.rows or not self.events:
+            self.events, self.rows = message.events, message.rows
+            self.show()
+            # Tens of thousands of long-lived rows made each full garbage collection
+            # take 100-300 ms (a visible stall while scrolling, bench/app_bench.py).
+            # Freezing moves them out of the collector's scans; reference counting
+            # still frees them when the timeline closes (they hold no cycles).
+            gc.freeze()
 
     def show(self) -> None:
         _key, label, kinds = FILTERS[self.filter_index]
@@ -122,7 +120,7 @@ class TimelineScreen(HelpText, Screen[None]):
         table = self.query_one(TimelineView)
         table.set_rows([self.rows[i] for i in picked])
         title = Text(
-            f"Timeline of {self.incident.incident_id}: {len(picked)} of {len(self.events)} events",
+            f"Timeline of {self.incident_id}: {len(picked)} of {len(self.events)} events",
             style="bold",
         )
         title.append(f"  (filter: {label}; f changes it)")
@@ -135,7 +133,7 @@ class TimelineScreen(HelpText, Screen[None]):
             text = Text(
                 f"#{chosen.seq} {chosen.at:%Y-%m-%d %H:%M:%S}Z {chosen.actor}: ", style="bold"
             )
-            text.append_text(block(describe(chosen, self.incident.state)))
+            text.append_text(block(describe(chosen, self.state)))
             if chosen.type == ev.STATUS_RENDERED:
                 text.append("\n")
                 text.append_text(block(chosen.payload.get("text", "")))
@@ -146,7 +144,7 @@ class TimelineScreen(HelpText, Screen[None]):
         self.show()
 
     def action_export(self, fmt: str) -> None:
-        self.app.push_screen(ExportDialog(self.incident, fmt))
+        self.app.push_screen(ExportDialog(self.incident_id, fmt))
 
     def action_leave(self) -> None:
         self.app.pop_screen()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -11,9 +10,6 @@ from textual.widgets import Static
 
 from playbook.core.text import inline
 from playbook.tui.widgets.text import speed_text
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Outside text shown literally, and the marks several widgets share (drill, stand-in)."""
+"""Outside text shown literally, and the marks several widgets share (verdict, drill, stand-in)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,19 @@ def lit(text: str, style: str = "") -> Text:
 def block(text: str, style: str = "") -> Text:
     """Several lines of outside text, shown literally."""
     return Text(printable(text), style=style)
+
+
+VERDICT_STYLE = {
+    "pass": "bold green",
+    "warn": "bold black on yellow",
+    "fail": "bold white on red",
+    "error": "bold red",
+}
+
+
+def verdict_text(verdict: str) -> Text:
+    """A diagnostic's verdict as a coloured tag: `` PASS ``, `` FAIL ``…"""
+    return Text(f" {verdict.upper()} ", style=VERDICT_STYLE.get(verdict, "bold"))
 
 
 DRILL_STYLE = "bold white on dark_magenta"

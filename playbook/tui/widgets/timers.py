@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Literal
 
 from rich.text import Text
 from textual.reactive import reactive
@@ -11,10 +11,6 @@ from textual.widgets import Static
 from playbook.core.durations import format_duration
 from playbook.core.timers import BREACHED, WARNING, Timer, Timers
 from playbook.tui.widgets.text import DRILL_STYLE, speed_text
-
-if TYPE_CHECKING:
-    pass
-
 
 STATE_STYLE = {BREACHED: "bold white on red", WARNING: "bold black on yellow"}
 
@@ -94,3 +90,24 @@ class TimerBar(Static):
             line.append(" " * max(1, width - line.cell_len - tag.cell_len))
             line.append_text(tag)
         return Text("\n").join([first, second])
+
+
+def alert_of(timer: Timer) -> tuple[str, str, Literal["warning", "error"], int] | None:
+    """What to tell the responder when ``timer`` first warns or is breached: (message,
+    title, severity, seconds shown); None when it does neither."""
+    if timer.state == BREACHED:
+        who = f" Escalate to {timer.escalate_to}: press e." if timer.escalate_to else ""
+        return (
+            f"{timer.label} target breached ({format_duration(timer.elapsed)} of {format_duration(timer.target)}).{who}",
+            "Target breached",
+            "error",
+            12,
+        )
+    if timer.state == WARNING:
+        return (
+            f"{timer.label}: {timer.used:.0%} of the target used, {format_duration(timer.remaining)} left.",
+            "Target at risk",
+            "warning",
+            8,
+        )
+    return None
