@@ -34,15 +34,19 @@ class Checklist(OptionList):
     of the same section keeps the highlighted line.
     """
 
-    state: reactive[IncidentState | None] = reactive(None, always_update=True, init=False)
+    # repaint=False: the watchers below redraw what changed; a repaint of the whole widget
+    # on top doubled the garbage made per key (more collector pauses, bench/app_bench.py).
+    state: reactive[IncidentState | None] = reactive(
+        None, always_update=True, init=False, repaint=False
+    )
     """The incident as last read; a new reading redraws the list, keeping the line."""
-    playbook: reactive[Playbook | None] = reactive(None, init=False)
+    playbook: reactive[Playbook | None] = reactive(None, init=False, repaint=False)
     """The incident's playbook: each step's diagnostics, actions and item options."""
-    section: reactive[str] = reactive("", always_update=True, init=False)
+    section: reactive[str] = reactive("", always_update=True, init=False, repaint=False)
     """The section shown; setting it (even to the same one) starts on its first open item."""
-    pending: reactive[frozenset[str]] = reactive(frozenset(), init=False)
+    pending: reactive[frozenset[str]] = reactive(frozenset(), init=False, repaint=False)
     """Items whose tick is being written ([…] until it is on disk)."""
-    running: reactive[frozenset[str]] = reactive(frozenset(), init=False)
+    running: reactive[frozenset[str]] = reactive(frozenset(), init=False, repaint=False)
     """Diagnostics running now ("running…" on their line)."""
 
     def watch_state(self) -> None:

@@ -33,11 +33,15 @@ class PhaseNav(OptionList):
     (and "Choose a scenario…"), then the post-incident work, each with ticked/total;
     ▶ marks the current phase, bold the section shown on the right."""
 
-    state: reactive[IncidentState | None] = reactive(None, always_update=True, init=False)
+    # repaint=False: the watchers below redraw what changed; a repaint of the whole widget
+    # on top doubled the garbage made per key (more collector pauses, bench/app_bench.py).
+    state: reactive[IncidentState | None] = reactive(
+        None, always_update=True, init=False, repaint=False
+    )
     """The incident as last read (progress and the current phase come from it)."""
-    playbook: reactive[Playbook | None] = reactive(None, init=False)
+    playbook: reactive[Playbook | None] = reactive(None, init=False, repaint=False)
     """The incident's playbook (the sections and their titles come from it)."""
-    section: reactive[str] = reactive("", always_update=True, init=False)
+    section: reactive[str] = reactive("", always_update=True, init=False, repaint=False)
     """The section shown on the right; the list highlights it when it is rebuilt."""
 
     class SectionHighlighted(Message):

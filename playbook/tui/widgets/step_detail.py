@@ -26,11 +26,15 @@ class StepDetail(VerticalScroll):
     verdict), guarded actions, recovery commands and status messages. Shown from the
     top each time it changes."""
 
-    ident: reactive[str] = reactive("", init=False)
+    # repaint=False: the watchers below redraw what changed; a repaint of the whole widget
+    # on top doubled the garbage made per key (more collector pauses, bench/app_bench.py).
+    ident: reactive[str] = reactive("", init=False, repaint=False)
     """The id of the checklist line highlighted (see :class:`Checklist`)."""
-    state: reactive[IncidentState | None] = reactive(None, always_update=True, init=False)
+    state: reactive[IncidentState | None] = reactive(
+        None, always_update=True, init=False, repaint=False
+    )
     """The incident as last read (last runs, stand-ins)."""
-    playbook: reactive[Playbook | None] = reactive(None, init=False)
+    playbook: reactive[Playbook | None] = reactive(None, init=False, repaint=False)
     """The incident's playbook (steps, diagnostics, actions, procedures)."""
 
     def __init__(self, *, id: str | None = None) -> None:
