@@ -27,7 +27,6 @@ from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
 
-from playbook.adapters.base import scrub
 from playbook.errors import PlaybookError
 from playbook.tui.host import Host, host
 from playbook.tui.messages import (
@@ -370,6 +369,10 @@ class ActionScreen(ModalScreen[None]):
             return
         text = f"{type(error).__name__}: {error}"
         if self.run is not None:
+            # Imported here for start-up speed: the adapters' base is not needed for the
+            # first frame, only when a driver's message may quote the target's password.
+            from playbook.adapters.base import scrub
+
             text = scrub(text, self.run.request.uri)
         self._say(lit(f"✗ {text}", "bold red"))
 
