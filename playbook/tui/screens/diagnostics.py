@@ -9,10 +9,11 @@ control codes.
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -24,9 +25,26 @@ from playbook.tui.host import host
 from playbook.tui.widgets.text import lit, standin_line, verdict_text
 
 if TYPE_CHECKING:
-    from playbook.core.model import Diagnostic
+    from playbook.core.model import Diagnostic, Playbook
+    from playbook.tui.widgets.diagnostic_runs import DiagnosticRuns
 
 MAX_CELL = 120
+
+
+def start_diagnostic(
+    app: App[Any], runs: DiagnosticRuns, playbook: Playbook, diag_id: str, ask: bool
+) -> None:
+    """Run ``diag_id`` in the background: with ``ask``, after the responder has seen (and
+    may change) its parameters, else with the last or default ones; ``ask`` also opens the
+    result once it is recorded."""
+    diag = playbook.diagnostics[diag_id]
+    values = runs.values_for(diag, diag_id)
+    if values is None:
+        return  # it said why not
+    if ask and diag.params:
+        app.push_screen(ParamsDialog(diag_id, diag, values), partial(runs.start, diag_id, True))
+    else:
+        runs.start(diag_id, ask, {k: v for k, v in values.items() if v})
 
 
 class ParamsDialog(ModalScreen[dict[str, str] | None]):

@@ -27,7 +27,7 @@ from playbook.tui.messages import DiagnosticRecorded, DrillChecked, DrillCheckFa
 from playbook.tui.screens.action import ActionScreen
 from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.composer import ComposerScreen
-from playbook.tui.screens.diagnostics import ParamsDialog, ResultScreen
+from playbook.tui.screens.diagnostics import ResultScreen, start_diagnostic
 from playbook.tui.screens.dialogs import (
     CopyPicker,
     EscalateDialog,
@@ -258,17 +258,8 @@ class IncidentScreen(HelpText, Screen[None]):
 
     def start_diagnostic(self, diag_id: str, ask: bool) -> None:
         """Ask for parameters (or take the last ones), then run it in the background."""
-        if self.playbook is None or self.state is None:
-            return
-        diag = self.playbook.diagnostics[diag_id]
-        values = self.view.runs.values_for(diag, diag_id)
-        if values is None:
-            return  # it said why not
-        if ask and diag.params:
-            run = partial(self.view.runs.start, diag_id, True)
-            self.app.push_screen(ParamsDialog(diag_id, diag, values), run)
-        else:
-            self.view.runs.start(diag_id, ask, {k: v for k, v in values.items() if v})
+        if self.playbook is not None and self.state is not None:
+            start_diagnostic(self.app, self.view.runs, self.playbook, diag_id, ask)
 
     def on_diagnostic_recorded(self, message: DiagnosticRecorded) -> None:
         if message.show:  # the view has shown the incident with it already
