@@ -9,18 +9,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
-from textual.widgets.option_list import Option
 
-from playbook.core.durations import format_duration
-from playbook.core.state import IncidentState
-from playbook.core.timers import BREACHED
-from playbook.service import DRILL_PREFIX
 from playbook.tui.host import host
 from playbook.tui.messages import IncidentsListed
 from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.incident import IncidentScreen
 from playbook.tui.screens.new_incident import NewIncidentScreen
-from playbook.tui.widgets.text import DRILL_STYLE, block, lit
+from playbook.tui.widgets.incident_list import IncidentList
+from playbook.tui.widgets.text import block, lit
 
 
 class StartScreen(HelpText, Screen[None]):
@@ -45,8 +41,7 @@ class StartScreen(HelpText, Screen[None]):
             "is shown as done; quitting or a killed terminal loses nothing.",
             id="start-intro",
         )
-        # Drawn at once: the first frame must not wait for the store thread's list.
-        yield OptionList(Option(Text("＋ New incident", style="bold"), id="new"), id="incidents")
+        yield IncidentList(id="incidents")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -73,11 +68,14 @@ class StartScreen(HelpText, Screen[None]):
             )
             intro.append_text(block(app.playbook_problem))
             self.query_one("#start-intro", Static).update(intro)
-        if self.states is not None:
-            self.show_incidents(self.states)
+        incidents = self.query_one(IncidentList)
+        incidents.playbook_title = pb.title if pb is not None else None
+        incidents.playbook_invalid = bool(app.playbook_problem)
+        if incidents.states is not None:
+            incidents.focus()
 
     def on_screen_resume(self) -> None:
-        if self.states is not None:  # the first resume is the mount, which already read
+        if self.query_one(IncidentList).states is not None:  # the mount read it already
             self.reload()
 
     def reload(self) -> None:
@@ -85,53 +83,9 @@ class StartScreen(HelpText, Screen[None]):
         app.submit("list incidents", app.service.incidents, self, IncidentsListed)
 
     def on_incidents_listed(self, message: IncidentsListed) -> None:
-        self.show_incidents(message.states)
-
-    states: list[IncidentState] | None = None
-
-    def show_incidents(self, states: list[IncidentState]) -> None:
-        self.states = states
-        app = host(self)
-        options = self.query_one("#incidents", OptionList)
-        pb = app.playbook.playbook if app.playbook else None
-        new_label = Text("＋ New incident", style="bold")
-        if pb is not None:
-            new_label.append(" on ")
-            new_label.append_text(lit(pb.title))
-        elif app.playbook_problem:
-            new_label.append(" (the playbook is invalid: see above)", style="red")
-        else:
-            new_label.append(" (loading the playbook…)")
-        items: list[Option] = [Option(new_label, id="new")]
-        now = app.service.clock.now()
-        for state in reversed(states):
-            if state.closed_at is not None:
-                continue
-            timers = app.service.timers(state)
-            line = Text(no_wrap=True, overflow="ellipsis")
-            if state.drill is not None or state.id.startswith(DRILL_PREFIX):
-                line.append(" DRILL ", style=DRILL_STYLE)
-                line.append(" ")
-            line.append(f"{state.id}  ", style="bold")
-            line.append(f"{state.severity}  ", style="bold red" if state.severity == "P1" else "")
-            line.append(f"{state.status:<12} ")
-            age = (
-                format_duration((now - state.opened_at).total_seconds()) if state.opened_at else "?"
-            )
-            line.append(f"{age:>8}  ")
-            line.append_text(lit(state.title[:60]))
-            alerts = timers.alerts()
-            if alerts:
-                style = "bold red" if alerts[0].state == BREACHED else "yellow"
-                line.append(f"  {alerts[0].label} {alerts[0].state}", style=style)
-            items.append(Option(line, id=f"incident:{state.id}"))
-        keep = options.highlighted
-        options.clear_options()
-        options.add_options(items)
-        options.highlighted = (
-            keep if keep is not None and keep < len(items) else (1 if len(items) > 1 else 0)
-        )
-        options.focus()
+        incidents = self.query_one(IncidentList)
+        incidents.states = message.states
+        incidents.focus()
 
     def action_choose(self) -> None:
         options = self.query_one("#incidents", OptionList)
