@@ -45,9 +45,10 @@ class IncidentView(Vertical):
 
     It reads the incident on the store thread (and again every ``refresh_seconds``: another
     terminal may have changed it), rebuilds its playbook from the snapshot, and hands each
-    widget the state it shows. It records what needs no dialog (a tick, a scenario, an
-    acknowledgement) and shows what was recorded; :class:`Shown` tells the screen each
-    time it shows a new reading.
+    widget the state it shows. It records the changes that need no dialog (a scenario
+    followed, an acknowledgement, a phase made current), shows every change recorded
+    wherever it was made (a tick in the checklist, a run, a dialog's result), and tells
+    the screen each time it shows a new reading (:class:`Shown`).
     """
 
     DEFAULT_CSS = "IncidentView { height: 1fr; }"
