@@ -45,8 +45,10 @@ from playbook.core.clock import SteadyClock
 from playbook.core.events import NewEvent
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.app import JobDone, PlaybookApp
-from playbook.tui.screens import IncidentScreen, TimelineScreen
+from playbook.tui.app import PlaybookApp
+from playbook.tui.messages import JobDone
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.timeline import TimelineScreen
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNBOOK = ROOT / "runbooks" / "data-integrity.yaml"
@@ -172,7 +174,7 @@ def import_cost(env: dict[str, str]) -> tuple[float, float]:
         "t0 = time.perf_counter()\n"
         "import playbook.cli\n"
         "t1 = time.perf_counter()\n"
-        "import playbook.tui.app, playbook.tui.screens\n"
+        "import playbook.tui.app, playbook.tui.screens.start\n"
         "t2 = time.perf_counter()\n"
         "print(t1 - t0, t2 - t1)\n"
     )

@@ -33,7 +33,7 @@ HEADLESS = {
     # off the event loop), and the CLI must not load the app until `playbook run`.
     "playbook.cli": {"textual", "pydantic", "jinja2", "redis", "pymongo"},
     "playbook.tui.app": {"pydantic", "jinja2", "redis", "pymongo"},
-    "playbook.tui.screens": {"pydantic", "redis", "pymongo"},
+    "playbook.tui.screens.start": {"pydantic", "redis", "pymongo"},
 }
 
 

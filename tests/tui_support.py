@@ -9,7 +9,7 @@ from textual.pilot import Pilot
 
 from playbook.service import Service
 from playbook.tui.app import PlaybookApp
-from playbook.tui.screens import IncidentScreen
+from playbook.tui.screens.incident import IncidentScreen
 
 SIZE = (80, 24)
 

@@ -2,8 +2,12 @@
 
 Every call that may wait on the store runs in one long-lived thread worker that takes
 jobs from a queue in the order the responder made them and posts the result back as
-a message; the event loop never blocks on SQLite, and a checkbox is shown ticked only
-once the event is committed.
+a message (:mod:`playbook.tui.messages`); the event loop never blocks on SQLite, and a
+checkbox is shown ticked only once the event is committed.
+
+The app imports its screens (:mod:`playbook.tui.screens`), which import their widgets
+(:mod:`playbook.tui.widgets`); screens and widgets reach back only through the
+:class:`playbook.tui.host.Host` protocol, which this app fulfils, and through messages.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import gc
 import queue
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,80 +22,37 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
+from textual.message_pump import MessagePump
 from textual.screen import Screen, SystemModalScreen
-from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from playbook.core.clock import SteadyClock
 from playbook.errors import PlaybookError
 from playbook.service import Service
-from playbook.tui.widgets import DrillBanner, DrillMark
+from playbook.tui.commands import start_commands
+from playbook.tui.messages import (
+    ConfigIgnored,
+    IncidentFound,
+    IncidentNotFound,
+    Job,
+    JobDone,
+    JobFailed,
+    PlaybookLoaded,
+    PlaybookNotLoaded,
+)
+from playbook.tui.screens.dialogs import NoteDialog
+from playbook.tui.screens.help import HelpScreen
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.new_incident import NewIncidentScreen
+from playbook.tui.screens.start import StartScreen
+from playbook.tui.widgets.drill_banner import DrillBanner, DrillMark
+from playbook.tui.widgets.too_small import MIN_HEIGHT, MIN_WIDTH, TooSmallNotice
 
 if TYPE_CHECKING:
     from playbook.core.loader import LoadedPlaybook
     from playbook.core.state import IncidentState
     from playbook.drill.run import DrillRun
     from playbook.targets import Target
-
-MIN_WIDTH = 80
-MIN_HEIGHT = 24
-
-
-@dataclass
-class Job:
-    """Work for the store thread, and what to do on the event loop with its result."""
-
-    label: str
-    fn: Callable[[], Any]
-    on_done: Callable[[Any], None] | None = None
-    on_error: Callable[[BaseException], bool | None] | None = None
-    records: bool = True
-    """True when the job appends to the incident (its failure means: not recorded)."""
-
-
-class JobDone(Message):
-    """A store job finished; its result is ready for the UI."""
-
-    def __init__(self, job: Job, result: Any) -> None:
-        super().__init__()
-        self.job = job
-        self.result = result
-
-
-class JobFailed(Message):
-    """A store job failed; nothing it was to record was recorded."""
-
-    def __init__(self, job: Job, error: BaseException) -> None:
-        super().__init__()
-        self.job = job
-        self.error = error
-
-
-class ConfigIgnored(Message):
-    """A configuration file was ignored (an untrusted folder's playbook.toml); posted
-    from whichever thread loaded the targets."""
-
-    def __init__(self, notice: str) -> None:
-        super().__init__()
-        self.notice = notice
-
-
-class TooSmallNotice(Static, can_focus=True):
-    """Covers a screen, and takes the keys, while the terminal is under 80×24."""
-
-    DEFAULT_CSS = """
-    TooSmallNotice {
-        display: none; layer: notice; dock: top; width: 100%; height: 100%;
-        content-align: center middle; text-align: center; background: $background;
-        color: $text; text-style: bold;
-    }
-    """
-
-    def show_size(self, width: int, height: int) -> None:
-        self.update(
-            f"playbook needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT}.\n"
-            f"This one is {width}×{height}.\nEnlarge it; nothing is lost meanwhile."
-        )
 
 
 class PlaybookApp(App[int]):
@@ -147,16 +107,19 @@ class PlaybookApp(App[int]):
         self,
         label: str,
         fn: Callable[[], Any],
-        on_done: Callable[[Any], None] | None = None,
-        on_error: Callable[[BaseException], bool | None] | None = None,
+        reply_to: MessagePump | None = None,
+        done: Callable[[Any], Message] | None = None,
+        failed: Callable[[BaseException], Message] | None = None,
+        tells: tuple[type[BaseException], ...] = (),
         records: bool = True,
     ) -> Job:
-        """Queue ``fn`` for the store thread; ``on_done`` runs on the event loop.
+        """Queue ``fn`` for the store thread; ``reply_to`` gets ``done(result)``.
 
-        ``on_error`` runs on the event loop too; when it returns True it has told the
-        responder itself, and the generic "not recorded" message is not shown.
+        When ``fn`` raises, ``reply_to`` gets ``failed(error)`` (if given) and the app
+        says what was not recorded, unless the error is one of ``tells``: the asker
+        says those itself. See :class:`playbook.tui.messages.Job`.
         """
-        job = Job(label, fn, on_done, on_error, records)
+        job = Job(label, fn, reply_to, done, failed, tells, records)
         self.pending_jobs += 1
         self._jobs.put(job)
         return job
@@ -180,44 +143,50 @@ class PlaybookApp(App[int]):
 
     def on_job_done(self, message: JobDone) -> None:
         self.pending_jobs -= 1
-        if message.job.on_done is not None:
-            message.job.on_done(message.result)
+        job = message.job
+        if job.reply_to is not None and job.done is not None:
+            job.reply_to.post_message(job.done(message.result))
 
     def on_job_failed(self, message: JobFailed) -> None:
         self.pending_jobs -= 1
-        error = message.error
-        if message.job.on_error is not None and message.job.on_error(error):
-            return  # the caller said it all
+        job, error = message.job, message.error
+        if job.reply_to is not None and job.failed is not None:
+            job.reply_to.post_message(job.failed(error))
+        if isinstance(error, job.tells):
+            return  # the asker says it all
         if isinstance(error, PlaybookError):
             text = error.title + (f"\n{error.message}" if error.message else "")
         else:
             from playbook.redaction import scrub  # a driver's message may quote a secret
 
-            text = scrub(f"{message.job.label} failed: {type(error).__name__}: {error}")
-        title = "Not recorded" if message.job.records else f"{message.job.label} failed"
+            text = scrub(f"{job.label} failed: {type(error).__name__}: {error}")
+        title = "Not recorded" if job.records else f"{job.label} failed"
         self.notify(text, title=title, severity="error", timeout=10, markup=False)
 
     # ------------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
-        from playbook.tui.screens import IncidentScreen, StartScreen
-
         self._store_worker()
         self.screen_change_signal.subscribe(self, self._screen_changed)
         self.push_screen(StartScreen())
         if self.resume:
             ref = self.resume
-
-            def opened(incident_id: str) -> None:
-                if self.drill is not None and self.drill_incident == ref:
-                    self.drill_incident = incident_id
-                self.push_screen(IncidentScreen(incident_id))
-
-            def failed(_error: BaseException) -> None:
-                self.resume = None
-
-            self.submit("resume", lambda: self.service.resolve_id(ref), opened, failed)
+            self.submit(
+                "resume",
+                lambda: self.service.resolve_id(ref),
+                self,
+                IncidentFound,
+                IncidentNotFound,
+            )
         self.check_size()
+
+    def on_incident_found(self, message: IncidentFound) -> None:
+        if self.drill is not None and self.drill_incident == self.resume:
+            self.drill_incident = message.incident_id
+        self.push_screen(IncidentScreen(message.incident_id))
+
+    def on_incident_not_found(self, _message: IncidentNotFound) -> None:
+        self.resume = None  # the app has said why; the incident list is what remains
 
     def load_playbook(self) -> None:
         """Validate the playbook on the store thread, once, after the first frame.
@@ -236,31 +205,22 @@ class PlaybookApp(App[int]):
 
             return load(path)
 
-        self.submit(
-            "load playbook",
-            load,
-            self._playbook_loaded,
-            self._playbook_failed,
-            records=False,
-        )
+        self.submit("load playbook", load, self, PlaybookLoaded, PlaybookNotLoaded, records=False)
 
     _playbook_queued = False
 
-    def _playbook_loaded(self, loaded: LoadedPlaybook) -> None:
-        from playbook.tui.screens import StartScreen
-
-        self.playbook = loaded
+    def on_playbook_loaded(self, message: PlaybookLoaded) -> None:
+        self.playbook = message.loaded
         # Start-up is over: what exists now (Textual, the model classes) lives as long as
         # the app. Keep it out of every later full collection.
         gc.freeze()
-        for screen in self.screen_stack:
-            if isinstance(screen, StartScreen):
-                screen.playbook_ready()
+        self._playbook_ready()
 
-    def _playbook_failed(self, error: BaseException) -> None:
-        from playbook.tui.screens import StartScreen
+    def on_playbook_not_loaded(self, message: PlaybookNotLoaded) -> None:
+        self.playbook_problem = str(message.error)
+        self._playbook_ready()
 
-        self.playbook_problem = str(error)
+    def _playbook_ready(self) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, StartScreen):
                 screen.playbook_ready()
@@ -295,19 +255,16 @@ class PlaybookApp(App[int]):
     # ------------------------------------------------------------------ actions
 
     def action_help(self) -> None:
-        from playbook.tui.screens import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
 
     def action_note(self) -> None:
-        from playbook.tui.screens import NoteDialog
-
         incident = self.current_incident()
         if incident is None:
             self.notify("Open an incident first; notes belong to an incident.", markup=False)
             return
-        self.push_screen(NoteDialog(incident))
+        # The dialog returns the incident as recorded; the incident screen shows it.
+        self.push_screen(NoteDialog(incident.incident_id), incident.show_recorded)
 
     def sandbox_for(self, incident_id: str) -> DrillRun | None:
         """The drill's sandbox when it was made for ``incident_id``, else None."""
@@ -338,26 +295,28 @@ class PlaybookApp(App[int]):
                 message.notice, title="Ignored", severity="warning", timeout=15, markup=False
             )
 
-    def current_incident(self) -> Any:
-        from playbook.tui.screens import IncidentScreen
-
+    def current_incident(self) -> IncidentScreen | None:
+        """The incident screen under whatever is on top (None outside an incident)."""
         for screen in reversed(self.screen_stack):
             if isinstance(screen, IncidentScreen):
                 return screen
         return None
+
+    def shown_state(self) -> IncidentState | None:
+        """The incident under the screens on top (None outside an incident)."""
+        incident = self.current_incident()
+        return incident.state if incident is not None else None
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         incident = self.current_incident()
         if incident is None:
             if self.drill is None:
-                yield SystemCommand("incident: open new", "Start a new incident", self.new_incident)
+                yield from start_commands(self.new_incident)
             return
         yield from incident.palette_commands()
 
     def new_incident(self) -> None:
-        from playbook.tui.screens import NewIncidentScreen
-
         if self.refuse_new_in_drill():
             return
         self.push_screen(NewIncidentScreen())
@@ -427,7 +386,3 @@ def run_app(
     )
     app.run()
     return app.return_code or 0
-
-
-def default_export_path(incident_id: str, fmt: str) -> Path:
-    return Path.cwd() / f"incident-{incident_id}.{'md' if fmt == 'markdown' else 'json'}"

@@ -650,7 +650,7 @@ async def test_the_app_says_once_which_playbook_toml_it_ignored(
         state = service.get(incident).state
         got: list[Any] = []
         for _ in range(2):  # loaded on the store thread, as the screens do
-            app.submit("targets", lambda: app.targets(loaded.path, state), got.append)
+            app.submit("targets", lambda: got.append(app.targets(loaded.path, state)))
         await until(pilot, lambda: len(got) == 2, "the targets, twice")
         await until(pilot, lambda: any("not trusted" in m for m in app.said), "the notice")
         await pilot.pause()

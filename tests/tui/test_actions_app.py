@@ -16,7 +16,7 @@ from playbook.adapters.plugins import load_playbook as load
 from playbook.core.clock import FakeClock
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.actions import ActionScreen
+from playbook.tui.screens.action import ActionScreen
 
 RUNBOOK = Path(__file__).resolve().parents[2] / "runbooks" / "redis-index-loss.yaml"
 LIVE = "discord:messages:[pcu]*"
@@ -106,7 +106,7 @@ async def test_g_runs_the_rebuild_only_after_the_phrase_is_typed(
 async def test_an_action_with_parameters_asks_for_them_before_its_dry_run(
     service: Service, redis: RedisServer, request: pytest.FixtureRequest
 ) -> None:
-    from playbook.tui.diagnostics import ParamsDialog
+    from playbook.tui.screens.diagnostics import ParamsDialog
 
     client = redis.client()
     request.addfinalizer(client.close)

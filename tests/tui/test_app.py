@@ -17,19 +17,14 @@ from playbook.core.clock import FakeClock
 from playbook.service import Service
 from playbook.store.memory import MemoryStore
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.app import TooSmallNotice
-from playbook.tui.screens import (
-    ComposerScreen,
-    ExportDialog,
-    IncidentScreen,
-    NewIncidentScreen,
-    NoteDialog,
-    ResolveDialog,
-    SeverityDialog,
-    StartScreen,
-    TimelineScreen,
-)
-from playbook.tui.widgets import TimelineView
+from playbook.tui.screens.composer import ComposerScreen
+from playbook.tui.screens.dialogs import ExportDialog, NoteDialog, ResolveDialog, SeverityDialog
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.new_incident import NewIncidentScreen
+from playbook.tui.screens.start import StartScreen
+from playbook.tui.screens.timeline import TimelineScreen
+from playbook.tui.widgets.timeline_view import TimelineView
+from playbook.tui.widgets.too_small import TooSmallNotice
 
 
 async def test_the_whole_flow_then_resume_after_restart(

@@ -15,7 +15,7 @@ from tui_support import SIZE, make_app, on_incident, until
 from playbook.core.clock import FakeClock
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.diagnostics import ParamsDialog, ResultScreen
+from playbook.tui.screens.diagnostics import ParamsDialog, ResultScreen
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ loads a few index sets, takes their fingerprint and deletes them, as `playbook d
 from __future__ import annotations
 
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from playbook.core.loader import LoadedPlaybook
 from playbook.drill.run import DrillRun
 from playbook.service import Service
 from playbook.store.sqlite import SQLiteStore
-from playbook.tui.diagnostics import ResultScreen
-from playbook.tui.drill import BriefingScreen, ScorecardScreen
-from playbook.tui.screens import HelpScreen, IncidentScreen, StartScreen, TimelineScreen
-from playbook.tui.widgets import DrillBanner
+from playbook.tui.screens.diagnostics import ResultScreen
+from playbook.tui.screens.drill import BriefingScreen, ScorecardScreen
+from playbook.tui.screens.help import HelpScreen
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.start import StartScreen
+from playbook.tui.screens.timeline import TimelineScreen
+from playbook.tui.widgets.drill_banner import DrillBanner
 
 MARKUP_KEY = "discord:messages:[b]x[/b]"
 INDEXES = [
@@ -275,3 +279,29 @@ async def test_no_other_incident_is_opened_in_a_drill(service: Service, run: Dri
         assert isinstance(app.screen, StartScreen)
         assert any("This app runs a drill" in said for said in app.said)
     assert [s.id for s in service.incidents()] == [incident]
+
+
+async def test_a_check_still_lands_when_its_scorecard_was_closed_first(
+    service: Service, run: DrillRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    incident = run.open(service).id
+    gate = threading.Event()
+    check = run.check
+
+    def held(*args: Any) -> Any:  # the comparison waits until the test lets it go
+        assert gate.wait(timeout=60), "the test never let the check go"
+        return check(*args)
+
+    monkeypatch.setattr(run, "check", held)
+    app = drill_app(service, run, incident)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await briefed(pilot)
+        await pilot.press("F")
+        await until(pilot, lambda: isinstance(app.screen, ScorecardScreen), "the scorecard")
+        await pilot.press("escape")  # closed while the comparison runs
+        await until(pilot, lambda: app.screen is screen, "back on the incident")
+        gate.set()
+        await until(pilot, lambda: any("Data check recorded" in s for s in app.said), "notice")
+        assert "Data check recorded: NOT restored. F shows the scorecard." in app.said
+        assert [c.restored for c in screen.state.drill_checks] == [False]  # shown at once
+    assert [c.restored for c in service.get(incident).state.drill_checks] == [False]

@@ -16,20 +16,17 @@ from tui_support import SIZE, events, make_app, on_incident, until
 
 from playbook.core import events as ev
 from playbook.service import DRILL_MARK, Service
-from playbook.tui.screens import (
-    ComposerScreen,
-    ExportDialog,
-    HelpScreen,
-    IncidentScreen,
-    ResolveDialog,
-    TimelineScreen,
-)
+from playbook.tui.screens.composer import ComposerScreen
+from playbook.tui.screens.dialogs import ExportDialog, ResolveDialog
+from playbook.tui.screens.help import HelpScreen
+from playbook.tui.screens.incident import IncidentScreen
+from playbook.tui.screens.timeline import TimelineScreen
 
 
 async def test_t_renames_the_incident_and_refuses_a_control_character(
     service: Service, loaded
 ) -> None:
-    from playbook.tui.dialogs import RenameDialog
+    from playbook.tui.screens.dialogs import RenameDialog
 
     incident = service.open(loaded, "Orders missing").id
     app = make_app(service, loaded, resume=incident)
@@ -67,7 +64,7 @@ async def test_t_renames_the_incident_and_refuses_a_control_character(
 async def test_r_on_a_resolved_incident_says_so_and_offers_what_is_next(
     service: Service, loaded
 ) -> None:
-    from playbook.tui.dialogs import ResolvedDialog
+    from playbook.tui.screens.dialogs import ResolvedDialog
 
     incident = service.open(loaded, "done already").id
     service.resolve(incident, "restored from the 02:00 backup")

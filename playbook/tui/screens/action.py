@@ -1,7 +1,9 @@
 """Running a guarded action from the app: the same stages as `playbook action run`.
 
-The screen drives a :class:`playbook.service.actions.GuardedRun` in thread workers: the dry run
-and the backup start at once; the responder reads what would change and types the
+The screen drives a :class:`playbook.service.actions.GuardedRun` in thread workers, each of which
+reports by message (:mod:`playbook.tui.messages`: ``ActionStarted``, ``ActionPlanned``,
+``ActionBackedUp``, ``ActionApplied``…) and never touches a widget: the dry run and the
+backup start at once; the responder reads what would change and types the
 confirmation phrase; then lock, apply (with progress; k cancels) and verify. When apply
 or verify fails and the apply wrote something, the same field takes the phrase again to
 roll back; a run that wrote nothing offers nothing. A rollback restores only what is still
@@ -12,26 +14,55 @@ those too. Each stage is recorded by the engine before the screen shows it done.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Label, Static
-from textual.worker import Worker, WorkerState
 
-from playbook.adapters.base import scrub
 from playbook.errors import PlaybookError
-from playbook.tui.diagnostics import shown_state
-from playbook.tui.widgets import lit, standin_line
+from playbook.tui.host import Host, host
+from playbook.tui.messages import (
+    ActionApplied,
+    ActionBackedUp,
+    ActionPlanned,
+    ActionProgress,
+    ActionRefusalRecorded,
+    ActionResumed,
+    ActionRolledBack,
+    ActionStageFailed,
+    ActionStarted,
+    post_outcome,
+)
+from playbook.tui.screens.diagnostics import ParamsDialog
+from playbook.tui.widgets.diagnostic_runs import param_defaults
+from playbook.tui.widgets.text import lit, standin_line
+
+if TYPE_CHECKING:
+    from playbook.core.model import Playbook
+    from playbook.core.state import IncidentState
+    from playbook.service.actions import GuardedRun, Outcome
 
 ITEMS_LISTED = 20
 """Items a rollback kept, or overwrote, listed by name (the count covers them all)."""
 
-if TYPE_CHECKING:
-    from playbook.service.actions import GuardedRun, Outcome
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """What the action screen is asked to do: start ``action_id`` of the incident with
+    ``params``, or, with ``rollback_run``, reopen that earlier run to roll it back."""
+
+    state: IncidentState
+    action_id: str
+    params: dict[str, str] = field(default_factory=dict)
+    rollback_run: str | None = None
 
 
 class ActionScreen(ModalScreen[None]):
@@ -49,23 +80,57 @@ class ActionScreen(ModalScreen[None]):
     ActionScreen Input { margin: 0 1; }
     """
 
-    def __init__(
-        self,
-        start: Callable[[Callable[[Any], None]], GuardedRun],
-        title: str,
-        rollback: bool = False,
-    ) -> None:
+    def __init__(self, request: ActionRequest, title: str) -> None:
         super().__init__()
-        self._start = start
+        self.request = request
         self.title_text = title
-        self.rollback_only = rollback
-        """Open an earlier run to roll it back, rather than start a new one."""
         self.run: GuardedRun | None = None
         self.mode = "wait"
         """What the phrase field does: ``confirm``, ``rollback``, ``force`` (roll back over
         items kept as changed since the apply), or ``wait`` (nothing)."""
         self.busy = False
         self.log_text = Text()
+
+    @classmethod
+    def open(
+        cls,
+        app: App[Any],
+        state: IncidentState,
+        playbook: Playbook,
+        action_id: str,
+        closed: Callable[[None], None],
+    ) -> None:
+        """Start a run of ``action_id``, asking for its parameters first when it has any;
+        ``closed`` is called when the screen closes."""
+        action = playbook.actions[action_id]
+        title = f"⚡ {action_id}: {action.title}"
+
+        def given(params: dict[str, str] | None) -> None:
+            if params is not None:
+                app.push_screen(cls(ActionRequest(state, action_id, params), title), closed)
+
+        if not action.params:
+            given({})
+            return
+        hint = f"guarded action on target {action.target}: the dry run comes first"
+        defaults = param_defaults(action, None)  # type: ignore[arg-type]
+        app.push_screen(
+            ParamsDialog(action_id, action, defaults, hint=hint, verb="Dry run"),  # type: ignore[arg-type]
+            given,
+        )
+
+    @classmethod
+    def roll_back(
+        cls, app: App[Any], state: IncidentState, action_id: str, closed: Callable[[None], None]
+    ) -> None:
+        """Reopen the latest run of ``action_id`` that can be rolled back, to roll it back."""
+        runs = [r for r in state.actions.values() if r.action == action_id and r.can_roll_back]
+        if not runs:
+            app.notify(f"No run of {action_id} can be rolled back.", markup=False)
+            return
+        run_id = runs[-1].run
+        request = ActionRequest(state, action_id, rollback_run=run_id)
+        app.push_screen(cls(request, f"⚡ roll back {action_id} run {run_id}"), closed)
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -77,44 +142,59 @@ class ActionScreen(ModalScreen[None]):
             yield Footer()
 
     def on_mount(self) -> None:
-        if self.rollback_only:
-            self._work("resume", self._resume)
+        app = host(self)  # read here: the stages below run on a worker's thread
+        if self.request.rollback_run is not None:
+            self._stage(partial(self._open, app), ActionResumed)
             return
         self._say("Dry run: reading what would change (nothing is written)…", "bold")
-        self._work("prepare", self._prepare)
+        self._stage(partial(self._prepare, app), ActionBackedUp)
 
-    def _resume(self) -> GuardedRun:
-        run = self._start(self._progress)
-        self.run = run
-        self.app.call_from_thread(self._started, run)
+    # ------------------------------------------------------------------ stages (worker threads)
+
+    def _open(self, app: Host) -> GuardedRun:
+        """Start the run, or reopen the earlier one (on the worker's thread)."""
+        request = self.request
+        state = request.state
+        path = Path(state.playbook_path) if state.playbook_path else None
+        targets = app.targets(path, state)
+        if request.rollback_run is not None:
+            run = app.service.resume_action(state.id, request.rollback_run, targets, self._progress)
+        else:
+            run = app.service.start_action(
+                state.id, request.action_id, request.params, targets, self._progress
+            )
+        self.post_message(ActionStarted(run))
         return run
 
-    # ------------------------------------------------------------------ stages
-
-    def _prepare(self) -> Any:
-        run = self._start(self._progress)
-        self.run = run
-        self.app.call_from_thread(self._started, run)
+    def _prepare(self, app: Host) -> dict[str, Any] | None:
+        """Start, dry run, back up (on the worker's thread); None: nothing to change."""
+        run = self._open(app)
         plan = run.dry_run()
-        self.app.call_from_thread(self._planned, plan)
+        self.post_message(ActionPlanned(plan))
         if plan.empty:
-            return "empty"
-        self.app.call_from_thread(self._say, "Backup: saving everything it will touch…", "bold")
+            return None
         return run.backup()
 
-    def _started(self, run: GuardedRun) -> None:
+    def _progress(self, progress: Any) -> None:  # called on a worker's thread
+        self.post_message(ActionProgress(f"⟳ {progress.describe()}   k cancels"))
+
+    # ------------------------------------------------------------------ what the stages said
+
+    def on_action_started(self, message: ActionStarted) -> None:
+        self.run = run = message.run
         head = Text()
         head.append_text(lit(f"{run.action.kind} {run.request.do.get('operation')} on "))
         head.append_text(lit(f"{run.target.name} ({run.target.shown})", "bold"))
         head.append_text(lit(f", run {run.run_id}", "dim"))
         self._say(head)
-        standin = standin_line(shown_state(self.app), run.target.name)
+        standin = standin_line(host(self).shown_state(), run.target.name)
         if standin is not None:
             self._say(standin)
         if run.action.caution:
             self._say(lit(f"caution: {run.action.caution}", "yellow"))
 
-    def _planned(self, plan: Any) -> None:
+    def on_action_planned(self, message: ActionPlanned) -> None:
+        plan = message.plan
         counts = ", ".join(f"{k} {v:,}" for k, v in plan.counts.items())
         self._say(lit(f"✓ dry run: {counts}", "green"))
         for line in plan.items:
@@ -123,8 +203,15 @@ class ActionScreen(ModalScreen[None]):
             self._say(lit(f"    … {plan.touches:,} items in all", "dim"))
         for warning in plan.warnings:
             self._say(lit(f"  warning: {warning}", "bold yellow"))
+        if not plan.empty:
+            self._say("Backup: saving everything it will touch…", "bold")
 
-    def _backed_up(self, info: dict[str, Any]) -> None:
+    def on_action_backed_up(self, message: ActionBackedUp) -> None:
+        self._stage_over()
+        info = message.info
+        if info is None:
+            self._say(lit("Nothing to change; nothing was written. Esc closes.", "bold"))
+            return
         assert self.run is not None
         self._say(
             lit(
@@ -135,11 +222,21 @@ class ActionScreen(ModalScreen[None]):
         self._say(lit(f"    sha256 {info['sha256']}", "dim"))
         self._ask("confirm", f"Type {self.run.phrase!r} and press Enter to apply (Esc leaves).")
 
-    def _apply(self) -> Outcome:
-        assert self.run is not None
-        return self.run.apply()
+    def on_action_resumed(self, message: ActionResumed) -> None:
+        self._stage_over()
+        run = message.run
+        info = run.backup_info or {}
+        self._say(lit(f"backup: {info.get('rows', 0):,} items -> {info.get('file')}", "bold"))
+        self._say(lit(f"    sha256 {info.get('sha256')}", "dim"))
+        self._ask(
+            "rollback",
+            f"Type {run.phrase!r} and press Enter to restore, from this backup, what "
+            f"run {run.run_id} changed and is still as it left it (Esc leaves).",
+        )
 
-    def _applied(self, outcome: Outcome) -> None:
+    def on_action_applied(self, message: ActionApplied) -> None:
+        self._stage_over()
+        outcome = message.outcome
         for result in outcome.verify:
             ok = result["verdict"] == "pass"
             self._say(
@@ -166,7 +263,9 @@ class ActionScreen(ModalScreen[None]):
             "from the backup (Esc keeps things as they are).",
         )
 
-    def _rolled_back(self, numbers: dict[str, int]) -> None:
+    def on_action_rolled_back(self, message: ActionRolledBack) -> None:
+        self._stage_over()
+        numbers = message.numbers
         assert self.run is not None
         run = self.run
         counts = ", ".join(f"{k} {v:,}" for k, v in numbers.items())
@@ -208,14 +307,14 @@ class ActionScreen(ModalScreen[None]):
                 )
             )
             if self.mode == "confirm":
-                self._work("refuse", lambda: _refused(run, typed))
+                self._stage(partial(_refused, run, typed), ActionRefusalRecorded)
             return
         mode, self.mode = self.mode, "wait"
         event.input.disabled = True
         event.input.placeholder = ""
         if mode == "confirm":
             self._say("Lock, apply, verify…", "bold")
-            self._work("apply", lambda: (run.confirm(typed), run.apply())[1])
+            self._stage(partial(_confirm_and_apply, run, typed), ActionApplied)
         else:
             force = mode == "force"
             self._say(
@@ -224,7 +323,7 @@ class ActionScreen(ModalScreen[None]):
                 else "Rolling back what is still as the run left it…",
                 "bold",
             )
-            self._work("rollback", lambda: run.rollback(typed, force))
+            self._stage(partial(run.rollback, typed, force), ActionRolledBack)
 
     def _ask(self, mode: str, prompt: str) -> None:
         self.mode = mode
@@ -236,60 +335,49 @@ class ActionScreen(ModalScreen[None]):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _work(self, name: str, fn: Callable[[], Any]) -> None:
+    def _stage(self, work: Callable[[], Any], done: Callable[[Any], Message]) -> None:
+        """Run one stage in a thread worker; it reports ``done(result)`` or a failure."""
         self.busy = True
-        self.run_worker(fn, name=name, group="action", thread=True, exit_on_error=False)
+        self.run_worker(
+            partial(post_outcome, self, work, done, ActionStageFailed),
+            group="action",
+            thread=True,
+            exit_on_error=False,
+        )
 
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        worker = event.worker
-        # The state this message reports (see IncidentScreen.on_worker_state_changed).
-        finished = event.state in (WorkerState.SUCCESS, WorkerState.ERROR, WorkerState.CANCELLED)
-        if worker.group != "action" or not finished:
-            return
+    def _stage_over(self) -> None:
         self.busy = False
         self.query_one("#action-progress", Static).update("")
-        if worker.state != WorkerState.SUCCESS:
-            error = worker.error
-            if isinstance(error, PlaybookError):
-                from playbook.core.diagnostics import ParamError
 
-                self._say(lit(f"✗ {error.title}", "bold red"))
-                hint = error.message
-                if isinstance(error, ParamError):
-                    hint = "Esc, then g on the action again, to give them."
-                if hint:
-                    self._say(lit(f"    {hint}"))
-            else:
-                text = f"{type(error).__name__}: {error}"
-                if self.run is not None:
-                    text = scrub(text, self.run.request.uri)
-                self._say(lit(f"✗ {text}", "bold red"))
+    def on_action_refusal_recorded(self, _message: ActionRefusalRecorded) -> None:
+        self._stage_over()
+
+    def on_action_stage_failed(self, message: ActionStageFailed) -> None:
+        self._stage_over()
+        error = message.error
+        if isinstance(error, PlaybookError):
+            # Imported here for start-up speed: the module brings pydantic (loaded by
+            # then: a stage that failed on its parameters has validated them).
+            from playbook.core.diagnostics import ParamError
+
+            self._say(lit(f"✗ {error.title}", "bold red"))
+            hint = error.message
+            if isinstance(error, ParamError):
+                hint = "Esc, then g on the action again, to give them."
+            if hint:
+                self._say(lit(f"    {hint}"))
             return
-        result = worker.result
-        if worker.name == "resume":
-            info = result.backup_info or {}
-            self._say(lit(f"backup: {info.get('rows', 0):,} items -> {info.get('file')}", "bold"))
-            self._say(lit(f"    sha256 {info.get('sha256')}", "dim"))
-            self._ask(
-                "rollback",
-                f"Type {result.phrase!r} and press Enter to restore, from this backup, what "
-                f"run {result.run_id} changed and is still as it left it (Esc leaves).",
-            )
-        elif worker.name == "prepare":
-            if result == "empty":
-                self._say(lit("Nothing to change; nothing was written. Esc closes.", "bold"))
-            else:
-                self._backed_up(result)
-        elif worker.name == "apply":
-            self._applied(result)
-        elif worker.name == "rollback":
-            self._rolled_back(result)
+        text = f"{type(error).__name__}: {error}"
+        if self.run is not None:
+            # Imported here for start-up speed: the adapters' base is not needed for the
+            # first frame, only when a driver's message may quote the target's password.
+            from playbook.adapters.base import scrub
 
-    def _progress(self, progress: Any) -> None:
-        self.app.call_from_thread(
-            self.query_one("#action-progress", Static).update,
-            Text(f"⟳ {progress.describe()}   k cancels"),
-        )
+            text = scrub(text, self.run.request.uri)
+        self._say(lit(f"✗ {text}", "bold red"))
+
+    def on_action_progress(self, message: ActionProgress) -> None:
+        self.query_one("#action-progress", Static).update(Text(message.text))
 
     def _say(self, text: Text | str, style: str = "") -> None:
         if self.log_text:
@@ -312,7 +400,15 @@ class ActionScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+def _confirm_and_apply(run: GuardedRun, typed: str) -> Outcome:
+    run.confirm(typed)
+    return run.apply()
+
+
 def _refused(run: GuardedRun, typed: str) -> None:
+    """Record the mistyped phrase as refused (the engine records it, then raises)."""
+    # Imported here for start-up speed: guarded brings pydantic and the playbook model
+    # (half a second), which the first frame must not wait for.
     from playbook.service.actions import ConfirmationMismatch
 
     try:

@@ -1,32 +1,39 @@
 """A drill in the app: its briefing, the data check and the scorecard.
 
 `playbook drill` runs the app over a sandbox made for one incident. Every screen of it
-carries the drill bar (:class:`playbook.tui.widgets.DrillBanner`, put on each screen by
-:meth:`playbook.tui.app.PlaybookApp.mark_drill`). The data check reads every
-fingerprinted key or row of the sandbox (a second or two), so the incident screen runs it
-in a thread worker and hands this module what it found. Names of keys and rows are data
-from a database: shown literally, never as markup.
+carries the drill bar (:class:`playbook.tui.widgets.drill_banner.DrillBanner`, put on each
+screen by :meth:`playbook.tui.app.PlaybookApp.mark_drill`). The data check reads every
+fingerprinted key or row of the sandbox (a second or two), so the incident screen runs
+:func:`check_data` in a thread worker and hands the scorecard screen the card it made
+(:class:`playbook.tui.messages.DrillChecked`). Names of keys and rows are data from a
+database: shown literally, never as markup.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Label, Static
 
+from playbook.core.scorecard import scorecard
 from playbook.core.state import DrillCheck, IncidentState
-from playbook.tui.screens import HelpText
-from playbook.tui.widgets import DRILL_STYLE, STANDIN, block, lit, speed_text
+from playbook.errors import PlaybookError
+from playbook.render.scorecard import scorecard_markdown, scorecard_text
+from playbook.tui.host import host
+from playbook.tui.messages import Card, CardMade
+from playbook.tui.screens.base import HelpText
+from playbook.tui.widgets.text import DRILL_STYLE, STANDIN, block, lit, speed_text
 
 if TYPE_CHECKING:
     from playbook.drill.run import DrillRun
+    from playbook.service import Service
 
 # ============================================================================ briefing
 
@@ -117,24 +124,49 @@ class BriefingScreen(HelpText, ModalScreen[None]):
 # ============================================================================ scorecard
 
 
-@dataclass
-class Card:
-    """A scorecard ready to show: the incident as it was read, and the card's text."""
-
-    state: IncidentState
-    text: str
-    markdown: str | None
-    fresh: bool
-    """True when a data check was made for it; False when it shows what was recorded."""
-
-
 def make_card(state: IncidentState, now: datetime, fresh: bool) -> Card:
     """The scorecard of ``state`` at ``now`` (pure; runs on whichever thread read it)."""
-    from playbook.core.scorecard import scorecard
-    from playbook.render.scorecard import scorecard_markdown, scorecard_text
-
     card = scorecard(state, now)
     return Card(state, scorecard_text(card), scorecard_markdown(card), fresh)
+
+
+def check_data(sandbox: DrillRun, service: Service, incident_id: str) -> Card:
+    """Compare the sandbox's data with its fingerprint, record the answer, and make the
+    card (runs in a thread worker: it reads every fingerprinted item, then appends to the
+    store, whose writes are serialised by its own lock, as the action screen's are)."""
+    checked, _result = sandbox.check(service, incident_id)
+    return make_card(checked, service.clock.now(), fresh=True)
+
+
+def recorded_card(service: Service, incident_id: str) -> Card:
+    """The card from what was recorded, without a new check (runs on the store thread)."""
+    return make_card(service.get(incident_id).state, service.clock.now(), fresh=False)
+
+
+def drill_help(state: IncidentState | None) -> Text | None:
+    """What help adds on a drill's incident screen: its keys, and what is not real."""
+    if state is None or state.drill is None:
+        return None
+    out = Text("This incident is a DRILL", style="bold")
+    out.append_text(lit(f" ({state.drill.title})", "bold"))
+    out.append(
+        ": a rehearsal on a sandbox made for it, marked on every screen by the bar on "
+        "top. Diagnostics and guarded actions run on the sandbox only.\n"
+    )
+    out.append("F", style="bold")
+    out.append(
+        " compares the sandbox's data with the fingerprint taken before the fault (a "
+        "second or two, in the background), records the answer, and shows the "
+        "scorecard; press it again after a repair. Ctrl+P 'drill: show the briefing' "
+        "shows the briefing again. Ctrl+Q ends the drill: the data is compared once "
+        "more and the scorecard printed."
+    )
+    if state.drill.speed != 1:
+        out.append(
+            f"\nThe clock runs ×{state.drill.speed:g}: timers, warnings and breaches "
+            "come that many times sooner; the timeline keeps real times."
+        )
+    return out
 
 
 def check_text(check: DrillCheck | None) -> Text:
@@ -152,8 +184,18 @@ def check_text(check: DrillCheck | None) -> Text:
     return out
 
 
+NO_SANDBOX = (
+    "No new data check: this drill's sandbox is not running in this app (it "
+    "ended with its `playbook drill`). The scorecard is from what was recorded."
+)
+
+
 class ScorecardScreen(HelpText, ModalScreen[None]):
-    """The drill's scorecard, after comparing the sandbox's data with its fingerprint."""
+    """The drill's scorecard, after comparing the sandbox's data with its fingerprint.
+
+    The incident screen runs the check (it outlives this screen: closed early, the check
+    still lands, and is said in a notice); this screen shows how it is going.
+    """
 
     HELP = (
         "F on the incident screen compares the sandbox's data with the fingerprint taken "
@@ -220,9 +262,61 @@ class ScorecardScreen(HelpText, ModalScreen[None]):
         self.head = Text.assemble(Text(note + "\n", style="bold red"), head) if note else head
         self._show()
 
+    def show_recorded(self, note: str) -> None:
+        """Show the card from what was recorded (read on the store thread), under ``note``."""
+        service = host(self).service
+        host(self).submit(
+            "read incident",
+            partial(recorded_card, service, self.incident_id),
+            self,
+            partial(CardMade, note=note),
+            records=False,
+        )
+
+    def on_card_made(self, message: CardMade) -> None:
+        self.show_card(message.card, message.note)
+
     def show_problem(self, text: str) -> None:
         self.head = Text.assemble(("The data check failed: ", "bold red"), lit(text, "red"))
         self._show()
+
+    @classmethod
+    def shown(cls, app: App[Any], incident_id: str) -> ScorecardScreen | None:
+        """The scorecard open for ``incident_id``, if one is."""
+        for screen in reversed(app.screen_stack):
+            if isinstance(screen, cls) and screen.incident_id == incident_id:
+                return screen
+        return None
+
+    @classmethod
+    def report(cls, app: App[Any], card: Card) -> None:
+        """Show a finished check on its open scorecard, or say what it found."""
+        shown = cls.shown(app, card.state.id)
+        if shown is not None:
+            shown.show_card(card)
+            return
+        checks = card.state.drill_checks
+        restored = checks[-1].restored if checks else False
+        app.notify(
+            "Data check recorded: "
+            + ("restored." if restored else "NOT restored.")
+            + " F shows the scorecard.",
+            severity="information" if restored else "warning",
+            markup=False,
+        )
+
+    @classmethod
+    def report_failure(cls, app: App[Any], incident_id: str, error: BaseException) -> None:
+        """Show why the check could not be made, on the open scorecard or in a notice."""
+        if isinstance(error, PlaybookError):
+            text = error.title + (f" {error.message}" if error.message else "")
+        else:
+            text = f"{type(error).__name__}: {error}"
+        shown = cls.shown(app, incident_id)
+        if shown is not None:
+            shown.show_problem(text)
+        else:
+            app.notify(text, title="Data check failed", severity="error", markup=False)
 
     def action_copy(self) -> None:
         if self.card is None:

@@ -1,19 +1,19 @@
-"""Running diagnostics from the app: parameters, progress, cancel, and the result table.
+"""A diagnostic's screens: its parameters before it runs, and its result as a table.
 
-The store is only touched on the app's store thread (``app.submit``): preparing a run
-reads the incident there, and the evidence is recorded there. The run itself goes to a
-Textual thread worker, so the rest of the app stays usable while it talks to a slow
-server. Values from the database are shown with :func:`lit`: never as markup, never as
-terminal control codes.
+The runs themselves (prepared and recorded on the store thread, run in a thread worker,
+progress and k to cancel) belong to :class:`playbook.tui.widgets.diagnostic_runs.DiagnosticRuns`.
+Values from the database are shown with :func:`lit`: never as markup, never as terminal
+control codes.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
@@ -21,50 +21,30 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from playbook.core.evidence import numbers_of, shown_of
 from playbook.core.text import one_line
-from playbook.tui.widgets import lit, standin_line
+from playbook.tui.host import host
+from playbook.tui.widgets.text import lit, standin_line, verdict_text
 
 if TYPE_CHECKING:
-    from textual.app import App
+    from playbook.core.model import Diagnostic, Playbook
+    from playbook.tui.widgets.diagnostic_runs import DiagnosticRuns
 
-    from playbook.core.model import Diagnostic
-    from playbook.core.state import IncidentState
-
-VERDICT_STYLE = {
-    "pass": "bold green",
-    "warn": "bold black on yellow",
-    "fail": "bold white on red",
-    "error": "bold red",
-}
 MAX_CELL = 120
 
 
-def shown_state(app: App[Any]) -> IncidentState | None:
-    """The incident under the screens on top (None outside an incident)."""
-    current = getattr(app, "current_incident", None)
-    incident = current() if callable(current) else None
-    return incident.state if incident is not None else None
-
-
-def verdict_text(verdict: str) -> Text:
-    return Text(f" {verdict.upper()} ", style=VERDICT_STYLE.get(verdict, "bold"))
-
-
-def param_defaults(diagnostic: Diagnostic, last: dict[str, Any] | None) -> dict[str, str]:
-    """What a parameter field starts with: the last value used, else the default."""
-    out: dict[str, str] = {}
-    for name, spec in diagnostic.params.items():
-        value = (last or {}).get(name, spec.default)
-        if value is None:
-            out[name] = ""
-        elif isinstance(value, list):
-            out[name] = ",".join(
-                v.get("$oid", str(v)) if isinstance(v, dict) else str(v) for v in value
-            )
-        elif isinstance(value, dict) and "$oid" in value:
-            out[name] = str(value["$oid"])
-        else:
-            out[name] = str(value)
-    return out
+def start_diagnostic(
+    app: App[Any], runs: DiagnosticRuns, playbook: Playbook, diag_id: str, ask: bool
+) -> None:
+    """Run ``diag_id`` in the background: with ``ask``, after the responder has seen (and
+    may change) its parameters, else with the last or default ones; ``ask`` also opens the
+    result once it is recorded."""
+    diag = playbook.diagnostics[diag_id]
+    values = runs.values_for(diag, diag_id)
+    if values is None:
+        return  # it said why not
+    if ask and diag.params:
+        app.push_screen(ParamsDialog(diag_id, diag, values), partial(runs.start, diag_id, True))
+    else:
+        runs.start(diag_id, ask, {k: v for k, v in values.items() if v})
 
 
 class ParamsDialog(ModalScreen[dict[str, str] | None]):
@@ -100,7 +80,7 @@ class ParamsDialog(ModalScreen[dict[str, str] | None]):
         with Vertical(classes="dialog"):
             yield Label(lit(f"{self.verb} {self.diagnostic_id}: {d.title}", "bold"))
             yield Static(lit(self.hint), classes="hint")
-            standin = standin_line(shown_state(self.app), d.target)
+            standin = standin_line(host(self).shown_state(), d.target)
             if standin is not None:
                 yield Static(standin, classes="hint")
             for name, spec in d.params.items():
@@ -174,7 +154,7 @@ class ResultScreen(ModalScreen[None]):
         head.append_text(
             lit(f"{p.get('diagnostic')} on {p.get('target')}: {p.get('title')}", "bold")
         )
-        standin = standin_line(shown_state(self.app), str(p.get("target")))
+        standin = standin_line(host(self).shown_state(), str(p.get("target")))
         if standin is not None:
             head.append("\n")
             head.append_text(standin)
