@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from drill_support import small_runbook
 
-from playbook.core.loader import load
+from playbook.adapters.plugins import load_playbook as load
 from playbook.drill.run import DrillRun
 from playbook.drill.script import Verdict, load_script, play
 from playbook.service import Service

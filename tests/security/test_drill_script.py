@@ -129,8 +129,8 @@ def test_a_script_swapped_for_a_link_after_validate_is_refused_when_the_drill_lo
 def test_the_drill_check_holds_on_its_own(tmp_path: Path, secret_file: Path) -> None:
     """The drill's own check (cli.drill._script_for), had the playbook been loaded before
     the script was swapped: it refuses without reading the file."""
+    from playbook.adapters.plugins import load_playbook as load
     from playbook.cli.drill import _script_for
-    from playbook.core.loader import load
     from playbook.errors import UsageError
 
     playbook = repo(tmp_path, "drills/ok.yaml")

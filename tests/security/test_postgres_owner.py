@@ -26,8 +26,8 @@ import pytest
 from pgserver import PostgresServer
 from servers import PASSWORD, LatencyProxy
 
-from playbook.adapters import postgres
 from playbook.adapters.base import RunContext, RunRequest, Sink
+from playbook.adapters.postgres import reader as postgres
 from playbook.adapters.postgres.reader import PostgresAdapter
 from playbook.drill import servers as sandbox
 from playbook.errors import PlaybookError

@@ -211,7 +211,7 @@ def test_a_follower_gets_every_append_once_and_in_order(make_store) -> None:
                 writer.append("a", seq, batch)
                 seq += len(batch)
 
-        thread = threading.Thread(target=write)
+        thread = threading.Thread(target=write, daemon=True)
         thread.start()
         got = collect(feed, 24)
         thread.join()

@@ -236,7 +236,7 @@ def lose_the_reply(pg: PostgresServer, url: str, proxy: ReplyCutter, call, event
         except Exception as exc:
             outcome["error"] = exc
 
-    thread = threading.Thread(target=run)
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     until(lambda: count(pg, url, event_id) == 1, "the commit on the server")
     assert thread.is_alive() and proxy.swallowed > 0  # committed, reply not delivered
@@ -299,7 +299,9 @@ def test_an_update_whose_reply_is_lost_is_not_decided_twice(
         return [made[-1]]
 
     outcome: dict = {}
-    thread = threading.Thread(target=lambda: outcome.update(value=store.update("a", decide)))
+    thread = threading.Thread(
+        target=lambda: outcome.update(value=store.update("a", decide)), daemon=True
+    )
     thread.start()
     until(lambda: bool(made) and count(pg, pg_url, made[0].event_id) == 1, "the commit")
     assert thread.is_alive() and proxy.swallowed > 0
@@ -497,7 +499,9 @@ def test_migrations_run_once_when_two_clients_start_together(pg: PostgresServer)
         PostgresStore(url).read("a")
     assert "playbook store init" in caught.value.message
     results: list = []
-    threads = [threading.Thread(target=lambda: results.append(init(url))) for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(init(url)), daemon=True) for _ in range(2)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

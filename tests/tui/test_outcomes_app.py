@@ -14,8 +14,8 @@ from helpers import ROOT
 from textual.widgets import Input, OptionList, Static
 from tui_support import SIZE, events, make_app, on_incident, until
 
+from playbook.adapters.plugins import load_playbook as load
 from playbook.core import events as ev
-from playbook.core.loader import load
 from playbook.service import Service
 from playbook.store.memory import MemoryStore
 from playbook.tui.screens.action import ActionScreen
