@@ -53,9 +53,10 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
     """``value`` as a person typed it, for the incident log; refused (never altered)
     when it holds what no terminal, export or status page should receive.
 
-    The policy for every title, note, reason, summary and actor name: control
-    characters, terminal escapes, bidirectional overrides and bytes that are not UTF-8
-    are refused here, with where they are, so the log holds exactly what was typed and
+    The policy for every title, note, reason, summary and actor name: what Unicode
+    calls a control, format or separator character (:mod:`playbook.core.text`: terminal
+    escapes, every bidirectional control, zero-width characters, U+2028) and bytes that
+    are not UTF-8 are refused here, with where they are, so the log holds exactly what was typed and
     one bad title cannot block status messages later. With ``multiline`` (notes,
     resolution summaries) newlines and tabs are text, and Windows line endings become
     plain newlines.
@@ -84,7 +85,8 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
             f"The {what} contains a control character: {shown} at character {position}.",
             "Text typed into the incident is kept exactly as typed and shown in terminals, "
             "exports and status pages, so control characters, terminal escapes (colour "
-            f"codes) and direction overrides are refused; {allowed}.",
+            "codes), invisible format characters (direction marks and overrides, "
+            f"zero-width characters) and line separators are refused; {allowed}.",
         )
     return value
 
