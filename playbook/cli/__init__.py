@@ -28,7 +28,12 @@ from typing import Any, NoReturn
 
 import click
 
-from playbook.cli.terminal import refuse_undecodable, require_terminal, strict_stdin
+from playbook.cli.terminal import (
+    refuse_undecodable,
+    require_terminal,
+    safe_output,
+    strict_stdin,
+)
 from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
 from playbook.core.text import inline, json_escaped, one_line, printable
@@ -66,6 +71,7 @@ class _Group(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         refuse_undecodable(ctx, args)
         strict_stdin()
+        safe_output()
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -199,6 +205,12 @@ def _state_json(app: _App, state: IncidentState) -> dict[str, Any]:
 
 
 def _timer_line(timer: Timer) -> str:
+    """A timer on one line; its label (a level id, a phase title) and the person to
+    escalate to come from the playbook's snapshot, so the line is shown literally."""
+    return inline(_timer_text(timer))
+
+
+def _timer_text(timer: Timer) -> str:
     if timer.stopped:
         verdict = "BREACHED" if timer.state == BREACHED else "met"
         return f"{timer.label:<28} {verdict:<9} took {format_duration(timer.elapsed)} of {format_duration(timer.target)}"
@@ -217,9 +229,13 @@ def _timer_color(timer: Timer) -> str | None:
 
 
 def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> None:
-    click.secho(f"{state.id}  {inline(state.title)}", bold=True)
+    # Everything here was read from the log (a hand edit can put anything in it).
+    click.secho(f"{inline(state.id)}  {inline(state.title)}", bold=True)
     click.echo(
-        f"  playbook {state.playbook_id} · {state.severity} · {state.status} · phase {state.phase}"
+        inline(
+            f"  playbook {state.playbook_id} · {state.severity} · {state.status} · "
+            f"phase {state.phase}"
+        )
     )
     click.echo(f"  opened {_local(state.opened_at)}")
     for problem in state.unreadable:
@@ -244,11 +260,11 @@ def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> 
         show = items == "all" or (items == "phase" and section["id"] == state.phase)
         if show:
             for step in section["steps"]:
-                click.echo(f"      {inline(step['title'])}  [{section['id']}.{step['id']}]")
+                click.echo(inline(f"      {step['title']}  [{section['id']}.{step['id']}]"))
                 for item in step["items"]:
                     mark = "x" if item["ref"] in state.done else " "
                     click.echo(
-                        f"        [{mark}] {inline(item['text'])}  ({item['ref'].split('.')[-1]})"
+                        inline(f"        [{mark}] {item['text']}  ({item['ref'].split('.')[-1]})")
                     )
     if state.notes:
         click.echo("")
@@ -259,7 +275,7 @@ def _report(app: _App, state: IncidentState, as_json: bool, message: str) -> Non
     if as_json:
         _emit_json(_state_json(app, state))
     else:
-        click.echo(message)
+        click.echo(printable(message))  # it quotes the state: ids and levels from the log
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -1121,7 +1137,10 @@ def incidents(app: _App, show_all: bool, as_json: bool) -> None:
         alerts = app.service.timers(s).alerts()
         flag = f"  {alerts[0].label} {alerts[0].state}" if alerts else ""
         age = format_duration((now - s.opened_at).total_seconds()) if s.opened_at else "?"
-        click.echo(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  {inline(s.title)[:50]}{flag}")
+        title = inline(s.title)[:50]
+        click.echo(
+            inline(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  ") + title + inline(flag)
+        )
 
 
 @main.command()
