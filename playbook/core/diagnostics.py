@@ -9,6 +9,7 @@ turn the numbers a run produced into a verdict, with the numbers that decided it
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,8 +19,16 @@ from playbook.core.model import Expectation, Param, ParamRef
 from playbook.core.values import ObjectIdValue
 from playbook.errors import UsageError
 
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*\Z")
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}\Z")
+# Numbers are ASCII: int() and float() also take any Unicode digit ("٣" is 3), spaces,
+# underscores ("1_000") and, for float(), "nan" and "inf"; a parameter is what a person
+# reads on the command line, so it is spelt one way.
+_INT = re.compile(r"-?[0-9]{1,19}")
+"""At most 19 digits: a 64-bit integer, what every back end takes (and int() refuses
+past 4,300 digits with a ValueError of its own)."""
+_INT64 = range(-(2**63), 2**63)
+_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 PASS = "pass"
 WARN = "warn"
@@ -40,17 +49,25 @@ def _coerce_one(name: str, kind: str, raw: object) -> object:
         return text
     if kind == "int":
         if isinstance(text, bool) or not (
-            isinstance(text, int) or (isinstance(text, str) and re.fullmatch(r"-?\d+", text))
+            isinstance(text, int) or (isinstance(text, str) and _INT.fullmatch(text))
         ):
-            raise ParamError(f"Parameter {name!r} must be a whole number, not {raw!r}.")
-        return int(text)
+            raise ParamError(
+                f"Parameter {name!r} must be a whole number in ASCII digits (0-9), not {raw!r}."
+            )
+        whole = int(text)
+        if whole not in _INT64:
+            raise ParamError(f"Parameter {name!r} is out of range (a 64-bit integer): {raw!r}.")
+        return whole
     if kind == "float":
-        try:
-            if isinstance(text, bool):
-                raise ValueError
-            return float(text)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ParamError(f"Parameter {name!r} must be a number, not {raw!r}.") from None
+        plain = isinstance(text, int | float) and not isinstance(text, bool)
+        spelt = isinstance(text, str) and _FLOAT.fullmatch(text) is not None
+        number = float(text) if plain or spelt else None  # type: ignore[arg-type]
+        if number is None or not math.isfinite(number):
+            raise ParamError(
+                f"Parameter {name!r} must be a finite number in ASCII digits (such as 2.5 "
+                f"or 1e-3), not {raw!r}."
+            )
+        return number
     if kind == "bool":
         if isinstance(text, bool):
             return text
