@@ -145,8 +145,8 @@ def _load_targets(playbook_path: Path | None, overrides: Sequence[str]) -> Any:
 
 
 def _emit_json(data: Any) -> None:
-    """``data`` as JSON on standard output; C1 controls and direction overrides written
-    as ``\\u`` escapes, as in the JSON export (JSON escapes C0 itself)."""
+    """``data`` as JSON on standard output; control, format and separator characters
+    written as ``\\u`` escapes, as in the JSON export (:func:`json_escaped`)."""
     click.echo(json_escaped(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
@@ -200,7 +200,9 @@ def _state_json(app: _App, state: IncidentState) -> dict[str, Any]:
             "status_update": t(timers.status_update),
         },
         "last_seq": state.last_seq,
-        "unreadable": [{"seq": u.seq, "type": u.type, "why": u.why} for u in state.unreadable],
+        "unreadable": [
+            {"seq": u.seq, "type": u.type, "why": u.why, "kept": u.kept} for u in state.unreadable
+        ],
     }
 
 

@@ -542,7 +542,9 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
     if problem is not None:
         state.unreadable.append(Unreadable(event.seq, event.type, problem))
     state.last_seq = max(state.last_seq, event.seq)
-    if state.last_event_at is None or event.at > state.last_event_at:
+    # A skipped event's time may be as wrong as the rest of it: it does not move the
+    # clock that timers and new events are kept after.
+    if problem is None and (state.last_event_at is None or event.at > state.last_event_at):
         state.last_event_at = event.at
     if event.actor not in state.actors:
         state.actors.append(event.actor)

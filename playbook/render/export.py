@@ -71,8 +71,9 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
     document["events"] = [e.to_dict() for e in events]
-    # C1 controls and direction overrides are written as \u escapes, as the Markdown
-    # export escapes them: the same text once loaded, nothing live in an editor.
+    # Control, format (every bidirectional control among them) and separator characters
+    # and lone surrogates are written as \u escapes, as the Markdown export escapes
+    # them: the same text once loaded, nothing live in an editor.
     return json_escaped(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
 
 
