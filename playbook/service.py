@@ -6,8 +6,11 @@ appends them naming the last sequence it saw. If another process appended first,
 command re-reads and decides again, so concurrent writers never lose or reorder an
 acknowledged event and never act on stale state. Every payload passes through
 :func:`playbook.redaction.scrub_data` on its way to the store: no event holds a secret
-the process knows, whichever use case built it. The one exception is the playbook's own
-snapshot in ``opened``, recorded as the file was (see :meth:`Service.open`).
+the process knows, whichever use case built it. It then passes through
+:func:`playbook.core.text.unpaired_escaped`: a lone surrogate a database or an endpoint
+returned is recorded as its six-character escape (``\\ud800``), never refused with the
+evidence lost. The one exception is the playbook's own snapshot in ``opened``, recorded
+as the file was (see :meth:`Service.open`; the loader refuses a lone surrogate in it).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from playbook.core import events as ev
 from playbook.core.clock import Clock, SystemClock
 from playbook.core.events import Event, NewEvent
 from playbook.core.state import IncidentState, fold
-from playbook.core.text import first_control
+from playbook.core.text import first_control, unpaired_escaped
 from playbook.core.timers import Timers, compute
 from playbook.errors import Conflict, NotFound, TemplateError, UsageError
 from playbook.redaction import scrub_data
@@ -54,9 +57,10 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
     """``value`` as a person typed it, for the incident log; refused (never altered)
     when it holds what no terminal, export or status page should receive.
 
-    The policy for every title, note, reason, summary and actor name: control
-    characters, terminal escapes, bidirectional overrides and bytes that are not UTF-8
-    are refused here, with where they are, so the log holds exactly what was typed and
+    The policy for every title, note, reason, summary and actor name: what Unicode
+    calls a control, format or separator character (:mod:`playbook.core.text`: terminal
+    escapes, every bidirectional control, zero-width characters, U+2028) and bytes that
+    are not UTF-8 are refused here, with where they are, so the log holds exactly what was typed and
     one bad title cannot block status messages later. With ``multiline`` (notes,
     resolution summaries) newlines and tabs are text, and Windows line endings become
     plain newlines.
@@ -85,7 +89,8 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
             f"The {what} contains a control character: {shown} at character {position}.",
             "Text typed into the incident is kept exactly as typed and shown in terminals, "
             "exports and status pages, so control characters, terminal escapes (colour "
-            f"codes) and direction overrides are refused; {allowed}.",
+            "codes), invisible format characters (direction marks and overrides, "
+            f"zero-width characters) and line separators are refused; {allowed}.",
         )
     return value
 
@@ -265,7 +270,8 @@ class Service:
             if state.last_event_at is not None and now < state.last_event_at:
                 now = state.last_event_at  # the log's time never runs backwards
             return [
-                NewEvent(kind, scrub_data(payload), self.actor, now) for kind, payload in decision
+                NewEvent(kind, unpaired_escaped(scrub_data(payload)), self.actor, now)
+                for kind, payload in decision
             ]
 
         before, appended = self.store.update(incident_id, make)
@@ -319,7 +325,7 @@ class Service:
         # from this snapshot and it must match the file's recorded SHA-256 (a query naming a
         # role whose name is also an ${ENV} value must keep that name).
         payload = {
-            key: value if key in ("snapshot", "sections") else scrub_data(value)
+            key: value if key in ("snapshot", "sections") else unpaired_escaped(scrub_data(value))
             for key, value in payload.items()
         }
         now = self.clock.now()
@@ -787,7 +793,9 @@ class Service:
             sha256=sha,
             cancelled=ctx.stopped == "cancel",
         )
-        return scrub_data(payload)  # the caller may show it before it is recorded
+        # The caller may show it before it is recorded: secrets masked, and a lone
+        # surrogate an endpoint or a database returned written as its escape.
+        return unpaired_escaped(scrub_data(payload))
 
     def record_diagnostic(self, ref: str, payload: dict[str, Any]) -> IncidentState:
         """Append a run's evidence to the incident (also after it was resolved or closed)."""

@@ -30,7 +30,12 @@ from typing import Any, NoReturn
 
 import click
 
-from playbook.cli.terminal import refuse_undecodable, require_terminal, strict_stdin
+from playbook.cli.terminal import (
+    refuse_undecodable,
+    require_terminal,
+    safe_output,
+    strict_stdin,
+)
 from playbook.core.durations import format_duration
 from playbook.core.state import IncidentState
 from playbook.core.text import inline, json_escaped, one_line, printable
@@ -77,6 +82,7 @@ class _Group(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         refuse_undecodable(ctx, args)
         strict_stdin()
+        safe_output()
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -159,8 +165,8 @@ def _load_targets(playbook_path: Path | None, overrides: Sequence[str]) -> Any:
 
 
 def _emit_json(data: Any) -> None:
-    """``data`` as JSON on standard output; C1 controls and direction overrides written
-    as ``\\u`` escapes, as in the JSON export (JSON escapes C0 itself)."""
+    """``data`` as JSON on standard output; control, format and separator characters
+    written as ``\\u`` escapes, as in the JSON export (:func:`json_escaped`)."""
     click.echo(json_escaped(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
@@ -214,11 +220,19 @@ def _state_json(app: _App, state: IncidentState) -> dict[str, Any]:
             "status_update": t(timers.status_update),
         },
         "last_seq": state.last_seq,
-        "unreadable": [{"seq": u.seq, "type": u.type, "why": u.why} for u in state.unreadable],
+        "unreadable": [
+            {"seq": u.seq, "type": u.type, "why": u.why, "kept": u.kept} for u in state.unreadable
+        ],
     }
 
 
 def _timer_line(timer: Timer) -> str:
+    """A timer on one line; its label (a level id, a phase title) and the person to
+    escalate to come from the playbook's snapshot, so the line is shown literally."""
+    return inline(_timer_text(timer))
+
+
+def _timer_text(timer: Timer) -> str:
     if timer.stopped:
         verdict = "BREACHED" if timer.state == BREACHED else "met"
         return f"{timer.label:<28} {verdict:<9} took {format_duration(timer.elapsed)} of {format_duration(timer.target)}"
@@ -237,9 +251,13 @@ def _timer_color(timer: Timer) -> str | None:
 
 
 def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> None:
-    click.secho(f"{state.id}  {inline(state.title)}", bold=True)
+    # Everything here was read from the log (a hand edit can put anything in it).
+    click.secho(f"{inline(state.id)}  {inline(state.title)}", bold=True)
     click.echo(
-        f"  playbook {state.playbook_id} · {state.severity} · {state.status} · phase {state.phase}"
+        inline(
+            f"  playbook {state.playbook_id} · {state.severity} · {state.status} · "
+            f"phase {state.phase}"
+        )
     )
     click.echo(f"  opened {_local(state.opened_at)}")
     for problem in state.unreadable:
@@ -264,11 +282,11 @@ def _print_summary(app: _App, state: IncidentState, *, items: str = "phase") -> 
         show = items == "all" or (items == "phase" and section["id"] == state.phase)
         if show:
             for step in section["steps"]:
-                click.echo(f"      {inline(step['title'])}  [{section['id']}.{step['id']}]")
+                click.echo(inline(f"      {step['title']}  [{section['id']}.{step['id']}]"))
                 for item in step["items"]:
                     mark = "x" if item["ref"] in state.done else " "
                     click.echo(
-                        f"        [{mark}] {inline(item['text'])}  ({item['ref'].split('.')[-1]})"
+                        inline(f"        [{mark}] {item['text']}  ({item['ref'].split('.')[-1]})")
                     )
     if state.notes:
         click.echo("")
@@ -279,7 +297,7 @@ def _report(app: _App, state: IncidentState, as_json: bool, message: str) -> Non
     if as_json:
         _emit_json(_state_json(app, state))
     else:
-        click.echo(message)
+        click.echo(printable(message))  # it quotes the state: ids and levels from the log
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -347,16 +365,52 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
             for problem in invalid.problems:
                 click.echo(printable(str(problem)), err=True)
             continue
+        template_problems = _template_problems(loaded)
+        if template_problems:
+            bad += 1
+            for problem in template_problems:
+                click.echo(inline(problem), err=True)
+            continue
         if not quiet:
             pb = loaded.playbook
+            # The title and the file name come from a runbook repository: shown literally.
             click.echo(
-                f"{file}: ok — {pb.title} (version {pb.version}): {len(pb.phases)} phases, "
+                f"{inline(str(file))}: ok — {inline(pb.title)} (version {pb.version}): "
+                f"{len(pb.phases)} phases, "
                 f"{len(pb.checklist())} checklist items, {len(pb.diagnostics)} diagnostics, "
                 f"{len(pb.actions)} guarded action{'' if len(pb.actions) == 1 else 's'}, "
                 f"{len(pb.communications.templates)} templates"
-                + (f", a drill ({', '.join(pb.drill.services)})" if pb.drill else "")
+                + (f", a drill ({inline(', '.join(pb.drill.services))})" if pb.drill else "")
             )
     sys.exit(1 if bad else 0)
+
+
+def _template_problems(loaded: Any) -> list[str]:
+    """Problems in a valid playbook's status templates that only parsing them finds (the
+    loader, in the pure core, checks that they exist): a syntax error, or a lone
+    surrogate written as an escape, which every render would refuse."""
+    from playbook.errors import TemplateError
+    from playbook.render.templates import unpaired_literals
+
+    pb = loaded.playbook
+    if not pb.communications.templates:
+        return []
+    problems: list[str] = []
+    folder = loaded.template_dir
+    for name, tmpl in pb.communications.templates.items():
+        key = f"communications.templates.{name}.file"
+        try:
+            found = unpaired_literals(folder, tmpl.file)
+        except TemplateError as error:
+            why = f"{error.title}: {error.message}" if error.message else error.title
+            problems.append(f"{folder / tmpl.file}:1:1: {key}: {why}")
+            continue
+        problems.extend(
+            f"{folder / tmpl.file}:{line}:1: {key}: the template writes {shown}, a lone "
+            "UTF-16 surrogate, which is not text; write the character itself"
+            for line, shown in found
+        )
+    return problems
 
 
 @main.command()
@@ -1141,7 +1195,10 @@ def incidents(app: _App, show_all: bool, as_json: bool) -> None:
         alerts = app.service.timers(s).alerts()
         flag = f"  {alerts[0].label} {alerts[0].state}" if alerts else ""
         age = format_duration((now - s.opened_at).total_seconds()) if s.opened_at else "?"
-        click.echo(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  {inline(s.title)[:50]}{flag}")
+        title = inline(s.title)[:50]
+        click.echo(
+            inline(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  ") + title + inline(flag)
+        )
 
 
 @main.command()

@@ -12,9 +12,10 @@ Durability settings, and why:
 
 Payloads are stored as JSON with their keys in the order they were written (never
 ``sort_keys``): a MongoDB ``sort`` in a playbook snapshot or an evidence payload means
-what its key order says. A row that cannot be read back (broken JSON, a time that is not
-one: only a hand edit or a damaged file makes one) is returned marked ``unreadable``
-rather than failing the whole incident.
+what its key order says. A row that cannot be read back (broken or over-deep JSON, a
+lone surrogate, a time, sequence number or schema that is not one, bytes that are not
+UTF-8: only a hand edit, a damaged file or a newer version makes one) is returned marked
+``unreadable`` rather than failing the whole incident (see :func:`_event`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from playbook.core.events import Event, NewEvent, format_utc, parse_utc
+from playbook.core.events import EVENT_SCHEMA, Event, NewEvent, format_utc, parse_utc, read_payload
 from playbook.errors import StoreError
 from playbook.store import ConcurrencyConflict, numbered
 
@@ -83,35 +84,86 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+"""Times outside [_EPOCH, _LATEST) are not a time an event happened at; a deadline a
+month after one near year 9999 would not fit in a ``datetime``."""
 
 
-def _event(row: tuple[object, ...], previous: datetime) -> Event:
-    """One row as an event; a row that cannot be read is returned marked ``unreadable``
-    (empty payload) so that the incident's other events still fold and export."""
-    incident_id, seq, at_text, actor, kind, payload_text, schema = row
+class _NotUtf8(bytes):
+    """A TEXT value whose bytes are not UTF-8 (a damaged file or a hand edit), kept as
+    bytes so that the row, not the whole query, is what cannot be read."""
+
+
+def _text(raw: bytes) -> str | _NotUtf8:
+    """The connection's text factory: UTF-8 text, or the bytes marked as not text.
+    (sqlite3's default raises for the whole ``fetchall`` on one bad value.)"""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _NotUtf8(raw)
+
+
+def _shown(value: object) -> str:
+    """A stored value as it may appear in a reason: short, and never raising."""
+    if isinstance(value, bytes):
+        return f"bytes {bytes(value[:40])!r}"
+    return repr(value)[:60]
+
+
+def _event(row: tuple[object, ...], incident_id: str, previous: Event | None) -> Event:
+    """One row as an event; never raises, whatever the row holds.
+
+    SQLite keeps whatever a hand edit puts in a column (text in ``seq``, ``v2`` in
+    ``schema``, a blob in ``payload``), so every field is checked before it is used. A
+    row that fails is returned marked ``unreadable`` with an empty payload and the
+    reasons, so that the incident's other events still fold and export, and the bad one
+    is named. Its time falls back to the previous event's; a sequence number that is not
+    a positive integer is shown as 0 (its reason quotes what is stored).
+    """
+    seq_raw, at_raw, actor_raw, kind_raw, payload_raw, schema_raw = row
     problems: list[str] = []
-    try:
-        at = parse_utc(str(at_text))
-    except ValueError:
-        at = previous
-        problems.append(f"its time {str(at_text)[:40]!r} is not an ISO 8601 time")
-    payload: object = {}
-    try:
-        payload = json.loads(str(payload_text))
-    except ValueError as exc:  # json.JSONDecodeError, or text that is not UTF-8
-        problems.append(f"its payload is not JSON ({exc})")
-    if not isinstance(payload, dict):
+    seq = seq_raw if type(seq_raw) is int and seq_raw > 0 else 0
+    if not seq:
+        problems.append(f"its sequence number {_shown(seq_raw)} is not a positive integer")
+    at = previous.at if previous is not None else _EPOCH
+    if isinstance(at_raw, str):
+        try:
+            moment = parse_utc(at_raw)
+        except (ValueError, OverflowError):
+            problems.append(f"its time {at_raw[:40]!r} is not an ISO 8601 time")
+        else:
+            if _EPOCH <= moment < _LATEST:
+                at = moment
+            else:
+                problems.append(f"its time {at_raw[:40]!r} is not a plausible time")
+    else:
+        problems.append(f"its time {_shown(at_raw)} is not text")
+    actor = actor_raw if isinstance(actor_raw, str) else "?"
+    if not isinstance(actor_raw, str):
+        problems.append(f"its actor {_shown(actor_raw)} is not text")
+    kind = kind_raw if isinstance(kind_raw, str) else "?"
+    if not isinstance(kind_raw, str):
+        problems.append(f"its type {_shown(kind_raw)} is not text")
+    schema = schema_raw if type(schema_raw) is int else 0
+    if schema != EVENT_SCHEMA:
+        newer = " (written by a newer playbook?)" if schema > EVENT_SCHEMA else ""
+        problems.append(f"its schema {_shown(schema_raw)} is not {EVENT_SCHEMA}{newer}")
+    payload: dict[str, object] = {}
+    if isinstance(payload_raw, str):
         if not problems:
-            problems.append(f"its payload is a {type(payload).__name__}, not a JSON object")
-        payload = {}
+            payload, why = read_payload(payload_raw)
+            if why:
+                problems.append(why)
+    else:
+        problems.append(f"its payload {_shown(payload_raw)} is not text")
     return Event(
-        str(incident_id),
-        int(seq),  # type: ignore[call-overload]
+        incident_id,
+        seq,
         at,
-        str(actor),
-        str(kind),
+        actor,
+        kind,
         payload,
-        int(schema),  # type: ignore[call-overload]
+        schema or EVENT_SCHEMA,
         unreadable="; ".join(problems),
     )
 
@@ -137,6 +189,7 @@ class SQLiteStore:
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # guarded by self._lock
             )
+            self._conn.text_factory = _text
             self._conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             (version,) = self._conn.execute("PRAGMA user_version").fetchone()
             if version < _SCHEMA_VERSION:
@@ -171,16 +224,28 @@ class SQLiteStore:
         ]
 
     def _select(self, incident_id: str) -> list[Event]:
+        # SQLite sorts integers before text and blobs, so a hand-edited sequence number
+        # that is not one comes after every readable event.
         rows = self._conn.execute(
-            "SELECT incident_id, seq, at, actor, type, payload, schema FROM events "
+            "SELECT seq, at, actor, type, payload, schema FROM events "
             "WHERE incident_id = ? ORDER BY seq",
             (incident_id,),
         ).fetchall()
         events: list[Event] = []
         for row in rows:
-            previous = events[-1].at if events else _EPOCH
-            events.append(_event(row, previous))
+            events.append(_event(row, incident_id, events[-1] if events else None))
         return events
+
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection, incident_id: str) -> int:
+        """The incident's highest sequence number: the next event is numbered after it.
+        Only integers count: a hand edit can leave text or a blob in ``seq``."""
+        (last,) = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events "
+            "WHERE incident_id = ? AND typeof(seq) = 'integer'",
+            (incident_id,),
+        ).fetchone()
+        return int(last)
 
     @contextmanager
     def _transaction(
@@ -204,15 +269,21 @@ class SQLiteStore:
                 ) from None
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path, doing()) from None
+            except OverflowError:
+                # The next sequence number does not fit SQLite's 64-bit integer: only a
+                # hand edit of ``seq`` gets there.
+                raise StoreError(
+                    f"Incident {incident_id}'s sequence numbers are used up (its log was "
+                    f"edited by hand?): {doing()} was NOT recorded.",
+                    "Export the incident and open a new one.",
+                ) from None
 
     def append(
         self, incident_id: str, expected_seq: int, events: Sequence[NewEvent]
     ) -> list[Event]:
         new = numbered(incident_id, expected_seq, events)
         with self._transaction(incident_id, lambda: ", ".join(e.type for e in new)) as conn:
-            (last,) = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE incident_id = ?", (incident_id,)
-            ).fetchone()
+            last = self._last_seq(conn, incident_id)
             if last != expected_seq:
                 raise ConcurrencyConflict(
                     f"incident {incident_id} changed: at {last}, expected {expected_seq}"
@@ -228,7 +299,7 @@ class SQLiteStore:
             incident_id, lambda: ", ".join(e.type for e in new) or "the change"
         ) as conn:
             before = self._select(incident_id)
-            new = numbered(incident_id, len(before), decide(before))
+            new = numbered(incident_id, self._last_seq(conn, incident_id), decide(before))
             if new:
                 conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", self._rows(new))
         return before, new
@@ -248,7 +319,8 @@ class SQLiteStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path, "listing incidents") from None
-        return [row[0] for row in rows]
+        # An id that is not UTF-8 text cannot be named on a command line or shown.
+        return [row[0] for row in rows if isinstance(row[0], str)]
 
     def close(self) -> None:
         with self._lock:

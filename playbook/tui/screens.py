@@ -483,7 +483,7 @@ class IncidentScreen(HelpText, Screen[None]):
         if not new:
             return
         self.unreadable_shown.update(u.seq for u in new)
-        lines = [u.describe() for u in new[:5]]
+        lines = [inline(u.describe()) for u in new[:5]]  # reasons quote the log
         if len(new) > 5:
             lines.append(f"… and {len(new) - 5} more (playbook show lists them all)")
         self.notify(
