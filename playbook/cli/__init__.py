@@ -715,7 +715,7 @@ def action_run(
         )
         wanted = typed.strip() == run.phrase
     if not outcome.rollback_offered:
-        click.echo("Nothing was written, so there is nothing to roll back.")
+        click.echo("Nothing of this run is left on the target, so there is nothing to roll back.")
     elif wanted:
         numbers = _staged(run, run.rollback, "rollback")
         click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)

@@ -220,10 +220,13 @@ def test_a_run_that_wrote_nothing_offers_no_rollback_and_refuses_one(
 
     assert run.exit_code == 8, run.output
     assert "appeared after the backup" in run.output
-    assert "Nothing was written, so there is nothing to roll back." in run.output
+    assert "nothing of this run remains" in run.output  # its staging keys were removed
+    assert "Nothing of this run is left on the target, so there is nothing to roll back." in (
+        run.output
+    )
     assert "To roll back later" not in run.output
     (row,) = json.loads(cli("action", "status", incident, "--json").output)
-    assert row["status"] == "apply stopped, nothing written" and not row["can_roll_back"]
+    assert row["status"] == "apply stopped, nothing left to undo" and not row["can_roll_back"]
     assert "roll back:" not in cli("action", "status", incident).output
     after_run = seen(redis)
 
