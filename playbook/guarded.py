@@ -464,7 +464,17 @@ class GuardedRun:
         """Why ``stage`` stopped, in words for the timeline: a RunError's own; the stop's
         when the context was stopped (the driver then fails on a socket closed under it
         on purpose: its error says nothing more); else a sentence naming a surprise."""
-        if isinstance(exc, RunError):
+        stock = ctx.stop_error().title if ctx is not None and ctx.stopped is not None else None
+        if (
+            ctx is not None
+            and ctx.stopped == "cancel"
+            and isinstance(exc, RunError)
+            and (
+                exc.title == stock  # the diagnostics' wording ("the result is partial")
+            )
+        ):
+            text = CANCELLED
+        elif isinstance(exc, RunError):
             text = exc.title + (f" {exc.message}" if exc.message else "")
         elif ctx is not None and ctx.stopped is not None:
             stop = ctx.stop_error()

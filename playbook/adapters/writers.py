@@ -172,7 +172,7 @@ class Written:
         ``fingerprint`` (None: absent). Call :meth:`commit` before the write goes out.
 
         ``batch``: the write is part of a batch the server applies whole or not at all
-        (MULTI/EXEC), sent more than once to the same item (a staging set built a batch
+        (one script, or MULTI/EXEC), sent more than once to the same item (a staging set built a batch
         at a time). A process stopped while the batch was on its way cannot know which;
         the item then holds either this value or the one recorded before, and both are
         the run's (:attr:`was`, read back by :func:`read_written_rows`).

@@ -280,6 +280,25 @@ class Gate:
                 sock.close()
 
 
+def commands(data: bytes) -> int:
+    """How many whole commands (RESP arrays of bulk strings) ``data`` holds."""
+    count = at = 0
+    while at < len(data):
+        end = data.find(b"\r\n", at)
+        if end < 0 or data[at : at + 1] != b"*":
+            return count
+        args, at = int(data[at + 1 : end]), end + 2
+        for _ in range(args):
+            end = data.find(b"\r\n", at)
+            if end < 0:
+                return count
+            at = end + 2 + int(data[at + 1 : end]) + 2
+            if at > len(data):
+                return count
+        count += 1
+    return count
+
+
 def test_a_cancel_with_a_batch_on_its_way_leaves_no_staging_key_and_says_so(
     sqlite_service: Service, playbook_file: Path, server: RedisServer, client: Any
 ) -> None:
@@ -297,8 +316,11 @@ def test_a_cancel_with_a_batch_on_its_way_leaves_no_staging_key_and_says_so(
             gate.hold_next()  # the next request is this run's next batch, with its adds
 
             def cancel_once_held() -> None:
-                gate.wait_held(lambda b: b.endswith(b"EXEC\r\n"))
-                box["run"].cancel()  # as Ctrl-C does: closes the connection under it
+                try:  # the batch's adds, then the next batch's read, both whole
+                    gate.wait_held(lambda b: commands(b) == 2 and b"PLAYBOOK-FENCE" in b)
+                    box["held"] = True
+                finally:
+                    box["run"].cancel()  # as Ctrl-C does: closes the connection under it
 
             threading.Thread(target=cancel_once_held, daemon=True).start()
 
@@ -306,6 +328,7 @@ def test_a_cancel_with_a_batch_on_its_way_leaves_no_staging_key_and_says_so(
         incident, run = start(sqlite_service, playbook_file, server.uri_via(gate.port), progress)
         box["run"] = run
         outcome = confirmed(run).apply()
+        assert box.get("held"), "the batch was never held"
         gate.release()  # the held batch reaches the server now, after the run has ended
         gate.wait_done()
     finally:
@@ -444,3 +467,34 @@ def test_a_run_killed_mid_build_is_rolled_back_to_no_staging_key(
     assert staging(client, run.run) == []
     assert again.kept == [] and numbers["cleaned"] == len(left)
     assert indexes(client) == before
+
+
+def test_a_record_scan_returns_twice_is_indexed_once(
+    sqlite_service: Service,
+    playbook_file: Path,
+    server: RedisServer,
+    client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SCAN may return a key more than once (while the keyspace rehashes). Counted twice,
+    a record failed the validation and put each staging set's fingerprint off from the
+    server's, so a clean-up kept the run's own keys as "changed"."""
+    from playbook.adapters.redis_writer import RedisWriter
+
+    scan = RedisWriter._scan
+
+    def twice(self: Any, c: Any, pattern: str, ctx: Any) -> Iterator[list[bytes]]:
+        for keys in scan(self, c, pattern, ctx):
+            yield keys
+            if pattern == "msg:*":
+                yield keys[:2]  # as SCAN may, during a rehash
+
+    monkeypatch.setattr(RedisWriter, "_scan", twice)
+    incident, run = start(sqlite_service, playbook_file, server.uri)
+    outcome = confirmed(run).apply()
+    assert outcome.ok, outcome.error
+    assert client.smembers("idx:project:p1") == {b"1", b"2", b"3", b"4", b"5"}
+    assert client.smembers("idx:user:u1") == {b"1", b"2"}
+    later = sqlite_service.resume_action(incident, run.run_id, run.targets)
+    later.rollback(later.phrase)
+    assert later.kept == []  # every key the run made compared equal to what it recorded
