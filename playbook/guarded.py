@@ -231,6 +231,13 @@ class GuardedRun:
         ctx = self._context("backup")  # before the file: a cancelled backup leaves none
         try:
             sink = Sink(path, keep=0)
+        except OSError as exc:
+            ctx.finish()
+            why = f"The backup file {path} cannot be created: {exc.strerror or exc}."
+            self._record("backup", "failed", error=why)
+            raise UsageError(
+                why, "Free some space or fix the data directory; no backup, no apply."
+            ) from None
         except BaseException:
             ctx.finish()
             raise

@@ -698,7 +698,9 @@ class RedisWriter(Writer):
                 self._compare_live(client, compared, backed)
                 for key in new_keys:
                     written.record(key, prints[key].text())
-                    written.record(staged[key], None)  # renamed away: left absent
+                    # renamed away, left absent; or, if the swap (one script) never ran,
+                    # as the build left it: a batch row says both are the run's
+                    written.record(staged[key], None, batch=True)
                 for key in retired:
                     written.record(key, None)
                 for key, moved in olds.items():

@@ -498,3 +498,101 @@ def test_a_record_scan_returns_twice_is_indexed_once(
     later = sqlite_service.resume_action(incident, run.run_id, run.targets)
     later.rollback(later.phrase)
     assert later.kept == []  # every key the run made compared equal to what it recorded
+
+
+SWAP_DRIVER = """
+import sys, threading
+from pathlib import Path
+import redis
+from playbook.service import Service
+from playbook.store.sqlite import SQLiteStore
+from playbook.targets import Target
+
+data_dir, incident, uri = sys.argv[1:]
+execute = redis.client.Pipeline.execute
+
+def stop_at_the_swap(self, *args, **kwargs):
+    if any(a[0] == "EVAL" and "RENAME" in str(a[1]) for a, _ in self.command_stack):
+        print("stopped", flush=True)  # the swap's records are on disk; EXEC is not sent
+        threading.Event().wait()
+    return execute(self, *args, **kwargs)
+
+redis.client.Pipeline.execute = stop_at_the_swap
+service = Service(SQLiteStore(Path(data_dir)), actor="driver")
+run = service.start_action(incident, "rebuild", {}, {"cache": Target("cache", uri, "driver")})
+run.dry_run()
+run.backup()
+run.confirm(run.phrase)
+run.apply()
+print("ended", flush=True)
+"""
+
+
+def test_a_run_killed_as_its_swap_goes_out_is_rolled_back_to_no_staging_key(
+    sqlite_service: Service, playbook_file: Path, server: RedisServer, client: Any, tmp_path: Path
+) -> None:
+    """Killed with the swap recorded (each staging key "renamed away") but never sent:
+    the staging keys are as the build left them, which the record says is the run's too,
+    so the rollback removes them rather than keeping them as changed by someone."""
+    before = indexes(client)
+    data_dir = Path(sqlite_service.store.data_dir)  # type: ignore[attr-defined]
+    incident = sqlite_service.open(playbook_file, "killed at the swap").id
+    script = tmp_path / "swap_driver.py"
+    script.write_text(SWAP_DRIVER, encoding="utf-8")
+    driver = subprocess.Popen(
+        [sys.executable, str(script), str(data_dir), incident, server.uri],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert driver.stdout is not None
+        assert driver.stdout.readline().strip() == "stopped"
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.communicate()
+    (run,) = sqlite_service.get(incident).state.actions.values()
+    left = staging(client, run.run)
+    assert len(left) == 4 and indexes(client) == before  # built, never swapped
+
+    client.delete(LOCK)  # what its expiry would do
+    again = sqlite_service.resume_action(
+        incident, run.run, {"cache": Target("cache", server.uri, "t")}
+    )
+    numbers = again.rollback(again.phrase)
+
+    assert again.kept == [] and numbers["cleaned"] == 4
+    assert staging(client, run.run) == []
+    assert indexes(client) == before
+
+
+def test_a_lock_taken_over_mid_rollback_stops_it_at_the_next_batch(
+    sqlite_service: Service,
+    playbook_file: Path,
+    server: RedisServer,
+    client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from playbook.adapters import redis_writer
+    from playbook.adapters.redis_lock import LockLost
+
+    incident, run = start(sqlite_service, playbook_file, server.uri)
+    assert confirmed(run).apply().ok
+    after_apply = indexes(client)
+    monkeypatch.setattr(redis_writer, "BATCH", 1)  # one key per batch
+    theirs = json.dumps({"holder": "bob@elsewhere pid 7, run r-bob", "since": "03:00"})
+
+    def progress(p: Any) -> None:
+        if p.unit == "keys compared and restored" and client.get(LOCK) != theirs.encode():
+            client.set(LOCK, theirs, px=60_000)
+
+    later = sqlite_service.resume_action(incident, run.run_id, run.targets, progress)
+    with pytest.raises(LockLost):
+        later.rollback(later.phrase)
+
+    now = indexes(client)
+    changed = {k for k in set(now) | set(after_apply) if now.get(k) != after_apply.get(k)}
+    # the first batch went through (its old copy renamed back); none after it
+    assert changed == {b"idx:project:p1", f"idx:old-{run.run_id}:project:p1".encode()}
+    assert client.get(LOCK) == theirs.encode()
+    event = sqlite_service.get(incident).state.actions[run.run_id].stage("rollback")
+    assert event is not None and event["outcome"] == "failed"
