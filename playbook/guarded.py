@@ -298,10 +298,15 @@ class GuardedRun:
         in this same session; with ``force`` (restore over newer changes too) it must be
         :attr:`force_phrase`, always. Items left alone are in :attr:`kept` afterwards.
 
+        A rollback is a request of its own: one asked for after a cancel of the apply
+        (the app offers it then) runs; a cancel during it stops it.
+
         Raises:
             NothingToRollBack: the run wrote nothing.
             ConfirmationMismatch: the phrase was not typed exactly.
         """
+        with self._lock:
+            self.cancelled = False
         return rollback(self.service, self, typed, force)
 
     def cancel(self) -> None:

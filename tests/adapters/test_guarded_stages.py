@@ -321,3 +321,33 @@ def test_what_a_driver_raises_after_a_cancel_is_recorded_as_the_cancel(
     assert stages(sqlite_service, incident, run)[-2:] == ["apply cancelled", "unlock done"]
     assert run.surprise is None and not outcome.wrote
     assert not list(client.scan_iter(match=f"playbook:staging:{run.run_id}:*"))
+
+
+def test_a_rollback_asked_for_after_a_cancelled_verify_runs(
+    sqlite_service: Service, playbook_file: Path, server: RedisServer, client: Any
+) -> None:
+    """The app offers the rollback after a cancel (the apply wrote); typed, it runs."""
+    before = fingerprint(client, "idx:*")
+    box: dict[str, Any] = {}
+
+    def hook(stage: str, outcome: str) -> None:
+        if (stage, outcome) == ("apply", "done"):
+            box["run"].cancel()  # Ctrl-C as verify begins
+
+    incident, run = start(sqlite_service, playbook_file, server, hook=hook)
+    box["run"] = run
+    run.dry_run()
+    run.backup()
+    run.confirm(run.phrase)
+    outcome = run.apply()
+    assert outcome.stage == "verify" and outcome.rollback_offered
+    assert fingerprint(client, "idx:*") != before
+
+    run.rollback(run.phrase)
+
+    assert stages(sqlite_service, incident, run)[-3:] == [
+        "rollback started",
+        "rollback done",
+        "unlock done",
+    ]
+    assert fingerprint(client, "idx:*") == before  # old keys renamed back, new ones removed
