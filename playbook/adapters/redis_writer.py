@@ -136,25 +136,32 @@ _ADD = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('PLAYBOOK-FENCE the lock is not held by this run')
 end
-local at = 2
+local at, short = 2, {}
 for i = 2, #KEYS do
   local n = tonumber(ARGV[at])
-  local first = at + 1
+  local first, added = at + 1, 0
   while first <= at + n do
     local last = math.min(first + 3999, at + n)
-    redis.call('SADD', KEYS[i], unpack(ARGV, first, last))
+    added = added + redis.call('SADD', KEYS[i], unpack(ARGV, first, last))
     first = last + 1
   end
+  if added < n then short[#short + 1] = i - 1 end
   at = at + n + 1
 end
-return at
+return short
 """
 """Adds a whole batch's members to their sets in one command, so the batch is one atomic
 step on the server; and only while the lock (KEYS[1]) holds this run's value (ARGV[1];
 empty: no lock to check). ARGV then holds each key's count, then its members, added
-4,000 at a time (Lua's unpack has a stack limit near 8,000). The lock is checked in the
-same step as the writes: a batch that arrives after a clean-up rotated the lock, or
-after someone else took it, writes nothing."""
+4,000 at a time (Lua's unpack has a stack limit near 8,000). Returns the (1-based)
+positions of the keys that got fewer new members than they were sent. The lock is
+checked in the same step as the writes: a batch that arrives after a clean-up rotated
+the lock, or after someone else took it, writes nothing."""
+
+STAGING_MEMBERS = 100_000
+"""Members gathered before they go out as one staging write: about 50 ms of the server's
+time (the read of a 5,000-record batch takes 60-100 ms), and a row per staging key in the
+written file each time (seed 000: 7 writes of ~6,000 keys, 8 MB)."""
 
 FENCED = "PLAYBOOK-FENCE"
 
@@ -585,9 +592,12 @@ class RedisWriter(Writer):
         from the members as they are added), the records read, and the live indexes it
         will replace.
 
-        Each batch's staging keys are recorded in ``written`` with the fingerprint they
-        will have after it, then the batch goes out as one script (atomic, fenced by the
-        lock: :data:`_ADD`) with the next batch's read.
+        The members to add gather across read batches up to :data:`STAGING_MEMBERS`;
+        then each staging key they touch is recorded in ``written`` with the fingerprint
+        it will have after them, and they go out as one script (atomic, fenced by the
+        lock: :data:`_ADD`) with the next batch's read. A set the script adds fewer
+        members to than it was sent (two records with one member id) is read back and
+        recorded as it is, so the record stays exact (the validation then refuses).
 
         Raises NothingWritten when the swap would lose or leave behind anything the
         backup does not hold.
@@ -598,28 +608,52 @@ class RedisWriter(Writer):
         expected: Counter[bytes] = Counter()
         prints: dict[bytes, SetPrint] = {}
         records = 0
+        pending: dict[bytes, list[bytes]] = {}
+        size = 0
+        sent: list[list[bytes]] = []
         carry = client.pipeline(transaction=False)
-        for pairs, count in self._records(client, request, ctx, "records indexed", carry):
-            # This batch's writes ride with the next batch's reads: one round trip each,
-            # two commands (the scripts), however many records.
-            grouped: dict[bytes, list[bytes]] = {}
+
+        def flush() -> None:
+            # The writes ride with the next batch's read: one round trip, two scripts.
+            # One row per staging key per flush (about 185 bytes): seed 000's rebuild
+            # writes 7 flushes, 8 MB, against a rollback that could not otherwise tell
+            # its own half-built sets from anyone's.
+            for key in pending:
+                written.record(head + key, prints[key].text(), batch=True)
+            written.commit()
+            _queue_adds(carry, lock, token, {head + k: m for k, m in pending.items()})
+            sent.append(list(pending))
+            pending.clear()
+
+        def carried(replies: list[Any]) -> None:
+            for keys, short in zip(sent, replies, strict=True):
+                for at in short if isinstance(short, list) else []:
+                    key = keys[int(at) - 1]
+                    prints[key] = SetPrint()
+                    for member in client.smembers(head + key):
+                        prints[key].add(member)
+                    written.record(head + key, prints[key].text())
+            written.commit()
+            sent.clear()
+
+        for pairs, count in self._records(client, request, ctx, "records indexed", carry, carried):
             for key, member in pairs:
-                grouped.setdefault(key, []).append(member)
-                expected[key] += 1
-            for key, members in grouped.items():
                 found = prints.get(key)
                 if found is None:
                     found = prints[key] = SetPrint()
-                for member in members:
-                    found.add(member)
-                # One row per staging key a batch touches (about 170 bytes): seed 000's
-                # rebuild writes about 30 MB of them, against a rollback that could not
-                # otherwise tell its own half-built sets from anyone's.
-                written.record(head + key, found.text(), batch=True)
-            written.commit()
-            _queue_adds(carry, lock, token, {head + k: m for k, m in grouped.items()})
+                found.add(member)
+                expected[key] += 1
+                pending.setdefault(key, []).append(member)
+            size += len(pairs)
             records += count
-        _raise_first(carry.execute(raise_on_error=False))
+            if size >= STAGING_MEMBERS:
+                flush()
+                size = 0
+        if pending:
+            flush()
+        replies = carry.execute(raise_on_error=False)
+        _raise_first(replies)
+        carried(replies)
         if records == 0:
             raise NothingWritten(
                 f"No record matches {do['source']!r}; the rebuild stopped before touching "
@@ -899,9 +933,11 @@ class RedisWriter(Writer):
         ctx: RunContext,
         unit: str = "records read",
         carry: redis.client.Pipeline | None = None,
+        carried: Callable[[list[Any]], None] | None = None,
     ) -> Iterator[tuple[list[tuple[bytes, bytes]], int]]:
         """(live index key, member) pairs, as bytes, and the number of records, a batch
-        at a time. Commands the caller queued on ``carry`` go with the next batch's reads.
+        at a time. Commands the caller queued on ``carry`` go with the next batch's reads;
+        their replies go to ``carried``.
         """
         do = request.do
         prefix, indexes, member_field = do["prefix"], dict(do["indexes"]), do["member_field"]
@@ -921,6 +957,8 @@ class RedisWriter(Writer):
             pipe.eval(_READ, len(keys), *keys, *fields)
             replies = pipe.execute(raise_on_error=False)
             _raise_first(replies)
+            if carried is not None:
+                carried(replies[:skip])
             ctx.check()
             values: dict[bytes, list[Any]] = {}
             for key, got in zip(keys, replies[skip], strict=True):
