@@ -443,8 +443,8 @@ class GuardedRun:
             lock.release()
         except Exception as exc:  # the lock still expires on its own
             error = (
-                f"The lock could not be released ({type(exc).__name__}); it expires on its "
-                f"own {self.request.lock_ttl:g} s after it was last renewed."
+                f"The lock could not be released ({type(exc).__name__}); it goes away on "
+                "its own, after its TTL or with its holder's connection."
             )
             self._record("unlock", "failed", error=error)
         else:
@@ -476,21 +476,14 @@ class GuardedRun:
         """Why ``stage`` stopped, in words for the timeline: a RunError's own; the stop's
         when the context was stopped (the driver then fails on a socket closed under it
         on purpose: its error says nothing more); else a sentence naming a surprise."""
-        stock = ctx.stop_error().title if ctx is not None and ctx.stopped is not None else None
-        if (
-            ctx is not None
-            and ctx.stopped == "cancel"
-            and isinstance(exc, RunError)
-            and (
-                exc.title == stock  # the diagnostics' wording ("the result is partial")
-            )
-        ):
-            text = CANCELLED
-        elif isinstance(exc, RunError):
+        stopped = ctx.stop_error().title if ctx is not None and ctx.stopped else None
+        cancelled = ctx is not None and ctx.stopped == "cancel"
+        if isinstance(exc, RunError) and not (cancelled and exc.title == stopped):
             text = exc.title + (f" {exc.message}" if exc.message else "")
-        elif ctx is not None and ctx.stopped is not None:
-            stop = ctx.stop_error()
-            text = CANCELLED if ctx.stopped == "cancel" else stop.title
+        elif cancelled:  # its stock wording speaks of diagnostics ("the result is partial")
+            text = CANCELLED
+        elif stopped is not None:
+            text = stopped
         else:
             self.surprise = exc
             text = (
