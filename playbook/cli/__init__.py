@@ -779,8 +779,9 @@ def action_run(
         return
     click.secho(f"{outcome.stage} failed: {inline(outcome.error)}", fg="red", bold=True)
     code = 11 if outcome.stage == "verify" else 8
-    wanted = rollback_on_failure
-    if not wanted and interactive and outcome.rollback_offered:
+    # After Ctrl-C nothing more runs: a rollback is only offered for later.
+    wanted = rollback_on_failure and not run.cancelled
+    if not wanted and interactive and outcome.rollback_offered and not run.cancelled:
         typed = click.prompt(
             f"Roll back from the backup? Type {run.phrase!r} to roll back (Enter to keep)",
             default="",
@@ -789,7 +790,7 @@ def action_run(
         )
         wanted = typed.strip() == run.phrase
     if not outcome.rollback_offered:
-        click.echo("Nothing was written, so there is nothing to roll back.")
+        click.echo("Nothing of this run is left on the target, so there is nothing to roll back.")
     elif wanted:
         numbers = _staged(run, run.rollback, "rollback")
         click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)
@@ -927,7 +928,9 @@ def _progress_line() -> Any:
 
 def _staged(run: Any, stage: Any, name: str) -> Any:
     """Run one stage in a thread so Ctrl-C (or SIGTERM) can cancel it; its result, or its
-    error. The stage records its own events from the thread, each one complete."""
+    error. The stage records its own events from the thread, each one complete. With
+    PLAYBOOK_DEBUG set, an error the writer did not expect (recorded as a sentence that
+    names its class) is shown with its traceback."""
 
     def cancel() -> None:
         click.echo(f"\ncancelling the {name}…", err=True)
@@ -938,6 +941,11 @@ def _staged(run: Any, stage: Any, name: str) -> Any:
     finally:
         if sys.stderr.isatty():
             click.echo("", err=True)
+        if run.surprise is not None and os.environ.get("PLAYBOOK_DEBUG"):
+            import traceback
+
+            traceback.print_exception(run.surprise, file=sys.stderr)
+            run.surprise = None  # shown once
 
 
 def _cancellable(work: Any, name: str, cancel: Any) -> Any:

@@ -168,9 +168,10 @@ class ActionRun:
             return "applied and verified"
         if stage == "apply" and outcome == "done":
             return "applied"
-        if outcome == "failed" and last.get("wrote") is False:
-            return f"{stage.replace('_', ' ')} stopped, nothing written"
-        if outcome in ("failed", "refused"):
+        if outcome in ("failed", "cancelled") and last.get("wrote") is False:
+            ended = "cancelled" if outcome == "cancelled" else "stopped"
+            return f"{stage.replace('_', ' ')} {ended}, nothing left to undo"
+        if outcome in ("failed", "refused", "cancelled"):
             return f"{stage.replace('_', ' ')} {outcome}"
         return f"{stage.replace('_', ' ')} done"
 
