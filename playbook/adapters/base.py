@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from playbook.core.durations import MAX_RUN_SECONDS, MIN_RUN_SECONDS, clamp_seconds
+from playbook.core.text import first_unpaired, unpaired_json_escaped
 from playbook.errors import ExitCode, PlaybookError
 from playbook.redaction import scrub_json_bytes
 
@@ -243,15 +244,18 @@ class Sink:
     without reading the file again.
 
     With ``redact=True`` (evidence: it is shown and exported) every secret the process
-    knows is masked in the rows (:func:`playbook.redaction.scrub_json_bytes`). A guarded
-    action's backup leaves it off: it is the data itself, restored byte for byte by a
-    rollback, and a value that happens to equal a secret must come back as it was.
+    knows is masked in the rows (:func:`playbook.redaction.scrub_json_bytes`), and a lone
+    surrogate in a row (an HTTP endpoint's ``"\\ud800"``) is written as its six-character
+    escape, as the event records it, so the file is UTF-8 text. A guarded action's backup
+    leaves both off: it is the data itself, restored byte for byte by a rollback, and a
+    value that happens to equal a secret must come back as it was.
     """
 
     def __init__(self, path: Path | None, keep: int = ROWS_KEPT, *, redact: bool = False) -> None:
         self.path = path
         self.keep = keep
         self._clean = scrub_json_bytes if redact else _as_is
+        self._evidence = redact
         self.rows: list[Any] = []
         self.count = 0
         self._hash = hashlib.sha256()
@@ -266,6 +270,11 @@ class Sink:
 
     def add_line(self, line: str, row: Any = None) -> None:
         """A row already encoded as one line of JSON (the fast path for big results)."""
+        if self._evidence and first_unpaired(line) is not None:
+            # Outside its strings JSON is ASCII, so each surrogate is inside a string:
+            # ``\\ud800`` there reads back as the six characters the event shows.
+            line = unpaired_json_escaped(line)
+            row = None  # keep what the file says
         data = line.encode("utf-8", "surrogatepass")
         clean = self._clean(data)  # a secret a row quotes never reaches the evidence
         if self.count < self.keep:

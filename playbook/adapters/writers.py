@@ -30,6 +30,14 @@ changed by someone else since is *kept* and named (:class:`Undo`). An item the r
 wrote is never touched; ``force`` (a separately typed confirmation) restores the backup
 over changed items too.
 
+**What a run creates is written too.** A key or index the run makes for itself (a
+staging copy it builds, the copy it moves a replaced value to) is an item like any other:
+recorded with its fingerprint ahead of the write, compared before a rollback or a
+clean-up removes or renames it, and kept and named when someone changed it since. When a
+batch is one atomic unit on the server, its rows say so (``b``): if the batch never went
+out, each of its items holds the value of its previous row (or is absent), and that value
+is the run's too.
+
 **Item names are bytes.** A Redis key need not be UTF-8; the backup and the written file
 hold every item name as JSON: ``"k": "<text>"`` when the bytes are valid UTF-8, else
 ``"k_b64": "<base64>"`` (:func:`item_fields`, :func:`item_of`). Names are shown with
@@ -126,12 +134,16 @@ def item_of(row: dict[str, Any]) -> bytes:
 
 # --------------------------------------------------------------------------- written
 
-WRITTEN_FORMAT = "playbook-written/1"
+WRITTEN_FORMAT = "playbook-written/2"
 WRITTEN_RULE = (
     "One row per item the apply may have written, before the write went out; the last "
     "row of an item wins. k: the item's name when it is valid UTF-8, k_b64: its bytes in "
     "base64 otherwise. v: the fingerprint of the value the run left (null: the run left "
-    "the item absent). skip: true: the write did not happen after all."
+    "the item absent). b: true: the row is part of a batch that is atomic on the server; "
+    "if that batch never went out, the item holds the value of its previous row instead "
+    "(absent when there is none), also the run's. skip: true: the write did not happen "
+    "after all. undone: true: the run removed the item again (a staging key it built and "
+    "then cleared), so it left nothing there."
 )
 
 
@@ -149,6 +161,9 @@ class Written:
         self.path = path
         self.items: dict[bytes, str | None] = {}
         """Every item recorded and not skipped, with its fingerprint."""
+        self.was: dict[bytes, str | None] = {}
+        """Items of the last atomic batch: the value each holds if that batch never went
+        out (see :meth:`record`)."""
         self._hash = hashlib.sha256()
         self._file: IO[bytes] | None = None
         if path is not None:
@@ -156,16 +171,40 @@ class Written:
             self._file = open(path, "xb")  # noqa: SIM115 - closed by close()
         self._line({"format": WRITTEN_FORMAT, "run": run, "action": action, "rule": WRITTEN_RULE})
 
-    def record(self, item: bytes, fingerprint: str | None) -> None:
+    def record(self, item: bytes, fingerprint: str | None, *, batch: bool = False) -> None:
         """The run is about to leave ``item`` with a value whose fingerprint is
-        ``fingerprint`` (None: absent). Call :meth:`commit` before the write goes out."""
+        ``fingerprint`` (None: absent). Call :meth:`commit` before the write goes out.
+
+        ``batch``: the write is part of a batch the server applies whole or not at all
+        (one script, or MULTI/EXEC), sent more than once to the same item (a staging set built a batch
+        at a time). A process stopped while the batch was on its way cannot know which;
+        the item then holds either this value or the one recorded before, and both are
+        the run's (:attr:`was`, read back by :func:`read_written_rows`).
+        """
+        if batch:
+            self.was[item] = self.items.get(item)
+        else:
+            self.was.pop(item, None)
         self.items[item] = fingerprint
-        self._line({**item_fields(item), "v": fingerprint})
+        row: dict[str, Any] = {**item_fields(item), "v": fingerprint}
+        if batch:
+            row["b"] = True
+        self._line(row)
 
     def skip(self, item: bytes) -> None:
         """``item`` was recorded, but the write did not happen (refused, aborted)."""
         self.items.pop(item, None)
+        self.was.pop(item, None)
         self._line({**item_fields(item), "skip": True})
+
+    def undone(self, item: bytes) -> None:
+        """The run removed ``item`` again, after comparing it with what it had left
+        there: the item is as it was before the run (absent). Call it once the removal
+        has gone through; a process stopped before that leaves the earlier row, which a
+        rollback compares and removes in turn."""
+        self.items.pop(item, None)
+        self.was.pop(item, None)
+        self._line({**item_fields(item), "undone": True})
 
     def commit(self) -> None:
         """Make every row so far durable: the writes they describe may now go out.
@@ -193,7 +232,17 @@ class Written:
 
 
 def read_written(path: Path, sha256: str | None) -> dict[bytes, str | None]:
-    """The items a run's apply recorded, each with its fingerprint.
+    """The items a run's apply recorded, each with its fingerprint (see
+    :func:`read_written_rows`, which also gives each batch row's earlier value)."""
+    return read_written_rows(path, sha256)[0]
+
+
+def read_written_rows(
+    path: Path, sha256: str | None
+) -> tuple[dict[bytes, str | None], dict[bytes, str | None]]:
+    """The items a run's apply recorded, each with its fingerprint; and, for an item
+    whose last row is part of an atomic batch, the value it holds if that batch never
+    went out (its previous row's, or None: absent).
 
     ``sha256`` is the one the apply event named; None for an apply that was interrupted
     (killed before it could name it): then the file is read as far as it is whole, and a
@@ -204,7 +253,7 @@ def read_written(path: Path, sha256: str | None) -> dict[bytes, str | None]:
     """
     if not path.is_file():
         if sha256 is None:
-            return {}
+            return {}, {}
         raise BackupMismatch(
             f"The file of what the run wrote, {path}, is missing; without it a rollback "
             "cannot tell the run's changes from newer ones.",
@@ -219,6 +268,7 @@ def read_written(path: Path, sha256: str | None) -> dict[bytes, str | None]:
             "Restore it from a copy, or roll back with --force.",
         )
     items: dict[bytes, str | None] = {}
+    was: dict[bytes, str | None] = {}
     for line in data.split(b"\n"):
         if not line.strip():
             continue
@@ -231,11 +281,16 @@ def read_written(path: Path, sha256: str | None) -> dict[bytes, str | None]:
         if not isinstance(row, dict) or "format" in row:
             continue
         item = item_of(row)
-        if row.get("skip"):
+        if row.get("skip") or row.get("undone"):
             items.pop(item, None)
+            was.pop(item, None)
+            continue
+        if row.get("b"):
+            was[item] = items.get(item)
         else:
-            items[item] = row.get("v")
-    return items
+            was.pop(item, None)
+        items[item] = row.get("v")
+    return items, was
 
 
 NOT_WRITTEN = object()
@@ -258,6 +313,9 @@ class Undo:
     nothing (a run from before fingerprints): then only ``force`` restores anything."""
     force: bool = False
     """Restore the backup over items changed since the apply too (typed separately)."""
+    was: dict[bytes, str | None] = field(default_factory=dict)
+    """Items whose last write was part of an atomic batch: the value each holds if that
+    batch never went out (None: absent), which the run left there too."""
     kept: list[str] = field(default_factory=list)
     """``<item> changed after the apply``, for every item left alone."""
     forced: list[str] = field(default_factory=list)
@@ -277,6 +335,9 @@ class Undo:
         * ``untouched``: the run never wrote it: not the rollback's to change;
         * ``keep``: changed by someone else since the apply: left alone;
         * ``force``: changed since, but ``force`` says restore it anyway.
+
+        An item the run created for itself (absent before the run) is decided with
+        ``before=None``: ``restore`` then means remove it.
         """
         left = self.wrote(item)
         if left is NOT_WRITTEN and self.written is not None:
@@ -285,6 +346,8 @@ class Undo:
             return "restore"
         if before is not ... and now == before:
             return "already"
+        if item in self.was and now == self.was[item]:
+            return "restore"  # its last batch never went out: as the batch before left it
         return "force" if self.force else "keep"
 
     def settle(self, name: str, verdict: str) -> None:

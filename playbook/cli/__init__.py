@@ -33,7 +33,7 @@ import click
 # patch that names it finds it), and each command is named once, below.
 from playbook.cli import action, authoring, diag, drill, incidents, run, status, trust
 from playbook.cli.context import CliApp
-from playbook.cli.terminal import refuse_undecodable, strict_stdin
+from playbook.cli.terminal import refuse_undecodable, safe_output, strict_stdin
 from playbook.core.text import inline, printable
 from playbook.errors import ExitCode, PlaybookError
 
@@ -78,6 +78,7 @@ class _Group(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         refuse_undecodable(ctx, args)
         strict_stdin()
+        safe_output()
         return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:

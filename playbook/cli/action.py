@@ -7,6 +7,7 @@ the service and the adapters are imported inside the commands for start-up speed
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from typing import Any
@@ -174,12 +175,13 @@ def action_run(
         return
     click.secho(f"{outcome.stage} failed: {inline(outcome.error)}", fg="red", bold=True)
     code = ExitCode.UNHEALTHY if outcome.stage == "verify" else ExitCode.RUN_FAILED
-    wanted = rollback_on_failure
-    if not wanted and interactive and outcome.rollback_offered:
+    # After Ctrl-C nothing more runs: a rollback is only offered for later.
+    wanted = rollback_on_failure and not run.cancelled
+    if not wanted and interactive and outcome.rollback_offered and not run.cancelled:
         typed = ask(f"Roll back from the backup? Type {run.phrase!r} to roll back (Enter to keep)")
         wanted = typed.strip() == run.phrase
     if not outcome.rollback_offered:
-        click.echo("Nothing was written, so there is nothing to roll back.")
+        click.echo("Nothing of this run is left on the target, so there is nothing to roll back.")
     elif wanted:
         numbers = _staged(run, run.rollback, "rollback")
         click.secho(f"Rolled back from the backup: {_counts(numbers)}", fg="yellow", bold=True)
@@ -306,7 +308,9 @@ def _progress_line() -> Any:
 
 def _staged(run: Any, stage: Any, name: str) -> Any:
     """Run one stage in a thread so Ctrl-C (or SIGTERM) can cancel it; its result, or its
-    error. The stage records its own events from the thread, each one complete."""
+    error. The stage records its own events from the thread, each one complete. With
+    PLAYBOOK_DEBUG set, an error the writer did not expect (recorded as a sentence that
+    names its class) is shown with its traceback."""
 
     def cancel() -> None:
         click.echo(f"\ncancelling the {name}…", err=True)
@@ -317,6 +321,11 @@ def _staged(run: Any, stage: Any, name: str) -> Any:
     finally:
         if sys.stderr.isatty():
             click.echo("", err=True)
+        if run.surprise is not None and os.environ.get("PLAYBOOK_DEBUG"):
+            import traceback
+
+            traceback.print_exception(run.surprise, file=sys.stderr)
+            run.surprise = None  # shown once
 
 
 def _refused(title: str, message: str = "") -> PlaybookError:

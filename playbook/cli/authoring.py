@@ -9,12 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
 from playbook.cli.context import json_option
 from playbook.cli.output import emit_json
-from playbook.core.text import printable
+from playbook.core.text import inline, printable
 from playbook.errors import ExitCode
 
 
@@ -44,16 +45,52 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
             for problem in invalid.problems:
                 click.echo(printable(str(problem)), err=True)
             continue
+        template_problems = _template_problems(loaded)
+        if template_problems:
+            bad += 1
+            for problem in template_problems:
+                click.echo(inline(problem), err=True)
+            continue
         if not quiet:
             pb = loaded.playbook
+            # The title and the file name come from a runbook repository: shown literally.
             click.echo(
-                f"{file}: ok — {pb.title} (version {pb.version}): {len(pb.phases)} phases, "
+                f"{inline(str(file))}: ok — {inline(pb.title)} (version {pb.version}): "
+                f"{len(pb.phases)} phases, "
                 f"{len(pb.checklist())} checklist items, {len(pb.diagnostics)} diagnostics, "
                 f"{len(pb.actions)} guarded action{'' if len(pb.actions) == 1 else 's'}, "
                 f"{len(pb.communications.templates)} templates"
-                + (f", a drill ({', '.join(pb.drill.services)})" if pb.drill else "")
+                + (f", a drill ({inline(', '.join(pb.drill.services))})" if pb.drill else "")
             )
     sys.exit(ExitCode.PLAYBOOK_FAILED if bad else ExitCode.OK)
+
+
+def _template_problems(loaded: Any) -> list[str]:
+    """Problems in a valid playbook's status templates that only parsing them finds (the
+    loader, in the pure core, checks that they exist): a syntax error, or a lone
+    surrogate written as an escape, which every render would refuse."""
+    from playbook.errors import TemplateError
+    from playbook.render.templates import unpaired_literals
+
+    pb = loaded.playbook
+    if not pb.communications.templates:
+        return []
+    problems: list[str] = []
+    folder = loaded.template_dir
+    for name, tmpl in pb.communications.templates.items():
+        key = f"communications.templates.{name}.file"
+        try:
+            found = unpaired_literals(folder, tmpl.file)
+        except TemplateError as error:
+            why = f"{error.title}: {error.message}" if error.message else error.title
+            problems.append(f"{folder / tmpl.file}:1:1: {key}: {why}")
+            continue
+        problems.extend(
+            f"{folder / tmpl.file}:{line}:1: {key}: the template writes {shown}, a lone "
+            "UTF-16 surrogate, which is not text; write the character itself"
+            for line, shown in found
+        )
+    return problems
 
 
 @click.command()

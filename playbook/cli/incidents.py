@@ -227,7 +227,10 @@ def incidents(app: CliApp, show_all: bool, as_json: bool) -> None:
         alerts = app.service.timers(s).alerts()
         flag = f"  {alerts[0].label} {alerts[0].state}" if alerts else ""
         age = format_duration((now - s.opened_at).total_seconds()) if s.opened_at else "?"
-        click.echo(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  {inline(s.title)[:50]}{flag}")
+        title = inline(s.title)[:50]
+        click.echo(
+            inline(f"{s.id}  {s.severity}  {s.status:<12} {age:>8}  ") + title + inline(flag)
+        )
 
 
 @click.command()

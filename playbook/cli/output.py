@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # at run time, imported where used: see the module's docstrin
 
 
 def emit_json(data: Any) -> None:
-    """``data`` as JSON on standard output; C1 controls and direction overrides written
-    as ``\\u`` escapes, as in the JSON export (JSON escapes C0 itself)."""
+    """``data`` as JSON on standard output; control, format and separator characters
+    written as ``\\u`` escapes, as in the JSON export (:func:`json_escaped`)."""
     click.echo(json_escaped(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
 
 
@@ -83,11 +83,19 @@ def state_json(app: CliApp, state: IncidentState) -> dict[str, Any]:
             "status_update": t(timers.status_update),
         },
         "last_seq": state.last_seq,
-        "unreadable": [{"seq": u.seq, "type": u.type, "why": u.why} for u in state.unreadable],
+        "unreadable": [
+            {"seq": u.seq, "type": u.type, "why": u.why, "kept": u.kept} for u in state.unreadable
+        ],
     }
 
 
 def timer_line(timer: Timer) -> str:
+    """A timer on one line; its label (a level id, a phase title) and the person to
+    escalate to come from the playbook's snapshot, so the line is shown literally."""
+    return inline(_timer_text(timer))
+
+
+def _timer_text(timer: Timer) -> str:
     from playbook.core.timers import BREACHED
 
     if timer.stopped:
@@ -110,9 +118,13 @@ def timer_color(timer: Timer) -> str | None:
 
 
 def print_summary(app: CliApp, state: IncidentState, *, items: str = "phase") -> None:
-    click.secho(f"{state.id}  {inline(state.title)}", bold=True)
+    # Everything here was read from the log (a hand edit can put anything in it).
+    click.secho(f"{inline(state.id)}  {inline(state.title)}", bold=True)
     click.echo(
-        f"  playbook {state.playbook_id} · {state.severity} · {state.status} · phase {state.phase}"
+        inline(
+            f"  playbook {state.playbook_id} · {state.severity} · {state.status} · "
+            f"phase {state.phase}"
+        )
     )
     click.echo(f"  opened {local_time(state.opened_at)}")
     for problem in state.unreadable:
@@ -137,11 +149,11 @@ def print_summary(app: CliApp, state: IncidentState, *, items: str = "phase") ->
         show = items == "all" or (items == "phase" and section["id"] == state.phase)
         if show:
             for step in section["steps"]:
-                click.echo(f"      {inline(step['title'])}  [{section['id']}.{step['id']}]")
+                click.echo(inline(f"      {step['title']}  [{section['id']}.{step['id']}]"))
                 for item in step["items"]:
                     mark = "x" if item["ref"] in state.done else " "
                     click.echo(
-                        f"        [{mark}] {inline(item['text'])}  ({item['ref'].split('.')[-1]})"
+                        inline(f"        [{mark}] {item['text']}  ({item['ref'].split('.')[-1]})")
                     )
     if state.notes:
         click.echo("")
@@ -152,4 +164,4 @@ def report(app: CliApp, state: IncidentState, as_json: bool, message: str) -> No
     if as_json:
         emit_json(state_json(app, state))
     else:
-        click.echo(message)
+        click.echo(printable(message))  # it quotes the state: ids and levels from the log

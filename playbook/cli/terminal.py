@@ -85,6 +85,19 @@ def strict_stdin() -> None:
         reconfigure(errors="playbook.stdin")
 
 
+def safe_output() -> None:
+    """Write what cannot be encoded (a lone surrogate that reached a print unescaped) as
+    a ``\\ud800`` escape instead of dying with UnicodeEncodeError halfway through a
+    command. Every value from outside is escaped before it is printed
+    (:mod:`playbook.core.text`); this is the net under that rule, not the rule."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if stream is None or reconfigure is None:
+            continue
+        with contextlib.suppress(ValueError, OSError, io.UnsupportedOperation):
+            reconfigure(errors="backslashreplace")
+
+
 def require_terminal(command: str, instead: str) -> None:
     """Refuse to start the app without a terminal to draw on and read keys from.
 

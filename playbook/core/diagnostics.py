@@ -19,8 +19,16 @@ from playbook.core.model import Expectation, Param, ParamRef
 from playbook.core.values import ObjectIdValue
 from playbook.errors import UsageError
 
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}$")
+_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*\Z")
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{24}\Z")
+# Numbers are ASCII: int() and float() also take any Unicode digit ("٣" is 3), spaces,
+# underscores ("1_000") and, for float(), "nan" and "inf"; a parameter is what a person
+# reads on the command line, so it is spelt one way.
+_INT = re.compile(r"-?[0-9]{1,19}")
+"""At most 19 digits: a 64-bit integer, what every back end takes (and int() refuses
+past 4,300 digits with a ValueError of its own)."""
+_INT64 = range(-(2**63), 2**63)
+_FLOAT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 PASS = "pass"
 WARN = "warn"
@@ -41,22 +49,27 @@ def _coerce_one(name: str, kind: str, raw: object) -> object:
         return text
     if kind == "int":
         if isinstance(text, bool) or not (
-            isinstance(text, int) or (isinstance(text, str) and re.fullmatch(r"-?\d{1,20}", text))
+            isinstance(text, int) or (isinstance(text, str) and _INT.fullmatch(text))
         ):
-            raise ParamError(f"Parameter {name!r} must be a whole number, not {_shown(raw)}.")
-        number = int(text)
-        if not MIN_INT <= number <= MAX_INT:  # what databases and drivers take (64 bits)
-            raise ParamError(f"Parameter {name!r} is out of range: {_shown(raw)}.")
-        return number
+            raise ParamError(
+                f"Parameter {name!r} must be a whole number in ASCII digits (0-9), "
+                f"not {_shown(raw)}."
+            )
+        whole = int(text)
+        if whole not in _INT64:  # what databases and drivers take (64 bits)
+            raise ParamError(
+                f"Parameter {name!r} is out of range (a 64-bit integer): {_shown(raw)}."
+            )
+        return whole
     if kind == "float":
-        try:
-            if isinstance(text, bool):
-                raise ValueError
-            number = float(text)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise ParamError(f"Parameter {name!r} must be a number, not {_shown(raw)}.") from None
-        if not math.isfinite(number):  # inf and nan compare as nothing else does
-            raise ParamError(f"Parameter {name!r} must be a finite number, not {_shown(raw)}.")
+        plain = isinstance(text, int | float) and not isinstance(text, bool)
+        spelt = isinstance(text, str) and _FLOAT.fullmatch(text) is not None
+        number = float(text) if plain or spelt else None  # type: ignore[arg-type]
+        if number is None or not math.isfinite(number):  # inf and nan: no number at all
+            raise ParamError(
+                f"Parameter {name!r} must be a finite number in ASCII digits (such as 2.5 "
+                f"or 1e-3), not {_shown(raw)}."
+            )
         return number
     if kind == "bool":
         if isinstance(text, bool):
@@ -80,10 +93,6 @@ def _coerce_one(name: str, kind: str, raw: object) -> object:
             )
         return text
     raise ParamError(f"Parameter {name!r} has an unknown type {kind!r}.")
-
-
-MIN_INT, MAX_INT = -(2**63), 2**63 - 1
-"""The whole numbers a parameter may hold: 64 bits, what databases and drivers take."""
 
 
 def _shown(raw: object) -> str:

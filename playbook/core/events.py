@@ -18,6 +18,8 @@ writer was offline, and which must be refused and shown instead.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import socket
 import uuid
@@ -25,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+
+from playbook.core.text import first_unpaired
 
 EVENT_SCHEMA = 1
 
@@ -70,20 +74,67 @@ EVENT_TYPES = (
     RENAMED,
 )
 
-JsonType = type | tuple[type, ...]
-"""What a payload key must hold, as Python's JSON types: ``str``, ``int`` (never a bool),
-``float`` (an int is a number too), ``bool``, ``dict``, ``list``, ``type(None)``."""
+JsonType = Any
+"""What a payload value must hold, as plain data:
+
+- a Python JSON type: ``str``, ``int`` (never a bool), ``float`` (a finite number; an int
+  is a number too), ``bool``, ``dict``, ``list``, ``type(None)``, or a tuple of them;
+- a dict ``{key: schema}``: an object with those keys (``"key?"``: the key may be absent)
+  and any others; ``{"*": schema}``: an object whose every value matches ``schema``;
+- a one-item list ``[schema]``: a list whose every item matches ``schema``;
+- ``ANY``: whatever JSON."""
 
 _NULL = type(None)
+ANY: JsonType = object
+"""Any JSON value (what is not read, only shown, such as a diagnostic's rows)."""
+NUMBER: JsonType = float
+"""A finite number: seconds, a speed."""
+
+_LEVEL = {
+    "id": str,
+    "name?": str,
+    "response": NUMBER,
+    "resolution": NUMBER,
+    "status_update_every": NUMBER,
+}
+_SNAPSHOT = {
+    "service?": str,
+    "severity?": {"levels?": [_LEVEL], "escalation_path?": [str]},
+    "phases?": [{"id": str, "title": str, "stage?": str, "starts": NUMBER, "ends": NUMBER}],
+    "scenarios?": [{"id?": str}],
+    "communications?": {
+        "template_dir?": str,
+        "templates?": {"*": {"file": str, "status?": str}},
+    },
+}
+"""The parts of a playbook's snapshot that the fold and the readers of its state use
+(the rest is read through the playbook model, which checks it itself)."""
+_SECTIONS = [
+    {
+        "id": str,
+        "title": str,
+        "steps": [{"id": str, "title": str, "items": [{"ref": str, "text": str}]}],
+    }
+]
+_DRILL = {
+    "title?": str,
+    "speed?": NUMBER,
+    "services?": {"*": str},
+    "fingerprint?": dict,
+    "setup?": {"*": ANY},
+    "source?": str,
+    "briefing?": str,
+}
 
 SCHEMAS: dict[str, dict[str, JsonType]] = {
     OPENED: {
         "title": str,
         "severity": str,
-        "triggers": list,
-        "playbook": dict,
-        "snapshot": dict,
-        "sections": list,
+        "triggers": [str],
+        "playbook": {"id?": str, "title?": str, "path?": str, "sha256?": str},
+        "snapshot": _SNAPSHOT,
+        "sections": _SECTIONS,
+        "drill?": _DRILL,
     },
     ACKNOWLEDGED: {},
     SEVERITY_CHANGED: {"from": str, "to": str, "reason": str},
@@ -106,7 +157,7 @@ SCHEMAS: dict[str, dict[str, JsonType]] = {
         "ended": str,
         "verdict": str,
         "message": str,
-        "checks": list,
+        "checks": [{"text": str}],
         "metrics": dict,
         "rows": list,
         "rows_total": int,
@@ -115,14 +166,39 @@ SCHEMAS: dict[str, dict[str, JsonType]] = {
         "file": (str, _NULL),
         "sha256": (str, _NULL),
     },
-    ACTION_STAGE: {"run": str, "action": str, "target": str, "stage": str, "outcome": str},
-    DRILL_CHECKED: {"restored": bool, "targets": dict},
+    ACTION_STAGE: {
+        "run": str,
+        "action": str,
+        "target": str,
+        "stage": str,
+        "outcome": str,
+        "wrote?": bool,
+        "file?": (str, _NULL),
+        "sha256?": (str, _NULL),
+        "counts?": dict,
+        "numbers?": dict,
+    },
+    DRILL_CHECKED: {
+        "restored": bool,
+        "targets": {
+            "*": {"restored?": bool, "missing?": int, "changed?": int, "extra?": int},
+        },
+    },
 }
-"""Event type -> the payload keys it must have and their JSON types.
+"""Event type -> the payload keys it must have and the shape of what they hold.
 
 Extra keys are allowed, so a later version can add a field without making older logs or
-older readers fail; a key listed here is one the fold or the exports rely on. A new event
-type adds its line here (an unknown type is refused on append and skipped on read)."""
+older readers fail; a key listed here is one the fold or the exports rely on, down to
+the nested parts they read (a checklist section's ``title``, a level's ``response``), so
+a reader never meets a shape it does not expect. A new event type adds its line here (an
+unknown type is refused on append and skipped on read)."""
+
+MAX_DEPTH = 100
+"""How deeply a payload's JSON may nest. The deepest a payload of ours gets is a
+playbook's snapshot holding a MongoDB query (MongoDB itself stops at 100 levels, and the
+loader at 64); evidence rows are cut at four. A row nested deeper came from a damaged or
+hand-edited log, and is unreadable rather than a ``RecursionError`` in whatever reads it
+next (the JSON parser, the exports, the app)."""
 
 COMMUTING: frozenset[str] = frozenset(
     {
@@ -170,19 +246,77 @@ _JSON_NAMES = {
 
 def _json_name(value: object) -> str:
     kind = type(value)
+    if kind is float and not math.isfinite(value):  # type: ignore[arg-type]
+        return f"{value!r} (not a finite number)"
     return _JSON_NAMES.get(kind, kind.__name__)
 
 
-def _holds(value: object, wanted: JsonType) -> bool:
+def _holds(value: object, wanted: type | tuple[type, ...]) -> bool:
     kinds = wanted if isinstance(wanted, tuple) else (wanted,)
     for kind in kinds:
+        if kind is object:
+            return True
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return True
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return True
+            return math.isfinite(value)
         if kind not in (int, float) and isinstance(value, kind):
             return True
     return False
+
+
+def _expected(wanted: JsonType) -> str:
+    if isinstance(wanted, dict):
+        return "an object"
+    if isinstance(wanted, list):
+        return "a list"
+    kinds = wanted if isinstance(wanted, tuple) else (wanted,)
+    return " or ".join(_JSON_NAMES.get(k, "anything") for k in kinds)
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return repr(text)
+
+
+def shape_problem(value: object, wanted: JsonType, path: tuple[str | int, ...] = ()) -> str | None:
+    """Why ``value`` does not have the shape ``wanted`` (see :data:`JsonType`), or None.
+
+    Recursion follows the schema, not the value, so it is as deep as the schema is.
+    """
+    if isinstance(wanted, dict):
+        if not isinstance(value, dict):
+            return f"its {_where(path)} is {_json_name(value)}, not an object"
+        if "*" in wanted:
+            for key, child in value.items():
+                found = shape_problem(child, wanted["*"], (*path, key))
+                if found:
+                    return found
+            return None
+        missing = [k for k in wanted if not k.endswith("?") and k not in value]
+        if missing:
+            at = f"its {_where(path)} has" if path else "its payload has"
+            return f"{at} no " + ", ".join(repr(k) for k in missing)
+        for key, child_schema in wanted.items():
+            name = key.removesuffix("?")
+            if name in value:
+                found = shape_problem(value[name], child_schema, (*path, name))
+                if found:
+                    return found
+        return None
+    if isinstance(wanted, list):
+        if not isinstance(value, list):
+            return f"its {_where(path)} is {_json_name(value)}, not a list"
+        for i, item in enumerate(value):
+            found = shape_problem(item, wanted[0], (*path, i))
+            if found:
+                return found
+        return None
+    if not _holds(value, wanted):
+        return f"its {_where(path)} is {_json_name(value)}, not {_expected(wanted)}"
+    return None
 
 
 def payload_problem(kind: str, payload: object) -> str | None:
@@ -196,14 +330,39 @@ def payload_problem(kind: str, payload: object) -> str | None:
         return f"unknown event type {kind!r} (written by a newer playbook?)"
     if not isinstance(payload, dict):
         return f"its payload is {_json_name(payload)}, not an object"
-    missing = [key for key in schema if key not in payload]
-    if missing:
-        return "its payload has no " + ", ".join(repr(k) for k in missing)
-    for key, wanted in schema.items():
-        if not _holds(payload[key], wanted):
-            kinds = wanted if isinstance(wanted, tuple) else (wanted,)
-            expected = " or ".join(_JSON_NAMES[k] for k in kinds)
-            return f"its {key!r} is {_json_name(payload[key])}, not {expected}"
+    return shape_problem(payload, schema)
+
+
+def content_problem(payload: object) -> str | None:
+    """Why ``payload`` cannot be kept in the log whatever its type: nested deeper than
+    :data:`MAX_DEPTH`, or holding text that is not Unicode (a lone surrogate, which no
+    UTF-8 file, terminal or export can take). None when it can.
+
+    Walked with a stack, not recursion, so any depth is measured safely.
+    """
+    stack: list[tuple[object, int, tuple[str | int, ...]]] = [(payload, 0, ())]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, str):
+            at = first_unpaired(value)
+            if at is not None:
+                return (
+                    f"its {_where(path) if path else 'payload'} holds a lone surrogate "
+                    f"\\u{ord(value[at]):04x} (at character {at + 1}), which is not text"
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                return f"it is nested more than {MAX_DEPTH} levels deep"
+            if isinstance(value, dict):
+                for key, child in value.items():
+                    if isinstance(key, str) and first_unpaired(key) is not None:
+                        return (
+                            f"a key in its {_where(path) if path else 'payload'} holds a lone "
+                            "surrogate, which is not text"
+                        )
+                    stack.append((child, depth + 1, (*path, str(key))))
+            else:
+                stack.extend((child, depth + 1, (*path, i)) for i, child in enumerate(value))
     return None
 
 
@@ -226,6 +385,30 @@ def new_event_id() -> str:
     after a lost reply sends the same id, and the store returns the event it already has
     instead of recording it twice."""
     return str(uuid.uuid4())
+
+
+def read_payload(text: str) -> tuple[dict[str, Any], str | None]:
+    """A payload as stored (JSON text) read back: the object and None, or ``{}`` and
+    why it cannot be read. Never raises, whatever the text.
+
+    JSON's own parser reads it; nesting past Python's recursion budget is its
+    ``RecursionError``, caught here, and anything deeper than :data:`MAX_DEPTH` or
+    holding a lone surrogate is refused after parsing (:func:`content_problem`).
+    ``NaN`` and ``Infinity`` are read as Python writes them (a database can return
+    them in a row); where the fold needs a number, the schema asks for a finite one.
+    """
+    try:
+        payload = json.loads(text)
+    except RecursionError:
+        return {}, f"its payload is nested more than {MAX_DEPTH} levels deep"
+    except ValueError as exc:  # json.JSONDecodeError, a 5,000-digit integer
+        return {}, f"its payload is not JSON ({exc})"
+    if not isinstance(payload, dict):
+        return {}, f"its payload is {_json_name(payload)}, not a JSON object"
+    problem = content_problem(payload)
+    if problem is not None:
+        return {}, problem
+    return payload, None
 
 
 @dataclass(frozen=True)

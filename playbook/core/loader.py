@@ -4,10 +4,12 @@ The YAML is read defensively before it is trusted: the file's size and its nesti
 are capped before a node tree is built (the composer recurses, and a 50,000-level
 document would otherwise end in a RecursionError), aliases are expanded under a
 node budget (an alias bomb stops at the budget), only plain YAML tags are accepted
-(no ``!!python/object``), duplicate keys are errors, and the YAML 1.1 words that
+(no ``!!python/object``), duplicate keys are errors, the YAML 1.1 words that
 turn into booleans (``NO``, ``on``, ``y``) are refused so that no value is silently
-coerced. Values are then validated by the strict model in :mod:`playbook.core.model`,
-assembled with the installed adapters' kinds: the caller passes it
+coerced, and a lone surrogate (YAML's ``"\\ud800"`` escape makes one) is refused where
+it is written: it is not text, and no event, export or terminal could take it. Values are
+then validated by the strict model in :mod:`playbook.core.model`, assembled with the
+installed adapters' kinds: the caller passes it
 (:func:`playbook.adapters.plugins.load_playbook` does), since this module names no kind.
 """
 
@@ -26,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from playbook.core.model import Playbook
+from playbook.core.text import first_unpaired
 from playbook.errors import ExitCode, PlaybookError
 
 MAX_BYTES = 1024 * 1024
@@ -225,6 +228,10 @@ def _build(node: yaml.Node, path: Path_, src: _Source) -> Any:
                 continue
             key = key_node.value
             child = (*path, key)
+            unpaired = _unpaired(key)
+            if unpaired is not None:
+                src.add(path, f"a key {unpaired}")
+                continue
             if key in out:
                 first = src.key_marks.get(child, (0, 0))
                 src.problems.append(
@@ -249,8 +256,24 @@ def _build(node: yaml.Node, path: Path_, src: _Source) -> Any:
 _constructor = yaml.constructor.SafeConstructor()
 
 
+def _unpaired(text: str) -> str | None:
+    """Why ``text`` (a scalar or a key) cannot be used, when it holds a lone surrogate."""
+    at = first_unpaired(text)
+    if at is None:
+        return None
+    return (
+        f"holds \\u{ord(text[at]):04x} (character {at + 1}), a lone UTF-16 surrogate, which is "
+        "not a character and cannot be recorded, exported or shown; write the character "
+        "itself (or, in a double-quoted string, a \\U escape of it)"
+    )
+
+
 def _scalar(node: yaml.ScalarNode, path: Path_, src: _Source) -> Any:
     src.raw[path] = (node.value, node.tag)
+    unpaired = _unpaired(node.value)
+    if unpaired is not None:  # YAML's "\ud800" escape makes one; UTF-8 cannot hold it
+        src.add(path, f"the value {unpaired}")
+        return None
     if node.style is not None and node.style != "":
         return node.value  # quoted or block scalars are strings, as written
     tag = node.tag

@@ -62,7 +62,8 @@ _SLUG = r"^[a-z0-9][a-z0-9-]*$"
 Slug = Annotated[str, Field(pattern=_SLUG, max_length=64)]
 """A lower-case identifier: letters, digits and dashes."""
 
-_DURATION_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+# ASCII digits: \d is any Unicode digit, and int() reads "٣" as 3.
+_DURATION_RE = re.compile(r"^\s*([0-9]+)\s*(s|m|h|d)\s*\Z")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -122,7 +123,7 @@ def bounded_duration(maximum: int, what: str, minimum: int = 0) -> Any:
         WithJsonSchema(
             {
                 "type": "string",
-                "pattern": r"^\d+(s|m|h|d)$",
+                "pattern": r"^[0-9]+(s|m|h|d)$",
                 "examples": ["15m", "1h"],
                 "description": f"At most {format_duration(maximum)}.",
             }

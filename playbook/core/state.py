@@ -25,14 +25,24 @@ from playbook.core.events import Event
 
 @dataclass(frozen=True)
 class Unreadable:
-    """An event the fold skipped, and why."""
+    """An event the fold skipped, and why; or, with ``kept``, one it folded although a
+    value in it is not one this incident knows (an ``opened`` event's severity that its
+    playbook has no level for: the incident is still shown, without the targets)."""
 
     seq: int
     type: str
     why: str
+    kept: bool = False
 
     def describe(self) -> str:
-        return f"event {self.seq} ({self.type}) is unreadable and was skipped: {self.why}"
+        what = f"event {self.seq}" if self.seq else "an event without a valid sequence number"
+        if self.kept:
+            return f"{what} ({self.type}) was read, but {self.why}"
+        return f"{what} ({self.type}) is unreadable and was skipped: {self.why}"
+
+
+class _NotFoldable(ValueError):
+    """A value the fold relies on is not one the incident knows; the event is skipped."""
 
 
 @dataclass(frozen=True)
@@ -158,9 +168,10 @@ class ActionRun:
             return "applied and verified"
         if stage == "apply" and outcome == "done":
             return "applied"
-        if outcome == "failed" and last.get("wrote") is False:
-            return f"{stage.replace('_', ' ')} stopped, nothing written"
-        if outcome in ("failed", "refused"):
+        if outcome in ("failed", "cancelled") and last.get("wrote") is False:
+            ended = "cancelled" if outcome == "cancelled" else "stopped"
+            return f"{stage.replace('_', ' ')} {ended}, nothing left to undo"
+        if outcome in ("failed", "refused", "cancelled"):
             return f"{stage.replace('_', ' ')} {outcome}"
         return f"{stage.replace('_', ' ')} done"
 
@@ -287,8 +298,11 @@ class IncidentState:
         """How fast the incident's clock runs: a drill's ``--speed``, else 1."""
         return self.drill.speed if self.drill is not None else 1.0
 
-    def targets(self, level: str | None = None) -> LevelTargets:
-        return self.levels[level or self.severity]
+    def targets(self, level: str | None = None) -> LevelTargets | None:
+        """The targets of ``level`` (default: the severity now); None when the incident's
+        playbook has no such level (an ``opened`` event that could not be read, or one
+        naming a level its snapshot lacks), so no timer is computed against a guess."""
+        return self.levels.get(level or self.severity)
 
     def phase_window(self, phase_id: str | None = None) -> PhaseWindow | None:
         wanted = phase_id or self.phase
@@ -305,6 +319,8 @@ class IncidentState:
 
 
 def _opened(state: IncidentState, event: Event) -> None:
+    if state.opened_at is not None:
+        raise _NotFoldable("the incident was already opened; a second opening is not folded")
     p = event.payload
     pb = p.get("playbook", {})
     state.title = p.get("title", "")
@@ -360,6 +376,17 @@ def _opened(state: IncidentState, event: Event) -> None:
     if state.phases:
         state.phase = state.phases[0].id
         state.phase_history = [(state.phase, event.at)]
+    if state.levels and state.severity not in state.levels:
+        state.unreadable.append(
+            Unreadable(
+                event.seq,
+                event.type,
+                f"its severity {state.severity!r} is not a level of its playbook "
+                f"({_known(state.levels)}): shown as written, without response, resolution "
+                "or status-update targets",
+                kept=True,
+            )
+        )
 
 
 def _target(value: object) -> int:
@@ -374,15 +401,34 @@ def _acknowledged(state: IncidentState, event: Event) -> None:
     state.acknowledged_severity = state.severity
 
 
+def _known(found: Iterable[str]) -> str:
+    names = ", ".join(found)
+    return f"it has {names}" if names else "it has none"
+
+
 def _severity_changed(state: IncidentState, event: Event) -> None:
-    state.severity = event.payload["to"]
+    level = event.payload["to"]
+    if state.levels and level not in state.levels:
+        # Only a hand edit (or a log from another playbook) makes one: the service
+        # refuses a level the snapshot lacks. Skipped and named, the severity stays.
+        raise _NotFoldable(
+            f"it changes the severity to {level!r}, which is not a level of this "
+            f"incident's playbook ({_known(state.levels)})"
+        )
+    state.severity = level
     state.severity_history.append(
         SeverityPeriod(state.severity, event.at, event.payload.get("reason", ""), event.actor)
     )
 
 
 def _phase_entered(state: IncidentState, event: Event) -> None:
-    state.phase = event.payload["phase"]
+    phase = event.payload["phase"]
+    if state.phases and state.phase_window(phase) is None:
+        raise _NotFoldable(
+            f"it enters phase {phase!r}, which is not a phase of this incident's playbook "
+            f"({_known(p.id for p in state.phases)})"
+        )
+    state.phase = phase
     state.phase_history.append((state.phase, event.at))
 
 
@@ -490,12 +536,17 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
     if problem is None and handler is not None:
         try:
             handler(state, event)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        except _NotFoldable as exc:
+            problem = str(exc)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
             problem = f"its payload could not be folded ({type(exc).__name__}: {exc})"
     if problem is not None:
         state.unreadable.append(Unreadable(event.seq, event.type, problem))
-    state.last_seq = event.seq
-    state.last_event_at = event.at
+    state.last_seq = max(state.last_seq, event.seq)
+    # A skipped event's time may be as wrong as the rest of it: it does not move the
+    # clock that timers and new events are kept after.
+    if problem is None and (state.last_event_at is None or event.at > state.last_event_at):
+        state.last_event_at = event.at
     if event.actor not in state.actors:
         state.actors.append(event.actor)
     return state

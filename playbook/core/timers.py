@@ -136,28 +136,38 @@ def compute(state: IncidentState, now: datetime) -> Timers:
         answered, ack_level = state.resolved_at, state.targets(state.resolved_severity)
     else:
         answered, ack_level = None, state.targets()
-    response = _timer(
-        "response",
-        f"Response ({ack_level.id})",
-        opened,
-        ack_level.response,
-        answered or now,
-        answered is not None,
-        nxt,
-        speed,
+    # A level the snapshot lacks (a damaged or hand-edited log) has no targets: its
+    # timers are left out rather than measured against a guess.
+    response = (
+        _timer(
+            "response",
+            f"Response ({ack_level.id})",
+            opened,
+            ack_level.response,
+            answered or now,
+            answered is not None,
+            nxt,
+            speed,
+        )
+        if ack_level is not None
+        else None
     )
 
     res = state.resolved_at
     res_level = state.targets(state.resolved_severity if res else None)
-    resolution = _timer(
-        "resolution",
-        f"Resolution ({res_level.id})",
-        opened,
-        res_level.resolution,
-        res or now,
-        res is not None,
-        nxt,
-        speed,
+    resolution = (
+        _timer(
+            "resolution",
+            f"Resolution ({res_level.id})",
+            opened,
+            res_level.resolution,
+            res or now,
+            res is not None,
+            nxt,
+            speed,
+        )
+        if res_level is not None
+        else None
     )
 
     phase_timer: Timer | None = None
@@ -182,8 +192,8 @@ def compute(state: IncidentState, now: datetime) -> Timers:
         )
 
     update_timer: Timer | None = None
-    if res is None:
-        level = state.targets()
+    level = state.targets()
+    if res is None and level is not None:
         last = state.messages[-1].at if state.messages else opened
         update_timer = _timer(
             "status_update",

@@ -71,8 +71,9 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
     document["events"] = [e.to_dict() for e in events]
-    # C1 controls and direction overrides are written as \u escapes, as the Markdown
-    # export escapes them: the same text once loaded, nothing live in an editor.
+    # Control, format (every bidirectional control among them) and separator characters
+    # and lone surrogates are written as \u escapes, as the Markdown export escapes
+    # them: the same text once loaded, nothing live in an editor.
     return json_escaped(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
 
 
@@ -123,6 +124,10 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
     p = event.payload
     kind = event.type
     problem = event.problem
+    if problem is None and state is not None:
+        # The fold may skip an event whose payload is well formed but whose value is not
+        # one the incident knows (a severity its playbook lacks): say so here too.
+        problem = next((u.why for u in state.unreadable if u.seq == event.seq and not u.kept), None)
     if problem is not None:
         return f"Unreadable {kind} event, skipped: {problem}"
     if kind == ev.OPENED:
@@ -221,13 +226,20 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         f"status **{md.text(state.status)}**"
     )
     add("")
-    if state.unreadable:
+    skipped = [u for u in state.unreadable if not u.kept]
+    if skipped:
         add(
-            f"> **{len(state.unreadable)} unreadable event(s)** could not be read and are "
+            f"> **{len(skipped)} unreadable event(s)** could not be read and are "
             "missing from this record (their rows are still in the log):"
         )
-        for u in state.unreadable:
-            add(f"> - event {u.seq} ({md.code(u.type)}): {md.text(u.why)}")
+        for u in skipped:
+            add(f"> - {_event_name(u.seq)} ({md.code(u.type)}): {md.text(u.why)}")
+        add("")
+    kept = [u for u in state.unreadable if u.kept]
+    if kept:
+        add(f"> **{len(kept)} event(s)** hold a value this incident does not know:")
+        for u in kept:
+            add(f"> - {_event_name(u.seq)} ({md.code(u.type)}): {md.text(u.why)}")
         add("")
     if state.drill is not None:
         add(scorecard_markdown(scorecard(state, now)))
@@ -413,6 +425,11 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("Scenarios that were not followed and had nothing ticked are left out of this record.")
     add("")
     return "\n".join(out)
+
+
+def _event_name(seq: int) -> str:
+    """How an event is named: by its sequence number, which a damaged row may lack."""
+    return f"event {seq}" if seq else "an event without a valid sequence number"
 
 
 def _count(value: object) -> str:

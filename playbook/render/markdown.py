@@ -13,8 +13,9 @@ their own once the document is pasted into a wiki or a ticket that renders Markd
 - Block syntax (headings, block quotes, lists, thematic breaks, setext underlines,
   fences, HTML blocks) can only start a line: a value's first character is escaped
   when it could start one, and so is every line of a multi-line value (a note).
-- Control characters, terminal escapes and bidirectional overrides are shown as
-  ``\\x1b``-style escapes (:mod:`playbook.core.text`).
+- Control characters, terminal escapes, bidirectional controls, invisible format
+  characters, line separators and lone surrogates (Unicode's categories Cc, Cf, Zl, Zp
+  and Cs) are shown as ``\\x1b``-style escapes (:mod:`playbook.core.text`).
 
 Backslash escapes are CommonMark's own way of saying "this character is literal"
 (any ASCII punctuation may be escaped), so a renderer shows the value exactly, and

@@ -56,7 +56,7 @@ from jinja2.loaders import split_template_path
 from jinja2.runtime import LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from playbook.core.text import has_control, inline
+from playbook.core.text import first_unpaired, has_control, inline
 from playbook.errors import TemplateError
 
 MAX_OUTPUT = 8_000
@@ -587,4 +587,41 @@ def render(
         ) from None
     finally:
         _BUDGET.reset(token)
-    return "".join(parts)
+    text = "".join(parts)
+    at = first_unpaired(text)
+    if at is not None:
+        # A string escape ("\ud800") or a format filter can make one; no event, export or
+        # terminal can hold it, so the message is refused here, naming the template.
+        raise TemplateError(
+            f"Template {name!r} produced \\u{ord(text[at]):04x} at character {at + 1}, a lone "
+            "UTF-16 surrogate, which is not text; nothing was recorded.",
+            "Write the character itself in the template.",
+        )
+    return text
+
+
+def unpaired_literals(template_dir: Path, name: str) -> list[tuple[int, str]]:
+    """Lone surrogates written as string escapes in template ``name``: (line, how it is
+    shown) for each, found by parsing (`playbook validate` reports them before a render
+    would refuse them).
+
+    Raises:
+        TemplateError: the template is missing or has a syntax error.
+    """
+    env = environment(template_dir)
+    try:
+        source, _filename, _uptodate = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        tree = env.parse(source)
+    except jinja2.TemplateNotFound:
+        raise TemplateError(f"Template {name!r} not found in {template_dir}") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"Template {name!r} has a syntax error at line {exc.lineno}", exc.message or ""
+        ) from None
+    found: list[tuple[int, str]] = []
+    for const in tree.find_all(nodes.Const):
+        if isinstance(const.value, str):
+            at = first_unpaired(const.value)
+            if at is not None:
+                found.append((const.lineno, f"\\u{ord(const.value[at]):04x}"))
+    return found

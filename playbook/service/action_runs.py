@@ -20,6 +20,7 @@ from playbook.core.diagnostics import resolve
 from playbook.core.state import ActionRun, IncidentState
 from playbook.errors import Conflict, NotFound
 from playbook.service.actions import (
+    Cancellable,
     GuardedRun,
     NothingToRollBack,
     StageHook,
@@ -27,7 +28,11 @@ from playbook.service.actions import (
     new_run_id,
 )
 from playbook.service.context import Context, append_one, check_actor, get
-from playbook.service.diagnostics import run_diagnostic
+from playbook.service.diagnostics import (
+    execute_diagnostic,
+    prepare_diagnostic,
+    record_diagnostic,
+)
 from playbook.service.incidents import playbook_of
 from playbook.service.targets import target_for
 
@@ -90,8 +95,14 @@ def start(
     now = ctx.clock.now()
     incident_id = state.id
 
-    def verify(diagnostic_id: str, given: Mapping[str, object]) -> dict[str, Any]:
-        return run_diagnostic(ctx, incident_id, diagnostic_id, given, targets)[1]
+    def verify(
+        diagnostic_id: str, given: Mapping[str, object], started: Callable[[Cancellable], None]
+    ) -> dict[str, Any]:
+        prepared = prepare_diagnostic(ctx, incident_id, diagnostic_id, given, targets)
+        started(prepared)  # from here a cancel of the action stops this diagnostic
+        payload = execute_diagnostic(ctx, prepared)
+        record_diagnostic(ctx, prepared.incident_id, payload)
+        return payload
 
     return GuardedRun(
         IncidentLog(ctx, incident_id),

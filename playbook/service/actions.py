@@ -1,5 +1,9 @@
 """Guarded actions: the only way `playbook` changes data.
 
+(Over 600 lines: the stages, how each ends (done, failed, cancelled) and the rollback's
+rules (nothing written, fingerprints, force) are one state machine, read best in one
+place.)
+
 A :class:`GuardedRun` walks one action through its stages, in this order and no other:
 dry run, backup, confirmation, lock, apply, verify, and (when apply or verify fails, or
 later on request) rollback. Every stage is an ``action_stage`` event in the incident's
@@ -14,6 +18,19 @@ item by item, only where the item is still as the run left it (the apply recorde
 fingerprint of each, ahead of the write, in a file beside the backup); an item changed
 since is kept and named. ``force``, confirmed with its own phrase, restores those too.
 
+**Every stage records its end.** A stage ends ``done``, ``failed``, ``refused`` or
+``cancelled``; a cancel that arrives between stages is recorded as the next stage,
+cancelled before it began, so the timeline never stops at the stage before with a file
+or a lock of the next one left behind. A backup that did not finish is deleted: it is
+not a backup, and nothing will ever restore from it.
+
+**A surprise is named, not quoted.** An exception playbook does not expect from a writer
+or its driver is recorded as a sentence that names the stage and the exception's class:
+a responder learns that it is a bug and not their data, and whether anything was
+written; the driver's own text (internals, sometimes values) stays out of the timeline.
+An exception that follows a cancel, a deadline or a lost lock is that stop, not a
+surprise: the connection was closed under the driver on purpose.
+
 The CLI and the app both drive this class; neither talks to a writer directly. A run
 gets what it needs and no more: a :class:`StageLog` (the incident's log, to append its
 stages to and read them back) and a :data:`VerifyRunner` (to run the verify diagnostics).
@@ -23,6 +40,7 @@ from an incident.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -32,7 +50,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from playbook.adapters.base import Progress, Refused, RunContext, RunError, Sink, scrub
+from playbook.adapters.base import (
+    Cancelled,
+    Progress,
+    Refused,
+    RunContext,
+    RunError,
+    Sink,
+    scrub,
+)
 from playbook.adapters.writers import (
     ITEMS_SHOWN,
     BackupMismatch,
@@ -44,7 +70,7 @@ from playbook.adapters.writers import (
     WriteRequest,
     Written,
     read_backup,
-    read_written,
+    read_written_rows,
     wrote_nothing,
 )
 from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, substitute
@@ -58,9 +84,20 @@ _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
 StageHook = Callable[[str, str], None]
 """Called as ``hook(stage, outcome)`` after each stage event is recorded."""
 
-VerifyRunner = Callable[[str, Mapping[str, object]], dict[str, Any]]
+CANCELLED = "Cancelled by the responder."
+
+
+class Cancellable(Protocol):
+    """A verify diagnostic once prepared: what a cancel of the run stops."""
+
+    def cancel(self) -> None: ...
+
+
+VerifyRunner = Callable[[str, Mapping[str, object], Callable[[Cancellable], None]], dict[str, Any]]
 """Runs ``diagnostic`` with ``params`` on the run's incident and targets, records it, and
-returns its evidence payload (see :func:`playbook.service.diagnostics.run_diagnostic`)."""
+returns its evidence payload (see :func:`playbook.service.diagnostics.run_diagnostic`).
+It calls its third argument with the prepared run before it starts, so that a cancel of
+the action stops the diagnostic that is running."""
 
 
 class StageLog(Protocol):
@@ -158,6 +195,11 @@ class GuardedRun:
         """After :meth:`rollback`: ``<item> changed after the apply``, each left alone."""
         self.overwritten: list[str] = []
         """After a forced :meth:`rollback`: items restored over a newer change."""
+        self.surprise: BaseException | None = None
+        """The last exception playbook did not expect from the writer or its driver
+        (recorded as a sentence; kept here for a front end's debug output)."""
+        self._diagnostic: Cancellable | None = None
+        """The verify diagnostic running now (a PreparedRun), for :meth:`cancel`."""
         self._lock = threading.Lock()
         do = action.do.model_dump(by_alias=True, exclude_none=True)
         self.request = WriteRequest(
@@ -191,12 +233,12 @@ class GuardedRun:
 
     def dry_run(self) -> Plan:
         """Stage 1: what would change; nothing is written."""
-        ctx = self._context()
+        ctx = self._context("dry_run")
         try:
             plan = self.writer.plan(self.request, ctx)
         except Exception as exc:
-            self._record("dry_run", "failed", error=self._why(exc))
-            raise self._as_run_error(exc) from None
+            self._record("dry_run", self._ended(ctx), error=self._why(exc, ctx, "dry run"))
+            raise self._as_run_error(exc, ctx, "dry run") from None
         finally:
             ctx.finish()
         self.plan = plan
@@ -224,14 +266,29 @@ class GuardedRun:
                 "Run with a data directory (--data-dir); no backup, no apply.",
             )
         path = Path(folder) / self.incident_id / f"{self.run_id}-{self.action_id}.jsonl"
-        sink = Sink(path, keep=0)
-        ctx = self._context()
+        ctx = self._context("backup")  # before the file: a cancelled backup leaves none
+        try:
+            sink = Sink(path, keep=0)
+        except OSError as exc:
+            ctx.finish()
+            why = f"The backup file {path} cannot be created: {exc.strerror or exc}."
+            self._record("backup", "failed", error=why)
+            raise UsageError(
+                why, "Free some space or fix the data directory; no backup, no apply."
+            ) from None
+        except BaseException:
+            ctx.finish()
+            raise
         try:
             rows = self.writer.backup(self.request, self.plan, ctx, sink)
         except Exception as exc:
-            sink.close()
-            self._record("backup", "failed", error=self._why(exc), file=str(path))
-            raise self._as_run_error(exc) from None
+            self._record(
+                "backup",
+                self._ended(ctx),
+                error=self._why(exc, ctx, "backup"),
+                **_discard_partial(sink, path),
+            )
+            raise self._as_run_error(exc, ctx, "backup") from None
         finally:
             ctx.finish()
         sha = sink.close()
@@ -279,30 +336,39 @@ class GuardedRun:
         in this same session; with ``force`` (restore over newer changes too) it must be
         :attr:`force_phrase`, always. Items left alone are in :attr:`kept` afterwards.
 
+        A rollback is a request of its own: one asked for after a cancel of the apply
+        (the app offers it then) runs; a cancel during it stops it.
+
         Raises:
             NothingToRollBack: the run wrote nothing.
             ConfirmationMismatch: the phrase was not typed exactly.
         """
+        with self._lock:
+            self.cancelled = False  # a rollback asked for after a cancel is a request of its own
         return rollback(self, typed, force)
 
     def cancel(self) -> None:
-        """Stop the stage in progress (from any thread); later stages refuse to start."""
+        """Stop the stage in progress (from any thread), a verify diagnostic included;
+        later stages refuse to start, each recorded as cancelled."""
         with self._lock:
             self.cancelled = True
             ctx = self.context
+            diagnostic = self._diagnostic
         if ctx is not None:
             ctx.cancel()
+        if diagnostic is not None:
+            diagnostic.cancel()
 
     # ----------------------------------------------------------------- inside
 
     def _apply_and_verify(self, plan: Plan, lock: Lock) -> Outcome:
+        ctx = self._context("apply", wrote=False)
         path = self._written_path()
         self._record(
             "apply", "started", counts=plan.counts, written_file=str(path) if path else None
         )
         self.applied = True
         written = Written(path, self.run_id, self.action_id)
-        ctx = self._context()
         lock.on_lost = ctx.lock_lost
         try:
             if self.writer.records_writes:
@@ -310,19 +376,21 @@ class GuardedRun:
             else:  # a writer from before ``written``: called as it was written to be
                 numbers = self.writer.apply(self.request, plan, ctx)
         except Exception as exc:
-            if isinstance(exc, RunError):
-                error = self._why(exc)
-            else:  # a driver's surprise: stop cleanly, offer rollback if it wrote
-                error = scrub(f"{type(exc).__name__}: {exc}", self.request.uri)
+            # A surprise stops cleanly too: rollback is offered if anything was written.
+            error = self._why(exc, ctx, "apply")
             wrote = not wrote_nothing(exc) and self._recorded(written)
             info = written.close()
-            self._record("apply", "failed", error=error, wrote=wrote, written=info)
+            self._record("apply", self._ended(ctx), error=error, wrote=wrote, written=info)
             return Outcome(False, "apply", error=error, wrote=wrote)
         finally:
             ctx.finish()
         wrote = self._recorded(written)
         self._record("apply", "done", numbers=numbers, wrote=wrote, written=written.close())
         results = self._verify()
+        if any(r.get("cancelled") for r in results):
+            self._record("verify", "cancelled", verdict=ERROR, results=results)
+            error = "verify cancelled by the responder"
+            return Outcome(False, "verify", numbers, error, results, wrote)
         worst = max((r["verdict"] for r in results), key=_RANK.__getitem__, default=PASS)
         ok = worst == PASS
         self._record("verify", "done" if ok else "failed", verdict=worst, results=results)
@@ -346,34 +414,62 @@ class GuardedRun:
         return bool(written.items) if self.writer.records_writes else True
 
     def _verify(self) -> list[dict[str, Any]]:
+        """Each verify diagnostic's result. A cancel stops the one running (its evidence
+        is recorded, marked cancelled) and the rest are not run."""
         results: list[dict[str, Any]] = []
         for check in self.action.verify:
+            if self.cancelled:
+                results.append(
+                    {
+                        "diagnostic": check.diagnostic,
+                        "verdict": ERROR,
+                        "error": "not run: the verify was cancelled",
+                        "cancelled": True,
+                    }
+                )
+                continue
             given = substitute(check.params, self.values)
             try:
-                payload = self.verify_with(check.diagnostic, given)  # type: ignore[arg-type]
+                payload = self.verify_with(
+                    check.diagnostic,
+                    given,  # type: ignore[arg-type]
+                    self._verifying,
+                )
             except (RunError, UsageError, Refused, NotFound) as exc:
                 results.append(
                     {"diagnostic": check.diagnostic, "verdict": ERROR, "error": exc.title}
                 )
                 continue
-            results.append(
-                {
-                    "diagnostic": check.diagnostic,
-                    "verdict": payload["verdict"],
-                    "metrics": payload.get("metrics", {}),
-                    "checks": [c["text"] for c in payload.get("checks", [])],
-                }
-            )
+            finally:
+                with self._lock:
+                    self._diagnostic = None
+            result = {
+                "diagnostic": check.diagnostic,
+                "verdict": payload["verdict"],
+                "metrics": payload.get("metrics", {}),
+                "checks": [c["text"] for c in payload.get("checks", [])],
+            }
+            if payload.get("cancelled"):
+                result["cancelled"] = True
+            results.append(result)
         return results
 
+    def _verifying(self, prepared: Cancellable) -> None:
+        """The verify diagnostic ``prepared`` is about to run: a cancel stops it."""
+        with self._lock:
+            self._diagnostic = prepared
+            if self.cancelled:
+                prepared.cancel()
+
     def _take_lock(self) -> Lock:
-        ctx = self._context()
+        ctx = self._context("lock", name=self.request.lock_name)
         try:
             lock = self.writer.lock(self.request, ctx)
         except Exception as exc:
-            outcome = "refused" if isinstance(exc, LockHeld) else "failed"
-            self._record("lock", outcome, error=self._why(exc), name=self.request.lock_name)
-            raise self._as_run_error(exc) from None
+            outcome = "refused" if isinstance(exc, LockHeld) else self._ended(ctx)
+            error = self._why(exc, ctx, "lock")
+            self._record("lock", outcome, error=error, name=self.request.lock_name)
+            raise self._as_run_error(exc, ctx, "lock") from None
         finally:
             ctx.finish()
         self._record("lock", "done", name=self.request.lock_name, ttl=self.request.lock_ttl)
@@ -383,31 +479,65 @@ class GuardedRun:
         try:
             lock.release()
         except Exception as exc:  # the lock still expires on its own
-            self._record("unlock", "failed", error=scrub(str(exc), self.request.uri))
+            error = (
+                f"The lock could not be released ({type(exc).__name__}); it goes away on "
+                "its own, after its TTL or with its holder's connection."
+            )
+            self._record("unlock", "failed", error=error)
         else:
             self._record("unlock", "done", name=self.request.lock_name)
 
-    def _context(self) -> RunContext:
+    def _context(self, stage: str, **details: Any) -> RunContext:
+        """The context of ``stage``, about to begin; if the responder has cancelled,
+        ``stage`` is recorded as cancelled before it began (with ``details``) and
+        :class:`Cancelled` raised."""
         with self._lock:
-            if self.cancelled:
-                raise RunError("Cancelled by the responder.", "Nothing more was done.")
-            ctx = RunContext(
-                float(self.action.timeout), float(self.action.connect_timeout), self.progress
-            )
-            self.context = ctx
+            cancelled = self.cancelled
+            if not cancelled:
+                ctx = RunContext(
+                    float(self.action.timeout), float(self.action.connect_timeout), self.progress
+                )
+                self.context = ctx
+        if cancelled:
+            why = f"{CANCELLED} The {stage.replace('_', ' ')} did not begin."
+            self._record(stage, "cancelled", error=why, **details)
+            raise Cancelled(why, "Nothing more was done.")
         return ctx
 
-    def _why(self, exc: BaseException) -> str:
-        if isinstance(exc, RunError):
+    @staticmethod
+    def _ended(ctx: RunContext) -> str:
+        """How a stage that raised ended: ``cancelled`` when the responder stopped it."""
+        return "cancelled" if ctx.stopped == "cancel" else "failed"
+
+    def _why(self, exc: BaseException, ctx: RunContext | None, stage: str) -> str:
+        """Why ``stage`` stopped, in words for the timeline: a RunError's own; the stop's
+        when the context was stopped (the driver then fails on a socket closed under it
+        on purpose: its error says nothing more); else a sentence naming a surprise."""
+        stopped = ctx.stop_error().title if ctx is not None and ctx.stopped else None
+        cancelled = ctx is not None and ctx.stopped == "cancel"
+        if isinstance(exc, RunError) and not (cancelled and exc.title == stopped):
             text = exc.title + (f" {exc.message}" if exc.message else "")
+        elif cancelled:  # its stock wording speaks of diagnostics ("the result is partial")
+            text = CANCELLED
+        elif stopped is not None:
+            text = stopped
         else:
-            text = f"{type(exc).__name__}: {exc}"
+            self.surprise = exc
+            text = (
+                f"The {stage} stage stopped on an error playbook did not expect from the "
+                f"{self.action.kind} writer or its driver ({type(exc).__name__}). This is a "
+                "bug in playbook or the driver, not a problem with the data."
+            )
         return scrub(text, self.request.uri)
 
-    def _as_run_error(self, exc: BaseException) -> RunError:
-        """``exc`` itself when it is a RunError; otherwise one that carries its text,
-        scrubbed (a driver's message may hold the URI)."""
-        return exc if isinstance(exc, RunError) else RunError(self._why(exc))
+    def _as_run_error(self, exc: BaseException, ctx: RunContext | None, stage: str) -> RunError:
+        """``exc`` itself when it is a RunError; otherwise one that says why, as the
+        timeline does (:meth:`_why`)."""
+        if isinstance(exc, RunError):
+            return exc
+        if ctx is not None and ctx.stopped == "cancel":
+            return Cancelled(self._why(exc, ctx, stage), "Nothing more was done.")
+        return RunError(self._why(exc, ctx, stage))
 
     def _record(self, stage: str, outcome: str, **details: Any) -> IncidentState:
         payload = {
@@ -445,11 +575,12 @@ def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
     if info is None:
         raise Conflict(f"Run {run.run_id} has no recorded backup; there is nothing to restore.")
     rows = read_backup(Path(info["file"]), info["sha256"])
-    undo = Undo(_what_it_wrote(run, found, force), force)
+    written, was = _what_it_wrote(run, found, force)
+    undo = Undo(written, force, was=was)
     lock = run._take_lock()
     try:
+        ctx = run._context("rollback", forced=force)
         run._record("rollback", "started", file=info["file"], forced=force)
-        ctx = run._context()
         lock.on_lost = ctx.lock_lost
         try:
             if run.writer.records_writes:
@@ -457,8 +588,9 @@ def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
             else:  # only reached with force (see _what_it_wrote): its own, blind restore
                 numbers = run.writer.rollback(run.request, rows, ctx)
         except Exception as exc:
-            run._record("rollback", "failed", error=run._why(exc), **_left_alone(undo))
-            raise run._as_run_error(exc) from None
+            error = run._why(exc, ctx, "rollback")
+            run._record("rollback", run._ended(ctx), error=error, **_left_alone(undo))
+            raise run._as_run_error(exc, ctx, "rollback") from None
         finally:
             ctx.finish()
         numbers = {**numbers, "kept": len(undo.kept)}
@@ -482,7 +614,7 @@ def must_have_written(run: GuardedRun, found: ActionRun | None) -> None:
     elif apply.get("outcome") == "done":
         why = "its apply wrote no item (each had changed since the backup)"
     else:
-        why = f"its apply stopped before writing ({apply.get('error') or 'no reason given'})"
+        why = f"its apply left nothing to undo ({apply.get('error') or 'no reason given'})"
     raise NothingToRollBack(
         f"Run {run.run_id} of {run.action_id} wrote nothing, so there is nothing to roll "
         f"back: {why}.",
@@ -493,21 +625,22 @@ def must_have_written(run: GuardedRun, found: ActionRun | None) -> None:
 
 def _what_it_wrote(
     run: GuardedRun, found: ActionRun | None, force: bool
-) -> dict[bytes, str | None] | None:
-    """The items the run's apply recorded, with their fingerprints; None when it did
-    not record them (then only ``force`` restores anything)."""
+) -> tuple[dict[bytes, str | None] | None, dict[bytes, str | None]]:
+    """The items the run's apply recorded, with their fingerprints, and the earlier
+    value of each whose last batch may not have gone out; None when it did not record
+    them (then only ``force`` restores anything)."""
     apply = (found.stage("apply") if found is not None else None) or {}
     written = apply.get("written") or {}
     path = written.get("file") or apply.get("written_file")
     if run.writer.records_writes and path:
         try:
-            return read_written(Path(path), written.get("sha256"))
+            return read_written_rows(Path(path), written.get("sha256"))
         except BackupMismatch:
             if not force:
                 raise
-            return None
+            return None, {}
     if force:
-        return None
+        return None, {}
     raise Conflict(
         f"Run {run.run_id} did not record what it wrote (applied by an older playbook, or "
         "by a writer that does not record), so a rollback cannot tell its changes from "
@@ -515,6 +648,19 @@ def _what_it_wrote(
         f"To put the backup over every item it holds anyway, newer changes included, roll "
         f"back with --force and type {run.force_phrase!r}.",
     )
+
+
+def _discard_partial(sink: Sink, path: Path) -> dict[str, Any]:
+    """Close and delete a backup that did not finish: it is not a backup (no SHA-256 is
+    recorded, nothing restores from it), and a file left beside the incident would look
+    like one. The event's view of what became of it."""
+    with contextlib.suppress(OSError):  # the disk that failed the backup may fail this too
+        sink.close()
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        return {"file": str(path), "partial": True}
+    return {"partial_removed": str(path)}
 
 
 def _left_alone(undo: Undo) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 from playbook.core.clock import Clock
 from playbook.core.events import Event, NewEvent
 from playbook.core.state import IncidentState, fold
-from playbook.core.text import first_control
+from playbook.core.text import first_control, unpaired_escaped
 from playbook.errors import NotFound, UsageError
 from playbook.redaction import scrub_data
 from playbook.store import EventStore
@@ -60,9 +60,10 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
     """``value`` as a person typed it, for the incident log; refused (never altered)
     when it holds what no terminal, export or status page should receive.
 
-    The policy for every title, note, reason, summary and actor name: control
-    characters, terminal escapes, bidirectional overrides and bytes that are not UTF-8
-    are refused here, with where they are, so the log holds exactly what was typed and
+    The policy for every title, note, reason, summary and actor name: what Unicode
+    calls a control, format or separator character (:mod:`playbook.core.text`: terminal
+    escapes, every bidirectional control, zero-width characters, U+2028) and bytes that
+    are not UTF-8 are refused here, with where they are, so the log holds exactly what was typed and
     one bad title cannot block status messages later. With ``multiline`` (notes,
     resolution summaries) newlines and tabs are text, and Windows line endings become
     plain newlines.
@@ -91,7 +92,8 @@ def typed_text(value: str, what: str, *, multiline: bool = False) -> str:
             f"The {what} contains a control character: {shown} at character {position}.",
             "Text typed into the incident is kept exactly as typed and shown in terminals, "
             "exports and status pages, so control characters, terminal escapes (colour "
-            f"codes) and direction overrides are refused; {allowed}.",
+            "codes), invisible format characters (direction marks and overrides, "
+            f"zero-width characters) and line separators are refused; {allowed}.",
         )
     return value
 
@@ -152,7 +154,12 @@ def command(ctx: Context, ref: str, decide: Callable[[IncidentState], Decision])
         now = ctx.clock.now()
         if state.last_event_at is not None and now < state.last_event_at:
             now = state.last_event_at  # the log's time never runs backwards
-        return [NewEvent(kind, scrub_data(payload), ctx.actor, now) for kind, payload in decision]
+        # Secrets masked; a lone surrogate a database or an endpoint returned is recorded as
+        # its six-character escape (\ud800), never refused with the evidence lost.
+        return [
+            NewEvent(kind, unpaired_escaped(scrub_data(payload)), ctx.actor, now)
+            for kind, payload in decision
+        ]
 
     before, appended = ctx.store.update(incident_id, make)
     return fold([*before, *appended], incident_id)

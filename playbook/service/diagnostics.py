@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from playbook.core import events as ev
 from playbook.core.state import IncidentState
+from playbook.core.text import unpaired_escaped
 from playbook.errors import Conflict, NotFound
 from playbook.redaction import scrub_data
 from playbook.service.context import Context, append_one, check_actor, get
@@ -184,7 +185,9 @@ def execute_diagnostic(
         sha256=sha,
         cancelled=run_ctx.stopped == "cancel",
     )
-    return scrub_data(payload)  # the caller may show it before it is recorded
+    # The caller may show it before it is recorded: secrets masked, and a lone
+    # surrogate an endpoint or a database returned written as its escape.
+    return unpaired_escaped(scrub_data(payload))
 
 
 def record_diagnostic(ctx: Context, ref: str, payload: dict[str, Any]) -> IncidentState:

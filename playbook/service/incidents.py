@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from playbook.core import events as ev
 from playbook.core.events import NewEvent
 from playbook.core.state import IncidentState, fold
+from playbook.core.text import unpaired_escaped
 from playbook.core.timers import Timers, compute
 from playbook.errors import Conflict, NotFound, UsageError
 from playbook.redaction import scrub_data
@@ -154,7 +155,7 @@ def open_incident(
     # from this snapshot and it must match the file's recorded SHA-256 (a query naming a
     # role whose name is also an ${ENV} value must keep that name).
     payload = {
-        key: value if key in ("snapshot", "sections") else scrub_data(value)
+        key: value if key in ("snapshot", "sections") else unpaired_escaped(scrub_data(value))
         for key, value in payload.items()
     }
     now = ctx.clock.now()

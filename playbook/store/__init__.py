@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from playbook.core.events import Event, NewEvent, payload_problem
+from playbook.core.events import Event, NewEvent, content_problem, payload_problem
 from playbook.errors import ExitCode, PlaybookError, StoreError
 
 MAX_INCIDENT_ID = 200
@@ -184,12 +184,15 @@ class EventStore(Protocol):
 
 
 def check_event(event: NewEvent) -> None:
-    """Refuse ``event`` unless its payload matches its type's schema and is plain JSON.
+    """Refuse ``event`` unless its payload matches its type's schema and is plain JSON
+    that the store can read back: no deeper than :data:`~playbook.core.events.MAX_DEPTH`
+    and without lone surrogates (the service escapes those from databases first), so a
+    store never writes an event that it would then call unreadable.
 
     Raises:
         InvalidEvent: naming the type and what is wrong; nothing is appended.
     """
-    problem = payload_problem(event.type, event.payload)
+    problem = payload_problem(event.type, event.payload) or content_problem(event.payload)
     if problem is None:
         try:  # what SQLite and PostgreSQL store; the memory twin must refuse the same
             json.dumps(event.payload, ensure_ascii=False, allow_nan=False).encode()

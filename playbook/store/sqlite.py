@@ -14,8 +14,10 @@ Durability settings, and why:
 The schema is versioned in ``PRAGMA user_version`` and migrated step by step in one
 transaction at the first open by a newer playbook (:data:`MIGRATIONS`); later opens write
 nothing, so an incident can still be read and exported when the disk is full. Rows are
-read as :mod:`playbook.store.rows` says (key order kept; a damaged row is marked
-``unreadable``, never fatal).
+read as :mod:`playbook.store.rows` says: key order kept, and a row that cannot be read
+back (broken or over-deep JSON, a lone surrogate, a time, sequence number or schema that
+is not one, bytes that are not UTF-8: only a hand edit, a damaged file or a newer version
+makes one) is returned marked ``unreadable`` rather than failing the whole incident.
 
 Another process's appends are followed by polling ``PRAGMA data_version`` on the feed's
 own connection (SQLite has no notifications): a few microseconds every
@@ -45,7 +47,7 @@ from playbook.store import (
     reused_ids,
 )
 from playbook.store.follow import PRESENCE_TTL, FeedBase
-from playbook.store.rows import ROW_COLUMNS, events_from_rows, row_of
+from playbook.store.rows import ROW_COLUMNS, NotUtf8, events_from_rows, row_of
 
 DB_NAME = "incidents.sqlite3"
 
@@ -128,6 +130,15 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     return StoreError(f"The incident log at {path} failed: {doing} was NOT recorded.", text)
 
 
+def _text(raw: bytes) -> str | NotUtf8:
+    """The connection's text factory: UTF-8 text, or the bytes marked as not text.
+    (sqlite3's default raises for the whole ``fetchall`` on one bad value.)"""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return NotUtf8(raw)
+
+
 def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     conn = sqlite3.connect(
         path,
@@ -135,6 +146,7 @@ def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
         isolation_level=None,  # we issue BEGIN/COMMIT ourselves
         check_same_thread=False,  # each user guards its connection with a lock
     )
+    conn.text_factory = _text
     conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     return conn
 
@@ -199,10 +211,23 @@ class SQLiteStore:
             raise
 
     def _select(self, incident_id: str, after: int = 0) -> list[Event]:
+        # SQLite sorts integers before text and blobs, so a hand-edited sequence number
+        # that is not one comes after every readable event.
         rows = self._conn.execute(
             f"{_SELECT} WHERE incident_id = ? AND seq > ? ORDER BY seq", (incident_id, after)
         ).fetchall()
         return events_from_rows(rows)
+
+    @staticmethod
+    def _last_seq(conn: sqlite3.Connection, incident_id: str) -> int:
+        """The incident's highest sequence number: the next event is numbered after it.
+        Only integers count: a hand edit can leave text or a blob in ``seq``."""
+        (last,) = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events "
+            "WHERE incident_id = ? AND typeof(seq) = 'integer'",
+            (incident_id,),
+        ).fetchone()
+        return int(last)
 
     @contextmanager
     def _transaction(
@@ -226,6 +251,14 @@ class SQLiteStore:
                 ) from None
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path, doing()) from None
+            except OverflowError:
+                # The next sequence number does not fit SQLite's 64-bit integer: only a
+                # hand edit of ``seq`` gets there.
+                raise StoreError(
+                    f"Incident {incident_id}'s sequence numbers are used up (its log was "
+                    f"edited by hand?): {doing()} was NOT recorded.",
+                    "Export the incident and open a new one.",
+                ) from None
 
     def append(
         self, incident_id: str, expected_seq: int, events: Sequence[NewEvent]
@@ -237,9 +270,7 @@ class SQLiteStore:
             )
             if again is not None:
                 return again
-            (last,) = conn.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE incident_id = ?", (incident_id,)
-            ).fetchone()
+            last = self._last_seq(conn, incident_id)
             if last != expected_seq:
                 raise ConcurrencyConflict(
                     f"incident {incident_id} changed: at {last}, expected {expected_seq}"
@@ -255,7 +286,7 @@ class SQLiteStore:
             incident_id, lambda: ", ".join(e.type for e in new) or "the change"
         ) as conn:
             before = self._select(incident_id)
-            new = numbered(incident_id, len(before), decide(before))
+            new = numbered(incident_id, self._last_seq(conn, incident_id), decide(before))
             if new:
                 found = _found(conn, [e.event_id for e in new])
                 if found:
@@ -278,7 +309,8 @@ class SQLiteStore:
                 ).fetchall()
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path, "listing incidents") from None
-        return [row[0] for row in rows]
+        # An id that is not UTF-8 text cannot be named on a command line or shown.
+        return [row[0] for row in rows if isinstance(row[0], str)]
 
     def follow(
         self,

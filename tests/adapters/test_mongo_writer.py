@@ -615,3 +615,44 @@ def test_a_conversion_a_unique_index_refuses_stops_and_says_how_far_it_got(
     assert "E11000" in caught.value.title
     assert "0 of 1 documents were converted" in caught.value.message
     assert db.discordservermappings.find_one({"_id": oid(121)})["guildId"] == 90000
+
+
+def test_rollback_keeps_an_index_made_after_the_apply_under_the_name_a_replace_freed(
+    mongo: tuple[Any, str], tmp_path: Path
+) -> None:
+    """A replace under a new name leaves the old name free; that is a write of the run's.
+    Someone who builds their own index under that name after the apply keeps it: the
+    rollback neither drops it (it used to, to recreate the old one) nor drops the run's
+    new index, whose old twin could not come back; it names the index it left."""
+    from playbook.adapters.writers import Undo, Written, read_written
+
+    db, uri = mongo
+    coll = db.discordinteractionlogs
+    coll.drop_index("interactionId_1")
+    coll.create_index([("interactionId", 1)], name="iid")  # same keys, another name
+    do = {**ENSURE, "indexes": [{"keys": {"interactionId": 1}, "unique": True}]}
+    writer, r = MongoWriter(), req(uri, do)
+    plan = stage(writer.plan, r)
+    assert plan.items[0].startswith("replace iid on discordinteractionlogs with interactionId_1")
+    rows = backup(writer, r, plan, tmp_path)
+    written = Written(tmp_path / "written.jsonl")
+    stage(lambda ctx: writer.apply(r, plan, ctx, written))
+    sha = written.close()["sha256"]
+    assert index_named(db, "discordinteractionlogs", "iid") is None
+    coll.create_index([("taskId", 1)], name="iid")  # theirs, after the apply
+    theirs = index_named(db, "discordinteractionlogs", "iid")
+    ours = index_named(db, "discordinteractionlogs", "interactionId_1")
+
+    undo = Undo(read_written(tmp_path / "written.jsonl", sha))
+    stage(lambda ctx: writer.rollback(r, iter(rows), ctx, undo))
+
+    assert index_named(db, "discordinteractionlogs", "iid") == theirs
+    assert index_named(db, "discordinteractionlogs", "interactionId_1") == ours
+    assert undo.kept == ["index iid on discordinteractionlogs changed after the apply"]
+
+    forced = Undo(read_written(tmp_path / "written.jsonl", sha), force=True)
+    stage(lambda ctx: writer.rollback(r, iter(rows), ctx, forced))
+    old = index_named(db, "discordinteractionlogs", "iid")
+    assert old is not None and dict(old["key"]) == {"interactionId": 1}  # the backup's
+    assert index_named(db, "discordinteractionlogs", "interactionId_1") is None
+    assert forced.forced == ["index iid on discordinteractionlogs"]  # theirs, overwritten

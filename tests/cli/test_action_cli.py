@@ -4,12 +4,26 @@ shows, and that the target's password appears nowhere."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import Cli
-from servers import PASSWORD, RedisServer, fingerprint, load_seed_000, redis_server
+from helpers import run_playbook
+from servers import (
+    PASSWORD,
+    RedisServer,
+    SilentServer,
+    fingerprint,
+    load_seed_000,
+    redis_server,
+)
 
 RUNBOOK = str(Path(__file__).resolve().parents[2] / "runbooks" / "redis-index-loss.yaml")
 LIVE = "discord:messages:[pcu]*"
@@ -220,10 +234,13 @@ def test_a_run_that_wrote_nothing_offers_no_rollback_and_refuses_one(
 
     assert run.exit_code == 8, run.output
     assert "appeared after the backup" in run.output
-    assert "Nothing was written, so there is nothing to roll back." in run.output
+    assert "nothing of this run remains" in run.output  # its staging keys were removed
+    assert "Nothing of this run is left on the target, so there is nothing to roll back." in (
+        run.output
+    )
     assert "To roll back later" not in run.output
     (row,) = json.loads(cli("action", "status", incident, "--json").output)
-    assert row["status"] == "apply stopped, nothing written" and not row["can_roll_back"]
+    assert row["status"] == "apply stopped, nothing left to undo" and not row["can_roll_back"]
     assert "roll back:" not in cli("action", "status", incident).output
     after_run = seen(redis)
 
@@ -275,3 +292,57 @@ def test_rollback_keeps_an_index_written_after_the_apply_and_force_needs_its_own
     assert forced.exit_code == 0, forced.output
     assert f"overwritten 1: {key.decode()}" in forced.output
     assert seen(redis, LIVE) == {}  # the backup (no index at all) over the collector's write
+
+
+def test_ctrl_c_during_verify_cancels_it_and_offers_rollback_for_later(
+    tmp_path: Path, redis: RedisServer, broken: object
+) -> None:
+    """SIGINT while a verify diagnostic waits on a server that never answers: the verify
+    is cancelled (not run to its 60 s connect timeout) and says so; nothing more runs,
+    and the rollback is offered as a command for later."""
+    text = yaml.safe_load(Path(RUNBOOK).read_text(encoding="utf-8"))
+    text["diagnostics"]["slow-count"] = {
+        "kind": "redis",
+        "title": "Count keys on a server that may not answer",
+        "target": "slow",
+        "connect_timeout": "60s",
+        "query": {"op": "count_keys", "pattern": "discord:*"},
+        "expect": [{"metric": "count", "op": "ge", "value": 0, "because": "Any count."}],
+    }
+    text["actions"]["rebuild-indexes"]["verify"] = ["slow-count", "index-drop"]
+    text["drill"]["services"]["slow"] = "redis"
+    runbook = tmp_path / "runbooks" / "redis-index-loss.yaml"
+    shutil.copytree(Path(RUNBOOK).parent, runbook.parent)
+    runbook.write_text(yaml.safe_dump(text, sort_keys=False), encoding="utf-8")
+    home = tmp_path / "home"
+    opened_ = run_playbook("--data-dir", str(home), "open", str(runbook), "-t", "t", "--json")
+    assert opened_.returncode == 0, opened_.stderr
+    incident = json.loads(opened_.stdout)["id"]
+    with SilentServer() as silent:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "playbook", "--data-dir", str(home), "action", "run",
+                incident, "rebuild-indexes", "--target", f"cache={redis.uri}",
+                "--target", f"slow=redis://127.0.0.1:{silent.port}/0", "--confirm", "cache",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )  # fmt: skip
+        assert silent.spoken.wait(120), "verify never reached the silent server"
+        began = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - began < 30
+    assert proc.returncode == 11, out + err
+    assert "cancelling the apply" in err and "Traceback" not in err
+    assert "verify failed: verify cancelled by the responder" in out
+    assert f"To roll back later: playbook action rollback {incident} " in out
+    (row,) = json.loads(
+        run_playbook("--data-dir", str(home), "action", "status", incident, "--json").stdout
+    )
+    assert row["stages"][-2:] == ["verify cancelled", "unlock done"] and row["can_roll_back"]
+    assert row["status"] == "verify cancelled"
+    with redis.client() as client:
+        assert not client.exists("lock:discord:rebuild")

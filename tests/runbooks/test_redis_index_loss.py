@@ -214,11 +214,11 @@ def test_an_index_written_after_the_backup_stops_the_swap_and_nothing_is_lost(
     assert not outcome.rollback_offered  # rolling back would delete the collector's index
     state = sqlite_service.get(incident).state
     assert not state.actions[run.run_id].can_roll_back
-    assert state.actions[run.run_id].status == "apply stopped, nothing written"
+    assert state.actions[run.run_id].status == "apply stopped, nothing left to undo"
     assert live(cache) == {
         b"discord:messages:project:7": (b"set", frozenset({b"a collector still running"}))
     }
-    assert not list(cache.scan_iter(match=f"discord:messages:v-{run.run_id}:*"))
+    assert not list(cache.scan_iter(match=f"playbook:staging:{run.run_id}:*"))
 
 
 def test_a_key_missing_at_backup_and_written_again_is_not_dropped(
@@ -335,7 +335,7 @@ def test_killed_at_any_stage_the_data_is_as_it_was_or_as_it_should_be(
         targets = {"cache": Target("cache", uri, "test")}
         sqlite_service.resume_action(incident, run.run, targets).rollback("cache")
         assert live(cache) == {}
-        assert not list(cache.scan_iter(match=f"discord:messages:v-{run.run}:*"))
+        assert not list(cache.scan_iter(match=f"playbook:staging:{run.run}:*"))
 
 
 def test_a_second_process_cannot_take_the_lock_and_is_told_who_holds_it(

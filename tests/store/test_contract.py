@@ -255,3 +255,40 @@ def test_a_follower_is_present_while_its_feed_is_open(make_store) -> None:
     finally:
         feed.close()
     assert store.presence() == []
+
+
+def test_a_payload_the_store_could_not_read_back_is_refused(store) -> None:
+    """Every store refuses what a read would call unreadable, so playbook never writes
+    an event it cannot show: nesting past MAX_DEPTH, and a lone surrogate (which SQLite
+    could not even encode; the service escapes those from databases first)."""
+    from playbook.core.events import MAX_DEPTH
+
+    deep: object = "bottom"
+    for _ in range(MAX_DEPTH):
+        deep = [deep]
+    store.append("a", 0, [new("opened")])
+    with pytest.raises(InvalidEvent, match=f"nested more than {MAX_DEPTH} levels"):
+        store.append("a", 1, [new(text="x", extra=deep)])
+    with pytest.raises(InvalidEvent, match="lone surrogate"):
+        store.append("a", 1, [new(text="a\ud800b")])
+    with pytest.raises(InvalidEvent, match="lone surrogate"):
+        store.append("a", 1, [new(text="x", extra={"k\udfff": 1})])
+    store.append("a", 1, [new(text="x", extra=deep[0])])  # one level less is fine
+    assert [e.type for e in store.read("a")] == ["opened", "note_added"]
+    assert store.read("a")[1].problem is None
+
+
+def test_nested_parts_the_readers_use_are_part_of_the_schema(store) -> None:
+    store.append("a", 0, [new("opened")])
+    with pytest.raises(InvalidEvent, match=r"'sections\[0\]' has no 'title'"):
+        store.append("b", 0, [new("opened", sections=[{"id": "s", "steps": []}])])
+    with pytest.raises(InvalidEvent, match=r"'snapshot.severity.levels\[0\].response' is"):
+        level = {"id": "P1", "response": float("inf"), "resolution": 1, "status_update_every": 1}
+        store.append("b", 0, [new("opened", snapshot={"severity": {"levels": [level]}})])
+    with pytest.raises(InvalidEvent, match=r"'targets.cache' is an integer, not an object"):
+        store.append(
+            "a",
+            1,
+            [NewEvent("drill_checked", {"restored": True, "targets": {"cache": 1}}, "a", T0)],
+        )
+    assert store.incident_ids() == ["a"]

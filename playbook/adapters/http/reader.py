@@ -62,8 +62,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 _NON_ASCII = re.compile(r"[^\x21-\x7e]")
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:$|[T ]\d{2}:\d{2})")
-_INDEX = re.compile(r"^-?\d+$")
+# ASCII digits only: in a str pattern \d is any Unicode digit, which int() then reads
+# ("٣" is 3), so a path or a time spelt in other digits would mean something else.
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:$|[T ][0-9]{2}:[0-9]{2})")
+_INDEX = re.compile(r"^-?[0-9]+\Z")
 _SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|auth|sig")
 RESERVED = ("status", "bytes", "missing")
 """Row and number names the adapter sets itself; a pick may not use them."""
@@ -472,7 +474,8 @@ class _Call:
 
     def _body(self, response: http.client.HTTPResponse) -> bytes:
         declared = response.getheader("Content-Length")
-        length = int(declared) if declared and declared.isdigit() else None
+        # isdigit() alone takes "²" (a latin-1 header byte), which int() refuses.
+        length = int(declared) if declared and declared.isascii() and declared.isdigit() else None
         if length is not None and length > self.max_body:
             raise self._too_big(f"says it is {length:,} bytes")
         chunks: list[bytes] = []

@@ -54,6 +54,7 @@ from bson.json_util import loads as bson_loads
 from playbook.adapters.base import Cancelled, DeadlineExceeded, RunContext, RunError, Sink, scrub
 from playbook.adapters.mongo.reader import MongoAdapter
 from playbook.adapters.writers import (
+    NOT_WRITTEN,
     Lock,
     LockHeld,
     NothingWritten,
@@ -571,6 +572,9 @@ class MongoWriter(Writer):
                         "Roll back to put the old indexes back, or apply again from the dry run.",
                     )
                 written.record(item, _spec_print(change["spec"]))
+                renamed = change["action"] == "replace" and change["old"] != change["name"]
+                if renamed:  # the old index's name is left free: a write of its own
+                    written.record(_index_item(name, change["old"]), None)
                 written.commit()
                 if change["action"] == "replace":
                     dropped = current.get(change["old"])
@@ -583,11 +587,14 @@ class MongoWriter(Writer):
                 restored = ""
                 if dropped is not None:
                     restored = _recreate_quietly(coll, dropped)
+                old_item = _index_item(name, change.get("old") or change["name"])
                 if dropped is not None and "could not" in restored:
                     written.record(item, None)  # the run left it without the old index
                     written.commit()
                 else:
                     written.skip(item)  # as it was: the build failed, the old one is back
+                    if old_item != item and old_item in written.items:
+                        written.skip(old_item)
                 what = f"{change['action']} {change['name']} on {name}"
                 so_far = f"Done before it: {', '.join(done)}." if done else "Nothing was done."
                 error = _stopped(
@@ -625,6 +632,15 @@ class MongoWriter(Writer):
                 _index_print(built) if built is not None else None,
                 before,
             )
+            if verdict in ("restore", "force") and old and old["name"] != row["name"]:
+                # A replace under a new name also left the old name free; an index
+                # someone made under it since is theirs: keep it, and the run's new
+                # index with it (the old one could not come back under its name).
+                freed = _old_name_verdict(undo, row["collection"], old, current)
+                if freed in ("keep", "force"):
+                    undo.settle(f"index {old['name']} on {row['collection']}", freed)
+                if freed == "keep":
+                    continue
             undo.settle(f"index {row['name']} on {row['collection']}", verdict)
             if verdict not in ("restore", "force"):
                 if verdict != "keep":
@@ -1048,6 +1064,18 @@ def _print_value(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- index helpers
+
+
+def _old_name_verdict(
+    undo: Undo, collection: str, old: dict[str, Any], current: dict[str, Any]
+) -> str:
+    """How a rollback may treat the name a replace left free (see Undo.decide): the run
+    left it absent; an apply from before it was recorded left it absent too."""
+    item = _index_item(collection, str(old["name"]))
+    if undo.written is not None and undo.wrote(item) is NOT_WRITTEN:
+        undo.written[item] = None
+    there = current.get(old["name"])
+    return undo.decide(item, _index_print(there) if there else None, _index_print(old))
 
 
 def _index_item(collection: str, name: str) -> bytes:

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 
 from playbook.core.evidence import shown_of
+from playbook.core.text import inline
 from playbook.tui.host import host
 from playbook.tui.messages import (
     Card,
@@ -140,7 +141,7 @@ class IncidentView(Vertical):
         if not new:
             return
         self.unreadable_shown.update(u.seq for u in new)
-        lines = [u.describe() for u in new[:5]]
+        lines = [inline(u.describe()) for u in new[:5]]  # reasons quote the log
         if len(new) > 5:
             lines.append(f"… and {len(new) - 5} more (playbook show lists them all)")
         self.notify(
