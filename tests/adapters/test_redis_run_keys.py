@@ -29,7 +29,8 @@ import pytest
 import yaml
 from servers import RedisServer, fingerprint
 
-from playbook.adapters import redis_prints, redis_writer
+from playbook.adapters.redis import prints as redis_prints
+from playbook.adapters.redis import writer as redis_writer
 from playbook.adapters.writers import read_written_rows
 from playbook.service import Service
 from playbook.targets import Target
