@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from playbook.redaction import scrub
+
 
 class ExitCode(IntEnum):
     """The exit codes of `playbook`, each with the one line that says what it means.
@@ -58,8 +60,6 @@ class PlaybookError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL
 
     def __init__(self, title: str, message: str = "") -> None:
-        from playbook.redaction import scrub
-
         # Every message shown anywhere (CLI, app, events) is built here: a secret the
         # process knows never reaches one, whatever the code that raised it forgot.
         title, message = scrub(title), scrub(message)

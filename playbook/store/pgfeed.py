@@ -13,7 +13,7 @@ import psycopg
 from playbook.core.events import Event
 from playbook.redaction import scrub
 from playbook.store.follow import PRESENCE_TTL, FeedBase
-from playbook.store.postgres import CHANNEL, ROW_SELECT, first_line
+from playbook.store.pgschema import CHANNEL, ROW_SELECT, first_line
 from playbook.store.rows import events_from_rows
 
 if TYPE_CHECKING:

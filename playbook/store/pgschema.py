@@ -16,6 +16,20 @@ import psycopg
 
 from playbook.errors import StoreError
 
+CHANNEL = "playbook"
+"""The notification channel: payload ``incident:seq``."""
+
+ROW_SELECT = (
+    "incident_id, seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+    " actor, type, payload::text, schema, event_id::text, device"
+)
+"""The columns :func:`playbook.store.rows.event_from_row` reads, times as our UTC text."""
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no reason given"
+
+
 MIGRATION_LOCK = (0x706C6179 + 1, 0)
 """The advisory lock migrations take (beside the incidents' ``LOCK_SPACE``)."""
 
@@ -112,33 +126,6 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
             )
             applied.append(version)
     return applied
-
-
-def init(url: str, grant_to: Sequence[str] = ()) -> list[int]:
-    """``playbook store init``: create or upgrade the schema at ``url``; returns the
-    versions applied (empty: it was up to date).
-
-    ``grant_to`` names roles the responders log in as: they get what the app needs and
-    no more (read and append events, never change or delete one; keep their presence).
-
-    Raises:
-        StoreUnavailable: the server cannot be reached.
-        StoreError: the server refused (no privilege to create the schema, …).
-    """
-    from playbook.store.postgres import PostgresStore
-
-    store = PostgresStore(url, check_schema=False)
-
-    def work(conn: psycopg.Connection[Any]) -> list[int]:
-        applied = migrate(conn)
-        if grant_to:
-            grant(conn, grant_to)
-        return applied
-
-    try:
-        return store._run(work, lambda: "setting up the schema")  # type: ignore[no-any-return]
-    finally:
-        store.close()
 
 
 def grant(conn: psycopg.Connection[Any], roles: Sequence[str]) -> None:

@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -69,16 +69,20 @@ from playbook.store import (
     reused_ids,
 )
 from playbook.store.follow import PRESENCE_TTL
-from playbook.store.pgschema import SCHEMA_VERSION, init, schema_error, schema_version
-
-if TYPE_CHECKING:
-    from playbook.store.pgfeed import PostgresFeed
+from playbook.store.pgfeed import PostgresFeed
+from playbook.store.pgschema import (
+    CHANNEL,
+    ROW_SELECT,
+    SCHEMA_VERSION,
+    first_line,
+    grant,
+    migrate,
+    schema_error,
+    schema_version,
+)
 
 __all__ = ["PostgresStore", "init"]
 from playbook.store.rows import events_from_rows, payload_text
-
-CHANNEL = "playbook"
-"""The notification channel: payload ``incident:seq``."""
 
 LOCK_SPACE = 0x706C6179  # "play"
 """First key of our advisory locks (the second is the incident id's hash), so they do
@@ -111,12 +115,6 @@ SESSION = (
 )
 """Set once per connection: a client that dies holding the lock frees it within a minute,
 a writer waits at most 10 s for another, and commits are durable."""
-
-ROW_SELECT = (
-    "incident_id, seq, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
-    " actor, type, payload::text, schema, event_id::text, device"
-)
-"""The columns :func:`playbook.store.rows.event_from_row` reads, times as our UTC text."""
 
 
 _APPEND = """
@@ -172,10 +170,6 @@ def _params(
         "payloads": [payload_text(e.payload) for e in new],
         "schemas": [e.schema for e in new],
     }
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else "no reason given"
 
 
 @contextmanager
@@ -461,8 +455,6 @@ class PostgresStore:
         after: int = 0,
         present_as: tuple[str, str] | None = None,
     ) -> PostgresFeed:
-        from playbook.store.pgfeed import PostgresFeed
-
         return PostgresFeed(self, incident_id, after, present_as)
 
     def presence(self, incident_id: str | None = None) -> list[Presence]:
@@ -486,3 +478,28 @@ class PostgresStore:
     def close(self) -> None:
         with self._lock:
             self._drop()
+
+
+def init(url: str, grant_to: Sequence[str] = ()) -> list[int]:
+    """``playbook store init``: create or upgrade the schema at ``url``; returns the
+    versions applied (empty: it was up to date).
+
+    ``grant_to`` names roles the responders log in as: they get what the app needs and
+    no more (read and append events, never change or delete one; keep their presence).
+
+    Raises:
+        StoreUnavailable: the server cannot be reached.
+        StoreError: the server refused (no privilege to create the schema, …).
+    """
+    store = PostgresStore(url, check_schema=False)
+
+    def work(conn: psycopg.Connection[Any]) -> list[int]:
+        applied = migrate(conn)
+        if grant_to:
+            grant(conn, grant_to)
+        return applied
+
+    try:
+        return store._run(work, lambda: "setting up the schema")  # type: ignore[no-any-return]
+    finally:
+        store.close()

@@ -154,7 +154,7 @@ def test_a_rollback_keeps_old_keys_written_after_the_apply_and_names_them(
     late = {k: v for k, v in indexes(client).items() if k.endswith((b":u1", b":u9"))}
     late = {k: v for k, v in late.items() if k.startswith(old.encode())}
 
-    later = sqlite_service.resume_action(incident, run.run_id, run.targets)
+    later = sqlite_service.resume_action(incident, run.run_id, {"cache": run.target})
     numbers = later.rollback(later.phrase)
 
     after = indexes(client)
@@ -168,7 +168,7 @@ def test_a_rollback_keeps_old_keys_written_after_the_apply_and_names_them(
     event = sqlite_service.get(incident).state.actions[run.run_id].stage("rollback")
     assert event is not None and event["kept_items"] == later.kept
 
-    forced = sqlite_service.resume_action(incident, run.run_id, run.targets)
+    forced = sqlite_service.resume_action(incident, run.run_id, {"cache": run.target})
     forced.rollback(forced.force_phrase, force=True)
     assert indexes(client) == before  # forced: the old copies go, their writes with them
     assert sorted(forced.overwritten) == sorted(k.decode() for k in late)
@@ -380,7 +380,7 @@ def test_a_staging_key_changed_by_someone_else_is_kept_named_and_rolled_back_lat
     assert staging(client, run.run_id) == [theirs.encode()]  # the run's own ones removed
     assert b"not the run's" in client.smembers(theirs)
 
-    later = sqlite_service.resume_action(incident, run.run_id, run.targets)
+    later = sqlite_service.resume_action(incident, run.run_id, {"cache": run.target})
     later.rollback(later.phrase)
     assert later.kept == [f"{theirs} changed after the apply"]
     assert staging(client, run.run_id) == [theirs.encode()]
@@ -509,7 +509,7 @@ def test_a_record_scan_returns_twice_is_indexed_once(
     assert outcome.ok, outcome.error
     assert client.smembers("idx:project:p1") == {b"1", b"2", b"3", b"4", b"5"}
     assert client.smembers("idx:user:u1") == {b"1", b"2"}
-    later = sqlite_service.resume_action(incident, run.run_id, run.targets)
+    later = sqlite_service.resume_action(incident, run.run_id, {"cache": run.target})
     later.rollback(later.phrase)
     assert later.kept == []  # every key the run made compared equal to what it recorded
 
@@ -599,7 +599,7 @@ def test_a_lock_taken_over_mid_rollback_stops_it_at_the_next_batch(
         if p.unit == "keys compared and restored" and client.get(LOCK) != theirs.encode():
             client.set(LOCK, theirs, px=60_000)
 
-    later = sqlite_service.resume_action(incident, run.run_id, run.targets, progress)
+    later = sqlite_service.resume_action(incident, run.run_id, {"cache": run.target}, progress)
     with pytest.raises(LockLost):
         later.rollback(later.phrase)
 

@@ -108,7 +108,7 @@ def write_rows(home: Path, rows: list[tuple[Any, ...]]) -> None:
         for row in rows:
             incident, seq, at, actor, kind, payload, schema = row
             con.execute(
-                "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO events (incident_id, seq, at, actor, type, payload, schema) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (incident, seq, at, actor, kind, payload, schema),
             )
             if isinstance(payload, _Text):
@@ -527,12 +527,14 @@ def test_bytes_that_are_not_utf8_in_any_column_cost_one_row_not_the_log(
         with sqlite3.connect(home / DB_NAME) as con:
             # an incident whose id is not UTF-8, and a row of the victim with a bad actor
             con.execute(
-                "INSERT INTO events VALUES (CAST(x'ff41' AS TEXT), 1, ?, 'root', 'opened', "
+                "INSERT INTO events (incident_id, seq, at, actor, type, payload, schema) VALUES ("
+                "CAST(x'ff41' AS TEXT), 1, ?, 'root', 'opened', "
                 "'{}', 1)",
                 (T,),
             )
             con.execute(
-                "INSERT INTO events VALUES (?, 4, ?, CAST(x'c3' AS TEXT), 'note_added', "
+                "INSERT INTO events (incident_id, seq, at, actor, type, payload, schema) VALUES ("
+                "?, 4, ?, CAST(x'c3' AS TEXT), 'note_added', "
                 '\'{"text": "x"}\', 1)',
                 (victim, T),
             )
