@@ -26,11 +26,16 @@ def cancellable(work: Any, name: str, cancel: Any) -> Any:
         finally:
             done.set()
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    worker = threading.Thread(target=run, name=name, daemon=True)
     try:
+        # Started inside the ``try``: a Ctrl-C that lands just after the start still
+        # cancels the work instead of leaving it running while the command exits.
+        worker.start()
         while not done.wait(0.2):
             pass
     except KeyboardInterrupt:
+        if not worker.is_alive() and not done.is_set():
+            raise  # interrupted before the work began: nothing to cancel or wait for
         cancel()
         while not done.wait(0.2):
             pass

@@ -255,7 +255,22 @@ class ActionScreen(ModalScreen[None]):
         assert self.run is not None
         self._say(lit(f"✗ {outcome.stage} failed: {outcome.error}", "bold red"))
         if not outcome.rollback_offered:
-            self._say(lit("Nothing was written, so there is nothing to roll back. Esc closes."))
+            self._say(
+                lit(
+                    "Nothing of this run is left on the target, so there is nothing to "
+                    "roll back. Esc closes."
+                )
+            )
+            return
+        if self.run.cancelled:
+            # As in the CLI: after a cancel nothing more runs on its own; the rollback
+            # stays on offer with G on the step, as a decision of its own.
+            self._say(
+                lit(
+                    "Cancelled. The rollback stays on offer: G on the action's step "
+                    "rolls this run back. Esc closes."
+                )
+            )
             return
         self._ask(
             "rollback",
