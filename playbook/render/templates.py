@@ -1,5 +1,9 @@
 """The one place status messages are rendered.
 
+(Over 600 lines: the sandbox's budget is one mechanism — the rewritten loops, the
+intercepted calls and the size checks share one counter and one deadline — and splitting
+it would spread one promise over several files.)
+
 One immutable sandboxed Jinja environment per template directory, with
 StrictUndefined: a template cannot reach Python internals or mutate values, a
 missing variable is an error that names it (never a blank in a published message),
