@@ -95,7 +95,9 @@ def prepare_diagnostic(
         from playbook.adapters.shell.adapter import refuse_option_values
 
         dumped = diagnostic.model_dump(by_alias=True)
-        raw_query: dict[str, Any] = {k: dumped[k] for k in ("argv", "env", "network", "exit_codes")}
+        raw_query: dict[str, Any] = {
+            k: dumped[k] for k in ("argv", "env", "network", "exit_codes", "extract")
+        }
         flagged = {name for name, param in diagnostic.params.items() if param.option}
         refuse_option_values(raw_query["argv"], values, flagged)
         # The program must not read the incidents, evidence or backups either.

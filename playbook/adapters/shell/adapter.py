@@ -77,10 +77,14 @@ class ShellAdapter(Adapter):
             isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes
         ):
             raise Refused("Refused: exit_codes lists whole numbers from 0 to 255.")
+        extract_spec = q.get("extract")
+        if extract_spec is not None and not isinstance(extract_spec, dict):
+            raise Refused("Refused: a shell diagnostic's extract is a mapping.")
         _sandbox_or_opt_in(request)
 
     def run(self, request: RunRequest, ctx: RunContext, sink: Sink) -> dict[str, Any]:
         from playbook.adapters.shell.runner import (  # deferred: see the module's docstring
+            MAX_LINE,
             MAX_OUTPUT,
             build_policy,
             child_env,
@@ -94,13 +98,20 @@ class ShellAdapter(Adapter):
         declared = dict(request.query.get("env") or {})
         allowed_ports = ports(request.query.get("network") or [])
         codes = list(request.query.get("exit_codes", [0]))
+        spec = request.query.get("extract")
+        # With an extractor the whole output is cut after the run, so lines are kept in
+        # memory (the 4 MB output cap bounds them) rather than streamed to the evidence,
+        # and a JSON document is not cut into 4,000-byte lines.
+        out = Sink(None, keep=MAX_OUTPUT) if spec else sink
+        room = MAX_OUTPUT if spec else request.limit
+        max_line = MAX_OUTPUT if spec and spec.get("json") is not None else MAX_LINE
         with private_folder() as folder:
             policy = build_policy(
                 folder, allowed_ports, support, unreadable=request.options.get("unreadable", ())
             )
             env = child_env(declared, folder, policy)
             program = resolve_program(argv[0], env["PATH"], policy)
-            outcome = supervise(program, argv, env, folder, policy, ctx, sink, request.limit)
+            outcome = supervise(program, argv, env, folder, policy, ctx, out, room, max_line)
         if outcome.escaped:
             raise RunError(
                 f"{argv[0]} killed its supervisor: processes it started may still be running.",
@@ -144,7 +155,20 @@ class ShellAdapter(Adapter):
             metrics["background_killed"] = outcome.killed
         if code != 0 and last_err:
             metrics["stderr"] = last_err
+        if spec:
+            metrics.update(_extracted(spec, out, sink, request.limit))
         return metrics
+
+
+def _extracted(spec: dict[str, Any], out: Sink, sink: Sink, limit: int) -> dict[str, Any]:
+    """The rows the extractor cut from the kept output, into the evidence; their numbers."""
+    from playbook.adapters.shell.extract import extract
+    from playbook.core.diagnostics import column_numbers
+
+    rows, numbers = extract(spec, [row["line"] for row in out.rows])
+    for row in rows[:limit]:
+        sink.add(row)
+    return {"count": len(rows), "rows": min(len(rows), limit), **column_numbers(rows, numbers)}
 
 
 # --------------------------------------------------------------------------- checks
