@@ -250,6 +250,7 @@ class HttpAdapter(Adapter):
     kind = "http"
     description = "A JSON endpoint over HTTP(S), GET only; numbers and time ages picked by path"
     diagnostic_model = HttpDiagnostic
+    schemes = frozenset({"http", "https"})
 
     max_body: int = MAX_BODY
 

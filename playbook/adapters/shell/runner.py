@@ -130,10 +130,13 @@ def build_policy(
     support: sandbox.Support,
     unreadable: Collection[str] = (),
     roots: tuple[str, ...] = sandbox.SYSTEM_ROOTS,
+    readable_files: Collection[str] = (),
 ) -> sandbox.Policy:
     """The run's policy: read the system roots (minus :func:`unreadable_paths`), write
-    ``folder``, use the harmless devices, connect to ``allowed_ports``."""
+    ``folder``, use the harmless devices, connect to ``allowed_ports``; also read each
+    of ``readable_files`` (an ssh target's key and known hosts), those files only."""
     rules = sandbox.readable_rules(roots, unreadable_paths(unreadable))
+    rules += [sandbox.Rule(os.path.realpath(f), sandbox.FS_READ_FILE) for f in readable_files]
     rules.append(sandbox.Rule(str(folder.resolve()), sandbox.PRIVATE_RIGHTS))
     rules += [sandbox.Rule(d, sandbox.DEVICE_RIGHTS) for d in sandbox.DEVICES if os.path.exists(d)]
     return sandbox.Policy(
