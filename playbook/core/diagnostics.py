@@ -352,7 +352,7 @@ def strict_number(text: str, strip: str = "") -> int | float | None:
     value = text.strip()
     if strip:
         value = value.removesuffix(strip).removeprefix(strip).strip()
-    if len(value) > 40 or not _NUMBER.fullmatch(value):
+    if len(value) > 400 or not _NUMBER.fullmatch(value):  # 1e308 spelt out is 309
         return None
     if "." in value or "e" in value or "E" in value:
         number = float(value)

@@ -262,9 +262,12 @@ class HttpAdapter(Adapter):
         build_url(request.uri, query.get("path", ""))
         pick = query.get("pick", {})
         if not isinstance(pick, dict) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and v for k, v in pick.items()
+            isinstance(k, str) and k and _pick_path(v) for k, v in pick.items()
         ):
-            raise RunError("The pick of an http diagnostic maps number names to paths (text).")
+            raise RunError(
+                "The pick of an http diagnostic maps number names to paths (text), or to "
+                "{path: …, as: number}."
+            )
         taken = sorted(set(pick) & set(RESERVED))
         if taken:
             raise RunError(
@@ -305,11 +308,14 @@ def _numbers(
     metrics: dict[str, Any] = {"status": status, "bytes": len(body)}
     row: dict[str, Any] = {"status": status, "bytes": len(body)}
     missing: dict[str, str] = {}
-    for name, path in (request.query.get("pick") or {}).items():
+    for name, spec in (request.query.get("pick") or {}).items():
+        path = _pick_path(spec)
         found, value = pick_value(doc, path)
         if not found:
             missing[name] = path
             continue
+        if isinstance(spec, dict):  # declared a number: converted, or the run is an error
+            value = _declared_number(name, value, spec.get("strip") or "", clean)
         row[name] = _row_value(value)
         if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
             metrics[name] = value
@@ -322,6 +328,47 @@ def _numbers(
         row["missing"] = missing
     sink.add(row)
     return metrics
+
+
+def _pick_path(spec: object) -> str:
+    """The path of a pick: the text itself, or a declared pick's ``path`` ("" if neither)."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and spec.get("as") == "number":
+        path = spec.get("path")
+        return path if isinstance(path, str) else ""
+    return ""
+
+
+def _declared_number(name: str, value: Any, strip: str, clean: Callable[[str], str]) -> int | float:
+    """A picked value declared ``as: number``: a JSON number as it is, a string read
+    strictly (:func:`playbook.core.diagnostics.strict_number`).
+
+    Raises:
+        RunError: naming the pick and the value (escaped, cut, secrets removed).
+    """
+    from playbook.core.diagnostics import strict_number
+
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    number = strict_number(value, strip) if isinstance(value, str) else None
+    if number is None:
+        shown = repr(clean(_escaped(value, 60))) if isinstance(value, str) else _kind(value)
+        raise RunError(
+            f"The value picked as {name!r} is declared a number, but the answer has {shown}.",
+            "Check the pick's path against the answer, or its `strip`.",
+        )
+    return number
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return _row_value(value)
+    return repr(value)
 
 
 class _Call:
