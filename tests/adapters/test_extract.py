@@ -69,6 +69,8 @@ def test_garbage_where_a_number_is_declared_is_an_error_naming_column_and_text(
     assert payload["verdict"] == "error"
     assert "use_percent" in payload["error"] and "9five" in payload["error"]
     assert "use_percent" not in payload["metrics"]
+    # the evidence keeps the output the extractor could not read
+    assert Harness.file_rows(payload) == [{"line": "Use%"}, {"line": " 9five%"}]
 
 
 @pytest.mark.parametrize("text", ["95.5.1", "1_000", "NaN", "inf", "0x5f", "+95", "٩٥"])
@@ -173,3 +175,35 @@ def test_a_bad_extractor_is_refused_when_the_playbook_loads(
     with pytest.raises(PlaybookInvalid) as caught:
         load_playbook(path)
     assert says in caught.value.message
+
+
+def _matchers_alive() -> int:
+    """Child interpreters of the regex extractor still running on this machine."""
+    alive = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"rx, rows = re.compile" in (proc / "cmdline").read_bytes():
+                alive += 1
+        except OSError:
+            continue
+    return alive
+
+
+def test_a_regex_that_backtracks_forever_ends_at_the_deadline(tmp_path: Path) -> None:
+    """Python's re cannot be interrupted; the match runs in a child the deadline kills."""
+    import time
+
+    extract = {"regex": r"(?P<x>(a+)+$)"}
+    diagnostic = {**printing("a" * 40 + "!\n", extract), "timeout": "2s"}
+    started = time.monotonic()
+    payload = Harness(tmp_path).run(diagnostic)
+    assert time.monotonic() - started < 10
+    assert payload["verdict"] == "error" and "deadline" in payload["error"], payload
+    assert _matchers_alive() == 0
+
+
+def test_a_regex_matching_everywhere_is_stopped(tmp_path: Path) -> None:
+    diagnostic = printing("", {"regex": r"(?P<x>a*)"})
+    diagnostic["argv"] = [PRINTF, "%s\n", *["x" * 3999] * 30]  # 4,000 empty matches a line
+    payload = Harness(tmp_path).run(diagnostic)
+    assert payload["verdict"] == "error" and "more than" in payload["error"], payload

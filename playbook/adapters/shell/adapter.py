@@ -191,7 +191,7 @@ class ShellAdapter(Adapter):
         if code != 0 and last_err:
             metrics["stderr"] = last_err
         if spec:
-            metrics.update(_extracted(spec, out, sink, request.limit))
+            metrics.update(_extracted(spec, out, sink, request.limit, ctx))
         return metrics
 
 
@@ -218,12 +218,20 @@ def _remote(uri: str) -> SshTarget | None:
     )
 
 
-def _extracted(spec: dict[str, Any], out: Sink, sink: Sink, limit: int) -> dict[str, Any]:
+def _extracted(
+    spec: dict[str, Any], out: Sink, sink: Sink, limit: int, ctx: RunContext
+) -> dict[str, Any]:
     """The rows the extractor cut from the kept output, into the evidence; their numbers."""
     from playbook.adapters.shell.extract import extract
     from playbook.core.diagnostics import column_numbers
 
-    rows, numbers = extract(spec, [row["line"] for row in out.rows])
+    lines = [row["line"] for row in out.rows]
+    try:
+        rows, numbers = extract(spec, lines, ctx)
+    except RunError:  # (a deadline or a cancel too: DeadlineExceeded is a RunError)
+        for line in lines[:limit]:  # the evidence shows the output it could not read
+            sink.add({"line": line})
+        raise
     for row in rows[:limit]:
         sink.add(row)
     return {"count": len(rows), "rows": min(len(rows), limit), **column_numbers(rows, numbers)}

@@ -19,10 +19,31 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from typing import Any
 
-from playbook.adapters.base import RunError
+from playbook.adapters.base import RunContext, RunError
 from playbook.core.diagnostics import strict_number
+
+MAX_MATCHES = 100_000
+"""Rows a regex may cut from one output (``(?P<x>a*)`` matches at every position)."""
+
+# The playbook's regex is untrusted, and Python's ``re`` cannot be stopped once a match
+# runs (``(a+)+$`` on a 30-character line takes minutes, holding the GIL: no watchdog
+# could even run). So it runs in a child interpreter the run's deadline and cancel kill.
+# Cost: one interpreter start (about 20 ms, isolated mode, no site) per regex run.
+_MATCHER = """
+import json, re, sys
+spec = json.load(sys.stdin)
+rx, rows = re.compile(spec["pattern"]), []
+for line in spec["lines"]:
+    for match in rx.finditer(line):
+        rows.append(match.groupdict())
+        if len(rows) > spec["most"]:
+            sys.exit(3)
+json.dump(rows, sys.stdout)
+"""
 
 SHOWN = 60
 """Characters of an offending text quoted back."""
@@ -33,7 +54,9 @@ def _shown(text: str) -> str:
     return repr(cut) + ("…" if len(text) > SHOWN else "")
 
 
-def extract(spec: dict[str, Any], lines: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def extract(
+    spec: dict[str, Any], lines: list[str], ctx: RunContext
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of ``lines`` cut by ``spec`` (the ``extract:`` block as a dict), and the
     names of the number columns.
 
@@ -48,19 +71,47 @@ def extract(spec: dict[str, Any], lines: list[str]) -> tuple[list[dict[str, Any]
     else:
         body = lines[int(spec.get("skip") or 0) :]
         if spec.get("regex") is not None:
-            raw = _regex_rows(spec["regex"], body)
+            raw = _regex_rows(spec["regex"], body, ctx)
         else:
             raw = _column_rows(spec["columns"], body, int(spec.get("skip") or 0))
     rows = [_typed(row, fields, n) for n, row in enumerate(raw, 1)]
     return rows, numbers
 
 
-def _regex_rows(pattern: str, lines: list[str]) -> list[dict[str, Any]]:
-    compiled = re.compile(pattern)
-    rows = []
-    for line in lines:
-        for match in compiled.finditer(line):
-            rows.append(dict(match.groupdict()))
+def _regex_rows(pattern: str, lines: list[str], ctx: RunContext) -> list[dict[str, Any]]:
+    """Every match of ``pattern`` in each line, matched in a child the deadline kills.
+
+    Raises:
+        RunError: more than :data:`MAX_MATCHES` matches, or the child failed.
+        DeadlineExceeded | Cancelled: the run's deadline passed or it was cancelled
+            while matching (a pattern that backtracks without end).
+    """
+    ctx.check()
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _MATCHER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    ctx.on_stop(proc.kill)
+    order = json.dumps({"pattern": pattern, "lines": lines, "most": MAX_MATCHES})
+    try:
+        out, err = proc.communicate(order.encode("utf-8", "surrogatepass"), ctx.remaining())
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        ctx.check()  # past the deadline now: says so
+        raise RunError("The extractor's regex did not finish before the deadline.") from None
+    ctx.check()  # killed by a cancel or the watchdog: say that, not the symptom
+    if proc.returncode == 3:
+        raise RunError(
+            f"The extractor's regex matched more than {MAX_MATCHES:,} times.",
+            "Make the pattern match something that is there (not an empty string).",
+        )
+    if proc.returncode != 0:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise RunError(f"The extractor's regex failed: {_shown(last[0])}")
+    rows: list[dict[str, Any]] = json.loads(out)
     return rows
 
 

@@ -25,8 +25,9 @@ What protects what:
 
 The target (from the responder's config) may add ``?identity=/path/key`` and
 ``?known_hosts=/path/known_hosts``: the only files of the responder's home the ssh
-process may read. Without ``known_hosts`` the host key cannot be checked and BatchMode
-refuses the connection: that is intended.
+process may read. Without ``known_hosts`` only the system's
+``/etc/ssh/ssh_known_hosts`` vouches for the host key, and an unknown key makes
+BatchMode refuse the connection: that is intended (no key is ever accepted blindly).
 """
 
 from __future__ import annotations
