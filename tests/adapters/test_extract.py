@@ -14,6 +14,7 @@ from numbers_harness import Harness
 
 from playbook.adapters.plugins import load_playbook
 from playbook.core.loader import PlaybookInvalid
+from playbook.errors import ExitCode
 
 PRINTF = shutil.which("printf", path="/usr/bin:/bin")
 DF_AT_95 = "Use%\n 95%\n"
@@ -207,3 +208,15 @@ def test_a_regex_matching_everywhere_is_stopped(tmp_path: Path) -> None:
     diagnostic["argv"] = [PRINTF, "%s\n", *["x" * 3999] * 30]  # 4,000 empty matches a line
     payload = Harness(tmp_path).run(diagnostic)
     assert payload["verdict"] == "error" and "more than" in payload["error"], payload
+
+
+def test_the_cli_shows_the_failing_number(tmp_path: Path, cli: Any) -> None:
+    """`playbook diag run` end to end: df at 95 % is a FAIL with the number that decided."""
+    path = Harness(tmp_path).playbook(printing(DF_AT_95, DF_EXTRACT, AT_MOST_90))
+    opened = cli("open", str(path), "--title", "disk", "--json")
+    incident = json.loads(opened.output)["id"]
+    result = cli("diag", "run", incident, "check", "--target", "local=local:")
+    assert "FAIL" in result.output and "use_percent = 95 (healthy: <= 90)" in result.output, (
+        result.output
+    )
+    assert result.exit_code == ExitCode.UNHEALTHY

@@ -119,3 +119,21 @@ def test_the_shell_adapter_alone_refuses_a_foreign_scheme() -> None:
     request = RunRequest("d", {"argv": ["true"]}, "redis://127.0.0.1:6379/0")
     with pytest.raises(Refused, match="'local' and 'ssh', not 'redis'"):
         ShellAdapter().check(request)
+
+
+def test_the_cli_refuses_with_exit_7_and_no_traceback(tmp_path: Path, cli: Any) -> None:
+    """`playbook diag run` of a shell diagnostic whose target is redis://: a clear
+    refusal, the REFUSED exit code, and the program never ran."""
+    import json
+
+    canary = tmp_path / "ran-locally"
+    path = Harness(tmp_path).playbook(
+        {"title": "t", "target": "t", "timeout": "10s", **_shell(canary)}
+    )
+    opened = cli("open", str(path), "--title", "disk", "--json")
+    assert opened.exit_code == 0, opened.output
+    incident = json.loads(opened.output)["id"]
+    result = cli("diag", "run", incident, "check", "--target", "t=redis://127.0.0.1:1/0")
+    assert result.exit_code == ExitCode.REFUSED, result.output
+    assert "scheme 'redis'" in result.output and "Traceback" not in result.output
+    assert not canary.exists()
