@@ -99,6 +99,12 @@ class StandIn(BaseHTTPRequestHandler):
         if query == "huge":
             body = json.dumps(vector(*[({"i": str(i)}, "1") for i in range(5000)])).encode()
             status = 200
+        elif query == "echo":  # a server that quotes the request's credentials back
+            auth = self.headers.get("Authorization", "")
+            body = json.dumps(
+                {"status": "error", "errorType": "bad_data", "error": f"denied for {auth}"}
+            ).encode()
+            status = 400
         elif query == "elsewhere":
             self.send_response(302)
             self.send_header("Location", "http://example.invalid/api/v1/query")
@@ -278,3 +284,18 @@ def test_a_silent_server_ends_at_the_connect_timeout(tmp_path: Path) -> None:
     finally:
         silent.close()
     assert payload["verdict"] == "error" and "connect timeout" in payload["error"]
+
+
+def test_credentials_are_sent_but_never_shown(tmp_path: Path, base: str) -> None:
+    import base64
+
+    password = "Pr0m-s3cret-pw"
+    with_auth = base.replace("http://", f"http://reader:{password}@")
+    payload = prom(tmp_path, with_auth, "echo")
+    assert payload["verdict"] == "error" and "denied for Basic " in payload["error"]  # sent
+    token = base64.b64encode(f"reader:{password}".encode()).decode()
+    written = "\n".join(
+        p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()
+    )
+    assert password not in written and token not in written
+    assert password not in json.dumps(payload) and token not in json.dumps(payload)
