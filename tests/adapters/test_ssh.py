@@ -103,6 +103,7 @@ def test_ssh_gets_batch_mode_a_connect_timeout_and_the_target(
 ) -> None:
     payload = remote(tmp_path).run(diagnostic(["true"], connect_timeout="3s"))
     assert payload["verdict"] == "pass", payload
+    assert payload["metrics"]["remote"] is True  # the evidence says it ran elsewhere
     argv = argv_of(fake_ssh)
     pairs = {argv[i + 1] for i, a in enumerate(argv) if a == "-o"}
     assert {"BatchMode=yes", "ConnectTimeout=3", "StrictHostKeyChecking=yes"} <= pairs

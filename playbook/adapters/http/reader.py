@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
 from playbook.adapters.http.models import HttpDiagnostic
+from playbook.adapters.http.numbers import declared_number
 from playbook.redaction import basic_credentials
 
 if TYPE_CHECKING:
@@ -315,7 +316,7 @@ def _numbers(
             missing[name] = path
             continue
         if isinstance(spec, dict):  # declared a number: converted, or the run is an error
-            value = _declared_number(name, value, spec.get("strip") or "", clean)
+            value = declared_number(name, value, spec.get("strip") or "", clean)
         row[name] = _row_value(value)
         if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
             metrics[name] = value
@@ -340,39 +341,11 @@ def _pick_path(spec: object) -> str:
     return ""
 
 
-def _declared_number(name: str, value: Any, strip: str, clean: Callable[[str], str]) -> int | float:
-    """A picked value declared ``as: number``: a JSON number as it is, a string read
-    strictly (:func:`playbook.core.diagnostics.strict_number`).
-
-    Raises:
-        RunError: naming the pick and the value (escaped, cut, secrets removed).
-    """
-    from playbook.core.diagnostics import strict_number
-
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return value
-    number = strict_number(value, strip) if isinstance(value, str) else None
-    if number is None:
-        shown = repr(clean(_escaped(value, 60))) if isinstance(value, str) else _kind(value)
-        raise RunError(
-            f"The value picked as {name!r} is declared a number, but the answer has {shown}.",
-            "Check the pick's path against the answer, or its `strip`.",
-        )
-    return number
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return _row_value(value)
-    return repr(value)
-
-
 class _Call:
-    """One run's connections: opened, followed through redirects, shut down on stop."""
+    """One run's connections: opened, followed through redirects, shut down on stop.
+
+    Also the client of :mod:`playbook.adapters.prometheus.reader`, which subclasses it
+    (as :data:`Call`) to read the bodies of the errors its API documents."""
 
     def __init__(self, request: RunRequest, ctx: RunContext, max_body: int) -> None:
         path = request.query.get("path", "")
@@ -596,3 +569,10 @@ class _Call:
         for sock in [*self.sockets, *self.handles]:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+# The pieces the prometheus reader reuses, so there is one HTTP client with one set of
+# promises (GET only, same-host redirects, the body cap, the deadline, no secret shown).
+Call = _Call
+escaped = _escaped
+no_constant = _no_constant

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink
-from playbook.adapters.http.reader import MAX_BODY, _Call, _escaped, _no_constant, build_url
+from playbook.adapters.http.reader import MAX_BODY, Call, build_url, escaped, no_constant
 from playbook.adapters.prometheus.models import PrometheusDiagnostic
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class PrometheusAdapter(Adapter):
         return _samples(status, body, call.clean, sink, request.limit)
 
 
-class _PromCall(_Call):
+class _PromCall(Call):
     """The HTTP reader's call, also reading the body of the API's documented errors."""
 
     def _ok(self, response: http.client.HTTPResponse) -> http.client.HTTPResponse:
@@ -113,9 +113,9 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
     from playbook.core.diagnostics import column_numbers
 
     try:
-        doc = json.loads(body, parse_constant=_no_constant)
+        doc = json.loads(body, parse_constant=no_constant)
     except (ValueError, RecursionError):
-        begins = clean(_escaped(clean(body[:_SHOWN].decode("utf-8", "replace"))))
+        begins = clean(escaped(clean(body[:_SHOWN].decode("utf-8", "replace"))))
         raise RunError(
             f"The answer is not JSON ({len(body):,} bytes); it begins: {begins or '(nothing)'}",
             "Check that the target is the Prometheus server's base URL.",
@@ -123,8 +123,8 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
     if not isinstance(doc, dict) or doc.get("status") not in ("success", "error"):
         raise RunError("The answer is JSON but not a Prometheus API answer (no status).")
     if doc["status"] == "error":
-        kind = clean(_escaped(str(doc.get("errorType") or "error"), 40))
-        said = clean(_escaped(str(doc.get("error") or ""), _SHOWN))
+        kind = clean(escaped(str(doc.get("errorType") or "error"), 40))
+        said = clean(escaped(str(doc.get("error") or ""), _SHOWN))
         raise RunError(
             f"Prometheus answered {status} {kind}: {said}",
             "A bad_data error is the expression itself; 503 is the server timing out.",
@@ -146,7 +146,7 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
         rows = [_row({}, result[0], result[1], number=kind == "scalar")]
     else:
         raise RunError(
-            f"The answer's result type {clean(_escaped(str(kind), 40))!r} is not one "
+            f"The answer's result type {clean(escaped(str(kind), 40))!r} is not one "
             "playbook reads (vector, scalar, string)."
         )
     for row in rows[:limit]:
@@ -200,6 +200,6 @@ def _row(labels: dict[str, Any], at: object, value: object, *, number: bool) -> 
         return row
     parsed = strict_number(value)
     if parsed is None:
-        raise RunError(f"A sample's value is not a number: {_escaped(value, 60)!r}.")
+        raise RunError(f"A sample's value is not a number: {escaped(value, 60)!r}.")
     row["value"] = parsed
     return row

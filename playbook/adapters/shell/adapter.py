@@ -184,6 +184,9 @@ class ShellAdapter(Adapter):
             "bytes": outcome.bytes,
             "sandboxed": policy.landlock,
         }
+        if remote is not None:
+            # "sandboxed" is then about the local ssh process; the program ran elsewhere.
+            metrics["remote"] = True
         if outcome.lines_cut:
             metrics["lines_cut"] = outcome.lines_cut
         if outcome.killed:

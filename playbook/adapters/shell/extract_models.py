@@ -24,7 +24,7 @@ from playbook.core.model import Model
 
 RESERVED = frozenset(
     {"exit_code", "count", "lines", "rows", "bytes", "sandboxed", "stderr", "lines_cut"}
-    | {"background_killed", "line"}
+    | {"background_killed", "line", "remote"}
 )
 """Numbers a shell run sets itself; a column may not take their names."""
 
