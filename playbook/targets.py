@@ -37,7 +37,7 @@ from urllib.parse import quote, urlsplit
 
 from playbook import redaction, trust
 from playbook.core.text import inline
-from playbook.errors import UsageError
+from playbook.errors import ExitCode, PlaybookError, UsageError
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 CONFIG_NAME = trust.CONFIG_NAME
@@ -443,3 +443,50 @@ def resolve_target(name: str, targets: Mapping[str, Target]) -> Target:
     for notice in getattr(targets, "notices", ()):
         advice += f"\nAlso: {notice}"
     raise UsageError(f"No target named {name!r}.", advice)
+
+
+# --------------------------------------------------------------------------- schemes
+
+
+class SchemeRefused(PlaybookError):
+    """A target's scheme is not one its diagnostic's kind can honour: nothing ran."""
+
+    exit_code = ExitCode.REFUSED
+
+
+def scheme_of(uri: str) -> str:
+    """The URI's scheme in lower case; ``""`` when it has none (``host=db dbname=app``)."""
+    try:
+        return urlsplit(uri).scheme.lower()
+    except ValueError:
+        return ""
+
+
+def check_scheme(target: Target, kind: str, schemes: Iterable[str] | None) -> None:
+    """Refuse ``target`` for a diagnostic or action of ``kind`` unless its scheme is one
+    of ``schemes`` (the adapter's :attr:`~playbook.adapters.base.Adapter.schemes`; None
+    means the adapter checks for itself).
+
+    The one place the rule lives, for every kind: a shell diagnostic given ``redis://``
+    or an http one given ``ssh://`` is refused here, never run somewhere else. The
+    message names the scheme only: the rest of a URI may hold a password.
+
+    Raises:
+        SchemeRefused: naming the target, its scheme and the schemes the kind takes.
+    """
+    if schemes is None:
+        return
+    allowed = frozenset(schemes)
+    scheme = scheme_of(target.uri)
+    if scheme in allowed:
+        return
+    # Schemes by name only: a whole URI such as ``local:`` is remembered as a secret
+    # (redaction cannot tell its parts), and any other part may hold a password.
+    shown = ", ".join(repr(s) if s else "none (key=value)" for s in sorted(allowed))
+    given = f"the scheme {scheme!r}" if scheme else "no scheme"
+    raise SchemeRefused(
+        f"Refused: target {target.name!r} has {given}, which a diagnostic of kind "
+        f"{kind} cannot reach; that kind takes the schemes {shown}. Nothing was run.",
+        f"Point the diagnostic at a {kind} target, or define {target.name!r} with one of "
+        "those schemes in your playbook.toml.",
+    )

@@ -419,6 +419,13 @@ class Adapter(ABC):
     ``query:``, the block :attr:`RunRequest.query` holds. Takes precedence over
     :attr:`query_model`. (Only the built-in shell kind puts its fields beside the common
     ones, ``argv:`` rather than ``query: {argv:}``; the service knows that one.)"""
+    schemes: ClassVar[frozenset[str] | None] = None
+    """The target URI schemes this kind can honour (``{"redis", "rediss", "unix"}``), lower
+    case; ``""`` stands for a URI without one (libpq's ``host=… dbname=…``). A target
+    of any other scheme is refused before anything runs, by
+    :func:`playbook.targets.check_scheme`, so nothing silently runs somewhere else (a
+    shell diagnostic given ``redis://`` used to run locally). None: the adapter checks
+    its targets itself (a third-party adapter written before this existed)."""
     action_model: ClassVar[type[BaseModel] | None] = None
     """The model of a guarded action of this kind, or None when it has none: a subclass of
     :class:`playbook.core.model.ActionBase` declaring ``kind: Literal["<kind>"]`` and

@@ -330,3 +330,55 @@ def evaluate(
     if missing and worst != FAIL:
         return Verdict(ERROR, checks, f"the run did not produce {', '.join(sorted(set(missing)))}")
     return Verdict(worst, checks)
+
+
+# --------------------------------------------------------------------------- numbers in text
+# Shell output, an HTTP value declared ``as: number`` and a Prometheus sample all arrive
+# as text; one strict reading serves them all, so "95%" is never 95 by accident and
+# "NaN" or "1_000" is never a number.
+
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]{1,3})?")
+"""ASCII digits, an optional fraction and exponent: what ``df``, ``ps`` or a JSON string
+print. Not ``+1``, ``.5``, ``1_000``, ``0x10``, ``inf`` or ``nan``."""
+
+
+def strict_number(text: str, strip: str = "") -> int | float | None:
+    """The number ``text`` spells, or None when it spells none.
+
+    Surrounding blanks are ignored, then ``strip`` (``"%"``) is removed once from the
+    end and once from the start; what is left must be a whole number (an ``int``) or a
+    decimal (a finite ``float``), nothing else.
+    """
+    value = text.strip()
+    if strip:
+        value = value.removesuffix(strip).removeprefix(strip).strip()
+    if len(value) > 400 or not _NUMBER.fullmatch(value):  # 1e308 spelt out is 309
+        return None
+    if "." in value or "e" in value or "E" in value:
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return int(value)
+
+
+def column_numbers(rows: list[Mapping[str, object]], columns: list[str]) -> dict[str, int | float]:
+    """The numbers a table of rows gives its expectations, for each number column ``c``:
+
+    - ``c`` itself only when there is exactly one row, so a check never looks at the
+      first of many rows and misses a bad one further down (with several rows it is
+      absent, and an expectation on it is an error, never a pass);
+    - ``c_min`` and ``c_max`` over every row that has it, whatever their number.
+    """
+    out: dict[str, int | float] = {}
+    for column in columns:
+        values = [
+            v
+            for row in rows
+            if isinstance(v := row.get(column), int | float) and not isinstance(v, bool)
+        ]
+        if not values:
+            continue
+        if len(rows) == 1:
+            out[column] = values[0]
+        out[f"{column}_min"] = min(values)
+        out[f"{column}_max"] = max(values)
+    return out

@@ -35,6 +35,7 @@ from playbook.service.diagnostics import (
 )
 from playbook.service.incidents import playbook_of
 from playbook.service.targets import target_for
+from playbook.targets import check_scheme
 
 if TYPE_CHECKING:
     from playbook.adapters.base import Progress
@@ -92,6 +93,9 @@ def start(
     values = resolve(action.params, given)
     target = target_for(state, action.target, targets)
     writer = plugins.load_writer(action.kind)
+    # A writer that declares its schemes is held to them as a diagnostic is (a shell
+    # action that runs only locally must declare {"local"}, so ssh:// is refused).
+    check_scheme(target, action.kind, getattr(writer, "schemes", None))
     now = ctx.clock.now()
     incident_id = state.id
 

@@ -71,6 +71,7 @@ def prepare_diagnostic(
     from playbook.adapters.base import Refused, RunRequest
     from playbook.core.diagnostics import resolve, substitute
     from playbook.service.targets import target_for
+    from playbook.targets import check_scheme
 
     check_actor(ctx)  # before anything runs: its result is recorded under this name
     state = get(ctx, ref).state
@@ -95,7 +96,9 @@ def prepare_diagnostic(
         from playbook.adapters.shell.adapter import refuse_option_values
 
         dumped = diagnostic.model_dump(by_alias=True)
-        raw_query: dict[str, Any] = {k: dumped[k] for k in ("argv", "env", "network", "exit_codes")}
+        raw_query: dict[str, Any] = {
+            k: dumped[k] for k in ("argv", "env", "network", "exit_codes", "extract")
+        }
         flagged = {name for name, param in diagnostic.params.items() if param.option}
         refuse_option_values(raw_query["argv"], values, flagged)
         # The program must not read the incidents, evidence or backups either.
@@ -108,6 +111,7 @@ def prepare_diagnostic(
         query["env"] = {k: str(v) for k, v in query["env"].items()}  # type: ignore[index]
     target = target_for(state, diagnostic.target, targets)
     adapter = plugins.load(diagnostic.kind)
+    check_scheme(target, diagnostic.kind, adapter.schemes)  # nothing runs elsewhere
     # What the responder's own config allows, read by the adapters under these keys;
     # a playbook cannot set them (they come from the targets, not the diagnostic).
     options["target"] = target.options

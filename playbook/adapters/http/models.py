@@ -8,7 +8,23 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from playbook.core.model import DiagnosticBase, Model, ParamRef
+
+
+class Pick(Model):
+    """A value picked by path and declared a number: a JSON string such as ``"0.93"``
+    (Prometheus, Thanos and many exporters send numbers so) becomes 0.93, and anything
+    that is not a number is an error naming the pick and the text, never a pass."""
+
+    path: str = Field(min_length=1)
+    """Dotted path into the JSON, as for a plain pick."""
+    as_: Literal["number"] = Field(alias="as")
+    """``number``: a JSON number, or a string of ASCII digits with an optional fraction
+    and exponent."""
+    strip: str = Field("", max_length=8)
+    """Removed once from the end and once from the start of a string first (``"%"``)."""
 
 
 class HttpQuery(Model):
@@ -16,10 +32,10 @@ class HttpQuery(Model):
 
     path: str | ParamRef = ""
     """Appended to the target's URL (``/get_discord_data_backup?latest=true``)."""
-    pick: dict[str, str] = {}
+    pick: dict[str, str | Pick] = Field(default_factory=dict)
     """Number name -> dotted path into the JSON (``data.timestamp``; ``items.#`` is a
     list's length). An ISO 8601 time becomes seconds since the epoch, and also gives
-    ``<name>_age_seconds``."""
+    ``<name>_age_seconds``. ``{path: …, as: number}`` reads a string as a number."""
 
 
 class HttpDiagnostic(DiagnosticBase):

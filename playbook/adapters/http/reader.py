@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
 from playbook.adapters.http.models import HttpDiagnostic
+from playbook.adapters.http.numbers import declared_number
 from playbook.redaction import basic_credentials
 
 if TYPE_CHECKING:
@@ -250,6 +251,7 @@ class HttpAdapter(Adapter):
     kind = "http"
     description = "A JSON endpoint over HTTP(S), GET only; numbers and time ages picked by path"
     diagnostic_model = HttpDiagnostic
+    schemes = frozenset({"http", "https"})
 
     max_body: int = MAX_BODY
 
@@ -261,9 +263,12 @@ class HttpAdapter(Adapter):
         build_url(request.uri, query.get("path", ""))
         pick = query.get("pick", {})
         if not isinstance(pick, dict) or not all(
-            isinstance(k, str) and k and isinstance(v, str) and v for k, v in pick.items()
+            isinstance(k, str) and k and _pick_path(v) for k, v in pick.items()
         ):
-            raise RunError("The pick of an http diagnostic maps number names to paths (text).")
+            raise RunError(
+                "The pick of an http diagnostic maps number names to paths (text), or to "
+                "{path: …, as: number}."
+            )
         taken = sorted(set(pick) & set(RESERVED))
         if taken:
             raise RunError(
@@ -304,11 +309,14 @@ def _numbers(
     metrics: dict[str, Any] = {"status": status, "bytes": len(body)}
     row: dict[str, Any] = {"status": status, "bytes": len(body)}
     missing: dict[str, str] = {}
-    for name, path in (request.query.get("pick") or {}).items():
+    for name, spec in (request.query.get("pick") or {}).items():
+        path = _pick_path(spec)
         found, value = pick_value(doc, path)
         if not found:
             missing[name] = path
             continue
+        if isinstance(spec, dict):  # declared a number: converted, or the run is an error
+            value = declared_number(name, value, spec.get("strip") or "", clean)
         row[name] = _row_value(value)
         if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
             metrics[name] = value
@@ -323,8 +331,21 @@ def _numbers(
     return metrics
 
 
+def _pick_path(spec: object) -> str:
+    """The path of a pick: the text itself, or a declared pick's ``path`` ("" if neither)."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and spec.get("as") == "number":
+        path = spec.get("path")
+        return path if isinstance(path, str) else ""
+    return ""
+
+
 class _Call:
-    """One run's connections: opened, followed through redirects, shut down on stop."""
+    """One run's connections: opened, followed through redirects, shut down on stop.
+
+    Also the client of :mod:`playbook.adapters.prometheus.reader`, which subclasses it
+    (as :data:`Call`) to read the bodies of the errors its API documents."""
 
     def __init__(self, request: RunRequest, ctx: RunContext, max_body: int) -> None:
         path = request.query.get("path", "")
@@ -548,3 +569,10 @@ class _Call:
         for sock in [*self.sockets, *self.handles]:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+# The pieces the prometheus reader reuses, so there is one HTTP client with one set of
+# promises (GET only, same-host redirects, the body cap, the deadline, no secret shown).
+Call = _Call
+escaped = _escaped
+no_constant = _no_constant

@@ -41,8 +41,10 @@ from playbook.adapters.base import (
     Sink,
 )
 from playbook.adapters.shell.models import ShellDiagnostic, parse_endpoint
+from playbook.targets import scheme_of
 
 if TYPE_CHECKING:
+    from playbook.adapters.shell.remote import SshTarget
     from playbook.adapters.shell.sandbox_linux import Support
 
 RESERVED_ENV = frozenset({"PATH", "HOME", "TMPDIR"})
@@ -55,6 +57,9 @@ class ShellAdapter(Adapter):
     kind = "shell"
     description = "A program run from an argument list (no shell), in a kernel sandbox"
     diagnostic_model = ShellDiagnostic
+    schemes = frozenset({"local", "ssh"})
+    """``local:`` runs the program on this machine; ``ssh://user@host[:port]`` on that
+    host through the system ``ssh`` (:mod:`playbook.adapters.shell.remote`)."""
 
     def check(self, request: RunRequest) -> None:
         q = request.query
@@ -72,15 +77,26 @@ class ShellAdapter(Adapter):
         if reserved:
             raise Refused(f"Refused: {reserved[0]} is set by playbook; a diagnostic cannot set it.")
         ports(q.get("network") or [])  # raises Refused on a malformed entry
+        remote = _remote(request.uri)
+        if remote is not None and q.get("network"):
+            raise Refused(
+                "Refused: `network:` is enforced on this machine only, and this diagnostic "
+                "runs on another host over ssh, where nothing limits its network.",
+                "Drop `network:` from the diagnostic, or run it on a local: target.",
+            )
         codes = q.get("exit_codes", [0])
         if not isinstance(codes, list) or not all(
             isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in codes
         ):
             raise Refused("Refused: exit_codes lists whole numbers from 0 to 255.")
+        extract_spec = q.get("extract")
+        if extract_spec is not None and not isinstance(extract_spec, dict):
+            raise Refused("Refused: a shell diagnostic's extract is a mapping.")
         _sandbox_or_opt_in(request)
 
     def run(self, request: RunRequest, ctx: RunContext, sink: Sink) -> dict[str, Any]:
         from playbook.adapters.shell.runner import (  # deferred: see the module's docstring
+            MAX_LINE,
             MAX_OUTPUT,
             build_policy,
             child_env,
@@ -94,13 +110,36 @@ class ShellAdapter(Adapter):
         declared = dict(request.query.get("env") or {})
         allowed_ports = ports(request.query.get("network") or [])
         codes = list(request.query.get("exit_codes", [0]))
+        spec = request.query.get("extract")
+        # With an extractor the whole output is cut after the run, so lines are kept in
+        # memory (the 4 MB output cap bounds them) rather than streamed to the evidence,
+        # and a JSON document is not cut into 4,000-byte lines.
+        out = Sink(None, keep=MAX_OUTPUT) if spec else sink
+        room = MAX_OUTPUT if spec else request.limit
+        max_line = MAX_OUTPUT if spec and spec.get("json") is not None else MAX_LINE
+        remote = _remote(request.uri)
+        readable: tuple[str, ...] = ()
+        if remote is not None:  # the sandbox confines ssh itself: its port, its files
+            allowed_ports, readable = (remote.port,), remote.readable
         with private_folder() as folder:
             policy = build_policy(
-                folder, allowed_ports, support, unreadable=request.options.get("unreadable", ())
+                folder,
+                allowed_ports,
+                support,
+                unreadable=request.options.get("unreadable", ()),
+                readable_files=readable,
             )
-            env = child_env(declared, folder, policy)
-            program = resolve_program(argv[0], env["PATH"], policy)
-            outcome = supervise(program, argv, env, folder, policy, ctx, sink, request.limit)
+            if remote is None:
+                env = child_env(declared, folder, policy)
+                run_argv = argv
+                program = resolve_program(argv[0], env["PATH"], policy)
+            else:
+                from playbook.adapters.shell.remote import ssh_argv
+
+                env = child_env({}, folder, policy)  # the declared env goes to the remote side
+                run_argv = ssh_argv(remote, argv, declared, ctx.connect_timeout)
+                program = resolve_program(run_argv[0], env["PATH"], policy)
+            outcome = supervise(program, run_argv, env, folder, policy, ctx, out, room, max_line)
         if outcome.escaped:
             raise RunError(
                 f"{argv[0]} killed its supervisor: processes it started may still be running.",
@@ -124,6 +163,13 @@ class ShellAdapter(Adapter):
         if code is None:  # the supervisor was stopped by someone else than this run
             raise RunError(f"{argv[0]} was stopped before it finished; the result is partial.")
         last_err = outcome.stderr.strip().splitlines()[-1][:300] if outcome.stderr.strip() else ""
+        if remote is not None and code == 255 and code not in codes:
+            raise RunError(
+                f"ssh to {remote.host}:{remote.port} failed (status 255): "
+                f"{last_err or 'no message'}.",
+                "Check the target's user, key (?identity=) and known hosts (?known_hosts=); "
+                "ssh runs in batch mode and never asks.",
+            )
         if code not in codes:
             expected = ", ".join(map(str, codes))
             raise RunError(
@@ -138,13 +184,60 @@ class ShellAdapter(Adapter):
             "bytes": outcome.bytes,
             "sandboxed": policy.landlock,
         }
+        if remote is not None:
+            # "sandboxed" is then about the local ssh process; the program ran elsewhere.
+            metrics["remote"] = True
         if outcome.lines_cut:
             metrics["lines_cut"] = outcome.lines_cut
         if outcome.killed:
             metrics["background_killed"] = outcome.killed
         if code != 0 and last_err:
             metrics["stderr"] = last_err
+        if spec:
+            metrics.update(_extracted(spec, out, sink, request.limit, ctx))
         return metrics
+
+
+def _remote(uri: str) -> SshTarget | None:
+    """The ssh target, or None for ``local:``.
+
+    Raises:
+        Refused: a scheme a shell diagnostic cannot honour (the service refused it
+            already; a caller of the adapter alone is held to the same rule), or a
+            malformed ssh target.
+    """
+    scheme = scheme_of(uri)
+    if scheme == "local":
+        return None
+    if scheme == "ssh":
+        from playbook.adapters.shell.remote import parse
+
+        return parse(uri)
+    raise Refused(
+        # Scheme names only: "local:" as a whole is remembered as a target URI, so
+        # redaction would mask it in any message.
+        f"Refused: a shell diagnostic takes targets of the schemes 'local' and 'ssh', "
+        f"not {scheme!r}. Nothing was run."
+    )
+
+
+def _extracted(
+    spec: dict[str, Any], out: Sink, sink: Sink, limit: int, ctx: RunContext
+) -> dict[str, Any]:
+    """The rows the extractor cut from the kept output, into the evidence; their numbers."""
+    from playbook.adapters.shell.extract import extract
+    from playbook.core.diagnostics import column_numbers
+
+    lines = [row["line"] for row in out.rows]
+    try:
+        rows, numbers = extract(spec, lines, ctx)
+    except RunError:  # (a deadline or a cancel too: DeadlineExceeded is a RunError)
+        for line in lines[:limit]:  # the evidence shows the output it could not read
+            sink.add({"line": line})
+        raise
+    for row in rows[:limit]:
+        sink.add(row)
+    return {"count": len(rows), "rows": min(len(rows), limit), **column_numbers(rows, numbers)}
 
 
 # --------------------------------------------------------------------------- checks

@@ -11,6 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
+from playbook.adapters.shell.extract_models import Extract
 from playbook.core.model import DiagnosticBase, ParamRef
 
 
@@ -84,3 +85,7 @@ class ShellDiagnostic(DiagnosticBase):
     exit_codes: list[Annotated[int, Field(ge=0, le=255)]] = Field([0], min_length=1)
     """Exit statuses that mean the program ran as intended (``[0, 1]`` for grep, whose
     1 means "no match"); any other status gives the verdict error."""
+    extract: Extract | None = None
+    """How stdout becomes rows with named columns, and which are numbers for `expect`
+    (``regex``, ``columns`` or ``json``; see README "Numbers from shell output").
+    Without it the rows are the output's lines."""

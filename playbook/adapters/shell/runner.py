@@ -130,10 +130,13 @@ def build_policy(
     support: sandbox.Support,
     unreadable: Collection[str] = (),
     roots: tuple[str, ...] = sandbox.SYSTEM_ROOTS,
+    readable_files: Collection[str] = (),
 ) -> sandbox.Policy:
     """The run's policy: read the system roots (minus :func:`unreadable_paths`), write
-    ``folder``, use the harmless devices, connect to ``allowed_ports``."""
+    ``folder``, use the harmless devices, connect to ``allowed_ports``; also read each
+    of ``readable_files`` (an ssh target's key and known hosts), those files only."""
     rules = sandbox.readable_rules(roots, unreadable_paths(unreadable))
+    rules += [sandbox.Rule(os.path.realpath(f), sandbox.FS_READ_FILE) for f in readable_files]
     rules.append(sandbox.Rule(str(folder.resolve()), sandbox.PRIVATE_RIGHTS))
     rules += [sandbox.Rule(d, sandbox.DEVICE_RIGHTS) for d in sandbox.DEVICES if os.path.exists(d)]
     return sandbox.Policy(
@@ -215,9 +218,11 @@ def supervise(
     ctx: RunContext,
     sink: Sink,
     limit: int,
+    max_line: int = MAX_LINE,
 ) -> Outcome:
     """Start the supervisor, stream the program's stdout into ``sink`` (at most
-    ``limit`` rows), and return once every process of the run is gone."""
+    ``limit`` rows, each line cut at ``max_line`` bytes), and return once every process
+    of the run is gone."""
     import json
 
     status_r, status_w = os.pipe()
@@ -265,7 +270,9 @@ def supervise(
         ctx.on_stop(stop)
         ctx.connected()
         out, err = proc.stdout.fileno(), proc.stderr.fileno()
-        _read_output(out, err, outcome, ctx, sink, stop, lambda: proc.poll() is not None, limit)
+        _read_output(
+            out, err, outcome, ctx, sink, stop, lambda: proc.poll() is not None, limit, max_line
+        )
         # The program may have closed its output and still run: the supervisor ends it
         # at the deadline (ours stops it first), so wait that long, not a fixed time.
         try:
@@ -297,6 +304,7 @@ def _read_output(
     stop: Callable[[], None],
     gone: Callable[[], bool],
     limit: int,
+    max_line: int = MAX_LINE,
 ) -> None:
     """Read both pipes to their end in chunks; the first ``limit`` lines of stdout
     become rows, and every line is counted.
@@ -347,9 +355,9 @@ def _read_output(
                 while True:
                     newline = pending.find(b"\n")
                     if newline < 0:
-                        if len(pending) > MAX_LINE:
+                        if len(pending) > max_line:
                             if not dropping:
-                                emit(pending[:MAX_LINE])
+                                emit(pending[:max_line])
                                 outcome.lines_cut += 1
                                 dropping = True
                             pending.clear()
@@ -359,9 +367,9 @@ def _read_output(
                     if dropping:
                         dropping = False
                         continue
-                    if len(line) > MAX_LINE:
+                    if len(line) > max_line:
                         outcome.lines_cut += 1
-                    emit(line[:MAX_LINE])
+                    emit(line[:max_line])
     if pending and not dropping:
         emit(pending)
     outcome.stderr = bytes(err_tail).decode("utf-8", "replace")

@@ -1,0 +1,1 @@
+"""Prometheus (and Thanos, Mimir, VictoriaMetrics: anything serving its HTTP API)."""

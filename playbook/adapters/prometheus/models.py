@@ -1,0 +1,28 @@
+"""What a playbook may ask of Prometheus: a diagnostic's ``query:``, an instant query."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from playbook.core.model import DiagnosticBase, Model, ParamRef
+
+
+class PrometheusQuery(Model):
+    """An instant query: the PromQL expression evaluated at one moment."""
+
+    promql: str | ParamRef = Field(min_length=1, max_length=10_000)
+    """The expression (``100 * node_filesystem_avail_bytes / node_filesystem_size_bytes``).
+    Instant queries only: a range selector left bare (``up[5m]``) is refused when the
+    answer comes back as a matrix; wrap it in a function (``rate(x[5m])``)."""
+    time: str | int | float | ParamRef | None = None
+    """When to evaluate it: RFC 3339 or seconds since the epoch (a datetime parameter
+    works); the server's now when absent."""
+
+
+class PrometheusDiagnostic(DiagnosticBase):
+    """A diagnostic that runs an instant query against Prometheus' HTTP API."""
+
+    kind: Literal["prometheus"]
+    query: PrometheusQuery
