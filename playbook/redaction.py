@@ -381,6 +381,11 @@ def redact(uri: str) -> str:
 
 def secrets_of(uri: str) -> set[str]:
     """The secret values the driver's parser finds in ``uri`` (decoded)."""
+    if kind_of(uri) == "conninfo" and "=" not in uri:
+        # Neither a URI nor libpq's key=value ("local:", a shell target): no parser
+        # claims it, so it has no place for a password. A ${ENV} value in it is hunted
+        # by value anyway (targets.expand remembers it).
+        return set()
     try:
         return _parse(uri, strict=True)[1]
     except Exception:  # unreadable by its driver: hunt what could be its password

@@ -433,3 +433,10 @@ def test_a_backup_keeps_a_value_that_equals_a_secret_so_rollback_restores_it(
     assert json.loads((tmp_path / "backup.jsonl").read_text()) == {
         "staff_username": "reports_reader"
     }
+
+
+def test_a_local_shell_target_holds_no_secret_so_its_name_stays_readable() -> None:
+    # `local:` is neither a URI nor libpq's key=value: nothing in it can be a password,
+    # and hunting for the whole string masked every message that said "local:".
+    redaction.remember_uri("local:")
+    assert redaction.scrub("shell target local: runs here") == "shell target local: runs here"
