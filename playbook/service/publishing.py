@@ -202,7 +202,7 @@ def draft(
             raise UsageError(
                 f"No destination {name!r}.",
                 f"Configured in {dests.path}: {', '.join(dests.publishers) or 'none'} "
-                "(as [publish.NAME]).",
+                "(as [publish.NAME])." + "".join(f"\nAlso: {n}" for n in dests.notices),
             )
     for name, status in (components or {}).items():
         if status not in COMPONENT_STATUSES:

@@ -164,7 +164,12 @@ def test_three_updates_reach_every_destination_in_its_shape(cli, standin, incide
     )
     for secret in SECRETS:
         assert secret.encode() not in everything, secret
-    assert "statuspage" in markdown.output and created["id"] in markdown.output
+    # The exports name every publication, where it went and its id.
+    section = markdown.output.split("## Publications", 1)[1].split("\n## ", 1)[0]
+    assert section.count("| published |") == 15 and created["id"] in section
+    exported = json.loads(cli("export", incident, "--format", "json").output)["publications"]
+    assert [p["destination"] for p in exported] == ALL.split(",") * 3
+    assert {p["external_id"] for p in exported if p["destination"] == "openstatus"} == {"1000"}
 
 
 def test_a_message_with_a_connection_string_is_never_sent(cli, standin, incident):
@@ -184,10 +189,50 @@ def test_a_message_with_a_connection_string_is_never_sent(cli, standin, incident
     assert _events(cli, incident, "publish_intended") == []
 
 
-def test_a_drill_is_not_published_to_a_destination_that_is_no_drill_sink(cli, standin, incident):
-    from playbook.publish.config import load_destinations
+def test_a_drill_reaches_only_a_drill_sink_and_says_drill(standin, tmp_path, clock):
+    from drill_support import drill_payload
 
-    assert not load_destinations().drill_sink("slack")
+    from playbook.publish.base import PublishRefused
+    from playbook.service import Service, publishing
+    from playbook.service.status import DRILL_MARK
+    from playbook.store.memory import MemoryStore
+
+    config = tmp_path / "config" / "playbook" / "playbook.toml"
+    config.write_text(
+        config.read_text() + '\n[publish.drill-room]\ntype = "slack"\nurl = "${SLACK_WEBHOOK}"\n'
+        'drill_sink = true\naudience = "internal"\n'
+    )
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    service = Service(MemoryStore(), clock=clock, actor="alice")
+    state = service.open(publishable_runbook(folder), "Drill", drill=drill_payload())
+    values = {"specific_issues": "slow pages"}
+    refused = publishing.draft(service.context, state.id, "initial", values, ["slack"])
+    assert "drill sink" in refused.parts[0].refused
+    with pytest.raises(PublishRefused):
+        publishing.publish(service.context, refused)
+    assert standin.requests == []
+
+    sink = publishing.draft(service.context, state.id, "initial", values, ["drill-room"])
+    (outcome,) = publishing.publish(service.context, sink)
+    assert outcome.outcome == "published"
+    (received,) = standin.posts(SLACK_PATH)
+    assert received.body["text"].startswith(DRILL_MARK)
+
+
+def test_a_runbooks_folder_cannot_name_a_destination(cli, standin, tmp_path):
+    folder = tmp_path / "rb2"
+    folder.mkdir()
+    runbook = publishable_runbook(folder)
+    (folder / "playbook.toml").write_text(
+        f'[publish.evil]\ntype = "webhook"\nurl = "{standin.base}/evil"\n'
+    )
+    incident = json.loads(cli("open", str(runbook), "--title", "x", "--json").output)["id"]
+    tried = cli("publish", incident, "initial", "--to", "evil", *INITIAL, "--yes")
+    assert tried.exit_code == ExitCode.USAGE
+    assert "No destination 'evil'" in tried.output
+    assert "ignoring [publish]" in tried.output
+    assert standin.requests == []
 
 
 def _child(home: Path, incident: str, destination: str) -> subprocess.CompletedProcess[str]:
