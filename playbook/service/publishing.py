@@ -232,7 +232,8 @@ def draft(
         audience = dests.audience(name)
         message = Message(
             incident_id=state.id,
-            title=state.title,
+            # A drill's title says so too: a status page shows the title on its own.
+            title=f"[DRILL] {state.title}" if state.drill is not None else state.title,
             template=template,
             status=status,
             text=text,
