@@ -21,6 +21,7 @@ from typing import Any
 from playbook.core import events as ev
 from playbook.core.durations import MAX_TARGET
 from playbook.core.events import Event
+from playbook.core.publications import Publication, publish_intended, publish_result
 
 
 @dataclass(frozen=True)
@@ -503,61 +504,6 @@ def _renamed(state: IncidentState, event: Event) -> None:
     state.title = new
 
 
-# --------------------------------------------------------------------------- publishing
-
-
-@dataclass
-class Publication:
-    """One message to one destination: intended, then (unless a crash came between)
-    its result."""
-
-    key: str
-    """The idempotency key, also set in the destination's own record where it has one."""
-    destination: str
-    template: str
-    status: str
-    digest: str
-    intended_at: datetime
-    actor: str
-    result: dict[str, Any] | None = None
-    """The ``publish_result`` payload, with ``at``; None while the outcome is unknown."""
-
-    @property
-    def outcome(self) -> str:
-        return str(self.result.get("outcome", "")) if self.result else "unknown"
-
-
-def publications(state: IncidentState) -> dict[str, Publication]:
-    """Publications by idempotency key, oldest first."""
-    return state.publications
-
-
-def external_ids(state: IncidentState) -> dict[str, str]:
-    """Destination -> the id of the incident or report there, so later updates go to it."""
-    ids: dict[str, str] = {}
-    for pub in publications(state).values():
-        if pub.result and pub.result.get("external_id"):
-            ids.setdefault(pub.destination, str(pub.result["external_id"]))
-    return ids
-
-
-def _publish_intended(state: IncidentState, event: Event) -> None:
-    p = event.payload
-    publications(state)[p["key"]] = Publication(
-        p["key"], p["destination"], p["template"], p["status"], p["digest"], event.at, event.actor
-    )
-
-
-def _publish_result(state: IncidentState, event: Event) -> None:
-    p = event.payload
-    pub = publications(state).get(p["key"])
-    if pub is None:  # a result whose intent is missing (hand-edited log): still shown
-        pub = publications(state)[p["key"]] = Publication(
-            p["key"], p["destination"], p["template"], p["status"], "", event.at, event.actor
-        )
-    pub.result = {**p, "at": event.at.isoformat(), "actor": event.actor}
-
-
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -578,8 +524,8 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
 }
 
 
-_APPLY[ev.PUBLISH_INTENDED] = _publish_intended
-_APPLY[ev.PUBLISH_RESULT] = _publish_result
+_APPLY[ev.PUBLISH_INTENDED] = publish_intended
+_APPLY[ev.PUBLISH_RESULT] = publish_result
 
 
 def apply(state: IncidentState, event: Event) -> IncidentState:

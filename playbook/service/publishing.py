@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 from playbook.core import events as ev
 from playbook.core.commscheck import CheckResult, check_message
-from playbook.core.state import IncidentState, Publication
+from playbook.core.publications import Publication
+from playbook.core.state import IncidentState
 from playbook.errors import UsageError
 from playbook.publish.base import Message, Publisher, PublishFailed, PublishRefused, Request
 from playbook.publish.config import Destinations, load_destinations
