@@ -274,3 +274,22 @@ def test_a_crash_between_send_and_result_never_posts_twice(cli, standin, inciden
         assert "may have been sent" in resumed.output
     again = cli("publish", incident, "--resume", "--yes")
     assert "Nothing to resume" in again.output
+
+
+def test_nothing_is_sent_unless_the_responder_confirms(cli, standin, incident):
+    declined = cli("publish", incident, "initial", "--to", "slack", *INITIAL, input="n\n")
+    assert declined.exit_code == ExitCode.REFUSED
+    assert "Publish to slack?" in declined.output and "check: passed" in declined.output
+    assert standin.requests == []
+    accepted = cli("publish", incident, "initial", "--to", "slack", *INITIAL, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert len(standin.posts(SLACK_PATH)) == 1
+
+
+def test_a_refused_send_is_recorded_as_failed(cli, standin, incident, monkeypatch):
+    monkeypatch.setenv("STATUSPAGE_KEY", "not-the-key-0000")
+    failed = cli("publish", incident, "initial", "--to", "statuspage", *INITIAL, "--yes")
+    assert failed.exit_code == ExitCode.RUN_FAILED, failed.output
+    assert "HTTP 401" in failed.output and "not-the-key-0000" not in failed.output
+    (result,) = (e["payload"] for e in _events(cli, incident, "publish_result"))
+    assert result["outcome"] == "failed" and result["external_id"] is None
