@@ -233,6 +233,40 @@ replaced the same field after the view it was decided on; otherwise it is re-bas
 A type in neither table (``opened``, and any type this version does not know) is re-based
 only onto a log that has not moved at all."""
 
+# --------------------------------------------------------------------------- publishing
+# Issue 17: a status message published outside the terminal, in two events around the send.
+
+PUBLISH_INTENDED = "publish_intended"
+"""A message is about to be sent to a destination: written (durable) before the send, so
+a crash after it leaves a trace to reconcile with the destination's own record."""
+PUBLISH_RESULT = "publish_result"
+"""What a destination answered (or that the send failed): its id and URL, the HTTP
+status, and the exact text sent."""
+
+EVENT_TYPES = (*EVENT_TYPES, PUBLISH_INTENDED, PUBLISH_RESULT)
+SCHEMAS[PUBLISH_INTENDED] = {
+    "destination": str,
+    "key": str,
+    "digest": str,
+    "template": str,
+    "status": str,
+    "external_id?": (str, _NULL),
+}
+SCHEMAS[PUBLISH_RESULT] = {
+    "destination": str,
+    "key": str,
+    "outcome": str,
+    "external_id": (str, _NULL),
+    "url": (str, _NULL),
+    "http_status": (int, _NULL),
+    "text": str,
+    "template": str,
+    "status": str,
+}
+# Both record what happened at a destination, whatever else happened meanwhile.
+COMMUTING = COMMUTING | {PUBLISH_INTENDED, PUBLISH_RESULT}
+
+
 _JSON_NAMES = {
     str: "a string",
     int: "an integer",

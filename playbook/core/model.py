@@ -530,6 +530,34 @@ class StatusTemplate(Model):
     variables: dict[str, TemplateVariable] = {}
 
 
+class CommsRule(Model):
+    """A content rule of the comms check: the message must contain one of ``any``."""
+
+    id: Slug
+    wants: str = Field(min_length=1, max_length=300)
+    """The sentence it wanted, shown when it fails ('say when the next update comes')."""
+    any: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=100
+    )
+    """Phrases, any of which satisfies the rule (case-insensitive; not patterns)."""
+    with_time: bool = False
+    """The phrase must share a sentence with a time (HH:MM)."""
+    kinds: list[Slug] = []
+    """Only for these templates (empty: every one)."""
+    statuses: list[str] = []
+    """Only for messages setting one of these statuses (empty: every one)."""
+    skip_statuses: list[str] = []
+    """Not for messages setting one of these statuses."""
+
+
+class CommsChecks(Model):
+    """What the comms check asks of a message (empty rules: the defaults)."""
+
+    rules: list[CommsRule] = []
+    internal_domains: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+    """Domains whose host names must never appear in a published message."""
+
+
 class Communications(Model):
     """Status-page messages."""
 
@@ -537,6 +565,8 @@ class Communications(Model):
     """Where the templates live, relative to the playbook file, inside its folder (no
     absolute path, nothing that leads out; see SECURITY.md)."""
     templates: dict[Slug, StatusTemplate] = {}
+    checks: CommsChecks = CommsChecks()
+    """The comms check run before a message is published (playbook.core.commscheck)."""
 
 
 # --------------------------------------------------------------------------- procedures, tables

@@ -21,6 +21,7 @@ from typing import Any
 from playbook.core import events as ev
 from playbook.core.durations import MAX_TARGET
 from playbook.core.events import Event
+from playbook.core.publications import Publication, publish_intended, publish_result
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,8 @@ class IncidentState:
     """Set when the incident is a drill on a sandbox, never for a real incident."""
     drill_checks: list[DrillCheck] = field(default_factory=list)
     """Comparisons of the drill's data with its fingerprint, oldest first."""
+    publications: dict[str, Publication] = field(default_factory=dict)
+    """Messages published outside the terminal, by idempotency key, oldest first."""
     actors: list[str] = field(default_factory=list)
     last_seq: int = 0
     last_event_at: datetime | None = None
@@ -519,6 +522,10 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.DRILL_CHECKED: _drill_checked,
     ev.RENAMED: _renamed,
 }
+
+
+_APPLY[ev.PUBLISH_INTENDED] = publish_intended
+_APPLY[ev.PUBLISH_RESULT] = publish_result
 
 
 def apply(state: IncidentState, event: Event) -> IncidentState:

@@ -70,6 +70,8 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
     if state.drill is not None:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
+    if state.publications:
+        document["publications"] = _publications(state)
     document["events"] = [e.to_dict() for e in events]
     # Control, format (every bidirectional control among them) and separator characters
     # and lone surrogates are written as \u escapes, as the Markdown export escapes
@@ -170,6 +172,8 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return _drill_check_line(p)
     if kind == ev.RENAMED:
         return f"Renamed from “{p.get('from')}” to “{p.get('to')}”"
+    if kind in (ev.PUBLISH_INTENDED, ev.PUBLISH_RESULT):
+        return _publication_line(kind, p)
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
 
 
@@ -341,6 +345,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
         add(md.fence(message.text))
         add("")
 
+    _publications_section(add, state)
+
     add("## Diagnostics")
     add("")
     if not state.runs:
@@ -495,5 +501,62 @@ def _diagnostic_section(add: Callable[[str], None], p: dict[str, Any], actor: st
             md.fence(
                 "\n".join(json.dumps(r, ensure_ascii=False)[:300] for r in rows[:ROWS_IN_EXPORT])
             )
+        )
+    add("")
+
+
+# --------------------------------------------------------------------------- publications
+# Issue 17: every message published outside the terminal, where it went, its id and status.
+
+
+def _publication_line(kind: str, p: dict[str, Any]) -> str:
+    where = f"{p.get('destination')}"
+    if kind == ev.PUBLISH_INTENDED:
+        update = f", update of {p['external_id']}" if p.get("external_id") else ""
+        return f"Publishing '{p.get('template')}' ({p.get('status')}) to {where}{update}"
+    ident = f" as {p['external_id']}" if p.get("external_id") else ""
+    url = f" {p['url']}" if p.get("url") else ""
+    http = f" (HTTP {p['http_status']})" if p.get("http_status") is not None else ""
+    detail = f": {p['detail']}" if p.get("detail") else ""
+    return f"Publication to {where}: {p.get('outcome')}{ident}{url}{http}{detail}"
+
+
+def _publications(state: IncidentState) -> list[dict[str, Any]]:
+    return [
+        {
+            "destination": pub.destination,
+            "key": pub.key,
+            "template": pub.template,
+            "status": pub.status,
+            "intended_at": _utc(pub.intended_at),
+            "actor": pub.actor,
+            "outcome": pub.outcome,
+            "external_id": (pub.result or {}).get("external_id"),
+            "url": (pub.result or {}).get("url"),
+            "http_status": (pub.result or {}).get("http_status"),
+            "text": (pub.result or {}).get("text"),
+        }
+        for pub in state.publications.values()
+    ]
+
+
+def _publications_section(add: Callable[[str], None], state: IncidentState) -> None:
+    add("## Publications")
+    add("")
+    if not state.publications:
+        add("Nothing was published outside playbook.")
+        add("")
+        return
+    add("| UTC | Message | Destination | Outcome | Id | HTTP |")
+    add("|---|---|---|---|---|---|")
+    for pub in state.publications.values():
+        result = pub.result or {}
+        ident = str(result.get("external_id") or "")
+        url = str(result.get("url") or "")
+        add(
+            f"| {pub.intended_at:%Y-%m-%d %H:%M:%S}Z | {md.text(pub.template)} "
+            f"({md.text(pub.status)}) | {md.text(pub.destination)} | {md.text(pub.outcome)} | "
+            f"{md.text(ident)}{' ' + md.text(url) if url else ''} | "
+            f"{result.get('http_status') if result.get('http_status') is not None else ''} |"
         )
     add("")

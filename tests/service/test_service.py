@@ -175,6 +175,14 @@ def test_every_event_type_is_described_in_words(service, loaded) -> None:
             },
         },
     )
+    # Issue 17: a publication's two events, as the publish flow records them.
+    from playbook.service.context import append_one
+
+    intent = {"destination": "statuspage", "key": "k1", "digest": "d"}
+    intent |= {"template": "initial", "status": "investigating"}
+    append_one(service.context, incident, ev.PUBLISH_INTENDED, intent)
+    result = {"outcome": "published", "external_id": "p1", "url": None, "http_status": 201}
+    append_one(service.context, incident, ev.PUBLISH_RESULT, {**intent, **result, "text": "t"})
     service.rename(incident, "y")
     service.resolve(incident, "done")
     service.close(incident)

@@ -35,12 +35,15 @@ class ComposerScreen(HelpText, Screen[IncidentState | None]):
         "updates as you type. A missing variable is named instead of leaving a blank.\n"
         "Ctrl+S sends it: the exact text is recorded in the timeline. Ctrl+Y copies it "
         "to the clipboard (OSC 52); Ctrl+O saves it to a file in the current directory. "
+        "F3 goes on to publish it: the comms check, then each destination's preview. "
         "Tab moves between fields; F2 switches the message kind; F1 shows this help. "
         "Variables the incident fills in (current_time, service) are taken at sending "
         "unless you changed them."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "send", "Send & record", id="composer.send"),
+        # Second, so the footer shows it at 80 columns.
+        Binding("f3", "publish", "Publish", id="composer.publish"),
         Binding("ctrl+y", "copy", "Copy", id="composer.copy"),
         Binding("ctrl+o", "save", "Save to file", id="composer.save"),
         Binding("f1", "app.help", "Help", id="composer.help"),
@@ -213,3 +216,24 @@ class ComposerScreen(HelpText, Screen[IncidentState | None]):
             markup=False,
         )
         self.dismiss(message.state)
+
+    # ----------------------------------------------------------------- publish hand-off
+
+    def action_publish(self) -> None:
+        """Hand the message to the publish step (check, preview per destination, send)."""
+        if not self.text:
+            self.notify(
+                "The message does not render yet; fill in what the preview names.",
+                severity="error",
+                markup=False,
+            )
+            return
+        from playbook.tui.screens.publish import PublishScreen
+
+        prefilled = getattr(self, "prefilled", {})
+        values = {k: v for k, v in self.current_values().items() if prefilled.get(k) != v}
+        self.app.push_screen(PublishScreen(self.state, self.kind, values), self._published)
+
+    def _published(self, state: IncidentState | None) -> None:
+        if state is not None:
+            self.dismiss(state)

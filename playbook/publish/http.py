@@ -1,0 +1,157 @@
+"""The one HTTP client every publisher uses (the standard library's ``http.client``).
+
+What it promises, whatever a destination or the network does:
+
+- TLS verified against the system's trust store (``ssl.create_default_context``); plain
+  ``http`` only to a loopback address (a local stand-in), so a token never crosses a
+  network in clear;
+- a timeout on connecting and on every read (:data:`TIMEOUT`);
+- a response read up to :data:`MAX_RESPONSE` bytes, no more;
+- no redirect followed: a 3xx is a failure naming the status (a redirect to another host
+  would carry the token there);
+- 420 and 429 retried after ``Retry-After`` (capped by :data:`MAX_WAIT`), at most
+  :data:`RETRIES` times; and at most one request a second to each host and credential
+  (Statuspage's limit: "1 request / second" per API token), waited for here.
+- Errors quote neither the URL's path nor the body: both may carry the token; every
+  message passes through :func:`playbook.redaction.scrub` besides.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from playbook import redaction
+from playbook.publish.base import PublishFailed
+
+TIMEOUT = 10.0
+MAX_RESPONSE = 1024 * 1024
+RETRIES = 3
+MAX_WAIT = 30.0
+MIN_INTERVAL = 1.0
+
+_last: dict[tuple[str, str], float] = {}
+_lock = threading.Lock()
+
+sleep: Callable[[float], None] = time.sleep
+"""How the client waits (a test may count the waits)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _pace(host: str, credential: str) -> None:
+    """At most one request a second per host and credential (the credential itself is
+    not kept: its hash is)."""
+    slot = (host, str(hash(credential)))  # host:port
+    with _lock:
+        wait = _last.get(slot, 0.0) + MIN_INTERVAL - time.monotonic()
+        if wait > 0:
+            sleep(wait)
+        _last[slot] = time.monotonic()
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        seconds = float(value) if value is not None else 1.0
+    except ValueError:
+        seconds = 1.0
+    return max(0.0, min(seconds, MAX_WAIT))
+
+
+def request(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: Any = None,
+    *,
+    credential: str = "",
+    what: str = "the destination",
+) -> Response:
+    """Send one JSON request and return the response (any status but 420/429).
+
+    Raises:
+        PublishFailed: not https (unless loopback), unreachable, a timeout, a redirect,
+            a response over the size cap, or still rate-limited after the retries.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.scheme == "https":
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            host, parts.port, timeout=TIMEOUT, context=ssl.create_default_context()
+        )
+    elif parts.scheme == "http" and _loopback(host):
+        conn = http.client.HTTPConnection(host, parts.port, timeout=TIMEOUT)
+    else:
+        raise PublishFailed(
+            f"{what}: refused to send to a {parts.scheme or 'schemeless'} URL.",
+            "Use https (plain http only to a local address).",
+        )
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+    sent_headers = {"Accept": "application/json", "User-Agent": "playbook", **headers}
+    if data is not None:
+        sent_headers["Content-Type"] = "application/json"
+    try:
+        for attempt in range(RETRIES + 1):
+            _pace(parts.netloc.rpartition("@")[2], credential)
+            try:
+                conn.request(method, path, body=data, headers=sent_headers)
+                raw = conn.getresponse()
+                payload = raw.read(MAX_RESPONSE + 1)
+            except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
+                conn.close()
+                raise PublishFailed(
+                    f"{what}: could not reach {host} ({type(exc).__name__}).",
+                    redaction.scrub(str(exc)),
+                ) from None
+            if len(payload) > MAX_RESPONSE:
+                raise PublishFailed(f"{what}: the answer was over {MAX_RESPONSE:,} bytes.")
+            answer = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, payload)
+            if raw.status in (420, 429) and attempt < RETRIES:
+                sleep(_retry_after(answer.headers.get("retry-after")))
+                continue
+            if 300 <= raw.status < 400:
+                raise PublishFailed(
+                    f"{what}: answered {raw.status} (a redirect); not followed.",
+                    "Check the destination's URL in your playbook.toml.",
+                )
+            return answer
+        raise PublishFailed(f"{what}: still rate-limited after {RETRIES} retries.")
+    finally:
+        conn.close()
+
+
+def fail(answer: Response, what: str) -> PublishFailed:
+    """The error for an answer that is not a success (its body shown scrubbed and cut)."""
+    detail = answer.body[:300].decode("utf-8", "replace")
+    return PublishFailed(f"{what}: answered HTTP {answer.status}.", redaction.scrub(detail))

@@ -1,0 +1,486 @@
+"""Publishing a status message: draft → check → preview → publish, each step recorded.
+
+:func:`draft` renders the message through the same path as ``playbook status``
+(:func:`playbook.service.status.render_status`), adds the next update time when the
+template did not state it, runs the comms check for each destination's audience, and
+builds each destination's request (the preview shows exactly that request, secrets
+masked). :func:`publish` sends a draft nothing blocks, in three steps per destination:
+
+1. ``publish_intended`` (destination, digest, idempotency key, the text), appended and
+   durable **before** anything is sent;
+2. the send;
+3. ``publish_result`` (external id and URL, HTTP status, the exact text sent).
+
+A crash between 2 and 3 leaves an intent without a result. The next publish on the
+incident (or ``playbook publish ID --resume``) reconciles it first (:func:`resume`):
+Statuspage is asked for an incident whose ``metadata`` carries the key; a destination
+that keeps no record we can read (Slack, Teams, OpenStatus, a webhook) is reported as
+"may have been sent", and sent again only if the responder says so. Nothing is ever
+sent twice without that answer.
+
+Nothing is published from a drill unless the destination is a ``drill_sink`` (and a
+drill's text starts with the DRILL mark), nor while the shared store is offline
+(:func:`_require_online`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from playbook.core import events as ev
+from playbook.core.commscheck import CheckResult, check_message
+from playbook.core.publications import Publication
+from playbook.core.state import IncidentState
+from playbook.errors import UsageError
+from playbook.publish.base import Message, Publisher, PublishFailed, PublishRefused, Request
+from playbook.publish.config import Destinations, load_destinations
+from playbook.publish.statuspage import COMPONENT_STATUSES
+from playbook.service.context import Context, append_one, get
+from playbook.service.status import _template, render_status, status_variables
+
+DEFAULT_UPDATE_EVERY = 20 * 60
+"""Seconds to the next update when the severity level names none (PagerDuty's external
+guidance: at least every 20 minutes during the first two hours)."""
+
+FINAL = ("resolved", "completed")
+IMPACT_BY_RANK = ("critical", "major", "minor")
+
+
+@dataclass
+class Part:
+    """One destination's share of a draft."""
+
+    destination: str
+    kind: str
+    audience: str
+    message: Message
+    check: CheckResult
+    request: Request | None = None
+    external_id: str | None = None
+    refused: str = ""
+    """Why this destination will not get the message (a drill, a bad component); "" if it will."""
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.refused) or self.check.blocked
+
+
+@dataclass
+class Draft:
+    incident_id: str
+    template: str
+    status: str
+    text: str
+    next_update: str
+    variables: dict[str, str]
+    parts: list[Part] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> bool:
+        return any(p.blocked for p in self.parts)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    destination: str
+    outcome: str
+    """published, reconciled, unknown (may have been sent; not sent again) or failed."""
+    external_id: str | None = None
+    url: str | None = None
+    http_status: int | None = None
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------- hooks
+
+after_send: Callable[[str], None] | None = None
+"""Called with the destination's name after a send and before its result is recorded:
+where a test kills the process to prove a crash there never double-posts."""
+
+
+def _require_online(ctx: Context) -> None:
+    """Refuse to publish while the shared store is offline.
+
+    The lead connects this to the team store's online state (issue 16, helper E's
+    service call); until then a local store is always online. Raise
+    :class:`PublishRefused` when offline: an intent that cannot reach the shared log
+    must not be followed by a send."""
+    online = getattr(ctx.store, "online", None)
+    if online is False or (callable(online) and online() is False):
+        raise PublishRefused(
+            "Not published: the shared incident log is offline.",
+            "Publish again when it is back; nothing was sent.",
+        )
+
+
+# --------------------------------------------------------------------------- draft
+
+
+def next_update_due(ctx: Context, state: IncidentState) -> str:
+    """When the next update comes, as a message states it ("14:30 UTC")."""
+    known = status_variables(ctx, state).get("next_update_due")
+    if known:
+        return known
+    level = state.targets()
+    every = level.status_update_every if level and level.status_update_every > 0 else None
+    seconds = (every or DEFAULT_UPDATE_EVERY) / max(state.speed, 1e-9)
+    return f"{ctx.clock.now() + timedelta(seconds=seconds):%H:%M} UTC"
+
+
+def _impact(state: IncidentState, publisher: Publisher) -> str:
+    chosen = dict(publisher.settings.get("impact", {}) or {}).get(state.severity)
+    if chosen:
+        return str(chosen)
+    order = list(state.levels)
+    rank = order.index(state.severity) if state.severity in order else len(IMPACT_BY_RANK)
+    return IMPACT_BY_RANK[rank] if rank < len(IMPACT_BY_RANK) else "none"
+
+
+def target_hosts(state: IncidentState) -> list[str]:
+    """The hosts of the responder's targets: names that must never be published."""
+    from playbook.targets import load_targets
+
+    hosts: set[str] = set()
+    try:
+        known = load_targets(Path(state.playbook_path) if state.playbook_path else None)
+    except UsageError:
+        return []
+    for target in known.values():
+        uri = target.uri
+        try:
+            if "://" in uri:
+                for part in urlsplit(uri).netloc.rpartition("@")[2].split(","):
+                    host = part.rsplit(":", 1)[0].strip("[]") if part.count(":") <= 1 else part
+                    if host:
+                        hosts.add(host)
+            else:
+                from psycopg.conninfo import conninfo_to_dict
+
+                for host in str(conninfo_to_dict(uri).get("host", "")).split(","):
+                    if host and not host.startswith("/"):
+                        hosts.add(host)
+        except Exception:  # a target its parser cannot read names no host we could check
+            continue
+    return sorted(hosts)
+
+
+def draft(
+    ctx: Context,
+    ref: str,
+    template: str,
+    values: Mapping[str, str],
+    to: Sequence[str],
+    components: Mapping[str, str] | None = None,
+    destinations: Destinations | None = None,
+) -> Draft:
+    """Render, check and build the requests for ``template`` to each of ``to``.
+
+    Raises:
+        UsageError: no destination named, or one that is not configured; a component
+            status that is not one of Statuspage's.
+        NotFound, TemplateError: as for ``playbook status``.
+    """
+    incident = get(ctx, ref)
+    state = incident.state
+    dests = destinations or load_destinations(
+        Path(state.playbook_path) if state.playbook_path else None
+    )
+    if not to:
+        raise UsageError(
+            "Name where to publish: --to NAME[,NAME…].",
+            f"Configured: {', '.join(dests.publishers) or 'none'} (in {dests.path}).",
+        )
+    for name in to:
+        if name not in dests.publishers:
+            raise UsageError(
+                f"No destination {name!r}.",
+                f"Configured in {dests.path}: {', '.join(dests.publishers) or 'none'} "
+                "(as [publish.NAME])." + "".join(f"\nAlso: {n}" for n in dests.notices),
+            )
+    for name, status in (components or {}).items():
+        if status not in COMPONENT_STATUSES:
+            raise UsageError(
+                f"--component {name}={status}: not a component status.",
+                f"One of: {', '.join(COMPONENT_STATUSES)}.",
+            )
+    tmpl = _template(state, template)
+    status = str(tmpl.get("status", ""))
+    final = status in FINAL
+    next_update = "" if final else next_update_due(ctx, state)
+    merged = {**values}
+    if next_update:
+        merged.setdefault("next_update_due", next_update)
+        next_update = merged["next_update_due"]
+    text = render_status(ctx, state, template, merged)
+    if next_update and next_update not in text:
+        # The template did not say when the next update comes: every external update
+        # must (PagerDuty), so the line is added, and shown in the preview.
+        text = f"{text.rstrip()}\n\nNext update by {next_update}."
+    checks = state.snapshot.get("communications", {}).get("checks") or {}
+    hosts = target_hosts(state)
+    ids = external_ids_of(state)
+    out = Draft(state.id, template, status, text, next_update, dict(values), notices=dests.notices)
+    for name in to:
+        publisher = dests.publishers[name]
+        audience = dests.audience(name)
+        message = Message(
+            incident_id=state.id,
+            # A drill's title says so too: a status page shows the title on its own.
+            title=f"[DRILL] {state.title}" if state.drill is not None else state.title,
+            template=template,
+            status=status,
+            text=text,
+            next_update=next_update,
+            key=uuid.uuid4().hex,
+            drill=state.drill is not None,
+            severity=state.severity,
+            impact=_impact(state, publisher),
+            components=dict(components or {}),
+        )
+        result = check_message(
+            text,
+            kind=template,
+            status=status,
+            audience=audience,
+            checks=checks,
+            internal_hosts=hosts,
+            component_statuses=components,
+        )
+        part = Part(name, publisher.kind, audience, message, result, external_id=ids.get(name))
+        if state.drill is not None and not dests.drill_sink(name):
+            part.refused = (
+                "this incident is a drill, and this destination is not a drill sink "
+                "(drill_sink = true in its table)"
+            )
+        try:
+            part.request = publisher.build(message, part.external_id)
+        except PublishFailed as why:
+            part.refused = part.refused or why.title
+        out.parts.append(part)
+    return out
+
+
+def external_ids_of(state: IncidentState) -> dict[str, str]:
+    """Destination -> the incident or report id there (the first one created)."""
+    ids: dict[str, str] = {}
+    for pub in state.publications.values():
+        if pub.result and pub.result.get("external_id"):
+            ids.setdefault(pub.destination, str(pub.result["external_id"]))
+    return ids
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def _intent_payload(part: Part) -> dict[str, Any]:
+    m = part.message
+    return {
+        "destination": part.destination,
+        "key": m.key,
+        "digest": digest(m.text),
+        "template": m.template,
+        "status": m.status,
+        "external_id": part.external_id,
+        "kind": part.kind,
+        "text": m.text,
+        "next_update": m.next_update,
+        "components": dict(m.components),
+        "impact": m.impact,
+    }
+
+
+def _result_payload(part_or_pub: Part | Publication, outcome: Outcome, text: str) -> dict[str, Any]:
+    if isinstance(part_or_pub, Part):
+        key, template, status = (
+            part_or_pub.message.key,
+            part_or_pub.message.template,
+            part_or_pub.message.status,
+        )
+    else:
+        key, template, status = part_or_pub.key, part_or_pub.template, part_or_pub.status
+    return {
+        "destination": outcome.destination,
+        "key": key,
+        "outcome": outcome.outcome,
+        "external_id": outcome.external_id,
+        "url": outcome.url,
+        "http_status": outcome.http_status,
+        "text": text,
+        "template": template,
+        "status": status,
+        "detail": outcome.detail,
+    }
+
+
+def _send(publisher: Publisher, request: Request, name: str) -> Outcome:
+    try:
+        sent = publisher.send(request)
+    except PublishFailed as why:
+        return Outcome(name, "failed", detail=f"{why.title} {why.message}".strip())
+    return Outcome(name, "published", sent.external_id, sent.url, sent.http_status)
+
+
+def publish(
+    ctx: Context,
+    prepared: Draft,
+    *,
+    confirm_unknown: Callable[[Publication], bool] = lambda _pub: False,
+    destinations: Destinations | None = None,
+) -> list[Outcome]:
+    """Send a checked draft to each of its destinations, recording each step.
+
+    Raises:
+        PublishRefused: the draft is blocked (the comms check, a drill), or the shared
+            store is offline; nothing was sent.
+    """
+    if prepared.blocked:
+        reasons = [
+            f"{p.destination}: {p.refused or '; '.join(f.describe() for f in p.check.blocking)}"
+            for p in prepared.parts
+            if p.blocked
+        ]
+        raise PublishRefused("Not published: the message did not pass.", "\n".join(reasons))
+    _require_online(ctx)
+    state = get(ctx, prepared.incident_id).state
+    dests = destinations or load_destinations(
+        Path(state.playbook_path) if state.playbook_path else None
+    )
+    resume(ctx, prepared.incident_id, confirm_unknown=confirm_unknown, destinations=dests)
+    # The message is recorded as sent once, as `playbook status` records it (the timers
+    # count from it), then each destination in three steps.
+    append_one(
+        ctx,
+        prepared.incident_id,
+        ev.STATUS_RENDERED,
+        {
+            "template": prepared.template,
+            "status": prepared.status,
+            "text": prepared.text,
+            "variables": prepared.variables,
+        },
+    )
+    state = get(ctx, prepared.incident_id).state
+    ids = external_ids_of(state)
+    outcomes: list[Outcome] = []
+    for part in prepared.parts:
+        publisher = dests.publishers[part.destination]
+        if ids.get(part.destination) != part.external_id:  # someone published meanwhile
+            part.external_id = ids.get(part.destination)
+        request = publisher.build(part.message, part.external_id)
+        append_one(ctx, prepared.incident_id, ev.PUBLISH_INTENDED, _intent_payload(part))
+        outcome = _send(publisher, request, part.destination)
+        if after_send is not None:
+            after_send(part.destination)
+        if outcome.external_id is None and part.external_id:
+            outcome = Outcome(
+                outcome.destination,
+                outcome.outcome,
+                part.external_id,
+                outcome.url,
+                outcome.http_status,
+                outcome.detail,
+            )
+        append_one(
+            ctx,
+            prepared.incident_id,
+            ev.PUBLISH_RESULT,
+            _result_payload(part, outcome, part.message.text),
+        )
+        outcomes.append(outcome)
+    return outcomes
+
+
+def pending(state: IncidentState) -> list[Publication]:
+    """Publications intended and never given a result (a crash between send and result)."""
+    return [p for p in state.publications.values() if p.result is None]
+
+
+def _intent(ctx: Context, ref: str, key: str) -> dict[str, Any]:
+    for event in reversed(get(ctx, ref).events):
+        if event.type == ev.PUBLISH_INTENDED and event.payload.get("key") == key:
+            return dict(event.payload)
+    return {}
+
+
+def resume(
+    ctx: Context,
+    ref: str,
+    *,
+    confirm_unknown: Callable[[Publication], bool] = lambda _pub: False,
+    destinations: Destinations | None = None,
+) -> list[Outcome]:
+    """Settle every publication a crash left without a result, before anything new.
+
+    Statuspage: found by the key in an incident's metadata → recorded as
+    ``reconciled``; not found → sent now. A destination with no record: sent again only
+    if ``confirm_unknown`` says so, else recorded as ``unknown`` (may have been sent).
+    """
+    state = get(ctx, ref).state
+    waiting = pending(state)
+    if not waiting:
+        return []
+    _require_online(ctx)
+    dests = destinations or load_destinations(
+        Path(state.playbook_path) if state.playbook_path else None
+    )
+    outcomes: list[Outcome] = []
+    for pub in waiting:
+        intent = _intent(ctx, ref, pub.key)
+        publisher = dests.publishers.get(pub.destination)
+        text = str(intent.get("text", ""))
+        if publisher is None:
+            outcome = Outcome(pub.destination, "unknown", detail="destination no longer configured")
+        else:
+            message = Message(
+                incident_id=state.id,
+                title=state.title,
+                template=pub.template,
+                status=pub.status,
+                text=text,
+                next_update=str(intent.get("next_update", "")),
+                key=pub.key,
+                drill=state.drill is not None,
+                severity=state.severity,
+                impact=str(intent.get("impact", "")),
+                components=dict(intent.get("components") or {}),
+            )
+            external = intent.get("external_id") or None
+            if publisher.has_record:
+                # A failed look-up raises: the publication stays pending, never resent
+                # on a guess.
+                found = publisher.find(message)
+                if found is not None:
+                    outcome = Outcome(
+                        pub.destination,
+                        "reconciled",
+                        found.external_id,
+                        found.url,
+                        found.http_status,
+                        "found at the destination by its key; not sent again",
+                    )
+                else:
+                    outcome = _send(publisher, publisher.build(message, external), pub.destination)
+            elif confirm_unknown(pub):
+                outcome = _send(publisher, publisher.build(message, external), pub.destination)
+            else:
+                outcome = Outcome(
+                    pub.destination,
+                    "unknown",
+                    external,
+                    detail="may have been sent before a crash; not sent again",
+                )
+        append_one(ctx, ref, ev.PUBLISH_RESULT, _result_payload(pub, outcome, text))
+        outcomes.append(outcome)
+    return outcomes

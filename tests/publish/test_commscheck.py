@@ -1,0 +1,93 @@
+"""The comms check as a function of text: each rule names itself and what it wanted;
+leaks block an external message and only warn for an internal one."""
+
+from __future__ import annotations
+
+import pytest
+
+from playbook import redaction
+from playbook.core.commscheck import check_message
+
+GOOD = (
+    "Some users may experience missing messages. We are restoring the affected records. "
+    "Next update by 14:30 UTC."
+)
+
+
+def rules(text: str, **kw: object) -> dict[str, bool]:
+    kw.setdefault("kind", "progress")
+    kw.setdefault("status", "identified")
+    result = check_message(text, **kw)  # type: ignore[arg-type]
+    return {f.rule: f.blocks for f in result.findings}
+
+
+def test_a_complete_update_passes() -> None:
+    assert rules(GOOD) == {}
+
+
+def test_a_missing_next_update_names_the_rule_and_the_sentence_it_wanted() -> None:
+    result = check_message(
+        "Some users may experience errors. We are investigating. We will post more soon.",
+        kind="initial",
+        status="investigating",
+    )
+    (finding,) = result.findings
+    assert finding.describe() == (
+        'next-update: say when the next update comes ("Next update by 14:30 UTC")'
+    )
+    assert result.blocked
+
+
+def test_a_resolution_must_say_whether_data_was_lost_and_needs_no_next_update() -> None:
+    text = "The issue affecting chat is resolved. We have restored every record."
+    assert rules(text, kind="resolution", status="resolved") == {"data-loss": True}
+    assert rules(text + " No data was lost.", kind="resolution", status="resolved") == {}
+
+
+@pytest.mark.parametrize(
+    ("leak", "rule"),
+    [
+        ("postgresql://app:s3cretpw@db.example.com/chat", "connection-string"),
+        ("host=db.example.com password=s3cretpw dbname=chat", "connection-string"),
+        ("redis://:s3cretpw@cache.example.com:6379/0", "connection-string"),
+        ("the primary at 10.20.3.4:5432", "private-ip"),
+        ("the replica at fd12:3456:789a::1", "private-ip"),
+        ("the node at 169.254.10.1", "private-ip"),
+        ("mongo-2.prod.internal", "internal-host"),
+        ('Traceback (most recent call last):\n  File "app.py", line 3, in <module>', "stack-trace"),
+        ("\tat com.example.Store(Store.java:42)", "stack-trace"),
+    ],
+)
+def test_leaks_block_an_external_message_and_warn_an_internal_one(leak: str, rule: str) -> None:
+    assert rules(f"{GOOD}\nCause:\n{leak}")[rule] is True
+    assert rules(f"{GOOD}\nCause:\n{leak}", audience="internal")[rule] is False
+
+
+def test_public_addresses_and_hosts_pass() -> None:
+    assert rules(f"{GOOD} See https://status.example.com or 8.8.8.8.") == {}
+
+
+def test_a_known_secret_blocks_wherever_it_stands() -> None:
+    redaction.remember("tok-9f8e7d6c5b")
+    try:
+        assert rules(f"{GOOD} token tok-9f8e7d6c5b")["secret"] is True
+    finally:
+        redaction._forget_all()
+
+
+def test_a_target_host_of_the_responder_blocks_even_as_one_label() -> None:
+    assert rules(f"{GOOD} db-prod-3 is slow", internal_hosts=["db-prod-3"])["internal-host"]
+
+
+def test_outage_warns_when_no_component_is_in_an_outage() -> None:
+    text = GOOD.replace("missing messages", "an outage")
+    assert rules(text, component_statuses={"chat": "degraded_performance"}) == {
+        "outage-word": False
+    }
+    assert rules(text, component_statuses={"chat": "major_outage"}) == {}
+
+
+def test_a_playbook_s_rules_replace_the_defaults() -> None:
+    checks = {"rules": [{"id": "region", "wants": "name the region", "any": ["eu-", "us-"]}]}
+    assert rules("Nothing useful.", checks=checks) == {"region": True}
+    assert rules("Users in eu-west see errors.", checks=checks) == {}
