@@ -80,6 +80,8 @@ def test_a_whole_incident_headless(cli, tmp_path: Path) -> None:
         "brief_cause=a migration",
         "--set",
         "brief_resolution=a restore",
+        "--set",
+        "data_loss=none",
     )
     for result in (initial, progress, resolution):
         assert result.exit_code == 0, result.output

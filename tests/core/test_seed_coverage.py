@@ -633,6 +633,10 @@ SEED_MESSAGES: dict[str, tuple[str, str, list[str]]] = {
             "We have implemented additional safeguards to prevent similar issues in the "
             "future.",
             "",
+            # Not in the seed: PagerDuty's guidance (and the comms check before publishing)
+            # wants every resolution to say whether data was lost.
+            "Data loss: [DATA_LOSS]",
+            "",
             "We apologize for any inconvenience this may have caused. If you notice any "
             "remaining data issues, please contact support.",
             "",
@@ -647,6 +651,7 @@ PLACEHOLDERS = {
     "[ESTIMATED_TIME]": "estimated_time",
     "[BRIEF_CAUSE]": "brief_cause",
     "[BRIEF_RESOLUTION]": "brief_resolution",
+    "[DATA_LOSS]": "data_loss",
     "[CURRENT_TIME]": "current_time",
     "Chatbot Fluxa": "service",
 }

@@ -105,6 +105,8 @@ def test_three_updates_reach_every_destination_in_its_shape(cli, standin, incide
         "brief_cause=a failed schema migration",
         "--set",
         "brief_resolution=restoring the records from the latest backup",
+        "--set",
+        "data_loss=none, every record was restored",
         "--yes",
     )
     outputs.append(resolution)
@@ -145,7 +147,7 @@ def test_three_updates_reach_every_destination_in_its_shape(cli, standin, incide
     }
     for where, sent in texts.items():
         assert all(NEXT.search(t) for t in sent[:2]), where
-        assert "No data was lost" in sent[2], where
+        assert "Data loss: none, every record was restored" in sent[2], where
 
     # Recorded: an intent before and a result after each send, with the ids.
     results = _events(cli, incident, "publish_result")

@@ -60,7 +60,7 @@ def test_only_the_variables_a_template_uses_are_checked(tdir: Path) -> None:
 
 def test_the_seed_messages_render_from_the_incident(service) -> None:
     incident = service.open(None, "x").id
-    with pytest.raises(TemplateError, match="missing: brief_cause, brief_resolution"):
+    with pytest.raises(TemplateError, match="missing: brief_cause, brief_resolution, data_loss"):
         service.status(incident, "resolution", {})
     assert len(service.get(incident).events) == 1  # nothing recorded
     _state, text = service.status(incident, "initial", {"specific_issues": "missing orders"})

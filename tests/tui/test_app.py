@@ -88,7 +88,7 @@ async def test_the_whole_flow_then_resume_after_restart(
         for kind, values in (
             ("initial", ["missing orders"]),
             ("progress", ["2 hours"]),
-            ("resolution", ["a migration", "a restore"]),
+            ("resolution", ["a migration", "a restore", "none"]),
         ):
             await pilot.press("s")
             await until(pilot, lambda: isinstance(app.screen, ComposerScreen), "composer")
