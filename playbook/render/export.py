@@ -31,6 +31,7 @@ from playbook.core.text import json_escaped
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
 from playbook.render import markdown as md
+from playbook.render.levels import LEVEL_EVENTS, describe_level_event, roles_json, roles_markdown
 from playbook.render.scorecard import scorecard_markdown
 
 EXPORT_FORMAT = "playbook.incident"
@@ -70,6 +71,8 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
     if state.drill is not None:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
+    if state.role_history or state.handovers:  # absent when nobody was given a role
+        document["roles"] = roles_json(state)
     document["events"] = [e.to_dict() for e in events]
     # Control, format (every bidirectional control among them) and separator characters
     # and lone surrogates are written as \u escapes, as the Markdown export escapes
@@ -170,6 +173,8 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return _drill_check_line(p)
     if kind == ev.RENAMED:
         return f"Renamed from “{p.get('from')}” to “{p.get('to')}”"
+    if kind in LEVEL_EVENTS:
+        return describe_level_event(event, state)
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
 
 
@@ -314,6 +319,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             )
         )
         add("")
+
+    roles_markdown(add, state)
 
     add("## Timeline")
     add("")
