@@ -648,7 +648,16 @@ Action = ActionBase
 
 
 class TemplateVariable(Model):
-    """A variable a status template needs."""
+    """A variable a status template needs.
+
+    ``source: incident`` variables are filled from the incident: ``service``,
+    ``incident_id``, ``title``, ``severity`` (the level's id now) and ``severity_name``,
+    ``opened_at``, ``current_time``, ``phase`` and ``phase_title``, ``next_update_due``
+    (ISO 8601 UTC of the update due after this one, for the template's audience),
+    ``next_update_due_human`` (``14:25 UTC``), ``next_update_in`` (``20m 00s``),
+    ``roles`` (``commander: alice, scribe: bob``) and ``commander``. Any other variable
+    is asked of the responder (``--set``).
+    """
 
     description: str = ""
     source: Literal["incident", "responder"] = "responder"

@@ -1,5 +1,9 @@
 """The state of an incident: a pure fold over its events.
 
+(Over 600 lines: the state is one dataclass and its fold, and every reader (timers,
+exports, the app) needs the record types beside it; splitting them would scatter what
+one event adds to the state across modules.)
+
 Nothing here is stored. The ``opened`` event carries a snapshot of the playbook as it
 was when the incident opened (targets, phases, checklist), so an incident folds the
 same way on any machine, and a later edit of the playbook file cannot move a running
