@@ -63,3 +63,28 @@ def test_updates_snooze_off_on_and_status_say_it(cli) -> None:
     events = json.loads(cli("timeline", incident, "--json").output)
     reasons = [(e["type"], e["payload"].get("reason")) for e in events[1:]]
     assert reasons == [("update_snoozed", "vendor call"), ("updates_switched", "no status page")]
+
+
+def test_status_and_timers_say_the_reminder_and_the_commander(cli) -> None:
+    """An incident opened 80 minutes ago (its events written with a clock set back): the
+    hourly update is a quarter hour late, and the response target has passed."""
+    from datetime import UTC, datetime, timedelta
+
+    from playbook.core.clock import FakeClock
+    from playbook.service import Service
+    from playbook.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(cli.home)
+    earlier = Service(store, clock=FakeClock(datetime.now(UTC) - timedelta(minutes=80)), actor="a")
+    incident = earlier.open(None, "Orders missing").id
+    earlier.assign_role(incident, "commander", "alice")
+    store.close()
+
+    status = cli("status", incident)
+    assert status.exit_code == 0
+    assert "! Status update overdue: it was due at" in status.output
+    timers = cli("timers", incident)
+    assert "Escalate to Technical Lead — commander: alice" in timers.output
+    assert "Status update overdue" in timers.output
+    cli("updates", incident, "snooze", "30m", "--reason", "vendor call")
+    assert "overdue" not in cli("status", incident).output  # quiet while snoozed
