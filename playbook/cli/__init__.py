@@ -33,6 +33,7 @@ import click
 # patch that names it finds it), and each command is named once, below.
 from playbook.cli import action, authoring, diag, drill, incidents, run, status, trust
 from playbook.cli import publish as publish_cli
+from playbook.cli import roles as roles_cli
 from playbook.cli.context import CliApp
 from playbook.cli.terminal import refuse_undecodable, safe_output, strict_stdin
 from playbook.core.text import inline, printable
@@ -184,6 +185,10 @@ for command in (
     incidents.export,
     status.status,
     publish_cli.publish,
+    roles_cli.role,
+    roles_cli.handover,
+    roles_cli.updates,
+    roles_cli.timers,
     # diagnostics, guarded actions, the app, drills
     diag.diag,
     action.action,

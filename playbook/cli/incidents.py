@@ -47,10 +47,13 @@ def open_incident(
         return
     level = state.levels[state.severity]
     click.echo(f"Opened incident {state.id} ({state.severity}): {inline(state.title)}")
-    click.echo(
-        f"Respond within {format_duration(level.response)}, resolve within "
-        f"{format_duration(level.resolution)}. Next: playbook ack {state.id}"
-    )
+    targets = [
+        f"{verb} within {format_duration(seconds)}"
+        for verb, seconds in (("Respond", level.response), ("resolve", level.resolution))
+        if seconds is not None
+    ]
+    said = ", ".join(targets) + ". " if targets else "No targets at this level. "
+    click.echo(f"{said}Next: playbook ack {state.id}")
 
 
 @click.command()

@@ -81,7 +81,9 @@ def state_json(app: CliApp, state: IncidentState) -> dict[str, Any]:
             "resolution": t(timers.resolution),
             "phase": t(timers.phase),
             "status_update": t(timers.status_update),
+            "internal_update": t(timers.internal_update),
         },
+        "roles": dict(state.roles),
         "last_seq": state.last_seq,
         "unreadable": [
             {"seq": u.seq, "type": u.type, "why": u.why, "kept": u.kept} for u in state.unreadable
@@ -136,6 +138,8 @@ def print_summary(app: CliApp, state: IncidentState, *, items: str = "phase") ->
     click.echo("")
     for timer in app.service.timers(state).all():
         click.secho("  " + timer_line(timer), fg=timer_color(timer))
+    if state.roles:
+        click.echo(inline(f"  roles: {state.roles_text()}"))
     click.echo("")
     scenario_ids = {s.get("id") for s in state.snapshot.get("scenarios", [])}
     for section in state.sections:

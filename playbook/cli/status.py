@@ -12,7 +12,7 @@ from playbook.core.text import printable
 
 @click.command()
 @click.argument("incident")
-@click.argument("kind")
+@click.argument("kind", required=False)
 @click.option(
     "--set", "sets", multiple=True, metavar="NAME=VALUE", help="A template variable. Repeatable."
 )
@@ -20,14 +20,31 @@ from playbook.core.text import printable
 @json_option
 @pass_app
 def status(
-    app: CliApp, incident: str, kind: str, sets: tuple[str, ...], preview: bool, as_json: bool
+    app: CliApp,
+    incident: str,
+    kind: str | None,
+    sets: tuple[str, ...],
+    preview: bool,
+    as_json: bool,
 ) -> None:
     """Render status message KIND (initial, progress, resolution) for INCIDENT and record its
     exact text.
 
     Variables the incident knows (service, severity, current_time, …) are filled in;
-    give the others with --set. A missing variable is an error naming it.
+    give the others with --set. A missing variable is an error naming it. Without KIND:
+    when the next update is due, and the reminder if it fires now.
     """
+    if kind is None:
+        from playbook.cli.roles import cadence_json, cadence_lines
+
+        state = app.service.get(incident).state
+        if as_json:
+            emit_json(cadence_json(app, state))
+            return
+        lines = cadence_lines(app, state, app.service.clock.now())
+        for line in lines or ["No status update is due."]:
+            click.echo(line)
+        return
     values = parse_sets(sets)
     if preview:
         text = app.service.preview_status(incident, kind, values)

@@ -21,7 +21,7 @@ from typing import Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from playbook.core.model import Model, Slug
+from playbook.core.model import LEVEL_ID, Model, Slug
 
 STEP_KEYS = (
     "acknowledge",
@@ -48,8 +48,8 @@ class ScriptStep(Model):
 
     acknowledge: Literal[True] | None = None
     """Acknowledge the incident (stops the response timer)."""
-    severity: str | None = Field(None, pattern=r"^P[0-9]$")
-    """Change the severity, e.g. P1, with ``reason``."""
+    severity: str | None = Field(None, pattern=LEVEL_ID)
+    """Change the severity to a level of the playbook (P1, SEV-1), with ``reason``."""
     phase: Slug | None = None
     """Enter a phase."""
     tick: list[str] | None = None

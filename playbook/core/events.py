@@ -54,6 +54,19 @@ DRILL_CHECKED = "drill_checked"
 (only a drill's log has it; a drill's ``opened`` event carries a ``drill`` block)."""
 RENAMED = "renamed"
 """The incident's title changed: ``{"from": old title, "to": new title}``."""
+ROLE_ASSIGNED = "role_assigned"
+"""Someone holds a role now: ``{"role", "person", "by"}`` (``person`` empty: released)."""
+HANDOVER_OFFERED = "handover_offered"
+"""A role's holder offers it to someone: ``{"role", "from", "to", "brief"}``. The role
+changes hands only when the new holder accepts."""
+HANDOVER_ACCEPTED = "handover_accepted"
+"""The person offered a role took it: ``{"role", "person"}``."""
+UPDATE_SNOOZED = "update_snoozed"
+"""The status-update reminder is quiet until ``until``: ``{"audience", "seconds",
+"until", "reason"}``. The update's due time does not move."""
+UPDATES_SWITCHED = "updates_switched"
+"""Status updates are expected again (``on``) or no longer: ``{"on", "audience",
+"reason"}`` (audience ``all`` or one audience)."""
 
 EVENT_TYPES = (
     OPENED,
@@ -72,6 +85,11 @@ EVENT_TYPES = (
     ACTION_STAGE,
     DRILL_CHECKED,
     RENAMED,
+    ROLE_ASSIGNED,
+    HANDOVER_OFFERED,
+    HANDOVER_ACCEPTED,
+    UPDATE_SNOOZED,
+    UPDATES_SWITCHED,
 )
 
 JsonType = Any
@@ -93,9 +111,14 @@ NUMBER: JsonType = float
 _LEVEL = {
     "id": str,
     "name?": str,
-    "response": NUMBER,
-    "resolution": NUMBER,
-    "status_update_every": NUMBER,
+    # Optional since levels may set no target; an older log always has all three.
+    "response?": (NUMBER, _NULL),
+    "resolution?": (NUMBER, _NULL),
+    "status_update_every?": (NUMBER, _NULL),
+    # A list, a mapping per audience, "none" or null: the fold reads it step by step.
+    "updates?": ANY,
+    "notify?": str,
+    "escalation?": (list, _NULL),
 }
 _SNAPSHOT = {
     "service?": str,
@@ -104,8 +127,9 @@ _SNAPSHOT = {
     "scenarios?": [{"id?": str}],
     "communications?": {
         "template_dir?": str,
-        "templates?": {"*": {"file": str, "status?": str}},
+        "templates?": {"*": {"file": str, "status?": str, "audience?": str}},
     },
+    "roles?": [{"id": str, "name?": str}],
 }
 """The parts of a playbook's snapshot that the fold and the readers of its state use
 (the rest is read through the playbook model, which checks it itself)."""
@@ -148,6 +172,11 @@ SCHEMAS: dict[str, dict[str, JsonType]] = {
     CLOSED: {},
     SCENARIO_CHOSEN: {"scenario": str},
     RENAMED: {"from": str, "to": str},
+    ROLE_ASSIGNED: {"role": str, "person": str, "by?": str},
+    HANDOVER_OFFERED: {"role": str, "from": str, "to": str, "brief?": str},
+    HANDOVER_ACCEPTED: {"role": str, "person": str},
+    UPDATE_SNOOZED: {"audience": str, "seconds": NUMBER, "until": str, "reason": str},
+    UPDATES_SWITCHED: {"on": bool, "audience": str, "reason": str},
     DIAGNOSTIC_RUN: {
         "diagnostic": str,
         "kind": str,
@@ -211,6 +240,8 @@ COMMUTING: frozenset[str] = frozenset(
         DIAGNOSTIC_RUN,
         ACTION_STAGE,
         DRILL_CHECKED,
+        HANDOVER_OFFERED,
+        UPDATE_SNOOZED,
     }
 )
 """Types that record a fact whose meaning does not depend on what was appended before it
@@ -225,6 +256,9 @@ REPLACES: dict[str, str] = {
     RESOLVED: "status",
     CLOSED: "status",
     RENAMED: "title",
+    ROLE_ASSIGNED: "roles",
+    HANDOVER_ACCEPTED: "roles",
+    UPDATES_SWITCHED: "update schedule",
 }
 """Order-sensitive types -> the incident field each replaces. An event of one of these types
 written on a stale view is refused (kept and reported, never dropped) when another writer

@@ -329,7 +329,14 @@ def _resolve_loc(data: Any, loc: tuple[Any, ...]) -> Path_:
     return tuple(path)
 
 
-_UNION_TAGS = {"function-before", "function-after", "ChecklistItem"}
+_UNION_TAGS = {
+    "function-before",
+    "function-after",
+    "ChecklistItem",
+    "schedule-word",
+    "schedule-list",
+    "schedule-audiences",
+}
 """Tags pydantic puts in an error's location that are not keys of the data."""
 _DISCRIMINATORS = ("kind", "operation")
 """Keys whose value picks a member of a union (a diagnostic's ``kind``, an action's
@@ -547,6 +554,21 @@ def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
                     ("actions", name, "verify", j),
                     _dangling("diagnostic", check.diagnostic, diagnostics),
                 )
+
+
+def _check_levels(pb: Playbook, src: _Source) -> None:
+    """A level gives one form of its schedule, and role ids are unique (a response past
+    the resolution target and zero cadences are refused by the model; unknown defaults
+    and duplicate levels by :func:`_check_references`)."""
+    for i, level in enumerate(pb.severity.levels):
+        if level.updates is not None and level.status_update_every is not None:
+            src.add(
+                ("severity", "levels", i, "status_update_every"),
+                f"level {level.id!r} gives both `updates` and its shorthand "
+                "`status_update_every`; keep one",
+            )
+    for i, dup in _duplicates([role.id for role in pb.roles]):
+        src.add(("roles", i, "id"), f"duplicate role id {dup!r}")
 
 
 def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
@@ -818,6 +840,7 @@ def parse(
     playbook, data, src = _read_document(text, file, model, "a playbook", "version, id, title")
     if playbook is not None:
         _check_references(playbook, data, src)
+        _check_levels(playbook, src)
         _check_drill(playbook, src, base)
         if base is not None:
             _check_template_files(playbook, base, src)

@@ -29,11 +29,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     GetJsonSchemaHandler,
+    Tag,
     ValidationInfo,
     WithJsonSchema,
     create_model,
+    field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
@@ -242,24 +245,147 @@ class Step(Model):
 # --------------------------------------------------------------------------- severity
 
 
-class SeverityLevel(Model):
-    """One severity level and its targets."""
+LEVEL_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+"""A severity level's id: ``SEV-1``, ``P2``, ``critical``. Any short name of letters,
+digits, ``-`` and ``_``; its place in the list, not its digits, says how severe it is."""
 
-    id: Annotated[str, Field(pattern=r"^P[0-9]$")]
-    """P0..P9; a lower number is more severe."""
+Cadence = bounded_duration(limits.MAX_TARGET, "a cadence", minimum=1)
+"""How long between two status updates: never zero (a zero cadence asks for an update
+every instant, so its timer would be breached for ever)."""
+
+Audience = Literal["internal", "external"]
+AUDIENCES: tuple[str, ...] = ("external", "internal")
+"""Who a status message is for. ``external`` (the status page, customers) is the default:
+it is what a single schedule or ``status_update_every`` has always meant."""
+
+Notify = Literal["page", "ticket", "none"]
+
+
+class UpdateStep(Model):
+    """One step of a level's status-update schedule.
+
+    A schedule is read in order. Leading ``within`` steps are one post each: the first
+    post is due ``within`` of the opening, the next ``within`` of that post, and so on.
+    Then ``every`` steps: after each post, the next is due ``every`` later, using the
+    first step whose ``until`` (time since the opening) is not yet reached when the post
+    is made; a step without ``until`` holds for ever after.
+    """
+
+    within: Cadence | None = None
+    """This one post is due within this long of the opening (or of the previous post)."""
+    every: Cadence | None = None
+    """After each post, the next is due this much later."""
+    until: Duration | None = None
+    """Only while the incident is younger than this (measured from the opening)."""
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if (self.within is None) == (self.every is None):
+            raise PydanticCustomError(
+                "update_step", "a schedule step says either `within` or `every` (not both)"
+            )
+        if self.within is not None and self.until is not None:
+            raise PydanticCustomError(
+                "update_step", "`until` goes with `every`; a `within` step is one post"
+            )
+        return self
+
+
+UpdateSchedule = list[UpdateStep]
+
+
+def _updates_shape(value: object) -> str:
+    """Which form of ``updates`` an author wrote, so a mistake is reported against that
+    form alone (not as three failed alternatives)."""
+    if isinstance(value, list):
+        return "schedule-list"
+    if isinstance(value, dict):
+        return "schedule-audiences"
+    return "schedule-word"
+
+
+Updates = Annotated[
+    Annotated[Literal["none"], Tag("schedule-word")]
+    | Annotated[UpdateSchedule, Tag("schedule-list")]
+    | Annotated[dict[Audience, UpdateSchedule], Tag("schedule-audiences")],
+    Discriminator(_updates_shape),
+]
+
+
+class SeverityLevel(Model):
+    """One severity level: its targets, who is told, and how often updates are due."""
+
+    id: Annotated[str, Field(pattern=LEVEL_ID, max_length=32)]
+    """``SEV-1``, ``P2``, ``critical``: letters, digits, ``-`` and ``_``. Levels are
+    listed most severe first; the order is the meaning, not any digit in the id."""
     name: str
     """Short name, e.g. High."""
-    response: TargetDuration
-    """Time from opening to acknowledgement: the team acknowledges and begins response."""
-    resolution: TargetDuration
-    """Time from opening to resolution."""
-    status_update_every: TargetDuration
-    """How often the status page gets an update while the incident is open."""
+    response: TargetDuration | None = None
+    """Time from opening to acknowledgement: the team acknowledges and begins response.
+    Absent: no response timer at this level."""
+    resolution: TargetDuration | None = None
+    """Time from opening to resolution. Absent: no resolution timer at this level."""
+    status_update_every: Cadence | None = None
+    """Shorthand for ``updates: [{every: …}]``: one external update each this long."""
+    updates: Updates | None = None
+    """The status-update schedule, e.g. ``[{within: 5m}, {every: 20m, until: 2h},
+    {every: 1h}]``; or per audience, ``{external: […], internal: […]}``. A plain list
+    is the external schedule. ``none`` or an empty list: no updates expected."""
+    notify: Notify = "page"
+    """How the team is told of an incident at this level: ``page`` someone, open a
+    ``ticket``, or ``none``. A level that does not page asks for no escalation."""
+    escalation: list[str] | None = None
+    """Who is escalated to at this level, in order (default: the policy's path)."""
     description: str = ""
     """When this level applies."""
     defined_by: Literal["source", "playbook"] = "source"
     """`source` when the targets come from the playbook's source document; `playbook`
     when this file defines them because the source does not."""
+
+    @field_validator("resolution")
+    @classmethod
+    def _response_within_resolution(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # Here rather than in the loader's reference checks, so it is reported in the same
+        # run as every other mistake in the level.
+        # An incident's snapshot (validated again with CLAMP_DURATIONS) must still run,
+        # whatever it says: the check is for the author, at `validate`.
+        if info.context and info.context.get(CLAMP_DURATIONS):
+            return value
+        response = info.data.get("response")
+        if value is not None and response is not None and response > value:
+            raise PydanticCustomError(
+                "response_after_resolution",
+                "the response target ({response}) is longer than the resolution target "
+                "({resolution}): a team cannot acknowledge after it must have resolved",
+                {"response": format_duration(response), "resolution": format_duration(value)},
+            )
+        return value
+
+    def schedule(self, audience: str = "external") -> list[UpdateStep]:
+        """The update schedule for ``audience``: empty when none is expected."""
+        return schedule_of(self.updates, self.status_update_every, audience)
+
+
+def schedule_of(updates: object, every: object, audience: str = "external") -> list[UpdateStep]:
+    """The schedule a level's ``updates`` and ``status_update_every`` give ``audience``."""
+    if updates == "none":
+        return []
+    if isinstance(updates, dict):
+        return list(updates.get(audience, []))
+    if isinstance(updates, list):
+        return list(updates) if audience == "external" else []
+    if audience == "external" and isinstance(every, int) and every > 0:
+        return [UpdateStep(every=every)]
+    return []
+
+
+class Role(Model):
+    """A role someone holds during an incident (incident commander, scribe, …)."""
+
+    id: Slug
+    """``commander``, ``deputy``, ``scribe``, ``subject-expert``, ``liaison``."""
+    name: str
+    description: str = ""
 
 
 class SeverityPolicy(Model):
@@ -270,7 +396,7 @@ class SeverityPolicy(Model):
     levels: list[SeverityLevel] = Field(min_length=1)
     """Every level, most severe first."""
     escalation_path: list[str] = Field(min_length=1)
-    """Who is escalated to, in order."""
+    """Who is escalated to, in order (a level may give its own ``escalation``)."""
     escalation_basis: str = ""
     """What decides an escalation."""
     escalation_rule: str = ""
@@ -278,6 +404,21 @@ class SeverityPolicy(Model):
 
     def level(self, level_id: str) -> SeverityLevel | None:
         return next((lvl for lvl in self.levels if lvl.id == level_id), None)
+
+    def rank(self, level_id: str) -> int:
+        """How severe ``level_id`` is: 0 for the most severe; past the end if unknown."""
+        ids = [lvl.id for lvl in self.levels]
+        return ids.index(level_id) if level_id in ids else len(ids)
+
+    def escalation_for(self, level_id: str) -> list[str]:
+        """Who is escalated to at ``level_id``: its own path, else the policy's; nobody
+        at a level that does not page."""
+        level = self.level(level_id)
+        if level is None:
+            return list(self.escalation_path)
+        if level.notify == "none":
+            return []
+        return list(level.escalation if level.escalation is not None else self.escalation_path)
 
 
 # --------------------------------------------------------------------------- triggers, phases
@@ -507,7 +648,16 @@ Action = ActionBase
 
 
 class TemplateVariable(Model):
-    """A variable a status template needs."""
+    """A variable a status template needs.
+
+    ``source: incident`` variables are filled from the incident: ``service``,
+    ``incident_id``, ``title``, ``severity`` (the level's id now) and ``severity_name``,
+    ``opened_at``, ``current_time``, ``phase`` and ``phase_title``, ``next_update_due``
+    (ISO 8601 UTC of the update due after this one, for the template's audience),
+    ``next_update_due_human`` (``14:25 UTC``), ``next_update_in`` (``20m 00s``),
+    ``roles`` (``commander: alice, scribe: bob``) and ``commander``. Any other variable
+    is asked of the responder (``--set``).
+    """
 
     description: str = ""
     source: Literal["incident", "responder"] = "responder"
@@ -525,6 +675,9 @@ class StatusTemplate(Model):
     """Path of the Jinja template, relative to the playbook's template directory."""
     status: StatusPageState
     """The status-page state this message puts the incident in."""
+    audience: Audience = "external"
+    """Who it is for: ``external`` (status page, customers) or ``internal`` (the team,
+    executives). Each audience has its own update schedule."""
     phase: Slug
     """The phase in which this message is usually sent."""
     variables: dict[str, TemplateVariable] = {}
@@ -735,6 +888,8 @@ class Playbook(Model):
     service: str
     """The service this playbook protects, as status messages name it."""
     severity: SeverityPolicy
+    roles: list[Role] = []
+    """The roles an incident records holders of (``playbook role ID ROLE PERSON``)."""
     triggers: list[TriggerGroup] = []
     assessment: Section
     """The initial assessment, done before the phases start."""

@@ -1,5 +1,9 @@
 """The state of an incident: a pure fold over its events.
 
+(Over 600 lines: the state is one dataclass and its fold, and every reader (timers,
+exports, the app) needs the record types beside it; splitting them would scatter what
+one event adds to the state across modules.)
+
 Nothing here is stored. The ``opened`` event carries a snapshot of the playbook as it
 was when the incident opened (targets, phases, checklist), so an incident folds the
 same way on any machine, and a later edit of the playbook file cannot move a running
@@ -47,14 +51,33 @@ class _NotFoldable(ValueError):
 
 
 @dataclass(frozen=True)
+class ScheduleStep:
+    """One step of a level's update schedule, in seconds (see
+    :class:`playbook.core.model.UpdateStep`)."""
+
+    within: int | None = None
+    every: int | None = None
+    until: int | None = None
+
+
+@dataclass(frozen=True)
 class LevelTargets:
     """A severity level's targets in seconds, as snapshotted at opening."""
 
     id: str
     name: str
-    response: int
-    resolution: int
+    response: int | None
+    """None: the level sets no response target (no timer)."""
+    resolution: int | None
     status_update_every: int
+    """The first ``every`` of the external schedule, 0 when there is none (kept for
+    readers that knew only one cadence)."""
+    notify: str = "page"
+    """page, ticket or none."""
+    escalation: tuple[str, ...] | None = None
+    """The level's own escalation path; None: the policy's."""
+    updates: dict[str, tuple[ScheduleStep, ...]] = field(default_factory=dict)
+    """Audience (external, internal) -> its update schedule; absent: no updates due."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +113,65 @@ class StatusMessage:
     template: str
     status: str
     text: str
+    audience: str = "external"
+    """Who the template was for (its ``audience`` in the snapshot)."""
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    """Someone took a role (assigned, or by accepting a handover), or it was released."""
+
+    at: datetime
+    actor: str
+    role: str
+    person: str
+    """Empty when the role was released."""
+    previous: str
+    how: str
+    """``assigned`` or ``handover``."""
+
+
+@dataclass
+class Handover:
+    """A role offered from one person to another; ``accepted_at`` once they took it."""
+
+    at: datetime
+    actor: str
+    role: str
+    from_person: str
+    to_person: str
+    brief: str = ""
+    accepted_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "from": self.from_person,
+            "to": self.to_person,
+            "brief": self.brief,
+            "offered_at": self.at.isoformat(),
+            "offered_by": self.actor,
+            "accepted_at": self.accepted_at.isoformat() if self.accepted_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class Snooze:
+    at: datetime
+    actor: str
+    audience: str
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
+class UpdatesSwitch:
+    at: datetime
+    actor: str
+    on: bool
+    audience: str
+    """``all``, ``external`` or ``internal``."""
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -285,6 +367,15 @@ class IncidentState:
     """Events of a type this version does not know (also listed in ``unreadable``)."""
     unreadable: list[Unreadable] = field(default_factory=list)
     """Events skipped because they cannot be read, oldest first."""
+    roles: dict[str, str] = field(default_factory=dict)
+    """Role id -> who holds it now (plain data: the postmortem export reads it)."""
+    role_names: dict[str, str] = field(default_factory=dict)
+    """Role id -> its name, as the playbook declared it at opening."""
+    role_history: list[RoleChange] = field(default_factory=list)
+    handovers: list[Handover] = field(default_factory=list)
+    """Every handover offered, oldest first; ``accepted_at`` set once taken."""
+    snoozes: list[Snooze] = field(default_factory=list)
+    updates_switches: list[UpdatesSwitch] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -318,7 +409,42 @@ class IncidentState:
     def next_escalation(self) -> str | None:
         """The first person on the escalation path not yet escalated to."""
         reached = {e.to for e in self.escalations}
-        return next((who for who in self.escalation_path if who not in reached), None)
+        return next((who for who in self.level_escalation() if who not in reached), None)
+
+    def level_escalation(self, level: str | None = None) -> list[str]:
+        """The escalation path at ``level`` (default: now): the level's own, else the
+        playbook's; nobody at a level that does not page (``notify: none``)."""
+        found = self.targets(level)
+        if found is None:
+            return list(self.escalation_path)
+        if found.notify == "none":
+            return []
+        return list(found.escalation if found.escalation is not None else self.escalation_path)
+
+    def severity_rank(self, level: str | None = None) -> int:
+        """0 for the playbook's most severe level, 1 for the next… (the list order is
+        the meaning, not any digit in the id); past the end for an unknown level."""
+        ids = list(self.levels)
+        wanted = level or self.severity
+        return ids.index(wanted) if wanted in ids else len(ids)
+
+    def updates_on(self, audience: str = "external") -> bool:
+        """Whether status updates for ``audience`` are expected (not switched off)."""
+        for switch in reversed(self.updates_switches):
+            if switch.audience in ("all", audience):
+                return switch.on
+        return True
+
+    def snoozed_until(self, audience: str = "external") -> datetime | None:
+        """When the latest snooze of ``audience``'s reminder ends (may be past)."""
+        for snooze in reversed(self.snoozes):
+            if snooze.audience in ("all", audience):
+                return snooze.until
+        return None
+
+    def roles_text(self) -> str:
+        """Holders as ``commander: alice, scribe: bob`` (empty when nobody holds one)."""
+        return ", ".join(f"{role}: {who}" for role, who in self.roles.items() if who)
 
 
 def _opened(state: IncidentState, event: Event) -> None:
@@ -335,17 +461,11 @@ def _opened(state: IncidentState, event: Event) -> None:
     state.snapshot = snapshot
     state.service = snapshot.get("service", "")
     severity = snapshot.get("severity", {})
-    state.levels = {
-        lvl["id"]: LevelTargets(
-            lvl["id"],
-            lvl.get("name", ""),
-            _target(lvl["response"]),
-            _target(lvl["resolution"]),
-            _target(lvl["status_update_every"]),
-        )
-        for lvl in severity.get("levels", [])
-    }
+    state.levels = {lvl["id"]: _level(lvl) for lvl in severity.get("levels", [])}
     state.escalation_path = list(severity.get("escalation_path", []))
+    state.role_names = {
+        str(role["id"]): str(role.get("name", role["id"])) for role in snapshot.get("roles", [])
+    }
     state.phases = [
         PhaseWindow(
             ph["id"], ph["title"], ph.get("stage", ""), _target(ph["starts"]), _target(ph["ends"])
@@ -390,6 +510,55 @@ def _opened(state: IncidentState, event: Event) -> None:
                 kept=True,
             )
         )
+
+
+def _level(lvl: dict[str, Any]) -> LevelTargets:
+    """A level of the snapshot. An incident opened before levels had schedules has
+    ``status_update_every`` only: it reads as a one-step external schedule."""
+    updates = _schedules(lvl.get("updates"), lvl.get("status_update_every"))
+    external = updates.get("external", ())
+    escalation = lvl.get("escalation")
+    return LevelTargets(
+        lvl["id"],
+        lvl.get("name", ""),
+        None if lvl.get("response") is None else _target(lvl["response"]),
+        None if lvl.get("resolution") is None else _target(lvl["resolution"]),
+        next((step.every for step in external if step.every), 0),
+        str(lvl.get("notify") or "page"),
+        tuple(str(who) for who in escalation) if isinstance(escalation, list) else None,
+        updates,
+    )
+
+
+def _schedules(updates: object, every: object) -> dict[str, tuple[ScheduleStep, ...]]:
+    if updates == "none":
+        return {}
+    if isinstance(updates, list):
+        by_audience: dict[str, object] = {"external": updates}
+    elif isinstance(updates, dict):
+        by_audience = dict(updates)
+    elif every is not None and _target(every) > 0:
+        return {"external": (ScheduleStep(every=_target(every)),)}
+    else:
+        return {}
+    found: dict[str, tuple[ScheduleStep, ...]] = {}
+    for audience, steps in by_audience.items():
+        if not isinstance(steps, list):
+            raise _NotFoldable(f"the update schedule for {audience!r} is not a list")
+        parsed = tuple(
+            ScheduleStep(*(_opt_target(step.get(k)) for k in ("within", "every", "until")))
+            for step in steps
+        )
+        # A zero step (a hand-made log; validate refuses it) would make a post due
+        # every instant: it is left out.
+        parsed = tuple(s for s in parsed if (s.within or s.every))
+        if parsed:
+            found[str(audience)] = parsed
+    return found
+
+
+def _opt_target(value: object) -> int | None:
+    return None if value is None else _target(value)
 
 
 def _target(value: object) -> int:
@@ -449,8 +618,13 @@ def _note_added(state: IncidentState, event: Event) -> None:
 
 def _status_rendered(state: IncidentState, event: Event) -> None:
     p = event.payload
+    templates = state.snapshot.get("communications", {}).get("templates", {})
+    template = templates.get(p["template"]) if isinstance(templates, dict) else None
+    audience = template.get("audience", "external") if isinstance(template, dict) else "external"
     state.messages.append(
-        StatusMessage(event.at, event.actor, p["template"], p.get("status", ""), p["text"])
+        StatusMessage(
+            event.at, event.actor, p["template"], p.get("status", ""), p["text"], str(audience)
+        )
     )
 
 
@@ -504,6 +678,58 @@ def _renamed(state: IncidentState, event: Event) -> None:
     state.title = new
 
 
+def _role_assigned(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    role, person = p["role"], p["person"]
+    previous = state.roles.get(role, "")
+    if person:
+        state.roles[role] = person
+    else:
+        state.roles.pop(role, None)
+    state.role_history.append(RoleChange(event.at, event.actor, role, person, previous, "assigned"))
+
+
+def _handover_offered(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    state.handovers.append(
+        Handover(event.at, event.actor, p["role"], p["from"], p["to"], p.get("brief", ""))
+    )
+
+
+def _handover_accepted(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    role, person = p["role"], p["person"]
+    offer = next(
+        (
+            h
+            for h in reversed(state.handovers)
+            if h.role == role and h.to_person == person and h.accepted_at is None
+        ),
+        None,
+    )
+    if offer is None:
+        raise _NotFoldable(f"it accepts role {role!r} for {person!r}, which nobody offered")
+    offer.accepted_at = event.at
+    previous = state.roles.get(role, "")
+    state.roles[role] = person
+    state.role_history.append(RoleChange(event.at, event.actor, role, person, previous, "handover"))
+
+
+def _update_snoozed(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    until = datetime.fromisoformat(p["until"])
+    if until.tzinfo is None:
+        raise _NotFoldable("its `until` has no time zone")
+    state.snoozes.append(Snooze(event.at, event.actor, p["audience"], until, p["reason"]))
+
+
+def _updates_switched(state: IncidentState, event: Event) -> None:
+    p = event.payload
+    state.updates_switches.append(
+        UpdatesSwitch(event.at, event.actor, bool(p["on"]), p["audience"], p["reason"])
+    )
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -521,6 +747,11 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.ACTION_STAGE: _action_stage,
     ev.DRILL_CHECKED: _drill_checked,
     ev.RENAMED: _renamed,
+    ev.ROLE_ASSIGNED: _role_assigned,
+    ev.HANDOVER_OFFERED: _handover_offered,
+    ev.HANDOVER_ACCEPTED: _handover_accepted,
+    ev.UPDATE_SNOOZED: _update_snoozed,
+    ev.UPDATES_SWITCHED: _updates_switched,
 }
 
 

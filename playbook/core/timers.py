@@ -17,6 +17,15 @@ Rules, chosen for the responder at 3 a.m.:
   by the speed, so a P2's hour to respond passes in six real minutes at ``--speed 10``.
   Targets stay as the playbook says; deadlines are the real moments they fall due.
   The events themselves keep their real times.
+- Status updates follow the level's schedule (``updates``): the next one is due
+  ``within`` of the opening (or the previous post) for the leading one-post steps, then
+  ``every`` after each post, using the step whose ``until`` the incident has not yet
+  reached when the post is made. Each audience (external, internal) has its own
+  schedule and counts only its own posts. Updates switched off, a level without a
+  schedule, or a resolved incident: nothing is due.
+- The update reminder fires when the update is due, and once more at breach: a quarter
+  of the interval later (the same 25 % the other timers warn at). A snooze silences it
+  until the snooze ends; it does not move the due time, which stays the truth.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from playbook.core.state import IncidentState
+from playbook.core.durations import format_duration
+from playbook.core.state import IncidentState, ScheduleStep
 
 WARN_AT = 0.75
 
@@ -68,9 +78,21 @@ class Timers:
     resolution: Timer | None
     phase: Timer | None
     status_update: Timer | None
+    internal_update: Timer | None = None
+    """The internal audience's update timer, when its level has an internal schedule."""
 
     def all(self) -> list[Timer]:
-        return [t for t in (self.response, self.resolution, self.phase, self.status_update) if t]
+        return [
+            t
+            for t in (
+                self.response,
+                self.resolution,
+                self.phase,
+                self.status_update,
+                self.internal_update,
+            )
+            if t
+        ]
 
     def alerts(self) -> list[Timer]:
         """Running timers that are warning or breached, worst first."""
@@ -149,7 +171,7 @@ def compute(state: IncidentState, now: datetime) -> Timers:
             nxt,
             speed,
         )
-        if ack_level is not None
+        if ack_level is not None and ack_level.response is not None
         else None
     )
 
@@ -166,7 +188,7 @@ def compute(state: IncidentState, now: datetime) -> Timers:
             nxt,
             speed,
         )
-        if res_level is not None
+        if res_level is not None and res_level.resolution is not None
         else None
     )
 
@@ -191,18 +213,136 @@ def compute(state: IncidentState, now: datetime) -> Timers:
             state=grade,
         )
 
-    update_timer: Timer | None = None
-    level = state.targets()
-    if res is None and level is not None:
-        last = state.messages[-1].at if state.messages else opened
-        update_timer = _timer(
-            "status_update",
-            "Next status update",
-            last,
-            level.status_update_every,
-            now,
-            False,
-            None,
-            speed,
+    update_timers: dict[str, Timer | None] = {}
+    for audience, label in (
+        ("external", "Next status update"),
+        ("internal", "Next internal update"),
+    ):
+        due = next_update_due(state, audience)
+        update_timers[audience] = (
+            _timer(
+                "status_update" if audience == "external" else "internal_update",
+                label,
+                due.since,
+                due.interval,
+                now,
+                False,
+                None,
+                speed,
+            )
+            if due is not None
+            else None
         )
-    return Timers(response, resolution, phase_timer, update_timer)
+    return Timers(
+        response,
+        resolution,
+        phase_timer,
+        update_timers["external"],
+        update_timers["internal"],
+    )
+
+
+@dataclass(frozen=True)
+class UpdateDue:
+    """When the next status update for one audience is due."""
+
+    audience: str
+    since: datetime
+    """The previous post of this audience (or the opening)."""
+    interval: float
+    """Seconds of incident time from ``since`` to the due time."""
+    due: datetime
+    """The real moment it falls due."""
+    breach_at: datetime
+    """The real moment the reminder fires a second time: a quarter interval later."""
+
+    @property
+    def human(self) -> str:
+        """``14:25 UTC``: the due time as a message says it."""
+        return f"{self.due:%H:%M} UTC"
+
+
+def _step_for(steps: tuple[ScheduleStep, ...], posts: int, age: float) -> float | None:
+    """Seconds from the previous post (or the opening) to the next one, or None."""
+    leading = []
+    for step in steps:
+        if step.within is None:
+            break
+        leading.append(step.within)
+    if posts < len(leading):
+        return float(leading[posts])
+    repeating = [step for step in steps if step.every]
+    if not repeating:
+        return None  # only one-off posts, all made
+    for step in repeating:
+        if step.until is None or age < step.until:
+            return float(step.every or 0)
+    return float(repeating[-1].every or 0)  # past every `until`: the last cadence holds
+
+
+def next_update_due(
+    state: IncidentState, audience: str = "external", level: str | None = None
+) -> UpdateDue | None:
+    """The next status update due for ``audience`` under the level in force (or
+    ``level``); None when none is expected: resolved, switched off, no schedule."""
+    if state.opened_at is None or state.resolved_at is not None:
+        return None
+    if not state.updates_on(audience):
+        return None
+    targets = state.targets(level)
+    steps = targets.updates.get(audience) if targets is not None else None
+    if not steps:
+        return None
+    posts = [m for m in state.messages if m.audience == audience]
+    since = posts[-1].at if posts else state.opened_at
+    speed = state.speed
+    age = max(0.0, (since - state.opened_at).total_seconds()) * speed
+    interval = _step_for(steps, len(posts), age)
+    if interval is None:
+        return None
+    due = since + timedelta(seconds=interval / speed)
+    return UpdateDue(audience, since, interval, due, due + timedelta(seconds=interval / speed / 4))
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """A status update is due (``due``) or overdue past its breach point (``breach``)."""
+
+    audience: str
+    kind: str
+    """``due`` or ``breach``."""
+    update: UpdateDue
+
+    def text(self, now: datetime) -> str:
+        """What the responder is told."""
+        who = "Internal update" if self.audience == "internal" else "Status update"
+        late = max(0.0, (now - self.update.due).total_seconds())
+        if self.kind == "breach":
+            return (
+                f"{who} overdue: it was due at {self.update.human} ({format_duration(late)} ago)."
+            )
+        return f"{who} due now (at {self.update.human})."
+
+
+def reminders(state: IncidentState, now: datetime) -> list[Reminder]:
+    """The update reminders firing at ``now``: one per audience whose update is due,
+    unless a snooze still holds. Pure: the app and the CLI say what this returns, and
+    the app notifies once per (audience, kind, due time)."""
+    now = effective_now(state, now)
+    found = []
+    for audience in ("external", "internal"):
+        update = next_update_due(state, audience)
+        if update is None or now < update.due:
+            continue
+        snoozed = state.snoozed_until(audience)
+        if snoozed is not None and now < snoozed:
+            continue
+        kind = "breach" if now >= update.breach_at else "due"
+        found.append(Reminder(audience, kind, update))
+    return found
+
+
+def escalation_notice(state: IncidentState, who: str) -> str:
+    """``Escalate to Technical Lead — commander: alice``: the roles say who acts."""
+    held = state.roles_text()
+    return f"Escalate to {who} — {held}" if held else f"Escalate to {who}"

@@ -31,6 +31,7 @@ from playbook.core.text import json_escaped
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
 from playbook.render import markdown as md
+from playbook.render.levels import LEVEL_EVENTS, describe_level_event, roles_json, roles_markdown
 from playbook.render.scorecard import scorecard_markdown
 
 EXPORT_FORMAT = "playbook.incident"
@@ -72,6 +73,8 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
         document["scorecard"] = scorecard(state, exported_at).to_dict()
     if state.publications:
         document["publications"] = _publications(state)
+    if state.role_history or state.handovers:  # absent when nobody was given a role
+        document["roles"] = roles_json(state)
     document["events"] = [e.to_dict() for e in events]
     # Control, format (every bidirectional control among them) and separator characters
     # and lone surrogates are written as \u escapes, as the Markdown export escapes
@@ -174,6 +177,8 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return f"Renamed from “{p.get('from')}” to “{p.get('to')}”"
     if kind in (ev.PUBLISH_INTENDED, ev.PUBLISH_RESULT):
         return _publication_line(kind, p)
+    if kind in LEVEL_EVENTS:
+        return describe_level_event(event, state)
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
 
 
@@ -318,6 +323,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
             )
         )
         add("")
+
+    roles_markdown(add, state)
 
     add("## Timeline")
     add("")

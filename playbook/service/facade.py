@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from playbook.core.clock import Clock, SystemClock
 from playbook.core.state import IncidentState
 from playbook.core.timers import Timers
-from playbook.service import diagnostics, exports, incidents, status
+from playbook.service import diagnostics, exports, incidents, roles, status
 from playbook.service.context import Context, Incident, default_actor, get, resolve_id
 from playbook.store import EventStore
 
@@ -167,6 +167,32 @@ class Service:
     def record_drill_check(self, ref: str, payload: dict[str, Any]) -> IncidentState:
         """Append a drill's fingerprint comparison (refused for a real incident)."""
         return incidents.record_drill_check(self.context, ref, payload)
+
+    # ------------------------------------------------------------------ roles and cadence
+
+    def assign_role(self, ref: str, role: str, person: str) -> IncidentState:
+        """Record who holds ``role`` (see :func:`roles.assign_role`)."""
+        return roles.assign_role(self.context, ref, role, person)
+
+    def offer_handover(self, ref: str, role: str, to: str, brief: str = "") -> IncidentState:
+        """Offer ``role`` to ``to``; it changes hands when they accept."""
+        return roles.offer_handover(self.context, ref, role, to, brief)
+
+    def accept_handover(self, ref: str, role: str, person: str | None = None) -> IncidentState:
+        """``person`` (default: the actor) takes the role offered to them."""
+        return roles.accept_handover(self.context, ref, role, person)
+
+    def snooze_updates(
+        self, ref: str, length: str, reason: str, audience: str = "all"
+    ) -> IncidentState:
+        """Quiet the update reminder for ``length``; the due time does not move."""
+        return roles.snooze_updates(self.context, ref, length, reason, audience)
+
+    def switch_updates(
+        self, ref: str, on: bool, reason: str, audience: str = "all"
+    ) -> IncidentState:
+        """Expect status updates again, or no longer."""
+        return roles.switch_updates(self.context, ref, on, reason, audience)
 
     # ------------------------------------------------------------------ status messages
 

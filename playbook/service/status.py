@@ -7,12 +7,15 @@ The app's live preview, the CLI's ``--preview`` and what is recorded all come fr
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from playbook.core import events as ev
-from playbook.core.state import IncidentState
+from playbook.core.durations import format_duration
+from playbook.core.state import IncidentState, StatusMessage
+from playbook.core.timers import next_update_due
 from playbook.errors import NotFound, TemplateError
 from playbook.resources import builtin_runbooks
 from playbook.service.context import Context, Decision, command, get
@@ -65,12 +68,50 @@ def template_dir(state: IncidentState) -> Path:
     )
 
 
+NONE_DUE = "none scheduled"
+"""What the human forms of ``next_update_due`` say when no update is expected (a
+template that uses one still renders; the ISO form is then empty, which refuses)."""
+
+INCIDENT_VARIABLES: dict[str, str] = {
+    "service": "The affected service, as the playbook names it.",
+    "incident_id": "The incident's id.",
+    "title": "The incident's title now.",
+    "severity": "The severity level's id now (SEV-1, P2, …).",
+    "severity_name": "The severity level's name now (Critical, High, …).",
+    "opened_at": "When the incident was opened (YYYY-MM-DD HH:MM UTC).",
+    "current_time": "When the message is rendered (YYYY-MM-DD HH:MM UTC).",
+    "phase": "The id of the phase the incident is in.",
+    "phase_title": "The title of that phase.",
+    "next_update_due": "When the next update of this template's audience is due once this "
+    "one is posted, ISO 8601 UTC; empty when none is expected.",
+    "next_update_due_human": "The same as HH:MM UTC (e.g. 14:25 UTC); 'none scheduled' "
+    "when none is due.",
+    "next_update_in": "The same as a length from now (e.g. 20m 00s); 'none scheduled' "
+    "when none is due.",
+    "roles": "Who holds which role, e.g. 'commander: alice, scribe: bob' ('no roles "
+    "assigned' when nobody holds one).",
+    "commander": "Who holds the commander role ('not assigned' when nobody does).",
+}
+"""Every variable an incident fills in by itself, with what it holds (``playbook vars``,
+the README and the playbook's ``source: incident`` variables say the same)."""
+
+
 def status_variables(
-    ctx: Context, state: IncidentState, now: datetime | None = None
+    ctx: Context, state: IncidentState, now: datetime | None = None, audience: str = "external"
 ) -> dict[str, str]:
-    """The variables an incident fills in by itself."""
+    """The variables an incident fills in by itself.
+
+    ``next_update_due`` is when the next update is due *after* the one being written:
+    the message that says "next update at 14:25" is the post that starts that wait.
+    """
     moment = now or ctx.clock.now()
     level = state.levels.get(state.severity)
+    window = state.phase_window()
+    posted = replace(
+        state,
+        messages=[*state.messages, StatusMessage(moment, ctx.actor, "", "", "", audience)],
+    )
+    due = next_update_due(posted, audience)
     return {
         "service": state.service,
         "incident_id": state.id,
@@ -79,6 +120,13 @@ def status_variables(
         "severity_name": level.name if level else "",
         "opened_at": f"{state.opened_at:%Y-%m-%d %H:%M} UTC" if state.opened_at else "",
         "current_time": f"{moment:%Y-%m-%d %H:%M} UTC",
+        "phase": state.phase,
+        "phase_title": window.title if window else "",
+        "next_update_due": due.due.isoformat().replace("+00:00", "Z") if due else "",
+        "next_update_due_human": due.human if due else NONE_DUE,
+        "next_update_in": format_duration((due.due - moment).total_seconds()) if due else NONE_DUE,
+        "roles": state.roles_text() or "no roles assigned",
+        "commander": state.roles.get("commander", "") or "not assigned",
     }
 
 
@@ -101,7 +149,8 @@ def render_status(ctx: Context, state: IncidentState, kind: str, values: Mapping
     from playbook.render.template_worker import render_isolated
 
     tmpl = _template(state, kind)
-    merged = {**status_variables(ctx, state), **values}
+    audience = str(tmpl.get("audience", "external"))
+    merged = {**status_variables(ctx, state, audience=audience), **values}
     # In a worker process killed at a hard deadline: a template is untrusted code.
     text = render_isolated(template_dir(state), tmpl["file"], merged, label=kind)
     return f"{DRILL_MARK}\n{text}" if state.drill is not None else text

@@ -184,6 +184,11 @@ def test_every_event_type_is_described_in_words(service, loaded) -> None:
     result = {"outcome": "published", "external_id": "p1", "url": None, "http_status": 201}
     append_one(service.context, incident, ev.PUBLISH_RESULT, {**intent, **result, "text": "t"})
     service.rename(incident, "y")
+    service.assign_role(incident, "commander", "alice")
+    service.offer_handover(incident, "commander", "bob")
+    service.accept_handover(incident, "commander", "bob")
+    service.snooze_updates(incident, "15m", "on a call with the vendor")
+    service.switch_updates(incident, False, "status page is down")
     service.resolve(incident, "done")
     service.close(incident)
     found = service.get(incident)

@@ -44,6 +44,7 @@ from playbook.tui.screens.drill import (
     check_data,
     drill_help,
 )
+from playbook.tui.screens.roles import RolesDialog, SnoozeDialog
 from playbook.tui.screens.timeline import TimelineScreen
 from playbook.tui.widgets.checklist import Checklist
 from playbook.tui.widgets.incident_view import IncidentView
@@ -77,6 +78,8 @@ class IncidentScreen(HelpText, Screen[None]):
         "applies and verifies; if that fails it offers rollback from the backup, and G rolls "
         "back the highlighted action's latest run later. "
         "Targets come from playbook.toml or `playbook run --target name=URI`.\n"
+        "Roles: o assigns a role, offers a handover or accepts one; z snoozes the status-"
+        "update reminder with a reason (the due time does not move).\n"
         "Other keys: t timeline, x export, T renames the incident, Esc back to the "
         "incident list, Ctrl+Q quit. r on a resolved incident shows what is left to do.\n"
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
@@ -102,6 +105,8 @@ class IncidentScreen(HelpText, Screen[None]):
         Binding("c", "copy", "Copy", id="incident.copy", show=False),
         Binding("x", "export", "Export", id="incident.export", show=False),
         Binding("T", "rename", "Rename", id="incident.rename", show=False),
+        Binding("o", "roles", "Roles", id="incident.roles"),
+        Binding("z", "snooze", "Snooze", id="incident.snooze"),
         Binding("escape", "leave", "Incidents", id="incident.leave", show=False),
     ]
 
@@ -397,6 +402,14 @@ class IncidentScreen(HelpText, Screen[None]):
     def action_escalate(self) -> None:
         if self.state is not None:
             self.app.push_screen(EscalateDialog(self.state), self.show_recorded)
+
+    def action_roles(self) -> None:
+        if self.state is not None:
+            self.app.push_screen(RolesDialog(self.state), self.show_recorded)
+
+    def action_snooze(self) -> None:
+        if self.state is not None:
+            self.app.push_screen(SnoozeDialog(self.state), self.show_recorded)
 
     def action_resolve(self) -> None:
         if self.state is None:

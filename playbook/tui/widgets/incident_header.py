@@ -37,7 +37,8 @@ class IncidentHeader(Static):
         header = Text()
         header.append(f" {state.id} ", style="bold reverse")
         header.append(
-            f" {state.severity} ", style="bold white on red" if state.severity == "P1" else "bold"
+            f" {state.severity} ",
+            style="bold white on red" if state.severity_rank() == 0 else "bold",
         )
         if state.resolved_at is not None:
             header.append(f" {state.status.upper()} ", style="bold black on green")

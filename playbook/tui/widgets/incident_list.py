@@ -70,7 +70,9 @@ class IncidentList(OptionList):
                 line.append(" DRILL ", style=DRILL_STYLE)
                 line.append(" ")
             line.append(f"{state.id}  ", style="bold")
-            line.append(f"{state.severity}  ", style="bold red" if state.severity == "P1" else "")
+            line.append(
+                f"{state.severity}  ", style="bold red" if state.severity_rank() == 0 else ""
+            )
             line.append(f"{state.status:<12} ")
             age = (
                 format_duration((now - state.opened_at).total_seconds()) if state.opened_at else "?"

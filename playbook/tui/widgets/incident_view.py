@@ -14,6 +14,7 @@ from textual.widgets import OptionList
 
 from playbook.core.evidence import shown_of
 from playbook.core.text import inline
+from playbook.core.timers import BREACHED, Timer, reminders
 from playbook.tui.host import host
 from playbook.tui.messages import (
     Card,
@@ -36,8 +37,20 @@ from playbook.tui.widgets.step_detail import StepDetail
 from playbook.tui.widgets.timers import TimerBar, alert_of
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from playbook.core.model import Playbook
     from playbook.core.state import IncidentState
+
+
+UPDATE_TIMERS = ("status_update", "internal_update")
+"""Timers whose news is an update reminder (:func:`playbook.core.timers.reminders`)."""
+
+
+def _snoozed(state: IncidentState, timer: Timer, now: datetime) -> bool:
+    audience = "internal" if timer.name == "internal_update" else "external"
+    until = state.snoozed_until(audience)
+    return until is not None and now < until
 
 
 class IncidentView(Vertical):
@@ -71,7 +84,7 @@ class IncidentView(Vertical):
         """The playbook the incident opened with, rebuilt from its snapshot."""
         self.section = ""
         """The section shown on the right (an id from the left column)."""
-        self.announced: set[tuple[str, str, str]] = set()
+        self.announced: set[tuple[str, ...]] = set()
         """(timer, state, severity) the responder was told of: each is said once."""
         self.unreadable_shown: set[int] = set()
         """Sequence numbers of unreadable events the responder has been told about."""
@@ -183,14 +196,40 @@ class IncidentView(Vertical):
         bar = self.query_one(TimerBar)
         bar.timers = timers
         bar.speed = state.speed
+        bar.roles = state.roles_text()
+        self._remind(state)
         for timer in timers.alerts():
+            if timer.name in UPDATE_TIMERS and (
+                timer.state == BREACHED or _snoozed(state, timer, host(self).service.clock.now())
+            ):
+                continue  # due and late are said by _remind, which honours a snooze
             key = (timer.name, timer.state, state.severity)
             alert = alert_of(timer)
             if key in self.announced or alert is None:
                 continue
             self.announced.add(key)
             text, title, severity, timeout = alert
+            if timer.escalate_to and state.roles:
+                text += f" — {state.roles_text()}"  # who acts on it
             self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def _remind(self, state: IncidentState) -> None:
+        """Say once when a status update is due, and once more at breach (not while
+        the reminder is snoozed; a snooze that ends still leaves it to say)."""
+        now = host(self).service.clock.now()
+        for reminder in reminders(state, now):
+            key = ("reminder", reminder.audience, reminder.kind, reminder.update.due.isoformat())
+            if key in self.announced:
+                continue
+            self.announced.add(key)
+            late = reminder.kind == "breach"
+            self.notify(
+                reminder.text(now) + " Compose it with s; z snoozes the reminder.",
+                title="Update overdue" if late else "Update due",
+                severity="error" if late else "warning",
+                timeout=12 if late else 8,
+                markup=False,
+            )
 
     def relayout(self) -> None:
         """Widths changed: redraw the left column and re-wrap the checklist to fit."""

@@ -21,10 +21,12 @@ class SeverityList(OptionList):
         options = []
         for level in playbook.severity.levels:
             label = Text(f"{level.id} {level.name}: ", style="bold")
-            label.append(
-                f"respond within {format_duration(level.response)}, "
-                f"resolve within {format_duration(level.resolution)}"
-            )
+            targets = [
+                f"{verb} within {format_duration(seconds)}"
+                for verb, seconds in (("respond", level.response), ("resolve", level.resolution))
+                if seconds is not None
+            ]
+            label.append(", ".join(targets) or f"no targets ({level.notify})")
             if level.defined_by == "playbook":
                 label.append(" (targets set by this playbook)", style="italic")
             options.append(Option(label, id=level.id))

@@ -23,14 +23,15 @@ def timer_cell(timer: Timer) -> Text:
         "resolution": "Resolve",
         "phase": "Phase",
         "status_update": "Update",
-    }[timer.name]
+        "internal_update": "Internal",
+    }.get(timer.name, timer.name)
     if timer.stopped:
         verdict = "BREACHED" if timer.state == BREACHED else "met"
         out.append(f" {name} {verdict} ", style=STATE_STYLE.get(timer.state, "green"))
         out.append(f"{format_duration(timer.elapsed)}/{format_duration(timer.target)}")
         return out
     style = STATE_STYLE.get(timer.state, "bold green")
-    if timer.name == "status_update":
+    if timer.name in ("status_update", "internal_update"):
         left = timer.remaining
         due = f"due in {format_duration(left)}" if left >= 0 else f"{format_duration(-left)} late"
         out.append(f" {name} ", style=style)
@@ -61,6 +62,8 @@ class TimerBar(Static):
     """The latest reading; set on every tick."""
     escalate_to: reactive[str] = reactive("")
     """Who is next on the escalation path, shown when a timer is breached."""
+    roles: reactive[str] = reactive("")
+    """Who holds which role (``commander: alice``), named in the escalation notice."""
     speed: reactive[float] = reactive(1.0)
     """How fast the incident's clock runs (a drill's ``--speed``); shown when not 1."""
 
@@ -74,13 +77,16 @@ class TimerBar(Static):
                 first.append_text(timer_cell(timer))
                 first.append("   ")
         second = Text()
-        for timer in (timers.phase, timers.status_update):
+        for timer in (timers.phase, timers.status_update, timers.internal_update):
             if timer is not None:
                 second.append_text(timer_cell(timer))
                 second.append("   ")
         breached = [t for t in timers.alerts() if t.state == BREACHED and t.escalate_to]
         if breached:
-            second.append(f" Escalate to {breached[0].escalate_to} (e) ", style="bold white on red")
+            held = f" — {self.roles}" if self.roles else ""
+            second.append(
+                f" Escalate to {breached[0].escalate_to}{held} (e) ", style="bold white on red"
+            )
         if self.speed != 1:
             # Right-aligned on the first line when it fits, else after the second: the
             # timers above count drill time, and the responder must see it is not real time.
