@@ -310,9 +310,9 @@ class Service:
         (a guarded action, a published status message). See :func:`team.require_online`."""
         team.require_online(self.context.store, what)
 
-    def offline_line(self) -> str | None:
+    def offline_line(self, reachable: bool = True) -> str | None:
         """``offline: 3 events not yet shared``, or None (see :func:`team.offline_line`)."""
-        return team.offline_line(self.context.store)
+        return team.offline_line(self.context.store, reachable)
 
     # ------------------------------------------------------------------ export
 

@@ -31,9 +31,10 @@ def outbox_of(store: EventStore) -> Any | None:
     return store if hasattr(store, "sync") and hasattr(store, "shared") else None
 
 
-def offline_line(store: EventStore) -> str | None:
+def offline_line(store: EventStore, reachable: bool = True) -> str | None:
     """``offline: 3 events not yet shared`` (the header's and the CLI's words), or None
-    when everything is shared (or the store is local)."""
+    when everything is shared (or the store is local). ``reachable`` False: a follower's
+    feed lost the server (before any write noticed)."""
     outbox = outbox_of(store)
     if outbox is None:
         return None
@@ -41,9 +42,10 @@ def offline_line(store: EventStore) -> str | None:
         waiting = outbox.pending()
     except StoreError:
         return None
-    if not outbox.offline and not waiting:
+    offline = outbox.offline or not reachable
+    if not offline and not waiting:
         return None
-    state = "offline" if outbox.offline else "not yet synced"
+    state = "offline" if offline else "not yet synced"
     noun = "event" if waiting == 1 else "events"
     return f"{state}: {waiting} {noun} not yet shared"
 

@@ -22,6 +22,7 @@ from textual.widgets import Footer, OptionList
 
 from playbook.core.state import IncidentState
 from playbook.tui.commands import incident_commands
+from playbook.tui.follow import FollowsIncident
 from playbook.tui.host import host
 from playbook.tui.messages import DiagnosticRecorded, DrillChecked, DrillCheckFailed
 from playbook.tui.screens.action import ActionScreen
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from playbook.service import PreparedRun
 
 
-class IncidentScreen(HelpText, Screen[None]):
+class IncidentScreen(FollowsIncident, HelpText, Screen[None]):
     """The incident: timers on top, phases on the left, the checklist and its details."""
 
     HELP = (

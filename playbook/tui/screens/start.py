@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 
+from playbook.tui.follow import FollowsIncidents
 from playbook.tui.host import host
 from playbook.tui.messages import IncidentsListed
 from playbook.tui.screens.base import HelpText
@@ -19,7 +20,7 @@ from playbook.tui.widgets.incident_list import IncidentList
 from playbook.tui.widgets.text import block, lit
 
 
-class StartScreen(HelpText, Screen[None]):
+class StartScreen(FollowsIncidents, HelpText, Screen[None]):
     """Open a new incident, or resume an open one."""
 
     HELP = (
