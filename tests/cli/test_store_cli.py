@@ -251,3 +251,30 @@ def test_push_copies_local_incidents_once(url: str, pg: PostgresServer, tmp_path
     again = shared("store", "push")
     assert f"{incident}: 0 copied, 2 already there" in again.stdout
     assert [r[4] for r in rows(pg, url, incident)] == ["opened", "note_added"]
+
+
+def test_an_unreachable_store_is_named_with_its_password_masked(
+    url: str, tmp_path: Path
+) -> None:
+    dead = url.rsplit("@", 1)[0] + "@127.0.0.1:9/team"  # nothing listens on port 9
+    who = Responder(tmp_path / "x", "x", {"PLAYBOOK_STORE": dead})
+    status = who("store", "status")
+    assert status.exit_code == 5, status.output
+    assert "reachable: no" in status.stdout and "127.0.0.1" in status.stdout
+    assert PASSWORD not in status.output and "***" in status.output
+    # Work goes on, offline, and says so.
+    opened = who("open", "data-integrity", "--title", "T")
+    assert opened.exit_code == 0, opened.output
+    assert "offline: 1 event not yet shared" in opened.stderr
+    assert PASSWORD not in opened.output
+
+
+def test_tls_parameters_in_the_url_are_honoured(url: str, tmp_path: Path) -> None:
+    """The test server has no TLS: a URL that requires it must fail to connect, saying
+    why, instead of the parameter being dropped and the password sent in clear."""
+    sep = "&" if "?" in url else "?"
+    who = Responder(tmp_path / "x", "x", {"PLAYBOOK_STORE": f"{url}{sep}sslmode=require"})
+    status = who("store", "status")
+    assert status.exit_code == 5, status.output
+    assert "SSL" in status.stdout
+    assert PASSWORD not in status.output

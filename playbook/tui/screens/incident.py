@@ -83,7 +83,12 @@ class IncidentScreen(FollowsIncident, HelpText, Screen[None]):
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
         "next status update is due. When one warns or is breached, a message names who "
         "to escalate to next; e records the escalation.\n"
-        "Ctrl+P lists every action, e.g. 'incident: export timeline'."
+        "Ctrl+P lists every action, e.g. 'incident: export timeline'.\n"
+        "Team: what other responders (or another terminal) record shows within a second, "
+        "with a note saying who did it. On a shared store that cannot be reached, the header "
+        "starts with 'offline: N events not yet shared': work goes on and is shared when "
+        "the store answers; guarded actions wait until then. A severity change or a "
+        "resolution someone else made first is refused and shown; Enter redoes yours."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Tick", id="incident.toggle"),

@@ -27,7 +27,8 @@ class StartScreen(FollowsIncidents, HelpText, Screen[None]):
         "Choose an incident to resume, or start a new one.\n"
         "Open incidents are listed with their severity, status and age, and the timer most "
         "at risk when one warns or is breached; closed ones are not (`playbook incidents "
-        "--all` lists them). q or Ctrl+Q quits."
+        "--all` lists them). On a shared store, [names] before a title say who else has "
+        "that incident open. q or Ctrl+Q quits."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "choose", "Open", id="start.open", show=True),
