@@ -133,6 +133,18 @@ class OutboxStore:
                 (kept,) = self._conn.execute(
                     "SELECT value FROM meta WHERE key = 'server'"
                 ).fetchone()
+            # The cache's own connection, without a flush per commit: the cache is a copy
+            # of the shared log, refilled from it, while an outbox entry is acknowledged
+            # (FULL, above). A follower caching every event it receives flushed for each
+            # batch under the store's lock, and that queued appends behind it: the wired
+            # bench's append p50 went from 12 to 55 ms. NORMAL in WAL mode survives a
+            # killed process; a power cut may lose the last cached events, read again.
+            self._cache_lock = threading.Lock()
+            self._cache_conn = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            self._cache_conn.execute("PRAGMA busy_timeout=10000")
+            self._cache_conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"Cannot open the local outbox at {self.path}: {exc}.") from None
         if kept != identity:
@@ -162,23 +174,30 @@ class OutboxStore:
         nothing (and costs no fsync)."""
         if not events:
             return
-        with self._lock:
+        conn = self._cache_conn
+        with self._cache_lock:
             tails = dict(
-                self._conn.execute(
+                conn.execute(
                     "SELECT incident_id, MAX(seq) FROM cache WHERE incident_id IN "
                     f"({', '.join('?' * len({e.incident_id for e in events}))}) "
                     "GROUP BY incident_id",
                     sorted({e.incident_id for e in events}),
                 ).fetchall()
             )
-        new = [e for e in events if e.seq > tails.get(e.incident_id, 0)]
-        if not new:
-            return
-        with self._local() as conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO cache ({ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                [row_of(e) for e in new],
-            )
+            new = [e for e in events if e.seq > tails.get(e.incident_id, 0)]
+            if not new:
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO cache ({ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [row_of(e) for e in new],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _cached(self, incident_id: str) -> list[Event]:
         with self._lock:
@@ -430,6 +449,8 @@ class OutboxStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._cache_lock:
+            self._cache_conn.close()
         self.shared.close()
 
 
