@@ -253,9 +253,7 @@ def test_push_copies_local_incidents_once(url: str, pg: PostgresServer, tmp_path
     assert [r[4] for r in rows(pg, url, incident)] == ["opened", "note_added"]
 
 
-def test_an_unreachable_store_is_named_with_its_password_masked(
-    url: str, tmp_path: Path
-) -> None:
+def test_an_unreachable_store_is_named_with_its_password_masked(url: str, tmp_path: Path) -> None:
     dead = url.rsplit("@", 1)[0] + "@127.0.0.1:9/team"  # nothing listens on port 9
     who = Responder(tmp_path / "x", "x", {"PLAYBOOK_STORE": dead})
     status = who("store", "status")
