@@ -180,3 +180,22 @@ def status_command(app: CliApp, as_json: bool) -> None:
                 )
     if status.shared and not status.reachable:
         sys.exit(ExitCode.STORE)
+
+
+@store.command("dismiss")
+@click.argument("event_id")
+@pass_app
+def dismiss_command(app: CliApp, event_id: str) -> None:
+    """Stop listing the refused change EVENT_ID (its id is in `playbook store status
+    --json`): you have seen it, and redone it or not. It stays in the outbox file."""
+    from playbook.errors import NotFound
+
+    _shared_url(app)
+    outbox = app.store
+    if event_id not in {r.event.event_id for r in outbox.conflicts()}:
+        raise NotFound(
+            f"No refused change {event_id!r} waits to be seen.",
+            "`playbook store status --json` lists them with their event ids.",
+        )
+    outbox.dismiss(event_id)
+    click.echo(f"dismissed {printable(event_id)}; it stays in the outbox file.")

@@ -244,10 +244,16 @@ class FollowsIncidents:
             records=False,
         )
 
+    _offline: str | None = None
+
     def on_store_moved(self, message: StoreMoved) -> None:
         if message.events:
             self.reload()  # type: ignore[attr-defined]
             self.read_presence()
+        went = (self._offline is None) != (message.offline is None)
+        self._offline = message.offline
+        if went and message.offline is not None and message.offline.startswith("offline"):
+            self.notify(message.offline, title="Team", severity="warning", markup=False)  # type: ignore[attr-defined]
 
     def on_presence_read(self, message: PresenceRead) -> None:
         from playbook.tui.widgets.incident_list import IncidentList

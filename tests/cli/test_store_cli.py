@@ -217,6 +217,11 @@ def test_an_offline_severity_change_someone_superseded_is_refused_and_shown(
     status = json.loads(alice("store", "status", "--json").stdout)
     assert [c["type"] for c in status["conflicts"]] == ["severity_changed"]
     assert status["pending"] == 0
+    # Seen: dismissed, it is no longer listed, and kept in the outbox file.
+    refused_id = status["conflicts"][0]["event_id"]
+    assert alice("store", "dismiss", refused_id).exit_code == 0
+    assert json.loads(alice("store", "status", "--json").stdout)["conflicts"] == []
+    assert alice("store", "dismiss", refused_id).exit_code == 3
 
 
 def test_a_change_based_on_a_stale_value_is_refused_with_who_set_what(
