@@ -171,7 +171,8 @@ def status_command(app: CliApp, as_json: bool) -> None:
                 click.echo(f"error:     {printable(status.error)}")
             schema = "unknown" if status.schema is None else str(status.schema)
             click.echo(f"schema:    {schema} (this playbook needs {status.schema_expected})")
-            click.echo(f"pending:   {status.pending} events not yet shared")
+            noun = "event" if status.pending == 1 else "events"
+            click.echo(f"pending:   {status.pending} {noun} not yet shared")
             for c in conflicts:
                 click.secho(
                     f"refused:   {printable(c['incident'])} {printable(c['type'])}: "
