@@ -24,6 +24,7 @@ from playbook.service.context import StaleChange
 from playbook.service.team import Offline
 from playbook.store.outbox import OutboxStore
 from playbook.store.postgres import PostgresStore, init
+from playbook.targets import Target
 
 
 @pytest.fixture(scope="module")
@@ -167,9 +168,19 @@ def test_the_server_stopped_mid_incident_the_cli_works_offline_then_syncs_equal_
     assert waiting and int(waiting.group(1)) > 1, second.stderr  # the note + the step's ticks
     assert bob("note", incident, "bob offline too").exit_code == 0
     # A guarded action never starts on a stale view.
+    # A guarded action never starts on a stale view: refused before anything runs or
+    # is recorded (the target given would be written to otherwise).
     offline = alice_store(url, tmp_path / "alice")
-    with pytest.raises(Offline):
-        Service(offline, actor="alice").require_online("an action")
+    waiting = offline.pending()
+    with pytest.raises(Offline) as refused:
+        Service(offline, actor="alice").start_action(
+            incident,
+            "rebuild-indexes",
+            {},
+            {"cache": Target("cache", "redis://127.0.0.1:9/0", "t")},
+        )
+    assert refused.value.exit_code == 7 and "offline" in refused.value.title
+    assert offline.pending() == waiting, "nothing of the action was recorded"
     offline.close()
 
     pg.start()
