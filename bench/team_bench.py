@@ -29,6 +29,7 @@ from figures import Figure, duration, summary  # bench/figures.py: this folder i
 
 from playbook.core.events import NewEvent
 from playbook.drill import servers as sandbox
+from playbook.store.choice import StoreChoice, open_store
 from playbook.store.postgres import PostgresStore, init
 from playbook.store.sqlite import SQLiteStore
 
@@ -55,8 +56,12 @@ def client(args: argparse.Namespace) -> None:
     """One responder: follows every incident, appends ``count`` notes to its own incident
     at one every ``interval`` seconds (or as fast as acknowledged, if slower), and reports
     when each append was acknowledged and when each event reached its feed."""
+    local = None
     if args.kind == "postgres":
         store: Any = PostgresStore(args.url)
+    elif args.kind == "wired":  # what the CLI and the app use: the outbox in front
+        local = tempfile.TemporaryDirectory(prefix=f"team-bench-{args.name}-")
+        store = open_store(Path(local.name), StoreChoice(args.url, "bench"))
     else:
         store = SQLiteStore(args.url)
     incident = f"bench-{args.name}"
@@ -93,6 +98,8 @@ def client(args: argparse.Namespace) -> None:
     done.set()
     feed.close()
     store.close()
+    if local is not None:
+        local.cleanup()
     print(json.dumps({"acks": acks, "applied": applied}), flush=True)
 
 
@@ -215,6 +222,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-proxy", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--skip-wired",
+        action="store_true",
+        help="skip the loopback run through the store the CLI and the app open (the outbox "
+        "in front of PostgreSQL)",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -245,8 +258,10 @@ def main() -> None:
                 f"PostgreSQL {settings['server_version']}, data on {folder}: "
                 + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "server_version")
             )
-            modes = [("loopback", None)] + ([] if args.skip_proxy else [("50 ms proxy", DELAY)])
-            for mode, delay in modes:
+            modes = [("loopback", None, "postgres")]
+            modes += [] if args.skip_wired else [("wired loopback", None, "wired")]
+            modes += [] if args.skip_proxy else [("50 ms proxy", DELAY, "postgres")]
+            for mode, delay, kind in modes:
                 with contextlib.ExitStack() as stack:
                     target = url
                     if delay is not None:
@@ -256,7 +271,7 @@ def main() -> None:
                         conn.execute("TRUNCATE playbook.events")
                     print(f"\n-- PostgreSQL, {mode}", flush=True)
                     got = run(
-                        "postgres",
+                        kind,
                         target,
                         args.clients,
                         args.count,

@@ -31,7 +31,7 @@ import click
 
 # The modules, not their commands: `playbook.cli.run` stays the module (a test or a
 # patch that names it finds it), and each command is named once, below.
-from playbook.cli import action, authoring, diag, drill, incidents, run, status, trust
+from playbook.cli import action, authoring, diag, drill, incidents, run, status, store, trust
 from playbook.cli import publish as publish_cli
 from playbook.cli import roles as roles_cli
 from playbook.cli.context import CliApp
@@ -146,9 +146,22 @@ class _Group(click.Group):
     help="Work on drills instead of real incidents (they are kept apart), "
     "e.g. `playbook --drills export ID`.",
 )
+@click.option(
+    "--store",
+    "store_url",
+    metavar="URL",
+    help="The team's shared incident log, postgresql://… (default: env PLAYBOOK_STORE, "
+    "[store] url in your own playbook.toml, else the local SQLite file). ${ENV} is expanded.",
+)
 @click.version_option(package_name="playbook", message="%(prog)s %(version)s")
 @click.pass_context
-def main(ctx: click.Context, data_dir: Path | None, actor: str | None, drills: bool) -> None:
+def main(
+    ctx: click.Context,
+    data_dir: Path | None,
+    actor: str | None,
+    drills: bool,
+    store_url: str | None = None,
+) -> None:
     """Run incident-response playbooks from the terminal.
 
     Every change to an incident is an event, written to disk before it is shown
@@ -162,7 +175,8 @@ def main(ctx: click.Context, data_dir: Path | None, actor: str | None, drills: b
         from playbook.resources import default_data_dir
 
         data_dir = drills_dir(data_dir or default_data_dir())
-    ctx.obj = CliApp(data_dir, actor)
+    ctx.obj = CliApp(data_dir, actor, store_url, drills=drills)
+    ctx.call_on_close(ctx.obj.close)  # "offline: N events not yet shared", on stderr
 
 
 for command in (
@@ -199,5 +213,7 @@ for command in (
     authoring.schema,
     authoring.list_playbooks,
     trust.trust_command,
+    # the team's shared store
+    store.store,
 ):
     main.add_command(command)

@@ -21,21 +21,94 @@ from playbook.errors import UsageError
 class CliApp:
     """What the commands share, built lazily so `validate` and `schema` need no store."""
 
-    def __init__(self, data_dir: Path | None, actor: str | None) -> None:
+    def __init__(
+        self,
+        data_dir: Path | None,
+        actor: str | None,
+        store_url: str | None = None,
+        *,
+        drills: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.actor = actor
+        self.store_url = store_url
+        """``--store`` as given (None: PLAYBOOK_STORE, the responder's config, or SQLite)."""
+        self.drills = drills
+        """Drills are kept apart: always in the local drills folder, never shared."""
         self._service: Any = None
+        self._choice: Any = None
+        self.synced: Any = None
+        """What the sync at the start of this command did (a shared store with events
+        waiting in the outbox), or None."""
+
+    @property
+    def choice(self) -> Any:
+        """Which store, and who chose it (:func:`playbook.store.choice.choose`)."""
+        if self._choice is None:
+            from playbook.store.choice import StoreChoice, choose
+
+            self._choice = StoreChoice("", "--drills") if self.drills else choose(self.store_url)
+        return self._choice
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        from playbook.resources import default_data_dir
+
+        return self.data_dir or default_data_dir()
+
+    @property
+    def store(self) -> Any:
+        """The store every command and the app use: the one choice
+        (:func:`playbook.store.choice.open_store`)."""
+        return self.service.store
 
     @property
     def service(self) -> Any:
         if self._service is None:
-            from playbook.resources import default_data_dir
             from playbook.service import Service
-            from playbook.store.sqlite import SQLiteStore
+            from playbook.store.choice import open_store
 
-            store = SQLiteStore(self.data_dir or default_data_dir())
-            self._service = Service(store, actor=self.actor)
+            data_dir = self.resolved_data_dir
+            store = open_store(data_dir, self.choice)
+            self._service = Service(store, actor=self.actor, evidence_dir=data_dir / "evidence")
+            outbox = getattr(store, "pending", None)
+            if outbox is not None and store.pending():  # sync at the start of each command
+                self.synced = store.sync()
         return self._service
+
+    def report_team(self) -> None:
+        """After each command, on stderr: what the start's sync refused (never dropped:
+        it stays in the outbox), and "offline: N events not yet shared"."""
+        if self._service is None:
+            return
+        from playbook.service.team import offline_line
+
+        store = self._service.store
+        for refused in getattr(self.synced, "refused", []):
+            click.secho(
+                f"conflict: your {printable(refused.event.type)} was not shared: "
+                f"{printable(refused.reason)}",
+                fg="red",
+                err=True,
+            )
+        if self.synced is not None and self.synced.refused:
+            click.echo(
+                "It is kept in the outbox: `playbook store status` lists it; redo the change "
+                "on the incident as it is now if it still holds.",
+                err=True,
+            )
+        line = offline_line(store)
+        if line:
+            click.secho(printable(line), fg="yellow", err=True)
+
+    def close(self) -> None:
+        """At the end of the command: report the team store's state, then release the
+        store (a shared store's connection is closed, not left to the collector)."""
+        try:
+            self.report_team()
+        finally:
+            if self._service is not None and hasattr(self._service.store, "shared"):
+                self._service.store.close()
 
 
 pass_app = click.make_pass_decorator(CliApp)
@@ -49,8 +122,13 @@ def targets_for(
     `playbook drill`). A configuration file that was ignored (an untrusted folder's
     playbook.toml) is said on stderr, with the command that would trust it.
     """
+    from playbook.store.choice import folder_store_notice
+
     known = service.targets_for(state, overrides, playbook_path=playbook_path)
-    for notice in known.notices:
+    if playbook_path is None and state is not None and state.playbook_path:
+        playbook_path = Path(state.playbook_path)  # the folder the service read, too
+    ignored_store = folder_store_notice(playbook_path)
+    for notice in [*known.notices, *([ignored_store] if ignored_store else [])]:
         click.secho(f"notice: {printable(notice)}", fg="yellow", err=True)
     return known
 

@@ -16,16 +16,18 @@ from __future__ import annotations
 import difflib
 import getpass
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from playbook.core.clock import Clock
-from playbook.core.events import Event, NewEvent
+from playbook.core.events import REPLACES, Event, NewEvent, format_utc
 from playbook.core.state import IncidentState, fold
 from playbook.core.text import first_control, unpaired_escaped
-from playbook.errors import NotFound, UsageError
+from playbook.errors import Conflict, NotFound, UsageError
 from playbook.redaction import scrub_data
 from playbook.store import EventStore
 
@@ -143,6 +145,72 @@ def get(ctx: Context, ref: str) -> Incident:
     return Incident(fold(events, incident_id), events)
 
 
+# --------------------------------------------------------------------------- based on
+
+FIELDS: dict[str, Callable[[IncidentState], str]] = {
+    "severity": lambda state: state.severity,
+    "status": lambda state: state.status,
+    "phase": lambda state: state.phase,
+    "title": lambda state: state.title,
+}
+"""The fields a change can name the value of that it replaces, and how to read each from
+the state. A later field (a role: ``role_assigned``) adds its line here and its event type
+to :data:`playbook.core.events.REPLACES`."""
+
+_based_on: ContextVar[tuple[str, str] | None] = ContextVar("based_on", default=None)
+
+
+class StaleChange(Conflict):
+    """Someone else changed the field first: the change was based on a value that is no
+    longer current, and was refused (nothing was recorded)."""
+
+    def __init__(self, field: str, mine: str, current: str, by: Event | None) -> None:
+        who = (
+            f"{by.actor} set it to {current or '(none)'} at {format_utc(by.at)} (event {by.seq})"
+            if by is not None
+            else f"it is {current or '(none)'} now"
+        )
+        super().__init__(
+            f"Refused: the {field} changed before your change: {who}; yours was based on "
+            f"{mine or '(none)'}.",
+            "Nothing was recorded. Look at the incident as it is now and redo the change "
+            "if it still holds.",
+        )
+        self.field, self.mine, self.current, self.by = field, mine, current, by
+
+
+@contextmanager
+def based_on(field: str, value: str | None) -> Iterator[None]:
+    """Inside this block, a command refuses (:class:`StaleChange`) unless the incident's
+    ``field`` is still ``value`` when the store decides, atomically: the app passes the
+    value the responder saw, so a change is never made on a view another responder made
+    stale. ``value`` None: no check (the CLI, which reads and decides at once).
+
+    A context variable, not an argument: each thread (the app's store worker) has its own,
+    and no use case's signature changes."""
+    if value is None:
+        yield
+        return
+    if field not in FIELDS:
+        raise ValueError(f"unknown field {field!r}")
+    token = _based_on.set((field, value))
+    try:
+        yield
+    finally:
+        _based_on.reset(token)
+
+
+def _check_based_on(state: IncidentState, events: list[Event]) -> None:
+    expected = _based_on.get()
+    if expected is None:
+        return
+    field, value = expected
+    current = FIELDS[field](state)
+    if current != value:
+        by = next((e for e in reversed(events) if REPLACES.get(e.type) == field), None)
+        raise StaleChange(field, value, current, by)
+
+
 def command(ctx: Context, ref: str, decide: Callable[[IncidentState], Decision]) -> IncidentState:
     """Decide on the incident's current events and append, in one store transaction."""
     incident_id = resolve_id(ctx, ref)
@@ -150,6 +218,7 @@ def command(ctx: Context, ref: str, decide: Callable[[IncidentState], Decision])
 
     def make(events: list[Event]) -> list[NewEvent]:
         state = fold(events, incident_id)
+        _check_based_on(state, events)
         decision = decide(state)
         now = ctx.clock.now()
         if state.last_event_at is not None and now < state.last_event_at:

@@ -29,8 +29,15 @@ from typing import TYPE_CHECKING, Any
 from playbook.core.clock import Clock, SystemClock
 from playbook.core.state import IncidentState
 from playbook.core.timers import Timers
-from playbook.service import diagnostics, exports, incidents, roles, status
-from playbook.service.context import Context, Incident, default_actor, get, resolve_id
+from playbook.service import diagnostics, exports, incidents, roles, status, team
+from playbook.service.context import (
+    Context,
+    Incident,
+    default_actor,
+    get,
+    resolve_id,
+)
+from playbook.service.context import based_on as based_on_
 from playbook.store import EventStore
 
 if TYPE_CHECKING:
@@ -128,14 +135,23 @@ class Service:
         """Open a new incident on a playbook (a drill when ``drill`` describes one)."""
         return incidents.open_incident(self.context, playbook, title, severity, triggers, drill)
 
-    def acknowledge(self, ref: str) -> IncidentState:
-        return incidents.acknowledge(self.context, ref)
+    # ``based_on``: the value the responder saw (the app passes it); if another responder
+    # changed it since, the change is refused with who set what, when
+    # (:class:`~playbook.service.context.StaleChange`). None: decide on the log as it is.
 
-    def change_severity(self, ref: str, level: str, reason: str) -> IncidentState:
-        return incidents.change_severity(self.context, ref, level, reason)
+    def acknowledge(self, ref: str, *, based_on: str | None = None) -> IncidentState:
+        with based_on_("status", based_on):
+            return incidents.acknowledge(self.context, ref)
 
-    def enter_phase(self, ref: str, phase: str) -> IncidentState:
-        return incidents.enter_phase(self.context, ref, phase)
+    def change_severity(
+        self, ref: str, level: str, reason: str, *, based_on: str | None = None
+    ) -> IncidentState:
+        with based_on_("severity", based_on):
+            return incidents.change_severity(self.context, ref, level, reason)
+
+    def enter_phase(self, ref: str, phase: str, *, based_on: str | None = None) -> IncidentState:
+        with based_on_("phase", based_on):
+            return incidents.enter_phase(self.context, ref, phase)
 
     def choose_scenario(self, ref: str, scenario: str) -> IncidentState:
         """Follow a scenario: its detection signs, investigation and recovery come into view."""
@@ -154,15 +170,17 @@ class Service:
     def escalate(self, ref: str, to: str | None = None, reason: str = "") -> IncidentState:
         return incidents.escalate(self.context, ref, to, reason)
 
-    def resolve(self, ref: str, summary: str = "") -> IncidentState:
-        return incidents.resolve(self.context, ref, summary)
+    def resolve(self, ref: str, summary: str = "", *, based_on: str | None = None) -> IncidentState:
+        with based_on_("status", based_on):
+            return incidents.resolve(self.context, ref, summary)
 
     def rename(self, ref: str, title: str) -> IncidentState:
         """A new title; the old one stays in the timeline (see :func:`incidents.rename`)."""
         return incidents.rename(self.context, ref, title)
 
-    def close(self, ref: str) -> IncidentState:
-        return incidents.close(self.context, ref)
+    def close(self, ref: str, *, based_on: str | None = None) -> IncidentState:
+        with based_on_("status", based_on):
+            return incidents.close(self.context, ref)
 
     def record_drill_check(self, ref: str, payload: dict[str, Any]) -> IncidentState:
         """Append a drill's fingerprint comparison (refused for a real incident)."""
@@ -287,6 +305,7 @@ class Service:
         """A new run of a guarded action, checked and ready for its dry run."""
         from playbook.service import action_runs
 
+        self.require_online("a guarded action")
         return action_runs.start(self.context, ref, action_id, given, targets, progress, hook)
 
     def resume_action(
@@ -300,6 +319,7 @@ class Service:
         """An earlier run of a guarded action, rebuilt from its events to roll it back."""
         from playbook.service import action_runs
 
+        self.require_online("a guarded action's rollback")
         return action_runs.resume(self.context, ref, run_id, targets, progress, hook)
 
     def record_action_stage(self, ref: str, payload: dict[str, Any]) -> IncidentState:
@@ -307,6 +327,18 @@ class Service:
         from playbook.service import action_runs
 
         return action_runs.record_stage(self.context, ref, payload)
+
+    # ------------------------------------------------------------------ team mode
+
+    def require_online(self, what: str) -> None:
+        """Refuse (:class:`~playbook.service.team.Offline`) unless the store is local, or
+        shared, reachable and with nothing unshared: the gate before every outside effect
+        (a guarded action, a published status message). See :func:`team.require_online`."""
+        team.require_online(self.context.store, what)
+
+    def offline_line(self, reachable: bool = True) -> str | None:
+        """``offline: 3 events not yet shared``, or None (see :func:`team.offline_line`)."""
+        return team.offline_line(self.context.store, reachable)
 
     # ------------------------------------------------------------------ export
 

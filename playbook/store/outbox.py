@@ -21,6 +21,7 @@ is ever dropped or deleted. The rule is :mod:`playbook.store.merge`'s, which
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -133,6 +134,18 @@ class OutboxStore:
                 (kept,) = self._conn.execute(
                     "SELECT value FROM meta WHERE key = 'server'"
                 ).fetchone()
+            # The cache's own connection, without a flush per commit: the cache is a copy
+            # of the shared log, refilled from it, while an outbox entry is acknowledged
+            # (FULL, above). A follower caching every event it receives flushed for each
+            # batch under the store's lock, and that queued appends behind it: the wired
+            # bench's append p50 went from 12 to 55 ms. NORMAL in WAL mode survives a
+            # killed process; a power cut may lose the last cached events, read again.
+            self._cache_lock = threading.Lock()
+            self._cache_conn = sqlite3.connect(
+                self.path, timeout=10, isolation_level=None, check_same_thread=False
+            )
+            self._cache_conn.execute("PRAGMA busy_timeout=10000")
+            self._cache_conn.execute("PRAGMA synchronous=NORMAL")
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"Cannot open the local outbox at {self.path}: {exc}.") from None
         if kept != identity:
@@ -162,23 +175,30 @@ class OutboxStore:
         nothing (and costs no fsync)."""
         if not events:
             return
-        with self._lock:
+        conn = self._cache_conn
+        with self._cache_lock:
             tails = dict(
-                self._conn.execute(
+                conn.execute(
                     "SELECT incident_id, MAX(seq) FROM cache WHERE incident_id IN "
                     f"({', '.join('?' * len({e.incident_id for e in events}))}) "
                     "GROUP BY incident_id",
                     sorted({e.incident_id for e in events}),
                 ).fetchall()
             )
-        new = [e for e in events if e.seq > tails.get(e.incident_id, 0)]
-        if not new:
-            return
-        with self._local() as conn:
-            conn.executemany(
-                f"INSERT OR REPLACE INTO cache ({ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                [row_of(e) for e in new],
-            )
+            new = [e for e in events if e.seq > tails.get(e.incident_id, 0)]
+            if not new:
+                return
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    f"INSERT OR REPLACE INTO cache ({ROW_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [row_of(e) for e in new],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _cached(self, incident_id: str) -> list[Event]:
         with self._lock:
@@ -430,6 +450,8 @@ class OutboxStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._cache_lock:
+            self._cache_conn.close()
         self.shared.close()
 
 
@@ -445,6 +467,7 @@ class OutboxFeed:
         self.inner = inner
         self.synced: SyncReport | None = None
         self._next_sync = 0.0
+        self._uncached: list[Event] = []
 
     @property
     def connected(self) -> bool:
@@ -455,20 +478,33 @@ class OutboxFeed:
         return str(getattr(self.inner, "error", ""))
 
     def get(self, timeout: float) -> list[Event]:
+        # The last batch is cached now, before waiting for the next: delivered first,
+        # cached while the follower is idle. Writing it before returning put a local
+        # write between every commit and every other client's screen (the wired bench's
+        # fan-out p50: 45 ms against 4 ms for the bare store). A reader that wants them
+        # sooner (the app reads the incident on each batch) caches them itself.
+        self._flush()
         events = self.inner.get(timeout)
         waiting = self.outbox.offline or self.outbox.pending()
         if self.inner.connected and waiting and time.monotonic() >= self._next_sync:
             self.synced = self.outbox.sync()
             if self.synced.error:
                 self._next_sync = time.monotonic() + self.RETRY
-        self.outbox._cache(events)
+        self._uncached += events
         return events
+
+    def _flush(self) -> None:
+        batch, self._uncached = self._uncached, []
+        # A copy: when the store was closed first (or the disk is full) it is read again.
+        with contextlib.suppress(sqlite3.Error):
+            self.outbox._cache(batch)
 
     def stop(self) -> None:
         self.inner.stop()
 
     def close(self) -> None:
         self.inner.close()
+        self._flush()
 
     def __enter__(self) -> OutboxFeed:
         return self

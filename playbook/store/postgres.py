@@ -475,6 +475,31 @@ class PostgresStore:
             Presence(i, actor, device, since.astimezone(UTC)) for i, actor, device, since in rows
         ]
 
+    def ping(self) -> None:
+        """Return once the server answers (and the schema is ours): the check before an
+        outside effect (:func:`playbook.service.team.require_online`).
+
+        Raises:
+            StoreUnavailable: it does not answer.
+        """
+        self._run(lambda conn: conn.execute("SELECT 1"), lambda: "a check", writes=False)
+
+    def schema_version(self) -> int:
+        """The schema's version on the server (0: `playbook store init` never ran), read
+        without refusing a version other than ours (`playbook store status` shows it)."""
+        with self._lock:
+            checking, self._check_schema = self._check_schema, False
+        try:
+            version: int = self._run(
+                schema_version, lambda: "reading the schema's version", writes=False
+            )
+            return version
+        finally:
+            if checking:  # that connection skipped the check: the next one makes it
+                with self._lock:
+                    self._check_schema = True
+                    self._drop()
+
     def close(self) -> None:
         with self._lock:
             self._drop()

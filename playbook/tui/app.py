@@ -29,6 +29,7 @@ from textual.worker import get_current_worker
 from playbook.core.clock import SteadyClock
 from playbook.errors import PlaybookError
 from playbook.service import Service
+from playbook.service.context import StaleChange
 from playbook.tui.commands import start_commands
 from playbook.tui.messages import (
     ConfigIgnored,
@@ -40,6 +41,7 @@ from playbook.tui.messages import (
     PlaybookLoaded,
     PlaybookNotLoaded,
 )
+from playbook.tui.screens.conflict import StaleChangeDialog, redo_on_current
 from playbook.tui.screens.dialogs import NoteDialog
 from playbook.tui.screens.help import HelpScreen
 from playbook.tui.screens.incident import IncidentScreen
@@ -154,6 +156,9 @@ class PlaybookApp(App[int]):
             job.reply_to.post_message(job.failed(error))
         if isinstance(error, job.tells):
             return  # the asker says it all
+        if isinstance(error, StaleChange) and redo_on_current(job, error) is not None:
+            self.push_screen(StaleChangeDialog(job, error))  # who set what; redo on it
+            return
         if isinstance(error, PlaybookError):
             text = error.title + (f"\n{error.message}" if error.message else "")
         else:

@@ -160,7 +160,9 @@ class SeverityDialog(_ChangeDialog):
         service = host(self).service
         self.record(
             "severity",
-            partial(service.change_severity, self.state.id, level, reason),
+            partial(
+                service.change_severity, self.state.id, level, reason, based_on=self.state.severity
+            ),
             f"Severity is now {level}.",
         )
 
@@ -260,7 +262,7 @@ class ResolveDialog(_ChangeDialog):
         service = host(self).service
         self.record(
             "resolve",
-            partial(service.resolve, self.state.id, summary),
+            partial(service.resolve, self.state.id, summary, based_on=self.state.status),
             "Resolved. Post-incident work is on the left; x exports the timeline.",
         )
 

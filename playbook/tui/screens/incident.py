@@ -22,6 +22,7 @@ from textual.widgets import Footer, OptionList
 
 from playbook.core.state import IncidentState
 from playbook.tui.commands import incident_commands
+from playbook.tui.follow import FollowsIncident
 from playbook.tui.host import host
 from playbook.tui.messages import DiagnosticRecorded, DrillChecked, DrillCheckFailed
 from playbook.tui.screens.action import ActionScreen
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from playbook.service import PreparedRun
 
 
-class IncidentScreen(HelpText, Screen[None]):
+class IncidentScreen(FollowsIncident, HelpText, Screen[None]):
     """The incident: timers on top, phases on the left, the checklist and its details."""
 
     HELP = (
@@ -85,7 +86,12 @@ class IncidentScreen(HelpText, Screen[None]):
         "Timers: response and resolution (elapsed/target), the phase window, and when the "
         "next status update is due. When one warns or is breached, a message names who "
         "to escalate to next; e records the escalation.\n"
-        "Ctrl+P lists every action, e.g. 'incident: export timeline'."
+        "Ctrl+P lists every action, e.g. 'incident: export timeline'.\n"
+        "Team: what other responders (or another terminal) record shows within a second, "
+        "with a note saying who did it. On a shared store that cannot be reached, the header "
+        "starts with 'offline: N events not yet shared': work goes on and is shared when "
+        "the store answers; guarded actions wait until then. A severity change or a "
+        "resolution someone else made first is refused and shown; Enter redoes yours."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("space", "toggle", "Tick", id="incident.toggle"),

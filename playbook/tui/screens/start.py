@@ -10,6 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Static
 
+from playbook.tui.follow import FollowsIncidents
 from playbook.tui.host import host
 from playbook.tui.messages import IncidentsListed
 from playbook.tui.screens.base import HelpText
@@ -19,14 +20,15 @@ from playbook.tui.widgets.incident_list import IncidentList
 from playbook.tui.widgets.text import block, lit
 
 
-class StartScreen(HelpText, Screen[None]):
+class StartScreen(FollowsIncidents, HelpText, Screen[None]):
     """Open a new incident, or resume an open one."""
 
     HELP = (
         "Choose an incident to resume, or start a new one.\n"
         "Open incidents are listed with their severity, status and age, and the timer most "
         "at risk when one warns or is breached; closed ones are not (`playbook incidents "
-        "--all` lists them). q or Ctrl+Q quits."
+        "--all` lists them). On a shared store, [names] before a title say who else has "
+        "that incident open. q or Ctrl+Q quits."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "choose", "Open", id="start.open", show=True),

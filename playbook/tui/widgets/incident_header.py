@@ -29,12 +29,17 @@ class IncidentHeader(Static):
     """The section shown on the right (named when it is not the current phase)."""
     step: reactive[str] = reactive("")
     """The title of the step highlighted in the checklist ("" when none is)."""
+    offline: reactive[str] = reactive("")
+    """``offline: 3 events not yet shared`` while the team's store is out of reach."""
 
     def render(self) -> Text:
         state = self.state
         if state is None:
             return Text("loading…")
         header = Text()
+        if self.offline:  # first: the one thing that changes what every key means
+            header.append(f" {self.offline} ", style="bold black on yellow")
+            header.append(" ")
         header.append(f" {state.id} ", style="bold reverse")
         header.append(
             f" {state.severity} ",

@@ -33,6 +33,8 @@ class IncidentList(OptionList):
     """The title of the playbook new incidents open on (None while it loads, or when invalid)."""
     playbook_invalid: reactive[bool] = reactive(False, init=False, repaint=False)
     """True when the playbook could not be loaded: no new incident can be opened."""
+    presence: reactive[dict[str, list[str]]] = reactive(dict, init=False, repaint=False)
+    """Who else has each incident open (team mode): incident id -> names."""
 
     def __init__(self, *, id: str | None = None) -> None:
         # Drawn at once: the first frame must not wait for the store thread's list.
@@ -45,6 +47,9 @@ class IncidentList(OptionList):
         self.rebuild()
 
     def watch_playbook_invalid(self) -> None:
+        self.rebuild()
+
+    def watch_presence(self) -> None:
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -78,6 +83,10 @@ class IncidentList(OptionList):
                 format_duration((now - state.opened_at).total_seconds()) if state.opened_at else "?"
             )
             line.append(f"{age:>8}  ")
+            here = self.presence.get(state.id)
+            if here:  # before the title: a long title must not push it off the line
+                line.append_text(lit(f"[{', '.join(here)}]", "bold cyan"))
+                line.append(" ")
             line.append_text(lit(state.title[:60]))
             alerts = service.timers(state).alerts()
             if alerts:
