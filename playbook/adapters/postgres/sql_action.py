@@ -1,6 +1,9 @@
 """Guarded SQL on PostgreSQL: one UPDATE, DELETE or INSERT on a declared table (kind
 ``postgres-sql``).
 
+(Over 600 lines: the parser's check, the catalog's, and the four stages, which must agree
+on each row's key, text form and fingerprint, read best in one place.)
+
 "Drop the inactive rows" is a statement a responder would otherwise paste into psql.
 This writer runs it with the same guard rails as the upsert
 (:mod:`playbook.adapters.postgres.writer`, whose advisory lock and connection it shares):
