@@ -40,6 +40,7 @@ from playbook.adapters.base import (
     RunRequest,
     Sink,
 )
+from playbook.adapters.shell.action_model import ShellAction
 from playbook.adapters.shell.models import ShellDiagnostic, parse_endpoint
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class ShellAdapter(Adapter):
     kind = "shell"
     description = "A program run from an argument list (no shell), in a kernel sandbox"
     diagnostic_model = ShellDiagnostic
+    action_model = ShellAction  # carried out by playbook.adapters.shell.action
 
     def check(self, request: RunRequest) -> None:
         q = request.query
