@@ -242,3 +242,27 @@ def test_without_landlock_a_shell_action_is_refused_before_anything_runs(
     with pytest.raises(Exception, match="only inside the kernel's sandbox"):
         run.dry_run()
     assert files(logs) == before
+
+
+def test_the_cli_asks_for_the_no_backup_phrase_and_offers_no_rollback(
+    cli: Any, playbook_file: Path, logs: Path
+) -> None:
+    import json
+
+    opened = cli("open", str(playbook_file), "--title", "disk full", "--json")
+    incident = json.loads(opened.output)["id"]
+    target = ("--target", "here=local://")
+    refused = cli("action", "run", incident, "clean-no-backup", *target, "--confirm", "here")
+    assert refused.exit_code != 0 and "'here no backup'" in refused.output
+    assert (logs / "a.log").exists()  # known wrong before anything ran
+
+    done = cli(
+        "action", "run", incident, "clean-no-backup", *target, "--confirm", "here no backup"
+    )
+    assert done.exit_code == 0, done.output
+    assert "keeps no backup" in done.output
+    assert files(logs) == {"keep.txt": b"not a log"}
+    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    again = cli("action", "rollback", incident, run["run"], *target, "--confirm", "here no backup")
+    assert again.exit_code == 4 and "keeps no backup" in again.output
+    assert files(logs) == {"keep.txt": b"not a log"}

@@ -347,3 +347,35 @@ def test_a_table_whose_trigger_is_not_trusted_is_refused_before_the_statement_ru
         assert db.execute("SELECT count(*) FROM fired").fetchone()[0] == 0
     finally:
         db.execute("DROP FUNCTION public.audit() CASCADE")
+
+
+def test_the_cli_runs_and_rolls_back_the_statement_and_never_shows_the_password(
+    cli: Any, playbook_file: Path, pg: PostgresServer, db: Any
+) -> None:
+    import json
+
+    from servers import PASSWORD
+
+    before = dump(db)
+    opened = cli("open", str(playbook_file), "--title", "invites", "--json")
+    incident = json.loads(opened.output)["id"]
+    target = ("--target", f"db={pg.uri}")
+    done = cli(
+        "action",
+        "run",
+        incident,
+        "expire-invites",
+        *target,
+        "--set",
+        "max_invites=1",
+        "--confirm",
+        "db",
+    )
+    assert done.exit_code == 0, done.output
+    assert "update staff staff_id=2" in done.output
+    assert [r[2] for r in dump(db)] == ["AAA", "EXPIRED", "EXPIRED"]
+    (run,) = json.loads(cli("action", "status", incident, "--json").output)
+    back = cli("action", "rollback", incident, run["run"], *target, "--confirm", "db")
+    assert back.exit_code == 0, back.output
+    assert dump(db) == before
+    assert PASSWORD not in done.output + back.output
