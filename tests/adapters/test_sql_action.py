@@ -379,3 +379,17 @@ def test_the_cli_runs_and_rolls_back_the_statement_and_never_shows_the_password(
     assert back.exit_code == 0, back.output
     assert dump(db) == before
     assert PASSWORD not in done.output + back.output
+
+
+def test_the_example_playbook_validates_and_its_statement_passes_the_parser() -> None:
+    from playbook.adapters.plugins import load_playbook
+
+    pb = load_playbook(ROOT / "runbooks" / "examples" / "guarded-actions.yaml").playbook
+    kinds = {name: a.kind for name, a in pb.actions.items()}
+    assert kinds == {
+        "expire-invites": "postgres-sql",
+        "remove-old-logs": "shell",
+        "truncate-spool": "shell",
+    }
+    dml = check_dml(pb.actions["expire-invites"].do.sql, ["staff_id"])
+    assert (dml.kind, dml.sets, dml.order) == ("UPDATE", ("invite_code",), ("max_invites",))
