@@ -256,9 +256,7 @@ def test_the_cli_asks_for_the_no_backup_phrase_and_offers_no_rollback(
     assert refused.exit_code != 0 and "'here no backup'" in refused.output
     assert (logs / "a.log").exists()  # known wrong before anything ran
 
-    done = cli(
-        "action", "run", incident, "clean-no-backup", *target, "--confirm", "here no backup"
-    )
+    done = cli("action", "run", incident, "clean-no-backup", *target, "--confirm", "here no backup")
     assert done.exit_code == 0, done.output
     assert "keeps no backup" in done.output
     assert files(logs) == {"keep.txt": b"not a log"}
