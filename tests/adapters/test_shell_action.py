@@ -264,3 +264,41 @@ def test_the_cli_asks_for_the_no_backup_phrase_and_offers_no_rollback(
     again = cli("action", "rollback", incident, run["run"], *target, "--confirm", "here no backup")
     assert again.exit_code == 4 and "keeps no backup" in again.output
     assert files(logs) == {"keep.txt": b"not a log"}
+
+
+def test_an_apply_cancelled_half_way_records_what_it_left_and_rolls_back(
+    sqlite_service: Service, playbook_file: Path, logs: Path
+) -> None:
+    """Ctrl-C while the apply command runs: the supervisor ends its tree, the paths are
+    fingerprinted as the command left them, and the rollback puts the files back."""
+    text = yaml.safe_load(playbook_file.read_text(encoding="utf-8"))
+    do = text["actions"]["clean-logs"]["do"]
+    do["apply"] = {"argv": [SH, "-c", 'rm -f "$0"/a.log; echo removed; exec sleep 60', str(logs)]}
+    playbook_file.write_text(yaml.safe_dump(text, sort_keys=False), encoding="utf-8")
+    before = files(logs)
+    applying: list[bool] = []
+    runs: list[Any] = []
+
+    def hook(stage: str, outcome: str) -> None:
+        if (stage, outcome) == ("apply", "started"):
+            applying.append(True)
+
+    def progress(_: object) -> None:
+        if applying:  # the apply command has printed: it removed a.log and now waits
+            runs[0].cancel()
+
+    incident = sqlite_service.open(playbook_file, "cancel").id
+    run = sqlite_service.start_action(
+        incident, "clean-logs", {}, {"here": Target("here", "local://", "t")}, progress, hook
+    )
+    runs.append(run)
+    run.dry_run()
+    run.backup()
+    run.confirm("here")
+    outcome = run.apply()
+    assert not outcome.ok and outcome.wrote and outcome.rollback_offered
+    assert recorded(sqlite_service, run, "apply")["outcome"] == "cancelled"
+    assert "a.log" not in files(logs) and "b.log" in files(logs)
+    numbers = run.rollback("here")
+    assert numbers["restored"] == 1
+    assert files(logs) == before

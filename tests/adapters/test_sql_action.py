@@ -280,6 +280,7 @@ def test_a_row_changed_between_apply_and_rollback_is_kept_and_named(
         ("WITH d AS (DELETE FROM staff RETURNING 1) UPDATE staff SET note = 'x'", "WITH"),
         ("UPDATE staff SET staff_id = 4", "key column staff_id"),
         ("INSERT INTO staff VALUES (1, 'a', 'b') ON CONFLICT DO NOTHING", "ON CONFLICT"),
+        ("INSERT INTO staff (staff_username, invite_code) VALUES ('a', 'b')", "key column"),
     ],
 )
 def test_the_parser_refuses_anything_but_one_plain_change(sql: str, says: str) -> None:

@@ -152,6 +152,12 @@ def check_dml(text: str, key: list[str]) -> Dml:
     else:
         sets = tuple(t.name for t in node.cols or ())
         children = (node.selectStmt,)
+    if kind == "INSERT" and sets and not set(key) <= set(sets):
+        raise StatementRefused(
+            f"Refused: the INSERT does not give the key column "
+            f"{sorted(set(key) - set(sets))[0]}; a key the server makes up (a sequence) "
+            "differs between the dry run and the apply, so apply could never match the backup."
+        )
     if kind == "UPDATE" and set(sets) & set(key):
         raise StatementRefused(
             f"Refused: the UPDATE sets the key column {sorted(set(sets) & set(key))[0]}; a "
