@@ -302,3 +302,20 @@ def test_an_apply_cancelled_half_way_records_what_it_left_and_rolls_back(
     numbers = run.rollback("here")
     assert numbers["restored"] == 1
     assert files(logs) == before
+
+
+def test_a_file_changed_between_backup_and_apply_refuses_the_apply(
+    sqlite_service: Service, playbook_file: Path, logs: Path
+) -> None:
+    run = start(sqlite_service, playbook_file, "clean-logs")
+    run.dry_run()
+    run.backup()
+    run.confirm("here")
+    (logs / "a.log").write_text("written after the backup")
+    outcome = run.apply()
+    assert not outcome.ok and not outcome.wrote and not outcome.rollback_offered
+    assert "changed after the backup" in outcome.error
+    assert (logs / "a.log").read_text() == "written after the backup"  # not removed
+    assert (logs / "b.log").exists()
+    with pytest.raises(NothingToRollBack):
+        run.rollback("here")

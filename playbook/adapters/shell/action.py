@@ -14,7 +14,10 @@ and ``backup`` may read there. The stages:
   phrase ending in ``no backup`` and never offers a rollback (:meth:`has_backup`).
 * **lock**: a lock file of this machine (``flock``), named by the action's lock name;
   it goes with the process that holds it.
-* **apply**: the ``apply`` command. Before it starts, each ``writes`` path is recorded
+* **apply**: the ``apply`` command, only if every ``writes`` path is still as the backup
+  saw it (else nothing runs: a rollback would put a stale backup over newer files, the
+  seed-002 lesson; so ``writes`` should name what the action changes, not a folder an
+  application keeps writing to). Before it starts, each ``writes`` path is recorded
   as written with a fingerprint no tree has (so a process killed during apply leaves a
   file that says "the run may have changed this, and cannot tell how": a rollback then
   needs ``force``); once the command has ended, each path's fingerprint as it is now.
@@ -49,6 +52,7 @@ from playbook.adapters.writers import (
     ITEMS_SHOWN,
     Lock,
     LockHeld,
+    NothingWritten,
     Plan,
     Undo,
     Writer,
@@ -79,6 +83,7 @@ class ShellRefused(Refused, RunError):
 def tree_print(path: str) -> str | None:
     """The SHA-256 of ``path``'s tree (None: absent): each entry's relative name, kind,
     size and content, links as their target, in name order; never follows a link."""
+    path = os.path.realpath(path)  # a declared path that is a link: what the rule grants
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -255,6 +260,13 @@ def lock_file(name: str) -> Path:
     """Where the lock ``name`` lives: a folder of this user's in the temporary folder."""
     folder = Path(tempfile.gettempdir()) / f"playbook-locks-{os.getuid()}"
     folder.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        # someone else made it first (a shared /tmp): their folder is not our lock's place
+        raise ShellRefused(
+            f"Refused: {folder} is not a private folder of yours; the lock cannot live there.",
+            "Remove it (it holds only lock files) and run again.",
+        )
     return folder / (hashlib.sha256(name.encode("utf-8")).hexdigest()[:32] + ".lock")
 
 
@@ -291,6 +303,7 @@ class ShellWriter(Writer):
     def backup(self, request: WriteRequest, plan: Plan, ctx: RunContext, out: Sink) -> int:
         before = {p: tree_print(p) for p in request.do["writes"]}
         head: dict[str, Any] = {"format": BACKUP_FORMAT, "rule": BACKUP_RULE, "before": before}
+        plan.private["before"] = before
         if not self.has_backup(request):
             out.add({**head, "none": True})
             return 0
@@ -331,6 +344,14 @@ class ShellWriter(Writer):
     ) -> dict[str, int]:
         written = written if written is not None else Written(None)
         writes = [str(p) for p in request.do["writes"]]
+        before = plan.private.get("before") or {}
+        for path in writes:  # the seed-002 lesson: never act on a stale view
+            if path in before and tree_print(path) != before[path]:
+                raise NothingWritten(
+                    f"{path} changed after the backup; the apply command was not run.",
+                    "Start again from the dry run, so the backup holds what apply replaces "
+                    "(name in writes: only what the action changes, not a live folder).",
+                )
         for path in writes:  # before it starts: a killed apply leaves these rows
             written.record(os.fsencode(path), PENDING)
         written.commit()
