@@ -20,7 +20,7 @@ from playbook.adapters.base import Refused
 from playbook.adapters.postgres.sql_action import StatementRefused, check_dml
 from playbook.adapters.writers import read_backup
 from playbook.service import Service
-from playbook.service.actions import NothingToRollBack
+from playbook.service.actions import ConfirmationMismatch, NothingToRollBack
 from playbook.targets import Target
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -265,6 +265,14 @@ def test_a_row_changed_between_apply_and_rollback_is_kept_and_named(
     assert rows[2][2] == "REISSUED"  # theirs, kept
     found = sqlite_service.get(run.incident_id).state.actions[run.run_id]
     assert found.stage("rollback")["kept_items"] == ["staff staff_id=3 changed after the apply"]
+
+    # --force, with its own phrase, puts the backup over their change too
+    with pytest.raises(ConfirmationMismatch):
+        run.rollback("db", force=True)
+    assert dump(db)[2][2] == "REISSUED"
+    forced = run.rollback("force db", force=True)
+    assert forced["overwritten"] == 1
+    assert dump(db)[2][2:5] == ("CCC", 1, None)
 
 
 # --------------------------------------------------------------------------- refusals
