@@ -58,6 +58,8 @@ from playbook.adapters.postgres.writer import PostgresWriter, _bound, _shown
 from playbook.adapters.writers import ITEMS_SHOWN, Plan, Undo, WriteRequest, Written
 
 MAX_ROWS = 50_000
+READ_BATCH = 5_000
+"""Rows read a round trip (before and during apply)."""
 """Rows one statement may change: each is held in memory, in the plan and the backup."""
 BACKUP_FORMAT = "playbook-postgres-sql-backup/1"
 BACKUP_RULE = (
@@ -192,7 +194,8 @@ class Job:
     writable: set[str]
     key: list[str]
     params: list[Any]
-    found: dict[str, Any] = field(default_factory=dict)
+    key_types: dict[str, str] = field(default_factory=dict)
+    """Each key column's type as ``format_type`` spells it on the session's path."""
 
     @property
     def ident(self) -> Any:
@@ -232,6 +235,42 @@ class Job:
         )
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(query, self.key_params(key)).fetchone()
+
+    def read_many(
+        self, conn: Any, keys: list[dict[str, Any]], *, lock: bool = False
+    ) -> dict[str, dict[str, Any] | None]:
+        """The rows with ``keys`` (ident -> {column: text}, None where there is none),
+        :data:`READ_BATCH` keys a round trip: one join with the keys' arrays, each text
+        cast to its column's type so the key's index is used."""
+        from psycopg import sql
+        from psycopg.rows import dict_row
+
+        found: dict[str, dict[str, Any] | None] = {ident_of(k): None for k in keys}
+        cols = sql.SQL(", ").join(
+            sql.SQL("t.{}::pg_catalog.text AS {}").format(sql.Identifier(c), sql.Identifier(c))
+            for c in self.columns
+        )
+        arrays = sql.SQL(", ").join(
+            sql.SQL("{}::pg_catalog.text[]").format(sql.Placeholder(f"a_{i}"))
+            for i in range(len(self.key))
+        )
+        names = sql.SQL(", ").join(sql.Identifier(f"a_{i}") for i in range(len(self.key)))
+        on = sql.SQL(" AND ").join(
+            sql.SQL("t.{} OPERATOR(pg_catalog.=) CAST(u.{} AS {})").format(
+                sql.Identifier(k), sql.Identifier(f"a_{i}"), sql.SQL(self.key_types[k])
+            )
+            for i, k in enumerate(self.key)
+        )
+        query = sql.SQL(
+            "SELECT {} FROM {} AS t JOIN pg_catalog.unnest({}) AS u({}) ON {}{}"
+        ).format(cols, self.ident, arrays, names, on, sql.SQL(" FOR UPDATE OF t" if lock else ""))
+        for start in range(0, len(keys), READ_BATCH):
+            batch = keys[start : start + READ_BATCH]
+            params = {f"a_{i}": [key[k] for key in batch] for i, k in enumerate(self.key)}
+            with conn.cursor(row_factory=dict_row) as cur:
+                for row in cur.execute(query, params):
+                    found[ident_of({k: row[k] for k in self.key})] = row
+        return found
 
     def shown(self, key: dict[str, Any]) -> str:
         return f"{self.label} " + " ".join(f"{k}={v}" for k, v in key.items())
@@ -371,7 +410,17 @@ def _prepare(conn: Any, request: WriteRequest, *, check_code: bool = True) -> Jo
         _check_table_code(conn, oids[0], target, str(do["table"]))
         _check_calls(conn, dml.calls, target)
     params = [_bound(request.params[n]) for n in dml.order]
-    return Job(dml, schema, name, str(do["table"]), columns, set(writable or ()), key, params)
+    key_types = dict(
+        conn.execute(
+            "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod)"
+            " FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) %s"
+            " AND a.attname OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.name[])",
+            [oids[0], key],
+        ).fetchall()
+    )
+    return Job(
+        dml, schema, name, str(do["table"]), columns, set(writable or ()), key, params, key_types
+    )
 
 
 def _check_table_code(conn: Any, oid: int, target: TargetOptions, label: str) -> None:
@@ -417,8 +466,9 @@ def _check_calls(conn: Any, calls: Calls, target: TargetOptions) -> None:
     )
 
 
-def _run(conn: Any, job: Job) -> list[dict[str, Any]]:
-    """Run the statement with RETURNING its keys as text; the keys, in order.
+def _run(conn: Any, job: Job) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Run the statement with RETURNING every column as text; (key, row as the statement
+    left it: None for a deleted one), in order.
 
     Raises:
         RunError: more than :data:`MAX_ROWS` rows, or a row with a NULL key.
@@ -426,22 +476,25 @@ def _run(conn: Any, job: Job) -> list[dict[str, Any]]:
     import psycopg
 
     returning = ", ".join(
-        f"{job.dml.ref}.{_q(k)}::pg_catalog.text AS {_q(f'k_{i}')}" for i, k in enumerate(job.key)
+        f"{job.dml.ref}.{_q(c)}::pg_catalog.text AS {_q(f'c_{i}')}"
+        for i, c in enumerate(job.columns)
     )
     text = f"{job.dml.body}\nRETURNING {returning}"
-    keys = []
+    found = []
     cur = psycopg.RawCursor(conn)
-    for n, row in enumerate(cur.execute(text, job.params or None)):
+    for n, values in enumerate(cur.execute(text, job.params or None)):
         if n >= MAX_ROWS:
             raise RunError(
                 f"The statement changes more than {MAX_ROWS:,} rows; a guarded SQL action "
                 "changes at most that many.",
                 "Narrow its WHERE and run it in parts. Nothing was written.",
             )
-        if any(v is None for v in row):
+        row = dict(zip(job.columns, values, strict=True))
+        key = {k: row[k] for k in job.key}
+        if any(v is None for v in key.values()):
             raise RunError(f"The statement changes a row of {job.label} whose key is NULL.")
-        keys.append(dict(zip(job.key, row, strict=True)))
-    return keys
+        found.append((key, None if job.dml.kind == "DELETE" else row))
+    return found
 
 
 def _q(name: str) -> str:
@@ -452,17 +505,11 @@ def _rows(conn: Any, job: Job, ctx: RunContext) -> list[tuple[dict[str, Any], An
     """(key, row before, row after) for every row the statement changes, found by running
     it in a savepoint that is rolled back."""
     conn.execute("SAVEPOINT playbook_dry")
-    keys = _run(conn, job)
-    after = []
-    for n, key in enumerate(keys):
-        ctx.check()
-        after.append(job.read(conn, key))
-        ctx.progress(n + 1, len(keys), "rows read as changed")
+    changed = _run(conn, job)
     conn.execute("ROLLBACK TO SAVEPOINT playbook_dry")
-    found = []
-    for key, new in zip(keys, after, strict=True):
-        found.append((key, job.read(conn, key), new))
-    return found
+    ctx.check()
+    before = job.read_many(conn, [key for key, _ in changed])
+    return [(key, before[ident_of(key)], new) for key, new in changed]
 
 
 def _line(job: Job, key: dict[str, Any], old: Any, new: Any) -> str:
@@ -533,16 +580,18 @@ class PostgresSqlWriter(PostgresWriter):
         try:
             with self._connection(request, ctx, "the statement", read_only=False) as conn:
                 job = _prepare(conn, request)
+                now = job.read_many(conn, [json.loads(i) for i in saved], lock=True)
                 for ident, old in saved.items():  # still as the backup saw them?
-                    ctx.check()
-                    key = json.loads(ident)
-                    if job.read(conn, key, lock=True) != old:
+                    if now[ident] != old:
                         raise RunError(
-                            f"{job.shown(key)} changed after the backup; nothing was written.",
+                            f"{job.shown(json.loads(ident))} changed after the backup; nothing "
+                            "was written.",
                             "Start again from the dry run, so the backup holds what apply "
                             "replaces.",
                         )
-                keys = _run(conn, job)
+                ctx.check()
+                changes = _run(conn, job)
+                keys = [key for key, _ in changes]
                 changed = {ident_of(k) for k in keys}
                 if changed != set(saved):
                     extra = sorted(changed - set(saved))
@@ -557,10 +606,8 @@ class PostgresSqlWriter(PostgresWriter):
                         f"({len(extra)} more, {len(gone)} fewer); nothing was written.",
                         "Start again from the dry run, so the backup holds what apply replaces.",
                     )
-                for n, key in enumerate(keys):
-                    ctx.check()
-                    now = job.read(conn, key)
-                    written.record(ident_of(key).encode(), row_print(now, job.printed))
+                for n, (key, left) in enumerate(changes):
+                    written.record(ident_of(key).encode(), row_print(left, job.printed))
                     ctx.progress(n + 1, len(keys), "rows written")
                 ctx.check()
                 written.commit()  # before the commit: a rollback must know every row
