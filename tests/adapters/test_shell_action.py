@@ -319,3 +319,15 @@ def test_a_file_changed_between_backup_and_apply_refuses_the_apply(
     assert (logs / "b.log").exists()
     with pytest.raises(NothingToRollBack):
         run.rollback("here")
+
+
+def test_a_target_that_is_not_this_machine_is_refused_and_nothing_runs_here(
+    sqlite_service: Service, playbook_file: Path, logs: Path
+) -> None:
+    before = files(logs)
+    incident = sqlite_service.open(playbook_file, "elsewhere").id
+    target = {"here": Target("here", "ssh://bob@db.internal", "t")}
+    run = sqlite_service.start_action(incident, "clean-no-backup", {}, target)
+    with pytest.raises(Exception, match="runs on this machine only"):
+        run.dry_run()
+    assert files(logs) == before

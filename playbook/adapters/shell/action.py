@@ -125,10 +125,22 @@ def _check(request: WriteRequest) -> Any:
     Returns:
         The sandbox support.
     """
+    from urllib.parse import urlsplit
+
     from playbook.adapters.shell import sandbox_linux
     from playbook.adapters.shell.adapter import refuse_option_values
     from playbook.adapters.shell.runner import unreadable_paths
 
+    try:
+        scheme = urlsplit(request.uri).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme != "local":  # the scheme only: the rest of a URI may hold a password
+        raise ShellRefused(
+            f"Refused: a shell action runs on this machine only, and its target is a "
+            f"{scheme or 'scheme-less'} one; nothing runs anywhere else instead.",
+            "Point the action's target at local: (an ssh:// target is for diagnostics).",
+        )
     support = sandbox_linux.support()
     if not support.complete:
         raise ShellRefused(
@@ -277,6 +289,9 @@ class ShellWriter(Writer):
     """Carries out a shell action's commands, stage by stage, in the sandbox."""
 
     kind: ClassVar[str] = "shell"
+    schemes: ClassVar[frozenset[str]] = frozenset({"local"})
+    """Target schemes it honours (the engine checks them where it knows this attribute;
+    :func:`_check` refuses any other itself)."""
     operations: ClassVar[tuple[str, ...]] = ("commands",)
     records_writes: ClassVar[bool] = True
 
