@@ -124,7 +124,7 @@ def playbook_file(tmp_path: Path, logs: Path) -> Path:
 
 def start(service: Service, playbook_file: Path, action: str) -> Any:
     incident = service.open(playbook_file, "shell action").id
-    return service.start_action(incident, action, {}, {"here": Target("here", "local://", "t")})
+    return service.start_action(incident, action, {}, {"here": Target("here", "local:", "t")})
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -251,7 +251,7 @@ def test_the_cli_asks_for_the_no_backup_phrase_and_offers_no_rollback(
 
     opened = cli("open", str(playbook_file), "--title", "disk full", "--json")
     incident = json.loads(opened.output)["id"]
-    target = ("--target", "here=local://")
+    target = ("--target", "here=local:")
     refused = cli("action", "run", incident, "clean-no-backup", *target, "--confirm", "here")
     assert refused.exit_code != 0 and "'here no backup'" in refused.output
     assert (logs / "a.log").exists()  # known wrong before anything ran
@@ -289,7 +289,7 @@ def test_an_apply_cancelled_half_way_records_what_it_left_and_rolls_back(
 
     incident = sqlite_service.open(playbook_file, "cancel").id
     run = sqlite_service.start_action(
-        incident, "clean-logs", {}, {"here": Target("here", "local://", "t")}, progress, hook
+        incident, "clean-logs", {}, {"here": Target("here", "local:", "t")}, progress, hook
     )
     runs.append(run)
     run.dry_run()

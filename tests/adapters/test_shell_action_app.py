@@ -79,7 +79,7 @@ async def test_g_asks_for_the_no_backup_phrase_and_offers_no_rollback(
     loaded = load(playbook_file)
     incident = service.open(loaded, "disk full").id
     app = make_app(service, loaded, resume=incident)
-    app.target_overrides = ("here=local://",)
+    app.target_overrides = ("here=local:",)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await on_incident(pilot)
         await until(pilot, lambda: screen.playbook is not None, "the playbook read")
