@@ -42,6 +42,7 @@ from playbook.errors import UsageError
 from playbook.publish.base import Message, Publisher, PublishFailed, PublishRefused, Request
 from playbook.publish.config import Destinations, load_destinations
 from playbook.publish.statuspage import COMPONENT_STATUSES
+from playbook.service import team
 from playbook.service.context import Context, append_one, get
 from playbook.service.status import _template, render_status, status_variables
 
@@ -107,18 +108,11 @@ where a test kills the process to prove a crash there never double-posts."""
 
 
 def _require_online(ctx: Context) -> None:
-    """Refuse to publish while the shared store is offline.
-
-    The lead connects this to the team store's online state (issue 16, helper E's
-    service call); until then a local store is always online. Raise
-    :class:`PublishRefused` when offline: an intent that cannot reach the shared log
-    must not be followed by a send."""
-    online = getattr(ctx.store, "online", None)
-    if online is False or (callable(online) and online() is False):
-        raise PublishRefused(
-            "Not published: the shared incident log is offline.",
-            "Publish again when it is back; nothing was sent.",
-        )
+    """Refuse to publish while the shared store is offline or holds unshared events
+    (:func:`playbook.service.team.require_online`, the gate guarded actions use too): an
+    intent that cannot reach the shared log must not be followed by a send, and a message
+    written from a stale view must not go out."""
+    team.require_online(ctx.store, "publishing a status message")
 
 
 # --------------------------------------------------------------------------- draft
