@@ -19,7 +19,7 @@ from playbook.adapters.shell import sandbox_linux
 from playbook.adapters.writers import read_backup
 from playbook.service import Service
 from playbook.service.actions import ConfirmationMismatch, NothingToRollBack
-from playbook.targets import Target
+from playbook.targets import SchemeRefused, Target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -327,7 +327,8 @@ def test_a_target_that_is_not_this_machine_is_refused_and_nothing_runs_here(
     before = files(logs)
     incident = sqlite_service.open(playbook_file, "elsewhere").id
     target = {"here": Target("here", "ssh://bob@db.internal", "t")}
-    run = sqlite_service.start_action(incident, "clean-no-backup", {}, target)
-    with pytest.raises(Exception, match="runs on this machine only"):
-        run.dry_run()
+    # refused when the run is set up: the kind's schemes are checked in one place
+    # (targets.check_scheme), before the writer could run anything here
+    with pytest.raises(SchemeRefused, match="takes the schemes 'local'. Nothing was run"):
+        sqlite_service.start_action(incident, "clean-no-backup", {}, target).dry_run()
     assert files(logs) == before
