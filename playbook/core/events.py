@@ -25,7 +25,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from playbook.core.text import first_unpaired
@@ -445,10 +445,13 @@ class Event:
     device: str = ""
     """Where the event was made (:attr:`NewEvent.device`); "" when recorded before."""
 
-    @property
+    @cached_property
     def problem(self) -> str | None:
         """Why this event cannot be folded (broken JSON, a payload that fails its type's
-        schema, a type this version does not know), or None when it can."""
+        schema, a type this version does not know), or None when it can.
+
+        Worked out once per event (it is immutable): the fold, the timeline and the
+        exports all ask, and a 100,000-event export asked 200,000 times."""
         return self.unreadable or payload_problem(self.type, self.payload)
 
     def to_dict(self) -> dict[str, Any]:
@@ -487,7 +490,11 @@ class Event:
 
 def format_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a Z, sortable as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime writes such a year unpadded; keep what it wrote
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C and a third faster than strftime (an export writes one per event)
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_utc(text: str) -> datetime:
