@@ -497,12 +497,13 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("")
     add("| # | UTC | Local | Actor | Event |")
     add("|---|---|---|---|---|")
+    actors: dict[str, str] = {}  # a few responders write 100,000 events: escape each once
     for event in events:
         utc, local = _times(event.at, tz)
-        add(
-            f"| {event.seq} | {utc} | {local} | {md.text(event.actor)} | "
-            f"{md.text(describe(event, state))} |"
-        )
+        actor = actors.get(event.actor)
+        if actor is None:
+            actor = actors[event.actor] = md.text(event.actor)
+        add(f"| {event.seq} | {utc} | {local} | {actor} | {md.text(describe(event, state))} |")
     add("")
 
     add("## Status messages")

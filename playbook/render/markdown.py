@@ -35,6 +35,10 @@ from playbook.core.text import one_line, printable
 
 _INLINE = re.compile(r"([\\`*_\[\]<&|~])")
 """Characters that can start or end inline markup anywhere in a line."""
+_INLINE_ESCAPED = str.maketrans({char: f"\\{char}" for char in "\\`*_[]<&|~"})
+"""The same characters, each put behind a backslash by ``str.translate``: the same text as
+``_INLINE.sub(r"\\\1", …)``, which expands its template in Python for every match (a
+100,000-event export escapes some 300,000 values; issue 15 §6)."""
 _LINE_START = re.compile(r"^( {0,3})([#>+=\-]|\d{1,9}(?=[.)](?:\s|$)))")
 """A line's first character that could start a block: a heading, a block quote, a list
 item, a setext underline or thematic break (``*``, ``_``, `````, ``~``, ``<`` and
@@ -58,7 +62,7 @@ def _line_start(line: str) -> str:
 
 
 def _escape_line(line: str) -> str:
-    escaped = _INLINE.sub(r"\\\1", line)
+    escaped = line if _INLINE.search(line) is None else line.translate(_INLINE_ESCAPED)
     if "#" in escaped:  # most values have none: no search, no callback
         escaped = _TRAILING_HASHES.sub(lambda m: "\\#" * len(m.group(1)) + m.group(2), escaped)
     return _line_start(escaped)
