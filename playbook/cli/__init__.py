@@ -32,6 +32,7 @@ import click
 # The modules, not their commands: `playbook.cli.run` stays the module (a test or a
 # patch that names it finds it), and each command is named once, below.
 from playbook.cli import action, authoring, diag, drill, incidents, run, status, trust
+from playbook.cli import postmortem as postmortem_cli
 from playbook.cli.context import CliApp
 from playbook.cli.terminal import refuse_undecodable, safe_output, strict_stdin
 from playbook.core.text import inline, printable
@@ -182,6 +183,11 @@ for command in (
     incidents.timeline,
     incidents.export,
     status.status,
+    # the postmortem's facts (export --format postmortem writes the draft)
+    postmortem_cli.impact,
+    postmortem_cli.followup,
+    postmortem_cli.pin,
+    postmortem_cli.retro,
     # diagnostics, guarded actions, the app, drills
     diag.diag,
     action.action,

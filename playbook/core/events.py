@@ -502,3 +502,53 @@ def parse_utc(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- postmortem
+# Facts recorded during or after an incident for its postmortem (issue 15 §6): impact
+# figures, follow-up actions, pinned events and retrospective notes. All of them may be
+# recorded after the incident is closed: the review happens then.
+
+IMPACT_RECORDED = "impact_recorded"
+"""Impact figures as typed, ``{"set": {"users": "1200", "data_lost": "none"}}``; a later
+value of a key replaces the earlier one, which stays in the timeline."""
+FOLLOWUP_ADDED = "followup_added"
+"""A follow-up action: ``title``, ``owner``, ``due`` (an ISO date or ""), ``ticket``.
+Follow-ups are numbered 1, 2, … in the order they were added."""
+FOLLOWUP_DONE = "followup_done"
+"""Follow-up ``number`` is done."""
+EVENT_PINNED = "event_pinned"
+"""Event ``seq`` is a highlight of the timeline (in the postmortem's highlights)."""
+RETROSPECTIVE_NOTED = "retrospective_noted"
+"""A retrospective note: ``field`` (one of :data:`RETROSPECTIVE_FIELDS`) and ``text``."""
+
+RETROSPECTIVE_FIELDS = (
+    "trigger",
+    "detection",
+    "root_cause",
+    "contributing",
+    "resolution",
+    "went_well",
+    "went_badly",
+    "lucky",
+)
+"""What a retrospective note is about, as Google SRE's and PagerDuty's postmortem
+templates ask (see /work/shared/reference/team-comms-conventions.md)."""
+
+EVENT_TYPES = (
+    *EVENT_TYPES,
+    IMPACT_RECORDED,
+    FOLLOWUP_ADDED,
+    FOLLOWUP_DONE,
+    EVENT_PINNED,
+    RETROSPECTIVE_NOTED,
+)
+SCHEMAS.update(
+    {
+        IMPACT_RECORDED: {"set": {"*": str}},
+        FOLLOWUP_ADDED: {"title": str, "owner": str, "due": str, "ticket": str},
+        FOLLOWUP_DONE: {"number": int},
+        EVENT_PINNED: {"seq": int},
+        RETROSPECTIVE_NOTED: {"field": str, "text": str},
+    }
+)

@@ -16,10 +16,9 @@ rendered.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from playbook.core import events as ev
@@ -28,10 +27,10 @@ from playbook.core.events import Event, format_utc
 from playbook.core.evidence import numbers_of, shown_of
 from playbook.core.scorecard import scorecard
 from playbook.core.state import IncidentState, fold
-from playbook.core.text import is_unsafe, json_escaped
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
 from playbook.render import markdown as md
+from playbook.render.json_layout import dumps_indented, event_json, json_safe
 from playbook.render.scorecard import scorecard_markdown
 
 EXPORT_FORMAT = "playbook.incident"
@@ -72,181 +71,16 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
         document["drill"] = asdict(state.drill)
         document["scorecard"] = scorecard(state, exported_at).to_dict()
     document["events"] = []
-    head = _dumps_indented(document)
+    head = dumps_indented(document)
     if events:
-        # The events, written one by one straight into their place (see _event_json): the
+        # The events, written one by one straight into their place (see event_json): the
         # document's last key, so its empty list is the last line but one.
-        head = head.removesuffix("[]\n}") + "[\n" + ",\n".join(map(_event_json, events))
+        head = head.removesuffix("[]\n}") + "[\n" + ",\n".join(map(event_json, events))
         head += "\n  ]\n}"
     # Control, format (every bidirectional control among them) and separator characters
     # and lone surrogates are written as \u escapes, as the Markdown export escapes
     # them: the same text once loaded, nothing live in an editor.
-    return _json_safe(head) + "\n"
-
-
-_EVENT_KEYS = ("incident_id", "seq", "at", "actor", "type", "payload", "schema")
-"""What :meth:`Event.to_dict` always writes, in its order (then ``unreadable``,
-``event_id`` and ``device`` when they are set)."""
-
-
-def _event_json(event: Event) -> str:
-    """``event.to_dict()`` as ``json.dumps(indent=2)`` writes it at depth 2 of the export.
-
-    Written from the event's fields with one C call per string, without building the
-    dictionary first: 100,000 events are most of a large export. When
-    :meth:`Event.to_dict` gains or changes a key, this falls back to it (so a new field is
-    never lost); tests/render/test_export_golden_layout.py compares the two.
-    """
-    data = event.to_dict() if _TO_DICT_CHANGED else None
-    if data is not None:
-        parts: list[str] = []
-        _write(data, 2, parts.append)
-        return "    " + "".join(parts)
-    string = _encode_string
-    payload: list[str] = []
-    _write(event.payload, 3, payload.append)
-    seq = event.seq if type(event.seq) is int else _leaf_encoder(0)(event.seq)
-    schema = event.schema if type(event.schema) is int else _leaf_encoder(0)(event.schema)
-    text = (
-        f'    {{\n      "incident_id": {string(event.incident_id)},\n      "seq": {seq},\n'
-        f'      "at": {string(format_utc(event.at))},\n      "actor": {string(event.actor)},\n'
-        f'      "type": {string(event.type)},\n      "payload": {"".join(payload)},\n'
-        f'      "schema": {schema}'
-    )
-    if event.unreadable:
-        text += f',\n      "unreadable": {string(event.unreadable)}'
-    if event.event_id:
-        text += f',\n      "event_id": {string(event.event_id)}'
-    if event.device:
-        text += f',\n      "device": {string(event.device)}'
-    return text + "\n    }"
-
-
-def _to_dict_changed() -> bool:
-    """Whether :meth:`Event.to_dict` writes other keys than :func:`_event_json` knows."""
-    probe = Event("i", 1, datetime(2026, 1, 1, tzinfo=UTC), "a", "t", {}, 1, "u", "e", "d")
-    return tuple(probe.to_dict()) != (*_EVENT_KEYS, "unreadable", "event_id", "device")
-
-
-_encode_string = json.encoder.encode_basestring
-_TO_DICT_CHANGED = _to_dict_changed()
-
-
-# How the JSON is written fast (issue 15 §6: 100,000 events in under a second). With
-# ``indent``, ``json.dumps`` runs the pure-Python encoder: a generator per container,
-# about 11 million resumptions for 100,000 events. The C encoder runs only without
-# ``indent``; but given an item separator of a newline and one depth's indentation, it
-# lays out the items of one container exactly as ``indent=2`` does. So each container is
-# written by one call of the C encoder, with every non-empty container inside it stood in
-# for by a marker that is then replaced by that container written one level deeper. The
-# text is the same, byte for byte (tests/render/test_export_golden.py, and
-# test_export_golden_layout.py for every shape of JSON).
-
-_INDENT = "  "
-_CONTAINERS = (dict, list, tuple)
-_MARKER = "\x00playbook-export-nested\x00"
-"""Stands in for a nested container. A string in the data could hold the same text, so
-the marker's count in the encoded text is checked before it is replaced."""
-_ENCODED_MARKER = json.dumps(_MARKER)
-_LEAF_ENCODERS: dict[int, Callable[[object], str]] = {}
-
-
-def _leaf_encoder(depth: int) -> Callable[[object], str]:
-    """The C encoder laying out the items of a container at ``depth``, one per line.
-
-    Made once per depth: ``JSONEncoder.encode`` builds a new C encoder on every call,
-    which costs more than encoding a small payload. Keys that are not strings are
-    converted as ``json.dumps`` converts them (the C encoder has the same rules).
-    """
-    encode = _LEAF_ENCODERS.get(depth)
-    if encode is None:
-        separators = (",\n" + _INDENT * depth, ": ")
-        c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-        if c_make_encoder is None:  # a Python built without _json: correct, not fast
-            encode = json.JSONEncoder(ensure_ascii=False, separators=separators).encode
-        else:
-            c_encode = c_make_encoder(
-                {},  # markers: a container inside itself is refused, as json.dumps does
-                None,  # default: anything that is not JSON is refused with a TypeError
-                json.encoder.encode_basestring,
-                None,
-                separators[1],
-                separators[0],
-                False,  # sort_keys
-                False,  # skipkeys
-                True,  # allow_nan, as json.dumps
-            )
-
-            def encode(value: object, c_encode: Any = c_encode) -> str:
-                return "".join(c_encode(value, 0))
-
-        _LEAF_ENCODERS[depth] = encode
-    return encode
-
-
-def _dumps_indented(value: object) -> str:
-    """``json.dumps(value, indent=2, ensure_ascii=False)``, faster (see above)."""
-    parts: list[str] = []
-    _write(value, 0, parts.append)
-    return "".join(parts)
-
-
-def _write(value: object, depth: int, add: Callable[[str], None]) -> None:
-    original = value
-    if isinstance(value, dict) and value:
-        nested = [v for v in value.values() if v and isinstance(v, _CONTAINERS)]
-        if nested:
-            value = {
-                k: _MARKER if v and isinstance(v, _CONTAINERS) else v for k, v in value.items()
-            }
-        opening, closing = "{", "}"
-    elif isinstance(value, list | tuple) and value:
-        nested = [v for v in value if v and isinstance(v, _CONTAINERS)]
-        if nested:
-            value = [_MARKER if v and isinstance(v, _CONTAINERS) else v for v in value]
-        opening, closing = "[", "]"
-    else:
-        add(_leaf_encoder(0)(value))
-        return
-    body = _leaf_encoder(depth + 1)(value)[1:-1]
-    if not nested:
-        add(f"{opening}\n{_INDENT * (depth + 1)}{body}\n{_INDENT * depth}{closing}")
-        return
-    pieces = body.split(_ENCODED_MARKER)
-    if len(pieces) != len(nested) + 1:
-        # A string in the data holds the marker's text: json.dumps's own layout, moved
-        # to this depth (a raw newline in it is layout: strings hold theirs escaped).
-        text = json.dumps(original, indent=2, ensure_ascii=False)
-        add(text.replace("\n", "\n" + _INDENT * depth))
-        return
-    add(f"{opening}\n{_INDENT * (depth + 1)}{pieces[0]}")
-    for child, piece in zip(nested, pieces[1:], strict=True):
-        _write(child, depth + 1, add)
-        add(piece)
-    add(f"\n{_INDENT * depth}{closing}")
-
-
-_MAYBE_UNSAFE = re.compile(r"[^\n\x20-\x7e]+")
-"""Runs of the characters :func:`~playbook.core.text.json_escaped` looks at, less the
-layout's newlines (``json.dumps`` writes every other control character escaped)."""
-
-
-def _json_safe(document: str) -> str:
-    """:func:`~playbook.core.text.json_escaped`, run only when the document holds a
-    character it escapes: it calls back into Python for every newline and non-ASCII
-    character (1.5 million of them in a 100,000-event export).
-
-    ``str.isprintable`` is false for every character ``json_escaped`` escapes (see
-    :func:`playbook.render.markdown._one_line`), so a document printable but for its
-    layout's newlines has none (one C loop). Otherwise Unicode's tables are asked once
-    per distinct character that is not printable ASCII.
-    """
-    if document.replace("\n", "").isprintable():
-        return document
-    distinct = set("".join(_MAYBE_UNSAFE.findall(document)))
-    if any(is_unsafe(char) for char in distinct):
-        return json_escaped(document)
-    return document
+    return json_safe(head) + "\n"
 
 
 def from_json(text: str) -> list[Event]:
@@ -348,7 +182,33 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return _drill_check_line(p)
     if kind == ev.RENAMED:
         return f"Renamed from “{p.get('from')}” to “{p.get('to')}”"
+    if kind in _POSTMORTEM_LINES:
+        return _POSTMORTEM_LINES[kind](p)
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
+
+
+def _followup_line(p: dict[str, Any]) -> str:
+    facts = [
+        f"owner {p['owner']}" if p.get("owner") else "",
+        f"due {p['due']}" if p.get("due") else "",
+    ]
+    facts.append(str(p.get("ticket") or ""))
+    shown = ", ".join(f for f in facts if f)
+    return f"Follow-up added: {p.get('title')}" + (f" ({shown})" if shown else "")
+
+
+_POSTMORTEM_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    ev.IMPACT_RECORDED: lambda p: (
+        "Impact: " + ", ".join(f"{k} = {v}" for k, v in (p.get("set") or {}).items())
+    ),
+    ev.FOLLOWUP_ADDED: _followup_line,
+    ev.FOLLOWUP_DONE: lambda p: f"Follow-up {p.get('number')} done",
+    ev.EVENT_PINNED: lambda p: f"Pinned event {p.get('seq')} as a highlight",
+    ev.RETROSPECTIVE_NOTED: lambda p: (
+        f"Retrospective, {str(p.get('field')).replace('_', ' ')}: {p.get('text')}"
+    ),
+}
+"""The postmortem's events in words (issue 15 §6)."""
 
 
 def _stage_line(p: dict[str, object]) -> str:
@@ -495,15 +355,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
 
     add("## Timeline")
     add("")
-    add("| # | UTC | Local | Actor | Event |")
-    add("|---|---|---|---|---|")
-    actors: dict[str, str] = {}  # a few responders write 100,000 events: escape each once
-    for event in events:
-        utc, local = _times(event.at, tz)
-        actor = actors.get(event.actor)
-        if actor is None:
-            actor = actors[event.actor] = md.text(event.actor)
-        add(f"| {event.seq} | {utc} | {local} | {actor} | {md.text(describe(event, state))} |")
+    timeline_table(add, events, state, tz)
     add("")
 
     add("## Status messages")
@@ -604,6 +456,22 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("Scenarios that were not followed and had nothing ticked are left out of this record.")
     add("")
     return "\n".join(out)
+
+
+def timeline_table(
+    add: Callable[[str], None], events: list[Event], state: IncidentState, tz: tzinfo | None
+) -> None:
+    """Every event as a row of a Markdown table: number, UTC and local time, actor, what
+    it recorded (the Markdown export's timeline and the postmortem's appendix)."""
+    add("| # | UTC | Local | Actor | Event |")
+    add("|---|---|---|---|---|")
+    actors: dict[str, str] = {}  # a few responders write 100,000 events: escape each once
+    for event in events:
+        utc, local = _times(event.at, tz)
+        actor = actors.get(event.actor)
+        if actor is None:
+            actor = actors[event.actor] = md.text(event.actor)
+        add(f"| {event.seq} | {utc} | {local} | {actor} | {md.text(describe(event, state))} |")
 
 
 def _event_name(seq: int) -> str:

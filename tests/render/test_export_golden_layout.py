@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from playbook.core.events import Event
 from playbook.core.text import json_escaped
-from playbook.render.export import _MARKER, _dumps_indented, _event_json, _json_safe
+from playbook.render.json_layout import _MARKER, dumps_indented, event_json, json_safe
 
 SCALARS = (
     st.none()
@@ -38,24 +38,24 @@ VALUES = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(VALUES)
 def test_the_layout_is_json_dumps_indent_2(value: object) -> None:
-    assert _dumps_indented(value) == json.dumps(value, indent=2, ensure_ascii=False)
+    assert dumps_indented(value) == json.dumps(value, indent=2, ensure_ascii=False)
 
 
 @settings(max_examples=300, deadline=None)
 @given(VALUES)
 def test_control_characters_are_escaped_as_json_escaped_does(value: object) -> None:
     document = json.dumps(value, indent=2, ensure_ascii=False)
-    assert _json_safe(document) == json_escaped(document)
+    assert json_safe(document) == json_escaped(document)
 
 
 def test_a_bidirectional_control_and_a_c1_control_are_escaped() -> None:
     document = json.dumps({"row": "a\x9bb\u202ec\u2028d é"}, indent=2, ensure_ascii=False)
-    assert _json_safe(document) == '{\n  "row": "a\\u009bb\\u202ec\\u2028d é"\n}'
+    assert json_safe(document) == '{\n  "row": "a\\u009bb\\u202ec\\u2028d é"\n}'
 
 
 def test_a_string_holding_the_writers_marker_is_written_as_it_is() -> None:
     value = {"a": _MARKER, "b": [{"c": 1}, _MARKER, [_MARKER]], "d": {"e": _MARKER}}
-    assert _dumps_indented(value) == json.dumps(value, indent=2, ensure_ascii=False)
+    assert dumps_indented(value) == json.dumps(value, indent=2, ensure_ascii=False)
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,4 +72,4 @@ def test_an_event_is_written_as_its_to_dict(
 ) -> None:
     event = Event("inc-1", seq, at, actor, "note_added", payload, 1, unreadable, "id-1", device)
     expected = json.dumps(event.to_dict(), indent=2, ensure_ascii=False).replace("\n", "\n    ")
-    assert _event_json(event) == "    " + expected
+    assert event_json(event) == "    " + expected
