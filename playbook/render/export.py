@@ -124,10 +124,9 @@ def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
     if moment.year < 1000 or local.year < 1000:  # strftime's unpadded year, as before
         return f"{moment:%Y-%m-%d %H:%M:%S}Z", f"{local:%Y-%m-%d %H:%M:%S %Z}".strip()
     # isoformat is C, strftime is not: the timeline writes two of these per event
-    return (
-        moment.isoformat(" ", "seconds")[:19] + "Z",
-        f"{local.isoformat(' ', 'seconds')[:19]} {local.tzname() or ''}".strip(),
-    )
+    utc = moment.isoformat(" ", "seconds")[:19]
+    shown = utc if local is moment else local.isoformat(" ", "seconds")[:19]  # tz is moment's
+    return utc + "Z", f"{shown} {local.tzname() or ''}".strip()
 
 
 def describe(event: Event, state: IncidentState | None = None) -> str:

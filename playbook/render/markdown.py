@@ -35,10 +35,13 @@ from playbook.core.text import one_line, printable
 
 _INLINE = re.compile(r"([\\`*_\[\]<&|~])")
 """Characters that can start or end inline markup anywhere in a line."""
-_INLINE_ESCAPED = str.maketrans({char: f"\\{char}" for char in "\\`*_[]<&|~"})
-"""The same characters, each put behind a backslash by ``str.translate``: the same text as
-``_INLINE.sub(r"\\\1", …)``, which expands its template in Python for every match (a
-100,000-event export escapes some 300,000 values; issue 15 §6)."""
+_INLINE_CHARS = "\\`*_[]<&|~"
+"""The same characters, the backslash first: each present one is put behind a backslash by
+``str.replace``, the same text as ``_INLINE.sub(r"\\\1", …)`` (a backslash added
+before a later character is never doubled: backslashes went first). ``re`` expands that
+template in Python for every match, and ``str.translate`` looks every character of a
+non-ASCII line up in a dict; a 100,000-event export escapes some 300,000 values (issue
+15 §6)."""
 _LINE_START = re.compile(r"^( {0,3})([#>+=\-]|\d{1,9}(?=[.)](?:\s|$)))")
 """A line's first character that could start a block: a heading, a block quote, a list
 item, a setext underline or thematic break (``*``, ``_``, `````, ``~``, ``<`` and
@@ -62,7 +65,11 @@ def _line_start(line: str) -> str:
 
 
 def _escape_line(line: str) -> str:
-    escaped = line if _INLINE.search(line) is None else line.translate(_INLINE_ESCAPED)
+    escaped = line
+    if _INLINE.search(line) is not None:
+        for char in _INLINE_CHARS:
+            if char in escaped:
+                escaped = escaped.replace(char, "\\" + char)
     if "#" in escaped:  # most values have none: no search, no callback
         escaped = _TRAILING_HASHES.sub(lambda m: "\\#" * len(m.group(1)) + m.group(2), escaped)
     return _line_start(escaped)
@@ -94,7 +101,10 @@ def text(value: object) -> str:
     Leading blanks are dropped: a renderer would drop them anyway, and four of them at
     the start of a line would make an indented code block.
     """
-    return _escape_line(_one_line(str(value)).lstrip())
+    line = str(value)
+    if not line.isprintable():  # see _one_line; inlined, as this runs once per value
+        line = one_line(line)
+    return _escape_line(line.lstrip())
 
 
 def code(value: object, in_table: bool = False) -> str:
