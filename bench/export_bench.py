@@ -177,6 +177,14 @@ def best(rounds: int, work: Callable[[], object]) -> tuple[float, object]:
     return min(times), result
 
 
+def _postmortem_exporter() -> Callable[..., str] | None:
+    try:
+        from playbook.render.postmortem import to_postmortem
+    except ImportError:
+        return None
+    return to_postmortem
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -223,6 +231,11 @@ def main() -> None:
         )
         figures.append(Figure(f"{name}: fold + render", [whole], TARGET, note="best"))
         figures.append(Figure(f"{name}: render only", [render_only], None, note="best"))
+    postmortem = _postmortem_exporter()
+    if postmortem is not None:  # not in a checkout from before issue 15 §6
+        whole, _text = best(args.rounds, lambda: postmortem(events, now, UTC))
+        print(f"postmortem: fold + render {whole:.3f} s (no target; its appendix is the timeline)")
+        figures.append(Figure("postmortem: fold + render", [whole], None, note="best"))
     del state
     print(summary(figures))
 

@@ -490,7 +490,7 @@ class Event:
 
 def format_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a Z, sortable as text."""
-    utc = moment.astimezone(UTC)
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     if utc.year < 1000:  # strftime writes such a year unpadded; keep what it wrote
         return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     # isoformat is C and a third faster than strftime (an export writes one per event)
