@@ -552,3 +552,8 @@ SCHEMAS.update(
         RETROSPECTIVE_NOTED: {"field": str, "text": str},
     }
 )
+COMMUTING = COMMUTING | {IMPACT_RECORDED, FOLLOWUP_ADDED, EVENT_PINNED, RETROSPECTIVE_NOTED}
+"""(See above.) The postmortem's facts merge too: a figure, a retrospective note, a pin or
+a new follow-up means the same whatever was appended before it (a later figure of a key
+still wins by log order). ``followup_done`` is not among them: it names a follow-up by its
+number, which an offline writer decided on a view that may have moved."""
