@@ -140,9 +140,6 @@ def _summary(
     if state.triggers:
         add(f"| Triggered by | {md.text('; '.join(state.triggers))} | |")
     add("")
-    if state.resolution_summary:
-        add(md.lines(state.resolution_summary, indent=""))
-        add("")
 
 
 def _worst(state: IncidentState, levels: list[str]) -> str:
@@ -267,6 +264,8 @@ def _roles(add: Callable[[str], None], state: IncidentState, ref: str) -> None:
     add("")
     # Roles are recorded by issue 15 §2 (another part of this round): read only if present.
     roles: Any = getattr(state, "roles", {}) or {}
+    if isinstance(roles, list | tuple):  # assignments, each naming its role
+        roles = {str(getattr(r, "role", "") or "?"): r for r in roles}
     if isinstance(roles, dict) and roles:
         add("| Role | Held by |")
         add("|---|---|")
@@ -327,12 +326,13 @@ def _highlights(
     add("## Timeline highlights")
     add("")
     pinned = set(state.pinned)
+    skipped = {u.seq for u in state.unreadable if not u.kept}  # the fold did not apply them
     rows: list[tuple[datetime, int, str, str, str]] = []
     for event in events:
         why = ""
         if event.seq in pinned:
             why = "pinned"
-        elif event.type in (ev.OPENED, ev.SEVERITY_CHANGED) and event.problem is None:
+        elif event.type in (ev.OPENED, ev.SEVERITY_CHANGED) and event.seq not in skipped:
             why = "severity"
         if why:
             rows.append(

@@ -8,6 +8,7 @@ import re
 from dataclasses import replace
 
 import pytest
+from helpers import append_raw
 from markdown_it import MarkdownIt
 
 from playbook.core.state import fold
@@ -152,3 +153,11 @@ def test_roles_and_publications_are_shown_when_the_state_and_log_have_them(
 def test_the_export_command_offers_the_draft(cli) -> None:
     result = cli("export", "--help")
     assert "postmortem" in result.output
+
+
+def test_a_severity_change_the_fold_skipped_is_no_highlight(service, worked, clock) -> None:
+    append_raw(service, worked, "severity_changed", {"from": "P1", "to": "SEV-9", "reason": "x"})
+    draft = to_postmortem(service.get(worked).events, clock.now())
+    highlights = draft.split("## Timeline highlights")[1].split("## External messages")[0]
+    assert "SEV-9" not in highlights
+    assert "SEV-9" in draft.split("## Appendix")[1]  # named where every event is
