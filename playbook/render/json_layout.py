@@ -47,7 +47,7 @@ def _leaf_encoder(depth: int) -> Callable[[object], str]:
             encode = json.JSONEncoder(ensure_ascii=False, separators=separators).encode
         else:
             c_encode = c_make_encoder(
-                {},  # markers: a container inside itself is refused, as json.dumps does
+                None,  # markers: none kept between calls (an event's payload is JSON: no cycle)
                 None,  # default: anything that is not JSON is refused with a TypeError
                 json.encoder.encode_basestring,
                 None,
