@@ -48,7 +48,7 @@ def _leaf_encoder(depth: int) -> Callable[[object], str]:
         else:
             c_encode = c_make_encoder(
                 None,  # markers: none kept between calls (an event's payload is JSON: no cycle)
-                None,  # default: anything that is not JSON is refused with a TypeError
+                json.JSONEncoder().default,  # not JSON: json.dumps's own TypeError
                 json.encoder.encode_basestring,
                 None,
                 separators[1],
