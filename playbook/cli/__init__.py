@@ -32,6 +32,7 @@ import click
 # The modules, not their commands: `playbook.cli.run` stays the module (a test or a
 # patch that names it finds it), and each command is named once, below.
 from playbook.cli import action, authoring, diag, drill, incidents, run, status, store, trust
+from playbook.cli import postmortem as postmortem_cli
 from playbook.cli import publish as publish_cli
 from playbook.cli import roles as roles_cli
 from playbook.cli.context import CliApp
@@ -203,6 +204,11 @@ for command in (
     roles_cli.handover,
     roles_cli.updates,
     roles_cli.timers,
+    # the postmortem's facts (export --format postmortem writes the draft)
+    postmortem_cli.impact,
+    postmortem_cli.followup,
+    postmortem_cli.pin,
+    postmortem_cli.retro,
     # diagnostics, guarded actions, the app, drills
     diag.diag,
     action.action,

@@ -278,10 +278,12 @@ def timeline(app: CliApp, incident: str, as_json: bool) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["markdown", "json"]),
+    type=click.Choice(["markdown", "json", "postmortem"]),
     default="markdown",
     show_default=True,
-    help="markdown: the post-incident document; json: every event, loadable again.",
+    help="markdown: the post-incident document; json: every event, loadable again; "
+    "postmortem: a postmortem draft (Markdown) with impact, root cause, follow-ups, "
+    "highlights, status messages verbatim, the timeline as an appendix.",
 )
 @click.option(
     "-o",

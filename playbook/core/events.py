@@ -25,7 +25,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from playbook.core.text import first_unpaired
@@ -513,10 +513,13 @@ class Event:
     device: str = ""
     """Where the event was made (:attr:`NewEvent.device`); "" when recorded before."""
 
-    @property
+    @cached_property
     def problem(self) -> str | None:
         """Why this event cannot be folded (broken JSON, a payload that fails its type's
-        schema, a type this version does not know), or None when it can."""
+        schema, a type this version does not know), or None when it can.
+
+        Worked out once per event (it is immutable): the fold, the timeline and the
+        exports all ask, and a 100,000-event export asked 200,000 times."""
         return self.unreadable or payload_problem(self.type, self.payload)
 
     def to_dict(self) -> dict[str, Any]:
@@ -555,7 +558,11 @@ class Event:
 
 def format_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with microseconds and a Z, sortable as text."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime writes such a year unpadded; keep what it wrote
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C and a third faster than strftime (an export writes one per event)
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_utc(text: str) -> datetime:
@@ -563,3 +570,58 @@ def parse_utc(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- postmortem
+# Facts recorded during or after an incident for its postmortem (issue 15 §6): impact
+# figures, follow-up actions, pinned events and retrospective notes. All of them may be
+# recorded after the incident is closed: the review happens then.
+
+IMPACT_RECORDED = "impact_recorded"
+"""Impact figures as typed, ``{"set": {"users": "1200", "data_lost": "none"}}``; a later
+value of a key replaces the earlier one, which stays in the timeline."""
+FOLLOWUP_ADDED = "followup_added"
+"""A follow-up action: ``title``, ``owner``, ``due`` (an ISO date or ""), ``ticket``.
+Follow-ups are numbered 1, 2, … in the order they were added."""
+FOLLOWUP_DONE = "followup_done"
+"""Follow-up ``number`` is done."""
+EVENT_PINNED = "event_pinned"
+"""Event ``seq`` is a highlight of the timeline (in the postmortem's highlights)."""
+RETROSPECTIVE_NOTED = "retrospective_noted"
+"""A retrospective note: ``field`` (one of :data:`RETROSPECTIVE_FIELDS`) and ``text``."""
+
+RETROSPECTIVE_FIELDS = (
+    "trigger",
+    "detection",
+    "root_cause",
+    "contributing",
+    "resolution",
+    "went_well",
+    "went_badly",
+    "lucky",
+)
+"""What a retrospective note is about, as Google SRE's and PagerDuty's postmortem
+templates ask (see /work/shared/reference/team-comms-conventions.md)."""
+
+EVENT_TYPES = (
+    *EVENT_TYPES,
+    IMPACT_RECORDED,
+    FOLLOWUP_ADDED,
+    FOLLOWUP_DONE,
+    EVENT_PINNED,
+    RETROSPECTIVE_NOTED,
+)
+SCHEMAS.update(
+    {
+        IMPACT_RECORDED: {"set": {"*": str}},
+        FOLLOWUP_ADDED: {"title": str, "owner": str, "due": str, "ticket": str},
+        FOLLOWUP_DONE: {"number": int},
+        EVENT_PINNED: {"seq": int},
+        RETROSPECTIVE_NOTED: {"field": str, "text": str},
+    }
+)
+COMMUTING = COMMUTING | {IMPACT_RECORDED, FOLLOWUP_ADDED, EVENT_PINNED, RETROSPECTIVE_NOTED}
+"""(See above.) The postmortem's facts merge too: a figure, a retrospective note, a pin or
+a new follow-up means the same whatever was appended before it (a later figure of a key
+still wins by log order). ``followup_done`` is not among them: it names a follow-up by its
+number, which an offline writer decided on a view that may have moved."""

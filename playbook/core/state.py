@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from playbook.core import events as ev
+from playbook.core import postmortem
 from playbook.core.durations import MAX_TARGET
 from playbook.core.events import Event
 from playbook.core.publications import Publication, publish_intended, publish_result
@@ -376,6 +377,15 @@ class IncidentState:
     """Every handover offered, oldest first; ``accepted_at`` set once taken."""
     snoozes: list[Snooze] = field(default_factory=list)
     updates_switches: list[UpdatesSwitch] = field(default_factory=list)
+    # Postmortem (issue 15 §6): folded by the functions at the end of this module.
+    impact: dict[str, postmortem.ImpactFigure] = field(default_factory=dict)
+    """Impact figures by key, the latest value of each (keys in the order first set)."""
+    followups: list[postmortem.FollowUp] = field(default_factory=list)
+    """Follow-up actions, numbered from 1 in the order added."""
+    pinned: list[int] = field(default_factory=list)
+    """Sequence numbers of pinned events, in the order pinned."""
+    retrospective: list[postmortem.RetrospectiveNote] = field(default_factory=list)
+    """Retrospective notes, oldest first."""
 
     @property
     def status(self) -> str:
@@ -800,3 +810,24 @@ def fold(events: Iterable[Event], incident_id: str | None = None) -> IncidentSta
     if state is None:
         state = IncidentState(id=incident_id or "")
     return state
+
+
+# --------------------------------------------------------------------------- postmortem
+# Impact figures, follow-ups, pins and retrospective notes (issue 15 §6): their records
+# and fold functions live in playbook.core.postmortem; an event it refuses is skipped and
+# named like any other.
+
+
+def _postmortem_fold(
+    fold_one: Callable[[Any, Event], None],
+) -> Callable[[IncidentState, Event], None]:
+    def folded(state: IncidentState, event: Event) -> None:
+        try:
+            fold_one(state, event)
+        except postmortem.Refused as exc:
+            raise _NotFoldable(str(exc)) from None
+
+    return folded
+
+
+_APPLY.update({kind: _postmortem_fold(fold_one) for kind, fold_one in postmortem.FOLDS.items()})

@@ -1,5 +1,9 @@
 """Exports of an incident's timeline: pure functions of its events, a time and a zone.
 
+(Just over 600 lines: the one sentence each event type gets in every timeline lives here,
+beside the two documents that use it; the sections other rooms add — roles, the
+postmortem, the JSON layout — are in their own modules.)
+
 Markdown is the post-incident document; JSON is versioned, holds every event, and
 loads back into the same state. Nothing here reads a store or writes a file.
 
@@ -27,10 +31,10 @@ from playbook.core.events import Event, format_utc
 from playbook.core.evidence import numbers_of, shown_of
 from playbook.core.scorecard import scorecard
 from playbook.core.state import IncidentState, fold
-from playbook.core.text import json_escaped
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
 from playbook.render import markdown as md
+from playbook.render.json_layout import dumps_indented, event_json, json_safe
 from playbook.render.levels import LEVEL_EVENTS, describe_level_event, roles_json, roles_markdown
 from playbook.render.scorecard import scorecard_markdown
 
@@ -75,11 +79,18 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
         document["publications"] = _publications(state)
     if state.role_history or state.handovers:  # absent when nobody was given a role
         document["roles"] = roles_json(state)
-    document["events"] = [e.to_dict() for e in events]
+    document["events"] = []
+    head = dumps_indented(document)
     # Control, format (every bidirectional control among them) and separator characters
     # and lone surrogates are written as \u escapes, as the Markdown export escapes
     # them: the same text once loaded, nothing live in an editor.
-    return json_escaped(json.dumps(document, indent=2, ensure_ascii=False)) + "\n"
+    if not events:
+        return json_safe(head) + "\n"
+    # The events, written one by one straight into their place (see event_json): the
+    # document's last key, so its empty list is the last line but one. One join: each
+    # concatenation of a 40 MB text copies it.
+    body = ",\n".join(map(event_json, events))
+    return "".join((json_safe(head.removesuffix("[]\n}")), "[\n", json_safe(body), "\n  ]\n}\n"))
 
 
 def from_json(text: str) -> list[Event]:
@@ -120,7 +131,12 @@ def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
     if moment is None:
         return "—", "—"
     local = moment.astimezone(tz)
-    return f"{moment:%Y-%m-%d %H:%M:%S}Z", f"{local:%Y-%m-%d %H:%M:%S %Z}".strip()
+    if moment.year < 1000 or local.year < 1000:  # strftime's unpadded year, as before
+        return f"{moment:%Y-%m-%d %H:%M:%S}Z", f"{local:%Y-%m-%d %H:%M:%S %Z}".strip()
+    # isoformat is C, strftime is not: the timeline writes two of these per event
+    utc = moment.isoformat(" ", "seconds")[:19]
+    shown = utc if local is moment else local.isoformat(" ", "seconds")[:19]  # tz is moment's
+    return utc + "Z", f"{shown} {local.tzname() or ''}".strip()
 
 
 def describe(event: Event, state: IncidentState | None = None) -> str:
@@ -179,7 +195,33 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return _publication_line(kind, p)
     if kind in LEVEL_EVENTS:
         return describe_level_event(event, state)
+    if kind in _POSTMORTEM_LINES:
+        return _POSTMORTEM_LINES[kind](p)
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
+
+
+def _followup_line(p: dict[str, Any]) -> str:
+    facts = [
+        f"owner {p['owner']}" if p.get("owner") else "",
+        f"due {p['due']}" if p.get("due") else "",
+    ]
+    facts.append(str(p.get("ticket") or ""))
+    shown = ", ".join(f for f in facts if f)
+    return f"Follow-up added: {p.get('title')}" + (f" ({shown})" if shown else "")
+
+
+_POSTMORTEM_LINES: dict[str, Callable[[dict[str, Any]], str]] = {
+    ev.IMPACT_RECORDED: lambda p: (
+        "Impact: " + ", ".join(f"{k} = {v}" for k, v in (p.get("set") or {}).items())
+    ),
+    ev.FOLLOWUP_ADDED: _followup_line,
+    ev.FOLLOWUP_DONE: lambda p: f"Follow-up {p.get('number')} done",
+    ev.EVENT_PINNED: lambda p: f"Pinned event {p.get('seq')} as a highlight",
+    ev.RETROSPECTIVE_NOTED: lambda p: (
+        f"Retrospective, {str(p.get('field')).replace('_', ' ')}: {p.get('text')}"
+    ),
+}
+"""The postmortem's events in words (issue 15 §6)."""
 
 
 def _stage_line(p: dict[str, object]) -> str:
@@ -328,14 +370,7 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
 
     add("## Timeline")
     add("")
-    add("| # | UTC | Local | Actor | Event |")
-    add("|---|---|---|---|---|")
-    for event in events:
-        utc, local = _times(event.at, tz)
-        add(
-            f"| {event.seq} | {utc} | {local} | {md.text(event.actor)} | "
-            f"{md.text(describe(event, state))} |"
-        )
+    timeline_table(add, events, state, tz)
     add("")
 
     add("## Status messages")
@@ -438,6 +473,22 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("Scenarios that were not followed and had nothing ticked are left out of this record.")
     add("")
     return "\n".join(out)
+
+
+def timeline_table(
+    add: Callable[[str], None], events: list[Event], state: IncidentState, tz: tzinfo | None
+) -> None:
+    """Every event as a row of a Markdown table: number, UTC and local time, actor, what
+    it recorded (the Markdown export's timeline and the postmortem's appendix)."""
+    add("| # | UTC | Local | Actor | Event |")
+    add("|---|---|---|---|---|")
+    actors: dict[str, str] = {}  # a few responders write 100,000 events: escape each once
+    for event in events:
+        utc, local = _times(event.at, tz)
+        actor = actors.get(event.actor)
+        if actor is None:
+            actor = actors[event.actor] = md.text(event.actor)
+        add(f"| {event.seq} | {utc} | {local} | {actor} | {md.text(describe(event, state))} |")
 
 
 def _event_name(seq: int) -> str:

@@ -35,11 +35,19 @@ from playbook.core.text import one_line, printable
 
 _INLINE = re.compile(r"([\\`*_\[\]<&|~])")
 """Characters that can start or end inline markup anywhere in a line."""
+_INLINE_CHARS = "\\`*_[]<&|~"
+"""The same characters, the backslash first: each present one is put behind a backslash by
+``str.replace``, the same text as ``_INLINE.sub(r"\\\1", …)`` (a backslash added
+before a later character is never doubled: backslashes went first). ``re`` expands that
+template in Python for every match, and ``str.translate`` looks every character of a
+non-ASCII line up in a dict; a 100,000-event export escapes some 300,000 values (issue
+15 §6)."""
 _LINE_START = re.compile(r"^( {0,3})([#>+=\-]|\d{1,9}(?=[.)](?:\s|$)))")
 """A line's first character that could start a block: a heading, a block quote, a list
 item, a setext underline or thematic break (``*``, ``_``, `````, ``~``, ``<`` and
 ``|`` are escaped everywhere already). For an ordered list the digits stay and the
 ``.`` or ``)`` after them is escaped (see :func:`_line_start`)."""
+_BACKTICKS = re.compile(r"`+")
 _TRAILING_HASHES = re.compile(r"(#+)(\s*)$")
 """A heading's closing sequence: ``# Title ##`` would lose its ``##``."""
 
@@ -57,9 +65,33 @@ def _line_start(line: str) -> str:
 
 
 def _escape_line(line: str) -> str:
-    escaped = _INLINE.sub(r"\\\1", line)
-    escaped = _TRAILING_HASHES.sub(lambda m: "\\#" * len(m.group(1)) + m.group(2), escaped)
+    escaped = line
+    if _INLINE.search(line) is not None:
+        for char in _INLINE_CHARS:
+            if char in escaped:
+                escaped = escaped.replace(char, "\\" + char)
+    if "#" in escaped:  # most values have none: no search, no callback
+        escaped = _TRAILING_HASHES.sub(lambda m: "\\#" * len(m.group(1)) + m.group(2), escaped)
     return _line_start(escaped)
+
+
+def _one_line(value: str) -> str:
+    """:func:`~playbook.core.text.one_line`, skipped when it would change nothing.
+
+    ``str.isprintable`` is false for every character of the categories ``one_line``
+    escapes (Cc, Cf, Zl, Zp, Cs: Unicode's tables, as :mod:`unicodedata` has them) and for
+    line breaks, so a printable value is already one safe line. Most values are, and the
+    check is one C loop instead of a regular-expression callback per non-ASCII character.
+    """
+    return value if value.isprintable() else one_line(value)
+
+
+def _printable(value: str) -> str:
+    """:func:`~playbook.core.text.printable` (line breaks and tabs kept), skipped when it
+    would change nothing (see :func:`_one_line`)."""
+    if value.isprintable() or value.replace("\n", "").replace("\t", "").isprintable():
+        return value
+    return printable(value)
 
 
 def text(value: object) -> str:
@@ -69,7 +101,10 @@ def text(value: object) -> str:
     Leading blanks are dropped: a renderer would drop them anyway, and four of them at
     the start of a line would make an indented code block.
     """
-    return _escape_line(one_line(str(value)).lstrip())
+    line = str(value)
+    if not line.isprintable():  # see _one_line; inlined, as this runs once per value
+        line = one_line(line)
+    return _escape_line(line.lstrip())
 
 
 def code(value: object, in_table: bool = False) -> str:
@@ -77,7 +112,7 @@ def code(value: object, in_table: bool = False) -> str:
 
     In a table cell, pipes are escaped as GFM asks even inside code spans.
     """
-    body = one_line(str(value))
+    body = _one_line(str(value))
     ticks = "`" * (_longest_backtick_run(body) + 1)
     if body.startswith(("`", " ")) or body.endswith(("`", " ")) or not body:
         body = f" {body} "
@@ -89,7 +124,7 @@ def code(value: object, in_table: bool = False) -> str:
 def fence(value: str, info: str = "text") -> str:
     """``value`` in a fenced block: its lines kept, shown literally, control characters
     escaped. The fence is longer than any run of backticks in the value."""
-    body = printable(value).rstrip("\n")
+    body = _printable(value).rstrip("\n")
     ticks = "`" * max(3, _longest_backtick_run(body) + 1)
     return f"{ticks}{info}\n{body}\n{ticks}"
 
@@ -102,7 +137,7 @@ def lines(value: str, indent: str = "  ") -> str:
     that they stay inside the list item they continue.
     """
     paragraphs: list[list[str]] = [[]]
-    for raw in printable(value).replace("\r\n", "\n").split("\n"):
+    for raw in _printable(value).replace("\r\n", "\n").split("\n"):
         if raw.strip():
             paragraphs[-1].append(_escape_line(raw.rstrip()))
         elif paragraphs[-1]:
@@ -113,8 +148,4 @@ def lines(value: str, indent: str = "  ") -> str:
 
 
 def _longest_backtick_run(value: str) -> int:
-    longest = run = 0
-    for char in value:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    return longest
+    return max(map(len, _BACKTICKS.findall(value)), default=0)

@@ -14,11 +14,16 @@ from playbook.service.context import Context, get
 
 
 def export(ctx: Context, ref: str, fmt: str, tz: tzinfo | None = None) -> str:
-    """The incident's timeline in ``fmt`` (``markdown`` or ``json``), as of now."""
+    """The incident's timeline in ``fmt`` (``markdown``, ``json`` or ``postmortem``), as
+    of now."""
     incident = get(ctx, ref)
     now = ctx.clock.now()
     if fmt == "json":
         return exporters.to_json(incident.events, now)
     if fmt == "markdown":
         return exporters.to_markdown(incident.events, now, tz)
-    raise UsageError(f"Unknown export format {fmt!r}.", "Use markdown or json.")
+    if fmt == "postmortem":
+        from playbook.render.postmortem import to_postmortem
+
+        return to_postmortem(incident.events, now, tz)
+    raise UsageError(f"Unknown export format {fmt!r}.", "Use markdown, json or postmortem.")

@@ -329,6 +329,6 @@ def test_a_target_that_is_not_this_machine_is_refused_and_nothing_runs_here(
     target = {"here": Target("here", "ssh://bob@db.internal", "t")}
     # refused when the run is set up: the kind's schemes are checked in one place
     # (targets.check_scheme), before the writer could run anything here
-    with pytest.raises(SchemeRefused, match="takes the schemes 'local'. Nothing was run"):
+    with pytest.raises(SchemeRefused, match=r"takes the schemes 'local'\. Nothing was run"):
         sqlite_service.start_action(incident, "clean-no-backup", {}, target).dry_run()
     assert files(logs) == before

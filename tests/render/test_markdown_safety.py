@@ -23,9 +23,11 @@ from markdown_it.token import Token
 
 from playbook.adapters.plugins import load_playbook as load
 from playbook.core.clock import FakeClock
+from playbook.core.events import RETROSPECTIVE_FIELDS
 from playbook.render.export import to_json, to_markdown
 from playbook.render.markdown import code, fence, lines, text
-from playbook.service import Service
+from playbook.render.postmortem import to_postmortem
+from playbook.service import Service, postmortem
 from playbook.store.memory import MemoryStore
 
 # Each hostile value tries something else; none holds a control character (typed text
@@ -63,6 +65,11 @@ HOSTILE = {
     "drill_example": "missing <img src=y> [k](http://k.test)",
     "drill_title": "Drill <script>t</script>",
     "service_label": "redis <b>[l](http://l.test)</b> *sandbox*",
+    # the postmortem's facts (issue 15 §6); typed text, so no control characters
+    "impact_key": "<b>users</b> [k](http://k.test)",
+    "impact_value": "# 1200 <script>v</script>",
+    "followup": "<img src=z> [f](http://f.test) | ticket ~~x~~",
+    "retro": "went ok\n```\n# Heading from a note\n<div>x</div>\n[r]: http://r.test",
 }
 
 
@@ -74,6 +81,12 @@ def benign(value: str) -> str:
 def build(values: dict[str, str]) -> tuple[str, str]:
     """An incident (a drill, so the scorecard is in it) carrying ``values`` everywhere
     text from outside goes; its Markdown and JSON exports."""
+    events, now = _incident(values)
+    return to_markdown(events, now), to_json(events, now)
+
+
+def _incident(values: dict[str, str]) -> tuple[list[Any], Any]:
+    """The events of :func:`build`'s incident, its postmortem facts among them."""
     clock = FakeClock(T0)
     service = Service(MemoryStore(), clock=clock, actor=values["actor"])
     runbook = load(RUNBOOK)  # it has status templates; the drill block is only data
@@ -120,10 +133,16 @@ def build(values: dict[str, str]) -> tuple[str, str]:
             },
         },
     )
+    ctx = service.context
+    postmortem.record_impact(ctx, incident, {values["impact_key"]: values["impact_value"]})
+    followup = values["followup"]
+    postmortem.add_followup(ctx, incident, followup, followup, "", followup)
+    postmortem.pin(ctx, incident, 2)
+    notes = [(field, values["retro"]) for field in RETROSPECTIVE_FIELDS]
+    postmortem.note_retrospective(ctx, incident, notes)
     clock.advance(minutes=30)
     service.resolve(incident, values["summary"])
-    events = service.get(incident).events
-    return to_markdown(events, clock.now()), to_json(events, clock.now())
+    return service.get(incident).events, clock.now()
 
 
 def _template_variables(service: Service, state: Any, kind: str) -> set[str]:
@@ -321,3 +340,33 @@ def test_with_linkify_a_bare_address_is_the_only_link_and_shows_itself(
         assert str(link.attrs["href"]).rstrip("/") == shown.rstrip("/"), (link.attrs, shown)
         assert shown.startswith(("http://", "https://")), shown
     assert not [t for t in tokens if t.type in ("html_inline", "html_block", "image")]
+
+
+@pytest.fixture(scope="module")
+def drafts() -> dict[str, str]:
+    """The postmortem drafts of the hostile and the harmless incident."""
+    made = {}
+    for name, values in (
+        ("hostile", HOSTILE),
+        ("benign", {k: benign(v) for k, v in HOSTILE.items()}),
+    ):
+        events, now = _incident(values)
+        made[name] = to_postmortem(events, now)
+    return made
+
+
+@pytest.mark.parametrize("flavour", sorted(RENDERERS))
+def test_the_postmortem_draft_gives_hostile_values_no_markup_of_their_own(
+    drafts: dict[str, str], flavour: str
+) -> None:
+    parser = RENDERERS[flavour]
+    hostile, harmless = parser.parse(drafts["hostile"]), parser.parse(drafts["benign"])
+    every = walk(hostile)
+    assert not [t for t in every if t.type in ("html_inline", "html_block")]
+    assert not [t for t in every if t.type in ("link_open", "image", "autolink")]
+    assert not [t for t in every if t.type == "s_open"]
+    assert blocks(hostile) == blocks(harmless)
+    assert len(headings(hostile)) == len(headings(harmless))
+    shown = "\n".join(t.content for t in every if t.type in ("text", "fence"))
+    for key in ("impact_key", "impact_value", "followup"):
+        assert HOSTILE[key] in shown, key

@@ -191,6 +191,13 @@ def test_every_event_type_is_described_in_words(service, loaded) -> None:
     service.switch_updates(incident, False, "status page is down")
     service.resolve(incident, "done")
     service.close(incident)
+    from playbook.service import postmortem  # issue 15 §6: recorded after closing too
+
+    postmortem.record_impact(service.context, incident, {"users": "1200"})
+    postmortem.add_followup(service.context, incident, "Alert on drops", "bob", "2026-12-05")
+    postmortem.followup_done(service.context, incident, 1)
+    postmortem.pin(service.context, incident, 2)
+    postmortem.note_retrospective(service.context, incident, [("lucky", "low traffic")])
     found = service.get(incident)
     assert {e.type for e in found.events} == set(ev.EVENT_TYPES)  # every type is here
     lines = {e.type: describe(e, found.state) for e in found.events}

@@ -7,6 +7,7 @@ key); :class:`playbook.tui.widgets.timeline_view.TimelineView` draws only what i
 from __future__ import annotations
 
 import gc
+from functools import partial
 from typing import ClassVar
 
 from rich.text import Text
@@ -19,8 +20,9 @@ from playbook.core import events as ev
 from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.render.export import describe
+from playbook.service import postmortem
 from playbook.tui.host import host
-from playbook.tui.messages import TimelineRead
+from playbook.tui.messages import ChangeRecorded, TimelineRead
 from playbook.tui.screens.base import HelpText
 from playbook.tui.screens.dialogs import ExportDialog
 from playbook.tui.widgets.text import block
@@ -47,12 +49,14 @@ class TimelineScreen(HelpText, Screen[None]):
     HELP = (
         "Every event of the incident, oldest first; the line under the table shows the "
         "highlighted event in full. f cycles the filter; m and j export Markdown or JSON; "
-        "n adds a note; Esc goes back."
+        "n adds a note; p pins the highlighted event as a highlight of the postmortem "
+        "(playbook export ID --format postmortem); Esc goes back."
     )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f", "filter", "Filter", id="timeline.filter"),
         Binding("m", "export('markdown')", "Export MD", id="timeline.md"),
         Binding("j", "export('json')", "Export JSON", id="timeline.json"),
+        Binding("p", "pin", "Pin", id="timeline.pin"),
         Binding("escape", "leave", "Back", id="timeline.leave"),
     ]
 
@@ -148,6 +152,29 @@ class TimelineScreen(HelpText, Screen[None]):
 
     def action_leave(self) -> None:
         self.app.pop_screen()
+
+    def action_pin(self) -> None:
+        """Pin the highlighted event: the postmortem's timeline highlights show it."""
+        row = self.query_one(TimelineView).cursor_row
+        if not 0 <= row < len(self.shown_events):
+            self.notify("No event is highlighted.", markup=False)
+            return
+        seq = self.shown_events[row].seq
+        app = host(self)
+        ref = self.incident_id
+        said = f"Pinned event {seq}: the postmortem's timeline highlights show it."
+        app.submit(
+            f"pin event {seq}",
+            lambda: postmortem.pin(app.service.context, ref, seq),
+            self,
+            partial(ChangeRecorded, said=said),
+        )
+
+    def on_change_recorded(self, message: ChangeRecorded) -> None:
+        self.state = message.state
+        if message.said:
+            self.notify(message.said, markup=False)
+        self.reload()
 
 
 def _timeline_row(event: ev.Event, state: IncidentState | None) -> tuple[str, ...]:
