@@ -380,6 +380,17 @@ class WriteRequest:
     lock_ttl: float = 600.0
     holder: str = ""
     """Who runs it: ``actor@host pid N, incident I, run R``; stored in the lock."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The action's parameters, resolved: for a writer that binds them itself (SQL
+    ``%(name)s`` placeholders) rather than finding them in place in :attr:`do`."""
+    declared: dict[str, Any] = field(default_factory=dict)
+    """The ``do`` block as the playbook wrote it, ``{$param: name}`` where a parameter
+    goes: a writer that must know which arguments came from a parameter (a shell
+    command's, never an option) reads it here."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """What the responder's own config says, never the playbook: ``target`` (as
+    :attr:`playbook.targets.Target.options`: ``privileged``, trusted ``functions``) and
+    ``unreadable`` (folders a sandboxed command must not read: the incidents' data)."""
 
 
 @dataclass
@@ -441,6 +452,13 @@ class Writer(ABC):
     write: then an apply that recorded nothing wrote nothing, and its rollback restores
     only what is still as it left it. A writer that does not can only roll back with
     ``force``."""
+
+    def has_backup(self, request: WriteRequest) -> bool:
+        """Whether this action keeps a backup to roll back from. False only where the
+        playbook says so explicitly (a shell action's ``backup: none``): the engine then
+        puts "no backup" in the confirmation phrase, offers no rollback and refuses one.
+        The backup stage still runs and records what it saw (a file with no rows)."""
+        return True
 
     @abstractmethod
     def plan(self, request: WriteRequest, ctx: RunContext) -> Plan:

@@ -136,10 +136,12 @@ class Outcome:
 
     wrote: bool = True
     """False when apply stopped before writing anything (then nothing is rolled back)."""
+    backup: bool = True
+    """False for an action that keeps no backup (``backup: none``): no rollback."""
 
     @property
     def rollback_offered(self) -> bool:
-        return not self.ok and self.wrote
+        return not self.ok and self.wrote and self.backup
 
 
 def new_run_id(now_text: str) -> str:
@@ -214,14 +216,24 @@ class GuardedRun:
                 f"{actor}@{socket.gethostname()} pid {os.getpid()}, "
                 f"incident {incident_id}, run {run_id}"
             ),
+            params=dict(values),
+            declared=do,
+            # the responder's config only; the backups stay out of a sandboxed command's reach
+            options={
+                "target": target.options,
+                "unreadable": [str(backup_dir)] if backup_dir is not None else [],
+            },
         )
 
     # ------------------------------------------------------------------ facts
 
     @property
     def phrase(self) -> str:
-        """What the responder must type to confirm: the action's phrase or the target."""
-        return self.action.confirm or self.target.name
+        """What the responder must type to confirm: the action's phrase or the target,
+        followed by ``no backup`` for an action that keeps none (so nobody confirms it
+        believing they can roll it back)."""
+        phrase = self.action.confirm or self.target.name
+        return phrase if self.writer.has_backup(self.request) else f"{phrase} no backup"
 
     @property
     def force_phrase(self) -> str:
@@ -327,6 +339,7 @@ class GuardedRun:
             outcome = self._apply_and_verify(self.plan, lock)
         finally:
             self._release(lock)
+        outcome.backup = self.writer.has_backup(self.request)
         return outcome
 
     def rollback(self, typed: str | None = None, force: bool = False) -> dict[str, int]:
@@ -556,6 +569,12 @@ class GuardedRun:
 
 def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
     """Roll ``run`` back from its recorded backup, under its lock (see GuardedRun)."""
+    if not run.writer.has_backup(run.request):
+        raise NothingToRollBack(
+            f"{run.action_id} keeps no backup (its playbook says backup: none), so run "
+            f"{run.run_id} cannot be rolled back.",
+            "Its confirmation said so ('no backup'). Nothing was done.",
+        )
     found = run.log.read().actions.get(run.run_id)
     must_have_written(run, found)
     phrase = run.force_phrase if force else run.phrase

@@ -1,7 +1,8 @@
 """Guarded changes to PostgreSQL: ``upsert`` (``INSERT … ON CONFLICT (key) DO UPDATE``).
 
-(Just over 600 lines: the catalog checks, the lock and the four stages of one operation,
-which must agree on each row's text form and fingerprint.)
+(Under 700 lines: the catalog checks, the lock and the four stages of one operation,
+which must agree on each row's text form and fingerprint; every statement of ours named
+so that a table owner's search path reaches none of its own code.)
 
 Seed 002's fix was a hand-typed ``INSERT … ON CONFLICT (staff_id) DO UPDATE`` to put
 back a staff record a stale backup had overwritten. This writer does the same change
@@ -56,6 +57,9 @@ from playbook.adapters.postgres.reader import (
 from playbook.adapters.writers import Lock, LockHeld, Plan, Undo, Writer, WriteRequest, Written
 
 APPLICATION_NAME = "playbook action"
+SAFE_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
+"""Our own statements' search path, for the rest of the transaction: PostgreSQL's own
+schema, then the session's temporary one (never searched for functions or operators)."""
 NAME_BYTES = 63
 """PostgreSQL keeps the first 63 bytes of an ``application_name``."""
 SHOWN = 60
@@ -81,9 +85,12 @@ class Table:
     """The upsert's table as the catalog describes it, and the request's rows."""
 
     parts: tuple[str, ...]
+    """The table's schema and name as the catalog has them (our statements name it so)."""
     columns: dict[str, Column]
     key: list[str]
     rows: list[dict[str, Any]]
+    given: str = ""
+    """The table as the playbook names it, for messages."""
 
     @property
     def ident(self) -> Any:
@@ -93,7 +100,7 @@ class Table:
 
     @property
     def label(self) -> str:
-        return ".".join(self.parts)
+        return self.given or ".".join(self.parts)
 
     def key_of(self, row: dict[str, Any]) -> dict[str, Any]:
         return {k: json_ready(row[k]) for k in self.key}
@@ -106,7 +113,9 @@ class Table:
         from psycopg import sql
 
         return sql.SQL(" AND ").join(
-            sql.SQL("{} = {}").format(sql.Identifier(k), sql.Placeholder(f"k_{i}"))
+            sql.SQL("{} OPERATOR(pg_catalog.=) {}").format(
+                sql.Identifier(k), sql.Placeholder(f"k_{i}")
+            )
             for i, k in enumerate(self.key)
         )
 
@@ -118,7 +127,7 @@ class Table:
         from psycopg import sql
 
         return sql.SQL(", ").join(
-            sql.SQL("{}::text AS {}").format(sql.Identifier(c), sql.Identifier(c))
+            sql.SQL("{}::pg_catalog.text AS {}").format(sql.Identifier(c), sql.Identifier(c))
             for c in self.columns
         )
 
@@ -137,20 +146,36 @@ def _describe(conn: Any, request: WriteRequest) -> Table:
     key = [str(k) for k in do["key"]]
     rows = [dict(r) for r in do["rows"]]
     regclass = sql.Identifier(*parts).as_string(conn)
-    found = conn.execute("SELECT to_regclass(%s)::oid", [regclass]).fetchone()[0]
+    # The name is resolved on the session's search path, as the playbook means it; from
+    # here on the transaction's path is PostgreSQL's own, so a look-alike function or
+    # operator that the database's owner put earlier on the path (public.set_config, a
+    # public "=") is never what our statements reach. The table is named by its schema.
+    found = conn.execute(
+        "SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid", [regclass]
+    ).fetchone()[0]
     if found is None:
         raise RunError(f"There is no table {'.'.join(parts)} on the target.")
+    conn.execute(SAFE_PATH)
+    schema, name = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
+        " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+        " WHERE c.oid OPERATOR(pg_catalog.=) %s",
+        [found],
+    ).fetchone()
     columns = {
         name: Column(name, typ, not_null, has_default, writable)
         for name, typ, not_null, has_default, writable in conn.execute(
-            "SELECT attname, format_type(atttypid, atttypmod), attnotnull,"
-            " atthasdef OR attidentity <> '', attgenerated = '' AND attidentity <> 'a'"
-            " FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped"
+            "SELECT attname, pg_catalog.format_type(atttypid, atttypmod), attnotnull,"
+            " atthasdef OR attidentity OPERATOR(pg_catalog.<>) '',"
+            " attgenerated OPERATOR(pg_catalog.=) ''"
+            " AND attidentity OPERATOR(pg_catalog.<>) 'a'"
+            " FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) %s"
+            " AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped"
             " ORDER BY attnum",
             [found],
         ).fetchall()
     }
-    table = Table(parts, columns, key, rows)
+    table = Table((schema, name), columns, key, rows, ".".join(parts))
     unknown = sorted({c for r in rows for c in r} - set(columns))
     if unknown:
         raise RunError(
@@ -158,10 +183,12 @@ def _describe(conn: Any, request: WriteRequest) -> Table:
             f"Its columns: {', '.join(columns)}.",
         )
     unique = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = %s AND i.indisunique"
-        " AND i.indpred IS NULL AND (SELECT array_agg(attname ORDER BY attname)"
-        "   FROM pg_attribute WHERE attrelid = %s AND attnum = ANY(i.indkey))"
-        " = %s::name[])",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i"
+        " WHERE i.indrelid OPERATOR(pg_catalog.=) %s AND i.indisunique"
+        " AND i.indpred IS NULL AND (SELECT pg_catalog.array_agg(attname ORDER BY attname)"
+        "   FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) %s"
+        "   AND attnum OPERATOR(pg_catalog.=) ANY(i.indkey))"
+        " OPERATOR(pg_catalog.=) %s::pg_catalog.name[])",
         [found, found, sorted(key)],
     ).fetchone()[0]
     if not unique:
@@ -186,9 +213,10 @@ def _session(conn: Any, ctx: RunContext) -> None:
     """Time limits for this transaction, and the text forms of values fixed (UTC, ISO)."""
     set_timeouts(conn, ctx)
     conn.execute(
-        "SELECT set_config('TimeZone', 'UTC', true), set_config('DateStyle', 'ISO, MDY', true),"
-        " set_config('IntervalStyle', 'postgres', true),"
-        " set_config('extra_float_digits', '3', true)"
+        "SELECT pg_catalog.set_config('TimeZone', 'UTC', true),"
+        " pg_catalog.set_config('DateStyle', 'ISO, MDY', true),"
+        " pg_catalog.set_config('IntervalStyle', 'postgres', true),"
+        " pg_catalog.set_config('extra_float_digits', '3', true)"
     )
 
 
@@ -248,7 +276,7 @@ class AdvisoryLock(Lock):
     def release(self) -> None:
         try:
             if not self.conn.closed:
-                self.conn.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+                self.conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", [self.key])
         finally:
             self.conn.close()  # the lock dies with the session anyway
 
@@ -401,13 +429,17 @@ class PostgresWriter(Writer):
         interrupt = Interrupt(conn)
         ctx.on_stop(interrupt)  # only while taking it: a held lock outlives the stage
         try:
+            # This connection runs only our statements: PostgreSQL's own path for all.
+            conn.execute(
+                "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)"
+            )
             with contextlib.suppress(psycopg.Error):  # a dead client frees the lock sooner
                 conn.execute(
-                    "SELECT set_config('tcp_keepalives_idle', '30', false),"
-                    " set_config('tcp_keepalives_interval', '10', false),"
-                    " set_config('tcp_keepalives_count', '3', false)"
+                    "SELECT pg_catalog.set_config('tcp_keepalives_idle', '30', false),"
+                    " pg_catalog.set_config('tcp_keepalives_interval', '10', false),"
+                    " pg_catalog.set_config('tcp_keepalives_count', '3', false)"
                 )
-            if conn.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
+            if conn.execute("SELECT pg_catalog.pg_try_advisory_lock(%s)", [key]).fetchone()[0]:
                 interrupt.detach()
                 return AdvisoryLock(conn, key)
             unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
@@ -492,7 +524,7 @@ class PostgresWriter(Writer):
                         conflict = sql.SQL("DO NOTHING")
                     query = sql.SQL(
                         "INSERT INTO {t} ({cols}) VALUES ({vals}) ON CONFLICT ({key}) {conflict}"
-                        " RETURNING (xmax = 0) AS inserted"
+                        " RETURNING (xmax OPERATOR(pg_catalog.=) 0) AS inserted"
                     ).format(
                         t=table.ident,
                         cols=sql.SQL(", ").join(map(sql.Identifier, cols)),

@@ -40,6 +40,7 @@ from playbook.adapters.base import (
     RunRequest,
     Sink,
 )
+from playbook.adapters.shell.action_model import ShellAction
 from playbook.adapters.shell.models import ShellDiagnostic, parse_endpoint
 from playbook.targets import scheme_of
 
@@ -60,6 +61,7 @@ class ShellAdapter(Adapter):
     schemes = frozenset({"local", "ssh"})
     """``local:`` runs the program on this machine; ``ssh://user@host[:port]`` on that
     host through the system ``ssh`` (:mod:`playbook.adapters.shell.remote`)."""
+    action_model = ShellAction  # carried out by playbook.adapters.shell.action
 
     def check(self, request: RunRequest) -> None:
         q = request.query
