@@ -110,4 +110,8 @@ def items_of(sandbox: DrillSandbox, fp: DrillFingerprint) -> dict[str, str]:
             return redis_drill.fingerprint(handle, fp.keys)
         if kind == "postgres":
             return _postgres_items(handle, fp.tables)
+        if kind == "local":
+            from playbook.drill.localfs import files_items
+
+            return files_items(handle, fp.files)
         return _mongo_items(handle, fp.collections)

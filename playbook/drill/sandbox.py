@@ -92,6 +92,11 @@ class DrillSandbox:
         elif kind == "http":
             server = HttpStub()
             self.labels[name] = f"HTTP stub (sandbox, 127.0.0.1:{server.port})"
+        elif kind == "local":
+            from playbook.drill.localfs import LocalFolder
+
+            server = LocalFolder(name)
+            self.labels[name] = f"this machine, a tmpfs at {server.path} (sandbox)"
         else:  # the model allows no other kind
             raise DrillError(f"Unknown service kind {kind!r} for {name!r}.")
         self._servers[name] = server
@@ -122,6 +127,8 @@ class DrillSandbox:
             from playbook.adapters.mongo import standin
 
             yield standin.client(server).get_default_database()
+        elif kind == "local":
+            yield server.path
         else:
             yield server
 
