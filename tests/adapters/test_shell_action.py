@@ -329,6 +329,6 @@ def test_a_target_that_is_not_this_machine_is_refused_and_nothing_runs_here(
     target = {"here": Target("here", "ssh://bob@db.internal", "t")}
     # main's scheme check (targets.check_scheme) refuses it as the run starts; the
     # writer's own check refuses it at the dry run if it ever gets that far
-    with pytest.raises(Exception, match="runs on this machine only|cannot reach"):
+    with pytest.raises(Exception, match=r"runs on this machine only|cannot reach"):
         sqlite_service.start_action(incident, "clean-no-backup", {}, target).dry_run()
     assert files(logs) == before
