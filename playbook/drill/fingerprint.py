@@ -113,5 +113,8 @@ def items_of(sandbox: DrillSandbox, fp: DrillFingerprint) -> dict[str, str]:
         if kind == "local":
             from playbook.drill.localfs import files_items
 
-            return files_items(handle, fp.files)
+            try:
+                return files_items(handle, fp.files)
+            except ValueError as exc:
+                raise DrillError(str(exc)) from None
         return _mongo_items(handle, fp.collections)

@@ -40,11 +40,10 @@ class LocalFolder:
     uri = "local:"
 
     def __init__(self, name: str) -> None:
-        from playbook.drill.sandbox import DrillError
-
+        """Mount it; a RuntimeError (title, advice) says why it could not be."""
         self.path = ROOT / name
         if self.path.exists():
-            raise DrillError(
+            raise RuntimeError(
                 f"{self.path} is in use: another drill holds it, or a killed one left it.",
                 f"If no drill is running: umount {self.path} && rmdir {self.path}",
             )
@@ -59,7 +58,7 @@ class LocalFolder:
         if done.returncode != 0:
             with contextlib.suppress(OSError):
                 self.path.rmdir()
-            raise DrillError(
+            raise RuntimeError(
                 f"Could not mount a tmpfs at {self.path} for the drill's local service.",
                 (done.stderr.strip() or "mount failed")
                 + " (a local service needs root or CAP_SYS_ADMIN to mount it).",
@@ -73,12 +72,10 @@ class LocalFolder:
 
 def files_items(folder: Path, patterns: list[str]) -> dict[str, str]:
     """Each file matching a glob pattern under ``folder``: its SHA-256, by relative path."""
-    from playbook.drill.sandbox import DrillError
-
     out: dict[str, str] = {}
     for pattern in patterns:
         if pattern.startswith("/") or ".." in Path(pattern).parts:
-            raise DrillError(f"Fingerprint pattern {pattern!r} leads out of the folder.")
+            raise ValueError(f"Fingerprint pattern {pattern!r} leads out of the folder.")
         for path in sorted(folder.glob(pattern)):
             if path.is_file() and not path.is_symlink():
                 out[f"file {path.relative_to(folder)}"] = hashlib.sha256(

@@ -95,7 +95,10 @@ class DrillSandbox:
         elif kind == "local":
             from playbook.drill.localfs import LocalFolder
 
-            server = LocalFolder(name)
+            try:
+                server = LocalFolder(name)
+            except RuntimeError as exc:
+                raise DrillError(*exc.args) from None
             self.labels[name] = f"this machine, a tmpfs at {server.path} (sandbox)"
         else:  # the model allows no other kind
             raise DrillError(f"Unknown service kind {kind!r} for {name!r}.")
