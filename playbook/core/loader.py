@@ -588,7 +588,7 @@ def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
             src.add(
                 ("drill", "services"),
                 f"no service for target {target!r}, which {who} uses "
-                f"(add `{target}: redis|postgres|mongo|http`)",
+                f"(add `{target}: redis|postgres|mongo|http|local`)",
             )
             services = {**services, target: "http"}  # say it once per target
     from importlib.metadata import entry_points
@@ -614,7 +614,7 @@ def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
                     f"{step.way!r} does not fit target {step.target!r}, a {kind} service "
                     f"(a {kind} step takes one of: {fits})",
                 )
-    wanted = {"redis": "keys", "postgres": "tables", "mongo": "collections"}
+    wanted = {"redis": "keys", "postgres": "tables", "mongo": "collections", "local": "files"}
     for i, fp in enumerate(drill.fingerprint):
         kind = services.get(fp.target)
         if kind is None:

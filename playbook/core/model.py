@@ -758,9 +758,11 @@ class Table(Model):
 # --------------------------------------------------------------------------- drills
 
 
-ServiceKind = Literal["redis", "postgres", "mongo", "http"]
+ServiceKind = Literal["redis", "postgres", "mongo", "http", "local"]
 """What a drill's sandbox can give a target: a real redis-server, a real PostgreSQL, a
-MongoDB stand-in (mongomock, in the drill's own process) or a local HTTP endpoint."""
+MongoDB stand-in (mongomock, in the drill's own process), a local HTTP endpoint, or
+``local``: this machine (target ``local:``) with a small file system of its own, for shell
+diagnostics and actions (:mod:`playbook.drill.localfs`)."""
 
 
 class MongoDrillOp(Model):
@@ -825,6 +827,7 @@ STEP_KINDS: dict[str, tuple[str, ...]] = {
     "postgres": ("sql", "generate"),
     "mongo": ("mongo", "generate"),
     "http": ("serve", "generate"),
+    "local": ("generate",),
 }
 """Which step ways fit each kind of service."""
 
@@ -839,6 +842,8 @@ class DrillFingerprint(Model):
     """postgres: tables; every row, in key order."""
     collections: list[str] = []
     """mongo: collections; every document and index."""
+    files: list[str] = []
+    """local: glob patterns under the service's folder; every matching file's content."""
 
 
 class Drill(Model):

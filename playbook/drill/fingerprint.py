@@ -110,4 +110,11 @@ def items_of(sandbox: DrillSandbox, fp: DrillFingerprint) -> dict[str, str]:
             return redis_drill.fingerprint(handle, fp.keys)
         if kind == "postgres":
             return _postgres_items(handle, fp.tables)
+        if kind == "local":
+            from playbook.drill.localfs import files_items
+
+            try:
+                return files_items(handle, fp.files)
+            except ValueError as exc:
+                raise DrillError(str(exc)) from None
         return _mongo_items(handle, fp.collections)

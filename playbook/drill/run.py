@@ -17,7 +17,7 @@ from playbook.core.state import IncidentState
 from playbook.core.text import inline
 from playbook.drill.fingerprint import compare, items_of, summarise
 from playbook.drill.sandbox import DrillError, DrillSandbox, Say
-from playbook.drill.steps import apply_step
+from playbook.drill.steps import apply_step, needs_superuser, trusted_functions
 from playbook.errors import PlaybookError, UsageError
 from playbook.targets import Targets, responder_settings
 
@@ -78,8 +78,9 @@ class DrillRun:
         for i, step in enumerate(steps):
             label = step.title or f"{part} step {i + 1}"
             try:
-                with self.sandbox.handle(step.target) as handle:
+                with self.sandbox.handle(step.target, needs_superuser(step)) as handle:
                     done = apply_step(step, handle)
+                self.sandbox.trust(step.target, trusted_functions(step))
             except PlaybookError:
                 raise
             except Exception as exc:

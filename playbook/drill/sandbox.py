@@ -92,6 +92,14 @@ class DrillSandbox:
         elif kind == "http":
             server = HttpStub()
             self.labels[name] = f"HTTP stub (sandbox, 127.0.0.1:{server.port})"
+        elif kind == "local":
+            from playbook.drill.localfs import LocalFolder
+
+            try:
+                server = LocalFolder(name)
+            except RuntimeError as exc:
+                raise DrillError(*exc.args) from None
+            self.labels[name] = f"this machine, a tmpfs at {server.path} (sandbox)"
         else:  # the model allows no other kind
             raise DrillError(f"Unknown service kind {kind!r} for {name!r}.")
         self._servers[name] = server
@@ -101,7 +109,7 @@ class DrillSandbox:
         self.targets[name] = Target(name, uri, SANDBOX)
 
     @contextlib.contextmanager
-    def handle(self, name: str) -> Iterator[Any]:
+    def handle(self, name: str, superuser: bool = False) -> Iterator[Any]:
         """What a step, a generator or a fingerprint works on: a redis-py client, a
         psycopg connection (autocommit), a mongomock database or the HTTP stub.
 
@@ -110,20 +118,38 @@ class DrillSandbox:
         drill's ``load`` and ``fault`` steps come from its runbook, which is not trusted,
         and the sandbox servers run as the responder on the responder's machine. The
         servers refuse ``CONFIG SET dir`` + ``SAVE``, ``COPY … TO PROGRAM`` and the like.
+        ``superuser`` is for installed generators that declare ``needs_superuser``
+        (never a runbook's own SQL): a PostgreSQL connection to the drill's database as
+        the sandbox's superuser.
         """
         kind, server = self.kinds[name], self._servers[name]
         if kind == "redis":
             with contextlib.closing(server.client(*self._logins[name])) as client:
                 yield client
         elif kind == "postgres":
-            with server.connect(self._logins[name]) as conn:
+            uri = self._logins[name]
+            if superuser:  # an installed generator that needs it (drill/replication.py)
+                uri = server.superuser_uri.rsplit("/", 1)[0] + "/drill"
+            with server.connect(uri) as conn:
                 yield conn
         elif kind == "mongo":
             from playbook.adapters.mongo import standin
 
             yield standin.client(server).get_default_database()
+        elif kind == "local":
+            yield server.path
         else:
             yield server
+
+    def trust(self, name: str, functions: tuple[str, ...]) -> None:
+        """Let the drill's target reach ``functions``, which installed set-up code made."""
+        if functions:
+            import dataclasses
+
+            target = self.targets[name]
+            self.targets[name] = dataclasses.replace(
+                target, functions=(*target.functions, *functions)
+            )
 
     def stop(self) -> None:
         """Stop every service and remove the folder (the guardian makes sure of it)."""

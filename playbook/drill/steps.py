@@ -82,6 +82,22 @@ def generators() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
+def needs_superuser(step: DrillStep) -> bool:
+    """Whether the step is an installed generator that asks for the sandbox superuser's
+    PostgreSQL connection (a runbook's own SQL never gets it)."""
+    if step.generate is None:
+        return False
+    found = generators().get(step.generate)
+    return found is not None and bool(getattr(found.load(), "needs_superuser", False))
+
+
+def trusted_functions(step: DrillStep) -> tuple[str, ...]:
+    """Functions an installed generator made and says the drill's target may reach (as a
+    responder's ``functions = […]`` would); a runbook's own SQL never adds any."""
+    found = generators().get(step.generate or "") if step.generate else None
+    return tuple(getattr(found.load(), "trusts", ())) if found is not None else ()
+
+
 def _generate(step: DrillStep, handle: Any) -> str:
     found = generators().get(step.generate or "")
     if found is None:

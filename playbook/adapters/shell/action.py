@@ -159,7 +159,13 @@ def _check(request: WriteRequest) -> Any:
                 raise ShellRefused(exc.title, exc.message) from None
     home = str(Path.home())
     own = [p for p in unreadable_paths(request.options.get("unreadable", ())) if p != home]
+    from playbook.adapters.shell.action_model import absolute_path
+
     for path in request.do["writes"]:
+        try:  # a {$param} path is checked here, once it has a value
+            absolute_path(str(path))
+        except ValueError as why:
+            raise ShellRefused(f"Refused: the action writes under {path!r}: {why}.") from None
         if not os.path.lexists(path):
             raise ShellRefused(f"Refused: the action writes under {path}, which does not exist.")
         real = os.path.realpath(path)

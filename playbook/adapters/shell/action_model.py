@@ -27,7 +27,7 @@ class ShellCommand(Model):
     """Exit statuses that mean the command did what it should; any other fails the stage."""
 
 
-def _absolute(path: str) -> str:
+def absolute_path(path: str) -> str:
     if not os.path.isabs(path) or os.path.normpath(path) != path.rstrip("/") or "\x00" in path:
         raise ValueError("write an absolute, normalised path (/var/log/app)")
     if path.rstrip("/") == "":
@@ -35,7 +35,7 @@ def _absolute(path: str) -> str:
     return path.rstrip("/")
 
 
-WritePath = Annotated[str, AfterValidator(_absolute)]
+WritePath = Annotated[str, AfterValidator(absolute_path)]
 
 
 class ShellCommands(Model):
@@ -55,9 +55,11 @@ class ShellCommands(Model):
     rollback: ShellCommand | None = None
     """Puts things back from the backup, whose copy it finds at ``$PLAYBOOK_BACKUP_FILE``.
     Required with a backup; not allowed with ``backup: none``."""
-    writes: list[WritePath] = Field(min_length=1)
+    writes: list[WritePath | ParamRef] = Field(min_length=1)
     """The folders or files ``apply`` and ``rollback`` may change (the kernel refuses a
-    write anywhere else); ``plan`` and ``backup`` may read them."""
+    write anywhere else); ``plan`` and ``backup`` may read them. ``{$param: name}`` is
+    a path the responder gives (a drill's folder, another host's log folder); it is held
+    to the same rule when the run starts."""
 
     @model_validator(mode="after")
     def _rollback_needs_backup(self) -> ShellCommands:

@@ -141,7 +141,9 @@ def _diagnostic(out: Text, diag_id: str, pb: Playbook, state: IncidentState | No
         else {"argv": getattr(diag, "argv", [])}
     )
     out.append("\n  would run: ")
-    out.append_text(lit(json.dumps(shown, ensure_ascii=False)))
+    # a shell diagnostic's argv holds {$param} models, which json cannot dump by itself
+    dumped = json.dumps(shown, ensure_ascii=False, default=lambda o: o.model_dump(by_alias=True))
+    out.append_text(lit(dumped))
     for expectation in diag.expect:
         out.append("\n  healthy: ")
         out.append_text(
