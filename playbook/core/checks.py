@@ -10,9 +10,13 @@ file, line and key; these checks only say *which key* is wrong and why, through 
 from __future__ import annotations
 
 import difflib
+import types
+import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 
 from playbook.core.model import Playbook
 
@@ -109,12 +113,16 @@ def check_references(pb: Playbook, data: Any, src: Report) -> None:
             src.add(("scenarios", i, "phase"), _dangling("phase", scenario.phase, phases))
         check_step(("scenarios", i, "investigation"), scenario.investigation)
     for name, tmpl in pb.communications.templates.items():
+        if isinstance(tmpl, Unchecked):
+            continue
         if tmpl.phase not in phases:
             src.add(
                 ("communications", "templates", name, "phase"),
                 _dangling("phase", tmpl.phase, phases),
             )
     for name, diag in pb.diagnostics.items():
+        if isinstance(diag, Unchecked):
+            continue  # refused by the model (a partial playbook): nothing here to check
         _check_params(("diagnostics", name), diag, data, src)
         for where, message in diag.problems():
             src.add(("diagnostics", name, *where), message)
@@ -126,6 +134,8 @@ def check_references(pb: Playbook, data: Any, src: Report) -> None:
                     _dangling("diagnostic", source, diagnostics),
                 )
     for name, action in pb.actions.items():
+        if isinstance(action, Unchecked):
+            continue
         _check_params(("actions", name), action, data, src)
         for j, check in enumerate(action.verify):
             if check.diagnostic not in diagnostics:
@@ -145,8 +155,10 @@ def check_drill(pb: Playbook, src: Report, base: Path | None) -> None:
     if drill is None:
         return
     services = drill.services
-    used = [(f"diagnostic {n!r}", d.target) for n, d in pb.diagnostics.items() if d.drill_service]
-    used += [(f"action {n!r}", a.target) for n, a in pb.actions.items()]
+    diags = {n: d for n, d in pb.diagnostics.items() if not isinstance(d, Unchecked)}
+    acts = {n: a for n, a in pb.actions.items() if not isinstance(a, Unchecked)}
+    used = [(f"diagnostic {n!r}", d.target) for n, d in diags.items() if d.drill_service]
+    used += [(f"action {n!r}", a.target) for n, a in acts.items()]
     for who, target in used:
         if target not in services:
             src.add(
@@ -328,6 +340,8 @@ def check_template_files(pb: Playbook, base: Path, src: Report) -> None:
         )
         return
     for name, tmpl in pb.communications.templates.items():
+        if isinstance(tmpl, Unchecked):
+            continue
         try:
             target = confined(template_dir, template_dir, tmpl.file)
         except ValueError as why:
@@ -341,3 +355,123 @@ def check_template_files(pb: Playbook, base: Path, src: Report) -> None:
                 ("communications", "templates", name, "file"),
                 f"template file {tmpl.file!r} not found in {template_dir}",
             )
+
+
+# ----------------------------------------------------------- checks on a refused model
+#
+# When the model refuses part of a playbook, the reference checks still run on the rest,
+# so one `validate` shows a schema error and a dangling reference together. The model is
+# rebuilt part by part (:func:`partial`): each field is validated alone; a model-valued
+# field that fails is rebuilt from its own fields, a list or mapping element by element;
+# what still fails becomes :data:`UNCHECKED`. The checks then run on that, and
+# :class:`SkipFailed` drops what they say inside a subtree the model already refused
+# (the model's message there is the one to act on).
+
+UNCHECKED_TEXT = "⟨unchecked⟩"
+
+
+class Unchecked(str):
+    """A value the model refused, standing in for it while the other checks run. It is
+    text (ids and references are text, so sets, sorting and hints keep working) and
+    every problem that mentions it is dropped (:class:`SkipFailed`)."""
+
+
+UNCHECKED = Unchecked(UNCHECKED_TEXT)
+
+
+def partial(model: type[BaseModel], data: Any) -> Any:
+    """``model`` built from ``data`` as far as it is valid (see the section's comment)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError:
+        pass
+    if not isinstance(data, dict):
+        return UNCHECKED
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if key in data:
+            annotation = (
+                Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+            )
+            values[name] = _partial_value(annotation, data[key])
+        elif info.is_required():
+            values[name] = UNCHECKED
+        else:
+            values[name] = info.get_default(call_default_factory=True)
+    # No validators run here: this object only feeds the reference checks, never a caller.
+    return model.model_construct(**values)
+
+
+def _partial_value(annotation: Any, value: Any) -> Any:
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except ValidationError:
+        pass
+    except PydanticUserError:  # an annotation TypeAdapter cannot take: left unchecked
+        return UNCHECKED
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if a is not type(None)]
+        if len(members) == 1:
+            return _partial_value(members[0], value)
+        return UNCHECKED  # a discriminated union (a diagnostic, an action): all or nothing
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return partial(annotation, value)
+    if origin is list and isinstance(value, list):
+        return [_partial_value(args[0], item) for item in value]
+    if origin is dict and isinstance(value, dict):
+        return {key: _partial_value(args[1], item) for key, item in value.items()}
+    return UNCHECKED
+
+
+class SkipFailed:
+    """A :class:`Report` that passes on only what the model has not already refused: no
+    problem inside a path that has one, and none that mentions an :class:`Unchecked`."""
+
+    def __init__(self, src: Report, failed: set[str]) -> None:
+        self.src = src
+        self.failed = failed
+
+    def _inside_failed(self, where: str) -> bool:
+        return any(
+            where == bad or where.startswith(bad + ".") or where.startswith(bad + "[")
+            for bad in self.failed
+        )
+
+    def add(self, path: Path_, message: str, key: bool = False) -> None:
+        if UNCHECKED_TEXT in message or any(isinstance(p, Unchecked) for p in path):
+            return
+        if self._inside_failed(format_path(path)):
+            return
+        self.src.add(path, message, key)
+
+
+def check_partial(
+    model: type[Playbook], data: Any, src: Report, failed: set[str], base: Path | None
+) -> None:
+    """The checks after the model, run on what of ``data`` the model accepts (see above).
+
+    A check that trips over a refused value (an attribute a stand-in lacks) stops there;
+    what it said before stands. That costs a few references in a broken part going
+    unchecked until the model's problem there is fixed, never a wrong report.
+    """
+    pb = partial(model, data)
+    if isinstance(pb, Unchecked):
+        return
+    report = SkipFailed(src, failed)
+    for check in (
+        lambda: check_references(pb, data, report),
+        lambda: None if _inside(failed, "drill") else check_drill(pb, report, base),
+        lambda: None if base is None else check_template_files(pb, base, report),
+    ):
+        try:
+            check()
+        except (AttributeError, TypeError):
+            continue
+
+
+def _inside(failed: set[str], top: str) -> bool:
+    return any(bad == top or bad.startswith((top + ".", top + "[")) for bad in failed)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from playbook.core.checks import (
     check_drill,
+    check_partial,
     check_references,
     check_template_files,
     format_path,
@@ -126,6 +127,8 @@ class _Source:
     raw: dict[Path_, tuple[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     nodes: int = 0
+    refused: set[str] = field(default_factory=set)
+    """Key paths the model refused (a missing key's own path, not its parent's)."""
 
     def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
         """The closest known position: the path itself, else its nearest parent."""
@@ -399,6 +402,7 @@ def _pydantic_problems(
     already = {p.path for p in src.problems}
     for err in exc.errors(include_url=False):
         path = _resolve_loc(data, tuple(err["loc"]))
+        src.refused.add(format_path(path))
         if format_path(path) in already:
             continue  # the YAML reading already said what is wrong here
         kind = err["type"]
@@ -513,6 +517,8 @@ def parse(
         check_drill(playbook, src, base)
         if base is not None:
             check_template_files(playbook, base, src)
+    else:  # one run shows every problem: the references of the parts the model accepts
+        check_partial(model, data, src, src.refused, base)
     _raise_problems(src)
     assert playbook is not None
     return playbook

@@ -1,0 +1,103 @@
+"""`playbook validate` shows every problem of a playbook in one run: a value the model
+refuses and a reference to nothing, together, each with file:line:key (the references of
+the parts the model accepts are checked even though another part is refused)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from playbook.adapters.plugins import load_playbook
+from playbook.core.loader import PlaybookInvalid
+
+BROKEN = """\
+version: 1
+id: broken
+title: Broken
+service: svc
+severity:
+  default: P1
+  escalation_path: [on-call]
+  levels:
+    - id: P1
+      name: one
+      response: ten minutes
+      resolution: 1h
+      status_update_every: 30m
+assessment:
+  id: assess
+  title: Assess
+  steps:
+    - id: look
+      title: Look
+      items: [Look around]
+      diagnostics: [no-such-diag]
+phases:
+  - id: fix
+    title: Fix
+    starts: 0
+    ends: 1h
+    steps:
+      - id: s1
+        title: Step
+        items: [Do it]
+        procedures: [nope]
+diagnostics:
+  broken-diag:
+    kind: no-such-kind
+    title: A diagnostic of a kind nobody installed
+    target: db
+scenarios:
+  - id: sc
+    title: Scenario
+    phase: fix
+    investigation:
+      id: inv
+      title: Investigate
+      items: [Check]
+      diagnostics: [broken-diag]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_one_run_shows_a_schema_error_and_dangling_references(cli, tmp_path: Path) -> None:
+    path = _write(tmp_path, BROKEN)
+    result = cli("validate", str(path))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    # The model's refusals ...
+    assert f"{path}:11:17: severity.levels[0].response: " in result.output
+    assert any(
+        line.startswith(f"{path}:23:5: phases[0]: missing required key 'stage'") for line in lines
+    )
+    # ... and, in the same run, the references of the parts it accepted.
+    assert (
+        f"{path}:21:21: assessment.steps[0].diagnostics[0]: no diagnostic named 'no-such-diag'"
+        in result.output
+    )
+    assert (
+        f"{path}:31:22: phases[0].steps[0].procedures[0]: no procedure named 'nope'"
+        in result.output
+    )
+    assert "Traceback" not in result.output
+
+
+def test_a_refused_part_is_not_reported_again_as_missing(tmp_path: Path) -> None:
+    """The diagnostic of an unknown kind is refused by the model; the step that names it
+    names something that exists, so no "no diagnostic named 'broken-diag'" follows."""
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook(_write(tmp_path, BROKEN))
+    paths = [p.path for p in caught.value.problems]
+    assert "diagnostics.broken-diag.kind" in paths
+    assert not any("named 'broken-diag'" in p.message for p in caught.value.problems)
+    assert "scenarios[0].investigation.diagnostics[0]" not in paths
+    # Nothing is said twice, and nothing inside a refused subtree is added to it.
+    said = [(p.path, p.message) for p in caught.value.problems]
+    assert len(said) == len(set(said))
+    assert not any(p.startswith("severity.levels[0].response.") for p in paths)
