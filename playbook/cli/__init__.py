@@ -191,6 +191,8 @@ for command in (
     authoring.validate,
     authoring.schema,
     authoring.list_playbooks,
+    authoring.variables,
+    authoring.new,
     trust.trust_command,
 ):
     main.add_command(command)

@@ -1,4 +1,4 @@
-"""Writing playbooks: ``validate``, ``schema`` and ``playbooks``.
+"""Writing playbooks: ``validate``, ``schema``, ``playbooks``, ``vars``, ``new`` and ``upgrade``.
 
 None of them needs a store. The loader and the model (pydantic) are imported inside the
 commands: `import playbook.cli` must not pay for them (tests/test_architecture.py).
@@ -45,7 +45,7 @@ def validate(files: Sequence[Path], quiet: bool) -> None:
             for problem in invalid.problems:
                 click.echo(printable(str(problem)), err=True)
             continue
-        template_problems = _template_problems(loaded)
+        template_problems = _template_problems(loaded) or _authoring_problems(loaded, quiet)
         if template_problems:
             bad += 1
             for problem in template_problems:
@@ -91,6 +91,106 @@ def _template_problems(loaded: Any) -> list[str]:
             for line, shown in found
         )
     return problems
+
+
+def _authoring_problems(loaded: Any, quiet: bool) -> list[str]:
+    """What only parsing the templates and knowing the kinds finds: a variable nobody
+    provides, an expectation on a metric the diagnostic never returns. Where a kind does
+    not say which metrics it returns, that is said (unless --quiet), not passed silently."""
+    from playbook.service.authoring import metric_problems, template_problems
+
+    problems = template_problems(loaded)
+    wrong, unknown = metric_problems(loaded)
+    if unknown and not quiet:
+        click.echo(
+            f"{inline(str(loaded.path))}: note: the metrics of {len(unknown)} diagnostic"
+            f"{'' if len(unknown) == 1 else 's'} ({inline(', '.join(unknown[:5]))}"
+            f"{', …' if len(unknown) > 5 else ''}) are not "
+            "declared by their kind: their expectations' metric names are not checked",
+            err=True,
+        )
+    return problems + wrong
+
+
+@click.command("vars")
+@click.argument("playbook")
+@click.argument("template", required=False)
+@json_option
+def variables(playbook: str, template: str | None, as_json: bool) -> None:
+    """List the variables each status template of PLAYBOOK reads, and where each comes
+    from: the incident (which field), the responder (asked when the message is written),
+    or nowhere (an error: `validate` reports it too). TEMPLATE: only that one.
+
+    Exits 0 when every variable has a source, 1 when one has none.
+    """
+    from playbook.adapters.plugins import load_playbook as load
+    from playbook.errors import UsageError
+    from playbook.resources import resolve_playbook
+    from playbook.service.authoring import INCIDENT_VARIABLES, template_variables
+
+    loaded = load(resolve_playbook(playbook))
+    try:
+        found = template_variables(loaded, template)
+    except KeyError:
+        known = ", ".join(loaded.playbook.communications.templates) or "none"
+        raise UsageError(
+            f"No status template {template!r}.", f"This playbook has: {known}."
+        ) from None
+    bad = any(entry.error or any(v.is_error for v in entry.variables) for entry in found)
+    if as_json:
+        emit_json(
+            {
+                "templates": {
+                    e.name: {
+                        "file": str(e.file),
+                        "error": e.error or None,
+                        "variables": [
+                            {"name": v.name, "from": v.origin, "detail": v.detail, "line": v.line}
+                            for v in e.variables
+                        ],
+                        "declared_unused": e.unused,
+                    }
+                    for e in found
+                },
+                "incident_variables": {
+                    k: {"from": w, "what": d} for k, (w, d) in INCIDENT_VARIABLES.items()
+                },
+            }
+        )
+        sys.exit(ExitCode.PLAYBOOK_FAILED if bad else ExitCode.OK)
+    for entry in found:
+        click.secho(f"{inline(entry.name)}  ({inline(str(entry.file))})", bold=True)
+        if entry.error:
+            click.echo(f"  error: {inline(entry.error)}")
+        width = max((len(v.name) for v in entry.variables), default=0)
+        for v in entry.variables:
+            origin = "ERROR " + v.origin if v.is_error else v.origin
+            click.echo(f"  {inline(v.name):<{width}}  {origin}: {inline(v.detail)} (line {v.line})")
+        for name in entry.unused:
+            click.echo(f"  {inline(name):<{width}}  declared, never read by the template")
+    sys.exit(ExitCode.PLAYBOOK_FAILED if bad else ExitCode.OK)
+
+
+@click.command("new")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("."),
+    show_default=True,
+    help="The folder to write into (created if missing).",
+)
+def new(name: str, folder: Path) -> None:
+    """Write a small, valid playbook NAME.yaml to start from: one severity policy, one
+    phase with one step, one status template in templates/, and a commented
+    playbook.toml. Never overwrites a file.
+    """
+    from playbook.service.authoring import new_playbook
+
+    for path in new_playbook(name, folder):
+        click.echo(f"wrote {inline(str(path))}")
+    click.echo(f"next: playbook validate {inline(str(folder / (name + '.yaml')))}")
 
 
 @click.command()
