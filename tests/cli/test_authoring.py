@@ -170,3 +170,32 @@ def test_the_readme_shows_the_incident_variables() -> None:
     for name, (where, what) in INCIDENT_VARIABLES.items():
         assert f"| `{name}` | {where} | {what} |" in readme
     assert "# yaml-language-server: $schema=./playbook.schema.json" in readme
+
+
+@pytest.mark.parametrize("name", ["data-integrity", "stale-backup", "mongo-schema"])
+def test_diag_list_is_a_table_without_python_repr(cli, name: str) -> None:
+    text = cli("diag", "list", name).output
+    detailed = cli("diag", "list", name, "--details").output
+    for output in (text, detailed):
+        assert "{'" not in output and "[(" not in output and "param=" not in output
+    lines = text.splitlines()
+    assert lines[0].split() == ["ID", "KIND", "TARGET", "STEP", "TITLE"]
+    rows = json.loads(cli("diag", "list", name, "--json").output)
+    assert len(lines) - 1 - ("(writes)" in lines[-1]) == len(rows)
+    # Columns line up: each row's kind starts where the header's KIND does.
+    at = lines[0].index("KIND")
+    for line, row in zip(lines[1:], rows, strict=False):
+        assert line[at:].startswith(row["kind"] + " ")
+        assert line.endswith(row["title"])
+
+
+def test_diag_list_shows_a_parameter_reference_as_written(cli) -> None:
+    detailed = cli("diag", "list", "stale-backup", "--details").output
+    assert "healthy: backup_time ge {$param: newest_write} (else fail)" in detailed
+    rows = {r["id"]: r for r in json.loads(cli("diag", "list", "stale-backup", "--json").output)}
+    assert {
+        "metric": "backup_time",
+        "op": "ge",
+        "value": {"$param": "newest_write"},
+        "verdict": "fail",
+    } in rows["backup-freshness"]["expect"]
