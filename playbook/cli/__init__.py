@@ -193,6 +193,7 @@ for command in (
     authoring.list_playbooks,
     authoring.variables,
     authoring.new,
+    authoring.upgrade,
     trust.trust_command,
 ):
     main.add_command(command)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from playbook.cli.context import json_option
+from playbook.cli.context import CliApp, json_option, pass_app
 from playbook.cli.output import emit_json
 from playbook.core.text import inline, printable
 from playbook.errors import ExitCode
@@ -191,6 +191,63 @@ def new(name: str, folder: Path) -> None:
     for path in new_playbook(name, folder):
         click.echo(f"wrote {inline(str(path))}")
     click.echo(f"next: playbook validate {inline(str(folder / (name + '.yaml')))}")
+
+
+@click.command("upgrade")
+@click.argument("incident")
+@click.option(
+    "--playbook",
+    "playbook_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The edited playbook (default: the file the incident was opened from).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Record the upgrade without asking.")
+@json_option
+@pass_app
+def upgrade(
+    app: CliApp, incident: str, playbook_file: Path | None, yes: bool, as_json: bool
+) -> None:
+    """Move open INCIDENT to its edited playbook: show what was added, removed and changed,
+    then record a playbook_upgraded event (both SHA-256 digests and the difference).
+
+    Refused when the edited playbook would drop an item already ticked, the phase the
+    incident is in or its severity level; each is named. Exit 0 when upgraded or already
+    current, 2 when refused for want of --yes, 4 when it would orphan something.
+    """
+    from playbook.service import upgrade as upgrading
+
+    ctx = app.service.context
+    found = upgrading.plan(ctx, incident, playbook_file)
+    state = found.state
+    if found.unchanged:
+        click.echo(f"{state.id} already follows {inline(str(found.loaded.path))}.")
+        return
+    if as_json:
+        emit_json({"incident": state.id, "diff": found.diff, "orphans": found.orphans})
+    else:
+        click.echo(
+            f"{state.id}: {state.playbook_sha256[:12]} → {found.loaded.sha256[:12]} "
+            f"({inline(str(found.loaded.path))})"
+        )
+        for part, change in found.diff.items():
+            for kind, names in change.items():
+                click.echo(f"  {part} {kind}: {inline(', '.join(names))}")
+        if not found.diff:
+            click.echo("  (no section, item, phase, level, diagnostic, action or template changed)")
+    if found.orphans:
+        from playbook.errors import Conflict
+
+        raise Conflict(
+            f"Upgrading incident {state.id} would orphan what the responders did or are in.",
+            "Keep them in the edited playbook (or untick the items first):\n  "
+            + "\n  ".join(found.orphans),
+        )
+    interactive = sys.stdin.isatty() and not as_json
+    upgrading.check_usage(yes, interactive)
+    if not yes and not click.confirm("Move the incident to this playbook?", default=False):
+        sys.exit(ExitCode.USAGE)
+    after = upgrading.upgrade(ctx, found)
+    click.echo(f"Upgraded {after.id}: it now follows {after.playbook_sha256[:12]}.", err=as_json)
 
 
 @click.command()

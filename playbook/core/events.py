@@ -54,6 +54,10 @@ DRILL_CHECKED = "drill_checked"
 (only a drill's log has it; a drill's ``opened`` event carries a ``drill`` block)."""
 RENAMED = "renamed"
 """The incident's title changed: ``{"from": old title, "to": new title}``."""
+PLAYBOOK_UPGRADED = "playbook_upgraded"
+"""The incident moved to an edited playbook (`playbook upgrade`): the new playbook's
+snapshot and checklist replace the ones it was opened with, and the payload keeps both
+SHA-256 digests and what was added, removed and changed."""
 
 EVENT_TYPES = (
     OPENED,
@@ -72,6 +76,7 @@ EVENT_TYPES = (
     ACTION_STAGE,
     DRILL_CHECKED,
     RENAMED,
+    PLAYBOOK_UPGRADED,
 )
 
 JsonType = Any
@@ -177,6 +182,14 @@ SCHEMAS: dict[str, dict[str, JsonType]] = {
         "sha256?": (str, _NULL),
         "counts?": dict,
         "numbers?": dict,
+    },
+    PLAYBOOK_UPGRADED: {
+        "playbook": {"id?": str, "title?": str, "path?": str, "sha256": str},
+        "from_sha256": str,
+        "to_sha256": str,
+        "diff": {"*": {"added?": [str], "removed?": [str], "changed?": [str]}},
+        "snapshot": _SNAPSHOT,
+        "sections": _SECTIONS,
     },
     DRILL_CHECKED: {
         "restored": bool,

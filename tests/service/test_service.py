@@ -176,6 +176,13 @@ def test_every_event_type_is_described_in_words(service, loaded) -> None:
         },
     )
     service.rename(incident, "y")
+    from playbook.core.loader import LoadedPlaybook
+    from playbook.service import upgrade
+
+    edited = LoadedPlaybook(loaded.playbook, loaded.path, "0" * 64)  # as if the file changed
+    upgrade.upgrade(
+        service.context, upgrade.UpgradePlan(service.get(incident).state, edited, {}, [])
+    )
     service.resolve(incident, "done")
     service.close(incident)
     found = service.get(incident)
