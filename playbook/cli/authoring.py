@@ -255,7 +255,7 @@ def schema() -> None:
     """Print the JSON Schema of the playbook format, for editors.
 
     Save it and point your editor's YAML support at it, e.g. with a first line
-    `# yaml-language-server: $schema=playbook.schema.json`.
+    `# yaml-language-server: $schema=./playbook.schema.json`.
     """
     from playbook.adapters.plugins import playbook_model
 

@@ -124,3 +124,32 @@ def test_upgrade_refuses_another_playbook(cli, opened) -> None:
     )
     assert result.exit_code == 4
     assert "follows 'disk-full'" in result.output
+
+
+async def test_the_app_says_when_the_playbook_file_changed(tmp_path: Path, clock) -> None:
+    """Opened in the app, an incident whose playbook file was edited since says so once;
+    after the upgrade it does not."""
+    from tui_support import SIZE, make_app, on_incident
+
+    from playbook.adapters.plugins import load_playbook
+    from playbook.service import Service
+    from playbook.service import upgrade as upgrading
+    from playbook.service.authoring import new_playbook
+    from playbook.store.memory import MemoryStore
+
+    path = new_playbook("disk-full", tmp_path)[0]
+    service = Service(MemoryStore(), clock=clock, actor="alice")
+    incident = service.open(load_playbook(path), "Disk full").id
+    _edit(path, "title: Disk full\n", "title: Disk full (edited)\n")
+
+    app = make_app(service, load_playbook(path), resume=incident)
+    async with app.run_test(size=SIZE) as pilot:
+        await on_incident(pilot)
+        assert any("playbook file changed" in said for said in app.said)
+        assert any(f"playbook upgrade {incident}" in said for said in app.said)
+
+    upgrading.upgrade(service.context, upgrading.plan(service.context, incident))
+    app = make_app(service, load_playbook(path), resume=incident)
+    async with app.run_test(size=SIZE) as pilot:
+        await on_incident(pilot)
+        assert not any("playbook file changed" in said for said in app.said)
