@@ -265,6 +265,9 @@ def _param_uses(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
 def _dangling(what: str, ref: str, known: set[str]) -> str:
     if ref.startswith("<"):
         return ref.strip("<>")
+    if any(isinstance(name, Unchecked) for name in known):
+        # One of the ids it could name was refused (a partial playbook): not a finding.
+        return f"no {what} named {ref!r} {UNCHECKED_TEXT}"
     hint = difflib.get_close_matches(ref, sorted(known), n=1, cutoff=0.6)
     message = f"no {what} named {ref!r}"
     if hint:
@@ -373,7 +376,25 @@ UNCHECKED_TEXT = "⟨unchecked⟩"
 class Unchecked(str):
     """A value the model refused, standing in for it while the other checks run. It is
     text (ids and references are text, so sets, sorting and hints keep working) and
-    every problem that mentions it is dropped (:class:`SkipFailed`)."""
+    every problem that mentions it is dropped (:class:`SkipFailed`). So that a check
+    reading through it goes on to the next part rather than stopping, any attribute of it
+    is itself, it holds nothing when iterated, and it compares as neither less nor more
+    than anything (``ends <= starts`` of a refused phase is simply not a finding)."""
+
+    def __getattr__(self, name: str) -> Unchecked:
+        if name.startswith("__"):
+            raise AttributeError(name)  # copy, pickle and the like ask for dunders
+        return UNCHECKED
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __lt__(self, other: object) -> bool:
+        return False
+
+    __le__ = __gt__ = __ge__ = __lt__
+
+    __hash__ = str.__hash__
 
 
 UNCHECKED = Unchecked(UNCHECKED_TEXT)

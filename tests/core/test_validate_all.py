@@ -101,3 +101,23 @@ def test_a_refused_part_is_not_reported_again_as_missing(tmp_path: Path) -> None
     said = [(p.path, p.message) for p in caught.value.problems]
     assert len(said) == len(set(said))
     assert not any(p.startswith("severity.levels[0].response.") for p in paths)
+
+
+def test_a_step_with_a_refused_item_still_has_its_references_checked(tmp_path: Path) -> None:
+    text = BROKEN.replace("        items: [Do it]\n", "        items: [Do it, 5]\n")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook(_write(tmp_path, text))
+    paths = [p.path for p in caught.value.problems]
+    assert "phases[0].steps[0].items[1]" in paths
+    assert "phases[0].steps[0].procedures[0]" in paths  # the same step, checked on
+
+
+def test_a_reference_to_a_refused_id_is_not_called_dangling(tmp_path: Path) -> None:
+    """A phase whose id the model refused may be the one a template names: no guess."""
+    text = BROKEN.replace("  - id: fix\n", "  - id: Fix Phase\n")
+    with pytest.raises(PlaybookInvalid) as caught:
+        load_playbook(_write(tmp_path, text))
+    problems = {p.path: p.message for p in caught.value.problems}
+    assert "phases[0].id" in problems
+    assert "scenarios[0].phase" not in problems
+    assert all("unchecked" not in m for m in problems.values())
