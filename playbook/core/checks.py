@@ -10,6 +10,7 @@ file, line and key; these checks only say *which key* is wrong and why, through 
 from __future__ import annotations
 
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Iterator
@@ -424,9 +425,23 @@ def partial(model: type[BaseModel], data: Any) -> Any:
     return model.model_construct(**values)
 
 
+@functools.lru_cache(maxsize=512)
+def _cached_adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    """A validator for ``annotation``, kept: building one costs about a millisecond, and a
+    broken playbook asks for the same few hundreds of times."""
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # an annotation that cannot be a cache key
+        return TypeAdapter(annotation)
+
+
 def _partial_value(annotation: Any, value: Any) -> Any:
     try:
-        return TypeAdapter(annotation).validate_python(value)
+        return _adapter(annotation).validate_python(value)
     except ValidationError:
         pass
     except PydanticUserError:  # an annotation TypeAdapter cannot take: left unchecked
