@@ -158,6 +158,8 @@ def variables(playbook: str, template: str | None, as_json: bool) -> None:
             }
         )
         sys.exit(ExitCode.PLAYBOOK_FAILED if bad else ExitCode.OK)
+    if not found:
+        click.echo(f"{inline(str(loaded.path))}: no status templates.")
     for entry in found:
         click.secho(f"{inline(entry.name)}  ({inline(str(entry.file))})", bold=True)
         if entry.error:

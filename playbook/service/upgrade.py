@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 from playbook.core import events as ev
 from playbook.core.events import NewEvent
 from playbook.core.state import IncidentState, fold
+from playbook.core.text import unpaired_escaped
 from playbook.errors import Conflict, NotFound, UsageError
+from playbook.redaction import scrub_data
 from playbook.service.context import Context, check_actor, resolve_id
 
 if TYPE_CHECKING:
@@ -159,6 +161,12 @@ def upgrade(ctx: Context, plan_: UpgradePlan) -> IncidentState:
             # so it matches the SHA-256 recorded beside it.
             "snapshot": snapshot,
             "sections": sections,
+        }
+        # The rest is masked and escaped as every event's payload is (the file's path may
+        # hold anything), as the opened event does.
+        payload = {
+            key: value if key in ("snapshot", "sections") else unpaired_escaped(scrub_data(value))
+            for key, value in payload.items()
         }
         now = ctx.clock.now()
         if state.last_event_at is not None and now < state.last_event_at:
