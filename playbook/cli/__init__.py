@@ -218,6 +218,9 @@ for command in (
     authoring.validate,
     authoring.schema,
     authoring.list_playbooks,
+    authoring.variables,
+    authoring.new,
+    authoring.upgrade,
     trust.trust_command,
     # the team's shared store
     store.store,

@@ -33,9 +33,12 @@ def diag() -> None:
 
 @diag.command("list")
 @click.argument("playbook", required=False)
+@click.option("--details", "-d", is_flag=True, help="Also each one's parameters and checks.")
 @json_option
-def diag_list(playbook: str | None, as_json: bool) -> None:
-    """List PLAYBOOK's diagnostics (default: data-integrity): kind, target, parameters, checks.
+def diag_list(playbook: str | None, details: bool, as_json: bool) -> None:
+    """List PLAYBOOK's diagnostics (default: data-integrity) as a table: id, kind, target,
+    the step that uses it, title. --details adds parameters and healthy checks; --json
+    gives everything, for scripts.
 
     Diagnostics marked as writing are listed but never run as diagnostics.
     """
@@ -60,24 +63,77 @@ def diag_list(playbook: str | None, as_json: bool) -> None:
                     p: {"type": spec.type, "default": spec.default, "description": spec.description}
                     for p, spec in d.params.items()
                 },
-                "expect": [f"{e.metric} {e.op} {e.value} (else {e.verdict})" for e in d.expect],
+                "expect": [
+                    {
+                        "metric": e.metric,
+                        "op": e.op,
+                        "value": _plain(e.value),
+                        "verdict": e.verdict,
+                    }
+                    for e in d.expect
+                ],
                 "used_by": used.get(name, []),
             }
         )
     if as_json:
         emit_json(rows)
         return
-    for row in rows:
-        flag = "  WRITES: never run as a diagnostic" if row["writes"] else ""
-        click.secho(f"{row['id']}  [{row['kind']} on {row['target']}]{flag}", bold=True)
-        click.echo(f"  {inline(row['title'])}")
-        for p, spec in row["params"].items():
-            default = "required" if spec["default"] is None else f"default {spec['default']!r}"
-            click.echo(f"  --set {p}=…  ({spec['type']}, {default})")
-        for line in row["expect"]:
-            click.echo(f"  healthy: {line}")
-        if row["used_by"]:
-            click.echo(f"  used by: {', '.join(row['used_by'])}")
+    table = [
+        (
+            row["id"] + (" (writes)" if row["writes"] else ""),
+            row["kind"],
+            row["target"],
+            _steps(row["used_by"]),
+            row["title"],
+        )
+        for row in rows
+    ]
+    header = ("ID", "KIND", "TARGET", "STEP", "TITLE")
+    widths = [max(len(inline(str(c))) for c in col) for col in zip(header, *table, strict=False)]
+    for i, cells in enumerate([header, *table]):
+        line = "  ".join(inline(str(c)).ljust(w) for c, w in zip(cells[:-1], widths, strict=False))
+        click.echo(f"{line}  {inline(str(cells[-1]))}".rstrip())
+        if details and i > 0:
+            _details(rows[i - 1])
+    if any(row["writes"] for row in rows):
+        click.echo("(writes): listed, never run as a diagnostic.")
+
+
+def _plain(value: Any) -> Any:
+    """A value as a person writes it in the playbook (``{$param: name}``), not as Python
+    shows it."""
+    param = getattr(value, "param", None)
+    return {"$param": param} if isinstance(param, str) else value
+
+
+def _shown(value: Any) -> str:
+    plain = _plain(value)
+    if isinstance(plain, dict):
+        return "{$param: " + str(plain["$param"]) + "}"
+    if isinstance(plain, bool):
+        return str(plain).lower()
+    if isinstance(plain, list):
+        return "[" + ", ".join(_shown(v) for v in plain) + "]"
+    return str(plain)
+
+
+def _steps(used_by: list[str]) -> str:
+    if not used_by:
+        return "—"
+    return used_by[0] + (f" (+{len(used_by) - 1})" if len(used_by) > 1 else "")
+
+
+def _details(row: dict[str, Any]) -> None:
+    for p, spec in row["params"].items():
+        default = "required" if spec["default"] is None else f"default {_shown(spec['default'])}"
+        click.echo(f"    --set {inline(p)}=…  ({spec['type']}, {inline(default)})")
+    for e in row["expect"]:
+        click.echo(
+            f"    healthy: {inline(e['metric'])} {e['op']} {inline(_shown(e['value']))} "
+            f"(else {e['verdict']})"
+        )
+    if len(row["used_by"]) > 1:
+        click.echo(f"    used by: {inline(', '.join(row['used_by']))}")
 
 
 EXIT_BY_VERDICT = {

@@ -67,6 +67,10 @@ UPDATE_SNOOZED = "update_snoozed"
 UPDATES_SWITCHED = "updates_switched"
 """Status updates are expected again (``on``) or no longer: ``{"on", "audience",
 "reason"}`` (audience ``all`` or one audience)."""
+PLAYBOOK_UPGRADED = "playbook_upgraded"
+"""The incident moved to an edited playbook (`playbook upgrade`): the new playbook's
+snapshot and checklist replace the ones it was opened with, and the payload keeps both
+SHA-256 digests and what was added, removed and changed."""
 
 EVENT_TYPES = (
     OPENED,
@@ -90,6 +94,7 @@ EVENT_TYPES = (
     HANDOVER_ACCEPTED,
     UPDATE_SNOOZED,
     UPDATES_SWITCHED,
+    PLAYBOOK_UPGRADED,
 )
 
 JsonType = Any
@@ -206,6 +211,14 @@ SCHEMAS: dict[str, dict[str, JsonType]] = {
         "sha256?": (str, _NULL),
         "counts?": dict,
         "numbers?": dict,
+    },
+    PLAYBOOK_UPGRADED: {
+        "playbook": {"id?": str, "title?": str, "path?": str, "sha256": str},
+        "from_sha256": str,
+        "to_sha256": str,
+        "diff": {"*": {"added?": [str], "removed?": [str], "changed?": [str]}},
+        "snapshot": _SNAPSHOT,
+        "sections": _SECTIONS,
     },
     DRILL_CHECKED: {
         "restored": bool,

@@ -19,7 +19,6 @@ import difflib
 import hashlib
 import types
 import typing
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from playbook.core.checks import (
+    check_drill,
+    check_levels,
+    check_partial,
+    check_references,
+    check_template_files,
+    format_path,
+)
+
+# Re-exported: callers (status templates, drill scripts) have always found them here.
+from playbook.core.checks import confined as confined
+from playbook.core.checks import drill_script_path as drill_script_path
+from playbook.core.checks import template_root as template_root
 from playbook.core.model import Playbook
 from playbook.core.text import first_unpaired
 from playbook.errors import ExitCode, PlaybookError
@@ -106,16 +118,6 @@ class LoadedPlaybook:
             raise PlaybookInvalid(str(self.path), [where]) from None
 
 
-def format_path(path: Path_) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
 @dataclass
 class _Source:
     """Positions and raw scalars of one parsed file, by key path."""
@@ -126,6 +128,8 @@ class _Source:
     raw: dict[Path_, tuple[str, str]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     nodes: int = 0
+    refused: set[str] = field(default_factory=set)
+    """Key paths the model refused (a missing key's own path, not its parent's)."""
 
     def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
         """The closest known position: the path itself, else its nearest parent."""
@@ -406,6 +410,7 @@ def _pydantic_problems(
     already = {p.path for p in src.problems}
     for err in exc.errors(include_url=False):
         path = _resolve_loc(data, tuple(err["loc"]))
+        src.refused.add(format_path(path))
         if format_path(path) in already:
             continue  # the YAML reading already said what is wrong here
         kind = err["type"]
@@ -454,329 +459,6 @@ def _unknown_tag(
             f"used are {expected}"
         )
     return key, f"unknown kind {tag!r}; the installed kinds are {expected} ({helps[path[0]]})"
-
-
-def _check_references(pb: Playbook, data: Any, src: _Source) -> None:
-    """Ids that name other parts of the playbook must exist, and ids must be unique."""
-    phases = {p.id for p in pb.phases}
-    procedures = {p.id for p in pb.recovery_procedures}
-    templates = set(pb.communications.templates)
-    diagnostics = set(pb.diagnostics)
-    actions = set(pb.actions)
-    levels = [lvl.id for lvl in pb.severity.levels]
-
-    if pb.severity.default not in levels:
-        src.add(
-            ("severity", "default"),
-            f"default severity {pb.severity.default!r} is not one of the levels {levels}",
-        )
-    for i, dup in _duplicates(levels):
-        src.add(("severity", "levels", i, "id"), f"duplicate severity level {dup!r}")
-
-    top_ids: list[tuple[Path_, str]] = [(("assessment", "id"), pb.assessment.id)]
-    top_ids += [(("phases", i, "id"), p.id) for i, p in enumerate(pb.phases)]
-    top_ids += [(("scenarios", i, "id"), s.id) for i, s in enumerate(pb.scenarios)]
-    top_ids += [(("post_incident", i, "id"), s.id) for i, s in enumerate(pb.post_incident)]
-    seen: dict[str, Path_] = {}
-    for path, ident in top_ids:
-        if ident in seen:
-            src.add(path, f"id {ident!r} is already used at {format_path(seen[ident])}")
-        else:
-            seen[ident] = path
-    for i, dup in _duplicates([p.id for p in pb.recovery_procedures]):
-        src.add(("recovery_procedures", i, "id"), f"duplicate procedure id {dup!r}")
-    for i, dup in _duplicates([t.id for t in pb.appendix]):
-        src.add(("appendix", i, "id"), f"duplicate table id {dup!r}")
-    for i, dup in _duplicates([t.id for t in pb.triggers]):
-        src.add(("triggers", i, "id"), f"duplicate trigger group id {dup!r}")
-
-    for i, phase in enumerate(pb.phases):
-        if phase.ends <= phase.starts:
-            src.add(("phases", i, "ends"), "a phase must end after it starts")
-
-    def check_step(path: Path_, step: Any) -> None:
-        for j, ref in enumerate(step.diagnostics):
-            if ref not in diagnostics:
-                src.add((*path, "diagnostics", j), _dangling("diagnostic", ref, diagnostics))
-        for j, ref in enumerate(step.procedures):
-            if ref not in procedures:
-                src.add((*path, "procedures", j), _dangling("procedure", ref, procedures))
-        for j, ref in enumerate(step.actions):
-            if ref not in actions:
-                src.add((*path, "actions", j), _dangling("action", ref, actions))
-        for j, ref in enumerate(step.templates):
-            if ref not in templates:
-                src.add((*path, "templates", j), _dangling("template", ref, templates))
-        for j, dup in _duplicates([item.key for item in step.items]):
-            src.add(
-                (*path, "items", j),
-                f"two items of this step have the id {dup!r}; give one an explicit id",
-            )
-
-    for i, dup in _duplicates([s.id for s in pb.assessment.steps]):
-        src.add(("assessment", "steps", i, "id"), f"duplicate step id {dup!r}")
-    for i, step in enumerate(pb.assessment.steps):
-        check_step(("assessment", "steps", i), step)
-    for i, phase in enumerate(pb.phases):
-        for k, dup in _duplicates([s.id for s in phase.steps]):
-            src.add(("phases", i, "steps", k, "id"), f"duplicate step id {dup!r}")
-        for k, step in enumerate(phase.steps):
-            check_step(("phases", i, "steps", k), step)
-    for i, section in enumerate(pb.post_incident):
-        for k, step in enumerate(section.steps):
-            check_step(("post_incident", i, "steps", k), step)
-    for i, scenario in enumerate(pb.scenarios):
-        if scenario.phase not in phases:
-            src.add(("scenarios", i, "phase"), _dangling("phase", scenario.phase, phases))
-        check_step(("scenarios", i, "investigation"), scenario.investigation)
-    for name, tmpl in pb.communications.templates.items():
-        if tmpl.phase not in phases:
-            src.add(
-                ("communications", "templates", name, "phase"),
-                _dangling("phase", tmpl.phase, phases),
-            )
-    for name, diag in pb.diagnostics.items():
-        _check_params(("diagnostics", name), diag, data, src)
-        for where, message in diag.problems():
-            src.add(("diagnostics", name, *where), message)
-        for pname, param in diag.params.items():
-            source = (param.default_from or "").split(".", 1)[0]
-            if source and source not in diagnostics:
-                src.add(
-                    ("diagnostics", name, "params", pname, "default_from"),
-                    _dangling("diagnostic", source, diagnostics),
-                )
-    for name, action in pb.actions.items():
-        _check_params(("actions", name), action, data, src)
-        for j, check in enumerate(action.verify):
-            if check.diagnostic not in diagnostics:
-                src.add(
-                    ("actions", name, "verify", j),
-                    _dangling("diagnostic", check.diagnostic, diagnostics),
-                )
-
-
-def _check_levels(pb: Playbook, src: _Source) -> None:
-    """A level gives one form of its schedule, and role ids are unique (a response past
-    the resolution target and zero cadences are refused by the model; unknown defaults
-    and duplicate levels by :func:`_check_references`)."""
-    for i, level in enumerate(pb.severity.levels):
-        if level.updates is not None and level.status_update_every is not None:
-            src.add(
-                ("severity", "levels", i, "status_update_every"),
-                f"level {level.id!r} gives both `updates` and its shorthand "
-                "`status_update_every`; keep one",
-            )
-    for i, dup in _duplicates([role.id for role in pb.roles]):
-        src.add(("roles", i, "id"), f"duplicate role id {dup!r}")
-
-
-def _check_drill(pb: Playbook, src: _Source, base: Path | None) -> None:
-    """A drill's steps and fingerprints name its services and fit their kinds, every
-    target the playbook's diagnostics and actions use has a service, and its script
-    exists."""
-    from playbook.core.model import STEP_KINDS
-
-    drill = pb.drill
-    if drill is None:
-        return
-    services = drill.services
-    used = [(f"diagnostic {n!r}", d.target) for n, d in pb.diagnostics.items() if d.drill_service]
-    used += [(f"action {n!r}", a.target) for n, a in pb.actions.items()]
-    for who, target in used:
-        if target not in services:
-            src.add(
-                ("drill", "services"),
-                f"no service for target {target!r}, which {who} uses "
-                f"(add `{target}: redis|postgres|mongo|http|local`)",
-            )
-            services = {**services, target: "http"}  # say it once per target
-    from importlib.metadata import entry_points
-
-    generators = {ep.name for ep in entry_points(group="playbook.drill_data")}
-    for part in ("load", "fault"):
-        for i, step in enumerate(getattr(drill, part)):
-            if step.generate is not None and step.generate not in generators:
-                src.add(
-                    ("drill", part, i, "generate"),
-                    _dangling("data generator", step.generate, generators),
-                )
-            kind = services.get(step.target)
-            if kind is None:
-                src.add(
-                    ("drill", part, i, "target"),
-                    _dangling("service", step.target, set(drill.services)),
-                )
-            elif step.way not in STEP_KINDS[kind]:
-                fits = ", ".join(STEP_KINDS[kind])
-                src.add(
-                    ("drill", part, i, step.way),
-                    f"{step.way!r} does not fit target {step.target!r}, a {kind} service "
-                    f"(a {kind} step takes one of: {fits})",
-                )
-    wanted = {"redis": "keys", "postgres": "tables", "mongo": "collections", "local": "files"}
-    for i, fp in enumerate(drill.fingerprint):
-        kind = services.get(fp.target)
-        if kind is None:
-            src.add(
-                ("drill", "fingerprint", i, "target"),
-                _dangling("service", fp.target, set(drill.services)),
-            )
-            continue
-        if kind == "http":
-            src.add(
-                ("drill", "fingerprint", i, "target"),
-                f"{fp.target!r} is an http service, which serves what the drill gives it; "
-                "fingerprint the data a recovery changes",
-            )
-            continue
-        field_ = wanted[kind]
-        for other in set(wanted.values()) - {field_}:
-            if getattr(fp, other):
-                src.add(
-                    ("drill", "fingerprint", i, other),
-                    f"{other!r} does not fit {fp.target!r}, a {kind} service; use {field_!r}",
-                )
-        if not getattr(fp, field_):
-            src.add(
-                ("drill", "fingerprint", i),
-                f"a fingerprint of {fp.target!r} (a {kind} service) needs {field_!r}",
-            )
-    if drill.script is not None and base is not None:
-        try:
-            script = drill_script_path(base, drill.script)
-        except ValueError as why:
-            src.add(
-                ("drill", "script"),
-                f"drill script {why}; a drill script must be inside the playbook's folder",
-            )
-            return
-        if not script.is_file():
-            src.add(("drill", "script"), f"drill script {drill.script!r} not found at {script}")
-
-
-def _check_params(path: Path_, diag: Any, data: Any, src: _Source) -> None:
-    declared = set(diag.params)
-    raw = data.get(path[0], {}).get(path[-1], {}) if isinstance(data, dict) else {}
-    for where, name in _param_uses(raw, path):
-        if name not in declared:
-            src.add(where, _dangling("parameter", name, declared))
-    for pname, param in diag.params.items():
-        if param.type == "list" and param.items is None:
-            src.add(
-                (*path, "params", pname, "items"), "a list parameter names the type of its items"
-            )
-
-
-def _param_uses(value: Any, path: Path_) -> Iterator[tuple[Path_, str]]:
-    """Every ``{$param: name}`` and ``$param:name`` key in a diagnostic's raw data."""
-    if isinstance(value, dict):
-        if "$param" in value:
-            extra = set(value) - {"$param", "as"}
-            if extra:
-                yield (*path, sorted(extra)[0]), "<a parameter reference takes only $param and as>"
-            yield (*path, "$param"), str(value["$param"])
-            return
-        for key, child in value.items():
-            if isinstance(key, str) and key.startswith("$param:"):
-                yield (*path, key), key.removeprefix("$param:")
-            yield from _param_uses(child, (*path, key))
-    elif isinstance(value, list):
-        for i, child in enumerate(value):
-            yield from _param_uses(child, (*path, i))
-
-
-def _dangling(what: str, ref: str, known: set[str]) -> str:
-    if ref.startswith("<"):
-        return ref.strip("<>")
-    hint = difflib.get_close_matches(ref, sorted(known), n=1, cutoff=0.6)
-    message = f"no {what} named {ref!r}"
-    if hint:
-        return f"{message} (did you mean {hint[0]!r}?)"
-    if known:
-        shown = ", ".join(sorted(known)[:8])
-        return f"{message}; known: {shown}{', …' if len(known) > 8 else ''}"
-    return f"{message}; none are defined"
-
-
-def _duplicates(values: list[str]) -> Iterator[tuple[int, str]]:
-    seen: set[str] = set()
-    for i, value in enumerate(values):
-        if value in seen:
-            yield i, value
-        seen.add(value)
-
-
-def drill_script_path(playbook_file: Path, script: str) -> Path:
-    """The drill script a playbook names, relative to the playbook, held to the same rule
-    as its templates (:func:`confined`): the playbook comes from a runbooks repository,
-    and ``drill --headless`` prints what it cannot parse of the file, line by line, so a
-    path that leads out (``/etc/shadow``, ``../``, a symlink) would print the responder's
-    files into a CI log. ``--script`` on the responder's own command line is not held.
-
-    Raises:
-        ValueError: why it is refused, as a phrase.
-    """
-    folder = template_root(playbook_file)
-    return confined(folder, playbook_file.resolve().parent, script)
-
-
-def template_root(playbook_file: Path) -> Path:
-    """The folder a playbook's templates must stay inside: the playbook's own folder
-    (its real path). The runbooks that ship with playbook follow the same rule."""
-    return playbook_file.resolve().parent
-
-
-def confined(root: Path, base: Path, relative: str) -> Path:
-    """``base / relative`` with symlinks and ``..`` resolved, if it stays inside ``root``.
-
-    The playbook names its templates; the playbook is not trusted (it may come from a
-    runbooks repository), so what it names must not lead to the responder's other files:
-    no absolute path, and nothing (``..``, a symlink) that resolves outside ``root``.
-
-    Raises:
-        ValueError: why it is refused, as a phrase (``"is an absolute path"``).
-    """
-    if not relative.strip():
-        raise ValueError("is empty")
-    if "\x00" in relative:
-        raise ValueError("contains a NUL character")
-    if Path(relative).is_absolute() or relative.startswith("~"):
-        raise ValueError(f"{relative!r} is an absolute path; name one inside {root}")
-    real_root = root.resolve()
-    target = (base / relative).resolve()
-    if not target.is_relative_to(real_root):
-        raise ValueError(f"{relative!r} leads outside {real_root} (to {target})")
-    return target
-
-
-def _check_template_files(pb: Playbook, base: Path, src: _Source) -> None:
-    if not pb.communications.templates:
-        return  # nothing is read from template_dir
-    wanted = pb.communications.template_dir
-    root = template_root(base)
-    try:
-        template_dir = confined(root, base.resolve().parent, wanted)
-    except ValueError as why:
-        src.add(
-            ("communications", "template_dir"),
-            f"template_dir {why}; templates must be inside the playbook's folder",
-        )
-        return
-    for name, tmpl in pb.communications.templates.items():
-        try:
-            target = confined(template_dir, template_dir, tmpl.file)
-        except ValueError as why:
-            src.add(
-                ("communications", "templates", name, "file"),
-                f"template file {why}",
-            )
-            continue
-        if not target.is_file():
-            src.add(
-                ("communications", "templates", name, "file"),
-                f"template file {tmpl.file!r} not found in {template_dir}",
-            )
 
 
 M = typing.TypeVar("M", bound=BaseModel)
@@ -839,11 +521,13 @@ def parse(
     which knows the kinds); raise :class:`PlaybookInvalid` listing every problem."""
     playbook, data, src = _read_document(text, file, model, "a playbook", "version, id, title")
     if playbook is not None:
-        _check_references(playbook, data, src)
-        _check_levels(playbook, src)
-        _check_drill(playbook, src, base)
+        check_references(playbook, data, src)
+        check_levels(playbook, src)
+        check_drill(playbook, src, base)
         if base is not None:
-            _check_template_files(playbook, base, src)
+            check_template_files(playbook, base, src)
+    else:  # one run shows every problem: the references of the parts the model accepts
+        check_partial(model, data, src, src.refused, base)
     _raise_problems(src)
     assert playbook is not None
     return playbook

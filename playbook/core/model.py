@@ -123,12 +123,17 @@ def bounded_duration(maximum: int, what: str, minimum: int = 0) -> Any:
         int,
         BeforeValidator(parse_duration),
         _within(maximum, minimum, what),
+        # What parse_duration accepts, both ways: "15m"-style text, or whole seconds
+        # (the form every default is written in), so an editor accepts what the loader does.
         WithJsonSchema(
             {
-                "type": "string",
-                "pattern": r"^[0-9]+(s|m|h|d)$",
+                "anyOf": [
+                    {"type": "string", "pattern": r"^[0-9]+(s|m|h|d)$"},
+                    {"type": "integer", "minimum": minimum, "maximum": maximum},
+                ],
                 "examples": ["15m", "1h"],
-                "description": f"At most {format_duration(maximum)}.",
+                "description": f"A number and a unit (30s, 15m, 1h, 2d) or whole seconds; "
+                f"at most {format_duration(maximum)}.",
             }
         ),
     ]
@@ -610,7 +615,16 @@ def _verify_from_string(value: object) -> object:
     return {"diagnostic": value} if isinstance(value, str) else value
 
 
-Verify = Annotated[VerifyStep, BeforeValidator(_verify_from_string)]
+class _StringOrVerifySchema:
+    """JSON Schema for a verify step that may be written as a bare diagnostic id."""
+
+    def __get_pydantic_json_schema__(
+        self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"anyOf": [{"type": "string", "pattern": _SLUG, "maxLength": 64}, handler(schema)]}
+
+
+Verify = Annotated[VerifyStep, BeforeValidator(_verify_from_string), _StringOrVerifySchema()]
 
 
 class ActionBase(Model):

@@ -18,7 +18,7 @@ name it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -386,6 +386,9 @@ class IncidentState:
     """Sequence numbers of pinned events, in the order pinned."""
     retrospective: list[postmortem.RetrospectiveNote] = field(default_factory=list)
     """Retrospective notes, oldest first."""
+    upgrades: list[dict[str, Any]] = field(default_factory=list)
+    """Moves to an edited playbook (`playbook upgrade`), oldest first: at, actor,
+    from_sha256, to_sha256, diff."""
 
     @property
     def status(self) -> str:
@@ -740,6 +743,28 @@ def _updates_switched(state: IncidentState, event: Event) -> None:
     )
 
 
+def _playbook_upgraded(state: IncidentState, event: Event) -> None:
+    """The edited playbook's snapshot and checklist replace the old ones; what happened
+    (ticks, severity, phase, notes, evidence) stays. Read as an opening of the new
+    playbook would be, so both are folded by the same code."""
+    if state.opened_at is None:
+        raise _NotFoldable("the incident was not opened; an upgrade has nothing to replace")
+    p = event.payload
+    fresh = IncidentState(id=state.id)
+    opening = {"title": state.title, "severity": state.severity, "triggers": []}
+    _opened(fresh, replace(event, payload={**opening, **p}))
+    if fresh.levels and state.severity not in fresh.levels:
+        raise _NotFoldable(f"its playbook has no level {state.severity!r}, the severity now")
+    state.playbook_id, state.playbook_title = fresh.playbook_id, fresh.playbook_title
+    state.playbook_sha256, state.playbook_path = fresh.playbook_sha256, fresh.playbook_path
+    state.snapshot, state.service = fresh.snapshot, fresh.service
+    state.levels, state.escalation_path = fresh.levels, fresh.escalation_path
+    state.phases, state.sections, state.checklist = fresh.phases, fresh.sections, fresh.checklist
+    state.role_names = fresh.role_names  # the roles the edited playbook declares
+    keep = ("from_sha256", "to_sha256", "diff")
+    state.upgrades.append({"at": event.at, "actor": event.actor, **{k: p.get(k) for k in keep}})
+
+
 _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.OPENED: _opened,
     ev.ACKNOWLEDGED: _acknowledged,
@@ -762,6 +787,7 @@ _APPLY: dict[str, Callable[[IncidentState, Event], None]] = {
     ev.HANDOVER_ACCEPTED: _handover_accepted,
     ev.UPDATE_SNOOZED: _update_snoozed,
     ev.UPDATES_SWITCHED: _updates_switched,
+    ev.PLAYBOOK_UPGRADED: _playbook_upgraded,
 }
 
 

@@ -197,6 +197,19 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         return describe_level_event(event, state)
     if kind in _POSTMORTEM_LINES:
         return _POSTMORTEM_LINES[kind](p)
+    if kind == ev.PLAYBOOK_UPGRADED:
+        diff = p.get("diff") if isinstance(p.get("diff"), dict) else {}
+        parts = [
+            f"{part} {kind_} {len(names)}"
+            for part, change in diff.items()
+            if isinstance(change, dict)
+            for kind_, names in change.items()
+            if isinstance(names, list)
+        ]
+        return (
+            f"Playbook upgraded: {str(p.get('from_sha256'))[:12]} → {str(p.get('to_sha256'))[:12]}"
+            + (f" ({', '.join(parts)})" if parts else "")
+        )
     return f"{kind} {json.dumps(p, ensure_ascii=False)[:200]}"
 
 

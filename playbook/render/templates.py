@@ -629,3 +629,22 @@ def unpaired_literals(template_dir: Path, name: str) -> list[tuple[int, str]]:
             if at is not None:
                 found.append((const.lineno, f"\\u{ord(const.value[at]):04x}"))
     return found
+
+
+def variable_lines(template_dir: Path, name: str) -> dict[str, int]:
+    """The variables template ``name`` reads from its context, each with the first line
+    that reads it. Jinja's own parser decides (``meta.find_undeclared_variables`` in the
+    sandbox that renders it): a name the template sets itself (``{% set %}``, a loop
+    variable, a macro's argument) is not one of them.
+
+    Raises:
+        TemplateError: the template is missing or cannot be parsed.
+    """
+    found = required_variables(template_dir, name)
+    env = environment(template_dir)
+    source, _filename, _uptodate = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    lines: dict[str, int] = {}
+    for node in env.parse(source).find_all(nodes.Name):
+        if node.name in found and node.ctx == "load":
+            lines[node.name] = min(lines.get(node.name, node.lineno), node.lineno)
+    return {variable: lines.get(variable, 1) for variable in sorted(found)}

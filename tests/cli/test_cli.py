@@ -285,5 +285,6 @@ def test_diag_list_shows_what_would_run(cli) -> None:
     assert by_id["reindex"]["writes"] is True
     assert by_id["orphaned-references"]["target"] == "app-db"
     assert "investigation.detailed-data-analysis" in by_id["orphaned-references"]["used_by"]
-    text = cli("diag", "list").output
-    assert "WRITES: never run as a diagnostic" in text and "--set collection=" in text
+    text = cli("diag", "list", "--details").output
+    assert "reindex (writes)" in text and "never run as a diagnostic" in text
+    assert "--set collection=" in text

@@ -189,6 +189,13 @@ def test_every_event_type_is_described_in_words(service, loaded) -> None:
     service.accept_handover(incident, "commander", "bob")
     service.snooze_updates(incident, "15m", "on a call with the vendor")
     service.switch_updates(incident, False, "status page is down")
+    from playbook.core.loader import LoadedPlaybook
+    from playbook.service import upgrade
+
+    edited = LoadedPlaybook(loaded.playbook, loaded.path, "0" * 64)  # as if the file changed
+    upgrade.upgrade(
+        service.context, upgrade.UpgradePlan(service.get(incident).state, edited, {}, [])
+    )
     service.resolve(incident, "done")
     service.close(incident)
     from playbook.service import postmortem  # issue 15 §6: recorded after closing too

@@ -161,6 +161,12 @@ class IncidentScreen(FollowsIncident, HelpText, Screen[None]):
         state = message.state
         if message.first or state.drill is not None:
             self._drill_shown(state, message.first)
+        if message.first:  # an edited playbook file is said once, not applied silently
+            from playbook.service.upgrade import file_changed
+
+            notice = file_changed(state)
+            if notice:
+                self.notify(notice, title="Playbook changed", timeout=15)
         for screen in self.app.screen_stack:  # the composer and timeline opened from here
             if isinstance(screen, (ComposerScreen, TimelineScreen)) and screen.state.id == state.id:
                 screen.state = state
