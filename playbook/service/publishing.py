@@ -120,8 +120,8 @@ def _require_online(ctx: Context) -> None:
 
 def next_update_due(ctx: Context, state: IncidentState) -> str:
     """When the next update comes, as a message states it ("14:30 UTC")."""
-    known = status_variables(ctx, state).get("next_update_due")
-    if known:
+    known = status_variables(ctx, state).get("next_update_due_human")
+    if known and known[:1].isdigit():  # "14:25 UTC"; otherwise "none scheduled"
         return known
     level = state.targets()
     every = level.status_update_every if level and level.status_update_every > 0 else None
@@ -208,12 +208,9 @@ def draft(
     tmpl = _template(state, template)
     status = str(tmpl.get("status", ""))
     final = status in FINAL
-    next_update = "" if final else next_update_due(ctx, state)
-    merged = {**values}
-    if next_update:
-        merged.setdefault("next_update_due", next_update)
-        next_update = merged["next_update_due"]
-    text = render_status(ctx, state, template, merged)
+    # The responder's own value wins (--set next_update_due=…); else the schedule's time.
+    next_update = "" if final else (values.get("next_update_due") or next_update_due(ctx, state))
+    text = render_status(ctx, state, template, dict(values))
     if next_update and next_update not in text:
         # The template did not say when the next update comes: every external update
         # must (PagerDuty), so the line is added, and shown in the preview.
