@@ -15,9 +15,14 @@ This writer runs it with the same guard rails as the upsert
   rule rewrites it. Everything the statement could call goes through the reader's
   check (:func:`playbook.adapters.postgres.calls._check`: the same allowlist, the
   responder's ``functions`` and ``privileged``), run in a read-only subtransaction so
-  that the server itself vouches nothing was written while checking; so does the code
-  the table runs on a write (triggers, and the functions its defaults and constraints
-  call) unless it is PostgreSQL's own.
+  that the server itself vouches nothing was written while checking. What a write to
+  the table runs and changes is the catalog's word (:mod:`.sql_table`), asked by every
+  stage that writes, the rollback included, with the table locked: code not
+  PostgreSQL's own runs only where the responder trusts it, and a foreign key that
+  cascades to another table's rows, or inheritance children, are refused.
+* **which table**: the dry run finds the relation the name means (its schema, name and
+  OID); the backup and apply refuse if the name now means another one, and the backup's
+  header records it, so the rollback writes to that relation or to none.
 * **dry run**: the statement runs inside a savepoint with ``RETURNING`` its rows' keys;
   each row is read as changed, the savepoint is rolled back, each row is read as it
   was; the transaction is then rolled back. Count and a sample are shown.
@@ -29,7 +34,8 @@ This writer runs it with the same guard rails as the upsert
   the dry run) rolls the transaction back: nothing written, the seed-002 lesson. Each
   changed row's fingerprint is recorded (and fsynced) before the commit.
 * **rollback**: one transaction; each row locked and compared with the fingerprint, put
-  back only where it is as the run left it; the others are kept and named.
+  back only where it is as the run left it; the others are kept and named. Its own
+  statements name the table by schema (never through the search path).
 
 A row's fingerprint is the SHA-256 of its columns' text: the SET columns of an UPDATE
 (a counter the application moves on afterwards is not the run's), every column of an
@@ -54,6 +60,7 @@ from typing import Any, ClassVar
 from playbook.adapters.base import Refused, RunContext, RunError, Sink
 from playbook.adapters.postgres.calls import RefusedOnServer, TargetOptions, check_role
 from playbook.adapters.postgres.sql import Calls
+from playbook.adapters.postgres.sql_table import TABLE_SQL, check_table
 from playbook.adapters.postgres.writer import PostgresWriter, _bound, _shown
 from playbook.adapters.writers import ITEMS_SHOWN, Plan, Undo, WriteRequest, Written
 
@@ -61,12 +68,14 @@ MAX_ROWS = 50_000
 READ_BATCH = 5_000
 """Rows read a round trip (before and during apply)."""
 """Rows one statement may change: each is held in memory, in the plan and the backup."""
-BACKUP_FORMAT = "playbook-postgres-sql-backup/1"
+BACKUP_FORMAT = "playbook-postgres-sql-backup/2"
 BACKUP_RULE = (
     "One row per row the statement changes. key: the key columns, value: PostgreSQL's "
     "own text output for the column's type. row: every column as that text (null: SQL "
     "NULL), as it was before the run; absent: true: there was no such row (the statement "
-    "inserts it). A rollback gives the text back to each type's input function."
+    "inserts it). A rollback gives the text back to each type's input function. The "
+    "header's schema, name and oid: the relation the rows came from; a rollback writes "
+    "only to the relation with that OID."
 )
 _KINDS = {"UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "InsertStmt": "INSERT"}
 
@@ -196,6 +205,13 @@ class Job:
     params: list[Any]
     key_types: dict[str, str] = field(default_factory=dict)
     """Each key column's type as ``format_type`` spells it on the session's path."""
+    oid: int = 0
+    """The table's OID: which relation the name resolved to."""
+
+    @property
+    def found(self) -> dict[str, Any]:
+        """The table as the catalog identifies it: what later stages must find again."""
+        return {"schema": self.schema, "name": self.name, "oid": self.oid}
 
     @property
     def ident(self) -> Any:
@@ -290,69 +306,21 @@ def row_print(row: dict[str, Any] | None, columns: list[str] | None) -> str | No
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-_TABLE_SQL = """
-SELECT n.nspname, c.relname, c.relkind,
-  (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum)
-     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0
-      AND NOT a.attisdropped),
-  (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum)
-     FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0
-      AND NOT a.attisdropped AND a.attgenerated OPERATOR(pg_catalog.=) ''
-      AND a.attidentity OPERATOR(pg_catalog.<>) 'a'),
-  EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-           WHERE i.indrelid OPERATOR(pg_catalog.=) c.oid AND i.indisunique
-             AND i.indpred IS NULL
-             AND (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attname)
-                    FROM pg_catalog.pg_attribute a
-                   WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
-                     AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]))
-                 OPERATOR(pg_catalog.=) %(key)s::pg_catalog.text[]),
-  (SELECT pg_catalog.array_agg(r.rulename::pg_catalog.text) FROM pg_catalog.pg_rewrite r
-    WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid
-      AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')
-FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-WHERE c.oid OPERATOR(pg_catalog.=) %(oid)s
-"""
-"""The table's schema, name, kind, columns, writable columns, whether ``key`` is a
-unique index, and its rules. Every name qualified: a table owner's look-alike on the
-search path reaches none of it."""
-
-_CODE_SQL = """
-SELECT DISTINCT n.nspname::pg_catalog.text, p.proname::pg_catalog.text, why
-FROM (
-  SELECT t.tgfoid AS fn, 'trigger ' OPERATOR(pg_catalog.||) t.tgname AS why
-    FROM pg_catalog.pg_trigger t
-   WHERE t.tgrelid OPERATOR(pg_catalog.=) %(oid)s AND NOT t.tgisinternal
-     AND t.tgenabled OPERATOR(pg_catalog.<>) 'D'
-  UNION ALL
-  SELECT d.refobjid, 'a column default'
-    FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attrdef ad
-      ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
-     AND d.objid OPERATOR(pg_catalog.=) ad.oid
-   WHERE ad.adrelid OPERATOR(pg_catalog.=) %(oid)s
-     AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-  UNION ALL
-  SELECT d.refobjid, 'a constraint'
-    FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_constraint co
-      ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass
-     AND d.objid OPERATOR(pg_catalog.=) co.oid
-   WHERE co.conrelid OPERATOR(pg_catalog.=) %(oid)s
-     AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
-) AS code
-JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) code.fn
-JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
-WHERE n.nspname OPERATOR(pg_catalog.<>) 'pg_catalog'
-"""
-"""Functions outside ``pg_catalog`` that a write to the table runs: its triggers', and
-those its defaults and constraints call (``pg_depend``)."""
-
-
-def _prepare(conn: Any, request: WriteRequest, *, check_code: bool = True) -> Job:
+def _prepare(
+    conn: Any,
+    request: WriteRequest,
+    *,
+    table: dict[str, Any] | None = None,
+    undoing: dict[str, Any] | None = None,
+) -> Job:
     """The statement checked against the server's parser and catalog; the table
-    described. Runs in the stage's transaction.
+    described, locked, and what a write to it runs checked. Runs in the stage's
+    transaction, so the checks hold for the stage's write.
+
+    ``table``: the table as an earlier stage found it (:func:`_found`); the name must
+    still resolve to that relation (its OID). ``undoing``: a rollback's; the statement is
+    not run, so neither its calls nor its kind are checked, but what the rollback's own
+    writes run and change is (``deletes``, ``updates``).
 
     Raises:
         StatementRefused | RefusedOnServer: not a statement this action may run.
@@ -377,13 +345,42 @@ def _prepare(conn: Any, request: WriteRequest, *, check_code: bool = True) -> Jo
     ).fetchone()
     if oids[0] is None:
         raise RunError(f"There is no table {do['table']} on the target.")
+    # ROW EXCLUSIVE: the lock the write takes anyway, taken before the catalog is read,
+    # so no trigger, rule or foreign key is added between the checks and the write.
+    conn.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.SQL(declared)))
+    if (
+        conn.execute("SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid", [declared]).fetchone()[0]
+        != oids[0]
+    ):
+        raise RefusedOnServer(
+            f"Refused: {do['table']} was renamed or replaced while it was checked."
+        )
+    if table is not None and table["oid"] != oids[0]:
+        now = conn.execute(
+            "SELECT n.nspname::pg_catalog.text OPERATOR(pg_catalog.||) '.'"
+            " OPERATOR(pg_catalog.||) c.relname::pg_catalog.text FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
+            " WHERE c.oid OPERATOR(pg_catalog.=) %s",
+            [oids[0]],
+        ).fetchone()[0]
+        raise RefusedOnServer(
+            f"Refused: {do['table']} now names {now} (OID {oids[0]}), not the "
+            f"{table['schema']}.{table['name']} (OID {table['oid']}) the "
+            f"{'backup was taken from' if undoing is not None else 'dry run read'}.",
+            "The database or its search path changed since; nothing was written. "
+            + (
+                "Put it back, or restore from the backup file by hand."
+                if undoing is not None
+                else "Start again from the dry run."
+            ),
+        )
     if oids[1] != oids[0]:
         raise StatementRefused(
             f"Refused: the statement changes {dml.relation}, not the declared table {do['table']}.",
             "An action changes only the table it declares (do.table). Nothing was run.",
         )
     schema, name, relkind, columns, writable, unique, rules = conn.execute(
-        _TABLE_SQL, {"oid": oids[0], "key": sorted(key)}
+        TABLE_SQL, {"oid": oids[0], "key": sorted(key)}
     ).fetchone()
     if relkind not in ("r", "p"):
         raise StatementRefused(f"Refused: {do['table']} is not a table (relkind {relkind}).")
@@ -401,14 +398,35 @@ def _prepare(conn: Any, request: WriteRequest, *, check_code: bool = True) -> Jo
     unknown = sorted(set(dml.sets) - set(columns))
     if unknown:
         raise StatementRefused(f"Refused: {do['table']} has no column {unknown[0]}.")
-    if check_code:
-        # The catalog check is a few recursive CTEs the planner thinks costly: JIT
-        # compiling them took seconds of a check that runs in milliseconds (the reader's
-        # session turns it off too).
-        conn.execute("SELECT pg_catalog.set_config('jit', 'off', true)")
-        check_role(conn, target)
-        _check_table_code(conn, oids[0], target, str(do["table"]))
+    # The catalog check is a few recursive CTEs the planner thinks costly: JIT compiling
+    # them took seconds of a check that runs in milliseconds (the reader's session turns
+    # it off too).
+    conn.execute("SELECT pg_catalog.set_config('jit', 'off', true)")
+    check_role(conn, target)
+    if undoing is None:
+        check_table(
+            conn,
+            oids[0],
+            str(do["table"]),
+            target,
+            deletes=dml.kind == "DELETE",
+            updates=set(dml.sets) if dml.kind == "UPDATE" else set(),
+            doing=f"the {dml.kind}",
+        )
         _check_calls(conn, dml.calls, target)
+    else:
+        updates = undoing["updates"]
+        if updates is None:
+            updates = set(writable or ()) - set(key)
+        check_table(
+            conn,
+            oids[0],
+            str(do["table"]),
+            target,
+            deletes=undoing["deletes"],
+            updates=updates,
+            doing="the rollback",
+        )
     params = [_bound(request.params[n]) for n in dml.order]
     key_types = dict(
         conn.execute(
@@ -419,25 +437,17 @@ def _prepare(conn: Any, request: WriteRequest, *, check_code: bool = True) -> Jo
         ).fetchall()
     )
     return Job(
-        dml, schema, name, str(do["table"]), columns, set(writable or ()), key, params, key_types
+        dml,
+        schema,
+        name,
+        str(do["table"]),
+        columns,
+        set(writable or ()),
+        key,
+        params,
+        key_types,
+        oids[0],
     )
-
-
-def _check_table_code(conn: Any, oid: int, target: TargetOptions, label: str) -> None:
-    trusted = set(target.functions)
-    found = conn.execute(_CODE_SQL, {"oid": oid}).fetchall()
-    refused = [
-        f"{schema}.{name} ({why})"
-        for schema, name, why in found
-        if (schema, name) not in trusted and (schema, "*") not in trusted
-    ]
-    if refused:
-        raise RefusedOnServer(
-            f"Refused: a write to {label} runs {', '.join(refused[:3])}, code of the "
-            "database's own.",
-            "If you trust it on this target, add it to the target's functions in your own "
-            "playbook.toml. Nothing was run.",
-        )
 
 
 def _check_calls(conn: Any, calls: Calls, target: TargetOptions) -> None:
@@ -546,12 +556,12 @@ class PostgresSqlWriter(PostgresWriter):
             counts={verb: len(found)},
             items=items,
             touches=len(found),
-            private={"rows": [(k, old) for k, old, _ in found]},
+            private={"rows": [(k, old) for k, old, _ in found], "table": job.found},
         )
 
     def backup(self, request: WriteRequest, plan: Plan, ctx: RunContext, out: Sink) -> int:
         with self._connection(request, ctx, "the backup", read_only=False) as conn:
-            job = _prepare(conn, request)
+            job = _prepare(conn, request, table=plan.private.get("table"))
             found = _rows(conn, job, ctx)
             conn.rollback()
         out.add(
@@ -559,6 +569,10 @@ class PostgresSqlWriter(PostgresWriter):
                 "format": BACKUP_FORMAT,
                 "rule": BACKUP_RULE,
                 "table": job.label,
+                # the relation itself: a rollback restores into it or into nothing
+                "schema": job.schema,
+                "name": job.name,
+                "oid": job.oid,
                 "key": job.key,
                 "statement": job.dml.kind,
             }
@@ -579,7 +593,7 @@ class PostgresSqlWriter(PostgresWriter):
         committing = False
         try:
             with self._connection(request, ctx, "the statement", read_only=False) as conn:
-                job = _prepare(conn, request)
+                job = _prepare(conn, request, table=plan.private.get("table"))
                 now = job.read_many(conn, [json.loads(i) for i in saved], lock=True)
                 for ident, old in saved.items():  # still as the backup saw them?
                     if now[ident] != old:
@@ -639,13 +653,29 @@ class PostgresSqlWriter(PostgresWriter):
         undo = undo if undo is not None else Undo(None, force=True)
         done = {"deleted": 0, "restored": 0, "reinserted": 0, "already": 0, "untouched": 0}
         decided: list[tuple[str, str]] = []
+        head = next(backup, None)
+        if head is None or head.get("format") != BACKUP_FORMAT:
+            raise RunError(
+                f"The backup is not a {BACKUP_FORMAT} file (it says "
+                f"{(head or {}).get('format')!r}): it does not record which relation its "
+                "rows came from, so nothing is restored into whatever the name means now.",
+                "Restore its rows by hand, into the table you know they came from.",
+            )
+        kind = str(head.get("statement"))
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
-            job = _prepare(conn, request, check_code=False)
+            # what this rollback writes: it deletes the rows an INSERT added, puts back
+            # an UPDATE's SET columns, or reinserts a deleted row (or, where the row is
+            # back since, puts back its columns but the key: None)
+            undoing: dict[str, Any] = {
+                "deletes": kind == "INSERT",
+                "updates": set(check_dml(str(request.do["sql"]), []).sets)
+                if kind == "UPDATE"
+                else (None if kind == "DELETE" else set()),
+            }
+            job = _prepare(conn, request, table=head, undoing=undoing)
             cols = job.printed
             for n, item in enumerate(backup):
                 ctx.check()
-                if "format" in item:
-                    continue
                 key = dict(item["key"])
                 ident = ident_of(key)
                 params = job.key_params(key)
@@ -665,7 +695,8 @@ class PostgresSqlWriter(PostgresWriter):
                         )
                         done["deleted"] += 1
                     continue
-                put = {c: v for c, v in old.items() if c in job.writable}
+                # the key is how the row was found: it is already the backup's
+                put = {c: v for c, v in old.items() if c in job.writable and c not in job.key}
                 if cols is not None:  # an UPDATE: only the columns it set go back
                     put = {c: v for c, v in put.items() if c in cols}
                 # text values go in untyped: each column's type reads its own text form

@@ -24,7 +24,8 @@ class SqlStatement(Model):
     operation: Literal["statement"]
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
     """The one table the statement may change (PostgreSQL's parser and catalog check
-    that it is this table, resolved on the target's search path as the statement is)."""
+    that it is this table, resolved on the target's search path as the statement is;
+    later stages, the rollback included, use the relation the dry run found, by OID)."""
     key: list[str] = Field(min_length=1)
     """Columns of a unique index that name each changed row: the backup, the check
     before apply and the rollback find rows by them. The statement may not change them."""
