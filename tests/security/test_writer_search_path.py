@@ -161,3 +161,24 @@ def test_the_sql_action_refuses_a_statement_whose_operator_has_a_lookalike(
         assert conn.execute("SELECT name FROM public.staff WHERE staff_id = 1").fetchone() == (
             "ana",
         )
+
+
+@pytest.mark.parametrize("name", ["TABLE_SQL", "TREE_SQL", "CODE_SQL", "FOREIGN_SQL"])
+def test_the_sql_actions_table_checks_name_every_function_operator_and_type_with_its_schema(
+    name: str,
+) -> None:
+    """The catalog questions every SQL action stage (its rollback too) asks of the
+    table, read with the parser that reads diagnostics: every function, operator and type
+    is pg_catalog's by name, so no search path the owner sets swaps one for theirs."""
+    from pglast import parse_sql
+
+    from playbook.adapters.postgres import sql_table
+    from playbook.adapters.postgres.sql import _calls, _walk, as_sent
+
+    (statement,) = parse_sql(as_sent(getattr(sql_table, name)))
+    calls = _calls(statement.stmt)
+    assert [f for f in calls.functions if not f[2] and f[0] != "pg_catalog"] == []
+    assert [o for o in calls.operators if o[0] != "pg_catalog"] == []
+    assert [t for t in calls.types if not t.startswith('"pg_catalog".')] == []
+    joins = [n for n, _ in _walk(statement.stmt) if type(n).__name__ == "JoinExpr"]
+    assert [j for j in joins if j.usingClause or j.isNatural] == []  # = by name
