@@ -303,3 +303,52 @@ def test_a_table_with_inheritance_children_is_refused(owned: tuple[Any, str]) ->
         stage(PostgresSqlWriter().plan, request(uri, "DELETE FROM staff WHERE n = 0"))
     assert "evil.heir" in caught.value.title
     assert rows(conn, "evil.heir") == [(7, "h", 0)]
+
+
+@pytest.mark.parametrize(
+    ("setup", "says"),
+    [
+        (
+            [
+                "CREATE TABLE public.parted (staff_id int PRIMARY KEY, n int)"
+                " PARTITION BY RANGE (staff_id)",
+                "CREATE TABLE public.parted_low PARTITION OF public.parted"
+                " FOR VALUES FROM (0) TO (100)",
+                "CREATE TRIGGER t BEFORE UPDATE ON public.parted_low"
+                " FOR EACH ROW EXECUTE FUNCTION evil.tf()",
+            ],
+            "evil.tf (trigger t)",
+        ),
+        (
+            [
+                "CREATE FUNCTION evil.ok(v int) RETURNS boolean LANGUAGE sql AS $$ SELECT true $$",
+                "CREATE DOMAIN evil.checked AS int CHECK (evil.ok(VALUE))",
+                "CREATE TABLE public.parted (staff_id int PRIMARY KEY, n evil.checked)",
+            ],
+            "evil.ok (a constraint)",
+        ),
+    ],
+    ids=["a partition's trigger", "a column's domain check"],
+)
+def test_code_a_row_meets_on_its_way_in_is_code_a_write_runs(
+    owned: tuple[Any, str], setup: list[str], says: str
+) -> None:
+    """A row lands in a partition, and runs its triggers; a domain's check runs on every
+    value written to a column of that type."""
+    conn, uri = owned
+    conn.execute("DROP TABLE IF EXISTS public.parted")
+    for statement in setup:
+        conn.execute(statement)
+    conn.execute("INSERT INTO public.parted VALUES (1, 0)")
+    conn.execute("GRANT ALL ON public.parted TO playbook_app")
+    try:
+        with pytest.raises(Refused) as caught:
+            stage(
+                PostgresSqlWriter().plan,
+                request(uri, "UPDATE parted SET n = 1 WHERE staff_id = 1", "parted"),
+            )
+        assert says in caught.value.title
+        assert rows(conn, "public.parted") == [(1, 0)]
+        assert ran(conn) == []
+    finally:
+        conn.execute("DROP TABLE public.parted")
