@@ -104,6 +104,8 @@ class Note:
     at: datetime
     actor: str
     text: str
+    seq: int = 0
+    """The note's event (who held the scribe role then: :meth:`IncidentState.holder_at`)."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,9 @@ class RoleChange:
     previous: str
     how: str
     """``assigned`` or ``handover``."""
+    seq: int = 0
+    """The event that made the change (ordering by it, not by time: two events may share
+    a moment)."""
 
 
 @dataclass
@@ -442,6 +447,15 @@ class IncidentState:
                 return snooze.until
         return None
 
+    def holder_at(self, role: str, seq: int) -> str:
+        """Who held ``role`` when event ``seq`` was appended ('' for nobody): the scribe
+        mark on a note is derived from this when shown, never stored a second time."""
+        holder = ""
+        for change in self.role_history:
+            if change.role == role and 0 < change.seq < seq:
+                holder = change.person
+        return holder
+
     def roles_text(self) -> str:
         """Holders as ``commander: alice, scribe: bob`` (empty when nobody holds one)."""
         return ", ".join(f"{role}: {who}" for role, who in self.roles.items() if who)
@@ -613,7 +627,7 @@ def _item_unchecked(state: IncidentState, event: Event) -> None:
 
 
 def _note_added(state: IncidentState, event: Event) -> None:
-    state.notes.append(Note(event.at, event.actor, event.payload["text"]))
+    state.notes.append(Note(event.at, event.actor, event.payload["text"], event.seq))
 
 
 def _status_rendered(state: IncidentState, event: Event) -> None:
@@ -686,7 +700,9 @@ def _role_assigned(state: IncidentState, event: Event) -> None:
         state.roles[role] = person
     else:
         state.roles.pop(role, None)
-    state.role_history.append(RoleChange(event.at, event.actor, role, person, previous, "assigned"))
+    state.role_history.append(
+        RoleChange(event.at, event.actor, role, person, previous, "assigned", event.seq)
+    )
 
 
 def _handover_offered(state: IncidentState, event: Event) -> None:
@@ -712,7 +728,9 @@ def _handover_accepted(state: IncidentState, event: Event) -> None:
     offer.accepted_at = event.at
     previous = state.roles.get(role, "")
     state.roles[role] = person
-    state.role_history.append(RoleChange(event.at, event.actor, role, person, previous, "handover"))
+    state.role_history.append(
+        RoleChange(event.at, event.actor, role, person, previous, "handover", event.seq)
+    )
 
 
 def _update_snoozed(state: IncidentState, event: Event) -> None:

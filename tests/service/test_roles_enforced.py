@@ -1,0 +1,146 @@
+"""Roles enforced (team mode, when the playbook says ``enforce_roles: true``): only the
+commander changes severity, resolves or closes; the commander role changes hands only by
+a handover the commander offers and the new commander accepts; while nobody holds it
+anyone may act. Each refusal is checked where it lands: nothing appended to the log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from roles_support import enforced_playbook
+
+from playbook.adapters.plugins import load_playbook
+from playbook.core import events as ev
+from playbook.errors import ExitCode
+from playbook.service.roles import NotCommander
+
+
+@pytest.fixture
+def enforced(tmp_path: Path):
+    return enforced_playbook(tmp_path / "pb")
+
+
+def as_(service, who: str):
+    service.actor = who
+    return service
+
+
+def kinds(service, incident: str) -> list[str]:
+    return [e.type for e in service.store.read(incident)]
+
+
+def test_only_the_commander_changes_severity_resolves_and_closes(service, enforced) -> None:
+    incident = service.open(enforced, "Orders missing").id
+    service.assign_role(incident, "commander", "alice")
+    before = kinds(service, incident)
+
+    with pytest.raises(NotCommander) as refused:
+        as_(service, "bob").change_severity(incident, "P1", "customers hit")
+    assert refused.value.exit_code == ExitCode.REFUSED
+    assert "alice is the incident commander" in refused.value.title
+    assert f"alice runs `playbook handover {incident} commander bob`" in refused.value.message
+    with pytest.raises(NotCommander):
+        service.resolve(incident, "restored")
+    assert kinds(service, incident) == before  # nothing recorded
+
+    as_(service, "alice").change_severity(incident, "P1", "customers hit")
+    service.resolve(incident, "restored")
+    with pytest.raises(NotCommander, match="only the commander may close"):
+        as_(service, "bob").close(incident)
+    as_(service, "alice").close(incident)
+    events = service.store.read(incident)
+    assert [(e.type, e.actor) for e in events[-3:]] == [
+        (ev.SEVERITY_CHANGED, "alice"),
+        (ev.RESOLVED, "alice"),
+        (ev.CLOSED, "alice"),
+    ]
+
+
+def test_while_nobody_commands_anyone_may(service, enforced) -> None:
+    incident = service.open(enforced, "Orders missing").id
+    as_(service, "bob").change_severity(incident, "P1", "customers hit")
+    assert service.get(incident).state.severity == "P1"
+    # and anyone may take the free role; from then on it binds
+    service.assign_role(incident, "commander", "bob")
+    with pytest.raises(NotCommander, match="bob is the incident commander"):
+        as_(service, "alice").change_severity(incident, "P2", "contained")
+
+
+def test_nobody_grabs_the_commander_role_without_a_handover(service, enforced) -> None:
+    incident = service.open(enforced, "Orders missing").id
+    service.assign_role(incident, "commander", "alice")
+    before = kinds(service, incident)
+
+    with pytest.raises(NotCommander, match="changes hands only by a handover"):
+        as_(service, "bob").assign_role(incident, "commander", "bob")
+    with pytest.raises(NotCommander, match="only the commander may offer"):
+        service.offer_handover(incident, "commander", "bob")  # bob offering it to himself
+    with pytest.raises(NotCommander, match="only when the new commander accepts"):
+        as_(service, "alice").assign_role(incident, "commander", "bob")  # no acknowledgement
+    assert kinds(service, incident) == before
+    assert service.get(incident).state.roles["commander"] == "alice"
+    # other roles are recorded as before: anyone may name the scribe
+    as_(service, "bob").assign_role(incident, "scribe", "carol")
+
+
+def test_a_handover_binds_once_the_new_commander_accepts(service, enforced) -> None:
+    incident = service.open(enforced, "Orders missing").id
+    service.assign_role(incident, "commander", "alice")
+    service.offer_handover(incident, "commander", "bob", "replica read-only")
+    # still alice's until bob accepts, and nobody accepts for bob
+    with pytest.raises(NotCommander):
+        as_(service, "bob").change_severity(incident, "P1", "customers hit")
+    with pytest.raises(NotCommander, match="only bob can accept"):
+        as_(service, "carol").accept_handover(incident, "commander", "bob")
+
+    as_(service, "bob").accept_handover(incident, "commander")
+    assert service.get(incident).state.roles["commander"] == "bob"
+    service.change_severity(incident, "P1", "customers hit")
+    with pytest.raises(NotCommander, match="bob is the incident commander"):
+        as_(service, "alice").change_severity(incident, "P2", "contained")
+    with pytest.raises(NotCommander):
+        service.resolve(incident)
+    assert [(e.type, e.actor) for e in service.store.read(incident)[-2:]] == [
+        (ev.HANDOVER_ACCEPTED, "bob"),
+        (ev.SEVERITY_CHANGED, "bob"),
+    ]
+
+
+def test_an_offer_overtaken_by_another_handover_is_void(service, enforced) -> None:
+    incident = service.open(enforced, "Orders missing").id
+    service.assign_role(incident, "commander", "alice")
+    service.offer_handover(incident, "commander", "bob")
+    service.offer_handover(incident, "commander", "carol")
+    as_(service, "carol").accept_handover(incident, "commander")
+    before = kinds(service, incident)
+    with pytest.raises(NotCommander, match="carol is the incident commander now"):
+        as_(service, "bob").accept_handover(incident, "commander")
+    assert kinds(service, incident) == before
+
+
+def test_the_commander_may_release_the_role_and_then_anyone_may(service, enforced) -> None:
+    incident = service.open(enforced, "Orders missing").id
+    service.assign_role(incident, "commander", "alice")
+    service.assign_role(incident, "commander", "")
+    as_(service, "bob").change_severity(incident, "P1", "customers hit")
+    assert service.get(incident).state.severity == "P1"
+
+
+def test_without_enforce_roles_everyone_may_as_before(service, loaded) -> None:
+    incident = service.open(loaded, "Orders missing").id  # the shipped data-integrity
+    service.assign_role(incident, "commander", "alice")
+    as_(service, "bob").change_severity(incident, "P1", "customers hit")
+    service.assign_role(incident, "commander", "bob")
+    as_(service, "carol").resolve(incident, "restored")
+    state = service.get(incident).state
+    assert (state.severity, state.roles["commander"], state.status) == ("P1", "bob", "resolved")
+
+
+def test_enforce_roles_needs_a_commander_role(tmp_path: Path) -> None:
+    enforced_playbook(tmp_path)
+    path = tmp_path / "enforced.yaml"
+    text = path.read_text("utf-8").replace("  - id: commander\n", "  - id: lead\n", 1)
+    path.write_text(text, "utf-8")
+    with pytest.raises(Exception, match="enforce_roles needs a role with id 'commander'"):
+        load_playbook(path)
