@@ -144,3 +144,64 @@ def test_enforce_roles_needs_a_commander_role(tmp_path: Path) -> None:
     path.write_text(text, "utf-8")
     with pytest.raises(Exception, match="enforce_roles needs a role with id 'commander'"):
         load_playbook(path)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_the_cli_refuses_with_exit_7_naming_the_commander(cli, tmp_path: Path) -> None:
+    import json
+
+    enforced_playbook(tmp_path / "pb")
+    opened = cli("open", str(tmp_path / "pb" / "enforced.yaml"), "--title", "Gone", "--json")
+    incident = json.loads(opened.output)["id"]
+    assert cli("--actor", "alice", "role", incident, "commander", "alice").exit_code == 0
+
+    refused = cli("--actor", "bob", "severity", incident, "P1", "--reason", "customers hit")
+    assert refused.exit_code == ExitCode.REFUSED, refused.output
+    assert "alice is the incident commander" in refused.output
+    assert f"playbook handover {incident} commander bob" in refused.output
+    grab = cli("--actor", "bob", "role", incident, "commander", "bob")
+    assert grab.exit_code == ExitCode.REFUSED
+    events = json.loads(cli("timeline", incident, "--json").output)
+    assert [e["type"] for e in events] == ["opened", "role_assigned"]
+
+    assert cli("--actor", "alice", "handover", incident, "commander", "bob").exit_code == 0
+    assert cli("--actor", "bob", "handover", incident, "commander", "--accept").exit_code == 0
+    done = cli("--actor", "bob", "severity", incident, "P1", "--reason", "customers hit")
+    assert done.exit_code == 0, done.output
+    late = cli("--actor", "alice", "resolve", incident)
+    assert late.exit_code == ExitCode.REFUSED and "bob is the incident commander" in late.output
+
+
+# --------------------------------------------------------------------------- the scribe
+
+
+def test_a_scribes_notes_are_marked_in_the_timeline_and_the_export(cli) -> None:
+    import json
+
+    incident = json.loads(cli("open", "--title", "Gone", "--json").output)["id"]
+    alice = ("--actor", "alice")
+    assert cli(*alice, "note", incident, "before the role").exit_code == 0
+    assert cli(*alice, "role", incident, "scribe", "alice").exit_code == 0
+    assert cli(*alice, "note", incident, "while scribe").exit_code == 0
+    assert cli("--actor", "bob", "note", incident, "bob is no scribe").exit_code == 0
+    assert cli(*alice, "role", incident, "scribe", "carol").exit_code == 0
+    assert cli(*alice, "note", incident, "after the role").exit_code == 0
+
+    timeline = cli("timeline", incident).output
+    assert "Note (scribe): while scribe" in timeline
+    for plain in ("before the role", "bob is no scribe", "after the role"):
+        assert f"Note: {plain}" in timeline
+    assert timeline.count("Note (scribe)") == 1
+
+    markdown = cli("export", incident, "--format", "markdown").output
+    notes = markdown[markdown.index("## Notes") :]
+    assert "alice (scribe):** while scribe" in notes
+    assert "alice:** before the role" in notes and "alice:** after the role" in notes
+    assert "Note (scribe): while scribe" in markdown[markdown.index("## Timeline") :]
+    # derived when shown: the log holds the note as typed, once
+    events = json.loads(cli("timeline", incident, "--json").output)
+    assert [e["payload"] for e in events if e["type"] == "note_added"][1] == {
+        "text": "while scribe"
+    }
