@@ -232,6 +232,17 @@ class ActionRun:
         """The latest event of stage ``name``."""
         return next((s for s in reversed(self.stages) if s.get("stage") == name), None)
 
+    def who_ran(self) -> list[tuple[str, str]]:
+        """Each stage as ``(stage in words, who ran it)``, in order; a stage's events by
+        one person (started, then done) count once. In team mode the dry run and the apply
+        may be different responders'."""
+        out: list[tuple[str, str]] = []
+        for s in self.stages:
+            step = (str(s.get("stage", "")).replace("_", " "), str(s.get("actor", "")))
+            if not out or out[-1] != step:
+                out.append(step)
+        return out
+
     @property
     def backup(self) -> dict[str, Any] | None:
         """The backup this run made (file, SHA-256, size), once it was recorded done."""
