@@ -5,6 +5,8 @@ anyone may act. Each refusal is checked where it lands: nothing appended to the 
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,93 @@ def test_a_scribes_notes_are_marked_in_the_timeline_and_the_export(cli) -> None:
     assert [e["payload"] for e in events if e["type"] == "note_added"][1] == {
         "text": "while scribe"
     }
+
+
+# --------------------------------------------------------------------------- the race
+
+
+class HeldStore:
+    """A store whose next decision waits, inside its transaction (the incident's lock
+    held), until the test lets it go: another responder's command then queues behind it."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.decided = threading.Event()
+        self.go = threading.Event()
+
+    def update(self, incident_id, decide):
+        def held(events):
+            out = decide(events)
+            self.decided.set()
+            assert self.go.wait(60), "the test never let the decision go"
+            return out
+
+        return self.store.update(incident_id, held)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def test_a_command_racing_a_handover_is_decided_on_the_state_after_it(tmp_path: Path) -> None:
+    """Bob accepts the commander role while alice's severity change waits for the
+    incident's lock on the shared store: hers is decided on the log with bob's acceptance
+    in it, so she is refused and only one commander acts."""
+    from pgserver import postgres_server
+    from servers import PASSWORD
+
+    from playbook.service import Service
+    from playbook.store.postgres import PostgresStore, init
+
+    enforced = enforced_playbook(tmp_path / "pb")
+    with postgres_server() as pg:
+        url = pg.add_owner("team", PASSWORD, "team")
+        init(url)
+        alice = Service(PostgresStore(url), actor="alice")
+        held = HeldStore(PostgresStore(url))
+        bob = Service(held, actor="bob")
+        try:
+            incident = alice.open(enforced, "Orders missing").id
+            alice.assign_role(incident, "commander", "alice")
+            alice.offer_handover(incident, "commander", "bob")
+            outcome: dict[str, object] = {}
+
+            def run(name: str, call) -> None:
+                try:
+                    outcome[name] = call()
+                except Exception as error:  # the refusal is the point
+                    outcome[name] = error
+
+            accepting = threading.Thread(
+                target=run, args=("bob", lambda: bob.accept_handover(incident, "commander"))
+            )
+            accepting.start()
+            assert held.decided.wait(60), "bob's acceptance never decided"
+            changing = threading.Thread(
+                target=run,
+                args=("alice", lambda: alice.change_severity(incident, "P1", "customers hit")),
+            )
+            changing.start()
+            with pg.connect(url) as conn:  # alice's transaction waits on the lock
+                deadline = time.monotonic() + 30
+                while not conn.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                ).fetchone()[0]:
+                    assert time.monotonic() < deadline, "alice's change never queued"
+                    time.sleep(0.01)
+            held.go.set()
+            accepting.join(60)
+            changing.join(60)
+
+            assert isinstance(outcome["alice"], NotCommander), outcome["alice"]
+            assert "bob is the incident commander" in str(outcome["alice"])
+            with pg.connect(url) as conn:
+                rows = conn.execute(
+                    "SELECT actor, type FROM playbook.events WHERE incident_id = %s ORDER BY seq",
+                    (incident,),
+                ).fetchall()
+            assert [(r[0], r[1]) for r in rows][-1] == ("bob", "handover_accepted")
+            assert "severity_changed" not in [r[1] for r in rows]
+        finally:
+            held.go.set()
+            alice.store.close()
+            held.store.close()
