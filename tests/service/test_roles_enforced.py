@@ -297,3 +297,61 @@ def test_a_command_racing_a_handover_is_decided_on_the_state_after_it(tmp_path: 
             held.go.set()
             alice.store.close()
             held.store.close()
+
+
+# --------------------------------------------------------------------------- offline
+
+
+def test_an_offline_severity_change_is_refused_on_sync_when_the_commander_moved(
+    tmp_path: Path,
+) -> None:
+    """Bob, offline, saw nobody commanding and raised the severity; meanwhile alice took
+    the commander role on the shared log. Copying bob's log refuses his change (shown,
+    with who moved the role), and the shared log holds no severity change by him."""
+    from playbook.service import Service
+    from playbook.store import as_new
+    from playbook.store.memory import MemoryStore
+    from playbook.store.merge import push
+    from playbook.store.sqlite import SQLiteStore
+
+    enforced = enforced_playbook(tmp_path / "pb")
+    shared = Service(MemoryStore(), actor="alice")
+    incident = shared.open(enforced, "Orders missing").id
+    local_store = SQLiteStore(tmp_path / "bob")
+    try:
+        local_store.append(incident, 0, [as_new(e) for e in shared.store.read(incident)])
+        bob = Service(local_store, actor="bob")
+        bob.change_severity(incident, "P1", "customers hit")  # nobody commands, in his view
+        bob.note(incident, "replica lag 40 s")
+        shared.assign_role(incident, "commander", "alice")
+
+        (report,) = push(local_store, shared.store)
+        [refused] = report.refused
+        assert refused.event.type == ev.SEVERITY_CHANGED
+        assert "alice changed who commands" in refused.reason
+        on_shared = [(e.type, e.actor) for e in shared.store.read(incident)]
+        assert (ev.SEVERITY_CHANGED, "bob") not in on_shared
+        assert (ev.NOTE_ADDED, "bob") in on_shared  # notes commute and merge
+    finally:
+        local_store.close()
+
+
+def test_offline_changes_merge_as_before_without_enforcement(tmp_path: Path, loaded) -> None:
+    from playbook.service import Service
+    from playbook.store import as_new
+    from playbook.store.memory import MemoryStore
+    from playbook.store.merge import push
+    from playbook.store.sqlite import SQLiteStore
+
+    shared = Service(MemoryStore(), actor="alice")
+    incident = shared.open(loaded, "Orders missing").id
+    local_store = SQLiteStore(tmp_path / "bob")
+    try:
+        local_store.append(incident, 0, [as_new(e) for e in shared.store.read(incident)])
+        Service(local_store, actor="bob").change_severity(incident, "P1", "customers hit")
+        shared.assign_role(incident, "commander", "alice")
+        (report,) = push(local_store, shared.store)
+        assert report.refused == []
+        assert shared.get(incident).state.severity == "P1"
+    finally:
+        local_store.close()
