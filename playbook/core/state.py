@@ -17,6 +17,7 @@ name it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -392,6 +393,10 @@ class IncidentState:
     """Every handover offered, oldest first; ``accepted_at`` set once taken."""
     snoozes: list[Snooze] = field(default_factory=list)
     updates_switches: list[UpdatesSwitch] = field(default_factory=list)
+    _holders: dict[str, tuple[list[int], list[str], int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """:meth:`holder_at`'s index by role (derived; rebuilt when the history grows)."""
 
     @property
     def status(self) -> str:
@@ -460,12 +465,18 @@ class IncidentState:
 
     def holder_at(self, role: str, seq: int) -> str:
         """Who held ``role`` when event ``seq`` was appended ('' for nobody): the scribe
-        mark on a note is derived from this when shown, never stored a second time."""
-        holder = ""
-        for change in self.role_history:
-            if change.role == role and 0 < change.seq < seq:
-                holder = change.person
-        return holder
+        mark on a note is derived from this when shown, never stored a second time.
+
+        An export asks once per note (100,000 of them): a bisect in the role's changes,
+        indexed once per length of the history, keeps that off the export's time."""
+        index = self._holders.get(role)
+        if index is None or index[2] != len(self.role_history):
+            changes = [(c.seq, c.person) for c in self.role_history if c.role == role and c.seq]
+            index = ([c[0] for c in changes], [c[1] for c in changes], len(self.role_history))
+            self._holders[role] = index
+        seqs, people, _length = index
+        found = bisect_left(seqs, seq)
+        return people[found - 1] if found else ""
 
     def roles_text(self) -> str:
         """Holders as ``commander: alice, scribe: bob`` (empty when nobody holds one)."""
