@@ -92,6 +92,7 @@ def roles_json(state: IncidentState) -> dict[str, Any]:
             for change in state.role_history
         ],
         "handovers": [h.as_dict() for h in state.handovers],
+        "scribe_notes": [n.seq for n in state.notes if scribe_mark(state, n.seq, n.actor)],
     }
 
 

@@ -204,6 +204,9 @@ def test_a_scribes_notes_are_marked_in_the_timeline_and_the_export(cli) -> None:
     assert "Note (scribe): while scribe" in markdown[markdown.index("## Timeline") :]
     # derived when shown: the log holds the note as typed, once
     events = json.loads(cli("timeline", incident, "--json").output)
+    document = json.loads(cli("export", incident, "--format", "json").output)
+    marked = [e["seq"] for e in events if e["payload"].get("text") == "while scribe"]
+    assert document["roles"]["scribe_notes"] == marked
     assert [e["payload"] for e in events if e["type"] == "note_added"][1] == {
         "text": "while scribe"
     }
