@@ -2,7 +2,7 @@
 process, Pilot) on one shared PostgreSQL store. Bob's severity change is refused while
 alice commands, with her name and how to take over shown, and nothing reaches the server;
 alice's goes through and shows in bob's app; a scribe's note is marked in the app's
-timeline."""
+timeline; the action screen names who ran each stage."""
 
 from __future__ import annotations
 
@@ -113,3 +113,69 @@ async def test_a_scribes_note_is_marked_in_the_apps_timeline(
         events = [row[-1] for row in view.rows]
         assert "Note (scribe): replica lag 40 s" in events
         assert "Note: before the role" in events
+
+
+async def test_the_action_screen_names_who_ran_each_stage(tmp_path: Path) -> None:
+    """Alice applies a guarded action in the app; later bob, on the same log, rolls it
+    back with G: his screen lists who ran the run's earlier stages, and names him on the
+    rollback, and the stage events carry the same names."""
+    from servers import load_seed_000, redis_server
+    from textual.widgets import Input, OptionList, Static
+
+    from playbook.adapters.plugins import load_playbook
+    from playbook.store.sqlite import SQLiteStore
+    from playbook.tui.screens.action import ActionScreen
+
+    runbook = Path(__file__).resolve().parents[2] / "runbooks" / "redis-index-loss.yaml"
+    loaded = load_playbook(runbook)
+    store = SQLiteStore(tmp_path / "data")
+    service = Service(store, actor="alice")
+
+    def body(app) -> str:
+        return str(app.screen.query_one("#action-body", Static).render())
+
+    with redis_server() as redis:
+        client = redis.client()
+        try:
+            load_seed_000(client, messages=2_100)
+            for key in list(client.scan_iter(match="discord:messages:[pcu]*", count=10_000)):
+                client.delete(key)
+            incident = service.open(loaded, "indexes gone").id
+            app = make_app(service, loaded, incident)
+            app.target_overrides = (f"cache={redis.uri}",)
+            async with app.run_test(size=(120, 40)) as pilot:
+                screen = await on_incident(pilot)
+                await until(pilot, lambda: screen.playbook is not None, "the playbook read")
+                screen.action_phase("recovery")
+                checklist = screen.query_one("#checklist", OptionList)
+                checklist.focus()
+                ids = [
+                    checklist.get_option_at_index(i).id or "" for i in range(checklist.option_count)
+                ]
+                checklist.highlighted = ids.index("act:recovery.safe-rebuild:rebuild-indexes")
+                await pilot.press("g")
+                await until(pilot, lambda: isinstance(app.screen, ActionScreen), "action screen")
+                phrase = app.screen.query_one("#phrase", Input)
+                await until(pilot, lambda: not phrase.disabled, "the phrase asked", 20_000)
+                assert "✓ dry run — alice" in body(app) and "✓ backup — alice" in body(app)
+                await pilot.press(*"cache", "enter")
+                await until(pilot, lambda: "Applied and verified — alice" in body(app), "applied")
+                await pilot.press("escape")
+                await until(pilot, lambda: not isinstance(app.screen, ActionScreen), "closed")
+
+                service.actor = "bob"  # another responder on the same log, later
+                await until(pilot, lambda: screen.state.actions, "the run shown")
+                await pilot.press("G")
+                await until(pilot, lambda: isinstance(app.screen, ActionScreen), "rollback")
+                phrase = app.screen.query_one("#phrase", Input)
+                await until(pilot, lambda: not phrase.disabled, "the phrase asked", 20_000)
+                assert "dry run — alice" in body(app) and "apply — alice" in body(app)
+                await pilot.press(*"cache", "enter")
+                await until(pilot, lambda: "Rolled back" in body(app), "rolled back", 20_000)
+                assert "Rolled back from the backup — bob" in body(app)
+            (run,) = service.get(incident).state.actions.values()
+            who = run.who_ran()
+            assert ("apply", "alice") in who and ("rollback", "bob") in who
+        finally:
+            client.close()
+            store.close()
