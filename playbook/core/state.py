@@ -389,14 +389,14 @@ class IncidentState:
     role_names: dict[str, str] = field(default_factory=dict)
     """Role id -> its name, as the playbook declared it at opening."""
     role_history: list[RoleChange] = field(default_factory=list)
-    handovers: list[Handover] = field(default_factory=list)
-    """Every handover offered, oldest first; ``accepted_at`` set once taken."""
-    snoozes: list[Snooze] = field(default_factory=list)
-    updates_switches: list[UpdatesSwitch] = field(default_factory=list)
     _holders: dict[str, tuple[list[int], list[str], int]] = field(
         default_factory=dict, repr=False, compare=False
     )
     """:meth:`holder_at`'s index by role (derived; rebuilt when the history grows)."""
+    handovers: list[Handover] = field(default_factory=list)
+    """Every handover offered, oldest first; ``accepted_at`` set once taken."""
+    snoozes: list[Snooze] = field(default_factory=list)
+    updates_switches: list[UpdatesSwitch] = field(default_factory=list)
 
     @property
     def status(self) -> str:
