@@ -279,6 +279,7 @@ def action_status(app: CliApp, incident: str, as_json: bool) -> None:
             "can_roll_back": r.can_roll_back,
             "backup": r.backup,
             "stages": [f"{s['stage']} {s['outcome']}" for s in r.stages],
+            "who": [{"stage": stage, "actor": actor} for stage, actor in r.who_ran()],
         }
         for r in state.actions.values()
     ]
@@ -292,6 +293,7 @@ def action_status(app: CliApp, incident: str, as_json: bool) -> None:
             inline(f"{row['run']}  {row['action']} on {row['target']}: {row['status']}"), bold=True
         )
         click.echo(f"  {' -> '.join(row['stages'])}")
+        click.echo(inline("  by: " + ", ".join(f"{w['stage']} — {w['actor']}" for w in row["who"])))
         if row["can_roll_back"]:
             click.echo(f"  roll back: playbook action rollback {state.id} {row['run']}")
 

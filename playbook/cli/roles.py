@@ -126,7 +126,8 @@ def handover(
     as_json: bool,
 ) -> None:
     """Offer ROLE of INCIDENT to PERSON; the role changes hands when they run this with
-    --accept (a later issue makes the acknowledgement binding in team mode)."""
+    --accept (binding when the playbook says enforce_roles: then only the commander
+    offers the commander role, and only the new commander accepts it)."""
     if accept:
         state = app.service.accept_handover(incident, role, person)
         report(app, state, as_json, f"{state.roles.get(role, '')} is {role} now.")

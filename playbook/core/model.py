@@ -909,6 +909,13 @@ class Playbook(Model):
     severity: SeverityPolicy
     roles: list[Role] = []
     """The roles an incident records holders of (``playbook role ID ROLE PERSON``)."""
+    enforce_roles: bool = False
+    """Make the roles binding (team mode): only whoever holds ``commander`` changes the
+    severity, resolves or closes; the commander role changes hands only by a handover the
+    current commander offers and the new one accepts. While nobody holds ``commander``
+    anyone may act (and take it), so a fresh incident is never stuck. Needs a role with
+    id ``commander``. A coordination aid, not access control: anyone who can write to the
+    incident log can write any name."""
     triggers: list[TriggerGroup] = []
     assessment: Section
     """The initial assessment, done before the phases start."""
@@ -924,6 +931,15 @@ class Playbook(Model):
     confirmation, lock, apply, verify, rollback)."""
     drill: Drill | None = None
     """How to rehearse this playbook's incident on a sandbox (``playbook drill``)."""
+
+    @model_validator(mode="after")
+    def _enforced_roles_name_a_commander(self) -> Self:
+        if self.enforce_roles and not any(r.id == "commander" for r in self.roles):
+            raise ValueError(
+                "enforce_roles needs a role with id 'commander' under roles: (the one who "
+                "changes the severity and resolves)"
+            )
+        return self
 
     # -- lookups used by the service, the exporters and the app
 

@@ -17,6 +17,7 @@ name it.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -105,6 +106,8 @@ class Note:
     at: datetime
     actor: str
     text: str
+    seq: int = 0
+    """The note's event (who held the scribe role then: :meth:`IncidentState.holder_at`)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class RoleChange:
     previous: str
     how: str
     """``assigned`` or ``handover``."""
+    seq: int = 0
+    """The event that made the change (ordering by it, not by time: two events may share
+    a moment)."""
 
 
 @dataclass
@@ -227,6 +233,17 @@ class ActionRun:
     def stage(self, name: str) -> dict[str, Any] | None:
         """The latest event of stage ``name``."""
         return next((s for s in reversed(self.stages) if s.get("stage") == name), None)
+
+    def who_ran(self) -> list[tuple[str, str]]:
+        """Each stage as ``(stage in words, who ran it)``, in order; a stage's events by
+        one person (started, then done) count once. In team mode the dry run and the apply
+        may be different responders'."""
+        out: list[tuple[str, str]] = []
+        for s in self.stages:
+            step = (str(s.get("stage", "")).replace("_", " "), str(s.get("actor", "")))
+            if not out or out[-1] != step:
+                out.append(step)
+        return out
 
     @property
     def backup(self) -> dict[str, Any] | None:
@@ -373,6 +390,10 @@ class IncidentState:
     role_names: dict[str, str] = field(default_factory=dict)
     """Role id -> its name, as the playbook declared it at opening."""
     role_history: list[RoleChange] = field(default_factory=list)
+    _holders: dict[str, tuple[list[int], list[str], int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+    """:meth:`holder_at`'s index by role (derived; rebuilt when the history grows)."""
     handovers: list[Handover] = field(default_factory=list)
     """Every handover offered, oldest first; ``accepted_at`` set once taken."""
     snoozes: list[Snooze] = field(default_factory=list)
@@ -454,6 +475,21 @@ class IncidentState:
             if snooze.audience in ("all", audience):
                 return snooze.until
         return None
+
+    def holder_at(self, role: str, seq: int) -> str:
+        """Who held ``role`` when event ``seq`` was appended ('' for nobody): the scribe
+        mark on a note is derived from this when shown, never stored a second time.
+
+        An export asks once per note (100,000 of them): a bisect in the role's changes,
+        indexed once per length of the history, keeps that off the export's time."""
+        index = self._holders.get(role)
+        if index is None or index[2] != len(self.role_history):
+            changes = [(c.seq, c.person) for c in self.role_history if c.role == role and c.seq]
+            index = ([c[0] for c in changes], [c[1] for c in changes], len(self.role_history))
+            self._holders[role] = index
+        seqs, people, _length = index
+        found = bisect_left(seqs, seq)
+        return people[found - 1] if found else ""
 
     def roles_text(self) -> str:
         """Holders as ``commander: alice, scribe: bob`` (empty when nobody holds one)."""
@@ -626,7 +662,7 @@ def _item_unchecked(state: IncidentState, event: Event) -> None:
 
 
 def _note_added(state: IncidentState, event: Event) -> None:
-    state.notes.append(Note(event.at, event.actor, event.payload["text"]))
+    state.notes.append(Note(event.at, event.actor, event.payload["text"], event.seq))
 
 
 def _status_rendered(state: IncidentState, event: Event) -> None:
@@ -699,7 +735,9 @@ def _role_assigned(state: IncidentState, event: Event) -> None:
         state.roles[role] = person
     else:
         state.roles.pop(role, None)
-    state.role_history.append(RoleChange(event.at, event.actor, role, person, previous, "assigned"))
+    state.role_history.append(
+        RoleChange(event.at, event.actor, role, person, previous, "assigned", event.seq)
+    )
 
 
 def _handover_offered(state: IncidentState, event: Event) -> None:
@@ -725,7 +763,9 @@ def _handover_accepted(state: IncidentState, event: Event) -> None:
     offer.accepted_at = event.at
     previous = state.roles.get(role, "")
     state.roles[role] = person
-    state.role_history.append(RoleChange(event.at, event.actor, role, person, previous, "handover"))
+    state.role_history.append(
+        RoleChange(event.at, event.actor, role, person, previous, "handover", event.seq)
+    )
 
 
 def _update_snoozed(state: IncidentState, event: Event) -> None:

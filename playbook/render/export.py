@@ -33,6 +33,7 @@ from playbook.core.scorecard import scorecard
 from playbook.core.state import IncidentState, fold
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
+from playbook.render import levels as role_words
 from playbook.render import markdown as md
 from playbook.render.json_layout import dumps_indented, event_json, json_safe
 from playbook.render.levels import LEVEL_EVENTS, describe_level_event, roles_json, roles_markdown
@@ -169,7 +170,7 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
         verb = "Done" if kind == ev.ITEM_CHECKED else "Undone"
         return f"{verb}: {text or p.get('item')} ({p.get('item')})"
     if kind == ev.NOTE_ADDED:
-        return f"Note: {p.get('text')}"
+        return f"Note{role_words.scribe_mark(state, event.seq, event.actor)}: {p.get('text')}"
     if kind == ev.STATUS_RENDERED:
         return f"Status message '{p.get('template')}' ({p.get('status')})"
     if kind == ev.ESCALATED:
@@ -440,7 +441,8 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     if not state.notes:
         add("None.")
     for note in state.notes:
-        add(f"- **{note.at:%Y-%m-%d %H:%M}Z, {md.text(note.actor)}:** {md.lines(note.text)}")
+        who = md.text(note.actor + role_words.scribe_mark(state, note.seq, note.actor))
+        add(f"- **{note.at:%Y-%m-%d %H:%M}Z, {who}:** {md.lines(note.text)}")
     add("")
 
     add("## Checklist")

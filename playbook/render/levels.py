@@ -62,6 +62,19 @@ def describe_level_event(event: Event, state: IncidentState | None = None) -> st
     return kind
 
 
+SCRIBE = "scribe"
+"""The role whose notes the timeline and the exports mark "(scribe)"."""
+
+
+def scribe_mark(state: IncidentState | None, seq: int, actor: str) -> str:
+    """`` (scribe)`` when ``actor`` held the scribe role as event ``seq`` was appended:
+    read from the role history when shown, so the log holds the note once and a role
+    put right later never disagrees with a copy."""
+    if state is None or not actor or state.holder_at(SCRIBE, seq) != actor:
+        return ""
+    return " (scribe)"
+
+
 def roles_json(state: IncidentState) -> dict[str, Any]:
     """Who holds each role now, every change, and every handover (plain data)."""
     return {
@@ -79,6 +92,7 @@ def roles_json(state: IncidentState) -> dict[str, Any]:
             for change in state.role_history
         ],
         "handovers": [h.as_dict() for h in state.handovers],
+        "scribe_notes": [n.seq for n in state.notes if scribe_mark(state, n.seq, n.actor)],
     }
 
 

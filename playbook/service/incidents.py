@@ -20,6 +20,7 @@ from playbook.errors import Conflict, NotFound, UsageError
 from playbook.redaction import scrub_data
 from playbook.resources import resolve_playbook
 from playbook.service.context import Context, Decision, check_actor, command, typed_text
+from playbook.service.roles import require_commander
 from playbook.store import ConcurrencyConflict
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ def change_severity(ctx: Context, ref: str, level: str, reason: str) -> Incident
             )
         if level == state.severity:
             raise Conflict(f"Incident {state.id} is already {level}.")
+        require_commander(state, ctx.actor, "change the severity")
         return [(ev.SEVERITY_CHANGED, {"from": state.severity, "to": level, "reason": reason})]
 
     return command(ctx, ref, decide)
@@ -357,6 +359,7 @@ def resolve(ctx: Context, ref: str, summary: str = "") -> IncidentState:
 
     def decide(state: IncidentState) -> Decision:
         _require_open(state)
+        require_commander(state, ctx.actor, "resolve the incident")
         return [(ev.RESOLVED, {"summary": summary.strip()})]
 
     return command(ctx, ref, decide)
@@ -393,6 +396,7 @@ def close(ctx: Context, ref: str) -> IncidentState:
                 f"Incident {state.id} is not resolved.",
                 "Resolve it first: playbook resolve ID.",
             )
+        require_commander(state, ctx.actor, "close the incident")
         return [(ev.CLOSED, {})]
 
     return command(ctx, ref, decide)

@@ -1,7 +1,12 @@
 """Roles and the update cadence: who holds which role, handovers, and the status-update
-reminder snoozed or switched off. Every one is an event; nothing here is enforced yet
-beyond the playbook's declared roles (team mode will make the commander's authority and
-the handover's acknowledgement binding)."""
+reminder snoozed or switched off. Every one is an event.
+
+When the incident's playbook says ``enforce_roles: true`` the commander's authority and
+the handover's acknowledgement are binding (:func:`require_commander`): every check runs
+inside the command's ``decide``, on the events the store appends after, in one store
+transaction, so two responders racing a handover cannot both act as commander. It is a
+coordination aid, not access control: anyone who can append to the log can write any
+actor name."""
 
 from __future__ import annotations
 
@@ -9,11 +14,79 @@ from datetime import timedelta
 
 from playbook.core import events as ev
 from playbook.core.durations import MAX_TARGET, format_duration
-from playbook.core.state import IncidentState
-from playbook.errors import Conflict, UsageError
+from playbook.core.state import Handover, IncidentState
+from playbook.errors import Conflict, ExitCode, PlaybookError, UsageError
 from playbook.service.context import Context, Decision, command, typed_text
 
 AUDIENCE_CHOICES = ("all", "external", "internal")
+
+
+COMMANDER = "commander"
+"""The role that decides (severity, resolve, close) when roles are enforced."""
+
+
+class NotCommander(PlaybookError):
+    """Roles are enforced and someone else holds the commander role: refused before
+    anything was recorded."""
+
+    exit_code = ExitCode.REFUSED
+
+
+def enforced(state: IncidentState) -> bool:
+    """Whether the incident's playbook (as snapshotted at opening) makes roles binding."""
+    return bool(state.snapshot.get("enforce_roles"))
+
+
+def _take_over(state: IncidentState, holder: str, actor: str) -> str:
+    return (
+        f"Nothing was recorded. Ask {holder} to do it, or to hand the role over: {holder} "
+        f"runs `playbook handover {state.id} {COMMANDER} {actor}`, then you run "
+        f"`playbook handover {state.id} {COMMANDER} --accept`."
+    )
+
+
+def require_commander(state: IncidentState, actor: str, doing: str) -> None:
+    """Refuse ``actor`` ``doing`` something only the commander may, when the playbook
+    enforces roles and someone else holds the role. While nobody holds it anyone may, so
+    a fresh incident is never stuck.
+
+    Called from the use cases' ``decide`` (the state the append is decided on), never
+    before it: a check on an earlier read would let a handover slip in between.
+
+    Raises:
+        NotCommander: naming the commander and how to take over.
+    """
+    if not enforced(state):
+        return
+    holder = state.roles.get(COMMANDER, "")
+    if holder and holder != actor:
+        raise NotCommander(
+            f"Refused: {holder} is the incident commander of {state.id}, and only the "
+            f"commander may {doing} (this playbook enforces roles).",
+            _take_over(state, holder, actor),
+        )
+
+
+def _commander_change(state: IncidentState, actor: str, person: str) -> None:
+    """Under enforcement the commander role is taken while free, released by its holder,
+    and otherwise changes hands only by an accepted handover."""
+    holder = state.roles.get(COMMANDER, "")
+    if not enforced(state) or not holder or (actor == holder and not person):
+        return
+    if actor != holder:
+        raise NotCommander(
+            f"Refused: {holder} is the incident commander of {state.id}; the role changes "
+            "hands only by a handover they offer and the new commander accepts (this "
+            "playbook enforces roles).",
+            _take_over(state, holder, actor),
+        )
+    raise NotCommander(
+        "Refused: the commander role changes hands only when the new commander accepts "
+        "(this playbook enforces roles).",
+        f"Nothing was recorded. Offer it: `playbook handover {state.id} {COMMANDER} "
+        f"{person}`; it is theirs when they run `playbook handover {state.id} {COMMANDER} "
+        "--accept`.",
+    )
 
 
 def _closed_check(state: IncidentState) -> None:
@@ -44,6 +117,8 @@ def assign_role(ctx: Context, ref: str, role: str, person: str) -> IncidentState
         wanted = _known_role(state, role)
         if state.roles.get(wanted, "") == person:
             raise Conflict(f"{person or 'Nobody'} already holds {wanted}.")
+        if wanted == COMMANDER:
+            _commander_change(state, ctx.actor, person)
         return [(ev.ROLE_ASSIGNED, {"role": wanted, "person": person, "by": ctx.actor})]
 
     return command(ctx, ref, decide)
@@ -62,6 +137,8 @@ def offer_handover(ctx: Context, ref: str, role: str, to: str, brief: str = "") 
         holder = state.roles.get(wanted, "")
         if holder == to:
             raise Conflict(f"{to} already holds {wanted}.")
+        if wanted == COMMANDER:
+            require_commander(state, ctx.actor, "offer the commander role")
         payload = {"role": wanted, "from": holder, "to": to, "brief": brief}
         return [(ev.HANDOVER_OFFERED, payload)]
 
@@ -88,9 +165,31 @@ def accept_handover(ctx: Context, ref: str, role: str, person: str | None = None
                 f"Nobody offered {wanted} to {taker}.",
                 f"Open offers of {wanted}: {', '.join(offered)}." if offered else "",
             )
+        if wanted == COMMANDER and enforced(state):
+            _binding_acceptance(state, ctx.actor, taker, pending[-1])
         return [(ev.HANDOVER_ACCEPTED, {"role": wanted, "person": taker})]
 
     return command(ctx, ref, decide)
+
+
+def _binding_acceptance(state: IncidentState, actor: str, taker: str, offer: Handover) -> None:
+    """The acknowledgement is the new commander's own, of an offer the commander now made:
+    nobody accepts for someone else, and an offer overtaken by another handover is void."""
+    if taker != actor:
+        raise NotCommander(
+            f"Refused: only {taker} can accept the commander role offered to them "
+            "(this playbook enforces roles).",
+            "Nothing was recorded. The new commander runs "
+            f"`playbook handover {state.id} {COMMANDER} --accept` themselves.",
+        )
+    holder = state.roles.get(COMMANDER, "")
+    if offer.from_person != holder:
+        raise NotCommander(
+            f"Refused: this offer came from {offer.from_person or 'nobody'}, but {holder} "
+            f"is the incident commander now (this playbook enforces roles).",
+            f"Nothing was recorded. Ask {holder} to offer it: `playbook handover {state.id} "
+            f"{COMMANDER} {taker}`.",
+        )
 
 
 def _audience(audience: str) -> str:

@@ -16,7 +16,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from playbook.core.events import COMMUTING, OPENED, REPLACES, Event, NewEvent, format_utc
+from playbook.core.events import (
+    CLOSED,
+    COMMUTING,
+    HANDOVER_ACCEPTED,
+    OPENED,
+    REPLACES,
+    RESOLVED,
+    ROLE_ASSIGNED,
+    SEVERITY_CHANGED,
+    Event,
+    NewEvent,
+    format_utc,
+)
 from playbook.store import EventStore, as_new
 
 
@@ -77,8 +89,16 @@ def rebase(
             continue
         since = [e for e in shared if e.seq > p.base_seq and e.event_id not in ours]
         theirs = superseding(p.event.type, since)
+        commanded = [] if theirs else _commander_changes(shared, p.event, since)
         if opening_refused:
             reason = "the incident it belongs to was not merged"
+        elif commanded:
+            theirs, last = commanded, commanded[-1]
+            reason = (
+                f"{last.actor} changed who commands ({last.type} at {format_utc(last.at)}, "
+                f"event {last.seq}) after the log this change was based on, and this "
+                "incident's playbook enforces roles: only the commander decides it"
+            )
         elif theirs:
             reason = _reason(p.event.type, theirs)
         else:
@@ -102,6 +122,35 @@ def merging(
         return merge
 
     return decide
+
+
+_COMMANDER_ONLY = frozenset({SEVERITY_CHANGED, RESOLVED, CLOSED})
+"""What only the commander decides when the playbook enforces roles
+(:mod:`playbook.service.roles`)."""
+
+
+def _commander_changes(
+    shared: Sequence[Event], event: NewEvent, since: Sequence[Event]
+) -> list[Event]:
+    """The events among ``since`` that moved the commander role to someone other than
+    ``event``'s writer, when ``event`` is the commander's to decide and the incident (its
+    ``opened`` snapshot) enforces roles: a decision made offline while the role moved is
+    refused and shown, like a stale severity, never merged behind the new commander."""
+    if event.type not in _COMMANDER_ONLY or not shared or shared[0].type != OPENED:
+        return []
+    snapshot = shared[0].payload.get("snapshot")
+    if not isinstance(snapshot, dict) or not snapshot.get("enforce_roles"):
+        return []
+    moves = [
+        e
+        for e in shared
+        if e.type in (ROLE_ASSIGNED, HANDOVER_ACCEPTED) and e.payload.get("role") == "commander"
+    ]
+    holder = str(moves[-1].payload.get("person", "")) if moves else ""
+    if not holder or holder == event.actor:
+        return []  # nobody commands now (anyone may), or the writer does
+    later = {e.event_id for e in since}
+    return [e for e in moves if e.event_id in later]
 
 
 def _reason(kind: str, theirs: Sequence[Event]) -> str:

@@ -90,6 +90,9 @@ class ActionScreen(ModalScreen[None]):
         items kept as changed since the apply), or ``wait`` (nothing)."""
         self.busy = False
         self.log_text = Text()
+        self.who = ""
+        """Who runs the stages from this screen (each stage line names them: in team mode
+        the apply and a later rollback may be different responders')."""
 
     @classmethod
     def open(
@@ -143,6 +146,7 @@ class ActionScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         app = host(self)  # read here: the stages below run on a worker's thread
+        self.who = app.service.actor
         if self.request.rollback_run is not None:
             self._stage(partial(self._open, app), ActionResumed)
             return
@@ -196,7 +200,7 @@ class ActionScreen(ModalScreen[None]):
     def on_action_planned(self, message: ActionPlanned) -> None:
         plan = message.plan
         counts = ", ".join(f"{k} {v:,}" for k, v in plan.counts.items())
-        self._say(lit(f"✓ dry run: {counts}", "green"))
+        self._say(lit(f"✓ dry run — {self.who}: {counts}", "green"))
         for line in plan.items:
             self._say(lit(f"    {line}"))
         if plan.touches > len(plan.items):
@@ -215,7 +219,8 @@ class ActionScreen(ModalScreen[None]):
         assert self.run is not None
         self._say(
             lit(
-                f"✓ backup: {info['rows']:,} items, {info['bytes']:,} bytes -> {info['file']}",
+                f"✓ backup — {self.who}: {info['rows']:,} items, {info['bytes']:,} bytes -> "
+                f"{info['file']}",
                 "green",
             )
         )
@@ -226,6 +231,10 @@ class ActionScreen(ModalScreen[None]):
         self._stage_over()
         run = message.run
         info = run.backup_info or {}
+        earlier = self.request.state.actions.get(run.run_id)
+        if earlier is not None and earlier.who_ran():
+            ran = ", ".join(f"{stage} — {actor}" for stage, actor in earlier.who_ran())
+            self._say(lit(f"run {run.run_id} so far: {ran}", "dim"))
         self._say(lit(f"backup: {info.get('rows', 0):,} items -> {info.get('file')}", "bold"))
         self._say(lit(f"    sha256 {info.get('sha256')}", "dim"))
         self._ask(
@@ -249,7 +258,7 @@ class ActionScreen(ModalScreen[None]):
                 self._say(lit(f"    {line}"))
         if outcome.ok:
             counts = ", ".join(f"{k} {v:,}" for k, v in outcome.numbers.items())
-            self._say(lit(f"✓ Applied and verified: {counts}", "bold green"))
+            self._say(lit(f"✓ Applied and verified — {self.who}: {counts}", "bold green"))
             self._say(lit("Esc closes.", "dim"))
             return
         assert self.run is not None
@@ -284,7 +293,7 @@ class ActionScreen(ModalScreen[None]):
         assert self.run is not None
         run = self.run
         counts = ", ".join(f"{k} {v:,}" for k, v in numbers.items())
-        self._say(lit(f"✓ Rolled back from the backup: {counts}", "bold yellow"))
+        self._say(lit(f"✓ Rolled back from the backup — {self.who}: {counts}", "bold yellow"))
         for label, names, style in (
             ("kept", run.kept, "bold yellow"),
             ("overwritten", run.overwritten, "bold red"),
