@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from playbook import redaction, trust
 from playbook.core.text import inline
@@ -462,6 +462,44 @@ def scheme_of(uri: str) -> str:
         return ""
 
 
+LOCAL = "local:"
+"""The one spelling of "this machine" (README, "Shell targets")."""
+
+
+def is_local(uri: str) -> bool:
+    """Whether ``uri`` is exactly ``local:``, read by :func:`urllib.parse.urlsplit`.
+
+    Its parts must all be empty but the scheme (no ``//authority``, no ``user@``, no
+    path, query or fragment), and the parts must spell ``uri`` again: urlsplit lowers
+    the scheme's case and drops leading blanks, so ``LOCAL:`` or `` local:`` comes
+    back as another text and is refused. A local target names no host; one that seems
+    to (``local://app-host/``, ``local:ops@app-host``) would run here instead.
+    """
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return False
+    return parts.scheme == "local" and not any(parts[1:]) and urlunsplit(parts) == uri
+
+
+def check_local(target: Target) -> None:
+    """Refuse a ``local`` target that says more than ``local:``.
+
+    Raises:
+        SchemeRefused: naming the target, never its text (``local:`` as a whole is
+            remembered as a target URI, and the rest may hold a password).
+    """
+    if is_local(target.uri):
+        return
+    raise SchemeRefused(
+        f"Refused: target {target.name!r} has the scheme 'local' with more than "
+        f"{LOCAL!r} (a host, a user, a path, a query or fragment, or another spelling). "
+        "A local target names no other machine and runs here only. Nothing was run.",
+        f"Define {target.name!r} as exactly {LOCAL} to run here, or as "
+        "ssh://user@host[:port] to run on another machine.",
+    )
+
+
 def check_scheme(target: Target, kind: str, schemes: Iterable[str] | None) -> None:
     """Refuse ``target`` for a diagnostic or action of ``kind`` unless its scheme is one
     of ``schemes`` (the adapter's :attr:`~playbook.adapters.base.Adapter.schemes`; None
@@ -478,6 +516,9 @@ def check_scheme(target: Target, kind: str, schemes: Iterable[str] | None) -> No
         return
     allowed = frozenset(schemes)
     scheme = scheme_of(target.uri)
+    if scheme == "local" and scheme in allowed:
+        check_local(target)
+        return
     if scheme in allowed:
         return
     # Schemes by name only: a whole URI such as ``local:`` is remembered as a secret

@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import threading
 import time
@@ -266,7 +267,16 @@ class Sink:
 
     def add(self, row: Any) -> None:
         """One row (JSON-ready: str, numbers, bools, None, lists and dicts of those)."""
-        self.add_line(_dumps(row), row)
+        try:
+            line = _dumps(row)
+        except ValueError:  # a NaN or an infinity: JSON has neither
+            if not self._evidence:  # a backup is restored as it is: no quiet change
+                raise RunError(
+                    "A row holds a number that is not finite (NaN or infinity), which a "
+                    "backup file (JSON) cannot hold; nothing more was backed up."
+                ) from None
+            line = _dumps(_finite(row))  # evidence: written as its text ("inf")
+        self.add_line(line, row)
 
     def add_line(self, line: str, row: Any = None) -> None:
         """A row already encoded as one line of JSON (the fast path for big results)."""
@@ -371,7 +381,22 @@ def _as_is(data: bytes) -> bytes:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    """One JSON line; raises ValueError for a NaN or an infinity, which Python would
+    otherwise write as ``NaN``/``Infinity``: no JSON, and unreadable by other tools."""
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+    )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with each float that is no finite number written as its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
 
 
 @dataclass

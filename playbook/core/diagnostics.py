@@ -301,10 +301,18 @@ def evaluate(
     checks: list[Check] = []
     worst = PASS
     missing: list[str] = []
+    undefined: list[str] = []
     for expectation in expectations:
         actual = metrics.get(expectation.metric)
+        if actual is None and (why := _not_finite(expectation.metric, metrics)):
+            undefined.append(why)
+            continue
         if actual is None:
             missing.append(expectation.metric)
+            continue
+        if isinstance(actual, float) and not math.isfinite(actual):
+            # inf <= 90 is False and -inf <= 90 True: neither is a reading of anything.
+            undefined.append(f"{expectation.metric} = {actual!r} is not a finite number")
             continue
         expected = expected_value(expectation, values or {})
         try:
@@ -327,9 +335,29 @@ def evaluate(
         )
         if _RANK[verdict] > _RANK[worst]:
             worst = verdict
+    if undefined:  # an error even beside a failure: the run's numbers cannot be trusted
+        return Verdict(ERROR, checks, "; ".join(dict.fromkeys(undefined)))
     if missing and worst != FAIL:
         return Verdict(ERROR, checks, f"the run did not produce {', '.join(sorted(set(missing)))}")
     return Verdict(worst, checks)
+
+
+def _not_finite(metric: str, metrics: Mapping[str, object]) -> str:
+    """Why ``metric`` is undefined when its column held values that are no finite number
+    (:func:`column_numbers` leaves ``c``, ``c_min`` and ``c_max`` out then, and says how
+    many in ``c_non_finite``); ``""`` when that is not why it is missing."""
+    for suffix in ("_min", "_max", ""):
+        column = metric.removesuffix(suffix) if suffix else metric
+        if suffix and column == metric:
+            continue
+        count = metrics.get(f"{column}_non_finite")
+        if isinstance(count, int) and not isinstance(count, bool) and count > 0:
+            values, be = ("value", "is") if count == 1 else ("values", "are")
+            return (
+                f"{metric} is undefined: {count} {values} of {column!r} {be} not a "
+                "finite number (NaN or infinity)"
+            )
+    return ""
 
 
 # --------------------------------------------------------------------------- numbers in text
@@ -345,13 +373,15 @@ print. Not ``+1``, ``.5``, ``1_000``, ``0x10``, ``inf`` or ``nan``."""
 def strict_number(text: str, strip: str = "") -> int | float | None:
     """The number ``text`` spells, or None when it spells none.
 
-    Surrounding blanks are ignored, then ``strip`` (``"%"``) is removed once from the
-    end and once from the start; what is left must be a whole number (an ``int``) or a
-    decimal (a finite ``float``), nothing else.
+    ``strip`` (``"%"``) is removed once from the end and once from the start; what is
+    left must be a whole number (an ``int``) or a decimal (a finite ``float``), nothing
+    else: no blank around it either (``" 5"``, ``"5\\n"``), as the doc promises ASCII
+    digits. An extractor's columns are split on blanks already; a regex group or a
+    JSON string that keeps one is the playbook's or the program's to fix.
     """
-    value = text.strip()
+    value = text
     if strip:
-        value = value.removesuffix(strip).removeprefix(strip).strip()
+        value = value.removesuffix(strip).removeprefix(strip)
     if len(value) > 400 or not _NUMBER.fullmatch(value):  # 1e308 spelt out is 309
         return None
     if "." in value or "e" in value or "E" in value:
@@ -366,7 +396,11 @@ def column_numbers(rows: list[Mapping[str, object]], columns: list[str]) -> dict
     - ``c`` itself only when there is exactly one row, so a check never looks at the
       first of many rows and misses a bad one further down (with several rows it is
       absent, and an expectation on it is an error, never a pass);
-    - ``c_min`` and ``c_max`` over every row that has it, whatever their number.
+    - ``c_min`` and ``c_max`` over every row that has it, whatever their number;
+    - when any of them is no finite number (a NaN or an infinity), none of those three
+      but ``c_non_finite``, how many: a maximum that skips a NaN is a maximum of some
+      rows, and an expectation on it passing would be a pass over the rest
+      (:func:`evaluate` makes it an error that says how many).
     """
     out: dict[str, int | float] = {}
     for column in columns:
@@ -375,6 +409,11 @@ def column_numbers(rows: list[Mapping[str, object]], columns: list[str]) -> dict
             for row in rows
             if isinstance(v := row.get(column), int | float) and not isinstance(v, bool)
         ]
+        # floats only: math.isfinite(10**400) raises, and every int is finite
+        bad = sum(1 for v in values if isinstance(v, float) and not math.isfinite(v))
+        if bad:
+            out[f"{column}_non_finite"] = bad
+            continue
         if not values:
             continue
         if len(rows) == 1:

@@ -7,6 +7,7 @@ to a size that keeps the log and its exports readable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,12 @@ def json_value(value: Any) -> Any:
 
 
 def cap(value: Any, depth: int = 0) -> Any:
-    """``value`` cut down for an event: long text, long lists and deep nesting trimmed."""
+    """``value`` cut down for an event: long text, long lists and deep nesting trimmed,
+    and a float that is no finite number written as its text (``"inf"``, ``"nan"``):
+    JSON has neither, and the store refuses an event holding one, so a run whose
+    numbers include one would otherwise leave no record at all."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, str):
         return (
             value
@@ -94,8 +100,8 @@ def run_payload(
             {
                 "metric": c.metric,
                 "op": c.op,
-                "expected": c.expected,
-                "actual": c.actual,
+                "expected": cap(c.expected),
+                "actual": cap(c.actual),
                 "ok": c.ok,
                 "verdict": c.verdict,
                 "because": c.because,

@@ -76,7 +76,7 @@ from playbook.adapters.writers import (
 from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, substitute
 from playbook.core.model import Action
 from playbook.core.state import ActionRun, IncidentState
-from playbook.errors import Conflict, NotFound, UsageError
+from playbook.errors import Conflict, NotFound, PlaybookError, UsageError
 from playbook.targets import Target
 
 _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
@@ -452,6 +452,13 @@ class GuardedRun:
                 results.append(
                     {"diagnostic": check.diagnostic, "verdict": ERROR, "error": exc.title}
                 )
+                continue
+            except Exception as exc:
+                # Its run could not be recorded (the store refused the event) or a
+                # plug-in failed: the write happened, so the action still needs a
+                # verdict, and an error one offers the rollback. Never left "applied".
+                said = exc.title if isinstance(exc, PlaybookError) else type(exc).__name__
+                results.append({"diagnostic": check.diagnostic, "verdict": ERROR, "error": said})
                 continue
             finally:
                 with self._lock:

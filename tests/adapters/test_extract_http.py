@@ -21,8 +21,11 @@ from playbook.targets import Target
 DOC = {
     "data": {
         "ratio": "0.93",
-        "pct": " 95% ",
+        "pct": "95%",
         "n": 5,
+        "blank": " 95% ",
+        "newline": "5\n",
+        "huge": 0,  # sent as 1e999 (see Handler): Python writes inf as Infinity
         "bad": "0.9x",
         "flag": True,
         "nothing": None,
@@ -34,7 +37,7 @@ DOC = {
 
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps(DOC).encode()
+        body = json.dumps(DOC).replace('"huge": 0', '"huge": 1e999').encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -101,6 +104,10 @@ def test_strip_and_json_numbers(tmp_path: Path, base: str) -> None:
         ("data.nothing", "null"),
         ("data.nan", "NaN"),
         ("data.items", "a list of 2"),
+        # blanks are no digits: the doc promises ASCII digits, as everywhere else
+        ("data.blank", " 95% "),
+        ("data.newline", r"5\\n"),  # escaped once, then quoted
+        ("data.huge", "inf"),  # 1e999, read by Python as inf: no number of anything
     ],
 )
 def test_a_value_that_is_no_number_is_an_error_naming_the_pick(
@@ -125,3 +132,11 @@ def test_an_unknown_declaration_is_refused_when_the_playbook_loads(tmp_path: Pat
     with pytest.raises(PlaybookInvalid) as caught:
         load_playbook(path)
     assert "pick" in caught.value.message
+
+
+def test_strip_removes_only_what_it_names(tmp_path: Path, base: str) -> None:
+    """`strip: "%"` makes "95%" 95; the blanks of " 95% " are still no digits."""
+    pick = {"pct": {"path": "data.blank", "as": "number", "strip": "%"}}
+    payload = http(tmp_path, base, pick, [{"metric": "pct", "op": "le", "value": 99}])
+    assert payload["verdict"] == "error", payload
+    assert "pct" not in payload["metrics"]

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
 from playbook.core.model import DiagnosticBase, Model, ParamRef
 
+MAX_PROMQL = 10_000
+"""Characters of one expression, written in the playbook or given as a parameter."""
+
 
 class PrometheusQuery(Model):
     """An instant query: the PromQL expression evaluated at one moment."""
 
-    promql: str | ParamRef = Field(min_length=1, max_length=10_000)
+    # The length bounds belong to the text alone: on the union pydantic would apply
+    # them to a {$param: q} too, and fail inside (a TypeError) instead of validating.
+    promql: Annotated[str, Field(min_length=1, max_length=MAX_PROMQL)] | ParamRef
     """The expression (``100 * node_filesystem_avail_bytes / node_filesystem_size_bytes``).
     Instant queries only: a range selector left bare (``up[5m]``) is refused when the
     answer comes back as a matrix; wrap it in a function (``rate(x[5m])``)."""

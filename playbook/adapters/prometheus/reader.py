@@ -22,8 +22,11 @@ Prometheus sends each value as a string (``"0.93"``): it is read strictly, and t
 special values ``NaN``, ``+Inf`` and ``-Inf`` are kept as text in the row and counted in
 ``non_finite``, never turned into a number an expectation could pass on. The numbers a
 run gives (:func:`playbook.core.diagnostics.column_numbers`): ``count`` (samples),
-``value`` when there is exactly one finite sample, ``value_min`` and ``value_max``,
-``non_finite`` and ``warnings``. A status ``error`` answer (400, 422, 503 with a JSON
+``value`` when there is exactly one sample, ``value_min`` and ``value_max``,
+``non_finite`` and ``warnings``. When any sample is NaN or an infinity, ``value``,
+``value_min`` and ``value_max`` are undefined (``value_non_finite`` says how many), and
+an expectation on them is an error saying so, never a verdict over the other samples.
+A JSON number past a float's range (a timestamp of ``1e999``) is an error. A status ``error`` answer (400, 422, 503 with a JSON
 body) is an error naming its ``errorType`` and message.
 """
 
@@ -37,7 +40,7 @@ from urllib.parse import urlencode
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink
 from playbook.adapters.http.reader import MAX_BODY, Call, build_url, escaped, no_constant
-from playbook.adapters.prometheus.models import PrometheusDiagnostic
+from playbook.adapters.prometheus.models import MAX_PROMQL, PrometheusDiagnostic
 
 if TYPE_CHECKING:
     import http.client
@@ -64,6 +67,11 @@ class PrometheusAdapter(Adapter):
         promql = request.query.get("promql")
         if not isinstance(promql, str) or not promql.strip():
             raise Refused("Refused: a prometheus diagnostic needs a PromQL expression (text).")
+        if len(promql) > MAX_PROMQL:  # the model's bound, for a {$param: q} given here
+            raise Refused(
+                f"Refused: a PromQL expression is at most {MAX_PROMQL:,} characters; "
+                f"this one has {len(promql):,}."
+            )
         build_url(request.uri, API_PATH)  # an http(s) target; the path cannot move the host
         _time(request.query.get("time"))
 
@@ -113,7 +121,7 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
     from playbook.core.diagnostics import column_numbers
 
     try:
-        doc = json.loads(body, parse_constant=no_constant)
+        doc = json.loads(body, parse_constant=no_constant, parse_float=_float)
     except (ValueError, RecursionError):
         begins = clean(escaped(clean(body[:_SHOWN].decode("utf-8", "replace"))))
         raise RunError(
@@ -151,7 +159,9 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
         )
     for row in rows[:limit]:
         sink.add(row)
-    finite = [r for r in rows if isinstance(r.get("value"), int | float)]
+    # A NaN or Inf sample counts as one that is no number: column_numbers then gives no
+    # value, value_min or value_max at all (a maximum that skips it is of some samples).
+    values = [{"value": math.nan if r.get("value") in NON_FINITE else r.get("value")} for r in rows]
     metrics: dict[str, Any] = {
         "status": status,
         "count": len(rows),
@@ -159,11 +169,22 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
         "non_finite": sum(1 for r in rows if r.get("value") in NON_FINITE),
         "warnings": len(doc.get("warnings") or []),
     }
-    numbers = column_numbers(finite, ["value"])
+    numbers = column_numbers(values, ["value"])
     if len(rows) != 1:
         numbers.pop("value", None)  # one finite sample of many is not "the" value
     metrics.update(numbers)
     return metrics
+
+
+class _Spelt(str):
+    """A JSON number too large for a float (``1e999``), kept as the text it was: Python
+    would read it as ``inf``, which no event or evidence file can hold, and which is
+    no time or number of anything."""
+
+
+def _float(text: str) -> float | str:
+    number = float(text)
+    return number if math.isfinite(number) else _Spelt(text)
 
 
 def _vector_row(sample: object) -> dict[str, Any]:
@@ -186,6 +207,11 @@ def _row(labels: dict[str, Any], at: object, value: object, *, number: bool) -> 
     for name, text in labels.items():
         key = f"label_{name}" if name in ("value", "timestamp") else str(name)
         row[key] = text
+    if isinstance(at, _Spelt):
+        raise RunError(
+            f"A sample's timestamp is not a finite number of seconds: {escaped(at, 60)!r}.",
+            "The server's answer is not one Prometheus sends; check the target.",
+        )
     if isinstance(at, int | float) and not isinstance(at, bool):
         row["timestamp"] = at
     if not number:

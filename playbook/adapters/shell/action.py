@@ -130,11 +130,18 @@ def _check(request: WriteRequest) -> Any:
     from playbook.adapters.shell import sandbox_linux
     from playbook.adapters.shell.adapter import refuse_option_values
     from playbook.adapters.shell.runner import unreadable_paths
+    from playbook.targets import is_local
 
     try:
         scheme = urlsplit(request.uri).scheme.lower()
     except ValueError:
         scheme = ""
+    if scheme == "local" and not is_local(request.uri):
+        raise ShellRefused(
+            "Refused: a shell action's local target is exactly local: (no host, user or "
+            "path); it runs on this machine only. Nothing was run.",
+            "Define the target as local: in your playbook.toml.",
+        )
     if scheme != "local":  # the scheme only: the rest of a URI may hold a password
         raise ShellRefused(
             f"Refused: a shell action runs on this machine only, and its target is a "

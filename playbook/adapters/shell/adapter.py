@@ -42,7 +42,7 @@ from playbook.adapters.base import (
 )
 from playbook.adapters.shell.action_model import ShellAction
 from playbook.adapters.shell.models import ShellDiagnostic, parse_endpoint
-from playbook.targets import scheme_of
+from playbook.targets import is_local, scheme_of
 
 if TYPE_CHECKING:
     from playbook.adapters.shell.remote import SshTarget
@@ -210,7 +210,14 @@ def _remote(uri: str) -> SshTarget | None:
     """
     scheme = scheme_of(uri)
     if scheme == "local":
-        return None
+        if is_local(uri):
+            return None
+        raise Refused(
+            # The scheme only, as below: the rest may name a host or hold a password.
+            "Refused: a local target is exactly local: (no host, user or path; this "
+            "machine only). Nothing was run.",
+            "Use ssh://user@host[:port] to run on another machine.",
+        )
     if scheme == "ssh":
         from playbook.adapters.shell.remote import parse
 

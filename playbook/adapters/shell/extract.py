@@ -18,6 +18,7 @@ it is cut, instead of streaming lines to the evidence.
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def _column_rows(columns: list[str], lines: list[str], skipped: int) -> list[dic
 
 def _json_rows(path: str, text: str, fields: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     try:
-        doc = json.loads(text, parse_constant=_no_constant)
+        doc = json.loads(text, parse_constant=_no_constant, parse_float=_float)
     except (ValueError, RecursionError):
         raise RunError(
             f"The output is not JSON; it begins: {_shown(text)}",
@@ -182,6 +183,20 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
+class _Spelt(str):
+    """A JSON number past a float's range (``1e999``), kept as the text it was.
+
+    Python reads it as ``inf``: no number of anything, and no event or evidence file
+    can hold it (JSON has no infinity). As text it is a row's value like any other;
+    in a number column it is an error naming the column.
+    """
+
+
+def _float(text: str) -> float | str:
+    number = float(text)
+    return number if math.isfinite(number) else _Spelt(text)
+
+
 def _typed(row: dict[str, Any], fields: dict[str, dict[str, Any]], n: int) -> dict[str, Any]:
     out = dict(row)
     for name, f in fields.items():
@@ -189,8 +204,16 @@ def _typed(row: dict[str, Any], fields: dict[str, dict[str, Any]], n: int) -> di
             continue
         value = row.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            continue  # a JSON number is one already
-        number = strict_number(value, f.get("strip") or "") if isinstance(value, str) else None
+            continue  # a JSON number is one already (a finite one: see _float)
+        number = None
+        if isinstance(value, str) and not isinstance(value, _Spelt):
+            number = strict_number(value, f.get("strip") or "")
+        if isinstance(value, _Spelt):
+            raise RunError(
+                f"Column {name!r} of row {n} is declared a number, but the output has "
+                f"{_shown(str(value))} there, which is not a finite number.",
+                "A number past 1.8e308 is no reading; check the program's output.",
+            )
         if number is None:
             what = "nothing" if value is None else _shown(str(value))
             raise RunError(
