@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from playbook.core.clock import Clock
-from playbook.core.events import REPLACES, Event, NewEvent, format_utc
+from playbook.core.events import REPLACES, Event, NewEvent
 from playbook.core.state import IncidentState, fold
 from playbook.core.text import first_control, unpaired_escaped
 from playbook.errors import Conflict, NotFound, UsageError
@@ -166,7 +166,7 @@ class StaleChange(Conflict):
 
     def __init__(self, field: str, mine: str, current: str, by: Event | None) -> None:
         who = (
-            f"{by.actor} set it to {current or '(none)'} at {format_utc(by.at)} (event {by.seq})"
+            f"{by.actor} set it to {current or '(none)'} at {by.at:%H:%M:%S} UTC (event {by.seq})"
             if by is not None
             else f"it is {current or '(none)'} now"
         )
