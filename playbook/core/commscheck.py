@@ -128,7 +128,7 @@ OUTAGE_STATUSES = frozenset({"partial_outage", "major_outage"})
 _TIME = re.compile(r"\b[0-2]?[0-9]:[0-5][0-9]\b")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"'`]+")
-_KEYVAL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*\S")
+_KEYVAL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*[=:](?=\s*\S)")
 # user:pass@host without a scheme (what a config line or a log prints).
 _USERINFO = re.compile(r"(?<![\w/:@.%+-])[\w.%+-]+:[^\s:@/]+@[A-Za-z0-9][A-Za-z0-9.\-]*(?::\d+)?")
 # Every IPv4 spelling the C library's inet_aton reads: 1 to 4 parts, each decimal,
