@@ -580,3 +580,16 @@ def _conninfo_shown(conninfo: str) -> str:
     secret = libpq_secret_keys()
     shown = {k: (MASK if k in secret and v else v) for k, v in params.items()}
     return make_conninfo("", **shown)
+
+
+def libpq_secret_names() -> frozenset[str]:
+    """:func:`libpq_secret_keys` and the environment variables libpq reads them from
+    (``PGPASSWORD``), lower-cased: the names a ``NAME=value`` or ``NAME: value`` in a
+    message gives a secret by, as the installed libpq lists them."""
+    from psycopg import pq
+
+    names = set(libpq_secret_keys())
+    for opt in pq.Conninfo.get_defaults():
+        if opt.dispchar == b"*" and opt.envvar:
+            names.add(opt.envvar.decode().lower())
+    return frozenset(names)

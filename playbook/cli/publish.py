@@ -68,6 +68,20 @@ def _ask_unknown(assume_no: bool) -> Any:
     return ask
 
 
+def _ask_resend(assume_no: bool) -> Any:
+    def ask(pub: Any) -> bool:
+        if assume_no:  # --yes never decides this: only --resend NAME does
+            return False
+        return click.confirm(
+            f"The last '{pub.template}' message to {pub.destination} may already be out. "
+            "Send this one to it anyway?",
+            default=False,
+            err=True,
+        )
+
+    return ask
+
+
 def _report(outcomes: list[Any], as_json: bool) -> None:
     if as_json:
         emit_json([o.__dict__ for o in outcomes])
@@ -104,6 +118,13 @@ def _report(outcomes: list[Any], as_json: bool) -> None:
     is_flag=True,
     help="Settle publications a crash left unconfirmed (before anything new).",
 )
+@click.option(
+    "--resend",
+    "resend",
+    multiple=True,
+    metavar="NAME[,NAME…]",
+    help="Send to NAME although its last message may be out (a crash left it unknown).",
+)
 @json_option
 @pass_app
 def publish(
@@ -115,6 +136,7 @@ def publish(
     components: tuple[str, ...],
     yes: bool,
     resume: bool,
+    resend: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Publish status message TEMPLATE (initial, progress, resolution) for INCIDENT to
@@ -162,5 +184,11 @@ def publish(
             from playbook.publish.base import PublishRefused
 
             raise PublishRefused("Not published: not confirmed.", "Nothing was sent.")
-    outcomes = publishing.publish(ctx, draft, confirm_unknown=_ask_unknown(yes))
+    outcomes = publishing.publish(
+        ctx,
+        draft,
+        confirm_unknown=_ask_unknown(yes),
+        resend=_split(resend),
+        confirm_resend=_ask_resend(yes),
+    )
     _report(outcomes, as_json)

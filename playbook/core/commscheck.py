@@ -28,8 +28,11 @@ by the phrase plus a ``HH:MM`` in the same sentence (``with_time``), not by gram
 
 from __future__ import annotations
 
+import contextlib
+import html
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +112,9 @@ SPECIAL_USE_SUFFIXES = (
     "local",  # RFC 6762 (mDNS)
     "localhost",  # RFC 6761
     "home.arpa",  # RFC 8375
+    "test",  # RFC 6761
+    "invalid",  # RFC 6761
+    "example",  # RFC 6761
     "lan",
     "corp",
     "intranet",
@@ -122,7 +128,16 @@ OUTAGE_STATUSES = frozenset({"partial_outage", "major_outage"})
 _TIME = re.compile(r"\b[0-2]?[0-9]:[0-5][0-9]\b")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"'`]+")
-_KEYVAL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*=\s*\S")
+_KEYVAL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*[=:](?=\s*\S)")
+# user:pass@host without a scheme (what a config line or a log prints).
+_USERINFO = re.compile(r"(?<![\w/:@.%+-])[\w.%+-]+:[^\s:@/]+@[A-Za-z0-9][A-Za-z0-9.\-]*(?::\d+)?")
+# Every IPv4 spelling the C library's inet_aton reads: 1 to 4 parts, each decimal,
+# octal (leading 0) or hex (0x).
+_V4LIKE = re.compile(
+    r"(?<![\w.])(?:0[xX][0-9A-Fa-f]+|\d+)(?:\.(?:0[xX][0-9A-Fa-f]+|\d+)){0,3}(?![\w])"
+)
+# Single-label special-use names (RFC 6761): "localhost" alone, or with a port.
+_SPECIAL_LABELS = ("localhost",)
 _HOSTLIKE = re.compile(r"\b[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z0-9\-]{1,63}\b")
 _IPLIKE = re.compile(r"[0-9A-Fa-f:.]*[0-9A-Fa-f][0-9A-Fa-f:.%]*")
 _STACK = (
@@ -132,6 +147,15 @@ _STACK = (
     re.compile(r"Exception in thread \""),
     re.compile(r"^goroutine \d+ \[", re.M),
     re.compile(r"panicked at ", re.M),
+    # Node.js: "at f (/app/x.js:10:5)" or "at /app/x.js:10:5".
+    re.compile(r"\bat (?:[^\n(]* \()?[^\s()]+\.(?:[cm]?js|jsx|tsx?):\d+:\d+\b"),
+    # .NET: "at A.B() in C:\src\x.cs:line 42".
+    re.compile(r"\bat \S+\([^\n]*\) in [^\n]+:line \d+"),
+    # Ruby: "x.rb:12:in 'load'" and "from x.rb:12:in `load'".
+    re.compile(r"\S+\.rb:\d+:in [`'\"]"),
+    # Go: "/src/x.go:42 +0x1d"; Rust: "at src/main.rs:10:5".
+    re.compile(r"\S+\.go:\d+ \+0x[0-9a-f]+"),
+    re.compile(r"^\s*(?:at )?\S+\.rs:\d+:\d+\s*$", re.M),
 )
 
 
@@ -201,9 +225,42 @@ def _private_ip(token: str) -> str | None:
         address = ipaddress.ip_address(candidate.split("%", 1)[0])
     except ValueError:
         return None
-    if address.is_private or address.is_loopback or address.is_link_local:
+    if _is_private(address):
         return str(address)
     return None
+
+
+def _is_private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return address.is_private or address.is_loopback or address.is_link_local
+
+
+def v4_readings(token: str) -> set[ipaddress.IPv4Address]:
+    """Every IPv4 address ``token`` may be read as: what the C library's ``inet_aton``
+    makes of it (octal ``0177.0.0.1``, hex ``0x0a000005``, decimal ``167772165``, short
+    ``10.5``: what a reader's ping or curl resolves), and, for a dotted form with
+    zero-padded parts (``203.000.113.009``), the same parts read as decimal.
+
+    What it costs: a short form is read as an address too, so ``10.5`` alone (a version,
+    a number of seconds) reads as 10.0.0.5 and blocks; a bare number reads as an address
+    only beyond 0.0.0.0/8 (16777216 and up), so counts and minutes never do.
+    """
+    found: set[ipaddress.IPv4Address] = set()
+    parts = token.split(".")
+    with contextlib.suppress(OSError, ValueError):
+        found.add(ipaddress.IPv4Address(socket.inet_aton(token)))
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        with contextlib.suppress(ValueError):
+            found.add(ipaddress.IPv4Address(".".join(str(int(p)) for p in parts)))
+    if len(parts) < 4:  # a short form: never the "this network" block a small number is
+        found = {a for a in found if a not in _THIS_NETWORK}
+    return found
+
+
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def _v4_spellings(text: str) -> dict[str, set[ipaddress.IPv4Address]]:
+    return {m.group(0): r for m in _V4LIKE.finditer(text) if (r := v4_readings(m.group(0)))}
 
 
 def _connection_strings(text: str) -> list[str]:
@@ -218,10 +275,13 @@ def _connection_strings(text: str) -> list[str]:
             has_password = "@" in token
         if has_password or redaction.secrets_of(token):
             found.append(redaction.redact(token))
-    secret_keys = redaction.libpq_secret_keys()
+    secret_keys = redaction.libpq_secret_names()
     for match in _KEYVAL.finditer(text):
         if match.group(1).lower() in secret_keys:
             found.append(f"{match.group(1)}=***")
+    for match in _USERINFO.finditer(text):
+        user, _, rest = match.group(0).partition(":")
+        found.append(f"{user}:***@{rest.rpartition('@')[2]}")
     return found
 
 
@@ -237,7 +297,62 @@ def _internal_hosts(text: str, internal: Sequence[str]) -> list[str]:
         name = match.group(0).lower().rstrip(".")
         if any(name == s or name.endswith("." + s) for s in suffixes):
             found.append(name)
+    for label in _SPECIAL_LABELS:
+        if re.search(rf"(?<![\w.-]){label}(?![\w-])", low):
+            found.append(label)
+    # A target's host that is an address, in any spelling a reader's tools resolve.
+    addresses: set[ipaddress.IPv4Address] = set()
+    for host in internal:
+        addresses |= v4_readings(host.strip("[]")) if _V4LIKE.fullmatch(host) else set()
+    for token, readings in _v4_spellings(text).items():
+        if readings & addresses:
+            found.append(token)
     return found
+
+
+_BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def reader_forms(text: str) -> list[str]:
+    """``text`` and what a reader of a Markdown or HTML page sees of it: character
+    references decoded (``html.unescape``: ``&#64;`` is ``@``) and CommonMark's
+    backslash escapes removed (``10\\.0\\.0\\.5`` is ``10.0.0.5``), each alone and
+    both in either order. A leak in any one blocks."""
+    found = [text]
+    unescaped = html.unescape(text)
+    unslashed = _BACKSLASH_ESCAPE.sub(r"\1", text)
+    for form in (
+        unescaped,
+        unslashed,
+        html.unescape(unslashed),
+        _BACKSLASH_ESCAPE.sub(r"\1", unescaped),
+    ):
+        if form not in found:
+            found.append(form)
+    return found
+
+
+def _leaks(text: str, internal: Sequence[str], external: bool) -> list[Finding]:
+    """The leak rules on one form of the text."""
+    findings: list[Finding] = []
+    if redaction.scrub(text) != text:
+        findings.append(
+            Finding("secret", "it holds a secret playbook knows (shown as ***)", external)
+        )
+    for shown in _connection_strings(text):
+        findings.append(
+            Finding("connection-string", f"it holds a connection string ({shown})", external)
+        )
+    ips = {ip for t in _IPLIKE.findall(text) if (ip := _private_ip(t))}
+    for readings in _v4_spellings(text).values():
+        ips.update(str(a) for a in readings if _is_private(a))
+    for ip in sorted(ips):
+        findings.append(Finding("private-ip", f"it names a private address ({ip})", external))
+    for host in sorted(set(_internal_hosts(text, internal))):
+        findings.append(Finding("internal-host", f"it names an internal host ({host})", external))
+    if any(p.search(text) for p in _STACK):
+        findings.append(Finding("stack-trace", "it holds a stack trace", external))
+    return findings
 
 
 def check_message(
@@ -249,6 +364,7 @@ def check_message(
     checks: Mapping[str, Any] | None = None,
     internal_hosts: Iterable[str] = (),
     component_statuses: Mapping[str, str] | None = None,
+    also: Iterable[str] = (),
 ) -> CheckResult:
     """Check ``text`` (status message ``kind`` putting the page in ``status``).
 
@@ -256,6 +372,11 @@ def check_message(
     ``internal_domains``); ``internal_hosts`` the hosts of the responder's targets;
     ``component_statuses`` what the message sets each component to, for the "outage"
     warning. For an ``internal`` audience nothing blocks: every finding is a warning.
+
+    ``also``: more text that goes out with the message (the title, a component's name,
+    every other field of the destination's request; the text as the destination renders
+    it). The leak rules run on it and on every form in :func:`reader_forms` of it and of
+    ``text``; a leak in any form blocks. The content rules read ``text`` alone.
     """
     external = audience != INTERNAL
     findings: list[Finding] = []
@@ -264,22 +385,14 @@ def check_message(
             findings.append(
                 Finding(str(rule.get("id", "rule")), str(rule.get("wants", "")), external)
             )
-    if redaction.scrub(text) != text:
-        findings.append(
-            Finding("secret", "it holds a secret playbook knows (shown as ***)", external)
-        )
-    for shown in _connection_strings(text):
-        findings.append(
-            Finding("connection-string", f"it holds a connection string ({shown})", external)
-        )
-    ips = sorted({ip for t in _IPLIKE.findall(text) if (ip := _private_ip(t))})
-    for ip in ips:
-        findings.append(Finding("private-ip", f"it names a private address ({ip})", external))
+    forms: list[str] = []
+    for given in (text, *also):
+        forms.extend(f for f in reader_forms(given) if f not in forms)
     internal = [*(checks or {}).get("internal_domains", []), *internal_hosts]
-    for host in sorted(set(_internal_hosts(text, internal))):
-        findings.append(Finding("internal-host", f"it names an internal host ({host})", external))
-    if any(p.search(text) for p in _STACK):
-        findings.append(Finding("stack-trace", "it holds a stack trace", external))
+    leaks: list[Finding] = []
+    for form in forms:
+        leaks.extend(f for f in _leaks(form, internal, external) if f not in leaks)
+    findings.extend(leaks)
     statuses = dict(component_statuses or {})
     if "outage" in text.lower() and statuses and not (set(statuses.values()) & OUTAGE_STATUSES):
         findings.append(

@@ -70,19 +70,24 @@ class Request:
     body: Any
 
     def shown(self) -> str:
-        """The request as it may be shown: the URL and the secrets masked, the body as
-        JSON (what the destination receives)."""
+        """The request as it may be shown: the URL and the secret headers masked (they
+        go to the destination, not to its readers), the body as the exact JSON the
+        destination receives. The body is never masked, so what the responder approves
+        is what is sent; a body holding a secret playbook knows is shown masked and
+        marked, and the comms check blocks it (it is never sent)."""
         headers = {
             k: (redaction.MASK if k.lower() in SECRET_HEADERS else v)
             for k, v in self.headers.items()
         }
-        text = (
+        head = redaction.scrub(
             f"{self.method} {redaction.scrub(self.url)}\n"
             + "".join(f"{k}: {v}\n" for k, v in headers.items())
-            + "\n"
-            + json.dumps(self.body, indent=2, ensure_ascii=False)
         )
-        return redaction.scrub(text)
+        body = json.dumps(self.body, indent=2, ensure_ascii=False)
+        masked = redaction.scrub(body)
+        if masked != body:
+            return f"{head}\n{masked}\n(secrets shown as {redaction.MASK}: this body is blocked)"
+        return f"{head}\n{body}"
 
 
 SECRET_HEADERS = frozenset({"authorization", "x-openstatus-key", "x-api-key"})

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -236,6 +236,12 @@ def draft(
             impact=_impact(state, publisher),
             components=dict(components or {}),
         )
+        request: Request | None = None
+        refused = ""
+        try:
+            request = publisher.build(message, ids.get(name))
+        except PublishFailed as why:
+            refused = why.title
         result = check_message(
             text,
             kind=template,
@@ -244,19 +250,61 @@ def draft(
             checks=checks,
             internal_hosts=hosts,
             component_statuses=components,
+            also=sent_texts(message, request),
         )
         part = Part(name, publisher.kind, audience, message, result, external_id=ids.get(name))
+        part.request = request
         if state.drill is not None and not dests.drill_sink(name):
             part.refused = (
                 "this incident is a drill, and this destination is not a drill sink "
                 "(drill_sink = true in its table)"
             )
-        try:
-            part.request = publisher.build(message, part.external_id)
-        except PublishFailed as why:
-            part.refused = part.refused or why.title
+        part.refused = part.refused or refused
         out.parts.append(part)
     return out
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def rendered_text(markdown: str) -> str:
+    """What a reader sees of ``markdown`` once a status page or chat renders it:
+    markdown-it-py's tokens' text (escapes removed, character references decoded,
+    emphasis and links reduced to their words), for the comms check to read too."""
+    from markdown_it import MarkdownIt
+
+    out: list[str] = []
+    for token in MarkdownIt("commonmark").parse(markdown):
+        if token.type == "inline":
+            for child in token.children or []:
+                if child.type in ("softbreak", "hardbreak"):
+                    out.append("\n")
+                elif child.type == "link_open":
+                    out.append(f" {child.attrGet('href') or ''} ")
+                else:
+                    out.append(child.content)
+            out.append("\n")
+        elif token.type in ("fence", "code_block", "html_block"):
+            out.append(token.content + "\n")
+    return "".join(out)
+
+
+def sent_texts(message: Message, request: Request | None) -> list[str]:
+    """Every text a destination is sent besides the message's body (the title, the
+    components' names, each field of its request) and each as its readers see it
+    rendered: what the comms check must read, not only the template's output."""
+    texts = [message.title, *message.components, message.text]
+    if request is not None:
+        texts.extend(_strings(request.body))
+    joined = "\n".join(dict.fromkeys(texts))
+    return [joined, rendered_text(joined)]
 
 
 def external_ids_of(state: IncidentState) -> dict[str, str]:
@@ -329,12 +377,22 @@ def publish(
     *,
     confirm_unknown: Callable[[Publication], bool] = lambda _pub: False,
     destinations: Destinations | None = None,
+    resend: Collection[str] = (),
+    confirm_resend: Callable[[Publication], bool] = lambda _pub: False,
 ) -> list[Outcome]:
     """Send a checked draft to each of its destinations, recording each step.
 
+    A destination whose last publication's outcome is unknown (a crash between its send
+    and its result, never settled) gets nothing new unless it is in ``resend`` (the
+    responder's ``--resend NAME``) or ``confirm_resend`` says so: the message may
+    already be out, and a second post of it is the double post the intent exists to
+    prevent.
+
     Raises:
-        PublishRefused: the draft is blocked (the comms check, a drill), or the shared
-            store is offline; nothing was sent.
+        PublishRefused: the draft is blocked (the comms check, a drill), or a
+            destination's last message may already be out; nothing was sent.
+        Offline: the shared store is offline, or an intent did not reach it; nothing
+            more was sent.
     """
     if prepared.blocked:
         reasons = [
@@ -349,6 +407,25 @@ def publish(
         Path(state.playbook_path) if state.playbook_path else None
     )
     resume(ctx, prepared.incident_id, confirm_unknown=confirm_unknown, destinations=dests)
+    state = get(ctx, prepared.incident_id).state
+    held = [
+        pub
+        for part in prepared.parts
+        if (pub := unsettled(state, part.destination)) is not None
+        and part.destination not in resend
+        and not confirm_resend(pub)
+    ]
+    if held:
+        raise PublishRefused(
+            "Not published: an earlier message may already be out.",
+            "\n".join(
+                f"{pub.destination}: a '{pub.template}' message may have been sent before a "
+                "crash (its outcome is unknown). Look at the destination; to send this "
+                f"message anyway, run it again with --resend {pub.destination}."
+                for pub in held
+            )
+            + "\nNothing was sent.",
+        )
     # The message is recorded as sent once, as `playbook status` records it (the timers
     # count from it), then each destination in three steps.
     append_one(
@@ -370,7 +447,11 @@ def publish(
         if ids.get(part.destination) != part.external_id:  # someone published meanwhile
             part.external_id = ids.get(part.destination)
         request = publisher.build(part.message, part.external_id)
+        # Each send's intent must be in the shared log before it goes (not only in the
+        # local outbox): a teammate who cannot see it would publish the same update.
+        _require_online(ctx)
         append_one(ctx, prepared.incident_id, ev.PUBLISH_INTENDED, _intent_payload(part))
+        _require_shared(ctx, prepared.incident_id, part)
         outcome = _send(publisher, request, part.destination)
         if after_send is not None:
             after_send(part.destination)
@@ -391,6 +472,42 @@ def publish(
         )
         outcomes.append(outcome)
     return outcomes
+
+
+def _require_shared(ctx: Context, ref: str, part: Part) -> None:
+    """Stop before the send when the intent just appended waits in the local outbox
+    (the shared store went away between the gate and the append): the result says
+    nothing was sent, so the intent is never taken for a message that may be out."""
+    outbox = team.outbox_of(ctx.store)
+    if outbox is None or not outbox.pending():
+        return
+    append_one(
+        ctx,
+        ref,
+        ev.PUBLISH_RESULT,
+        _result_payload(
+            part,
+            Outcome(part.destination, "failed", detail="not sent: the shared store was lost"),
+            part.message.text,
+        ),
+    )
+    raise team.Offline(
+        f"Not sent to {part.destination}: its intent is not in the shared log "
+        "(the shared store could not be reached).",
+        "Nothing more was sent. A teammate who cannot see the intent could publish the "
+        "same update; run it again once the shared store answers "
+        "(`playbook store status`).",
+    )
+
+
+def unsettled(state: IncidentState, destination: str) -> Publication | None:
+    """The last publication to ``destination`` when its outcome is unknown (it may be
+    out, nobody has said), else None."""
+    last = None
+    for pub in state.publications.values():
+        if pub.destination == destination:
+            last = pub
+    return last if last is not None and last.outcome == "unknown" else None
 
 
 def pending(state: IncidentState) -> list[Publication]:

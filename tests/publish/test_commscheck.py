@@ -91,3 +91,60 @@ def test_a_playbook_s_rules_replace_the_defaults() -> None:
     checks = {"rules": [{"id": "region", "wants": "name the region", "any": ["eu-", "us-"]}]}
     assert rules("Nothing useful.", checks=checks) == {"region": True}
     assert rules("Users in eu-west see errors.", checks=checks) == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        *(
+            (ip, "private-ip")
+            for ip in (
+                "10.000.000.005",
+                "192.168.001.010",
+                "010.0.0.5",
+                "0177.0.0.1",
+                "167772165",
+                "2130706433",
+                "0x0a000005",
+                "0xa.0.0.5",
+                "10.5",
+                "127.1",
+            )
+        ),
+        *(
+            (name, "internal-host")
+            for name in ("localhost", "localhost:5432", "db.test", "x.invalid", "db.example")
+        ),
+        *(
+            (trace, "stack-trace")
+            for trace in (
+                "Error: boom\n    at f (/app/x.js:10:5)\n    at Module._compile (node:internal/x:1:2)",
+                "System.Exception: boom\n   at A.B() in C:\\src\\x.cs:line 42",
+                "x.rb:12:in 'load': boom\n\tfrom x.rb:3:in `<main>'",
+                "goroutine 1 [running]:\nmain.main()\n\t/app/main.go:12 +0x1d",
+                "thread 'main' panicked at src/main.rs:2:5",
+            )
+        ),
+        *(
+            (conn, "connection-string")
+            for conn in ("PGPASSWORD=Hunter2pw", "Password: Hunter2pw", "app:Hunter2pw@db:5432")
+        ),
+        (r"10\.0\.0\.5", "private-ip"),
+        ("postgres&#58;//app&#58;Hunter2pw&#64;db.example.com/x", "connection-string"),
+    ],
+)
+def test_every_spelling_a_reader_resolves_blocks(text: str, rule: str) -> None:
+    assert rules(f"{GOOD} Seen: {text}").get(rule) is True
+
+
+def test_a_targets_host_in_a_zero_padded_spelling_blocks() -> None:
+    assert rules(f"{GOOD} 203.000.113.009", internal_hosts=["203.0.113.9"])["internal-host"]
+
+
+def test_numbers_times_and_dates_are_not_addresses() -> None:
+    text = f"{GOOD} It took 20 minutes and 3 retries; version 2.4.1. Time: 2026-11-29 09:27 UTC."
+    assert rules(text) == {}
+
+
+def test_a_leak_only_in_also_blocks_and_content_rules_read_the_text() -> None:
+    assert rules(GOOD, also=["orders-db 10.0.0.5 down"]) == {"private-ip": True}
