@@ -240,9 +240,10 @@ def v4_readings(token: str) -> set[ipaddress.IPv4Address]:
     ``10.5``: what a reader's ping or curl resolves), and, for a dotted form with
     zero-padded parts (``203.000.113.009``), the same parts read as decimal.
 
-    What it costs: a short form is read as an address too, so ``10.5`` alone (a version,
-    a number of seconds) reads as 10.0.0.5 and blocks; a bare number reads as an address
-    only beyond 0.0.0.0/8 (16777216 and up), so counts and minutes never do.
+    A short form is read as an address too, so ``10.5`` alone (a version, a number of
+    seconds) reads as 10.0.0.5; a bare number reads as an address only beyond 0.0.0.0/8
+    (16777216 and up). The check blocks on four-part forms only and warns on the others
+    (:func:`_leaks`).
     """
     found: set[ipaddress.IPv4Address] = set()
     parts = token.split(".")
@@ -257,6 +258,13 @@ def v4_readings(token: str) -> set[ipaddress.IPv4Address]:
 
 
 _THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def _dotted_quad(token: str) -> bool:
+    """Four dot-separated parts (how a reader writes and recognises an address, in any
+    radix or padding: ``10.000.000.005``, ``0xa.0.0.5``, ``010.0.0.5``), or any hex part
+    (``0x0a000005``: nobody writes a number of users in hex)."""
+    return token.count(".") == 3 or "0x" in token.lower()
 
 
 def _v4_spellings(text: str) -> dict[str, set[ipaddress.IPv4Address]]:
@@ -344,10 +352,26 @@ def _leaks(text: str, internal: Sequence[str], external: bool) -> list[Finding]:
             Finding("connection-string", f"it holds a connection string ({shown})", external)
         )
     ips = {ip for t in _IPLIKE.findall(text) if (ip := _private_ip(t))}
-    for readings in _v4_spellings(text).values():
-        ips.update(str(a) for a in readings if _is_private(a))
+    odd: dict[str, str] = {}  # an odd spelling -> the private address it reads as
+    for token, readings in _v4_spellings(text).items():
+        private = sorted(str(a) for a in readings if _is_private(a))
+        if not private:
+            continue
+        if _dotted_quad(token):
+            ips.update(private)
+        else:
+            odd[token] = private[0]
     for ip in sorted(ips):
         findings.append(Finding("private-ip", f"it names a private address ({ip})", external))
+    for token, ip in sorted(odd.items()):
+        if ip in ips:
+            continue
+        # "10.5 s" or "167772165 rows" read as addresses to inet_aton too; a reader
+        # would rarely take them for one, and blocking them would stop ordinary updates
+        # at 3 a.m. They are named, as a warning, so the responder decides.
+        findings.append(
+            Finding("private-ip", f"{token!r} reads as a private address ({ip})", False)
+        )
     for host in sorted(set(_internal_hosts(text, internal))):
         findings.append(Finding("internal-host", f"it names an internal host ({host})", external))
     if any(p.search(text) for p in _STACK):

@@ -103,12 +103,8 @@ def test_a_playbook_s_rules_replace_the_defaults() -> None:
                 "192.168.001.010",
                 "010.0.0.5",
                 "0177.0.0.1",
-                "167772165",
-                "2130706433",
                 "0x0a000005",
                 "0xa.0.0.5",
-                "10.5",
-                "127.1",
             )
         ),
         *(
@@ -135,6 +131,27 @@ def test_a_playbook_s_rules_replace_the_defaults() -> None:
 )
 def test_every_spelling_a_reader_resolves_blocks(text: str, rule: str) -> None:
     assert rules(f"{GOOD} Seen: {text}").get(rule) is True
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("167772165", "10.0.0.5"),
+        ("2130706433", "127.0.0.1"),
+        ("10.5", "10.0.0.5"),
+        ("127.1", "127.0.0.1"),
+    ],
+)
+def test_a_number_that_only_a_resolver_reads_as_an_address_warns_without_blocking(
+    text: str, address: str
+) -> None:
+    # "latency 10.5 s" or "167772165 rows" must not stop an update at 3 a.m.; the
+    # responder sees what it could be read as and decides.
+    result = check_message(f"{GOOD} Seen: {text}", kind="progress", status="identified")
+    assert not result.blocked
+    assert [f.message for f in result.warnings] == [
+        f"{text!r} reads as a private address ({address})"
+    ]
 
 
 def test_a_targets_host_in_a_zero_padded_spelling_blocks() -> None:
