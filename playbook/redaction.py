@@ -557,7 +557,7 @@ def _uri_shown(uri: str, kind: str, found: set[str]) -> str:
         shown += "?" + "&".join(pieces)
     if parts.fragment:
         shown += "#" + MASK
-    return shown
+    return _as_libpq_reads(uri, shown) if kind == "postgres" else shown
 
 
 def _secret_param(kind: str, name: str, value: str, found: set[str]) -> bool:
@@ -570,6 +570,22 @@ def _secret_param(kind: str, name: str, value: str, found: set[str]) -> bool:
     if kind == "mongo":
         return name.lower() in MONGO_SECRET_OPTIONS
     return True  # http and unknown schemes: no parser says which parameter is harmless
+
+
+def _as_libpq_reads(uri: str, shown: str) -> str:
+    """``shown`` (urllib's rebuild of a PostgreSQL URI) when libpq, which connects, reads
+    it back as ``uri`` with only its secrets masked; else libpq's ``key=value`` rendering.
+    libpq reads ``#`` and ``?`` in the userinfo as part of the password where urllib
+    starts a fragment or query: ``u:pw#tail@h`` was shown as ``u:pw#***``."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    keys = libpq_secret_keys()
+    meant = {k: (MASK if k in keys and v else str(v)) for k, v in conninfo_to_dict(uri).items()}
+    try:
+        read_back = {k: str(v) for k, v in conninfo_to_dict(shown).items()}
+    except Exception:
+        read_back = {}  # libpq cannot read urllib's rebuild: they disagree
+    return shown if read_back == meant else _conninfo_shown(uri)
 
 
 def _conninfo_shown(conninfo: str) -> str:

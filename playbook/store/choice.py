@@ -5,7 +5,10 @@ Most trusted first, the first one given wins:
 1. ``--store URL`` on the command line;
 2. the ``PLAYBOOK_STORE`` environment variable;
 3. ``[store] url = "…"`` in the responder's **own** ``playbook.toml``
-   (:func:`playbook.targets.responder_config`), with ``${ENV}`` expanded as for targets.
+   (:func:`playbook.targets.responder_config`).
+
+In all three, ``${ENV}`` is expanded as for targets, by one call in :func:`choose` (the
+variable's value is then remembered as a secret), so no source is read differently.
 
 Never a runbooks folder's ``playbook.toml``: a repository must not redirect the incident
 log (and with it every note and piece of evidence) to a server of its choosing, trusted
@@ -23,13 +26,13 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from playbook import redaction
-from playbook.errors import UsageError
+from playbook.errors import StoreError, UsageError
 from playbook.targets import expand, folder_file, read_config, responder_config
 
 if TYPE_CHECKING:
@@ -59,7 +62,8 @@ class StoreChoice:
         return redaction.redact(self.url) if self.url else "local SQLite file"
 
 
-def _own_config_url(env: Mapping[str, str]) -> StoreChoice | None:
+def _own_config_url() -> tuple[str, str] | None:
+    """The ``[store] url`` of the responder's own config, unexpanded, and where it is."""
     path = responder_config()
     data = read_config(path)
     if data is None:
@@ -79,8 +83,7 @@ def _own_config_url(env: Mapping[str, str]) -> StoreChoice | None:
     raw = table.get("url", "")
     if not isinstance(raw, str):
         raise UsageError(f'{path}: store.url must be a string, e.g. url = "postgresql://…".')
-    where = f"{path}: store.url"
-    return StoreChoice(expand(raw.strip(), env, where), where) if raw.strip() else None
+    return (raw.strip(), f"{path}: store.url") if raw.strip() else None
 
 
 def choose(flag: str | None = None, env: Mapping[str, str] | None = None) -> StoreChoice:
@@ -91,12 +94,17 @@ def choose(flag: str | None = None, env: Mapping[str, str] | None = None) -> Sto
             not one of a store we have (naming where it came from, never its value).
     """
     env = os.environ if env is None else env
+    given: tuple[str, str] | None
     if flag is not None and flag.strip():
-        choice = StoreChoice(expand(flag.strip(), env, "--store"), "--store")
+        given = (flag.strip(), "--store")
     elif env.get(ENV_VAR, "").strip():
-        choice = StoreChoice(env[ENV_VAR].strip(), ENV_VAR)
+        given = (env[ENV_VAR].strip(), ENV_VAR)
     else:
-        choice = _own_config_url(env) or StoreChoice("", "default")
+        given = _own_config_url()
+    # One expansion for the three sources: PLAYBOOK_STORE once sent "${ALICE_PW}" as the
+    # password while --store expanded it.
+    choice = StoreChoice(expand(given[0], env, given[1]), given[1]) if given else None
+    choice = choice or StoreChoice("", "default")
     if choice.url:
         redaction.remember_uri(choice.url)  # before anything could print it
         scheme = choice.url.partition("://")[0].lower() if "://" in choice.url else ""
@@ -111,10 +119,42 @@ def choose(flag: str | None = None, env: Mapping[str, str] | None = None) -> Sto
 
 
 def outbox_dir(data_dir: Path, choice: StoreChoice) -> Path:
-    """The local folder of ``choice``'s outbox: one per shared store (named by a hash of
-    its redacted URL, so the folder name holds no secret)."""
-    digest = hashlib.sha256(choice.shown.encode()).hexdigest()[:16]
-    return data_dir / OUTBOX_DIR / digest
+    """The local folder of ``choice``'s outbox: one per shared store, named by a hash of
+    what identifies it as libpq reads the URL (:func:`playbook.store.postgres.identity`:
+    hosts, ports, database, user), so every spelling of one store (``?sslmode=…`` added,
+    a default port written out, ``key=value`` instead of a URI) finds the same waiting
+    events, and the name holds no secret.
+
+    An outbox made by an earlier playbook (named by a hash of the redacted URL, which it
+    also kept inside) is taken over when this store has none yet: the first such folder
+    whose URL names the same store is renamed, and the URL inside it replaced by the key,
+    so events waiting in it are not left behind by an upgrade.
+
+    Raises:
+        StoreError: libpq cannot read the URL.
+    """
+    # Imported here: psycopg costs start-up time that a SQLite user must not pay.
+    from playbook.store.outbox import adopt, kept_server
+    from playbook.store.postgres import identity
+
+    key = identity(choice.url)
+    root = data_dir / OUTBOX_DIR
+    folder = root / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if not folder.exists() and root.is_dir():
+        for older in sorted(root.iterdir()):
+            kept = kept_server(older)
+            if kept is not None and kept != key and _names(kept, key, identity):
+                adopt(older, folder, key)
+                break
+    return folder
+
+
+def _names(kept: str, key: str, identity: Callable[[str], str]) -> bool:
+    """Whether the (redacted) URL an older outbox kept names the store ``key`` names."""
+    try:
+        return identity(kept) == key
+    except StoreError:
+        return False
 
 
 def open_store(data_dir: Path, choice: StoreChoice) -> EventStore:

@@ -85,6 +85,46 @@ what became of it (``state``; ``seq`` where it landed; ``reason`` and ``theirs``
 was refused). Rows are never deleted."""
 
 
+def kept_server(folder: Path) -> str | None:
+    """The shared store an outbox folder says it belongs to, or None (no readable
+    outbox there). Read only: the file is not created or changed."""
+    path = folder / OUTBOX_NAME
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'server'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def adopt(older: Path, folder: Path, identity: str) -> None:
+    """Move an outbox made by an earlier playbook (keyed by its store's redacted URL) to
+    ``folder``, and keep ``identity`` in it in place of the URL, overwritten on disk
+    (``secure_delete``, the WAL checkpointed and truncated): a URL redacted by a reading
+    that cut a password at ``#`` held the part before it.
+
+    Raises:
+        StoreError: the folder cannot be moved or the file written.
+    """
+    try:
+        older.rename(folder)
+        conn = sqlite3.connect(folder / OUTBOX_NAME, timeout=10, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA secure_delete=ON")
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'server'", (identity,))
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"Cannot move the local outbox at {older} to {folder}: {exc}.") from None
+
+
 # --------------------------------------------------------------------------- reports
 
 
@@ -117,7 +157,12 @@ class OutboxStore:
         self.offline = False
         self.offline_reason = ""
         self._lock = threading.RLock()
-        identity = str(getattr(shared, "server", type(shared).__name__))
+        # What identifies the shared store, never its URL: a URL's password can hide
+        # from a redaction that misreads it ("p#ss" cut at the "#"), and this file stays
+        # on disk. A PostgresStore gives libpq's reading of hosts, ports, database, user.
+        identity = str(
+            getattr(shared, "identity", None) or getattr(shared, "server", type(shared).__name__)
+        )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(

@@ -30,7 +30,12 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "no reason given"
 
 
-MIGRATION_LOCK = (0x706C6179 + 1, 0)
+LOCK_SPACE = 0x706C6179  # "play"
+"""First key of the incidents' advisory locks (the second is the incident id's hash), so
+they do not meet another application's locks on the same database; the store takes it
+before it appends, and the server's check (step 2) takes it for every row inserted."""
+
+MIGRATION_LOCK = (LOCK_SPACE + 1, 0)
 """The advisory lock migrations take (beside the incidents' ``LOCK_SPACE``)."""
 
 MIGRATIONS: tuple[tuple[str, str], ...] = (
@@ -63,8 +68,42 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         );
         """,
     ),
+    (
+        "the server keeps the log append-only in order",
+        f"""
+        CREATE FUNCTION playbook.events_in_order() RETURNS trigger
+        LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+        DECLARE
+            last integer;
+        BEGIN
+            -- The incident's lock, the one every playbook takes before it appends:
+            -- re-entrant for a playbook that holds it already, and a writer that skips
+            -- it (psql) waits until the tail it checks against is settled.
+            PERFORM pg_advisory_xact_lock({LOCK_SPACE}, hashtext(NEW.incident_id));
+            SELECT max(seq) INTO last FROM playbook.events WHERE incident_id = NEW.incident_id;
+            IF NEW.seq <> COALESCE(last, 0) + 1 THEN
+                RAISE EXCEPTION USING
+                    ERRCODE = 'integrity_constraint_violation',
+                    CONSTRAINT = 'events_in_order',
+                    MESSAGE = format('event %s of incident %s is not the next one (%s)',
+                                     NEW.seq, NEW.incident_id, COALESCE(last, 0) + 1);
+            END IF;
+            NEW.recorded_at := now();  -- the server's clock, whatever the writer sent
+            RETURN NEW;
+        END
+        $$;
+        CREATE TRIGGER events_in_order BEFORE INSERT ON playbook.events
+            FOR EACH ROW EXECUTE FUNCTION playbook.events_in_order();
+        """,
+    ),
 )
-"""Schema steps, numbered from 1, each applied once in :func:`migrate`."""
+"""Schema steps, numbered from 1, each applied once in :func:`migrate`.
+
+Step 2: a row may only be the incident's next event (its last sequence plus one), checked
+by the server under the incident's advisory lock, so a role with INSERT (every
+responder's, after ``store init --grant``) cannot slot an event into the past or leave a
+gap for later; rows already in a log are kept as they are. What it costs: one index probe
+per row appended, under a lock the writer already holds."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -53,6 +53,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
@@ -72,6 +73,7 @@ from playbook.store.follow import PRESENCE_TTL
 from playbook.store.pgfeed import PostgresFeed
 from playbook.store.pgschema import (
     CHANNEL,
+    LOCK_SPACE,
     ROW_SELECT,
     SCHEMA_VERSION,
     first_line,
@@ -83,10 +85,6 @@ from playbook.store.pgschema import (
 
 __all__ = ["PostgresStore", "init"]
 from playbook.store.rows import events_from_rows, payload_text
-
-LOCK_SPACE = 0x706C6179  # "play"
-"""First key of our advisory locks (the second is the incident id's hash), so they do
-not meet another application's locks on the same database."""
 
 ATTEMPTS = 3
 """Tries for an operation whose connection breaks; safe for appends thanks to event ids."""
@@ -204,6 +202,48 @@ def _pipelined(conn: psycopg.Connection[Any]) -> Iterator[list[str]]:
         raise
 
 
+IDENTITY_KEYS = ("host", "hostaddr", "port", "dbname", "user", "service")
+"""What says which server, database and role a URL reaches (the outbox's key): not TLS,
+timeouts or any other option, which change how the same store is reached."""
+
+
+def _read(url: str) -> dict[str, str]:
+    """``url`` as libpq reads it.
+
+    Raises:
+        StoreError: libpq cannot read it (its message scrubbed of the URL's secrets).
+    """
+    try:
+        return {k: str(v) for k, v in conninfo_to_dict(url).items()}
+    except (psycopg.Error, ValueError) as exc:
+        raise StoreError(
+            f"The shared store's URL is not a PostgreSQL URL: {first_line(scrub(str(exc), url))}",
+            "Give it as postgresql://user@host/database (or libpq key=value).",
+        ) from None
+
+
+def identity(url: str) -> str:
+    """Which store ``url`` names, as libpq reads it: its hosts, ports, database and user
+    (:data:`IDENTITY_KEYS`), with libpq's defaults for what it leaves out (the
+    ``PG…`` variables, port 5432, the login name; the database named as the user), as a
+    libpq ``key=value`` string. Two spellings of one store (``?sslmode=disable`` added,
+    ``:5432`` written out, a URI or ``key=value``) give the same string; it holds no
+    secret, so the outbox may keep it on disk.
+
+    Raises:
+        StoreError: libpq cannot read ``url``.
+    """
+    given = _read(url)
+    defaults = {
+        opt.keyword.decode(): opt.val.decode()
+        for opt in pq.Conninfo.get_defaults()
+        if opt.keyword and opt.val is not None
+    }
+    key = {k: given.get(k) or defaults.get(k, "") for k in IDENTITY_KEYS}
+    key["dbname"] = key["dbname"] or key["user"]  # libpq's own default
+    return make_conninfo("", **{k: v for k, v in key.items() if v})
+
+
 def _lock(conn: psycopg.Connection[Any], incident_id: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_SPACE, incident_id))
 
@@ -221,14 +261,10 @@ class PostgresStore:
         self.url = url
         self.server = redact(url)
         """The URL as it may be shown: password and secret parameters masked."""
-        try:
-            given = conninfo_to_dict(url)
-        except (psycopg.Error, ValueError) as exc:
-            raise StoreError(
-                "The shared store's URL is not a PostgreSQL URL: "
-                f"{first_line(scrub(str(exc), url))}",
-                "Give it as postgresql://user@host/database (or libpq key=value).",
-            ) from None
+        given = _read(url)
+        self.identity = identity(url)
+        """Which store this is, whatever the URL's spelling (:func:`identity`): the key
+        of its local outbox, kept there in place of the URL."""
         extra = {k: v for k, v in CONNECTION_DEFAULTS.items() if k not in given}
         self._conninfo = make_conninfo(url, **extra)
         self._lock = threading.Lock()
@@ -406,10 +442,14 @@ class PostgresStore:
                         return [e for e in before if e.seq < landed[0].seq], landed
                 seen, sent = before, False
                 decided = list(decide(before))
-                new = numbered(incident_id, len(before), decided)
+                # After the log's last sequence, not its length: a log with a gap (rows
+                # planted before the server checked the order) numbered a note 4 below
+                # a planted 50, and the CLI reported the note as "event 50".
+                last = before[-1].seq if before else 0
+                new = numbered(incident_id, last, decided)
                 if new:
                     sent = True
-                    conn.execute(_APPEND, _params(incident_id, len(before), new, False))
+                    conn.execute(_APPEND, _params(incident_id, last, new, False))
                     tell.append(incident_id)
             return before, new
 

@@ -107,7 +107,7 @@ def test_a_whole_incident_lands_on_the_server_with_who_and_where(
     status = alice("store", "status", "--json")
     assert status.exit_code == 0, status.output
     shown = json.loads(status.stdout)
-    assert shown["reachable"] is True and shown["schema"] == shown["schema_expected"] == 1
+    assert shown["reachable"] is True and shown["schema"] == shown["schema_expected"] == 2
     assert shown["pending"] == 0 and shown["source"] == "PLAYBOOK_STORE"
     assert PASSWORD not in status.output and "***" in shown["store"]
 
@@ -292,3 +292,163 @@ def test_tls_parameters_in_the_url_are_honoured(url: str, tmp_path: Path) -> Non
     assert status.exit_code == 5, status.output
     assert "SSL" in status.stdout
     assert PASSWORD not in status.output
+
+
+# --------------------------------------------------------------------------- round 3: D's breaks
+
+
+def _files_holding(root: Path, pieces: list[str]) -> list[str]:
+    """Every file under ``root`` whose bytes hold one of ``pieces``."""
+    return [
+        f"{path}: {piece}"
+        for path in root.rglob("*")
+        if path.is_file()
+        for piece in pieces
+        if piece.encode() in path.read_bytes()
+    ]
+
+
+def test_every_spelling_of_one_store_finds_the_events_waiting_for_it(
+    url: str, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """The outbox is keyed by what libpq says the URL reaches (hosts, ports, database,
+    user), not by its spelling: a TLS parameter added, or libpq's key=value form."""
+    alice = Responder(tmp_path / "alice", "alice", {"PLAYBOOK_STORE": url})
+    incident = json.loads(alice("open", "data-integrity", "--title", "T", "--json").stdout)["id"]
+    pg_ctl_stop_immediate(pg)
+    assert alice("severity", incident, "P1", "--reason", "customer data lost").exit_code == 0
+    assert alice("note", incident, "restored table X").exit_code == 0
+
+    user, password = url.split("://")[1].split("@")[0].split(":")
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    spellings = [
+        f"{url}?sslmode=disable&connect_timeout=5",
+        f"host=127.0.0.1 port={port} dbname=team user={user} password={password}",
+    ]
+    for spelling in spellings:
+        status = alice("--store", spelling, "store", "status", "--json")
+        assert json.loads(status.stdout)["pending"] == 2, (spelling, status.output)
+    assert len(list((tmp_path / "alice" / "outbox").iterdir())) == 1, "one outbox, one store"
+
+    pg.start()
+    synced = alice("--store", spellings[0], "store", "sync")
+    assert synced.exit_code == 0, synced.output
+    assert synced.stdout.startswith("2 sent"), synced.stdout
+    assert [r[4] for r in rows(pg, url, incident)] == ["opened", "severity_changed", "note_added"]
+
+
+def test_an_outbox_from_an_earlier_playbook_is_taken_over_with_its_events(
+    url: str, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """Before, an outbox was named by a hash of the redacted URL and kept that URL
+    inside: after the upgrade its waiting events are still found (and sent), and the
+    URL inside is replaced by the store's key."""
+    import hashlib
+    import sqlite3
+
+    from playbook.redaction import redact
+    from playbook.store.choice import StoreChoice, outbox_dir
+
+    home = tmp_path / "alice"
+    alice = Responder(home, "alice", {"PLAYBOOK_STORE": url})
+    incident = json.loads(alice("open", "data-integrity", "--title", "T", "--json").stdout)["id"]
+    pg_ctl_stop_immediate(pg)
+    assert alice("note", incident, "written by the old playbook").exit_code == 0
+    # Make it what the earlier playbook left: its folder name, its meta.
+    folder = outbox_dir(home, StoreChoice(url, "test"))
+    legacy = folder.parent / hashlib.sha256(redact(url).encode()).hexdigest()[:16]
+    folder.rename(legacy)
+    with sqlite3.connect(legacy / "outbox.sqlite3") as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'server'", (redact(url),))
+    conn.close()
+
+    pg.start()
+    synced = alice("store", "sync")
+    assert synced.exit_code == 0 and synced.stdout.startswith("1 sent"), synced.output
+    assert [r[4] for r in rows(pg, url, incident)] == ["opened", "note_added"]
+    assert not legacy.exists() and folder.is_dir()
+    assert _files_holding(home, [redact(url)]) == [], "the URL is no longer kept on disk"
+
+
+def test_a_store_password_holding_uri_delimiters_is_hidden_whole(
+    url: str, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """libpq reads ``#`` and ``?`` in the userinfo as part of the password (``/`` and
+    ``@`` percent-encoded): no piece of it is shown, in the status, in the error of a
+    server that is down, from --store or PLAYBOOK_STORE, or written to any local file."""
+    from urllib.parse import quote
+
+    from psycopg import sql
+
+    secret = "CAROLpwLEAK#tail9?qu/ery@end55"
+    pieces = [secret, "CAROLpwLEAK", "tail9", "end55", quote(secret, safe="")]
+    with pg.connect() as admin:
+        admin.execute("DROP ROLE IF EXISTS carol")
+        admin.execute(sql.SQL("CREATE ROLE carol LOGIN PASSWORD {}").format(sql.Literal(secret)))
+    init(url, grant_to=["carol"])
+    carol_url = url.replace(url.split("://")[1].split("@")[0], f"carol:{quote(secret, '#?')}")
+    assert "#" in carol_url and "?" in carol_url.split("@")[0]
+
+    home = tmp_path / "carol"
+    for how in ("--store", "PLAYBOOK_STORE"):
+        args, env = (("--store", carol_url), {}) if how == "--store" else ((), {how: carol_url})
+        carol = Responder(home, "carol", env)
+        status = carol(*args, "store", "status")
+        assert status.exit_code == 0 and "reachable: yes" in status.stdout, status.output
+        opened = carol(*args, "open", "data-integrity", "--title", "T", "--json")
+        assert opened.exit_code == 0, opened.output
+        assert not any(p in status.output + opened.output for p in pieces), status.output
+    assert {r[2] for r in rows(pg, url)} == {"carol"}, "libpq connected with the password"
+
+    pg_ctl_stop_immediate(pg)
+    for how in ("--store", "PLAYBOOK_STORE"):
+        args, env = (("--store", carol_url), {}) if how == "--store" else ((), {how: carol_url})
+        down = Responder(home, "carol", env)(*args, "store", "status")
+        assert down.exit_code == 5 and "Cannot reach" in down.stdout, down.output
+        assert not any(p in down.output for p in pieces), down.output
+    assert _files_holding(home, pieces) == []
+
+
+@pytest.mark.parametrize("source", ["--store", "PLAYBOOK_STORE", "config"])
+def test_env_placeholders_are_expanded_in_every_source_of_the_store(
+    source: str, url: str, pg: PostgresServer, tmp_path: Path
+) -> None:
+    templated = url.replace(PASSWORD, "${TEAM_PW}")
+    env = {"TEAM_PW": PASSWORD, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    args: tuple[str, ...] = ()
+    if source == "--store":
+        args = ("--store", templated)
+    elif source == "PLAYBOOK_STORE":
+        env[source] = templated
+    else:
+        (tmp_path / "config" / "playbook").mkdir(parents=True)
+        (tmp_path / "config" / "playbook" / "playbook.toml").write_text(
+            f'[store]\nurl = "{templated}"\n'
+        )
+    dana = Responder(tmp_path / "dana", "dana", env)
+    opened = dana(*args, "open", "data-integrity", "--title", "T", "--json")
+    assert opened.exit_code == 0, opened.output
+    assert "not yet shared" not in opened.stderr, "it reached the server"
+    assert [r[2] for r in rows(pg, url, json.loads(opened.stdout)["id"])] == ["dana"]
+
+
+def test_a_note_after_a_gap_left_before_the_order_check_lands_and_is_reported_as_written(
+    url: str, pg: PostgresServer, tmp_path: Path
+) -> None:
+    """A log from before the server checked the order may hold a planted row at seq 50:
+    the next event is 51 (the server accepts nothing else), and the CLI says 51."""
+    alice = Responder(tmp_path / "alice", "alice", {"PLAYBOOK_STORE": url})
+    incident = json.loads(alice("open", "data-integrity", "--title", "T", "--json").stdout)["id"]
+    with pg.connect(url) as owner:  # as a log written before migration 2 could be
+        owner.execute("ALTER TABLE playbook.events DISABLE TRIGGER events_in_order")
+        owner.execute(
+            "INSERT INTO playbook.events (incident_id, seq, event_id, at, actor, type,"
+            " payload, schema) VALUES (%s, 50, gen_random_uuid(), now(), 'bob',"
+            " 'note_added', '{\"text\": \"planted\"}', 1)",
+            (incident,),
+        )
+        owner.execute("ALTER TABLE playbook.events ENABLE TRIGGER events_in_order")
+    noted = alice("note", incident, "P1 confirmed with the DBA")
+    assert noted.exit_code == 0, noted.output
+    assert f"Noted on {incident} (event 51)." in noted.stdout
+    assert [(r[1], r[2], r[4]) for r in rows(pg, url, incident)][-1] == (51, "alice", "note_added")

@@ -322,6 +322,44 @@ def test_redact_masks_what_the_drivers_parser_calls_secret(uri: str, shown: str)
     assert "pw-x" not in redact(uri)
 
 
+DELIMITED = [
+    "LEAKpart#tail99",
+    "LEAKpart?tail99",
+    "LEAKpart/tail99",
+    "LEAKpart@tail99",
+    "LEAKpart#tail99?quer/slash@atsign",
+]
+"""Passwords holding what URI syntax splits at; libpq reads each whole."""
+
+
+def _delimited_forms(secret: str) -> list[str]:
+    raw = quote(secret, safe="#?")  # libpq takes # and ? in the userinfo as they are
+    return [
+        f"postgresql://u:{raw}@db.internal:5432/app",
+        f"postgresql://u:{raw}@db.internal:5432/app?sslmode=require",
+        f"postgresql://u:{quote(secret, safe='')}@db.internal/app",
+        f"postgresql://u@db.internal/app?password={quote(secret, safe='')}",
+        f"host=db.internal user=u password='{secret}' dbname=app",
+    ]
+
+
+@pytest.mark.parametrize("secret", DELIMITED)
+def test_a_password_holding_uri_delimiters_is_masked_whole_as_libpq_reads_it(
+    secret: str,
+) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    pieces = {secret, quote(secret, safe=""), "LEAKpart", "tail99", "quer", "slash", "atsign"}
+    for uri in _delimited_forms(secret):
+        assert conninfo_to_dict(uri)["password"] == secret, uri  # the authority's reading
+        shown = redact(uri)
+        assert "db.internal" in shown and "***" in shown, shown
+        assert not [p for p in pieces if p in shown], (uri, shown)
+        quoted = f"connect {uri} failed; password {secret!r} ({quote(secret, safe='')}) refused"
+        scrubbed = redaction.scrub(quoted, uri)
+        assert not [p for p in pieces if p in scrubbed], (uri, scrubbed)
+
+
 def test_a_password_equal_to_another_part_is_masked_there_too() -> None:
     assert "hunter22" not in redact("postgresql://hunter22:hunter22@db/hunter22")
 

@@ -506,9 +506,79 @@ def test_migrations_run_once_when_two_clients_start_together(pg: PostgresServer)
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(results) == [[], [1]]
-    assert rows(pg, url, "SELECT version FROM playbook.schema_migrations") == [(1,)]
+    assert sorted(results) == [[], [1, 2]]
+    assert rows(pg, url, "SELECT version FROM playbook.schema_migrations") == [(1,), (2,)]
     with pg.connect(url) as conn:
         conn.execute("INSERT INTO playbook.schema_migrations VALUES (99, 'from the future')")
     with pytest.raises(StoreError, match="set up by a newer playbook"):
         PostgresStore(url).read("a")
+
+
+# --------------------------------------------------------------------------- the server keeps the order
+
+
+def _plant(conn: psycopg.Connection, incident: str, seq: int, at: str = "now()") -> None:
+    conn.execute(
+        "INSERT INTO playbook.events (incident_id, seq, event_id, at, actor, type, payload,"
+        f" schema, recorded_at) VALUES (%s, %s, %s, {at}, 'mallory', 'note_added',"
+        " '{\"text\": \"planted\"}', 1, '2000-01-01')",
+        (incident, seq, uuid.uuid4()),
+    )
+
+
+def test_a_role_with_insert_can_only_add_the_next_event(pg: PostgresServer, pg_url: str) -> None:
+    """Not a row in the past, not one past a gap: the server refuses both, whoever sends
+    them; the next one lands, stamped with the server's time."""
+    with pg.connect() as admin:
+        admin.execute("DROP ROLE IF EXISTS mallory")
+        admin.execute("CREATE ROLE mallory LOGIN PASSWORD 'mallory-pw-1234'")
+    assert init(pg_url, grant_to=["mallory"]) == []
+    mallory = pg_url.replace(f"team:{PASSWORD}", "mallory:mallory-pw-1234")
+    store = PostgresStore(pg_url)
+    store.append("a", 0, [new("opened"), new(text="one"), new(text="two")])
+    with pg.connect(mallory) as conn:
+        for seq in (50, 5, 2, 1):
+            with pytest.raises(psycopg.errors.IntegrityConstraintViolation, match="not the next"):
+                _plant(conn, "a", seq)
+        with pytest.raises(psycopg.errors.IntegrityConstraintViolation):
+            _plant(conn, "new-incident", 2)
+        _plant(conn, "a", 4)
+    assert rows(pg, pg_url, "SELECT seq, actor FROM playbook.events ORDER BY seq") == [
+        (1, "alice"),
+        (2, "alice"),
+        (3, "alice"),
+        (4, "mallory"),
+    ]
+    ((stamped,),) = rows(
+        pg,
+        pg_url,
+        "SELECT recorded_at > now() - interval '1 hour' FROM playbook.events WHERE seq = 4",
+    )
+    assert stamped, "recorded_at is the server's clock, not the writer's"
+    # The store, which numbers after what it read, goes on after the planted row.
+    before, added = store.update("a", lambda events: [new(text="after")])
+    assert [e.seq for e in added] == [5] and before[-1].actor == "mallory"
+    store.close()
+
+
+def test_a_log_written_before_the_order_check_migrates_and_goes_on(
+    pg: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playbook.store import pgschema
+
+    url = pg.add_owner("older", "older-pw-5678", "older")
+    with monkeypatch.context() as old:  # the playbook that knew only step 1
+        old.setattr(pgschema, "MIGRATIONS", pgschema.MIGRATIONS[:1])
+        old.setattr(pgschema, "SCHEMA_VERSION", 1)
+        assert init(url) == [1]
+        with pg.connect(url) as conn:
+            for seq in (1, 2, 50):  # a gap, as a planted row left it
+                _plant(conn, "old", seq)
+    assert init(url) == [2]
+    assert rows(pg, url, "SELECT seq FROM playbook.events ORDER BY seq") == [(1,), (2,), (50,)]
+    store = PostgresStore(url)
+    _before, added = store.update("old", lambda events: [new(text="after the gap")])
+    assert [e.seq for e in added] == [51]
+    with pg.connect(url) as conn, pytest.raises(psycopg.errors.IntegrityConstraintViolation):
+        _plant(conn, "old", 3)
+    store.close()
