@@ -60,6 +60,10 @@ class Tmux:
 
     def kill(self) -> None:
         self.tmux("kill-server")
+        # The server exits after it answers: a session started at once on the same socket
+        # could land in the dying server and vanish with it (an empty screen, now and
+        # then). The next start gets a server of its own.
+        self.socket = f"playbook-test-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture
