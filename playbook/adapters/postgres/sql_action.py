@@ -61,7 +61,7 @@ from playbook.adapters.base import Refused, RunContext, RunError, Sink
 from playbook.adapters.postgres.calls import RefusedOnServer, TargetOptions, check_role
 from playbook.adapters.postgres.sql import Calls
 from playbook.adapters.postgres.sql_table import TABLE_SQL, check_table
-from playbook.adapters.postgres.writer import PostgresWriter, _bound, _shown
+from playbook.adapters.postgres.writer import PostgresWriter, _bound, _shown, apply_failed
 from playbook.adapters.writers import ITEMS_SHOWN, Plan, Undo, WriteRequest, Written
 
 MAX_ROWS = 50_000
@@ -628,17 +628,7 @@ class PostgresSqlWriter(PostgresWriter):
                 committing = True
                 conn.commit()
         except RunError as exc:
-            if committing:
-                raise type(exc)(
-                    f"The statement's commit did not answer: {exc.title}",
-                    "It may or may not have been applied; run the dry run to see which.",
-                ) from None
-            error = type(exc)(
-                f"{exc.title} The transaction was rolled back: the data is as it was.",
-                exc.message,
-            )
-            error.nothing_written = True  # type: ignore[attr-defined]
-            raise error from None
+            raise apply_failed(exc, committing, "statement") from None
         return {job.dml.kind.lower() + "d": len(keys)}
 
     def rollback(

@@ -284,6 +284,23 @@ class AdvisoryLock(Lock):
 # --------------------------------------------------------------------------- the writer
 
 
+def apply_failed(exc: RunError, committing: bool, what: str) -> RunError:
+    """What an apply that failed in one transaction says. Failed at the commit, it may or
+    may not have been applied. Failed before it, the transaction is gone and the table is
+    as it was, so there is nothing to roll back (and a rollback would put the backup over
+    newer rows): the error says ``nothing_written``."""
+    if committing:
+        return type(exc)(
+            f"The {what}'s commit did not answer: {exc.title}",
+            "It may or may not have been applied; run the dry run to see which.",
+        )
+    error = type(exc)(
+        f"{exc.title} The transaction was rolled back: the data is as it was.", exc.message
+    )
+    error.nothing_written = True  # type: ignore[attr-defined]
+    return error
+
+
 class PostgresWriter(Writer):
     """Upserts a few rows in one transaction, with a backup that restores them exactly."""
 
@@ -557,19 +574,7 @@ class PostgresWriter(Writer):
                 committing = True
                 conn.commit()
         except RunError as exc:
-            if committing:
-                raise type(exc)(
-                    f"The upsert's commit did not answer: {exc.title}",
-                    "It may or may not have been applied; run the dry run to see which.",
-                ) from None
-            # Not committed: the transaction is gone and the table is as it was, so there
-            # is nothing to roll back (and a rollback would put the backup over newer rows).
-            error = type(exc)(
-                f"{exc.title} The transaction was rolled back: the data is as it was.",
-                exc.message,
-            )
-            error.nothing_written = True  # type: ignore[attr-defined]
-            raise error from None
+            raise apply_failed(exc, committing, "upsert") from None
         return done
 
     # ------------------------------------------------------------------ rollback
