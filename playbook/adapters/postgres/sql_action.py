@@ -61,7 +61,14 @@ from playbook.adapters.base import Refused, RunContext, RunError, Sink
 from playbook.adapters.postgres.calls import RefusedOnServer, TargetOptions, check_role
 from playbook.adapters.postgres.sql import Calls
 from playbook.adapters.postgres.sql_table import TABLE_SQL, check_table
-from playbook.adapters.postgres.writer import PostgresWriter, _bound, _shown, apply_failed
+from playbook.adapters.postgres.writer import (
+    PostgresWriter,
+    _bound,
+    _shown,
+    apply_failed,
+    key_params,
+    key_where,
+)
 from playbook.adapters.writers import ITEMS_SHOWN, Plan, Undo, WriteRequest, Written
 
 MAX_ROWS = 50_000
@@ -225,17 +232,10 @@ class Job:
         return list(self.dml.sets) if self.dml.kind == "UPDATE" else None
 
     def where(self) -> Any:
-        from psycopg import sql
-
-        return sql.SQL(" AND ").join(
-            sql.SQL("{} OPERATOR(pg_catalog.=) {}").format(
-                sql.Identifier(k), sql.Placeholder(f"k_{i}")
-            )
-            for i, k in enumerate(self.key)
-        )
+        return key_where(self.key)
 
     def key_params(self, key: dict[str, Any]) -> dict[str, Any]:
-        return {f"k_{i}": key[k] for i, k in enumerate(self.key)}
+        return key_params(self.key, key)
 
     def read(self, conn: Any, key: dict[str, Any], *, lock: bool = False) -> dict[str, Any] | None:
         """The row with ``key`` as {column: text}, or None."""

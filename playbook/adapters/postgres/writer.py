@@ -41,7 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -109,18 +109,10 @@ class Table:
         return " ".join(f"{k}={v}" for k, v in key.items())
 
     def where(self) -> Any:
-        """``"k1" = %(k_0)s AND …`` for a row's key."""
-        from psycopg import sql
-
-        return sql.SQL(" AND ").join(
-            sql.SQL("{} OPERATOR(pg_catalog.=) {}").format(
-                sql.Identifier(k), sql.Placeholder(f"k_{i}")
-            )
-            for i, k in enumerate(self.key)
-        )
+        return key_where(self.key)
 
     def key_params(self, key: dict[str, Any]) -> dict[str, Any]:
-        return {f"k_{i}": key[k] for i, k in enumerate(self.key)}
+        return key_params(self.key, key)
 
     def as_text(self) -> Any:
         """Every column as PostgreSQL's text for it: ``"c"::text AS "c"``, …"""
@@ -282,6 +274,22 @@ class AdvisoryLock(Lock):
 
 
 # --------------------------------------------------------------------------- the writer
+
+
+def key_where(columns: Sequence[str]) -> Any:
+    """``"k1" OPERATOR(pg_catalog.=) %(k_0)s AND …`` for a row's key: the operator named
+    through ``pg_catalog``, so a look-alike on the search path is never reached."""
+    from psycopg import sql
+
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} OPERATOR(pg_catalog.=) {}").format(sql.Identifier(k), sql.Placeholder(f"k_{i}"))
+        for i, k in enumerate(columns)
+    )
+
+
+def key_params(columns: Sequence[str], key: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters :func:`key_where` names, from a row's key."""
+    return {f"k_{i}": key[k] for i, k in enumerate(columns)}
 
 
 def apply_failed(exc: RunError, committing: bool, what: str) -> RunError:
