@@ -58,7 +58,10 @@ def action_list(playbook: str | None, as_json: bool) -> None:
             "kind": a.kind,
             "operation": a.do.operation,
             "target": a.target,
-            "confirm": a.confirm or a.target,
+            # as the run asks it (GuardedRun.phrase): an action that keeps no backup
+            # says so in its phrase
+            "confirm": (a.confirm or a.target)
+            + (" no backup" if getattr(a.do, "backup", None) == "none" else ""),
             "lock": a.lock.name or f"playbook:action:{name}",
             "verify": [v.diagnostic for v in a.verify],
             "params": {p: spec.type for p, spec in a.params.items()},

@@ -251,6 +251,10 @@ def test_the_cli_asks_for_the_no_backup_phrase_and_offers_no_rollback(
 
     opened = cli("open", str(playbook_file), "--title", "disk full", "--json")
     incident = json.loads(opened.output)["id"]
+    listed = {
+        a["id"]: a for a in json.loads(cli("action", "list", str(playbook_file), "--json").output)
+    }
+    assert listed["clean-no-backup"]["confirm"] == "here no backup"  # the phrase the run asks
     target = ("--target", "here=local:")
     refused = cli("action", "run", incident, "clean-no-backup", *target, "--confirm", "here")
     assert refused.exit_code != 0 and "'here no backup'" in refused.output
