@@ -1,6 +1,9 @@
 """One redaction for everything that leaves the process: screen, events, evidence,
 exports and error messages.
 
+(Just over 600 lines: one registry of secrets and the forms each takes, and the drivers'
+parsers that find them; a second module would be a second place a secret could be missed.)
+
 Two layers, both applied wherever text leaves:
 
 * **Structural** (:func:`redact`): a connection string shown with its secrets replaced

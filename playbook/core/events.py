@@ -1,5 +1,9 @@
 """The incident's events: the only thing that is stored about an incident.
 
+(Over 600 lines: every event type, its payload schema and whether it commutes are one
+table that every store, the fold and the merge read; split, a new type could be added to
+one part and forgotten in another.)
+
 An event is immutable once appended. Its payload is versioned plain JSON (``schema``),
 never pickled state, so an old log always loads.
 

@@ -1,6 +1,6 @@
 """Guarded changes to PostgreSQL: ``upsert`` (``INSERT … ON CONFLICT (key) DO UPDATE``).
 
-(Under 700 lines: the catalog checks, the lock and the four stages of one operation,
+(Over 600 lines: the catalog checks, the lock and the four stages of one operation,
 which must agree on each row's text form and fingerprint; every statement of ours named
 so that a table owner's search path reaches none of its own code.)
 
