@@ -14,7 +14,6 @@ from playbook.cli.context import CliApp, json_option, pass_app
 from playbook.cli.output import emit_json, report
 from playbook.core.events import RETROSPECTIVE_FIELDS
 from playbook.core.text import inline
-from playbook.service import postmortem
 
 
 @click.command()
@@ -32,6 +31,8 @@ from playbook.service import postmortem
 @pass_app
 def impact(app: CliApp, incident: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Record INCIDENT's impact figures (users affected, data lost, revenue, …)."""
+    from playbook.service import postmortem  # at use: the service is not a start-up cost
+
     figures = postmortem.parse_figures(pairs)
     state = postmortem.record_impact(app.service.context, incident, figures)
     shown = ", ".join(f"{k}={v}" for k, v in figures.items())
@@ -55,6 +56,8 @@ def followup_add(
     app: CliApp, incident: str, title: str, owner: str, due: str, ticket: str, as_json: bool
 ) -> None:
     """Add a follow-up action TITLE to INCIDENT; it gets the next number."""
+    from playbook.service import postmortem  # at use: the service is not a start-up cost
+
     state = postmortem.add_followup(app.service.context, incident, title, owner, due, ticket)
     number = len(state.followups)
     report(app, state, as_json, f"Follow-up {number} added to {state.id}: {title}")
@@ -67,6 +70,8 @@ def followup_add(
 @pass_app
 def followup_done(app: CliApp, incident: str, number: int, as_json: bool) -> None:
     """Mark follow-up NUMBER of INCIDENT done."""
+    from playbook.service import postmortem  # at use: the service is not a start-up cost
+
     state = postmortem.followup_done(app.service.context, incident, number)
     report(app, state, as_json, f"Follow-up {number} of {state.id} is done.")
 
@@ -113,6 +118,8 @@ def followup_list(app: CliApp, incident: str, as_json: bool) -> None:
 @pass_app
 def pin(app: CliApp, incident: str, seq: int, as_json: bool) -> None:
     """Pin event SEQ of INCIDENT as a highlight of the postmortem's timeline."""
+    from playbook.service import postmortem  # at use: the service is not a start-up cost
+
     state = postmortem.pin(app.service.context, incident, seq)
     report(app, state, as_json, f"Event {seq} of {state.id} is pinned.")
 
@@ -136,5 +143,7 @@ def retro(app: CliApp, incident: str, as_json: bool, **fields: tuple[str, ...]) 
     """Record INCIDENT's retrospective: trigger, detection, root cause, contributing
     factors, resolution, what went well, badly, and where we were lucky."""
     notes = [(name, text) for name in RETROSPECTIVE_FIELDS for text in fields.get(name, ())]
+    from playbook.service import postmortem  # at use: the service is not a start-up cost
+
     state = postmortem.note_retrospective(app.service.context, incident, notes)
     report(app, state, as_json, f"{len(notes)} retrospective note(s) recorded on {state.id}.")
