@@ -140,6 +140,13 @@ def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
     return utc + "Z", f"{shown} {local.tzname() or ''}".strip()
 
 
+def _minute(moment: datetime) -> str:
+    """``2026-03-14 02:10``: isoformat (C) where strftime (slower) gives the same text."""
+    if moment.year < 1000:
+        return f"{moment:%Y-%m-%d %H:%M}"
+    return moment.isoformat(" ", "minutes")[:16]
+
+
 def describe(event: Event, state: IncidentState | None = None) -> str:
     """One line saying what an event recorded, in words (plain text: the caller escapes
     it for where it goes)."""
@@ -440,9 +447,13 @@ def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) ->
     add("")
     if not state.notes:
         add("None.")
+    shown: dict[str, str] = {}  # a few responders write 100,000 notes: escape each once
     for note in state.notes:
-        who = md.text(note.actor + role_words.scribe_mark(state, note.seq, note.actor))
-        add(f"- **{note.at:%Y-%m-%d %H:%M}Z, {who}:** {md.lines(note.text)}")
+        mark = role_words.scribe_mark(state, note.seq, note.actor)
+        who = shown.get(note.actor + mark)
+        if who is None:
+            who = shown[note.actor + mark] = md.text(note.actor + mark)
+        add(f"- **{_minute(note.at)}Z, {who}:** {md.lines(note.text)}")
     add("")
 
     add("## Checklist")

@@ -70,7 +70,9 @@ def scribe_mark(state: IncidentState | None, seq: int, actor: str) -> str:
     """`` (scribe)`` when ``actor`` held the scribe role as event ``seq`` was appended:
     read from the role history when shown, so the log holds the note once and a role
     put right later never disagrees with a copy."""
-    if state is None or not actor or state.holder_at(SCRIBE, seq) != actor:
+    if state is None or not actor or not state.role_history:
+        return ""  # nobody was ever given a role: the common case, answered at once
+    if state.holder_at(SCRIBE, seq) != actor:
         return ""
     return " (scribe)"
 
