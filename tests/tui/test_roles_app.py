@@ -30,7 +30,9 @@ async def test_o_assigns_a_role_then_offers_a_handover(loaded, clock: FakeClock)
         await pilot.press("o")
         await until(pilot, lambda: isinstance(app.screen, RolesDialog), "roles dialog again")
         dialog = app.screen
-        assert "commander: alice" in str(dialog.query_one("#holders").render())
+        holders = str(dialog.query_one("#holders").render())
+        assert "commander: alice" in holders.splitlines()  # a role a line, not "\x0a"
+        assert "\\x0a" not in holders
         dialog.query(RadioButton)[1].value = True  # "Offer handover", as a click sets it
         await until(pilot, lambda: dialog.mode == "offer", "offer chosen")
         await pilot.press(*"bob", "enter")

@@ -13,7 +13,7 @@ from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 from playbook.core.state import IncidentState
 from playbook.tui.host import host
 from playbook.tui.screens.dialogs import _ChangeDialog
-from playbook.tui.widgets.text import lit
+from playbook.tui.widgets.text import block
 
 ROLE_ACTIONS = ("assign", "offer", "accept")
 
@@ -52,7 +52,7 @@ class RolesDialog(_ChangeDialog):
         first = next(iter(state.role_names), "commander")
         with Vertical(classes="dialog"):
             yield Label("Roles")
-            yield Static(lit(holders_text(state)), id="holders")
+            yield Static(block(holders_text(state)), id="holders")
             with RadioSet(id="mode"):
                 yield RadioButton("Assign", value=True)
                 yield RadioButton("Offer handover")
