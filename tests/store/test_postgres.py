@@ -205,8 +205,8 @@ class ReplyCutter:
         with contextlib.suppress(OSError):
             while data := server.recv(65536):
                 if self.armed:
+                    self._held += [client, server]  # held before counted: cut() closes them
                     self.swallowed += len(data)
-                    self._held += [client, server]
                     continue
                 client.sendall(data)
 
@@ -238,8 +238,12 @@ def lose_the_reply(pg: PostgresServer, url: str, proxy: ReplyCutter, call, event
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    until(lambda: count(pg, url, event_id) == 1, "the commit on the server")
-    assert thread.is_alive() and proxy.swallowed > 0  # committed, reply not delivered
+    # The server's commit is visible before its reply reaches the proxy: wait for both.
+    until(
+        lambda: count(pg, url, event_id) == 1 and proxy.swallowed > 0,
+        "the commit on the server and its reply held at the proxy",
+    )
+    assert thread.is_alive()  # committed, reply not delivered
     proxy.cut()
     thread.join(30)
     return outcome
@@ -303,8 +307,11 @@ def test_an_update_whose_reply_is_lost_is_not_decided_twice(
         target=lambda: outcome.update(value=store.update("a", decide)), daemon=True
     )
     thread.start()
-    until(lambda: bool(made) and count(pg, pg_url, made[0].event_id) == 1, "the commit")
-    assert thread.is_alive() and proxy.swallowed > 0
+    until(
+        lambda: bool(made) and count(pg, pg_url, made[0].event_id) == 1 and proxy.swallowed > 0,
+        "the commit on the server and its reply held at the proxy",
+    )
+    assert thread.is_alive()
     proxy.cut()
     thread.join(30)
     before, appended = outcome["value"]
