@@ -15,6 +15,7 @@ import click
 
 from playbook.cli.context import CliApp, json_option, pass_app
 from playbook.cli.output import emit_json
+from playbook.cli.terminal import confirm
 from playbook.core.text import inline, printable
 from playbook.errors import ExitCode
 
@@ -246,7 +247,7 @@ def upgrade(
         )
     interactive = sys.stdin.isatty() and not as_json
     upgrading.check_usage(yes, interactive)
-    if not yes and not click.confirm("Move the incident to this playbook?", default=False):
+    if not yes and not confirm("Move the incident to this playbook?"):
         sys.exit(ExitCode.USAGE)
     after = upgrading.upgrade(ctx, found)
     click.echo(f"Upgraded {after.id}: it now follows {after.playbook_sha256[:12]}.", err=as_json)

@@ -9,6 +9,7 @@ import click
 
 from playbook.cli.context import CliApp, json_option, parse_sets, pass_app
 from playbook.cli.output import emit_json
+from playbook.cli.terminal import confirm
 from playbook.core.text import printable
 from playbook.errors import ExitCode, UsageError
 
@@ -63,7 +64,7 @@ def _ask_unknown(assume_no: bool) -> Any:
                 "Not sending it again (--yes never re-sends a message that may be out).", err=True
             )
             return False
-        return click.confirm("Send it again?", default=False, err=True)
+        return confirm("Send it again?")
 
     return ask
 
@@ -72,11 +73,9 @@ def _ask_resend(assume_no: bool) -> Any:
     def ask(pub: Any) -> bool:
         if assume_no:  # --yes never decides this: only --resend NAME does
             return False
-        return click.confirm(
+        return confirm(
             f"The last '{pub.template}' message to {pub.destination} may already be out. "
-            "Send this one to it anyway?",
-            default=False,
-            err=True,
+            "Send this one to it anyway?"
         )
 
     return ask
@@ -180,7 +179,7 @@ def publish(
         )
     if not draft.blocked and not yes:
         names = ", ".join(p.destination for p in draft.parts)
-        if not click.confirm(f"Publish to {names}?", default=False, err=True):
+        if not confirm(f"Publish to {names}?"):
             from playbook.publish.base import PublishRefused
 
             raise PublishRefused("Not published: not confirmed.", "Nothing was sent.")

@@ -12,7 +12,10 @@ import codecs
 import contextlib
 import io
 import os
+import select
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import click
@@ -121,15 +124,66 @@ def require_terminal(command: str, instead: str) -> None:
 def ask(question: str) -> str:
     """What the responder typed at a prompt on the terminal (``""`` for just Enter).
 
-    click turns Ctrl-C, SIGTERM and the end of input at a prompt into one ``Abort`` that
-    exits 1. Here a signal stays a signal (the command exits 130 or 143, as anywhere
-    else, with what was recorded), and the end of input (Ctrl-D) is an empty answer:
-    every prompt of ours takes only the phrase it shows, so nothing goes ahead.
+    A signal stays a signal: Ctrl-C, SIGTERM or SIGHUP at a prompt ends the command with
+    130, 143 or 129, as anywhere else, with what was recorded (click's prompt turned all
+    three into one ``Abort`` that exited 1). The end of input (Ctrl-D) is an empty
+    answer: every prompt of ours takes only the phrase it shows, so nothing goes ahead.
     """
-    try:
-        return click.prompt(question, default="", show_default=False, err=True)
-    except click.Abort as abort:
-        if isinstance(abort.__context__, KeyboardInterrupt):
-            raise abort.__context__ from None
+    click.echo(f"{question}: ", nl=False, err=True)
+    line = _read_line()
+    if line is None:
         click.echo("", err=True)  # the prompt's line was left open
         return ""
+    return line
+
+
+def confirm(question: str) -> bool:
+    """A yes/no question on the terminal, "no" unless the responder types y or yes
+    (Enter and the end of input are "no"); a signal ends the command as :func:`ask`
+    says."""
+    while True:
+        answer = ask(f"{question} [y/N]").strip().lower()
+        if answer in ("", "n", "no"):
+            return False
+        if answer in ("y", "yes"):
+            return True
+        click.echo("Please answer y or n.", err=True)
+
+
+def _read_line() -> str | None:
+    """One line from standard input without its line break; None at the end of input.
+
+    A blocking ``read`` is not woken by a signal that arrives just before it starts: the
+    signal's Python handler would run only after the responder pressed Enter, so a
+    SIGTERM at the prompt was lost and the command waited forever (a race seen on a busy
+    machine). The wait is a ``select`` on the terminal and on the interpreter's signal
+    wake-up descriptor, which holds a byte for every signal since it was set, so none
+    can slip between the check and the wait."""
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        fd = -1  # not a file (a test's input): nothing to wait for
+    if fd < 0 or threading.current_thread() is not threading.main_thread():
+        found = sys.stdin.readline()  # only the main thread is told of signals
+        return found.removesuffix("\n").removesuffix("\r") if found else None
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    data = b""
+    try:
+        while b"\n" not in data:
+            ready, _, _ = select.select([fd, wake_r], [], [])
+            if wake_r in ready:
+                os.read(wake_r, 512)  # the signal's handler runs now, between two lines
+                continue
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(wake_r)
+        os.close(wake_w)
+    if not data:
+        return None
+    return data.split(b"\n", 1)[0].removesuffix(b"\r").decode("utf-8", "playbook.stdin")

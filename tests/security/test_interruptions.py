@@ -157,11 +157,17 @@ def test_a_signal_while_a_diag_run_is_recording_records_nothing(
             home, "diag", "run", incident, "redis-index-drop", "--target", f"cache={redis.uri}"
         )
 
-        def run_over() -> bool:  # its result file written, fsynced and closed: it records
+        def recording() -> bool:
+            # Its result file written, fsynced and closed, and its main thread asleep in
+            # SQLite's busy handler: it is recording and waits for the log. (A closed file
+            # alone is too early: a signal before the recording starts cancels the run,
+            # which is then recorded as cancelled, as `diag run --help` says.)
             files = list(evidence.glob("*.jsonl")) if evidence.is_dir() else []
-            return bool(files) and str(files[0]) not in open_files(proc.pid)
+            if not files or str(files[0]) in open_files(proc.pid):
+                return False
+            return Path(f"/proc/{proc.pid}/wchan").read_text() == "hrtimer_nanosleep"
 
-        wait_for(run_over, "the run's result file to be closed")
+        wait_for(recording, "the run to wait for the log to record its result")
         proc.send_signal(signal.SIGTERM)
     finally:
         locker.execute("ROLLBACK")
