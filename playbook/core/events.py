@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from typing import Any
 
 from playbook.core.text import first_unpaired
@@ -440,23 +440,46 @@ def _compile(wanted: JsonType) -> Callable[[object], bool]:
         if "*" in wanted:
             each = _compile(wanted["*"])
             return lambda v: isinstance(v, dict) and all(each(x) for x in v.values())
-        required = tuple(k for k in wanted if not k.endswith("?"))
-        children = tuple((k.removesuffix("?"), _compile(c)) for k, c in wanted.items())
+        # One pass over the keys; a leaf that ``isinstance`` alone decides is tested
+        # inline, without a call (most keys of most events are strings).
+        fields = tuple(
+            (key.removesuffix("?"), not key.endswith("?"), _plain(child), _compile(child))
+            for key, child in wanted.items()
+        )
 
         def holds(v: object) -> bool:
             if not isinstance(v, dict):
                 return False
-            return all(key in v for key in required) and all(
-                child(v[name]) for name, child in children if name in v
-            )
+            for name, required, kinds, child in fields:
+                if name in v:
+                    if kinds is None:
+                        if not child(v[name]):
+                            return False
+                    elif not isinstance(v[name], kinds):
+                        return False
+                elif required:
+                    return False
+            return True
 
         return holds
     if isinstance(wanted, list):
         each = _compile(wanted[0])
         return lambda v: isinstance(v, list) and all(each(x) for x in v)
-    if wanted is str:
-        return lambda v: isinstance(v, str)
+    kinds = _plain(wanted)
+    if kinds is not None:
+        return lambda v: isinstance(v, kinds)
     return lambda v: _holds(v, wanted)
+
+
+def _plain(wanted: JsonType) -> tuple[type, ...] | None:
+    """The types of a leaf that ``isinstance`` alone decides (no int, which excludes
+    bool, no float, which must be finite, no ``ANY``), or None."""
+    if isinstance(wanted, dict | list):
+        return None
+    kinds = wanted if isinstance(wanted, tuple) else (wanted,)
+    if any(kind in (int, float, object) for kind in kinds):
+        return None
+    return kinds
 
 
 def content_problem(payload: object) -> str | None:
@@ -571,14 +594,22 @@ class Event:
     device: str = ""
     """Where the event was made (:attr:`NewEvent.device`); "" when recorded before."""
 
-    @cached_property
+    @property
     def problem(self) -> str | None:
         """Why this event cannot be folded (broken JSON, a payload that fails its type's
         schema, a type this version does not know), or None when it can.
 
         Worked out once per event (it is immutable): the fold, the timeline and the
-        exports all ask, and a 100,000-event export asked 200,000 times."""
-        return self.unreadable or payload_problem(self.type, self.payload)
+        exports all ask, and a 100,000-event export asked 200,000 times. Kept in the
+        instance's ``__dict__`` by hand: ``functools.cached_property`` takes a lock on
+        every first read before Python 3.12, a tenth of a 100,000-event fold."""
+        try:
+            return self.__dict__["_problem"]
+        except KeyError:
+            found = self.__dict__["_problem"] = self.unreadable or payload_problem(
+                self.type, self.payload
+            )
+            return found
 
     def to_dict(self) -> dict[str, Any]:
         data = {
