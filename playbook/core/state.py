@@ -842,40 +842,57 @@ def apply(state: IncidentState, event: Event) -> IncidentState:
     one whose payload passes its schema yet still breaks its handler (a nested part of an
     ``opened`` snapshot, say), so one bad event never makes the incident unreadable.
     """
-    handler = _APPLY.get(event.type)
-    problem = event.problem
-    if handler is None:
-        state.unknown_events += 1
-        problem = problem or f"unknown event type {event.type!r}"
-    if problem is None and handler is not None:
-        try:
-            handler(state, event)
-        except _NotFoldable as exc:
-            problem = str(exc)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError) as exc:
-            problem = f"its payload could not be folded ({type(exc).__name__}: {exc})"
-    if problem is not None:
-        state.unreadable.append(Unreadable(event.seq, event.type, problem))
-    state.last_seq = max(state.last_seq, event.seq)
-    # A skipped event's time may be as wrong as the rest of it: it does not move the
-    # clock that timers and new events are kept after.
-    if problem is None and (state.last_event_at is None or event.at > state.last_event_at):
-        state.last_event_at = event.at
-    if event.actor not in state.actors:
-        state.actors.append(event.actor)
+    _apply_all(state, (event,))
     return state
 
 
 def fold(events: Iterable[Event], incident_id: str | None = None) -> IncidentState:
     """The state of an incident after all of ``events``, in sequence order."""
-    state: IncidentState | None = None
-    for event in events:
-        if state is None:
-            state = IncidentState(id=event.incident_id)
-        apply(state, event)
-    if state is None:
-        state = IncidentState(id=incident_id or "")
+    events = iter(events)
+    first = next(events, None)
+    if first is None:
+        return IncidentState(id=incident_id or "")
+    state = IncidentState(id=first.incident_id)
+    _apply_all(state, (first,))
+    _apply_all(state, events)
     return state
+
+
+def _apply_all(state: IncidentState, events: Iterable[Event]) -> None:
+    """:func:`apply` for each of ``events``, in one loop: a 100,000-event export folds
+    them all, and a call per event was a tenth of it."""
+    handlers = _APPLY.get
+    actors = state.actors
+    for event in events:
+        handler = handlers(event.type)
+        problem = event.problem
+        if handler is None:
+            state.unknown_events += 1
+            problem = problem or f"unknown event type {event.type!r}"
+        elif problem is None:
+            try:
+                handler(state, event)
+            except _NotFoldable as exc:
+                problem = str(exc)
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+                IndexError,
+                OverflowError,
+            ) as exc:
+                problem = f"its payload could not be folded ({type(exc).__name__}: {exc})"
+        if problem is not None:
+            state.unreadable.append(Unreadable(event.seq, event.type, problem))
+        if event.seq > state.last_seq:
+            state.last_seq = event.seq
+        # A skipped event's time may be as wrong as the rest of it: it does not move the
+        # clock that timers and new events are kept after.
+        if problem is None and (state.last_event_at is None or event.at > state.last_event_at):
+            state.last_event_at = event.at
+        if event.actor not in actors:
+            actors.append(event.actor)
 
 
 # --------------------------------------------------------------------------- postmortem

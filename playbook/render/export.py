@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from playbook.core import events as ev
@@ -131,13 +131,50 @@ ROWS_IN_EXPORT = 10
 def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
     if moment is None:
         return "—", "—"
-    local = moment.astimezone(tz)
+    local = moment if moment.tzinfo is tz else moment.astimezone(tz)
     if moment.year < 1000 or local.year < 1000:  # strftime's unpadded year, as before
         return f"{moment:%Y-%m-%d %H:%M:%S}Z", f"{local:%Y-%m-%d %H:%M:%S %Z}".strip()
     # isoformat is C, strftime is not: the timeline writes two of these per event
     utc = moment.isoformat(" ", "seconds")[:19]
     shown = utc if local is moment else local.isoformat(" ", "seconds")[:19]  # tz is moment's
     return utc + "Z", f"{shown} {local.tzname() or ''}".strip()
+
+
+class _MinuteTimes:
+    """:func:`_times` for many moments in a row, converting each UTC minute to ``tz``
+    once: a long incident has many events a minute, and the conversion (the system's zone
+    when ``tz`` is None, as `playbook export` asks) costs more than the rest of the row.
+
+    A minute is reused only when its first and last microsecond have the same UTC offset,
+    in whole minutes (so a moment's local seconds are its UTC seconds); any other moment
+    goes through :func:`_times`."""
+
+    def __init__(self, tz: tzinfo | None) -> None:
+        self.tz = tz
+        self.minutes: dict[str, tuple[str, str] | None] = {}
+
+    def __call__(self, moment: datetime) -> tuple[str, str]:
+        if moment.year < 1000:
+            return _times(moment, self.tz)
+        utc = moment.astimezone(UTC) if moment.tzinfo is not UTC else moment
+        text = utc.isoformat(" ", "seconds")[:19]
+        minute = text[:16]
+        local = self.minutes.get(minute, False)
+        if local is False:
+            local = self.minutes[minute] = self._minute(utc)
+        if local is None:
+            return _times(moment, self.tz)
+        return text + "Z", f"{local[0]}{text[16:]}{local[1]}"
+
+    def _minute(self, moment: datetime) -> tuple[str, str] | None:
+        first = moment.replace(second=0, microsecond=0).astimezone(self.tz)
+        last = moment.replace(second=59, microsecond=999_999).astimezone(self.tz)
+        offset = first.utcoffset()
+        if offset is None or offset != last.utcoffset() or offset % timedelta(minutes=1):
+            return None
+        if first.year < 1000:
+            return None
+        return first.isoformat(" ", "minutes")[:16], f" {first.tzname() or ''}".rstrip()
 
 
 def _minute(moment: datetime) -> str:
@@ -153,12 +190,19 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
     p = event.payload
     kind = event.type
     problem = event.problem
-    if problem is None and state is not None:
+    if problem is None and state is not None and state.unreadable:
         # The fold may skip an event whose payload is well formed but whose value is not
         # one the incident knows (a severity its playbook lacks): say so here too.
         problem = next((u.why for u in state.unreadable if u.seq == event.seq and not u.kept), None)
     if problem is not None:
         return f"Unreadable {kind} event, skipped: {problem}"
+    # Notes and ticks first: most of a long incident's events are one or the other.
+    if kind == ev.NOTE_ADDED:
+        return f"Note{role_words.scribe_mark(state, event.seq, event.actor)}: {p.get('text')}"
+    if kind in (ev.ITEM_CHECKED, ev.ITEM_UNCHECKED):
+        text = state.checklist.get(p.get("item", ""), "") if state else ""
+        verb = "Done" if kind == ev.ITEM_CHECKED else "Undone"
+        return f"{verb}: {text or p.get('item')} ({p.get('item')})"
     if kind == ev.OPENED:
         return f"Opened at {p.get('severity')} on playbook {p.get('playbook', {}).get('id')}: {p.get('title')}"
     if kind == ev.ACKNOWLEDGED:
@@ -172,12 +216,6 @@ def describe(event: Event, state: IncidentState | None = None) -> str:
             else ""
         )
         return f"Entered phase {title or p.get('phase')}"
-    if kind in (ev.ITEM_CHECKED, ev.ITEM_UNCHECKED):
-        text = state.checklist.get(p.get("item", ""), "") if state else ""
-        verb = "Done" if kind == ev.ITEM_CHECKED else "Undone"
-        return f"{verb}: {text or p.get('item')} ({p.get('item')})"
-    if kind == ev.NOTE_ADDED:
-        return f"Note{role_words.scribe_mark(state, event.seq, event.actor)}: {p.get('text')}"
     if kind == ev.STATUS_RENDERED:
         return f"Status message '{p.get('template')}' ({p.get('status')})"
     if kind == ev.ESCALATED:
@@ -509,8 +547,9 @@ def timeline_table(
     add("| # | UTC | Local | Actor | Event |")
     add("|---|---|---|---|---|")
     actors: dict[str, str] = {}  # a few responders write 100,000 events: escape each once
+    times = _MinuteTimes(tz)
     for event in events:
-        utc, local = _times(event.at, tz)
+        utc, local = times(event.at)
         actor = actors.get(event.actor)
         if actor is None:
             actor = actors[event.actor] = md.text(event.actor)

@@ -67,8 +67,12 @@ def _leaf_encoder(depth: int) -> Callable[[object], str]:
 
 def dumps_indented(value: object) -> str:
     """``json.dumps(value, indent=2, ensure_ascii=False)``, faster (see above)."""
+    return _written(value, 0)
+
+
+def _written(value: object, depth: int) -> str:
     parts: list[str] = []
-    _write(value, 0, parts.append)
+    _write(value, depth, parts.append)
     return "".join(parts)
 
 
@@ -145,18 +149,24 @@ def event_json(event: Event) -> str:
     """
     data = event.to_dict() if _TO_DICT_CHANGED else None
     if data is not None:
-        parts: list[str] = []
-        _write(data, 2, parts.append)
-        return "    " + "".join(parts)
+        return "    " + _written(data, 2)
     string = _encode_string
-    payload: list[str] = []
-    _write(event.payload, 3, payload.append)
+    payload = event.payload
+    if type(payload) is dict and payload:
+        for value in payload.values():
+            if value and isinstance(value, _CONTAINERS):
+                laid_out = _written(payload, 3)
+                break
+        else:  # nothing nested (a note, a tick): one C call, as _write lays out a leaf dict
+            laid_out = f"{{\n{_INDENT * 4}{_PAYLOAD_ITEMS(payload)[1:-1]}\n{_INDENT * 3}}}"
+    else:
+        laid_out = _written(payload, 3)
     seq = event.seq if type(event.seq) is int else _leaf_encoder(0)(event.seq)
     schema = event.schema if type(event.schema) is int else _leaf_encoder(0)(event.schema)
     text = (
         f'    {{\n      "incident_id": {string(event.incident_id)},\n      "seq": {seq},\n'
         f'      "at": {string(format_utc(event.at))},\n      "actor": {string(event.actor)},\n'
-        f'      "type": {string(event.type)},\n      "payload": {"".join(payload)},\n'
+        f'      "type": {string(event.type)},\n      "payload": {laid_out},\n'
         f'      "schema": {schema}'
     )
     if event.unreadable:
@@ -175,4 +185,6 @@ def _to_dict_changed() -> bool:
 
 
 _encode_string = json.encoder.encode_basestring
+_PAYLOAD_ITEMS = _leaf_encoder(4)
+"""Lays out the items of an event's payload (at depth 3 of the export)."""
 _TO_DICT_CHANGED = _to_dict_changed()

@@ -52,8 +52,15 @@ _TRAILING_HASHES = re.compile(r"(#+)(\s*)$")
 """A heading's closing sequence: ``# Title ##`` would lose its ``##``."""
 
 
+_MAY_START_BLOCK = frozenset(" #>+=-0123456789")
+"""The first characters :data:`_LINE_START` can match at: any other line is left as it is
+without asking the pattern (most lines start with a letter)."""
+
+
 def _line_start(line: str) -> str:
     """``line`` (already escaped inline) with a block-starting first character escaped."""
+    if line[:1] not in _MAY_START_BLOCK:
+        return line
     match = _LINE_START.match(line)
     if match is None:
         return line
@@ -136,6 +143,9 @@ def lines(value: str, indent: str = "  ") -> str:
     starts a new paragraph, and lines after the first are indented by ``indent`` so
     that they stay inside the list item they continue.
     """
+    if value.isprintable():  # one line with nothing to escape as \x..: most notes
+        kept_line = value.rstrip()
+        return _escape_line(kept_line) if kept_line.strip() else ""
     paragraphs: list[list[str]] = [[]]
     for raw in _printable(value).replace("\r\n", "\n").split("\n"):
         if raw.strip():
