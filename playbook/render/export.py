@@ -19,11 +19,14 @@ rendered.
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from datetime import datetime, tzinfo
+from itertools import repeat
+from typing import Any, ParamSpec, TypeVar
 
 from playbook.core import events as ev
 from playbook.core.durations import format_duration
@@ -38,6 +41,8 @@ from playbook.render import markdown as md
 from playbook.render.json_layout import dumps_indented, event_json, json_safe
 from playbook.render.levels import LEVEL_EVENTS, describe_level_event, roles_json, roles_markdown
 from playbook.render.scorecard import scorecard_markdown
+from playbook.render.stamps import MinuteTimes, UtcStamps
+from playbook.render.stamps import times as _times
 
 EXPORT_FORMAT = "playbook.incident"
 EXPORT_VERSION = 1
@@ -46,6 +51,34 @@ EXPORT_VERSION = 1
 # --------------------------------------------------------------------------- JSON
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def cycle_collector_paused(export: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``export`` with Python's cycle collector paused while it runs (and resumed after,
+    if it was on).
+
+    An export reads every event and makes a few objects for each; the collector, started
+    by the count of new objects, walks all 100,000 events again and again: a third of the
+    time of a large export. Nothing an export makes needs it: every object is freed by its
+    count of references when the export returns, and a cycle, if any, is collected once
+    the collector resumes."""
+
+    @functools.wraps(export)
+    def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return export(*args, **kwargs)
+        finally:
+            if was_on:
+                gc.enable()
+
+    return paused
+
+
+@cycle_collector_paused
 def to_json(events: list[Event], exported_at: datetime) -> str:
     """Every event, versioned, plus a summary of the folded state for readers.
 
@@ -90,7 +123,7 @@ def to_json(events: list[Event], exported_at: datetime) -> str:
     # The events, written one by one straight into their place (see event_json): the
     # document's last key, so its empty list is the last line but one. One join: each
     # concatenation of a 40 MB text copies it.
-    body = ",\n".join(map(event_json, events))
+    body = ",\n".join(map(event_json, events, repeat(UtcStamps())))
     return "".join((json_safe(head.removesuffix("[]\n}")), "[\n", json_safe(body), "\n  ]\n}\n"))
 
 
@@ -126,55 +159,6 @@ def _utc(moment: datetime | None) -> str | None:
 
 ROWS_IN_EXPORT = 10
 """A diagnostic's first rows printed in the document (the event keeps a few more)."""
-
-
-def _times(moment: datetime | None, tz: tzinfo | None) -> tuple[str, str]:
-    if moment is None:
-        return "—", "—"
-    local = moment if moment.tzinfo is tz else moment.astimezone(tz)
-    if moment.year < 1000 or local.year < 1000:  # strftime's unpadded year, as before
-        return f"{moment:%Y-%m-%d %H:%M:%S}Z", f"{local:%Y-%m-%d %H:%M:%S %Z}".strip()
-    # isoformat is C, strftime is not: the timeline writes two of these per event
-    utc = moment.isoformat(" ", "seconds")[:19]
-    shown = utc if local is moment else local.isoformat(" ", "seconds")[:19]  # tz is moment's
-    return utc + "Z", f"{shown} {local.tzname() or ''}".strip()
-
-
-class _MinuteTimes:
-    """:func:`_times` for many moments in a row, converting each UTC minute to ``tz``
-    once: a long incident has many events a minute, and the conversion (the system's zone
-    when ``tz`` is None, as `playbook export` asks) costs more than the rest of the row.
-
-    A minute is reused only when its first and last microsecond have the same UTC offset,
-    in whole minutes (so a moment's local seconds are its UTC seconds); any other moment
-    goes through :func:`_times`."""
-
-    def __init__(self, tz: tzinfo | None) -> None:
-        self.tz = tz
-        self.minutes: dict[str, tuple[str, str] | None] = {}
-
-    def __call__(self, moment: datetime) -> tuple[str, str]:
-        if moment.year < 1000:
-            return _times(moment, self.tz)
-        utc = moment.astimezone(UTC) if moment.tzinfo is not UTC else moment
-        text = utc.isoformat(" ", "seconds")[:19]
-        minute = text[:16]
-        local = self.minutes.get(minute, False)
-        if local is False:
-            local = self.minutes[minute] = self._minute(utc)
-        if local is None:
-            return _times(moment, self.tz)
-        return text + "Z", f"{local[0]}{text[16:]}{local[1]}"
-
-    def _minute(self, moment: datetime) -> tuple[str, str] | None:
-        first = moment.replace(second=0, microsecond=0).astimezone(self.tz)
-        last = moment.replace(second=59, microsecond=999_999).astimezone(self.tz)
-        offset = first.utcoffset()
-        if offset is None or offset != last.utcoffset() or offset % timedelta(minutes=1):
-            return None
-        if first.year < 1000:
-            return None
-        return first.isoformat(" ", "minutes")[:16], f" {first.tzname() or ''}".rstrip()
 
 
 def _minute(moment: datetime) -> str:
@@ -317,6 +301,7 @@ def _drill_check_line(p: dict[str, Any]) -> str:
     return f"Drill data check: the data {verdict}" + (f" ({'; '.join(parts)})" if parts else "")
 
 
+@cycle_collector_paused
 def to_markdown(events: list[Event], now: datetime, tz: tzinfo | None = None) -> str:
     """The post-incident document."""
     state = fold(events)
@@ -547,7 +532,7 @@ def timeline_table(
     add("| # | UTC | Local | Actor | Event |")
     add("|---|---|---|---|---|")
     actors: dict[str, str] = {}  # a few responders write 100,000 events: escape each once
-    times = _MinuteTimes(tz)
+    times = MinuteTimes(tz)
     for event in events:
         utc, local = times(event.at)
         actor = actors.get(event.actor)

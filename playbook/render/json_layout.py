@@ -139,18 +139,20 @@ _EVENT_KEYS = ("incident_id", "seq", "at", "actor", "type", "payload", "schema")
 ``event_id`` and ``device`` when they are set)."""
 
 
-def event_json(event: Event) -> str:
+def event_json(event: Event, stamp: Callable[[datetime], str] = format_utc) -> str:
     """``event.to_dict()`` as ``json.dumps(indent=2)`` writes it at depth 2 of the export.
 
     Written from the event's fields with one C call per string, without building the
     dictionary first: 100,000 events are most of a large export. When
     :meth:`Event.to_dict` gains or changes a key, this falls back to it (so a new field is
-    never lost); tests/render/test_export_golden_layout.py compares the two.
+    never lost); tests/render/test_export_golden_layout.py compares the two. ``stamp``
+    writes the time as :func:`~playbook.core.events.format_utc` does (the export passes
+    a :class:`~playbook.render.stamps.UtcStamps`).
     """
     data = event.to_dict() if _TO_DICT_CHANGED else None
     if data is not None:
         return "    " + _written(data, 2)
-    string = _encode_string
+    string = _encode_string  # (the time is digits and punctuation: nothing to escape)
     payload = event.payload
     if type(payload) is dict and payload:
         for value in payload.values():
@@ -165,7 +167,7 @@ def event_json(event: Event) -> str:
     schema = event.schema if type(event.schema) is int else _leaf_encoder(0)(event.schema)
     text = (
         f'    {{\n      "incident_id": {string(event.incident_id)},\n      "seq": {seq},\n'
-        f'      "at": {string(format_utc(event.at))},\n      "actor": {string(event.actor)},\n'
+        f'      "at": "{stamp(event.at)}",\n      "actor": {string(event.actor)},\n'
         f'      "type": {string(event.type)},\n      "payload": {laid_out},\n'
         f'      "schema": {schema}'
     )

@@ -58,9 +58,8 @@ without asking the pattern (most lines start with a letter)."""
 
 
 def _line_start(line: str) -> str:
-    """``line`` (already escaped inline) with a block-starting first character escaped."""
-    if line[:1] not in _MAY_START_BLOCK:
-        return line
+    """``line`` (already escaped inline) with a block-starting first character escaped
+    (called only when its first character is in :data:`_MAY_START_BLOCK`)."""
     match = _LINE_START.match(line)
     if match is None:
         return line
@@ -77,9 +76,9 @@ def _escape_line(line: str) -> str:
         for char in _INLINE_CHARS:
             if char in escaped:
                 escaped = escaped.replace(char, "\\" + char)
-    if "#" in escaped:  # most values have none: no search, no callback
+    if escaped.rstrip().endswith("#"):  # rstrip drops what ``\s*`` matches: no search
         escaped = _TRAILING_HASHES.sub(lambda m: "\\#" * len(m.group(1)) + m.group(2), escaped)
-    return _line_start(escaped)
+    return _line_start(escaped) if escaped[:1] in _MAY_START_BLOCK else escaped
 
 
 def _one_line(value: str) -> str:

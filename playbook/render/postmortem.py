@@ -29,7 +29,8 @@ from playbook.core.state import IncidentState, fold
 from playbook.core.timers import BREACHED, compute
 from playbook.errors import UsageError
 from playbook.render import markdown as md
-from playbook.render.export import _drill_banner, _times, describe, timeline_table
+from playbook.render.export import _drill_banner, cycle_collector_paused, describe, timeline_table
+from playbook.render.stamps import times as _times
 
 PUBLISH_RESULT = "publish_result"
 """The type of a publication's outcome (issue 17), read by name: it may not exist here."""
@@ -56,6 +57,7 @@ _FIELD_HINTS = {
 }
 
 
+@cycle_collector_paused
 def to_postmortem(events: list[Event], now: datetime, tz: tzinfo | None = None) -> str:
     """The postmortem draft, as of ``now``; times in UTC and in ``tz``."""
     if not events:

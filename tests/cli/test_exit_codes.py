@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -70,9 +71,10 @@ def read_until(fd: int, wanted: bytes, seen: bytearray, within: float = 60.0) ->
     return wanted in seen
 
 
-def at_the_prompt(cli: Cli, redis: RedisServer) -> tuple[str, subprocess.Popen[bytes], int]:
+def at_the_prompt(cli: Cli, redis: RedisServer) -> tuple[str, subprocess.Popen[bytes], int, bytes]:
     """`playbook action run` on a terminal, waiting at its confirmation prompt after the
-    dry run and the backup: (incident, process, the terminal's master side)."""
+    dry run and the backup: (incident, process, the terminal's master side, the phrase
+    it asks for)."""
     opened = cli("open", RUNBOOK, "--title", "indexes gone", "--json")
     incident = json.loads(opened.output)["id"]
     master, slave = pty.openpty()
@@ -89,7 +91,9 @@ def at_the_prompt(cli: Cli, redis: RedisServer) -> tuple[str, subprocess.Popen[b
     os.close(slave)
     seen = bytearray()
     assert read_until(master, PROMPT, seen), seen.decode(errors="replace")
-    return incident, proc, master
+    asked = re.search(rb"Type '([^']+)' to apply", bytes(seen))
+    assert asked is not None, seen.decode(errors="replace")
+    return incident, proc, master, asked.group(1)
 
 
 def stages(cli: Cli, incident: str) -> list[str]:
@@ -104,7 +108,7 @@ def stages(cli: Cli, incident: str) -> list[str]:
 def test_a_signal_at_the_confirmation_prompt_exits_with_the_signals_code(
     cli: Cli, redis: RedisServer, broken: None, sig: signal.Signals, code: ExitCode
 ) -> None:
-    incident, proc, master = at_the_prompt(cli, redis)
+    incident, proc, master, _phrase = at_the_prompt(cli, redis)
     try:
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == code
@@ -117,7 +121,7 @@ def test_a_signal_at_the_confirmation_prompt_exits_with_the_signals_code(
 def test_end_of_input_at_the_confirmation_prompt_is_not_confirmed(
     cli: Cli, redis: RedisServer, broken: None
 ) -> None:
-    incident, proc, master = at_the_prompt(cli, redis)
+    incident, proc, master, _phrase = at_the_prompt(cli, redis)
     try:
         os.write(master, b"\x04")  # Ctrl-D on an empty line: end of input
         assert proc.wait(timeout=60) == ExitCode.REFUSED
@@ -126,6 +130,17 @@ def test_end_of_input_at_the_confirmation_prompt_is_not_confirmed(
     assert stages(cli, incident)[:2] == ["dry_run done", "backup done"]
     assert "apply" not in " ".join(stages(cli, incident))
     assert live_keys(redis) == []
+
+
+def test_the_phrase_typed_at_the_prompt_applies(cli: Cli, redis: RedisServer, broken: None) -> None:
+    incident, proc, master, phrase = at_the_prompt(cli, redis)
+    try:
+        os.write(master, phrase + b"\r")  # as a terminal sends Enter
+        assert proc.wait(timeout=60) == ExitCode.OK
+    finally:
+        os.close(master)
+    assert "apply done" in stages(cli, incident)
+    assert len(live_keys(redis)) > 0  # the index sets are back
 
 
 def test_an_app_that_crashed_exits_as_a_bug_not_as_a_failed_check(
