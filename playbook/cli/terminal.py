@@ -130,7 +130,12 @@ def ask(question: str) -> str:
     answer: every prompt of ours takes only the phrase it shows, so nothing goes ahead.
     """
     click.echo(f"{question}: ", nl=False, err=True)
-    line = _read_line()
+    try:
+        line = _read_line()
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            click.echo("", err=True)  # what follows starts on a line of its own
+        raise
     if line is None:
         click.echo("", err=True)  # the prompt's line was left open
         return ""

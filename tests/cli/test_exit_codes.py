@@ -112,8 +112,12 @@ def test_a_signal_at_the_confirmation_prompt_exits_with_the_signals_code(
     try:
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == code
+        said = bytearray()
+        read_until(master, b"was recorded.", said, within=10)
     finally:
         os.close(master)
+    # What the command says next starts on a line of its own, not after the prompt.
+    assert re.match(rb"\r?\n(interrupted|terminated)", bytes(said)), bytes(said)
     assert stages(cli, incident) == ["dry_run done", "backup done"]  # nothing confirmed
     assert live_keys(redis) == []  # nothing applied
 
