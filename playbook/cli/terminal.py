@@ -164,9 +164,11 @@ def _read_line() -> str | None:
     machine). The wait is a ``select`` on the terminal and on the interpreter's signal
     wake-up descriptor, which holds a byte for every signal since it was set, so none
     can slip between the check and the wait."""
+    if sys.stdin is None:  # started with standard input closed: nothing will be typed
+        return None
     try:
         fd = sys.stdin.fileno()
-    except (AttributeError, ValueError, io.UnsupportedOperation):
+    except (ValueError, io.UnsupportedOperation):
         fd = -1  # not a file (a test's input): nothing to wait for
     if fd < 0 or threading.current_thread() is not threading.main_thread():
         found = sys.stdin.readline()  # only the main thread is told of signals
