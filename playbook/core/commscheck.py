@@ -140,23 +140,93 @@ _V4LIKE = re.compile(
 _SPECIAL_LABELS = ("localhost",)
 _HOSTLIKE = re.compile(r"\b[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z0-9\-]{1,63}\b")
 _IPLIKE = re.compile(r"[0-9A-Fa-f:.]*[0-9A-Fa-f][0-9A-Fa-f:.%]*")
-_STACK = (
-    re.compile(r"Traceback \(most recent call last\)"),
-    re.compile(r'File "[^"\n]+", line \d+'),
-    re.compile(r"^\s+at [\w$.<>]+\([\w$.]*\.(?:java|kt|scala|cs):\d+\)", re.M),
-    re.compile(r"Exception in thread \""),
-    re.compile(r"^goroutine \d+ \[", re.M),
-    re.compile(r"panicked at ", re.M),
-    # Node.js: "at f (/app/x.js:10:5)" or "at /app/x.js:10:5".
-    re.compile(r"\bat (?:[^\n(]* \()?[^\s()]+\.(?:[cm]?js|jsx|tsx?):\d+:\d+\b"),
-    # .NET: "at A.B() in C:\src\x.cs:line 42".
-    re.compile(r"\bat \S+\([^\n]*\) in [^\n]+:line \d+"),
-    # Ruby: "x.rb:12:in 'load'" and "from x.rb:12:in `load'".
-    re.compile(r"\S+\.rb:\d+:in [`'\"]"),
-    # Go: "/src/x.go:42 +0x1d"; Rust: "at src/main.rs:10:5".
-    re.compile(r"\S+\.go:\d+ \+0x[0-9a-f]+"),
-    re.compile(r"^\s*(?:at )?\S+\.rs:\d+:\d+\s*$", re.M),
+STACK_SHAPES: tuple[tuple[str, str], ...] = (
+    # (where the runtime documents the shape, the pattern that reads it)
+    (
+        "Python traceback module: 'Traceback (most recent call last):' "
+        "https://docs.python.org/3/library/traceback.html",
+        r"Traceback \(most recent call last\)",
+    ),
+    (
+        "Python traceback module: '  File \"<stdin>\", line 1, in <module>'",
+        r'File "[^"\n]+", line \d+',
+    ),
+    (
+        # A frame anywhere in a line, not only at its start: a trace pasted into one line
+        # ("... pool exhausted at com.acme.db.Pool.get(Pool.java:88) at ...") is one too.
+        "Java StackTraceElement.toString(): 'com.foo.Main.run(Main.java:101)', "
+        "'acme@2.1/org.acme.Lib.test(Lib.java:80)', '(Native Method)', '(Unknown Source)'; "
+        "Throwable.printStackTrace(): '\\tat Junk.a(Junk.java:13)' "
+        "https://docs.oracle.com/en/java/javase/21/docs/api/java.base/java/lang/StackTraceElement.html",
+        r"\bat [\w$.<>/@\-]+\((?:[\w$.\-]+\.(?:java|kt|scala|groovy|cs)(?::\d+)?"
+        r"|Native Method|Unknown Source)\)",
+    ),
+    (
+        # A class name after "Caused by: ": package-qualified ("org.postgresql.util.
+        # PSQLException") or named for what it is ("LowLevelException"), so that "Caused
+        # by: a migration" and "caused by a migration" stay prose.
+        "Java Throwable.printStackTrace(): 'Caused by: LowLevelException' "
+        "https://docs.oracle.com/en/java/javase/21/docs/api/java.base/java/lang/Throwable.html",
+        r"\bCaused by: (?:(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*|[A-Z][\w$]*(?:Exception|Error))\b",
+    ),
+    (
+        "Java ThreadGroup.uncaughtException(): 'Exception in thread \"name\" ' "
+        "https://docs.oracle.com/en/java/javase/21/docs/api/java.base/java/lang/ThreadGroup.html",
+        r'Exception in thread "',
+    ),
+    (
+        "Go runtime traceback (GOTRACEBACK): 'goroutine 1 [running]:' https://pkg.go.dev/runtime",
+        r"^goroutine \d+ \[",
+    ),
+    (
+        "Go runtime traceback: '/src/x.go:42 +0x1d' https://pkg.go.dev/runtime",
+        r"\S+\.go:\d+ \+0x[0-9a-f]+",
+    ),
+    (
+        # The line an unrecovered run-time panic starts with: "panic: " and the value
+        # (runtime.Error messages begin "runtime error: "); "panic buttons" stays prose.
+        "Go spec, Run-time panics (a runtime.Error value), printed as 'panic: runtime "
+        "error: ...' https://go.dev/ref/spec#Run_time_panics https://pkg.go.dev/runtime#Error",
+        r"\bpanic: runtime error: |^panic: .* \[recovered\]",
+    ),
+    (
+        "Rust std::panic: \"thread 'main' panicked at src/main.rs:2:5\" "
+        "https://doc.rust-lang.org/std/macro.panic.html",
+        r"panicked at ",
+    ),
+    (
+        "Rust std::backtrace frame: 'at src/main.rs:10:5' "
+        "https://doc.rust-lang.org/std/backtrace/index.html",
+        r"^\s*(?:at )?\S+\.rs:\d+:\d+\s*$",
+    ),
+    (
+        "Node.js error.stack: 'at f (/app/x.js:10:5)' or 'at /app/x.js:10:5' "
+        "https://nodejs.org/api/errors.html#errorstack",
+        r"\bat (?:[^\n(]* \()?[^\s()]+\.(?:[cm]?js|jsx|tsx?):\d+:\d+\b",
+    ),
+    (
+        # Node's own modules are named by the node: scheme, without a file extension:
+        # "at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)".
+        "Node.js error.stack frame of a built-in module ('node:' scheme) "
+        "https://nodejs.org/api/errors.html#errorstack "
+        "https://nodejs.org/api/modules.html#built-in-modules",
+        r"\bat (?:[^\n(]* \()?node:[\w/.\-]+:\d+:\d+\b",
+    ),
+    (
+        ".NET Exception.StackTrace: 'at A.B() in C:\\src\\x.cs:line 42' "
+        "https://learn.microsoft.com/dotnet/api/system.exception.stacktrace",
+        r"\bat \S+\([^\n]*\) in [^\n]+:line \d+",
+    ),
+    (
+        "Ruby Exception#backtrace: \"x.rb:12:in 'load'\" "
+        "https://docs.ruby-lang.org/en/master/Exception.html#method-i-backtrace",
+        r"\S+\.rb:\d+:in [`'\"]",
+    ),
 )
+"""The shapes of a stack trace, each with the runtime's documentation of the format it
+reads. Data: a new runtime is a new row. Each is a regular expression of our own (this
+table is ours, never a playbook's), matched line by line (``re.M``)."""
+_STACK = tuple(re.compile(pattern, re.M) for _, pattern in STACK_SHAPES)
 
 
 @dataclass(frozen=True)
