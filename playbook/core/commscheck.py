@@ -33,8 +33,10 @@ import html
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -391,11 +393,69 @@ def _internal_hosts(text: str, internal: Sequence[str]) -> list[str]:
 _BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
+_INVISIBLE = frozenset({"Cf", "Mn", "Cc"})
+"""Unicode categories a reader does not see as a character of their own: ``Cf`` (soft
+hyphen, zero-width space and joiners, bidirectional controls, tag characters), ``Mn``
+(variation selectors and the combining grapheme joiner draw nothing; other combining
+marks only decorate the letter before them, which stays readable) and ``Cc`` (controls;
+tab, newline and carriage return are kept as layout). Unicode's tables decide, through
+:mod:`unicodedata`. The cost: the form the check reads loses the accents of decomposed
+text, which only matters if that makes it read as a leak."""
+_NON_ASCII = re.compile(r"[^\x20-\x7e\t\n\r]")
+
+
+def without_invisible(text: str) -> str:
+    """``text`` without the characters a reader does not see (:data:`_INVISIBLE`): what
+    is left when ``RdS3cret\u00adMarker`` is shown is ``RdS3cretMarker``."""
+
+    def one(match: re.Match[str]) -> str:
+        char = match.group()
+        return "" if unicodedata.category(char) in _INVISIBLE else char
+
+    return _NON_ASCII.sub(one, text)
+
+
+class _Seen(HTMLParser):
+    """The standard library's HTML parser, keeping the text a browser shows (character
+    references decoded) and, apart, every attribute value (a link's target, an image's
+    alternative text), which the check reads too. Tags, comments and declarations show
+    nothing, so the text around them is joined as the reader sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.attributes: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attributes.extend(value for _, value in attrs if value)
+
+
+def seen_in_html(document: str) -> str:
+    """What a reader sees of an HTML ``document``: its text with tags and comments
+    removed, character references decoded and invisible characters dropped, then each
+    attribute value on a line of its own. ``RdS3cret<b></b>Marker``,
+    ``RdS3cret<!-- -->Marker`` and ``RdS3cret&#8203;Marker`` all read ``RdS3cretMarker``.
+
+    What is shown is :mod:`html.parser`'s reading, not a pattern of ours. Text in a
+    ``<script>`` or ``<style>`` is kept: a reader does not see it, but reading more
+    costs only a possible warning, never a leak."""
+    parser = _Seen()
+    parser.feed(document)
+    parser.close()
+    return without_invisible("".join(parser.text) + "\n" + "\n".join(parser.attributes))
+
+
 def reader_forms(text: str) -> list[str]:
     """``text`` and what a reader of a Markdown or HTML page sees of it: character
-    references decoded (``html.unescape``: ``&#64;`` is ``@``) and CommonMark's
-    backslash escapes removed (``10\\.0\\.0\\.5`` is ``10.0.0.5``), each alone and
-    both in either order. A leak in any one blocks."""
+    references decoded (``html.unescape``: ``&#64;`` is ``@``), CommonMark's backslash
+    escapes removed (``10\\.0\\.0\\.5`` is ``10.0.0.5``), each alone and both in either
+    order; the text as an HTML page shows it (:func:`seen_in_html`); and each of these
+    without the characters a reader cannot see (``&shy;``, ``&#8203;``). A leak in any
+    one blocks. (What a Markdown renderer shows is made where Markdown is rendered, in
+    the publish service, and given to :func:`check_message` in ``also``.)"""
     found = [text]
     unescaped = html.unescape(text)
     unslashed = _BACKSLASH_ESCAPE.sub(r"\1", text)
@@ -404,9 +464,14 @@ def reader_forms(text: str) -> list[str]:
         unslashed,
         html.unescape(unslashed),
         _BACKSLASH_ESCAPE.sub(r"\1", unescaped),
+        seen_in_html(text),
     ):
         if form not in found:
             found.append(form)
+    for form in list(found):
+        bare = without_invisible(form)
+        if bare not in found:
+            found.append(bare)
     return found
 
 
