@@ -33,8 +33,10 @@ import html
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,23 +142,93 @@ _V4LIKE = re.compile(
 _SPECIAL_LABELS = ("localhost",)
 _HOSTLIKE = re.compile(r"\b[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}\.)+[A-Za-z0-9\-]{1,63}\b")
 _IPLIKE = re.compile(r"[0-9A-Fa-f:.]*[0-9A-Fa-f][0-9A-Fa-f:.%]*")
-_STACK = (
-    re.compile(r"Traceback \(most recent call last\)"),
-    re.compile(r'File "[^"\n]+", line \d+'),
-    re.compile(r"^\s+at [\w$.<>]+\([\w$.]*\.(?:java|kt|scala|cs):\d+\)", re.M),
-    re.compile(r"Exception in thread \""),
-    re.compile(r"^goroutine \d+ \[", re.M),
-    re.compile(r"panicked at ", re.M),
-    # Node.js: "at f (/app/x.js:10:5)" or "at /app/x.js:10:5".
-    re.compile(r"\bat (?:[^\n(]* \()?[^\s()]+\.(?:[cm]?js|jsx|tsx?):\d+:\d+\b"),
-    # .NET: "at A.B() in C:\src\x.cs:line 42".
-    re.compile(r"\bat \S+\([^\n]*\) in [^\n]+:line \d+"),
-    # Ruby: "x.rb:12:in 'load'" and "from x.rb:12:in `load'".
-    re.compile(r"\S+\.rb:\d+:in [`'\"]"),
-    # Go: "/src/x.go:42 +0x1d"; Rust: "at src/main.rs:10:5".
-    re.compile(r"\S+\.go:\d+ \+0x[0-9a-f]+"),
-    re.compile(r"^\s*(?:at )?\S+\.rs:\d+:\d+\s*$", re.M),
+STACK_SHAPES: tuple[tuple[str, str], ...] = (
+    # (where the runtime documents the shape, the pattern that reads it)
+    (
+        "Python traceback module: 'Traceback (most recent call last):' "
+        "https://docs.python.org/3/library/traceback.html",
+        r"Traceback \(most recent call last\)",
+    ),
+    (
+        "Python traceback module: '  File \"<stdin>\", line 1, in <module>'",
+        r'File "[^"\n]+", line \d+',
+    ),
+    (
+        # A frame anywhere in a line, not only at its start: a trace pasted into one line
+        # ("... pool exhausted at com.acme.db.Pool.get(Pool.java:88) at ...") is one too.
+        "Java StackTraceElement.toString(): 'com.foo.Main.run(Main.java:101)', "
+        "'acme@2.1/org.acme.Lib.test(Lib.java:80)', '(Native Method)', '(Unknown Source)'; "
+        "Throwable.printStackTrace(): '\\tat Junk.a(Junk.java:13)' "
+        "https://docs.oracle.com/en/java/javase/21/docs/api/java.base/java/lang/StackTraceElement.html",
+        r"\bat [\w$.<>/@\-]+\((?:[\w$.\-]+\.(?:java|kt|scala|groovy|cs)(?::\d+)?"
+        r"|Native Method|Unknown Source)\)",
+    ),
+    (
+        # A class name after "Caused by: ": package-qualified ("org.postgresql.util.
+        # PSQLException") or named for what it is ("LowLevelException"), so that "Caused
+        # by: a migration" and "caused by a migration" stay prose.
+        "Java Throwable.printStackTrace(): 'Caused by: LowLevelException' "
+        "https://docs.oracle.com/en/java/javase/21/docs/api/java.base/java/lang/Throwable.html",
+        r"\bCaused by: (?:(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*|[A-Z][\w$]*(?:Exception|Error))\b",
+    ),
+    (
+        "Java ThreadGroup.uncaughtException(): 'Exception in thread \"name\" ' "
+        "https://docs.oracle.com/en/java/javase/21/docs/api/java.base/java/lang/ThreadGroup.html",
+        r'Exception in thread "',
+    ),
+    (
+        "Go runtime traceback (GOTRACEBACK): 'goroutine 1 [running]:' https://pkg.go.dev/runtime",
+        r"^goroutine \d+ \[",
+    ),
+    (
+        "Go runtime traceback: '/src/x.go:42 +0x1d' https://pkg.go.dev/runtime",
+        r"\S+\.go:\d+ \+0x[0-9a-f]+",
+    ),
+    (
+        # The line an unrecovered run-time panic starts with: "panic: " and the value
+        # (runtime.Error messages begin "runtime error: "); "panic buttons" stays prose.
+        "Go spec, Run-time panics (a runtime.Error value), printed as 'panic: runtime "
+        "error: ...' https://go.dev/ref/spec#Run_time_panics https://pkg.go.dev/runtime#Error",
+        r"\bpanic: runtime error: |^panic: .* \[recovered\]",
+    ),
+    (
+        "Rust std::panic: \"thread 'main' panicked at src/main.rs:2:5\" "
+        "https://doc.rust-lang.org/std/macro.panic.html",
+        r"panicked at ",
+    ),
+    (
+        "Rust std::backtrace frame: 'at src/main.rs:10:5' "
+        "https://doc.rust-lang.org/std/backtrace/index.html",
+        r"^\s*(?:at )?\S+\.rs:\d+:\d+\s*$",
+    ),
+    (
+        "Node.js error.stack: 'at f (/app/x.js:10:5)' or 'at /app/x.js:10:5' "
+        "https://nodejs.org/api/errors.html#errorstack",
+        r"\bat (?:[^\n(]* \()?[^\s()]+\.(?:[cm]?js|jsx|tsx?):\d+:\d+\b",
+    ),
+    (
+        # Node's own modules are named by the node: scheme, without a file extension:
+        # "at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)".
+        "Node.js error.stack frame of a built-in module ('node:' scheme) "
+        "https://nodejs.org/api/errors.html#errorstack "
+        "https://nodejs.org/api/modules.html#built-in-modules",
+        r"\bat (?:[^\n(]* \()?node:[\w/.\-]+:\d+:\d+\b",
+    ),
+    (
+        ".NET Exception.StackTrace: 'at A.B() in C:\\src\\x.cs:line 42' "
+        "https://learn.microsoft.com/dotnet/api/system.exception.stacktrace",
+        r"\bat \S+\([^\n]*\) in [^\n]+:line \d+",
+    ),
+    (
+        "Ruby Exception#backtrace: \"x.rb:12:in 'load'\" "
+        "https://docs.ruby-lang.org/en/master/Exception.html#method-i-backtrace",
+        r"\S+\.rb:\d+:in [`'\"]",
+    ),
 )
+"""The shapes of a stack trace, each with the runtime's documentation of the format it
+reads. Data: a new runtime is a new row. Each is a regular expression of our own (this
+table is ours, never a playbook's), matched line by line (``re.M``)."""
+_STACK = tuple(re.compile(pattern, re.M) for _, pattern in STACK_SHAPES)
 
 
 @dataclass(frozen=True)
@@ -321,11 +393,69 @@ def _internal_hosts(text: str, internal: Sequence[str]) -> list[str]:
 _BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 
 
+_INVISIBLE = frozenset({"Cf", "Mn", "Cc"})
+"""Unicode categories a reader does not see as a character of their own: ``Cf`` (soft
+hyphen, zero-width space and joiners, bidirectional controls, tag characters), ``Mn``
+(variation selectors and the combining grapheme joiner draw nothing; other combining
+marks only decorate the letter before them, which stays readable) and ``Cc`` (controls;
+tab, newline and carriage return are kept as layout). Unicode's tables decide, through
+:mod:`unicodedata`. The cost: the form the check reads loses the accents of decomposed
+text, which only matters if that makes it read as a leak."""
+_NON_ASCII = re.compile(r"[^\x20-\x7e\t\n\r]")
+
+
+def without_invisible(text: str) -> str:
+    """``text`` without the characters a reader does not see (:data:`_INVISIBLE`): what
+    is left when ``RdS3cret\u00adMarker`` is shown is ``RdS3cretMarker``."""
+
+    def one(match: re.Match[str]) -> str:
+        char = match.group()
+        return "" if unicodedata.category(char) in _INVISIBLE else char
+
+    return _NON_ASCII.sub(one, text)
+
+
+class _Seen(HTMLParser):
+    """The standard library's HTML parser, keeping the text a browser shows (character
+    references decoded) and, apart, every attribute value (a link's target, an image's
+    alternative text), which the check reads too. Tags, comments and declarations show
+    nothing, so the text around them is joined as the reader sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.text: list[str] = []
+        self.attributes: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attributes.extend(value for _, value in attrs if value)
+
+
+def seen_in_html(document: str) -> str:
+    """What a reader sees of an HTML ``document``: its text with tags and comments
+    removed, character references decoded and invisible characters dropped, then each
+    attribute value on a line of its own. ``RdS3cret<b></b>Marker``,
+    ``RdS3cret<!-- -->Marker`` and ``RdS3cret&#8203;Marker`` all read ``RdS3cretMarker``.
+
+    What is shown is :mod:`html.parser`'s reading, not a pattern of ours. Text in a
+    ``<script>`` or ``<style>`` is kept: a reader does not see it, but reading more
+    costs only a possible warning, never a leak."""
+    parser = _Seen()
+    parser.feed(document)
+    parser.close()
+    return without_invisible("".join(parser.text) + "\n" + "\n".join(parser.attributes))
+
+
 def reader_forms(text: str) -> list[str]:
     """``text`` and what a reader of a Markdown or HTML page sees of it: character
-    references decoded (``html.unescape``: ``&#64;`` is ``@``) and CommonMark's
-    backslash escapes removed (``10\\.0\\.0\\.5`` is ``10.0.0.5``), each alone and
-    both in either order. A leak in any one blocks."""
+    references decoded (``html.unescape``: ``&#64;`` is ``@``), CommonMark's backslash
+    escapes removed (``10\\.0\\.0\\.5`` is ``10.0.0.5``), each alone and both in either
+    order; the text as an HTML page shows it (:func:`seen_in_html`); and each of these
+    without the characters a reader cannot see (``&shy;``, ``&#8203;``). A leak in any
+    one blocks. (What a Markdown renderer shows is made where Markdown is rendered, in
+    the publish service, and given to :func:`check_message` in ``also``.)"""
     found = [text]
     unescaped = html.unescape(text)
     unslashed = _BACKSLASH_ESCAPE.sub(r"\1", text)
@@ -334,9 +464,14 @@ def reader_forms(text: str) -> list[str]:
         unslashed,
         html.unescape(unslashed),
         _BACKSLASH_ESCAPE.sub(r"\1", unescaped),
+        seen_in_html(text),
     ):
         if form not in found:
             found.append(form)
+    for form in list(found):
+        bare = without_invisible(form)
+        if bare not in found:
+            found.append(bare)
     return found
 
 

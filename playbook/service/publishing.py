@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from playbook.core import events as ev
-from playbook.core.commscheck import CheckResult, check_message
+from playbook.core.commscheck import CheckResult, check_message, seen_in_html
 from playbook.core.publications import Publication
 from playbook.core.state import IncidentState
 from playbook.errors import UsageError
@@ -275,25 +275,18 @@ def _strings(value: Any) -> list[str]:
 
 
 def rendered_text(markdown: str) -> str:
-    """What a reader sees of ``markdown`` once a status page or chat renders it:
-    markdown-it-py's tokens' text (escapes removed, character references decoded,
-    emphasis and links reduced to their words), for the comms check to read too."""
+    """What a reader sees of ``markdown`` once a status page or chat renders it, for the
+    comms check to read too: markdown-it-py renders it to HTML, and the standard
+    library's HTML parser reads that as a browser shows it (:func:`seen_in_html`): text
+    joined across tags, comments and empty links (``RdS3cret[]()Marker`` is
+    ``RdS3cretMarker``), character references decoded, invisible characters dropped, and
+    each link's target on a line of its own.
+
+    Both readings are the parsers' own, not a list of ours: a template that puts markup
+    showing nothing between every character of a secret cannot hide it from the check."""
     from markdown_it import MarkdownIt
 
-    out: list[str] = []
-    for token in MarkdownIt("commonmark").parse(markdown):
-        if token.type == "inline":
-            for child in token.children or []:
-                if child.type in ("softbreak", "hardbreak"):
-                    out.append("\n")
-                elif child.type == "link_open":
-                    out.append(f" {child.attrGet('href') or ''} ")
-                else:
-                    out.append(child.content)
-            out.append("\n")
-        elif token.type in ("fence", "code_block", "html_block"):
-            out.append(token.content + "\n")
-    return "".join(out)
+    return seen_in_html(MarkdownIt("commonmark").render(markdown))
 
 
 def sent_texts(message: Message, request: Request | None) -> list[str]:

@@ -165,3 +165,40 @@ def test_numbers_times_and_dates_are_not_addresses() -> None:
 
 def test_a_leak_only_in_also_blocks_and_content_rules_read_the_text() -> None:
     assert rules(GOOD, also=["orders-db 10.0.0.5 down"]) == {"private-ip": True}
+
+
+@pytest.mark.parametrize(
+    "trace",
+    [
+        "Error: connect ECONNREFUSED\n    at TCPConnectWrap.afterConnect [as oncomplete] "
+        "(node:net:1555:16)",
+        "at process.processTicksAndRejections (node:internal/process/task_queues:95:5)",
+        "java.lang.IllegalStateException: pool exhausted at com.acme.db.Pool.get(Pool.java:88) "
+        "at com.acme.api.Orders.list(Orders.java:41)",
+        "Caused by: org.postgresql.util.PSQLException: FATAL: too many connections",
+        "Caused by: LowLevelException: boom",
+        "at java.base/java.lang.Thread.run(Thread.java:833)",
+        "at sun.nio.ch.Net.connect0(Native Method)",
+        "panic: runtime error: index out of range [5] with length 3",
+        "panic: boom [recovered]",
+        "Seen: panic: runtime error: invalid memory address or nil pointer dereference",
+    ],
+)
+def test_every_runtime_s_documented_trace_shape_blocks(trace: str) -> None:
+    assert rules(f"{GOOD}\nSeen:\n{trace}").get("stack-trace") is True
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "at 10:30 (UTC) we restarted the primary",
+        "the panic buttons on the dashboard were pressed",
+        "the errors were caused by a migration",
+        "Caused by: a migration that locked the orders table",
+        "Caused by: the config.yaml change at 09:10 UTC",
+        "we met at noon (see the incident channel) and at 14:00 (CET)",
+        "Node node:3 of the cluster is back",
+    ],
+)
+def test_status_prose_that_resembles_a_trace_passes(prose: str) -> None:
+    assert rules(f"{GOOD} {prose}.") == {}

@@ -1,0 +1,179 @@
+"""The comms check reads what a reader sees (attacker round 3, B2 and B6): markup that
+renders as nothing (an HTML comment, an empty link, an empty tag), character references
+that decode to invisible characters, and a hostile template that splits every character
+of the responder's text cannot hide a secret, a credential or a stack trace from the
+check. Each end-to-end case looks at what the stand-in received: nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from publish_support import SP_KEY, publishable_runbook, secret_env, start_standin, write_config
+
+from playbook import redaction
+from playbook.core.commscheck import check_message
+from playbook.errors import ExitCode
+from playbook.publish import http
+from playbook.service import publishing
+
+GOOD = (
+    "Some users may experience missing messages. We are restoring the affected records. "
+    "Next update by 14:30 UTC."
+)
+SECRET = "RdS3cretMarker_88b"
+HALF, REST = SECRET[:8], SECRET[8:]  # "RdS3cret", "Marker_88b"
+
+
+@pytest.fixture
+def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    state, server = start_standin()
+    write_config(tmp_path / "config", state.base)
+    for name, value in secret_env(state.base).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(http, "sleep", lambda _s: None)
+    state.throttle_first = False
+    yield state
+    server.shutdown()
+    server.server_close()
+    redaction._forget_all()
+
+
+@pytest.fixture
+def known_secret():
+    redaction.remember(SECRET)
+    yield SECRET
+    redaction._forget_all()
+
+
+def seen_rules(text: str) -> dict[str, bool]:
+    """The findings when ``text`` goes out as the publish path sends it: the text itself
+    and its markdown-it rendering both read."""
+    body = f"{GOOD} Seen: {text}"
+    result = check_message(
+        body, kind="progress", status="identified", also=[publishing.rendered_text(body)]
+    )
+    return {f.rule: f.blocks for f in result.findings}
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        f"{HALF}<span>{REST[:6]}</span>{REST[6:]}",
+        f"{HALF}<b></b>{REST}",
+        f"{HALF}<!-- -->{REST}",
+        f"{HALF}[{REST[:6]}](x){REST[6:]}",
+        f"{HALF}[]()" + REST,
+        *(f"{HALF}{ref}{REST}" for ref in ("&shy;", "&#173;", "&#8203;", "&ZeroWidthSpace;")),
+        f"{HALF}\u200b{REST}",  # what a template can hold raw, where --set refuses it
+        "[]()".join(SECRET),
+        "<!-- -->".join(SECRET),
+    ],
+)
+def test_a_secret_split_by_markup_that_renders_as_nothing_blocks(known_secret, split):
+    assert seen_rules(split).get("secret") is True
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        "<!-- -->".join("password=Hunter2pw"),
+        "[]()".join("password=Hunter2pw"),
+        "<!-- -->".join("10.0.0.5"),
+        "[]()".join("db.internal"),
+        "pass&shy;word=Hunter2pw",
+    ],
+)
+def test_a_credential_address_or_host_split_by_markup_blocks(split):
+    assert any(seen_rules(split).values()), split
+
+
+def test_a_link_s_target_is_still_read() -> None:
+    assert seen_rules("[the dashboard](http://10.0.0.5/grafana)").get("private-ip") is True
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "See the <b>status</b> page and [our blog](https://status.example.com).",
+        "Some users saw pages load in 10.5 s; the fix ships at 15:00 UTC.",
+        "The *checkout* and _search_ pages are affected.",
+    ],
+)
+def test_ordinary_markup_passes(prose: str) -> None:
+    assert {r: b for r, b in seen_rules(prose).items() if b} == {}
+
+
+def _hostile_runbook(folder: Path, joiner: str) -> Path:
+    """The data-integrity playbook with an initial template that puts ``joiner`` (markup
+    a renderer shows as nothing) between every character of the responder's text."""
+    runbook = publishable_runbook(folder)
+    template = folder / "templates" / "data-integrity" / "initial.txt.j2"
+    template.write_text(
+        "We are investigating: {{ specific_issues | list | join('" + joiner + "') }}. "
+        "Some users may experience errors; we are working on a fix.\n"
+    )
+    return runbook
+
+
+@pytest.mark.parametrize("joiner", ["<!-- -->", "[]()"])
+@pytest.mark.parametrize(
+    "typed",
+    [f"login fails: password authentication failed, password={SP_KEY}", "PGPASSWORD=Hunter2pw"],
+)
+def test_a_hostile_template_splitting_every_character_sends_nothing(
+    cli, standin, tmp_path, joiner, typed
+):
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    opened = cli("open", str(_hostile_runbook(folder, joiner)), "--title", "Checkout", "--json")
+    assert opened.exit_code == 0, opened.output
+    incident = json.loads(opened.output)["id"]
+    refused = cli(
+        "publish", incident, "initial", "--to", "statuspage,slack,teams,hook",
+        "--set", f"specific_issues={typed}", "--yes",
+    )  # fmt: skip
+    assert refused.exit_code == ExitCode.REFUSED, refused.output
+    assert standin.requests == []
+
+
+def test_the_hostile_template_with_harmless_text_still_publishes(cli, standin, tmp_path):
+    """The control: the same template and destination send a message without a leak, so
+    the refusals above are the check's and not the template's."""
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    opened = cli("open", str(_hostile_runbook(folder, "<!-- -->")), "--title", "Checkout", "--json")
+    incident = json.loads(opened.output)["id"]
+    sent = cli(
+        "publish", incident, "initial", "--to", "hook",
+        "--set", "specific_issues=slow pages", "--yes",
+    )  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    assert len(standin.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        f"errors: {SP_KEY[:6]}<span>{SP_KEY[6:9]}</span>{SP_KEY[9:]}",
+        f"errors: {SP_KEY[:6]}&#8203;{SP_KEY[6:]}",
+        f"errors: {SP_KEY[:6]}[{SP_KEY[6:9]}](x){SP_KEY[9:]}",
+        "Error: connect ECONNREFUSED\n    at TCPConnectWrap.afterConnect [as oncomplete] "
+        "(node:net:1555:16)\n    at process.processTicksAndRejections "
+        "(node:internal/process/task_queues:95:5)",
+        "java.lang.IllegalStateException: pool exhausted at com.acme.db.Pool.get(Pool.java:88) "
+        "at com.acme.api.Orders.list(Orders.java:41)",
+    ],
+)
+def test_typed_text_a_reader_would_see_as_a_leak_sends_nothing(cli, standin, tmp_path, typed):
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    opened = cli("open", str(publishable_runbook(folder)), "--title", "Checkout", "--json")
+    incident = json.loads(opened.output)["id"]
+    refused = cli(
+        "publish", incident, "initial", "--to", "statuspage,slack,teams,hook",
+        "--set", f"specific_issues={typed}", "--yes",
+    )  # fmt: skip
+    assert refused.exit_code == ExitCode.REFUSED, refused.output
+    assert standin.requests == []
