@@ -66,6 +66,7 @@ from playbook.adapters.postgres.writer import (
     _bound,
     _shown,
     apply_failed,
+    backup_header,
     key_params,
     key_where,
 )
@@ -598,14 +599,7 @@ class PostgresSqlWriter(PostgresWriter):
         undo = undo if undo is not None else Undo(None, force=True)
         done = {"deleted": 0, "restored": 0, "reinserted": 0, "already": 0, "untouched": 0}
         decided: list[tuple[str, str]] = []
-        head = next(backup, None)
-        if head is None or head.get("format") != BACKUP_FORMAT:
-            raise RunError(
-                f"The backup is not a {BACKUP_FORMAT} file (it says "
-                f"{(head or {}).get('format')!r}): it does not record which relation its "
-                "rows came from, so nothing is restored into whatever the name means now.",
-                "Restore its rows by hand, into the table you know they came from.",
-            )
+        head = backup_header(backup, BACKUP_FORMAT)
         kind = str(head.get("statement"))
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
             # what this rollback writes: it deletes the rows an INSERT added, puts back

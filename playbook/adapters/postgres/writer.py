@@ -328,6 +328,24 @@ def key_params(columns: Sequence[str], key: Mapping[str, Any]) -> dict[str, Any]
     return {f"k_{i}": key[k] for i, k in enumerate(columns)}
 
 
+def backup_header(backup: Iterator[dict[str, Any]], form: str) -> dict[str, Any]:
+    """The header of a backup in format ``form``, which records the relation its rows
+    came from (schema, name, OID): a rollback writes to that relation or to none.
+
+    Raises:
+        RunError: the backup has no such header (an older format, or none).
+    """
+    head = next(backup, None)
+    if head is None or head.get("format") != form:
+        raise RunError(
+            f"The backup is not a {form} file (it says {(head or {}).get('format')!r}): it "
+            "does not record which relation its rows came from, so nothing is restored "
+            "into whatever the name means now.",
+            "Restore its rows by hand, into the table you know they came from.",
+        )
+    return head
+
+
 def apply_failed(exc: RunError, committing: bool, what: str) -> RunError:
     """What an apply that failed in one transaction says. Failed at the commit, it may or
     may not have been applied. Failed before it, the transaction is gone and the table is
@@ -675,16 +693,9 @@ class PostgresWriter(Writer):
         undo = undo if undo is not None else Undo(None, force=True)
         done = {"deleted": 0, "restored": 0, "reinserted": 0, "already": 0, "untouched": 0}
         decided: list[tuple[str, str]] = []
-        head = next(backup, None)
-        if head is None or head.get("format") != BACKUP_FORMAT:
-            # A backup of an older playbook does not say which relation its rows came
-            # from; the name alone may now mean an owner's look-alike on the search path.
-            raise RunError(
-                f"The backup is not a {BACKUP_FORMAT} file (it says "
-                f"{(head or {}).get('format')!r}): it does not record which relation its "
-                "rows came from, so nothing is restored into whatever the name means now.",
-                "Restore its rows by hand, into the table you know they came from.",
-            )
+        # A backup of an older playbook does not say which relation its rows came from;
+        # the name alone may now mean an owner's look-alike on the search path.
+        head = backup_header(backup, BACKUP_FORMAT)
         items = list(backup)  # the upsert's rows: as few as the playbook lists
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
             table = _describe(conn, request, head, lock=True, restoring=True)
