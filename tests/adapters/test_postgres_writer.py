@@ -185,9 +185,16 @@ def test_backup_apply_rollback_gives_back_exactly_the_table(
     assert backup(writer, req, plan, sink) == 3
     sha = sink.close()
     saved = list(read_backup(tmp_path / "backup.jsonl", sha or ""))
-    assert saved[2] == {"key": {"staff_id": OUTRID3R}, "absent": True}
-    assert saved[1]["key"] == {"staff_id": 1}
-    assert saved[1]["row"]["updated_at"] == "2025-10-31 09:27:49.00258+00"
+    oid = db.execute("SELECT 'public.staff'::regclass::oid").fetchone()[0]
+    assert {k: saved[0][k] for k in ("format", "schema", "name", "oid")} == {
+        "format": "playbook-postgres-backup/2",
+        "schema": "public",
+        "name": "staff",
+        "oid": oid,
+    }
+    assert saved[3] == {"key": {"staff_id": OUTRID3R}, "absent": True}
+    assert saved[2]["key"] == {"staff_id": 1}
+    assert saved[2]["row"]["updated_at"] == "2025-10-31 09:27:49.00258+00"
 
     done = stage(writer.apply, req, plan)
     assert done == {"inserted": 1, "updated": 2, "unchanged": 0}

@@ -163,7 +163,9 @@ def test_the_sql_action_refuses_a_statement_whose_operator_has_a_lookalike(
         )
 
 
-@pytest.mark.parametrize("name", ["TABLE_SQL", "TREE_SQL", "CODE_SQL", "FOREIGN_SQL"])
+@pytest.mark.parametrize(
+    "name", ["TABLE_SQL", "TREE_SQL", "CODE_SQL", "FOREIGN_SQL", "NAMED_SQL", "KIND_SQL"]
+)
 def test_the_sql_actions_table_checks_name_every_function_operator_and_type_with_its_schema(
     name: str,
 ) -> None:

@@ -60,12 +60,13 @@ from typing import Any, ClassVar
 from playbook.adapters.base import Refused, RunContext, RunError, Sink
 from playbook.adapters.postgres.calls import RefusedOnServer, TargetOptions, check_role
 from playbook.adapters.postgres.sql import Calls
-from playbook.adapters.postgres.sql_table import TABLE_SQL, check_table
+from playbook.adapters.postgres.sql_table import TABLE_SQL, check_table, pin_table
 from playbook.adapters.postgres.writer import (
     PostgresWriter,
     _bound,
     _shown,
     apply_failed,
+    backup_header,
     key_params,
     key_where,
 )
@@ -336,77 +337,32 @@ def _prepare(
             "Declare each %(name)s under the action's params.",
         )
     target = TargetOptions.of(request.options)
-    from psycopg import sql
-
-    declared = sql.Identifier(*str(do["table"]).split(".")).as_string(conn)
-    oids = conn.execute(
-        "SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid, pg_catalog.to_regclass(%s)::pg_catalog.oid",
-        [declared, dml.relation],
-    ).fetchone()
-    if oids[0] is None:
-        raise RunError(f"There is no table {do['table']} on the target.")
-    # ROW EXCLUSIVE: the lock the write takes anyway, taken before the catalog is read,
-    # so no trigger, rule or foreign key is added between the checks and the write.
-    conn.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.SQL(declared)))
-    if (
-        conn.execute("SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid", [declared]).fetchone()[0]
-        != oids[0]
-    ):
-        raise RefusedOnServer(
-            f"Refused: {do['table']} was renamed or replaced while it was checked."
-        )
-    if table is not None and table["oid"] != oids[0]:
-        now = conn.execute(
-            "SELECT n.nspname::pg_catalog.text OPERATOR(pg_catalog.||) '.'"
-            " OPERATOR(pg_catalog.||) c.relname::pg_catalog.text FROM pg_catalog.pg_class c"
-            " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-            " WHERE c.oid OPERATOR(pg_catalog.=) %s",
-            [oids[0]],
-        ).fetchone()[0]
-        raise RefusedOnServer(
-            f"Refused: {do['table']} now names {now} (OID {oids[0]}), not the "
-            f"{table['schema']}.{table['name']} (OID {table['oid']}) the "
-            f"{'backup was taken from' if undoing is not None else 'dry run read'}.",
-            "The database or its search path changed since; nothing was written. "
-            + (
-                "Put it back, or restore from the backup file by hand."
-                if undoing is not None
-                else "Start again from the dry run."
-            ),
-        )
-    if oids[1] != oids[0]:
+    schema, name, oid = pin_table(
+        conn, str(do["table"]), table, lock=True, restoring=undoing is not None
+    )
+    statement = conn.execute(
+        "SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid", [dml.relation]
+    ).fetchone()[0]
+    if statement != oid:
         raise StatementRefused(
             f"Refused: the statement changes {dml.relation}, not the declared table {do['table']}.",
             "An action changes only the table it declares (do.table). Nothing was run.",
         )
-    schema, name, relkind, columns, writable, unique, rules = conn.execute(
-        TABLE_SQL, {"oid": oids[0], "key": sorted(key)}
-    ).fetchone()
-    if relkind not in ("r", "p"):
-        raise StatementRefused(f"Refused: {do['table']} is not a table (relkind {relkind}).")
+    columns, writable, unique = conn.execute(TABLE_SQL, {"oid": oid, "key": sorted(key)}).fetchone()
     if not unique:
         raise StatementRefused(
             f"Refused: {do['table']} has no unique index on ({', '.join(key)}), so its rows "
             "cannot be found again by that key.",
             "Key the action on the table's primary key or a unique column set.",
         )
-    if rules:
-        raise StatementRefused(
-            f"Refused: {do['table']} has rewrite rules ({', '.join(rules)}): the statement "
-            "would not run as written."
-        )
     unknown = sorted(set(dml.sets) - set(columns))
     if unknown:
         raise StatementRefused(f"Refused: {do['table']} has no column {unknown[0]}.")
-    # The catalog check is a few recursive CTEs the planner thinks costly: JIT compiling
-    # them took seconds of a check that runs in milliseconds (the reader's session turns
-    # it off too).
-    conn.execute("SELECT pg_catalog.set_config('jit', 'off', true)")
     check_role(conn, target)
     if undoing is None:
         check_table(
             conn,
-            oids[0],
+            oid,
             str(do["table"]),
             target,
             deletes=dml.kind == "DELETE",
@@ -420,7 +376,7 @@ def _prepare(
             updates = set(writable or ()) - set(key)
         check_table(
             conn,
-            oids[0],
+            oid,
             str(do["table"]),
             target,
             deletes=undoing["deletes"],
@@ -433,7 +389,7 @@ def _prepare(
             "SELECT a.attname::pg_catalog.text, pg_catalog.format_type(a.atttypid, a.atttypmod)"
             " FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) %s"
             " AND a.attname OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.name[])",
-            [oids[0], key],
+            [oid, key],
         ).fetchall()
     )
     return Job(
@@ -446,7 +402,7 @@ def _prepare(
         key,
         params,
         key_types,
-        oids[0],
+        oid,
     )
 
 
@@ -643,14 +599,7 @@ class PostgresSqlWriter(PostgresWriter):
         undo = undo if undo is not None else Undo(None, force=True)
         done = {"deleted": 0, "restored": 0, "reinserted": 0, "already": 0, "untouched": 0}
         decided: list[tuple[str, str]] = []
-        head = next(backup, None)
-        if head is None or head.get("format") != BACKUP_FORMAT:
-            raise RunError(
-                f"The backup is not a {BACKUP_FORMAT} file (it says "
-                f"{(head or {}).get('format')!r}): it does not record which relation its "
-                "rows came from, so nothing is restored into whatever the name means now.",
-                "Restore its rows by hand, into the table you know they came from.",
-            )
+        head = backup_header(backup, BACKUP_FORMAT)
         kind = str(head.get("statement"))
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
             # what this rollback writes: it deletes the rows an INSERT added, puts back

@@ -1,12 +1,23 @@
-"""What PostgreSQL's catalog says of a guarded SQL action's table: what it is
-(:data:`TABLE_SQL`), and what a write to it runs and changes (:func:`check_table`).
+"""What PostgreSQL's catalog says of a guarded action's table: which relation the
+declared name means (:func:`pin_table`), what it is (:data:`TABLE_SQL`), and what a write
+to it runs and changes (:func:`check_table`).
 
-Every stage of :mod:`playbook.adapters.postgres.sql_action` that writes (the dry run's
-savepoint, the backup's, the apply and the rollback) asks these questions of the catalog
-in its own transaction, after locking the table ``ROW EXCLUSIVE`` (the lock the write
-takes anyway): ``CREATE TRIGGER``, ``CREATE RULE``, ``ALTER TABLE`` and a new foreign key
-that references the table all wait for that lock, so what the catalog said is still true
-when the write runs. Asked:
+Both PostgreSQL writers ask it: every stage of
+:mod:`playbook.adapters.postgres.sql_action` that writes (the dry run's savepoint, the
+backup's, the apply and the rollback), and the upsert's
+(:mod:`playbook.adapters.postgres.writer`: its apply and rollback, and its read-only dry
+run, which says early what the apply would be refused). A stage that writes asks in its
+own transaction, after locking the table ``ROW EXCLUSIVE`` (the lock the write takes
+anyway): ``CREATE TRIGGER``, ``CREATE RULE``, ``ALTER TABLE`` and a new foreign key that
+references the table all wait for that lock, so what the catalog said is still true when
+the write runs. Asked:
+
+* **which relation**: the name is resolved on the session's search path, as the playbook
+  means it, and pinned by OID: a later stage (the rollback above all) refuses if the
+  name now means another relation (an owner's look-alike put earlier on the path), and
+  names the pinned one by its schema in its own statements.
+* **what it is**: an ordinary or partitioned table without rewrite rules (a rule, or a
+  view's trigger, would run the statement as something else).
 
 * **the code** a write runs that is not PostgreSQL's own: triggers, and the functions
   (directly, or as an operator's code) that the table's defaults and generated columns,
@@ -24,12 +35,32 @@ Every name is qualified (``pg_catalog.``), so no search path reaches the owner's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from playbook.adapters.base import RunError
 from playbook.adapters.postgres.calls import RefusedOnServer, TargetOptions
 
+NAMED_SQL = """
+SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+ WHERE c.oid OPERATOR(pg_catalog.=) %(oid)s
+"""
+"""The schema and name of the relation with an OID."""
+
+KIND_SQL = """
+SELECT c.relkind::pg_catalog.text,
+  (SELECT pg_catalog.array_agg(r.rulename::pg_catalog.text) FROM pg_catalog.pg_rewrite r
+    WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid
+      AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')
+  FROM pg_catalog.pg_class c
+ WHERE c.oid OPERATOR(pg_catalog.=) %(oid)s
+"""
+"""The relation's kind and its rewrite rules."""
+
 TABLE_SQL = """
-SELECT n.nspname, c.relname, c.relkind,
+SELECT
   (SELECT pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum)
      FROM pg_catalog.pg_attribute a
     WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid AND a.attnum OPERATOR(pg_catalog.>) 0
@@ -46,17 +77,12 @@ SELECT n.nspname, c.relname, c.relkind,
                     FROM pg_catalog.pg_attribute a
                    WHERE a.attrelid OPERATOR(pg_catalog.=) c.oid
                      AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey::pg_catalog.int2[]))
-                 OPERATOR(pg_catalog.=) %(key)s::pg_catalog.text[]),
-  (SELECT pg_catalog.array_agg(r.rulename::pg_catalog.text) FROM pg_catalog.pg_rewrite r
-    WHERE r.ev_class OPERATOR(pg_catalog.=) c.oid
-      AND r.rulename OPERATOR(pg_catalog.<>) '_RETURN')
+                 OPERATOR(pg_catalog.=) %(key)s::pg_catalog.text[])
 FROM pg_catalog.pg_class c
-JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 WHERE c.oid OPERATOR(pg_catalog.=) %(oid)s
 """
-"""The table's schema, name, kind, columns, writable columns, whether ``key`` is a
-unique index, and its rules. Every name qualified: a table owner's look-alike on the
-search path reaches none of it."""
+"""The table's columns, writable columns, and whether ``key`` is a unique index. Every
+name qualified: a table owner's look-alike on the search path reaches none of it."""
 
 TREE_SQL = """
 SELECT
@@ -161,6 +187,63 @@ ACTIONS = {"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 ``r`` restrict only refuse the write)."""
 
 
+def pin_table(
+    conn: Any,
+    declared: str,
+    earlier: Mapping[str, Any] | None,
+    *,
+    lock: bool,
+    restoring: bool = False,
+) -> tuple[str, str, int]:
+    """The relation ``declared`` names on the session's search path: (schema, name, OID).
+    Run first in the stage's transaction, before anything else resolves a name.
+
+    ``lock``: the stage writes; the table is locked ``ROW EXCLUSIVE`` and the name
+    resolved again, so the relation checked is the one written. ``earlier``: the relation
+    as an earlier stage found it (``{"schema", "name", "oid"}``: the dry run's, or the
+    backup's header); the name must still mean that OID. ``restoring``: the stage is a
+    rollback, for the message.
+
+    Raises:
+        RunError: there is no such relation.
+        RefusedOnServer: the name now means another relation than ``earlier``'s.
+    """
+    from psycopg import sql
+
+    # The catalog checks are a few recursive CTEs the planner thinks costly: JIT
+    # compiling them took seconds of a check that runs in milliseconds (the reader's
+    # session turns it off too).
+    conn.execute("SELECT pg_catalog.set_config('jit', 'off', true)")
+    regclass = sql.Identifier(*declared.split(".")).as_string(conn)
+    resolve = "SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid"
+    oid = conn.execute(resolve, [regclass]).fetchone()[0]
+    if oid is None:
+        raise RunError(f"There is no table {declared} on the target.")
+    if lock:
+        # ROW EXCLUSIVE: the lock the write takes anyway, taken before the catalog is
+        # read, so no trigger, rule or foreign key is added between the checks and the
+        # write.
+        conn.execute(sql.SQL("LOCK TABLE {} IN ROW EXCLUSIVE MODE").format(sql.SQL(regclass)))
+        if conn.execute(resolve, [regclass]).fetchone()[0] != oid:
+            raise RefusedOnServer(
+                f"Refused: {declared} was renamed or replaced while it was checked."
+            )
+    schema, name = conn.execute(NAMED_SQL, {"oid": oid}).fetchone()
+    if earlier is not None and earlier.get("oid") != oid:
+        raise RefusedOnServer(
+            f"Refused: {declared} now names {schema}.{name} (OID {oid}), not the "
+            f"{earlier.get('schema')}.{earlier.get('name')} (OID {earlier.get('oid')}) the "
+            f"{'backup was taken from' if restoring else 'dry run read'}.",
+            "The database or its search path changed since; nothing was written. "
+            + (
+                "Put it back, or restore from the backup file by hand."
+                if restoring
+                else "Start again from the dry run."
+            ),
+        )
+    return schema, name, oid
+
+
 def check_table(
     conn: Any,
     oid: int,
@@ -179,6 +262,27 @@ def check_table(
     Raises:
         RefusedOnServer: the catalog names the code, the foreign key or the children.
     """
+    oids = check_code(conn, oid, label, target, doing=doing)
+    check_foreign(conn, oids, label, deletes=deletes, updates=updates, doing=doing)
+
+
+def check_code(conn: Any, oid: int, label: str, target: TargetOptions, *, doing: str) -> list[int]:
+    """The half of :func:`check_table` that does not depend on the rows: refuse a
+    relation that is not a plain table, has rewrite rules or inheritance children, or
+    whose write runs code the responder does not trust. Returns the table's OID and its
+    partitions' (for :func:`check_foreign`).
+
+    Raises:
+        RefusedOnServer: the catalog names the kind, the rules, the children or the code.
+    """
+    relkind, rules = conn.execute(KIND_SQL, {"oid": oid}).fetchone()
+    if relkind not in ("r", "p"):
+        raise RefusedOnServer(f"Refused: {label} is not a table (relkind {relkind}).")
+    if rules:
+        raise RefusedOnServer(
+            f"Refused: {label} has rewrite rules ({', '.join(rules)}): {doing} would not run "
+            "as written."
+        )
     oids, children = conn.execute(TREE_SQL, {"oid": oid}).fetchone()
     if children:
         raise RefusedOnServer(
@@ -200,6 +304,18 @@ def check_table(
             "If you trust it on this target, add it to the target's functions in your own "
             "playbook.toml. Nothing was run.",
         )
+    return list(oids)
+
+
+def check_foreign(
+    conn: Any, oids: list[int], label: str, *, deletes: bool, updates: set[str], doing: str
+) -> None:
+    """The other half: refuse a write whose foreign keys of other tables change their
+    rows (``ON DELETE`` when ``deletes``, ``ON UPDATE`` of a column in ``updates``).
+
+    Raises:
+        RefusedOnServer: the catalog names the foreign key and its table.
+    """
     for name, other, on_delete, on_update, columns in conn.execute(
         FOREIGN_SQL, {"oids": oids}
     ).fetchall():

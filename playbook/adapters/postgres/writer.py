@@ -29,6 +29,16 @@ with the guard rails around it:
   the fingerprint the apply recorded; only rows still as the run left them go back (a
   row the run inserted is deleted, the others get the columns the upsert set back). A
   row changed since is kept and named. Running it twice changes nothing more.
+* **which table, and what a write to it runs**: the catalog's word, asked as the SQL
+  action asks it (:mod:`.sql_table`). The dry run pins the relation the name means (its
+  OID); the backup and apply refuse if the name now means another one, and the backup's
+  header records it, so the rollback writes to that relation (named by its schema) or to
+  none. The apply and the rollback lock the table ``ROW EXCLUSIVE`` first, then refuse
+  code of the database's own that their writes would run (triggers, defaults, rules,
+  policies, domain checks, index expressions) unless the responder trusts it, and a
+  foreign key of another table whose ``ON DELETE`` / ``ON UPDATE`` action would change
+  that table's rows (no backup holds them). The dry run asks the same, unlocked, so a
+  refusal comes before the backup; it also warns when the rollback would be refused.
 
 A row's fingerprint is the SHA-256 of its columns' text (PostgreSQL's own text for each
 type): every column for a row the run inserted, the columns the upsert set for a row it
@@ -47,6 +57,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from playbook.adapters.base import RunContext, RunError, Sink
+from playbook.adapters.postgres.calls import RefusedOnServer, TargetOptions
 from playbook.adapters.postgres.reader import (
     Interrupt,
     connect,
@@ -54,6 +65,7 @@ from playbook.adapters.postgres.reader import (
     run_error,
     set_timeouts,
 )
+from playbook.adapters.postgres.sql_table import check_code, check_foreign, pin_table
 from playbook.adapters.writers import Lock, LockHeld, Plan, Undo, Writer, WriteRequest, Written
 
 APPLICATION_NAME = "playbook action"
@@ -64,6 +76,15 @@ NAME_BYTES = 63
 """PostgreSQL keeps the first 63 bytes of an ``application_name``."""
 SHOWN = 60
 """Characters of a value shown in a plan line."""
+BACKUP_FORMAT = "playbook-postgres-backup/2"
+BACKUP_RULE = (
+    "A header, then one row per row of the upsert. key: the key columns, value: "
+    "PostgreSQL's own text output for the column's type. row: every column as that text "
+    "(null: SQL NULL), as it was before the run; absent: true: there was no such row (the "
+    "upsert inserts it). A rollback gives the text back to each type's input function. "
+    "The header's schema, name and oid: the relation the rows came from; a rollback "
+    "writes only to the relation with that OID."
+)
 
 
 # --------------------------------------------------------------------------- the table
@@ -91,6 +112,23 @@ class Table:
     rows: list[dict[str, Any]]
     given: str = ""
     """The table as the playbook names it, for messages."""
+    oid: int = 0
+    """Which relation the name resolved to."""
+
+    @property
+    def found(self) -> dict[str, Any]:
+        """The relation as the catalog identifies it: what later stages must find again."""
+        return {"schema": self.parts[0], "name": self.parts[1], "oid": self.oid}
+
+    def code(self, conn: Any, request: WriteRequest, doing: str) -> list[int]:
+        """:func:`check_code` for this table (and the OIDs of it and its partitions)."""
+        return check_code(
+            conn, self.oid, self.label, TargetOptions.of(request.options), doing=doing
+        )
+
+    def updated(self, rows: Sequence[Mapping[str, Any]]) -> set[str]:
+        """The columns an upsert of ``rows`` (already there) sets: all given but the key."""
+        return {c for row in rows for c in row} - set(self.key)
 
     @property
     def ident(self) -> Any:
@@ -124,36 +162,34 @@ class Table:
         )
 
 
-def _describe(conn: Any, request: WriteRequest) -> Table:
+def _describe(
+    conn: Any,
+    request: WriteRequest,
+    earlier: Mapping[str, Any] | None = None,
+    *,
+    lock: bool = False,
+    restoring: bool = False,
+) -> Table:
     """The table's columns from the catalog, checked against the request.
+
+    ``earlier``: the relation an earlier stage found (the dry run's, the backup header's);
+    the name must still mean it. ``lock``: the stage writes; the table is locked ``ROW
+    EXCLUSIVE`` before the catalog is read (:func:`pin_table`).
 
     Raises:
         RunError: no such table, a column it does not have, a key without a unique
             index, a row without its key or two rows with the same key.
+        RefusedOnServer: the name now means another relation than ``earlier``.
     """
-    from psycopg import sql
-
     do = request.do
-    parts = tuple(str(do["table"]).split("."))
     key = [str(k) for k in do["key"]]
     rows = [dict(r) for r in do["rows"]]
-    regclass = sql.Identifier(*parts).as_string(conn)
     # The name is resolved on the session's search path, as the playbook means it; from
     # here on the transaction's path is PostgreSQL's own, so a look-alike function or
     # operator that the database's owner put earlier on the path (public.set_config, a
     # public "=") is never what our statements reach. The table is named by its schema.
-    found = conn.execute(
-        "SELECT pg_catalog.to_regclass(%s)::pg_catalog.oid", [regclass]
-    ).fetchone()[0]
-    if found is None:
-        raise RunError(f"There is no table {'.'.join(parts)} on the target.")
+    schema, name, found = pin_table(conn, str(do["table"]), earlier, lock=lock, restoring=restoring)
     conn.execute(SAFE_PATH)
-    schema, name = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c"
-        " JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace"
-        " WHERE c.oid OPERATOR(pg_catalog.=) %s",
-        [found],
-    ).fetchone()
     columns = {
         name: Column(name, typ, not_null, has_default, writable)
         for name, typ, not_null, has_default, writable in conn.execute(
@@ -167,7 +203,7 @@ def _describe(conn: Any, request: WriteRequest) -> Table:
             [found],
         ).fetchall()
     }
-    table = Table((schema, name), columns, key, rows, ".".join(parts))
+    table = Table((schema, name), columns, key, rows, str(do["table"]), found)
     unknown = sorted({c for r in rows for c in r} - set(columns))
     if unknown:
         raise RunError(
@@ -292,6 +328,24 @@ def key_params(columns: Sequence[str], key: Mapping[str, Any]) -> dict[str, Any]
     return {f"k_{i}": key[k] for i, k in enumerate(columns)}
 
 
+def backup_header(backup: Iterator[dict[str, Any]], form: str) -> dict[str, Any]:
+    """The header of a backup in format ``form``, which records the relation its rows
+    came from (schema, name, OID): a rollback writes to that relation or to none.
+
+    Raises:
+        RunError: the backup has no such header (an older format, or none).
+    """
+    head = next(backup, None)
+    if head is None or head.get("format") != form:
+        raise RunError(
+            f"The backup is not a {form} file (it says {(head or {}).get('format')!r}): it "
+            "does not record which relation its rows came from, so nothing is restored "
+            "into whatever the name means now.",
+            "Restore its rows by hand, into the table you know they came from.",
+        )
+    return head
+
+
 def apply_failed(exc: RunError, committing: bool, what: str) -> RunError:
     """What an apply that failed in one transaction says. Failed at the commit, it may or
     may not have been applied. Failed before it, the transaction is gone and the table is
@@ -358,8 +412,12 @@ class PostgresWriter(Writer):
         counts = {"insert": 0, "update": 0, "unchanged": 0}
         items: list[str] = []
         warnings: list[str] = []
+        there: list[dict[str, Any]] = []
         with self._connection(request, ctx, "the dry run", read_only=True) as conn:
             table = _describe(conn, request)
+            # Asked before any value is cast (a domain's check is the owner's code);
+            # unlocked (the dry run reads only): the apply asks again under its lock.
+            oids = table.code(conn, request, "the upsert")
             for n, row in enumerate(table.rows):
                 ctx.check()
                 key = table.key_of(row)
@@ -400,6 +458,8 @@ class PostgresWriter(Writer):
                         "table requires (NOT NULL, no default); an upsert's row must be "
                         "complete enough to insert."
                     )
+                if found is not None:
+                    there.append(row)
                 if found is None:
                     counts["insert"] += 1
                     shown = ", ".join(f"{c} {_shown(_text(row[c]))}" for c in given)
@@ -416,11 +476,27 @@ class PostgresWriter(Writer):
                 else:
                     counts["unchanged"] += 1
                 ctx.progress(n + 1, len(table.rows), "rows compared")
+            updates = table.updated(there)
+            check_foreign(
+                conn, oids, table.label, deletes=False, updates=updates, doing="the upsert"
+            )
+            try:  # the rollback asks the same; better known before the apply
+                check_foreign(
+                    conn,
+                    oids,
+                    table.label,
+                    deletes=counts["insert"] > 0,
+                    updates=updates,
+                    doing="its rollback",
+                )
+            except RefusedOnServer as exc:
+                warnings.append(f"A rollback of this run will be refused. {exc.title}")
         return Plan(
             counts=counts,
             items=items,
             touches=counts["insert"] + counts["update"],
             warnings=warnings,
+            private={"table": table.found},
         )
 
     # ------------------------------------------------------------------ backup
@@ -428,8 +504,18 @@ class PostgresWriter(Writer):
     def backup(self, request: WriteRequest, plan: Plan, ctx: RunContext, out: Sink) -> int:
         saved: dict[str, Any] = {}
         with self._connection(request, ctx, "the backup", read_only=True, snapshot=True) as conn:
-            table = _describe(conn, request)
+            table = _describe(conn, request, plan.private.get("table"))
             types = {c.name: c.type for c in table.columns.values()}
+            out.add(
+                {
+                    "format": BACKUP_FORMAT,
+                    "rule": BACKUP_RULE,
+                    "table": table.label,
+                    # the relation itself: a rollback restores into it or into nothing
+                    **table.found,
+                    "key": table.key,
+                }
+            )
             for n, row in enumerate(table.rows):
                 ctx.check()
                 key = table.key_of(row)
@@ -507,7 +593,8 @@ class PostgresWriter(Writer):
         committing = False
         try:
             with self._connection(request, ctx, "the upsert", read_only=False) as conn:
-                table = _describe(conn, request)
+                table = _describe(conn, request, plan.private.get("table"), lock=True)
+                oids = table.code(conn, request, "the upsert")
                 saved = plan.private.get("backup")
                 for row in table.rows:  # the rows must be as the backup saw them
                     key = table.key_of(row)
@@ -520,6 +607,13 @@ class PostgresWriter(Writer):
                             "Start again from the dry run, so the backup holds what apply "
                             "replaces.",
                         )
+                # A row the backup saw absent is only inserted (DO NOTHING on a conflict).
+                updates = table.updated(
+                    [r for r in table.rows if saved is None or saved.get(_ident(table.key_of(r)))]
+                )
+                check_foreign(
+                    conn, oids, table.label, deletes=False, updates=updates, doing="the upsert"
+                )
                 for n, row in enumerate(table.rows):
                     ctx.check()
                     key = table.key_of(row)
@@ -599,10 +693,30 @@ class PostgresWriter(Writer):
         undo = undo if undo is not None else Undo(None, force=True)
         done = {"deleted": 0, "restored": 0, "reinserted": 0, "already": 0, "untouched": 0}
         decided: list[tuple[str, str]] = []
+        # A backup of an older playbook does not say which relation its rows came from;
+        # the name alone may now mean an owner's look-alike on the search path.
+        head = backup_header(backup, BACKUP_FORMAT)
+        items = list(backup)  # the upsert's rows: as few as the playbook lists
         with self._connection(request, ctx, "the rollback", read_only=False) as conn:
-            table = _describe(conn, request)
+            table = _describe(conn, request, head, lock=True, restoring=True)
+            oids = table.code(conn, request, "the rollback")
             given = {_ident(table.key_of(row)): list(row) for row in table.rows}
-            for n, item in enumerate(backup):
+            # It deletes the rows the run inserted and sets back the columns it set.
+            check_foreign(
+                conn,
+                oids,
+                table.label,
+                deletes=any(item.get("absent") for item in items),
+                updates=table.updated(
+                    [
+                        dict.fromkeys(given.get(_ident(i["key"]), ()))
+                        for i in items
+                        if not i.get("absent")
+                    ]
+                ),
+                doing="the rollback",
+            )
+            for n, item in enumerate(items):
                 ctx.check()
                 key = dict(item["key"])
                 ident = _ident(key)
