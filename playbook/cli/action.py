@@ -138,9 +138,12 @@ def action_run(
             "Pass --confirm with the target's name; `playbook action list` shows the phrase.",
         )
     run = service.start_action(state.id, action_id, parse_sets(sets), known, _progress_line())
-    if phrase is not None and phrase.strip() != run.phrase and not dry_run:
+    if phrase is not None and not run.confirms(phrase) and not dry_run:
         # Known wrong before anything runs: say so now rather than after the backup.
-        raise _refused(f"Not confirmed: --confirm must be {run.phrase!r}; nothing was run.")
+        raise _refused(
+            f"Not confirmed: --confirm must be {run.phrase!r}, exactly; nothing was run.",
+            run.mismatch_hint(phrase).strip(),
+        )
     click.echo(
         f"{run.action_id} on {run.target.name} ({run.target.shown}), run {run.run_id}", err=True
     )
@@ -182,7 +185,7 @@ def action_run(
     wanted = rollback_on_failure and not run.cancelled
     if not wanted and interactive and outcome.rollback_offered and not run.cancelled:
         typed = ask(f"Roll back from the backup? Type {run.phrase!r} to roll back (Enter to keep)")
-        wanted = typed.strip() == run.phrase
+        wanted = run.confirms(typed)
     if not outcome.rollback_offered:
         click.echo("Nothing of this run is left on the target, so there is nothing to roll back.")
     elif wanted:

@@ -41,6 +41,7 @@ from an incident.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import socket
@@ -76,7 +77,9 @@ from playbook.adapters.writers import (
 from playbook.core.diagnostics import ERROR, FAIL, PASS, WARN, substitute
 from playbook.core.model import Action
 from playbook.core.state import ActionRun, IncidentState
+from playbook.core.text import unpaired_escaped
 from playbook.errors import Conflict, NotFound, PlaybookError, UsageError
+from playbook.redaction import remember_uri, scrub_data
 from playbook.targets import Target
 
 _RANK = {PASS: 0, WARN: 1, FAIL: 2, ERROR: 3}
@@ -194,9 +197,10 @@ class GuardedRun:
         self.context: RunContext | None = None
         self.cancelled = False
         self.kept: list[str] = []
-        """After :meth:`rollback`: ``<item> changed after the apply``, each left alone."""
+        """After :meth:`rollback`: ``<item> changed after the apply``, each left alone
+        (as recorded and shown: :meth:`shown`)."""
         self.overwritten: list[str] = []
-        """After a forced :meth:`rollback`: items restored over a newer change."""
+        """After a forced :meth:`rollback`: items restored over a newer change (shown)."""
         self.surprise: BaseException | None = None
         """The last exception playbook did not expect from the writer or its driver
         (recorded as a sentence; kept here for a front end's debug output)."""
@@ -241,6 +245,23 @@ class GuardedRun:
         that the one typed for an ordinary rollback can never overwrite newer data."""
         return f"force {self.phrase}"
 
+    def confirms(self, typed: str | None, force: bool = False) -> bool:
+        """Whether ``typed`` is the phrase (:attr:`force_phrase` with ``force``), exactly.
+
+        Nothing is stripped: ``' cache'`` or ``'cache\\n'`` is not ``cache``. A phrase
+        is typed to prove the responder read it, and the app's prompt says "exactly";
+        the terminal's reader already removed the line's own line break. The CLI and the
+        app ask here, so neither can be looser than the engine."""
+        return typed == (self.force_phrase if force else self.phrase)
+
+    def mismatch_hint(self, typed: str | None, force: bool = False) -> str:
+        """Why ``typed`` was refused when it was only the spacing: the phrase with spaces
+        or a line break around it reads as right to a person, so say what differs."""
+        bare = typed.strip() if typed is not None else None
+        if bare != typed and bare == (self.force_phrase if force else self.phrase):
+            return " It must be typed without the spaces or line breaks around it."
+        return ""
+
     # ------------------------------------------------------------------ stages
 
     def dry_run(self) -> Plan:
@@ -265,7 +286,24 @@ class GuardedRun:
             operation=self.request.do.get("operation"),
             where=self.target.shown,
         )
-        return plan
+        return self.shown_plan(plan)
+
+    def shown_plan(self, plan: Plan) -> Plan:
+        """``plan`` as a front end may show it: its lines and warnings as its
+        ``dry_run`` event records them (:meth:`shown`). The writer keeps the plan it made
+        (:attr:`plan`): its private data names the real items."""
+        return dataclasses.replace(
+            plan, items=self.shown(plan.items), warnings=self.shown(plan.warnings)
+        )
+
+    def shown(self, value: Any) -> Any:
+        """``value`` (a line, a list of lines, a result) exactly as its event records it:
+        undecodable bytes escaped, every known secret masked. What a run hands to the CLI
+        and the app goes through here, so the screen shows what the timeline and the
+        exports do (an item named after a planted password reads ``k:***`` in all
+        three), and the two front ends cannot differ."""
+        remember_uri(self.request.uri)  # a no-op once known; the target's secrets first
+        return unpaired_escaped(scrub_data(_clean(value)))
 
     def backup(self) -> dict[str, Any]:
         """Stage 2: everything the action will touch, saved beside the incident."""
@@ -317,11 +355,11 @@ class GuardedRun:
         """
         if self.backup_info is None:
             raise Conflict("Confirm after the backup: no backup, no apply.")
-        if typed.strip() != self.phrase:
+        if not self.confirms(typed):
             self._record("confirm", "refused", reason="the confirmation did not match")
             raise ConfirmationMismatch(
                 f"Not confirmed: type {self.phrase!r} exactly to apply {self.action_id}.",
-                "Nothing was written.",
+                "Nothing was written." + self.mismatch_hint(typed),
             )
         self.confirmed = True
         self._record("confirm", "done", phrase=self.phrase)
@@ -472,7 +510,7 @@ class GuardedRun:
             if payload.get("cancelled"):
                 result["cancelled"] = True
             results.append(result)
-        return results
+        return self.shown(results)  # as recorded; a check's text may quote a row
 
     def _verifying(self, prepared: Cancellable) -> None:
         """The verify diagnostic ``prepared`` is about to run: a cancel stops it."""
@@ -585,7 +623,7 @@ def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
     found = run.log.read().actions.get(run.run_id)
     must_have_written(run, found)
     phrase = run.force_phrase if force else run.phrase
-    if (force or not run.confirmed or typed is not None) and (typed or "").strip() != phrase:
+    if (force or not run.confirmed or typed is not None) and not run.confirms(typed, force):
         run._record("rollback", "refused", reason="the confirmation did not match", forced=force)
         why = (
             " (a forced rollback puts the backup over changes made since the apply, so it "
@@ -595,7 +633,7 @@ def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
         )
         raise ConfirmationMismatch(
             f"Not rolled back: type {phrase!r} exactly to roll back {run.action_id}{why}.",
-            "Nothing was written.",
+            "Nothing was written." + run.mismatch_hint(typed, force),
         )
     info = run.backup_info
     if info is None:
@@ -622,7 +660,7 @@ def rollback(run: GuardedRun, typed: str | None, force: bool) -> dict[str, int]:
         numbers = {**numbers, "kept": len(undo.kept)}
         if force:
             numbers["overwritten"] = len(undo.forced)
-        run.kept, run.overwritten = list(undo.kept), list(undo.forced)
+        run.kept, run.overwritten = run.shown(list(undo.kept)), run.shown(list(undo.forced))
         run._record("rollback", "done", numbers=numbers, forced=force, **_left_alone(undo))
     finally:
         run._release(lock)

@@ -20,8 +20,18 @@ list's or sorted set's content hashed in order; any other type (streams, modules
 ``DUMP``, which for those does not move. Every fingerprint names its type, and the
 number of members, so values of different types never compare equal.
 
-Reads are pipelined: ``TYPE`` and ``SMEMBERS`` of every key in one round trip (indexes
-are sets, so that is usually all), then one more for keys of other types.
+**Whether a key expires is part of it.** ``EXPIRE`` and ``PERSIST`` are writes: a
+rollback that took a key given an expiry since the apply for "as the run left it" would
+rename the old value over it and lose that expiry. So a key with a time to live reads as
+its value's fingerprint followed by ``+expires`` (:data:`EXPIRES`); one without, as the
+value alone, the form every fingerprint had before, so what older runs recorded still
+compares. Only the state is in it, not the time left: an expiry counting down is not a
+change, and the fingerprint of a key read twice a second apart stays equal. (A new
+expiry over an earlier one is therefore not seen; that costs a key whose deadline was
+moved being restored with the backup's.)
+
+Reads are pipelined: ``TYPE``, ``SMEMBERS`` and ``PTTL`` of every key in one round trip
+(indexes are sets, so that is usually all), then one more for keys of other types.
 """
 
 from __future__ import annotations
@@ -34,6 +44,9 @@ from typing import Any
 from playbook.adapters.base import RunError
 
 _MOD = 1 << 256
+
+EXPIRES = "+expires"
+"""Appended to the fingerprint of a key that has a time to live (see the module)."""
 
 
 def _h(data: bytes) -> int:
@@ -50,7 +63,8 @@ def _framed(parts: Iterable[bytes]) -> str:
 
 class SetPrint:
     """A set's fingerprint, built one member at a time (members must be distinct).
-    About half a second for seed 001's 703,455 members."""
+    About half a second for seed 001's 703,455 members. It is the fingerprint of a set
+    without an expiry: the sets a run builds have none."""
 
     __slots__ = ("count", "total")
 
@@ -102,8 +116,8 @@ def of_dump(kind: str, payload: bytes) -> str:
 
 @dataclass(frozen=True)
 class Value:
-    """A key as read: its fingerprint (None: absent) and, when asked for, its DUMP
-    payload and time to live in ms (-1: none)."""
+    """A key as read: its fingerprint (None: absent), its time to live in ms (-1: none)
+    and, when asked for, its DUMP payload."""
 
     fingerprint: str | None
     dump: bytes | None = None
@@ -115,7 +129,7 @@ def read(
 ) -> dict[bytes, Value]:
     """Each key's :class:`Value`, in one round trip (two when some are not sets).
 
-    ``dump`` adds each key's DUMP payload and PTTL; ``atomic`` sends each round trip in
+    ``dump`` adds each key's DUMP payload; ``atomic`` sends each round trip in
     MULTI/EXEC, so a key's payload and fingerprint describe the same value (a backup
     needs that; a compare under WATCH does not: EXEC fails if the key moves after it).
 
@@ -130,11 +144,11 @@ def read(
         for key in pending:
             pipe.type(key)
             _queue_read(pipe, key, kinds[key])
+            pipe.pttl(key)
             if dump:
                 pipe.dump(key)
-                pipe.pttl(key)
         replies = pipe.execute(raise_on_error=False)
-        step = 4 if dump else 2
+        step = 4 if dump else 3
         retry: list[bytes] = []
         for i, key in enumerate(pending):
             kind_reply, content = replies[i * step], replies[i * step + 1]
@@ -148,11 +162,17 @@ def read(
                 kinds[key] = kind  # read it again with the command for its type
                 retry.append(key)
                 continue
-            payload = replies[i * step + 2] if dump else None
-            if isinstance(payload, Exception):
-                raise payload
-            pttl = int(replies[i * step + 3]) if dump else -2
-            out[key] = Value(_fingerprint(kind, content), payload, pttl)
+            pttl_reply = replies[i * step + 2]
+            payload = replies[i * step + 3] if dump else None
+            for reply in (pttl_reply, payload):
+                if isinstance(reply, Exception):
+                    raise reply
+            pttl = int(pttl_reply)
+            if pttl == -2:  # gone between TYPE and PTTL (it expired): absent, as now
+                out[key] = Value(None)
+                continue
+            print_ = _fingerprint(kind, content) + (EXPIRES if pttl >= 0 else "")
+            out[key] = Value(print_, payload, pttl)
         if not retry:
             return out
         pending = retry

@@ -321,12 +321,14 @@ class ActionScreen(ModalScreen[None]):
         typed = event.value
         event.input.value = ""
         run = self.run
-        phrase = run.force_phrase if self.mode == "force" else run.phrase
-        if typed.strip() != phrase:
+        force = self.mode == "force"
+        phrase = run.force_phrase if force else run.phrase
+        if not run.confirms(typed, force):
             verb = {"confirm": "confirmed", "rollback": "rolled back", "force": "forced"}
             self._say(
                 lit(
-                    f"✗ Not {verb[self.mode]}: type {phrase!r} exactly. Nothing was written.",
+                    f"✗ Not {verb[self.mode]}: type {phrase!r} exactly. Nothing was "
+                    f"written.{run.mismatch_hint(typed, force)}",
                     "red",
                 )
             )
@@ -340,7 +342,6 @@ class ActionScreen(ModalScreen[None]):
             self._say("Lock, apply, verify…", "bold")
             self._stage(partial(_confirm_and_apply, run, typed), ActionApplied)
         else:
-            force = mode == "force"
             self._say(
                 "Putting the backup over the kept items too…"
                 if force
