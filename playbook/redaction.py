@@ -322,6 +322,16 @@ def scrub(text: str, uri: str | None = None) -> str:
     return _second_pass(text)
 
 
+def shortened(text: str, width: int, keep: int | None = None, tail: str = "…") -> str:
+    """``text`` with its known secrets masked, then, when longer than ``width``, cut to
+    its first ``keep`` characters (``width`` unless given) and ``tail``. Masking comes
+    first: a cut made before it leaves a secret's first characters, which no later scrub
+    recognises (a 61-character value ending in a password showed all but its last letter
+    on screen and in the timeline)."""
+    text = scrub(text)
+    return text if len(text) <= width else text[: width if keep is None else keep] + tail
+
+
 def _second_pass(text: str) -> str:
     if "%" not in text:
         return text

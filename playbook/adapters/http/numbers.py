@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from playbook.adapters.base import RunError
+from playbook.redaction import scrub
 
 SHOWN = 60
 """Characters of the offending text quoted back, escaped."""
@@ -41,6 +42,7 @@ def declared_number(name: str, value: Any, strip: str, clean: Callable[[str], st
 
 def _described(value: Any, clean: Callable[[str], str]) -> str:
     if isinstance(value, str):
+        value = scrub(value)  # before the cut, which would leave a secret's first characters
         text = repr(value[:SHOWN])[1:-1] + ("…" if len(value) > SHOWN else "")
         return repr(clean(text))
     if value is None:

@@ -44,7 +44,8 @@ from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
 from playbook.adapters.http.models import HttpDiagnostic
 from playbook.adapters.http.numbers import declared_number
-from playbook.redaction import basic_credentials
+from playbook.redaction import basic_credentials, shortened
+from playbook.redaction import scrub as scrub_text
 
 if TYPE_CHECKING:
     import http.client
@@ -180,6 +181,7 @@ def _basic(credentials: str) -> str:
 
 def _escaped(value: str, limit: int = SHOWN) -> str:
     """Server text made safe to show: control characters escaped, cut at ``limit``."""
+    value = scrub_text(value)  # before the cut, which would leave a secret's first characters
     text = repr(value[:limit])[1:-1]
     return text + ("…" if len(value) > limit else "")
 
@@ -227,7 +229,7 @@ def _row_value(value: Any) -> Any:
     """A picked value as the row shows it: scalars as they are, text cut, containers
     summarised (the row is evidence, not a copy of the body)."""
     if isinstance(value, str):
-        return value if len(value) <= 200 else value[:200] + "…"
+        return shortened(value, 200)
     if isinstance(value, list):
         return f"(a list of {len(value)})"
     if isinstance(value, dict):

@@ -64,6 +64,7 @@ from playbook.adapters.writers import (
     WriteRequest,
     Written,
 )
+from playbook.redaction import shortened
 
 LOCKS = "playbook_locks"
 """The collection holding one document per held lock (``_id`` = the lock's name)."""
@@ -91,7 +92,7 @@ def _canonical(value: Any) -> str:
 def _shown(value: Any, width: int = 80) -> str:
     """``value`` as relaxed Extended JSON for a responder to read (``"123"``, ``123``)."""
     text = bson_dumps(value, json_options=RELAXED_JSON_OPTIONS, ensure_ascii=True)
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shortened(text, width, keep=width - 1)
 
 
 def _from_row(row: Any) -> Any:
@@ -220,7 +221,7 @@ def _when(value: Any) -> str:
 def _plain(text: Any, width: int = 200) -> str:
     """Text from the database, safe to print: no control characters, bounded length."""
     cleaned = "".join(ch if ch.isprintable() else "?" for ch in str(text))
-    return cleaned if len(cleaned) <= width else cleaned[: width - 1] + "…"
+    return shortened(cleaned, width, keep=width - 1)
 
 
 def _describe(exc: BaseException, uri: str) -> str:

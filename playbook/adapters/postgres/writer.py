@@ -67,6 +67,7 @@ from playbook.adapters.postgres.reader import (
 )
 from playbook.adapters.postgres.sql_table import check_code, check_foreign, pin_table
 from playbook.adapters.writers import Lock, LockHeld, Plan, Undo, Writer, WriteRequest, Written
+from playbook.redaction import shortened
 
 APPLICATION_NAME = "playbook action"
 SAFE_PATH = "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)"
@@ -266,8 +267,7 @@ def _read(conn: Any, table: Table, key: dict[str, Any], *, lock: bool = False) -
 def _shown(text: str | None) -> str:
     if text is None:
         return "NULL"
-    cut = text if len(text) <= SHOWN else text[:SHOWN] + "…"
-    return repr(cut)
+    return repr(shortened(text, SHOWN))
 
 
 def lock_key(name: str) -> int:

@@ -26,6 +26,7 @@ from typing import Any
 
 from playbook.adapters.base import RunContext, RunError
 from playbook.core.diagnostics import strict_number
+from playbook.redaction import scrub
 
 MAX_MATCHES = 100_000
 """Rows a regex may cut from one output (``(?P<x>a*)`` matches at every position)."""
@@ -51,6 +52,7 @@ SHOWN = 60
 
 
 def _shown(text: str) -> str:
+    text = scrub(text)  # before the cut, which would leave a secret's first characters
     cut = text[:SHOWN]
     return repr(cut) + ("…" if len(text) > SHOWN else "")
 
