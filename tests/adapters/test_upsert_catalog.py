@@ -327,3 +327,104 @@ def test_a_backup_without_the_relation_restores_nothing(db: Db) -> None:
         run.rollback(run.sink.rows[1:])
     assert "does not record which relation" in caught.value.title
     assert db.rows("public.staff") == [(1, "fixed")]
+
+
+# ----------------------------------------------------- attacker F, break 1: nested domains
+
+CHECKED_DOMAIN = (
+    "CREATE FUNCTION evil.ok(v text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+    " INSERT INTO public.ran VALUES ('check ' || v); RETURN true;"
+    " EXCEPTION WHEN insufficient_privilege THEN RETURN true; END $$;"
+    "CREATE DOMAIN evil.d AS text CHECK (evil.ok(VALUE))"
+)
+"""The owner's domain, whose check writes to ``ran`` when it runs with the responder's
+rights (the owner's own ALTER TABLE runs it too, but cannot write there)."""
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        "tags evil.d[] DEFAULT ARRAY['x']::evil.d[]",
+        "grid evil.d[][] DEFAULT ARRAY[ARRAY['x']]::evil.d[][]",
+        "CREATE TYPE evil.pair AS (k evil.d);"
+        "ALTER TABLE public.staff ADD COLUMN pair evil.pair DEFAULT ROW('x')::evil.pair",
+        "CREATE TYPE evil.pair AS (k evil.d);"
+        "CREATE TYPE evil.deep AS (pairs evil.pair[]);"
+        "ALTER TABLE public.staff ADD COLUMN deep evil.deep"
+        " DEFAULT ROW(ARRAY[ROW('x')::evil.pair])::evil.deep",
+        "CREATE DOMAIN evil.d2 AS evil.d;"
+        "ALTER TABLE public.staff ADD COLUMN tags evil.d2[] DEFAULT ARRAY['x']::evil.d2[]",
+        "CREATE DOMAIN evil.dd AS evil.d[];"
+        "ALTER TABLE public.staff ADD COLUMN tags evil.dd DEFAULT ARRAY['x']::evil.dd",
+        "CREATE TYPE evil.r AS RANGE (subtype = evil.d);"
+        "ALTER TABLE public.staff ADD COLUMN span evil.r DEFAULT evil.r('a', 'b')",
+        "CREATE TYPE evil.r AS RANGE (subtype = evil.d, multirange_type_name = evil.rs);"
+        "ALTER TABLE public.staff ADD COLUMN spans evil.rs DEFAULT evil.rs(evil.r('a', 'b'))",
+    ],
+    ids=[
+        "array of a domain",
+        "two-dimensional array",
+        "composite with a domain attribute",
+        "composite holding an array of composites",
+        "array of a domain over the domain",
+        "domain over an array of the domain",
+        "range over the domain",
+        "multirange of that range",
+    ],
+)
+def test_a_default_that_casts_to_a_type_holding_the_owners_domain_runs_its_check(
+    db: Db, column: str
+) -> None:
+    """A value cast to ``d[]``, or to a row type with a ``d`` attribute, runs ``d``'s
+    check on each element as the responder: the catalog follows the types down. Added
+    after the dry run, so the apply's own check under its lock is what refuses."""
+    db.owner.execute(CHECKED_DOMAIN)
+    if not column.startswith("CREATE"):
+        column = f"ALTER TABLE public.staff ADD COLUMN {column}"
+    rows = [{"id": 7, "name": "OUTRID3R"}]
+    run = Run(upsert(db.uri, "staff", rows))
+    run.plan_and_backup()
+    db.owner.execute(column)
+    with pytest.raises(Refused) as caught:
+        run.apply()
+    assert "evil.ok (a constraint)" in caught.value.title
+    assert db.ran() == []
+    assert [r[:2] for r in db.rows("public.staff")] == [(1, "original")]
+    with pytest.raises(Refused):  # and a dry run says so early
+        Run(upsert(db.uri, "staff", rows)).plan()
+
+
+def test_a_generated_array_column_added_after_the_apply_is_refused_by_the_rollback(
+    db: Db,
+) -> None:
+    db.owner.execute(CHECKED_DOMAIN)
+    rows = [{"id": 1, "name": "fixed"}, {"id": 7, "name": "OUTRID3R"}]
+    run = Run(upsert(db.uri, "staff", rows))
+    run.plan_and_backup()
+    run.apply()
+    db.owner.execute(
+        "ALTER TABLE public.staff ADD COLUMN g evil.d[]"
+        " GENERATED ALWAYS AS (ARRAY[name]::evil.d[]) STORED"
+    )
+    with pytest.raises(Refused) as caught:
+        run.rollback()
+    assert "evil.ok (a constraint)" in caught.value.title and "the rollback" in caught.value.title
+    assert db.ran() == []
+    assert [r[:2] for r in db.rows("public.staff")] == [(1, "fixed"), (7, "OUTRID3R")]
+
+
+def test_a_domains_own_default_is_code_an_insert_runs(db: Db) -> None:
+    """A column of a domain with a DEFAULT and no default of its own takes the domain's:
+    an insert that leaves the column out runs it."""
+    db.owner.execute(
+        "CREATE FUNCTION evil.stamp() RETURNS text LANGUAGE plpgsql VOLATILE AS $$ BEGIN"
+        " INSERT INTO public.ran VALUES ('default'); RETURN 'x';"
+        " EXCEPTION WHEN insufficient_privilege THEN RETURN 'x'; END $$;"
+        "CREATE DOMAIN evil.stamped AS text DEFAULT evil.stamp();"
+        "ALTER TABLE public.staff ADD COLUMN stamp evil.stamped"
+    )
+    with pytest.raises(Refused) as caught:
+        Run(upsert(db.uri, "staff", [{"id": 7, "name": "OUTRID3R"}])).plan()
+    assert "evil.stamp (a domain default)" in caught.value.title
+    assert db.ran() == []
+    assert [r[:2] for r in db.rows("public.staff")] == [(1, "original")]

@@ -21,9 +21,11 @@ the write runs. Asked:
 
 * **the code** a write runs that is not PostgreSQL's own: triggers, and the functions
   (directly, or as an operator's code) that the table's defaults and generated columns,
-  constraints, indexes' expressions and predicates, row-security policies and its
-  columns' domains' checks call, on the table and on each of its partitions (a row
-  lands in one, and runs its code). Run only where the responder trusts it.
+  constraints, indexes' expressions and predicates, row-security policies call, and the
+  checks and defaults of every domain its columns' types reach (through an array's
+  element, a composite's attribute, a range's subtype or a domain's base, at any depth),
+  on the table and on each of its partitions (a row lands in one, and runs its code).
+  Run only where the responder trusts it.
 * **other rows** the write changes: a foreign key of another table with ``ON DELETE`` /
   ``ON UPDATE`` ``CASCADE``, ``SET NULL`` or ``SET DEFAULT`` changes that table's rows,
   which the backup does not hold and the rollback cannot bring back: refused, naming the
@@ -103,7 +105,37 @@ SELECT
 not partitions."""
 
 CODE_SQL = """
-WITH objs(classid, objid) AS (
+WITH RECURSIVE reached(typ) AS (
+  SELECT a.atttypid FROM pg_catalog.pg_attribute a
+   WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (%(oids)s::pg_catalog.oid[])
+     AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+  UNION  -- not ALL: a type met again adds nothing, so a cycle ends
+  SELECT inner_type.typ
+    FROM reached r
+    JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) r.typ
+   CROSS JOIN LATERAL (
+     SELECT t.typbasetype WHERE t.typbasetype OPERATOR(pg_catalog.<>) 0  -- a domain's base
+     UNION ALL
+     SELECT t.typelem WHERE t.typelem OPERATOR(pg_catalog.<>) 0  -- an array's element
+     UNION ALL
+     SELECT a.atttypid FROM pg_catalog.pg_attribute a  -- a composite's attributes
+      WHERE t.typrelid OPERATOR(pg_catalog.<>) 0
+        AND a.attrelid OPERATOR(pg_catalog.=) t.typrelid
+        AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+     UNION ALL
+     SELECT rg.rngsubtype FROM pg_catalog.pg_range rg  -- a range's subtype
+      WHERE rg.rngtypid OPERATOR(pg_catalog.=) t.oid
+     UNION ALL
+     SELECT rg.rngtypid FROM pg_catalog.pg_range rg  -- a multirange's range
+      WHERE rg.rngmultitypid OPERATOR(pg_catalog.=) t.oid
+   ) AS inner_type(typ)
+),
+domains(typ) AS (
+  SELECT r.typ FROM reached r
+    JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) r.typ
+   WHERE t.typtype OPERATOR(pg_catalog.=) 'd'
+),
+objs(classid, objid) AS (
   SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass::pg_catalog.oid, ad.oid
     FROM pg_catalog.pg_attrdef ad
    WHERE ad.adrelid OPERATOR(pg_catalog.=) ANY (%(oids)s::pg_catalog.oid[])
@@ -111,10 +143,10 @@ WITH objs(classid, objid) AS (
   SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid, co.oid
     FROM pg_catalog.pg_constraint co
    WHERE co.conrelid OPERATOR(pg_catalog.=) ANY (%(oids)s::pg_catalog.oid[])
-      OR co.contypid OPERATOR(pg_catalog.=) ANY (
-           SELECT a.atttypid FROM pg_catalog.pg_attribute a
-            WHERE a.attrelid OPERATOR(pg_catalog.=) ANY (%(oids)s::pg_catalog.oid[])
-              AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+      OR co.contypid OPERATOR(pg_catalog.=) ANY (SELECT d.typ FROM domains d)
+  UNION ALL
+  -- a domain's own DEFAULT: an insert that leaves a column of the domain out runs it
+  SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, d.typ FROM domains d
   UNION ALL
   SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, i.indexrelid
     FROM pg_catalog.pg_index i
@@ -127,6 +159,7 @@ WITH objs(classid, objid) AS (
 what(classid, why) AS (VALUES
   ('pg_catalog.pg_attrdef'::pg_catalog.regclass::pg_catalog.oid, 'a column default'),
   ('pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid, 'a constraint'),
+  ('pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, 'a domain default'),
   ('pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, 'an index'),
   ('pg_catalog.pg_policy'::pg_catalog.regclass::pg_catalog.oid, 'a row-security policy')
 ),
@@ -159,8 +192,13 @@ SELECT DISTINCT n.nspname::pg_catalog.text, p.proname::pg_catalog.text, code.why
  ORDER BY 1, 2, 3
 """
 """Functions outside ``pg_catalog`` that a write to the table (or a partition) runs:
-its triggers', and those ``pg_depend`` says its defaults, constraints (its own and its
-columns' domains'), indexes and policies call, directly or as an operator's code."""
+its triggers', and those ``pg_depend`` says its defaults, constraints, indexes and
+policies call, directly or as an operator's code; and the checks and defaults of every
+domain its columns' types reach. The catalog says which those are (``reached``): a
+domain's base type (a domain over a domain), an array's element type, a composite's
+attributes, a range's subtype and a multirange's range, at any depth. A value cast to
+``d[]`` or to a row type with a ``d`` attribute runs ``d``'s checks on each element, as
+the responder, as a column of type ``d`` does."""
 
 FOREIGN_SQL = """
 SELECT co.conname::pg_catalog.text,
