@@ -33,14 +33,13 @@ import html
 import ipaddress
 import re
 import socket
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urlsplit
 
 from playbook import redaction
+from playbook.core.seen import seen_in_html, without_invisible
 
 DEFAULT_RULES: tuple[dict[str, Any], ...] = (
     {
@@ -391,61 +390,6 @@ def _internal_hosts(text: str, internal: Sequence[str]) -> list[str]:
 
 
 _BACKSLASH_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
-
-
-_INVISIBLE = frozenset({"Cf", "Mn", "Cc"})
-"""Unicode categories a reader does not see as a character of their own: ``Cf`` (soft
-hyphen, zero-width space and joiners, bidirectional controls, tag characters), ``Mn``
-(variation selectors and the combining grapheme joiner draw nothing; other combining
-marks only decorate the letter before them, which stays readable) and ``Cc`` (controls;
-tab, newline and carriage return are kept as layout). Unicode's tables decide, through
-:mod:`unicodedata`. The cost: the form the check reads loses the accents of decomposed
-text, which only matters if that makes it read as a leak."""
-_NON_ASCII = re.compile(r"[^\x20-\x7e\t\n\r]")
-
-
-def without_invisible(text: str) -> str:
-    """``text`` without the characters a reader does not see (:data:`_INVISIBLE`): what
-    is left when ``RdS3cret\u00adMarker`` is shown is ``RdS3cretMarker``."""
-
-    def one(match: re.Match[str]) -> str:
-        char = match.group()
-        return "" if unicodedata.category(char) in _INVISIBLE else char
-
-    return _NON_ASCII.sub(one, text)
-
-
-class _Seen(HTMLParser):
-    """The standard library's HTML parser, keeping the text a browser shows (character
-    references decoded) and, apart, every attribute value (a link's target, an image's
-    alternative text), which the check reads too. Tags, comments and declarations show
-    nothing, so the text around them is joined as the reader sees it."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.text: list[str] = []
-        self.attributes: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.text.append(data)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.attributes.extend(value for _, value in attrs if value)
-
-
-def seen_in_html(document: str) -> str:
-    """What a reader sees of an HTML ``document``: its text with tags and comments
-    removed, character references decoded and invisible characters dropped, then each
-    attribute value on a line of its own. ``RdS3cret<b></b>Marker``,
-    ``RdS3cret<!-- -->Marker`` and ``RdS3cret&#8203;Marker`` all read ``RdS3cretMarker``.
-
-    What is shown is :mod:`html.parser`'s reading, not a pattern of ours. Text in a
-    ``<script>`` or ``<style>`` is kept: a reader does not see it, but reading more
-    costs only a possible warning, never a leak."""
-    parser = _Seen()
-    parser.feed(document)
-    parser.close()
-    return without_invisible("".join(parser.text) + "\n" + "\n".join(parser.attributes))
 
 
 def reader_forms(text: str) -> list[str]:

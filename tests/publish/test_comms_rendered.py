@@ -6,11 +6,20 @@ check. Each end-to-end case looks at what the stand-in received: nothing."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 
 import pytest
-from publish_support import SP_KEY, publishable_runbook, secret_env, start_standin, write_config
+from publish_support import (
+    SLACK_PATH,
+    SP_KEY,
+    publishable_runbook,
+    secret_env,
+    start_standin,
+    write_config,
+)
 
 from playbook import redaction
 from playbook.core.commscheck import check_message
@@ -177,3 +186,119 @@ def test_typed_text_a_reader_would_see_as_a_leak_sends_nothing(cli, standin, tmp
     )  # fmt: skip
     assert refused.exit_code == ExitCode.REFUSED, refused.output
     assert standin.requests == []
+
+
+# Markup whose content a browser never shows, or a comment HTML5 closes where Python's
+# html.parser (3.11) does not (attacker round 3, F break 3): each joins the secret's
+# halves on the reader's screen.
+HIDING = [
+    "<!--->",  # WHATWG: abrupt-closing-of-empty-comment
+    "<!-->",
+    "<!-- x --!>",  # WHATWG: comment end bang state
+    "<!-- -- >zz -->",  # "-- >" does not end an HTML5 comment; html.parser took it as one
+    "<style>zz</style>",
+    "<script>zz</script>",
+    "<template>zz</template>",
+    "<span hidden>zz<br>zz</span>",
+    '<span style="color: red; DISPLAY : none !important">zz</span>',
+    '<div style="visibility:hidden">zz</div>',
+]
+
+
+@pytest.mark.parametrize("joiner", HIDING)
+def test_a_secret_split_by_content_no_reader_sees_blocks(known_secret, joiner):
+    assert seen_rules(f"{HALF}{joiner}{REST}").get("secret") is True
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "<style>p { color: red }</style>The <b>checkout</b> page is affected.",
+        '<p hidden>draft</p>Some users see errors. <span style="display: inline">Search'
+        "</span> is slow.",
+        "Fixed <!-- a note --> at 15:00 UTC; <!----> nothing else changed.",
+    ],
+)
+def test_ordinary_html_with_hidden_parts_passes(prose: str) -> None:
+    assert {r: b for r, b in seen_rules(prose).items() if b} == {}
+
+
+@pytest.mark.parametrize("joiner", HIDING)
+def test_typed_text_split_by_hidden_html_sends_nothing(cli, standin, tmp_path, joiner):
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    opened = cli("open", str(publishable_runbook(folder)), "--title", "Checkout", "--json")
+    incident = json.loads(opened.output)["id"]
+    refused = cli(
+        "publish", incident, "initial", "--to", "statuspage,slack,teams,hook",
+        "--set", f"specific_issues=errors: {SP_KEY[:6]}{joiner}{SP_KEY[6:]}", "--yes",
+    )  # fmt: skip
+    assert refused.exit_code == ExitCode.REFUSED, refused.output
+    assert standin.requests == []
+
+
+_SLACK_LINK = re.compile(r"<([^<>|]*)\|([^<>]*)>")
+
+
+def slack_shows(text: str) -> str:
+    """What a Slack reader sees of a text Slack parses (the notification, the fallback,
+    an mrkdwn block): ``<url|label>`` shown as ``label``, then ``&lt;``, ``&gt;`` and
+    ``&amp;`` decoded (Slack's formatting reference, "Escaping text")."""
+    return html.unescape(_SLACK_LINK.sub(r"\2", text))
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        f"errors: {SP_KEY[:6]}<https://status.example.com|{SP_KEY[6:]}>",
+        f"errors: {SP_KEY[:6]}<http://a|{SP_KEY[6:9]}>{SP_KEY[9:]}",
+    ],
+)
+def test_a_secret_split_by_a_slack_link_label_never_reads_whole_in_slack(
+    cli, standin, tmp_path, typed
+):
+    """Slack renders ``<url|label>`` as ``label`` in every text it parses, the top-level
+    ``text`` (notification and fallback) included. Whatever the check decides, what the
+    stand-in received shows no reader the secret whole: the text is escaped, so Slack
+    shows it literally, brackets and all."""
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    opened = cli("open", str(publishable_runbook(folder)), "--title", "Checkout", "--json")
+    incident = json.loads(opened.output)["id"]
+    outcome = cli(
+        "publish", incident, "initial", "--to", "slack",
+        "--set", f"specific_issues={typed}", "--yes",
+    )  # fmt: skip
+    if outcome.exit_code == ExitCode.REFUSED:
+        assert standin.requests == []
+        return
+    assert outcome.exit_code == 0, outcome.output
+    (posted,) = standin.posts(SLACK_PATH)
+    parsed = [posted.body["text"]] + [
+        t["text"]
+        for block in posted.body["blocks"]
+        for t in [block.get("text"), *block.get("elements", [])]
+        if t and t.get("type") == "mrkdwn"
+    ]
+    for text in parsed:
+        assert SP_KEY not in slack_shows(text), text
+    assert "&lt;http" in posted.body["text"]
+    assert typed in slack_shows(posted.body["text"])
+
+
+def test_slack_text_is_escaped_as_slack_asks(cli, standin, tmp_path) -> None:
+    """An ordinary message with &, < and > reaches Slack escaped in the top-level text,
+    so a reader sees the characters themselves, and no link or mention is made."""
+    folder = tmp_path / "rb"
+    folder.mkdir()
+    opened = cli("open", str(publishable_runbook(folder)), "--title", "Checkout", "--json")
+    incident = json.loads(opened.output)["id"]
+    typed = "search & <!channel> results < 5 s"
+    sent = cli(
+        "publish", incident, "initial", "--to", "slack",
+        "--set", f"specific_issues={typed}", "--yes",
+    )  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    (posted,) = standin.posts(SLACK_PATH)
+    assert "search &amp; &lt;!channel&gt; results &lt; 5 s" in posted.body["text"]
+    assert typed in slack_shows(posted.body["text"])
