@@ -128,6 +128,7 @@ class RunContext:
         self._stoppers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._why: str | None = None
+        self._connected = False
         self._last_report = 0.0
         self._timer = threading.Timer(timeout, self._stop, args=("deadline",))
         self._timer.daemon = True
@@ -149,6 +150,7 @@ class RunContext:
         Until an adapter calls this, the run ends at ``connect_timeout``: a server that
         accepts the connection and never answers costs seconds, not the whole deadline.
         """
+        self._connected = True
         self._connect_timer.cancel()
 
     def remaining(self) -> float:
@@ -215,6 +217,11 @@ class RunContext:
         self._connect_timer.cancel()
 
     def _stop(self, why: str) -> None:
+        if why == "deadline" and not self._connected:
+            # The connect timeout is clamped to the deadline, so when the two are equal
+            # both watchdogs fire at once. The server never answered either way: say that,
+            # whichever timer the scheduler ran first.
+            why = "connect"
         with self._lock:
             if self._why is not None:
                 return

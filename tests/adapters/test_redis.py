@@ -334,8 +334,28 @@ def test_a_server_that_never_answers_ends_at_the_deadline() -> None:
                 connect_timeout=2,
             )
         took = time.monotonic() - started
-    assert "deadline" in caught.value.title or "Timeout" in caught.value.title
+    assert "did not answer within the connect timeout of 2 s" in caught.value.title
     assert took < 3, f"took {took:.1f} s for a 2 s deadline"
+
+
+def test_equal_timeouts_always_say_the_server_never_answered() -> None:
+    """Both watchdogs fire at once; whichever the scheduler runs first, the message is one."""
+    contexts = [RunContext(0.05, 0.05) for _ in range(20)]
+    for ctx in contexts:
+        stopped = threading.Event()
+        ctx.on_stop(stopped.set)
+        assert stopped.wait(10)
+    titles = {ctx.stop_error().title for ctx in contexts}
+    assert titles == {"The server did not answer within the connect timeout of 0.05 s."}
+
+
+def test_a_deadline_after_the_server_answered_says_the_result_is_partial() -> None:
+    ctx = RunContext(0.05, 0.05)
+    ctx.connected()
+    stopped = threading.Event()
+    ctx.on_stop(stopped.set)
+    assert stopped.wait(10)
+    assert "passed its deadline of 0.05 s" in ctx.stop_error().title
 
 
 def test_an_unreachable_server_is_a_clear_error_without_retries() -> None:
