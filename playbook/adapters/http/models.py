@@ -6,6 +6,7 @@ playbook model. There is no action model: an HTTP target is only read.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import Field
@@ -38,8 +39,33 @@ class HttpQuery(Model):
     ``<name>_age_seconds``. ``{path: …, as: number}`` reads a string as a number."""
 
 
+RUN_METRICS = ("status", "bytes")
+"""Numbers every run gives, whatever it picks."""
+RESERVED = (*RUN_METRICS, "missing")
+"""Row and number names the adapter sets itself; a pick may not use them."""
+
+
+def pick_metric_names(pick: Mapping[str, object]) -> frozenset[str]:
+    """Every number a run with these picks can give: :data:`RUN_METRICS`, each pick's
+    name, and for a plain pick (which may turn out to be a time) its age numbers
+    (:func:`playbook.core.diagnostics.age_metric_names`). A pick declared ``as: number``
+    is never a time. The reader asks this too, so the two cannot disagree."""
+    from playbook.core.diagnostics import age_metric_names
+
+    names = set(RUN_METRICS)
+    for name, spec in pick.items():
+        names.add(name)
+        if isinstance(spec, str):
+            names |= age_metric_names(f"{name}_")
+    return frozenset(names)
+
+
 class HttpDiagnostic(DiagnosticBase):
     """A diagnostic that reads a JSON endpoint over HTTP(S)."""
 
     kind: Literal["http"]
     query: HttpQuery
+
+    def result_metrics(self) -> frozenset[str]:
+        """The numbers this diagnostic's run can give (for ``playbook validate``)."""
+        return pick_metric_names(self.query.pick)
