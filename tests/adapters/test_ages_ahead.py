@@ -135,3 +135,8 @@ def test_a_redis_heartbeat_an_hour_ahead_is_an_error(tmp_path: Path) -> None:
         assert "ahead of this machine's clock" in ahead["message"]
         skew = heartbeat("hb:skew")
         assert skew["verdict"] == "pass" and skew["metrics"]["age_seconds"] == 0
+
+
+def test_diag_help_states_the_tolerance_the_code_uses(cli: Any) -> None:
+    text = " ".join(cli("diag", "--help").output.split())
+    assert f"A time up to {SKEW_TOLERANCE:g} s ahead is age 0" in text

@@ -36,7 +36,10 @@ class HttpQuery(Model):
     pick: dict[str, str | Pick] = Field(default_factory=dict)
     """Number name -> dotted path into the JSON (``data.timestamp``; ``items.#`` is a
     list's length). An ISO 8601 time becomes seconds since the epoch, and also gives
-    ``<name>_age_seconds``. ``{path: …, as: number}`` reads a string as a number."""
+    ``<name>_age_seconds``: a time up to 5 s ahead of this machine's clock is age 0
+    (rounding, drift); one further ahead gives ``<name>_ahead_seconds`` and no age, so an
+    expectation on the age is an error saying the clocks disagree, never a pass.
+    ``{path: …, as: number}`` reads a string as a number."""
 
 
 RUN_METRICS = ("status", "bytes")
