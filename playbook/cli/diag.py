@@ -28,7 +28,15 @@ from playbook.errors import ExitCode
 
 @click.group()
 def diag() -> None:
-    """Diagnostics: the read-only checks a playbook's steps carry."""
+    """Diagnostics: the read-only checks a playbook's steps carry.
+
+    \b
+    Ages (`<name>_age_seconds`, Redis freshness's `age_seconds`) are this machine's
+    clock minus the time read. A time up to 5 s ahead is age 0 (a time rounded to the
+    second, clocks drifting); further ahead, the age is unknown and `…ahead_seconds`
+    says by how much: an expectation on the age is then an ERROR saying the clocks
+    disagree, never a pass on a negative age.
+    """
 
 
 @diag.command("list")

@@ -304,7 +304,9 @@ def evaluate(
     undefined: list[str] = []
     for expectation in expectations:
         actual = metrics.get(expectation.metric)
-        if actual is None and (why := _not_finite(expectation.metric, metrics)):
+        if actual is None and (
+            why := _not_finite(expectation.metric, metrics) or _ahead(expectation.metric, metrics)
+        ):
             undefined.append(why)
             continue
         if actual is None:
@@ -360,6 +362,61 @@ def _not_finite(metric: str, metrics: Mapping[str, object]) -> str:
     return ""
 
 
+def _ahead(metric: str, metrics: Mapping[str, object]) -> str:
+    """Why ``metric`` (an age) is undefined when its time was dated ahead of this
+    machine's clock by more than :data:`SKEW_TOLERANCE` (:func:`age_metrics` leaves the
+    age out then, and says by how much in ``…ahead_seconds``); ``""`` otherwise."""
+    if not metric.endswith(AGE):
+        return ""
+    ahead = metrics.get(metric.removesuffix(AGE) + AHEAD)
+    if isinstance(ahead, int | float) and not isinstance(ahead, bool):
+        return (
+            f"{metric} is unknown: the time it is the age of is dated {ahead:g} s ahead of "
+            "this machine's clock (clocks disagree; the data may be fresh or stale)"
+        )
+    return ""
+
+
+# --------------------------------------------------------------------------- ages
+
+SKEW_TOLERANCE = 5.0
+"""Seconds a time may be dated ahead of this machine's clock and still be read as age 0.
+
+Why 5: a time written rounded to the second is up to 0.5 s ahead, and two machines
+kept by NTP agree within milliseconds, one whose clock is merely drifting within a few
+seconds; every freshness threshold a playbook sets is a minute or more, so 5 s of
+doubt can never turn a stale reading fresh. A time further ahead says the clocks
+disagree (or the source is broken, or lying): its age is then unknown, and an
+expectation on it is an error saying by how much, never a pass on a negative age."""
+AGE = "age_seconds"
+AHEAD = "ahead_seconds"
+
+
+def age_metrics(prefix: str, moment: float, now: float) -> dict[str, float]:
+    """The age numbers of a time read from a target (``moment``, seconds since the
+    epoch) at ``now``, as ``{prefix}age_seconds``; a time up to :data:`SKEW_TOLERANCE`
+    ahead is age 0, one further ahead gives ``{prefix}ahead_seconds`` instead (the age
+    is absent, so :func:`evaluate` makes an expectation on it an error that says why).
+    ``prefix`` is ``"name_"`` or ``""``. Every reader that gives an age uses this."""
+    age = round(now - moment, 3)
+    if age >= 0:
+        return {prefix + AGE: age}
+    if -age <= SKEW_TOLERANCE:
+        return {prefix + AGE: 0.0}
+    return {prefix + AHEAD: -age}
+
+
+def age_metric_names(prefix: str) -> frozenset[str]:
+    """Every name :func:`age_metrics` can give for ``prefix``."""
+    return frozenset({prefix + AGE, prefix + AHEAD})
+
+
+def column_metric_names(columns: list[str]) -> frozenset[str]:
+    """Every name :func:`column_numbers` can give for ``columns``: for a playbook's
+    ``validate`` to know what a run may return."""
+    return frozenset(f"{column}{suffix}" for column in columns for suffix in _COLUMN_SUFFIXES)
+
+
 # --------------------------------------------------------------------------- numbers in text
 # Shell output, an HTTP value declared ``as: number`` and a Prometheus sample all arrive
 # as text; one strict reading serves them all, so "95%" is never 95 by accident and
@@ -412,12 +469,18 @@ def column_numbers(rows: list[Mapping[str, object]], columns: list[str]) -> dict
         # floats only: math.isfinite(10**400) raises, and every int is finite
         bad = sum(1 for v in values if isinstance(v, float) and not math.isfinite(v))
         if bad:
-            out[f"{column}_non_finite"] = bad
+            out[f"{column}{_NON_FINITE}"] = bad
             continue
         if not values:
             continue
         if len(rows) == 1:
             out[column] = values[0]
-        out[f"{column}_min"] = min(values)
-        out[f"{column}_max"] = max(values)
+        out[f"{column}{_MIN}"] = min(values)
+        out[f"{column}{_MAX}"] = max(values)
     return out
+
+
+_MIN, _MAX, _NON_FINITE = "_min", "_max", "_non_finite"
+_COLUMN_SUFFIXES = ("", _MIN, _MAX, _NON_FINITE)
+"""What :func:`column_numbers` appends to a column's name, and nothing else: the one
+list :func:`column_metric_names` reads."""

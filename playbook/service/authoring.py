@@ -145,12 +145,21 @@ def template_problems(loaded: LoadedPlaybook) -> list[str]:
 
 def _declared_metrics(diag: Any) -> frozenset[str] | None:
     """The metrics a diagnostic's run can return, when its kind says (an optional
-    ``result_metrics()`` on the kind's model); None when the kind does not declare them."""
+    ``result_metrics()`` on the kind's model); None when the kind does not declare them,
+    or says that only the target knows (a ``SELECT *``, Redis' INFO). A name ending in
+    ``*`` stands for every name that begins so (MongoDB's ``index:*``)."""
     declare = getattr(diag, "result_metrics", None)
     if declare is None:
         return None
     found = declare()
     return None if found is None else frozenset(found)
+
+
+def is_declared(metric: str, declared: frozenset[str]) -> bool:
+    """Whether ``metric`` is one of ``declared`` (a name, or a prefix ending in ``*``)."""
+    return metric in declared or any(
+        d.endswith("*") and metric.startswith(d[:-1]) and len(metric) > len(d) - 1 for d in declared
+    )
 
 
 def metric_problems(loaded: LoadedPlaybook) -> tuple[list[str], list[str]]:
@@ -169,7 +178,7 @@ def metric_problems(loaded: LoadedPlaybook) -> tuple[list[str], list[str]]:
             unknown.append(name)
             continue
         for i, expectation in enumerate(diag.expect):
-            if expectation.metric not in metrics:
+            if not is_declared(expectation.metric, metrics):
                 path = ("diagnostics", name, "expect", i, "metric")
                 line, column = _position(loaded.path, path)
                 problems.append(

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urljoin, urlsplit
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.http.models import HttpDiagnostic
+from playbook.adapters.http.models import RESERVED, HttpDiagnostic
 from playbook.adapters.http.numbers import declared_number
 from playbook.redaction import basic_credentials, shortened
 from playbook.redaction import scrub as scrub_text
@@ -69,8 +69,6 @@ _NON_ASCII = re.compile(r"[^\x21-\x7e]")
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(?:$|[T ][0-9]{2}:[0-9]{2})")
 _INDEX = re.compile(r"^-?[0-9]+\Z")
 _SECRET_NAME = re.compile(r"(?i)pass|pwd|secret|token|key|auth|sig")
-RESERVED = ("status", "bytes", "missing")
-"""Row and number names the adapter sets itself; a pick may not use them."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +305,8 @@ def _numbers(
             "Check the diagnostic's path: it may reach a login page, an error page or the "
             "wrong endpoint.",
         ) from None
+    from playbook.core.diagnostics import age_metrics
+
     now = time.time()
     metrics: dict[str, Any] = {"status": status, "bytes": len(body)}
     row: dict[str, Any] = {"status": status, "bytes": len(body)}
@@ -323,10 +323,12 @@ def _numbers(
         if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
             metrics[name] = value
         elif isinstance(value, str) and (moment := epoch_seconds(value)) is not None:
-            age = round(now - moment, 3)
+            # A time ahead of this machine's clock has no age, beyond a small skew:
+            # the age is then absent and `<name>_ahead_seconds` says by how much.
+            ages = age_metrics(f"{name}_", moment, now)
             metrics[name] = moment
-            metrics[f"{name}_age_seconds"] = age
-            row[f"{name}_age_seconds"] = age
+            metrics.update(ages)
+            row.update(ages)
     if missing:
         row["missing"] = missing
     sink.add(row)

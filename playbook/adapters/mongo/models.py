@@ -41,11 +41,38 @@ class MongoQuery(Model):
     """The command document for `command`."""
 
 
+STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "totalIndexSize")
+"""Fields of a stats reply (collStats, dbStats, or a command's) kept as numbers."""
+STATS_METRICS = (*STATS_FIELDS, "objects", "collections", "indexes", "dataSize")
+"""Every field of a stats or command reply that becomes a number (``count`` is also
+``objects`` when the reply has no ``count``)."""
+INDEX_PREFIX = "index:"
+"""``index:<name>`` is true for each index a ``list_indexes`` run found."""
+
+OP_METRICS: dict[str, tuple[str, ...]] = {
+    "find": ("rows", "count"),
+    "count": ("count",),
+    "distinct": ("count", "rows"),
+    "aggregate": ("count", "rows"),
+    "list_indexes": ("count", "unique", "ttl", f"{INDEX_PREFIX}*"),
+    "collection_stats": STATS_METRICS,
+    "db_stats": STATS_METRICS,
+    "command": STATS_METRICS,
+}
+"""The numbers each operation's run can give; a name ending in ``*`` stands for every
+name it begins (an index's name is the server's). The reader's operations return these
+and a test runs each to hold them to it."""
+
+
 class MongoDiagnostic(DiagnosticBase):
     """A diagnostic run against MongoDB."""
 
     kind: Literal["mongo"]
     query: MongoQuery
+
+    def result_metrics(self) -> frozenset[str]:
+        """The numbers this diagnostic's run can give (for ``playbook validate``)."""
+        return frozenset(OP_METRICS[self.query.op])
 
 
 class EnsureIndexes(Model):

@@ -18,11 +18,17 @@ from collections.abc import Callable
 from typing import Any
 
 from playbook.adapters.base import Adapter, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.mongo.models import MongoAction, MongoDiagnostic
+from playbook.adapters.mongo.models import (
+    INDEX_PREFIX,
+    STATS_FIELDS,
+    STATS_METRICS,
+    MongoAction,
+    MongoDiagnostic,
+)
 from playbook.adapters.mongo.readonly import Bounded, check
 from playbook.core.values import ObjectIdValue
 
-STATS_FIELDS = ("count", "size", "avgObjSize", "storageSize", "nindexes", "totalIndexSize")
+__all__ = ["STATS_FIELDS", "MongoAdapter", "to_bson"]
 
 
 def to_bson(value: Any) -> Any:
@@ -191,7 +197,7 @@ class MongoAdapter(Adapter):
         for index in db[q["collection"]].list_indexes():
             count += 1
             sink.add_line(self._line(index))
-            metrics[f"index:{index.get('name')}"] = True
+            metrics[f"{INDEX_PREFIX}{index.get('name')}"] = True
             metrics["unique"] += bool(index.get("unique"))
             metrics["ttl"] += "expireAfterSeconds" in index
         metrics["count"] = count
@@ -204,7 +210,7 @@ class MongoAdapter(Adapter):
             if isinstance(value, dict):
                 continue
             sink.add_line(self._line({"field": name, "value": value}))
-            if name in STATS_FIELDS or name in ("objects", "collections", "indexes", "dataSize"):
+            if name in STATS_METRICS:
                 metrics[name] = value
         if "objects" in metrics:
             metrics.setdefault("count", metrics["objects"])

@@ -67,7 +67,7 @@ from playbook.adapters.base import (
     scrub,
 )
 from playbook.adapters.postgres.calls import TargetOptions, check_calls, check_role
-from playbook.adapters.postgres.models import PostgresAction, PostgresDiagnostic
+from playbook.adapters.postgres.models import PostgresAction, PostgresDiagnostic, unique_names
 from playbook.adapters.postgres.sql import Statement, check_sql, placeholders
 from playbook.core.values import ObjectIdValue
 
@@ -134,7 +134,11 @@ def epoch(value: datetime) -> float:
 
 def first_row_numbers(row: Mapping[str, Any], now: float | None = None) -> dict[str, Any]:
     """The numbers a first row gives: numeric and true/false columns as they are, an
-    interval in seconds, a time as epoch seconds plus ``<column>_age_seconds``."""
+    interval in seconds, a time as epoch seconds plus ``<column>_age_seconds``
+    (:func:`playbook.core.diagnostics.age_metrics`: a time dated more than a few seconds
+    ahead of this machine's clock gives ``<column>_ahead_seconds`` instead)."""
+    from playbook.core.diagnostics import age_metrics
+
     now = time.time() if now is None else now
     out: dict[str, Any] = {}
     for name, value in row.items():
@@ -146,7 +150,8 @@ def first_row_numbers(row: Mapping[str, Any], now: float | None = None) -> dict[
         elif isinstance(value, datetime):
             seconds = epoch(value)
             out[name] = seconds
-            out[f"{name}_age_seconds"] = round(now - seconds, 3)
+            # ahead of this machine's clock beyond a small skew: no age, by how much
+            out.update(age_metrics(f"{name}_", seconds, now))
         elif isinstance(value, timedelta):
             out[name] = value.total_seconds()
     return out
@@ -423,15 +428,6 @@ def _first_line(text: str) -> str:
     return (text.strip().splitlines() or ["(no message)"])[0][:300]
 
 
-def _unique(names: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
-    return out
-
-
 # --------------------------------------------------------------------------- the adapter
 
 
@@ -545,7 +541,7 @@ class PostgresAdapter(Adapter):
         with contextlib.closing(rows):  # on an error, a stream is cancelled here
             for values in rows:
                 if count == 0:
-                    columns = _unique(names())
+                    columns = unique_names(names())  # as models.column_metrics names them
                 row = dict(zip(columns, values[: len(values) - extra], strict=False))
                 if count == 0:
                     metrics.update(first_row_numbers(row))

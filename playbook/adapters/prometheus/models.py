@@ -26,8 +26,27 @@ class PrometheusQuery(Model):
     works); the server's now when absent."""
 
 
+RUN_METRICS = ("status", "count", "rows", "non_finite", "warnings")
+"""Numbers every run gives, whatever the answer."""
+VALUE = "value"
+"""The column of each sample's value, whose numbers (``value``, ``value_min``, …) come
+from :func:`playbook.core.diagnostics.column_numbers`."""
+
+
+def prometheus_metric_names() -> frozenset[str]:
+    """Every number a prometheus run can give; the reader builds its numbers from the
+    same two names, so ``validate`` and a run cannot disagree."""
+    from playbook.core.diagnostics import column_metric_names
+
+    return frozenset(RUN_METRICS) | column_metric_names([VALUE])
+
+
 class PrometheusDiagnostic(DiagnosticBase):
     """A diagnostic that runs an instant query against Prometheus' HTTP API."""
 
     kind: Literal["prometheus"]
     query: PrometheusQuery
+
+    def result_metrics(self) -> frozenset[str]:
+        """The numbers this diagnostic's run can give (for ``playbook validate``)."""
+        return prometheus_metric_names()

@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink
 from playbook.adapters.http.reader import MAX_BODY, Call, build_url, escaped, no_constant
-from playbook.adapters.prometheus.models import MAX_PROMQL, PrometheusDiagnostic
+from playbook.adapters.prometheus.models import MAX_PROMQL, VALUE, PrometheusDiagnostic
 
 if TYPE_CHECKING:
     import http.client
@@ -161,17 +161,17 @@ def _samples(status: int, body: bytes, clean: Any, sink: Sink, limit: int) -> di
         sink.add(row)
     # A NaN or Inf sample counts as one that is no number: column_numbers then gives no
     # value, value_min or value_max at all (a maximum that skips it is of some samples).
-    values = [{"value": math.nan if r.get("value") in NON_FINITE else r.get("value")} for r in rows]
-    metrics: dict[str, Any] = {
+    values = [{VALUE: math.nan if r.get(VALUE) in NON_FINITE else r.get(VALUE)} for r in rows]
+    metrics: dict[str, Any] = {  # models.RUN_METRICS: the names validate is told
         "status": status,
         "count": len(rows),
         "rows": min(len(rows), limit),
-        "non_finite": sum(1 for r in rows if r.get("value") in NON_FINITE),
+        "non_finite": sum(1 for r in rows if r.get(VALUE) in NON_FINITE),
         "warnings": len(doc.get("warnings") or []),
     }
-    numbers = column_numbers(values, ["value"])
+    numbers = column_numbers(values, [VALUE])
     if len(rows) != 1:
-        numbers.pop("value", None)  # one finite sample of many is not "the" value
+        numbers.pop(VALUE, None)  # one finite sample of many is not "the" value
     metrics.update(numbers)
     return metrics
 

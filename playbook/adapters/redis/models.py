@@ -41,11 +41,42 @@ class RedisQuery(Model):
     holds a single-threaded server for longer (about 30 ms per 20,000 keys)."""
 
 
+SNAPSHOT_TYPES = ("string", "list", "set", "zset", "hash", "stream")
+"""The Redis types a snapshot counts by name (``<type>_keys``); a module's type (such
+as ``ReJSON-RL``) counts under ``other_keys``: its name is the server's, not one a
+playbook could be checked against."""
+
+OP_METRICS: dict[str, tuple[str, ...] | None] = {
+    "count_keys": ("count",),
+    "baseline": ("count", "baseline", "change_percent", "drop_percent"),
+    "collection_sizes": ("count", "total_members", "largest", "smallest", "mean"),
+    "ttl_audit": ("count", "with_ttl", "without_ttl", "with_ttl_percent"),
+    "freshness": ("present", "age_seconds", "ahead_seconds"),
+    "dbsize": ("count",),
+    "info": None,  # the server's INFO fields, which differ by version and section
+    "snapshot": (
+        "count",
+        "members",
+        "streamed_keys",
+        *(f"{t}_keys" for t in (*SNAPSHOT_TYPES, "other")),
+    ),
+}
+"""The numbers each operation's run can give (None: known only to the server). The
+reader's operations return these, and a test runs each against a real server to hold
+them to it; ``freshness``'s two are :func:`playbook.core.diagnostics.age_metrics`'."""
+
+
 class RedisDiagnostic(DiagnosticBase):
     """A diagnostic run against Redis."""
 
     kind: Literal["redis"]
     query: RedisQuery
+
+    def result_metrics(self) -> frozenset[str] | None:
+        """The numbers this diagnostic's run can give (for ``playbook validate``), or
+        None for ``info``, whose fields only the server knows."""
+        names = OP_METRICS[self.query.op]
+        return None if names is None else frozenset(names)
 
 
 class RebuildIndexes(Model):

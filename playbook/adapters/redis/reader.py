@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from playbook.adapters.base import Adapter, Refused, RunContext, RunError, RunRequest, Sink, scrub
-from playbook.adapters.redis.models import RedisAction, RedisDiagnostic
+from playbook.adapters.redis.models import SNAPSHOT_TYPES, RedisAction, RedisDiagnostic
 from playbook.adapters.redis.values import (
     _CARDINALITY,
     MEMBER_CHUNK,
@@ -317,6 +317,8 @@ class RedisAdapter(Adapter):
     def _freshness(
         self, client: GuardedRedis, query: dict[str, Any], ctx: RunContext, sink: Sink
     ) -> dict[str, Any]:
+        from playbook.core.diagnostics import age_metrics
+
         key = str(query["key"])
         kind, length, head = _peek(client, key)
         if kind == "none":
@@ -336,9 +338,11 @@ class RedisAdapter(Adapter):
                 f"{key!r} holds {raw[:40]!r}, which is not a time.",
                 "Freshness reads a Unix time (seconds or milliseconds) or an ISO 8601 time.",
             )
-        age = round(time.time() - moment.timestamp(), 3)
-        sink.add({"key": key, "present": True, "value": raw, "time": moment.isoformat()})
-        return {"present": True, "age_seconds": age}
+        # A time ahead of this machine's clock, beyond a small skew, has no age: the
+        # age is then absent and ahead_seconds says by how much (clocks disagree).
+        ages = age_metrics("", moment.timestamp(), time.time())
+        sink.add({"key": key, "present": True, "value": raw, "time": moment.isoformat(), **ages})
+        return {"present": True, **ages}
 
     def _dbsize(
         self, client: GuardedRedis, query: dict[str, Any], ctx: RunContext, sink: Sink
@@ -380,7 +384,8 @@ class RedisAdapter(Adapter):
             nonlocal keys_done, members
             keys_done += 1
             members += entry.size
-            by_type[entry.kind] = by_type.get(entry.kind, 0) + 1
+            kind = entry.kind if entry.kind in SNAPSHOT_TYPES else "other"
+            by_type[kind] = by_type.get(kind, 0) + 1
 
         batches = self._batches(client, str(query["pattern"]), ctx)
         keys = next(batches, None)

@@ -11,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
-from playbook.adapters.shell.extract_models import Extract
+from playbook.adapters.shell.extract_models import RESERVED, Extract
 from playbook.core.model import DiagnosticBase, ParamRef
 
 
@@ -89,3 +89,21 @@ class ShellDiagnostic(DiagnosticBase):
     """How stdout becomes rows with named columns, and which are numbers for `expect`
     (``regex``, ``columns`` or ``json``; see README "Numbers from shell output").
     Without it the rows are the output's lines."""
+
+    def result_metrics(self) -> frozenset[str]:
+        """The numbers this diagnostic's run can give (for ``playbook validate``): the
+        run's own (:data:`RUN_METRICS`) and, with ``extract``, each number column's
+        (:func:`playbook.core.diagnostics.column_metric_names`, the names the run's
+        ``column_numbers`` gives)."""
+        from playbook.core.diagnostics import column_metric_names
+
+        names = set(RUN_METRICS)
+        if self.extract is not None:
+            numbers = [n for n, f in self.extract.fields.items() if f.as_ == "number"]
+            names |= column_metric_names(numbers)
+        return frozenset(names)
+
+
+RUN_METRICS = RESERVED - {"line"}
+"""The numbers a shell run sets itself (``line`` is a row's column, no number): the
+names a column may not take, so the two lists are one."""
