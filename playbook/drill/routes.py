@@ -53,7 +53,7 @@ def live(path: str, spec: LiveAnswer, target: Callable[[], Target]) -> Answer:
 def ask(path: str, spec: LiveAnswer, target: Target) -> Reply:
     """Read ``spec.sql`` on ``target`` now, with the diagnostics' reader, and reply."""
     # Imported here: the drill's other services need no PostgreSQL driver.
-    from playbook.adapters.base import RunContext, RunRequest, Sink, scrub
+    from playbook.adapters.base import DeadlineExceeded, RunContext, RunRequest, Sink, scrub
     from playbook.adapters.postgres.reader import PostgresAdapter
 
     reader = PostgresAdapter()
@@ -69,6 +69,8 @@ def ask(path: str, spec: LiveAnswer, target: Target) -> Reply:
     try:
         reader.check(request)
         reader.run(request, ctx, sink)
+    except DeadlineExceeded as exc:  # its advice is a diagnostic's; this is the drill's
+        return failed(path, f"{exc.title} Raise the answer's timeout, or read less.")
     except PlaybookError as exc:
         return failed(path, exc.title + (f" {exc.message}" if exc.message else ""))
     except Exception as exc:  # a driver's surprise: still an answer, its URI scrubbed
