@@ -206,6 +206,15 @@ def check_drill(pb: Playbook, src: Report, base: Path | None) -> None:
                     f"{step.way!r} does not fit target {step.target!r}, a {kind} service "
                     f"(a {kind} step takes one of: {fits})",
                 )
+            for path, live in (step.answer or {}).items():
+                if services.get(live.from_) != "postgres":
+                    src.add(
+                        ("drill", part, i, "answer", path, "from"),
+                        f"{live.from_!r} is not a postgres service of this drill: an "
+                        "answer reads one (services: "
+                        + (", ".join(f"{n}: {k}" for n, k in drill.services.items()))
+                        + ")",
+                    )
     wanted = {"redis": "keys", "postgres": "tables", "mongo": "collections", "local": "files"}
     for i, fp in enumerate(drill.fingerprint):
         kind = services.get(fp.target)

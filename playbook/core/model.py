@@ -797,6 +797,29 @@ class MongoDrillOp(Model):
     """drop_index: the index's name."""
 
 
+class LiveAnswer(Model):
+    """An HTTP stub's answer read from the sandbox when it is asked, not fixed at set-up:
+    a drill must answer as the real system would, so after the repair the stand-in says
+    what the real one would say then (``playbook.drill.routes``).
+
+    The SQL goes through the diagnostics' PostgreSQL reader (one read-only statement,
+    the server's parser and catalog asked, under the deadline below). A statement the
+    reader refuses, or a read that fails, is answered with HTTP 500 and the reader's
+    message, never with either body."""
+
+    from_: Slug = Field(alias="from")
+    """The drill's postgres service the SQL reads (a key of ``services``)."""
+    sql: str = Field(min_length=1, max_length=10_000)
+    """One read-only statement (no parameters). Whether it returns a row picks the body."""
+    rows: Any
+    """The JSON body served while the SQL returns at least one row (the faulty state,
+    typically). ``{$row: column}`` anywhere in it is that column of the first row."""
+    no_rows: Any
+    """The JSON body served while the SQL returns no row (the healthy state, typically)."""
+    timeout: DiagnosticTimeout = 5
+    """The read's deadline, connecting included; keep it below the diagnostic's own."""
+
+
 class DrillStep(Model):
     """One step of a drill's set-up, on one target: exactly one of the ways below."""
 
@@ -813,6 +836,9 @@ class DrillStep(Model):
     """mongo: changes to the stand-in, in order."""
     serve: dict[str, Any] | None = None
     """http: URL path -> the JSON body served there (replacing what was served)."""
+    answer: dict[str, LiveAnswer] | None = None
+    """http: URL path -> a body read from the sandbox at each request (replacing what
+    was served there)."""
     generate: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]*$")
     """A data generator by name (built in, or registered under the
     ``playbook.drill_data`` entry-point group), given ``with``."""
@@ -835,12 +861,12 @@ class DrillStep(Model):
         return self
 
 
-_STEP_WAYS = ("redis", "delete", "sql", "mongo", "serve", "generate")
+_STEP_WAYS = ("redis", "delete", "sql", "mongo", "serve", "answer", "generate")
 STEP_KINDS: dict[str, tuple[str, ...]] = {
     "redis": ("redis", "delete", "generate"),
     "postgres": ("sql", "generate"),
     "mongo": ("mongo", "generate"),
-    "http": ("serve", "generate"),
+    "http": ("serve", "answer", "generate"),
     "local": ("generate",),
 }
 """Which step ways fit each kind of service."""

@@ -2,7 +2,8 @@
 
 The room's pieces, from the bottom: :mod:`~playbook.drill.servers` (real Redis and
 PostgreSQL on free ports, and the guardian that stops them), :mod:`~playbook.drill.stubs`
-(a local HTTP stub), :mod:`~playbook.drill.sandbox` (one service per target the drill
+(a local HTTP stub) with :mod:`~playbook.drill.routes` (its answers read from the sandbox
+at each request), :mod:`~playbook.drill.sandbox` (one service per target the drill
 names), :mod:`~playbook.drill.steps` (a drill's load and fault steps) with
 :mod:`~playbook.drill.data` (its data generators), :mod:`~playbook.drill.fingerprint`
 (what recovery must bring back), :mod:`~playbook.drill.run` (a drill's sandbox, data,

@@ -79,7 +79,7 @@ class DrillRun:
             label = step.title or f"{part} step {i + 1}"
             try:
                 with self.sandbox.handle(step.target, needs_superuser(step)) as handle:
-                    done = apply_step(step, handle)
+                    done = apply_step(step, handle, self.sandbox)
                 self.sandbox.trust(step.target, trusted_functions(step))
             except PlaybookError:
                 raise

@@ -7,11 +7,13 @@ from typing import Any
 
 from playbook.adapters.redis import drill as redis_drill
 from playbook.core.model import DrillStep
-from playbook.drill.sandbox import DrillError
+from playbook.drill.sandbox import DrillError, DrillSandbox
 
 
-def apply_step(step: DrillStep, handle: Any) -> str:
-    """Carry out one load or fault step on its target's handle; what it did, in a line."""
+def apply_step(step: DrillStep, handle: Any, sandbox: DrillSandbox | None = None) -> str:
+    """Carry out one load or fault step on its target's handle; what it did, in a line.
+
+    An ``answer`` step needs the ``sandbox``: its routes read one of its services."""
     way = step.way
     if way == "redis":
         sent = redis_drill.run_commands(handle, step.redis or [])
@@ -28,6 +30,8 @@ def apply_step(step: DrillStep, handle: Any) -> str:
     if way == "serve":
         handle.serve(step.serve or {})
         return f"serving {', '.join(sorted(step.serve or {}))}"
+    if way == "answer":
+        return _answer(step, handle, sandbox)
     return _generate(step, handle)
 
 
@@ -71,6 +75,25 @@ def _extended(value: Any) -> Any:
     if isinstance(value, date):
         return {"$date": datetime.combine(value, time()).isoformat() + "Z"}
     raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _answer(step: DrillStep, stub: Any, sandbox: DrillSandbox | None) -> str:
+    from playbook.drill.routes import live
+
+    routes = step.answer or {}
+    if sandbox is None:
+        raise DrillError("An answer step needs the drill's sandbox (its routes read it).")
+    for spec in routes.values():
+        if sandbox.kinds.get(spec.from_) != "postgres":  # `validate` says so first
+            raise DrillError(f"An answer reads a postgres service; {spec.from_!r} is not one.")
+    stub.answer(
+        {
+            path: live(path, spec, lambda name=spec.from_: sandbox.targets[name])
+            for path, spec in routes.items()
+        }
+    )
+    read = sorted({spec.from_ for spec in routes.values()})
+    return f"answering {', '.join(sorted(routes))} from {', '.join(read)} at each request"
 
 
 def generators() -> dict[str, Any]:

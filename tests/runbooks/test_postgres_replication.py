@@ -20,6 +20,16 @@ def _slots(run: object) -> list[tuple[str, bool]]:
         ).fetchall()]  # fmt: skip
 
 
+def _lag(service: object, incident: str) -> list[tuple[str, float]]:
+    """Each run of the Prometheus diagnostic in the incident: its verdict and the lag."""
+    runs = service.get(incident).state.runs  # type: ignore[attr-defined]
+    return [
+        (r.verdict, r.payload["metrics"]["value_max"])
+        for r in runs
+        if r.diagnostic == "replication-lag-metric"
+    ]
+
+
 def test_it_validates_and_passes_the_schema_in_a_standard_validator(tmp_path: Path) -> None:
     loaded = load(builtin_runbooks()["postgres-replication"])
     levels = {level.id: level for level in loaded.playbook.severity.levels}
@@ -33,8 +43,10 @@ def test_the_headless_drill_exits_0_with_a_passing_verdict(tmp_path: Path) -> No
     assert code == 0, err
     assert report["ok"] is True and report["restored"] is True
     found = {d["id"]: d["verdict"] for d in report["scorecard"]["diagnostics"]}
-    assert found["replication-lag-metric"] == "fail"  # the Prometheus stand-in: 412 s
-    assert found["inactive-slots"] == "pass"  # its last run, after the repair
+    # Each one's last run, after the repair: the Prometheus stand-in reads the sandbox,
+    # so it no longer reports the 412 s it did before.
+    assert found["replication-lag-metric"] == "pass"
+    assert found["inactive-slots"] == "pass"
 
 
 def test_the_dry_run_and_backup_drop_nothing(tmp_path: Path) -> None:
@@ -66,6 +78,8 @@ def test_the_fault_is_seen_and_the_repair_lands_on_the_server(tmp_path: Path) ->
         runs = verdicts(service, incident)
         for failing in ("inactive-slots", "retained-wal", "replication-lag-metric"):
             assert (failing, "fail") in runs, failing
+        # Prometheus' stand-in: 412 s behind before the guarded DELETE, 0 after it.
+        assert _lag(service, incident) == [("fail", 412.0), ("pass", 0.0)]
         first = next(r for r in service.get(incident).state.runs if r.diagnostic == "retained-wal")
         assert first.payload["metrics"]["retained_bytes"] > 16 * 1024 * 1024
 
@@ -75,3 +89,17 @@ def test_the_fault_is_seen_and_the_repair_lands_on_the_server(tmp_path: Path) ->
         assert [tuple(r) for r in rows] == [("replica-1", False)]
         assert service.get(incident).state.drill_checks[-1].restored
         assert service.get(incident).state.severity == "SEV-1"
+
+
+def test_prometheus_stand_in_answers_from_the_server_however_the_slot_goes(
+    tmp_path: Path,
+) -> None:
+    # Not the script's step but the server's state: a slot dropped by hand (the
+    # runbook's drop-slot-by-hand procedure) is seen by the next question.
+    with drill("postgres-replication", tmp_path) as (service, run, incident, _script):
+        service.run_diagnostic(incident, "replication-lag-metric", {}, run.targets)
+        with run.sandbox.handle("db", superuser=True) as conn:
+            conn.execute("SELECT pg_drop_replication_slot('replica_2')")
+        assert _slots(run) == []
+        service.run_diagnostic(incident, "replication-lag-metric", {}, run.targets)
+        assert _lag(service, incident) == [("fail", 412.0), ("pass", 0.0)]
