@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from helpers import ROOT
 
@@ -58,6 +59,13 @@ class StandIn:
     throttle_first: bool = True
     throttled: list[Recorded] = field(default_factory=list)
     port: int = 0
+    endless_list: bool = False
+    """Statuspage's list never ends: every page holds incidents nobody asked about."""
+    ignores_page: bool = False
+    """Statuspage's list answers page 1 whatever ``page`` asks (a broken server)."""
+    post_gate: threading.Event | None = None
+    """When set, each Statuspage create waits for it (at most 10 s) before it answers:
+    a send held in flight while another responder decides."""
 
     @property
     def base(self) -> str:
@@ -122,11 +130,12 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 state.throttle_first = False
                 state.throttled.append(state.requests.pop())
                 return self._answer(429, {"error": "rate limited"}, {"Retry-After": "0"})
+            path, _, query = path.partition("?")
             parts = path.split("/")  # '', sp, v1, pages, PAGE, incidents[, id]
             if len(parts) < 6 or parts[4] != PAGE or parts[5] != "incidents":
                 return self._bad("statuspage: path is not /v1/pages/{page}/incidents")
             if self.command == "GET" and len(parts) == 6:
-                return self._answer(200, list(state.incidents.values()))
+                return self._list(parse_qs(query))
             incident = (body or {}).get("incident")
             if not isinstance(incident, dict):
                 return self._bad("statuspage: body is not {incident: {...}}")
@@ -149,6 +158,8 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
             if self.command == "POST" and len(parts) == 6:
                 if not isinstance(incident.get("name"), str) or not incident["name"]:
                     return self._bad("statuspage: name missing")
+                if state.post_gate is not None:
+                    state.post_gate.wait(10)
                 ident = secrets.token_hex(6)
                 record = {
                     "id": ident,
@@ -168,6 +179,21 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 record["incident_updates"].append({"body": incident["body"]})
                 return self._answer(200, record)
             return self._bad("statuspage: method/path")
+
+        def _list(self, query: dict[str, list[str]]) -> None:
+            """Newest first, ``limit`` (at most 100, default 100) per ``page`` (from 1)."""
+            try:
+                limit = int(query.get("limit", ["100"])[0])
+                page = 1 if state.ignores_page else int(query.get("page", ["1"])[0])
+            except ValueError:
+                return self._bad("statuspage: limit and page are integers")
+            if not 1 <= limit <= 100 or page < 1:
+                return self._bad("statuspage: limit is 1..100 and page from 1")
+            if state.endless_list:
+                filler = [{"id": f"x{page}-{k}", "metadata": {}} for k in range(limit)]
+                return self._answer(200, filler)
+            newest_first = list(reversed(state.incidents.values()))
+            return self._answer(200, newest_first[(page - 1) * limit : page * limit])
 
         # ---- Slack
         def _slack(self, body: Any) -> None:

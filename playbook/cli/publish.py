@@ -39,6 +39,8 @@ def _show_draft(draft: Any) -> None:
         _echo(f"── {part.destination} ({part.kind}, {part.audience}) ──", bold=True)
         if part.refused:
             _echo(f"  refused: {part.refused}", fg="red")
+        if part.unsettled:
+            _echo(f"  held: {part.unsettled}", fg="yellow")
         for finding in part.check.findings:
             tag = "blocks" if finding.blocks else "warning"
             _echo(f"  check {tag}: {finding.describe()}", fg="red" if finding.blocks else "yellow")
@@ -92,6 +94,8 @@ def _report(outcomes: list[Any], as_json: bool) -> None:
             _echo(f"{o.destination}: {o.outcome}{where}{link} {o.detail}".rstrip(), fg=colour)
     if any(o.outcome == "failed" for o in outcomes):
         raise SystemExit(ExitCode.RUN_FAILED)
+    if any(o.outcome == "held" for o in outcomes):  # nothing sent there; run it again
+        raise SystemExit(ExitCode.REFUSED)
 
 
 @click.command()
@@ -155,11 +159,16 @@ def publish(
         if template is None and not resume:
             raise UsageError("Name the message to publish (TEMPLATE), or pass --resume.")
         outcomes = publishing.resume(ctx, incident, confirm_unknown=_ask_unknown(yes))
-        if not outcomes and template is None:
-            _echo("Nothing to resume: every publication has its result.")
-        elif outcomes:
+        if outcomes:
             _report(outcomes, as_json and template is None)
         if template is None:
+            # What is still in doubt, in the words `publish` uses when it holds a
+            # destination for it: one source (the service), so the two never disagree.
+            questions = publishing.open_questions(app.service.get(incident).state)
+            for pub in questions:
+                _echo(publishing.describe_unsettled(pub, ctx.actor), fg="yellow")
+            if not outcomes and not questions:
+                _echo("Nothing to resume: every publication has its result.")
             return
     draft = publishing.draft(
         ctx, incident, template, parse_sets(sets), _split(to), _components(components)

@@ -32,6 +32,12 @@ class PublishFailed(PlaybookError):
     exit_code = ExitCode.RUN_FAILED
 
 
+class NotConfirmed(PublishFailed):
+    """A destination's record could not say whether a message is out (its list did not
+    end, or was not what its API returns): the send is left as "may have been sent",
+    never repeated on that guess."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One status message as every destination is given it."""
@@ -113,6 +119,11 @@ class Publisher:
     kind: ClassVar[str] = ""
     has_record: ClassVar[bool] = False
     """True when :meth:`find` can say whether a message was already posted."""
+    creates_record: ClassVar[bool] = False
+    """True when the first message creates a record (an incident, a report) that later
+    messages update by its id: two first posts there make two records, so the intent to
+    create one is decided atomically against the log (see
+    :func:`playbook.service.publishing.publish`)."""
     keys: ClassVar[tuple[str, ...]] = ()
     """The settings this destination takes besides the common ones."""
     required: ClassVar[tuple[str, ...]] = ()

@@ -31,6 +31,7 @@ def _number(value: Any) -> Any:
 
 class OpenStatusPublisher(Publisher):
     kind: ClassVar[str] = "openstatus"
+    creates_record: ClassVar[bool] = True
     keys: ClassVar[tuple[str, ...]] = ("api_key", "page", "monitors", "base_url")
     required: ClassVar[tuple[str, ...]] = ("api_key",)
 

@@ -10,8 +10,12 @@ Request shapes (checked against the sources named; see also
   #operation/patchPagesPageIdIncidentsIncidentId, as reproduced in
   alissonlinneker/statuspage-php-sdk docs/Api/IncidentsApi.md; Pipedream's "Create
   Incident" action, https://pipedream.com/apps/statuspage/actions/create-incident.md);
-- list: ``GET {base}/pages/{page_id}/incidents`` (same IncidentsApi.md), read to find an
-  earlier post by its ``metadata`` (whose top-level values must be objects);
+- list: ``GET {base}/pages/{page_id}/incidents?limit=100&page=N`` (same IncidentsApi.md:
+  ``limit`` "the default and maximum limit is 100", ``page`` "page offset to fetch"), read
+  page by page until an empty one to find an earlier post by its ``metadata`` (whose
+  top-level values must be objects). ``q`` is not used: it searches "the incidents' name,
+  status, postmortem_body, and incident_updates fields", not the metadata that carries
+  our key, and a search that misses is a "not found" that posts twice;
 - auth: ``Authorization: OAuth <api key>`` (yannh/statuspage-go-sdk main.go);
 - rate: 1 request/s per token; 420 or 429 when exceeded (the API description in the
   generated SDK, https://packagist.org/packages/alissonlinneker/): paced and retried in
@@ -28,7 +32,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from playbook.publish import http
-from playbook.publish.base import Message, Publisher, PublishFailed, Request, Sent
+from playbook.publish.base import Message, NotConfirmed, Publisher, PublishFailed, Request, Sent
 
 BASE_URL = "https://api.statuspage.io/v1"
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
@@ -40,12 +44,20 @@ COMPONENT_STATUSES = (
     "partial_outage",
     "major_outage",
 )
+PAGE_SIZE = 100
+"""Incidents asked for per list page: Statuspage's default and maximum."""
+MAX_PAGES = 50
+"""How many list pages a reconciliation reads before it gives up (5,000 incidents, about
+50 s at one request a second). A page that never ends (a broken or hostile server) must
+not keep a resume looping; past this bound the send is reported as not confirmed and is
+never re-sent on that guess."""
 META = "playbook"
 """The metadata key this tool's posts carry: ``{"playbook": {"key": …, "incident": …}}``."""
 
 
 class StatuspagePublisher(Publisher):
     kind: ClassVar[str] = "statuspage"
+    creates_record: ClassVar[bool] = True
     has_record: ClassVar[bool] = True
     keys: ClassVar[tuple[str, ...]] = (
         "page",
@@ -118,20 +130,49 @@ class StatuspagePublisher(Publisher):
         return _sent(answer.status, answer.json())
 
     def find(self, message: Message) -> Sent | None:
-        answer = http.request(
-            "GET",
-            f"{self._base}/pages/{self._page}/incidents",
-            self._headers(),
-            credential=str(self.settings["api_key"]),
-            what=f"Statuspage ({self.name})",
+        """Read every page of the page's incidents, newest first, until an empty page.
+
+        Raises:
+            PublishFailed: a page could not be read (the publication stays pending).
+            NotConfirmed: the list did not end within :data:`MAX_PAGES` pages, repeated a
+                page, or was not a list: whether the message is out cannot be said.
+        """
+        what = f"Statuspage ({self.name})"
+        seen_pages: set[tuple[str, ...]] = set()
+        for number in range(1, MAX_PAGES + 1):
+            answer = http.request(
+                "GET",
+                f"{self._base}/pages/{self._page}/incidents?limit={PAGE_SIZE}&page={number}",
+                self._headers(),
+                credential=str(self.settings["api_key"]),
+                what=what,
+            )
+            if answer.status != 200:
+                raise http.fail(answer, what)
+            incidents = answer.json()
+            if not isinstance(incidents, list):
+                raise NotConfirmed(
+                    f"{what}: page {number} of the incident list is not a list; could not "
+                    "confirm whether the message is out. Not re-sending."
+                )
+            if not incidents:
+                return None
+            for incident in incidents:
+                meta = (incident or {}).get("metadata") if isinstance(incident, dict) else None
+                if isinstance(meta, dict) and (meta.get(META) or {}).get("key") == message.key:
+                    return _sent(answer.status, incident)
+            # A server that ignores `page` answers page 1 forever: stop at the repeat.
+            ids = tuple(str(i.get("id")) if isinstance(i, dict) else "" for i in incidents)
+            if ids in seen_pages:
+                raise NotConfirmed(
+                    f"{what}: page {number} of the incident list repeats an earlier page; "
+                    "could not confirm whether the message is out. Not re-sending."
+                )
+            seen_pages.add(ids)
+        raise NotConfirmed(
+            f"{what}: the incident list did not end within {MAX_PAGES} pages of "
+            f"{PAGE_SIZE}; could not confirm whether the message is out. Not re-sending."
         )
-        if answer.status != 200:
-            raise http.fail(answer, f"Statuspage ({self.name})")
-        for incident in answer.json() or []:
-            meta = (incident or {}).get("metadata") or {}
-            if isinstance(meta, dict) and (meta.get(META) or {}).get("key") == message.key:
-                return _sent(answer.status, incident)
-        return None
 
 
 def _sent(status: int, data: Any) -> Sent:

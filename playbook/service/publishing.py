@@ -1,5 +1,9 @@
 """Publishing a status message: draft → check → preview → publish, each step recorded.
 
+(Over 600 lines: the draft, the send and the reconciliation share the intent and result
+payloads and the rules on who may send what; split apart, each half would import the
+other's private helpers.)
+
 :func:`draft` renders the message through the same path as ``playbook status``
 (:func:`playbook.service.status.render_status`), adds the next update time when the
 template did not state it, runs the comms check for each destination's audience, and
@@ -39,11 +43,18 @@ from playbook.core.commscheck import CheckResult, check_message, seen_in_html
 from playbook.core.publications import Publication
 from playbook.core.state import IncidentState
 from playbook.errors import UsageError
-from playbook.publish.base import Message, Publisher, PublishFailed, PublishRefused, Request
+from playbook.publish.base import (
+    Message,
+    NotConfirmed,
+    Publisher,
+    PublishFailed,
+    PublishRefused,
+    Request,
+)
 from playbook.publish.config import Destinations, load_destinations
 from playbook.publish.statuspage import COMPONENT_STATUSES
 from playbook.service import team
-from playbook.service.context import Context, append_one, get
+from playbook.service.context import Context, append_one, command, get
 from playbook.service.status import _template, render_status, status_variables
 
 DEFAULT_UPDATE_EVERY = 20 * 60
@@ -67,6 +78,9 @@ class Part:
     external_id: str | None = None
     refused: str = ""
     """Why this destination will not get the message (a drill, a bad component); "" if it will."""
+    unsettled: str = ""
+    """Why this destination holds the message until the responder resends
+    (:func:`describe_unsettled`); "" when nothing is in doubt there."""
 
     @property
     def blocked(self) -> bool:
@@ -93,7 +107,8 @@ class Draft:
 class Outcome:
     destination: str
     outcome: str
-    """published, reconciled, unknown (may have been sent; not sent again) or failed."""
+    """published, reconciled, unknown (may have been sent; not sent again), failed, or
+    held (another responder is creating the record there now; nothing sent)."""
     external_id: str | None = None
     url: str | None = None
     http_status: int | None = None
@@ -260,6 +275,8 @@ def draft(
                 "(drill_sink = true in its table)"
             )
         part.refused = part.refused or refused
+        held = unsettled(state, name)
+        part.unsettled = describe_unsettled(held, ctx.actor) if held is not None else ""
         out.parts.append(part)
     return out
 
@@ -411,13 +428,7 @@ def publish(
     if held:
         raise PublishRefused(
             "Not published: an earlier message may already be out.",
-            "\n".join(
-                f"{pub.destination}: a '{pub.template}' message may have been sent before a "
-                "crash (its outcome is unknown). Look at the destination; to send this "
-                f"message anyway, run it again with --resend {pub.destination}."
-                for pub in held
-            )
-            + "\nNothing was sent.",
+            "\n".join(describe_unsettled(pub, ctx.actor) for pub in held) + "\nNothing was sent.",
         )
     # The message is recorded as sent once, as `playbook status` records it (the timers
     # count from it), then each destination in three steps.
@@ -432,18 +443,18 @@ def publish(
             "variables": prepared.variables,
         },
     )
-    state = get(ctx, prepared.incident_id).state
-    ids = external_ids_of(state)
     outcomes: list[Outcome] = []
     for part in prepared.parts:
         publisher = dests.publishers[part.destination]
-        if ids.get(part.destination) != part.external_id:  # someone published meanwhile
-            part.external_id = ids.get(part.destination)
-        request = publisher.build(part.message, part.external_id)
         # Each send's intent must be in the shared log before it goes (not only in the
         # local outbox): a teammate who cannot see it would publish the same update.
         _require_online(ctx)
-        append_one(ctx, prepared.incident_id, ev.PUBLISH_INTENDED, _intent_payload(part))
+        try:
+            _record_intent(ctx, prepared.incident_id, part, publisher, part.destination in resend)
+        except PublishHeld as held_by:
+            outcomes.append(Outcome(part.destination, "held", detail=held_by.message))
+            continue
+        request = publisher.build(part.message, part.external_id)
         _require_shared(ctx, prepared.incident_id, part)
         outcome = _send(publisher, request, part.destination)
         if after_send is not None:
@@ -465,6 +476,45 @@ def publish(
         )
         outcomes.append(outcome)
     return outcomes
+
+
+class PublishHeld(PublishRefused):
+    """Another responder's first post to a destination that keeps one record (a
+    Statuspage incident) has no result yet: a second first post would make a second
+    record. Nothing was recorded or sent to that destination."""
+
+
+def _record_intent(ctx: Context, ref: str, part: Part, publisher: Publisher, resend: bool) -> None:
+    """Append ``part``'s intent, decided on the log as it is when the store appends it
+    (:meth:`EventStore.update`: no other responder's intent can land in between).
+
+    Where the first message creates a record (``creates_record``): if the log already
+    holds that record's id, the intent becomes an update of it (``part.external_id``);
+    if another intent to create it waits for its result, nothing is appended and
+    :class:`PublishHeld` says whose, unless the responder chose to resend. Two
+    responders publishing the first update at once thus make one incident, not two.
+    """
+
+    def decide(state: IncidentState) -> list[tuple[str, dict[str, Any]]]:
+        if publisher.creates_record:
+            known = external_ids_of(state).get(part.destination)
+            part.external_id = known  # someone else's first post may have landed meanwhile
+            creating = next(
+                (
+                    pub
+                    for pub in state.publications.values()
+                    if pub.destination == part.destination and pub.result is None
+                ),
+                None,
+            )
+            if known is None and creating is not None and not resend:
+                raise PublishHeld(
+                    f"Not sent to {part.destination}: its first post is being made now.",
+                    describe_unsettled(creating, ctx.actor),
+                )
+        return [(ev.PUBLISH_INTENDED, _intent_payload(part))]
+
+    command(ctx, ref, decide)
 
 
 def _require_shared(ctx: Context, ref: str, part: Part) -> None:
@@ -503,6 +553,34 @@ def unsettled(state: IncidentState, destination: str) -> Publication | None:
     return last if last is not None and last.outcome == "unknown" else None
 
 
+def open_questions(state: IncidentState) -> list[Publication]:
+    """Every destination's last publication whose outcome is unknown: the one source
+    of what ``publish`` holds and ``publish --resume`` reports."""
+    last: dict[str, Publication] = {}
+    for pub in state.publications.values():
+        last[pub.destination] = pub
+    return [pub for pub in last.values() if pub.outcome == "unknown"]
+
+
+def describe_unsettled(pub: Publication, actor: str) -> str:
+    """What a person is told about ``pub``, whose outcome is unknown, in every front
+    end: in flight (no result yet) or settled as "may have been sent"."""
+    if pub.result is None:
+        who = "you" if pub.actor == actor else pub.actor
+        return (
+            f"{pub.destination}: a '{pub.template}' message {who} started sending at "
+            f"{pub.intended_at:%H:%M:%S} UTC has no result yet: it may be in flight now, "
+            "or its sender crashed. Run it again in a moment; if it stays, look at the "
+            f"destination and resend to send anyway (--resend {pub.destination}; Ctrl+R "
+            "in the app)."
+        )
+    return (
+        f"{pub.destination}: a '{pub.template}' message may have been sent before a crash "
+        "(its outcome is unknown). Look at the destination; to send this message anyway, "
+        f"resend it (--resend {pub.destination}; Ctrl+R in the app)."
+    )
+
+
 def pending(state: IncidentState) -> list[Publication]:
     """Publications intended and never given a result (a crash between send and result)."""
     return [p for p in state.publications.values() if p.result is None]
@@ -525,8 +603,14 @@ def resume(
     """Settle every publication a crash left without a result, before anything new.
 
     Statuspage: found by the key in an incident's metadata → recorded as
-    ``reconciled``; not found → sent now. A destination with no record: sent again only
-    if ``confirm_unknown`` says so, else recorded as ``unknown`` (may have been sent).
+    ``reconciled``; not found → sent now; its list not read to the end → recorded as
+    ``unknown``. A destination with no record: sent again only if ``confirm_unknown``
+    says so, else recorded as ``unknown`` (may have been sent).
+
+    Another responder's intent is only looked up, never sent or marked unknown: it may
+    be in flight now (their send has not answered yet), and sending it here would be
+    the second post. Found, it is recorded as ``reconciled``; otherwise it stays
+    pending, and :func:`open_questions` names it.
     """
     state = get(ctx, ref).state
     waiting = pending(state)
@@ -539,49 +623,75 @@ def resume(
     outcomes: list[Outcome] = []
     for pub in waiting:
         intent = _intent(ctx, ref, pub.key)
-        publisher = dests.publishers.get(pub.destination)
         text = str(intent.get("text", ""))
-        if publisher is None:
-            outcome = Outcome(pub.destination, "unknown", detail="destination no longer configured")
-        else:
-            message = Message(
-                incident_id=state.id,
-                title=state.title,
-                template=pub.template,
-                status=pub.status,
-                text=text,
-                next_update=str(intent.get("next_update", "")),
-                key=pub.key,
-                drill=state.drill is not None,
-                severity=state.severity,
-                impact=str(intent.get("impact", "")),
-                components=dict(intent.get("components") or {}),
-            )
-            external = intent.get("external_id") or None
-            if publisher.has_record:
-                # A failed look-up raises: the publication stays pending, never resent
-                # on a guess.
-                found = publisher.find(message)
-                if found is not None:
-                    outcome = Outcome(
-                        pub.destination,
-                        "reconciled",
-                        found.external_id,
-                        found.url,
-                        found.http_status,
-                        "found at the destination by its key; not sent again",
-                    )
-                else:
-                    outcome = _send(publisher, publisher.build(message, external), pub.destination)
-            elif confirm_unknown(pub):
-                outcome = _send(publisher, publisher.build(message, external), pub.destination)
-            else:
-                outcome = Outcome(
-                    pub.destination,
-                    "unknown",
-                    external,
-                    detail="may have been sent before a crash; not sent again",
-                )
+        outcome = _settle(
+            ctx, state, pub, intent, dests.publishers.get(pub.destination), confirm_unknown
+        )
+        if outcome is None:
+            continue
         append_one(ctx, ref, ev.PUBLISH_RESULT, _result_payload(pub, outcome, text))
         outcomes.append(outcome)
     return outcomes
+
+
+def _settle(
+    ctx: Context,
+    state: IncidentState,
+    pub: Publication,
+    intent: Mapping[str, Any],
+    publisher: Publisher | None,
+    confirm_unknown: Callable[[Publication], bool],
+) -> Outcome | None:
+    """The outcome to record for ``pub``, a publication without a result; None to leave
+    it pending (another responder's, not found: it may be in flight)."""
+    mine = pub.actor == ctx.actor
+    external = intent.get("external_id") or None
+    if publisher is None:
+        if not mine:
+            return None
+        return Outcome(pub.destination, "unknown", detail="destination no longer configured")
+    message = Message(
+        incident_id=state.id,
+        title=state.title,
+        template=pub.template,
+        status=pub.status,
+        text=str(intent.get("text", "")),
+        next_update=str(intent.get("next_update", "")),
+        key=pub.key,
+        drill=state.drill is not None,
+        severity=state.severity,
+        impact=str(intent.get("impact", "")),
+        components=dict(intent.get("components") or {}),
+    )
+    if publisher.has_record:
+        # A failed look-up (unreachable, an HTTP error) raises: the publication stays
+        # pending, never resent on a guess. A list that cannot be read to its end is
+        # not a failure to retry forever: it is "may have been sent".
+        try:
+            found = publisher.find(message)
+        except NotConfirmed as why:
+            if not mine:
+                return None
+            return Outcome(pub.destination, "unknown", external, detail=why.title)
+        if found is not None:
+            return Outcome(
+                pub.destination,
+                "reconciled",
+                found.external_id,
+                found.url,
+                found.http_status,
+                "found at the destination by its key; not sent again",
+            )
+        if not mine:
+            return None  # in flight elsewhere, perhaps: its sender records it
+        return _send(publisher, publisher.build(message, external), pub.destination)
+    if not mine:
+        return None
+    if confirm_unknown(pub):
+        return _send(publisher, publisher.build(message, external), pub.destination)
+    return Outcome(
+        pub.destination,
+        "unknown",
+        external,
+        detail="may have been sent before a crash; not sent again",
+    )

@@ -275,7 +275,20 @@ def test_a_crash_between_send_and_result_never_posts_twice(cli, standin, inciden
         assert result["outcome"] == "unknown"
         assert "may have been sent" in resumed.output
     again = cli("publish", incident, "--resume", "--yes")
-    assert "Nothing to resume" in again.output
+    if destination == "statuspage":
+        assert "Nothing to resume" in again.output
+        return
+    # The same incident, the same words: --resume does not say "nothing to resume"
+    # while publish holds the destination for a message whose outcome is unknown.
+    assert again.exit_code == 0 and "Nothing to resume" not in again.output
+    held = cli(
+        "publish", incident, "progress", "--to", "slack", "--set", "estimated_time=1h", "--yes"
+    )
+    assert held.exit_code == ExitCode.REFUSED, held.output
+    (said,) = (line for line in again.output.splitlines() if line.startswith("slack: "))
+    assert "outcome is unknown" in said and "--resend slack" in said
+    assert said in held.output
+    assert len(standin.posts(prefix)) == 1
 
 
 def test_nothing_is_sent_unless_the_responder_confirms(cli, standin, incident):

@@ -93,3 +93,56 @@ async def test_a_blocked_message_is_not_sent_from_the_app(service: Service, runb
         assert isinstance(app.screen, PublishScreen)
     assert standin.requests == []
     assert "publish_intended" not in events(service, incident)
+
+
+class Crash(BaseException):
+    """The process dying between a send and its result (nothing catches it)."""
+
+
+async def test_the_app_resends_what_a_crash_left_unknown(
+    service: Service, runbook, standin, monkeypatch
+) -> None:
+    from playbook.core import events as ev
+    from playbook.service import publishing
+
+    incident = service.open(runbook, "Chat history missing").id
+    earlier = publishing.draft(
+        service.context, incident, "initial", {"specific_issues": "slow"}, ["slack"]
+    )
+
+    def die(_dest: str) -> None:
+        raise Crash
+
+    monkeypatch.setattr(publishing, "after_send", die)
+    with pytest.raises(Crash):
+        publishing.publish(service.context, earlier)
+    monkeypatch.setattr(publishing, "after_send", None)
+    assert len(standin.posts(SLACK_PATH)) == 1  # out, with no result recorded
+
+    app = make_app(service, runbook, resume=incident)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _to_preview(pilot, app, "missing messages")
+        shown = str(screen.query_one("#publish-preview", Static).render())
+        assert "held: slack:" in shown and "Ctrl+R" in shown
+        await until(pilot, lambda: screen.query("FooterKey"), "the footer's keys")
+        footer = [key.description for key in screen.query("FooterKey")]
+        assert "Resend" in footer
+        await pilot.press("f1")
+        await until(pilot, lambda: type(app.screen).__name__ == "HelpScreen", "help")
+        helped = str(app.screen.query_one("#help-text", Static).render())
+        assert "Ctrl+R resends" in helped and "ctrl+r" in helped.lower()
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen, "back on the publish step")
+
+        await pilot.press("ctrl+s")  # held: nothing goes out anywhere
+        await until(pilot, lambda: any("may already be out" in s for s in app.said), "held")
+        assert app.screen is screen and len(standin.posts(SLACK_PATH)) == 1
+        assert standin.posts("/sp/") == []
+
+        await pilot.press("ctrl+r")  # the responder's decision: send it anyway
+        await until(pilot, lambda: isinstance(app.screen, IncidentScreen), "published")
+    assert len(standin.posts(SLACK_PATH)) == 2 and len(standin.posts("/sp/")) == 1
+    results = [e.payload for e in service.get(incident).events if e.type == ev.PUBLISH_RESULT]
+    slack = [r for r in results if r["destination"] == "slack"]
+    assert [r["outcome"] for r in slack] == ["unknown", "published"]
+    assert slack[1]["text"] in standin.posts(SLACK_PATH)[1].body["text"]  # what was resent
