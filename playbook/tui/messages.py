@@ -210,6 +210,20 @@ class StatusSent(Message, bubble=False):
         self.state, self.text = result
 
 
+class PreviewRendered(Message, bubble=False):
+    """The composer's preview of ``kind`` for ``values`` came back from the service:
+    ``text``, or the template's ``error``."""
+
+    def __init__(
+        self, kind: str, values: dict[str, str], text: str, error: Exception | None
+    ) -> None:
+        super().__init__()
+        self.kind = kind
+        self.values = values
+        self.text = text
+        self.error = error
+
+
 class FileWritten(Message, bubble=False):
     """A file was written (atomically) at ``path``."""
 

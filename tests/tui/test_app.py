@@ -98,7 +98,9 @@ async def test_the_whole_flow_then_resume_after_restart(
                 assert isinstance(app.focused, Input) and not app.focused.value
                 await pilot.press(*value)
                 await pilot.press("tab")
-            await until(pilot, lambda: app.screen.text, "preview renders")
+            await until(
+                pilot, lambda: app.screen.text and app.screen.preview_current, "preview renders"
+            )
             await pilot.press("ctrl+s")
             await until(pilot, lambda: isinstance(app.screen, IncidentScreen), "back from composer")
         messages = service.get(incident).state.messages

@@ -197,7 +197,7 @@ async def test_a_drill_status_message_says_drill_in_the_preview_and_the_record(
         await until(pilot, lambda: isinstance(app.screen, ComposerScreen), "composer")
         await until(pilot, lambda: isinstance(app.focused, Input), "a field")
         await pilot.press(*"missing orders")
-        await until(pilot, lambda: app.screen.text, "preview")
+        await until(pilot, lambda: app.screen.text and app.screen.preview_current, "preview")
         assert app.screen.text.startswith(DRILL_MARK + "\n")
         await pilot.press("ctrl+s")
         await until(pilot, lambda: service.get(incident).state.messages, "recorded")

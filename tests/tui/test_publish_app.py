@@ -53,7 +53,9 @@ async def _to_preview(pilot, app, issue: str) -> PublishScreen:
     await until(pilot, lambda: isinstance(app.screen, ComposerScreen), "composer")
     await until(pilot, lambda: isinstance(app.focused, Input), "a field focused")
     await pilot.press(*issue)
-    await until(pilot, lambda: app.screen.text, "the composer's preview")
+    await until(
+        pilot, lambda: app.screen.text and app.screen.preview_current, "the composer's preview"
+    )
     await pilot.press("f3")
     await until(pilot, lambda: isinstance(app.screen, PublishScreen), "the publish step")
     screen = app.screen

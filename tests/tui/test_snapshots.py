@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from helpers import T0
 from textual.widgets import Input
+from tui_support import until
 
 from playbook.core.clock import FakeClock
 from playbook.service import Service
@@ -83,6 +84,7 @@ def test_status_composer(snap_compare, loaded) -> None:
         await pilot.press("s")
         await _settle(pilot)
         await pilot.press(*"some orders are missing")
+        await until(pilot, lambda: pilot.app.screen.preview_current, "the preview")
         await _settle(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=compose)
