@@ -293,17 +293,36 @@ def _strings(value: Any) -> list[str]:
 
 def rendered_text(markdown: str) -> str:
     """What a reader sees of ``markdown`` once a status page or chat renders it, for the
-    comms check to read too: markdown-it-py renders it to HTML, and the standard
-    library's HTML parser reads that as a browser shows it (:func:`seen_in_html`): text
-    joined across tags, comments and empty links (``RdS3cret[]()Marker`` is
-    ``RdS3cretMarker``), character references decoded, invisible characters dropped, and
-    each link's target on a line of its own.
+    comms check to read too. Two renderers, each a dialect's own:
 
-    Both readings are the parsers' own, not a list of ours: a template that puts markup
+    - CommonMark, by markdown-it-py;
+    - GitHub Flavored Markdown, by cmark-gfm (GitHub's reference implementation, through
+      cmarkgfm), which the JavaScript renderers behind status pages and e-mail follow.
+      Its strikethrough takes one tilde or two, so ``RdS3~cret~Marker`` shows a reader
+      ``RdS3cretMarker`` (struck through, still legible) where CommonMark leaves the
+      tildes in place.
+
+    The standard library's HTML parser reads each rendering as a browser shows it
+    (:func:`seen_in_html`): text joined across tags, comments and empty links
+    (``RdS3cret[]()Marker`` is ``RdS3cretMarker``), character references decoded,
+    invisible characters dropped, and each link's target on a line of its own. The two
+    readings are returned one after the other, each whole on lines of its own.
+
+    The readings are the parsers' own, not a list of ours: a template that puts markup
     showing nothing between every character of a secret cannot hide it from the check."""
+    import cmarkgfm
+    from cmarkgfm.cmark import Options
     from markdown_it import MarkdownIt
 
-    return seen_in_html(MarkdownIt("commonmark").render(markdown))
+    readings = [
+        seen_in_html(MarkdownIt("commonmark").render(markdown)),
+        # Unsafe: raw HTML is kept as a browser would get it, for seen_in_html to read;
+        # nothing rendered here is shown or sent.
+        seen_in_html(
+            cmarkgfm.github_flavored_markdown_to_html(markdown, options=Options.CMARK_OPT_UNSAFE)
+        ),
+    ]
+    return "\n".join(dict.fromkeys(readings))
 
 
 def sent_texts(message: Message, request: Request | None) -> list[str]:

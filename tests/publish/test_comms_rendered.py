@@ -78,6 +78,11 @@ def seen_rules(text: str) -> dict[str, bool]:
         f"{HALF}\u200b{REST}",  # what a template can hold raw, where --set refuses it
         "[]()".join(SECRET),
         "<!-- -->".join(SECRET),
+        # GitHub Flavored Markdown strikes through between one tilde or two: the text
+        # stays legible, and CommonMark alone leaves the tildes in place.
+        f"{HALF}~{REST}~",
+        f"{HALF}~~{REST}~~",
+        "~".join(SECRET) + "~",  # paired: every second character struck through
     ],
 )
 def test_a_secret_split_by_markup_that_renders_as_nothing_blocks(known_secret, split):
@@ -108,6 +113,7 @@ def test_a_link_s_target_is_still_read() -> None:
         "See the <b>status</b> page and [our blog](https://status.example.com).",
         "Some users saw pages load in 10.5 s; the fix ships at 15:00 UTC.",
         "The *checkout* and _search_ pages are affected.",
+        "Queue depth fell from ~9,000 to ~200; ~~checkout~~ search is the last to recover.",
     ],
 )
 def test_ordinary_markup_passes(prose: str) -> None:
