@@ -34,8 +34,9 @@ def diag() -> None:
     Ages (`<name>_age_seconds`, Redis freshness's `age_seconds`) are this machine's
     clock minus the time read. A time up to 5 s ahead is age 0 (a time rounded to the
     second, clocks drifting); further ahead, the age is unknown and `…ahead_seconds`
-    says by how much: an expectation on the age is then an ERROR saying the clocks
-    disagree, never a pass on a negative age.
+    says by how much: an expectation on the age, or on the time itself, is then an
+    ERROR saying the clocks disagree, never a pass. A time ahead by nature (an expiry)
+    is checked through its `…_ahead_seconds`.
     """
 
 

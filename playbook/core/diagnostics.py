@@ -304,9 +304,10 @@ def evaluate(
     undefined: list[str] = []
     for expectation in expectations:
         actual = metrics.get(expectation.metric)
-        if actual is None and (
-            why := _not_finite(expectation.metric, metrics) or _ahead(expectation.metric, metrics)
-        ):
+        why = _ahead(expectation.metric, metrics)
+        if not why and actual is None:
+            why = _not_finite(expectation.metric, metrics)
+        if why:
             undefined.append(why)
             continue
         if actual is None:
@@ -363,16 +364,23 @@ def _not_finite(metric: str, metrics: Mapping[str, object]) -> str:
 
 
 def _ahead(metric: str, metrics: Mapping[str, object]) -> str:
-    """Why ``metric`` (an age) is undefined when its time was dated ahead of this
-    machine's clock by more than :data:`SKEW_TOLERANCE` (:func:`age_metrics` leaves the
-    age out then, and says by how much in ``…ahead_seconds``); ``""`` otherwise."""
-    if not metric.endswith(AGE):
-        return ""
-    ahead = metrics.get(metric.removesuffix(AGE) + AHEAD)
+    """Why ``metric`` cannot be judged when a time was dated ahead of this machine's
+    clock by more than :data:`SKEW_TOLERANCE` (:func:`age_metrics` then gives
+    ``…ahead_seconds``); ``""`` otherwise. That holds for the time's age (left out) and
+    for the time itself: a backup stamped next year is not newer than the last write,
+    it comes from a clock that disagrees, and ``backup_time >= newest_write`` must not
+    pass on it. A time ahead by nature (a certificate's expiry, a schedule's next run)
+    is compared through its ``…_ahead_seconds``, which is judged as given."""
+    if metric.endswith(AGE):
+        ahead = metrics.get(metric.removesuffix(AGE) + AHEAD)
+        what = f"{metric} is unknown: the time it is the age of"
+    else:
+        ahead = metrics.get(f"{metric}_{AHEAD}")
+        what = f"{metric} cannot be judged: it"
     if isinstance(ahead, int | float) and not isinstance(ahead, bool):
         return (
-            f"{metric} is unknown: the time it is the age of is dated {ahead:g} s ahead of "
-            "this machine's clock (clocks disagree; the data may be fresh or stale)"
+            f"{what} is dated {ahead:g} s ahead of this machine's clock (clocks disagree; "
+            "the data may be fresh or stale)"
         )
     return ""
 

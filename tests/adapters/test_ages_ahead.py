@@ -140,3 +140,30 @@ def test_a_redis_heartbeat_an_hour_ahead_is_an_error(tmp_path: Path) -> None:
 def test_diag_help_states_the_tolerance_the_code_uses(cli: Any) -> None:
     text = " ".join(cli("diag", "--help").output.split())
     assert f"A time up to {SKEW_TOLERANCE:g} s ahead is age 0" in text
+
+
+def test_a_time_dated_ahead_never_passes_a_comparison_with_the_newest_write(
+    endpoint: str, tmp_path: Path
+) -> None:
+    """The stale-backup runbook's shape: "the backup is newer than the last write",
+    ``backup_time >= newest_write``. A backup service whose clock is a year ahead made
+    it pass (attacker round G, break 1); the time itself is now as unknown as its age."""
+    newest_write = time.time() - 60
+    diagnostic = freshness("/ahead/31536000")
+    diagnostic["expect"] = [{"metric": "updated", "op": "ge", "value": newest_write}]
+    payload = Harness(tmp_path, {"api": endpoint}).run(diagnostic)
+    assert payload["verdict"] == "error", payload
+    assert "updated cannot be judged" in payload["message"]
+    assert "ahead of this machine's clock" in payload["message"]
+    # an hour in the past still compares as a time: this is a check, not a ban on times
+    diagnostic = freshness("/ahead/-3600")
+    diagnostic["expect"] = [{"metric": "updated", "op": "ge", "value": newest_write}]
+    assert Harness(tmp_path, {"api": endpoint}).run(diagnostic)["verdict"] == "fail"
+
+
+def test_a_time_ahead_by_nature_is_compared_through_how_far_ahead_it_is(
+    endpoint: str, tmp_path: Path
+) -> None:
+    diagnostic = freshness("/ahead/0", {"next_run": "next_run"})
+    diagnostic["expect"] = [{"metric": "next_run_ahead_seconds", "op": "ge", "value": 86400}]
+    assert Harness(tmp_path, {"api": endpoint}).run(diagnostic)["verdict"] == "pass"

@@ -38,7 +38,9 @@ class HttpQuery(Model):
     list's length). An ISO 8601 time becomes seconds since the epoch, and also gives
     ``<name>_age_seconds``: a time up to 5 s ahead of this machine's clock is age 0
     (rounding, drift); one further ahead gives ``<name>_ahead_seconds`` and no age, so an
-    expectation on the age is an error saying the clocks disagree, never a pass.
+    expectation on the age, or on the time itself, is an error saying the clocks
+    disagree, never a pass (a time ahead by nature is checked through
+    ``<name>_ahead_seconds``).
     ``{path: …, as: number}`` reads a string as a number."""
 
 
