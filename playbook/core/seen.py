@@ -3,8 +3,9 @@ and hidden elements, for the comms check (:mod:`playbook.core.commscheck`) to re
 
 Apart from the check's rules because it is a reading, not a rule: the standard
 library's :mod:`html.parser` tokenises, with HTML5's comment ends where html.parser
-(3.11) reads them otherwise, and Unicode's tables (:mod:`unicodedata`) say which
-characters draw nothing.
+(3.11) reads them otherwise, and Unicode's tables say which characters draw nothing
+(:mod:`unicodedata` for general categories; the ``regex`` module for the
+Default_Ignorable_Code_Point property, which the standard library does not expose).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from html.parser import HTMLParser
+
+import regex
 
 _INVISIBLE = frozenset({"Cf", "Mn", "Cc"})
 """Unicode categories a reader does not see as a character of their own: ``Cf`` (soft
@@ -22,6 +25,12 @@ tab, newline and carriage return are kept as layout). Unicode's tables decide, t
 :mod:`unicodedata`. The cost: the form the check reads loses the accents of decomposed
 text, which only matters if that makes it read as a leak."""
 _NON_ASCII = re.compile(r"[^\x20-\x7e\t\n\r]")
+_IGNORABLE = regex.compile(r"\p{Default_Ignorable_Code_Point}")
+"""Unicode's Default_Ignorable_Code_Point: what a renderer draws as nothing even when it
+does not know the character. It holds code points no general category above catches:
+unassigned ones reserved as ignorable (U+2065, U+FFF0–U+FFF8, the rest of the tag block
+U+E0000–U+E0FFF, category Cn) and the Hangul fillers (U+115F, U+1160, U+3164, U+FFA0,
+category Lo), which split a secret as invisibly as a zero-width space (attacker round G)."""
 
 
 def without_invisible(text: str) -> str:
@@ -30,7 +39,9 @@ def without_invisible(text: str) -> str:
 
     def one(match: re.Match[str]) -> str:
         char = match.group()
-        return "" if unicodedata.category(char) in _INVISIBLE else char
+        if unicodedata.category(char) in _INVISIBLE or _IGNORABLE.match(char):
+            return ""
+        return char
 
     return _NON_ASCII.sub(one, text)
 

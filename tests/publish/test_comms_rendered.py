@@ -174,6 +174,14 @@ def test_the_hostile_template_with_harmless_text_still_publishes(cli, standin, t
         f"errors: {SP_KEY[:6]}<span>{SP_KEY[6:9]}</span>{SP_KEY[9:]}",
         f"errors: {SP_KEY[:6]}&#8203;{SP_KEY[6:]}",
         f"errors: {SP_KEY[:6]}[{SP_KEY[6:9]}](x){SP_KEY[9:]}",
+        # Default_Ignorable_Code_Point beyond categories Cf/Mn/Cc (attacker round G):
+        # unassigned but reserved as ignorable, and a Hangul filler; a browser draws none.
+        f"errors: {SP_KEY[:6]}\u2065{SP_KEY[6:]}",
+        f"errors: {SP_KEY[:6]}&#x2065;{SP_KEY[6:]}",
+        f"errors: {SP_KEY[:6]}\U000e0080{SP_KEY[6:]}",
+        f"errors: {SP_KEY[:6]}\ufff0{SP_KEY[6:]}",
+        f"errors: {SP_KEY[:6]}\u3164{SP_KEY[6:]}",
+        "errors on 10\u2065.0.0.5",
         "Error: connect ECONNREFUSED\n    at TCPConnectWrap.afterConnect [as oncomplete] "
         "(node:net:1555:16)\n    at process.processTicksAndRejections "
         "(node:internal/process/task_queues:95:5)",
