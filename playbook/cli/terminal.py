@@ -129,8 +129,10 @@ def ask(question: str) -> str:
     three into one ``Abort`` that exited 1). The end of input (Ctrl-D) is an empty
     answer: every prompt of ours takes only the phrase it shows, so nothing goes ahead.
     """
-    click.echo(f"{question}: ", nl=False, err=True)
     try:
+        # The question is shown inside the guard: a signal that lands once it is on the
+        # screen but before the wait begins (a busy machine) still ends its line.
+        click.echo(f"{question}: ", nl=False, err=True)
         line = _read_line()
     except KeyboardInterrupt:
         with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
