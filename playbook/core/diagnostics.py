@@ -265,7 +265,10 @@ class Check:
 def _utc(seconds: object) -> str:
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return repr(seconds)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    except (ValueError, OverflowError, OSError):  # past year 9999: no calendar shows it
+        return f"{seconds!r} (no time a calendar holds)"
 
 
 @dataclass(frozen=True)
@@ -291,12 +294,17 @@ def evaluate(
     expectations: list[Expectation],
     metrics: Mapping[str, object],
     values: Mapping[str, object] | None = None,
+    now: float | None = None,
 ) -> Verdict:
     """The verdict of a run whose numbers are ``metrics``; the worst check decides.
 
     A number the run did not produce is an error, unless another check already failed
     (a missing heartbeat has no age: "missing" is the finding, not an error).
     ``values`` are the run's parameters, for expectations that compare with one.
+    ``now`` is this machine's clock (seconds since the epoch) when the run read its
+    numbers: a number compared with a time parameter is read as a time too, and one
+    dated more than :data:`SKEW_TOLERANCE` ahead of ``now`` cannot be judged, whatever
+    spelling it came in (an ISO text, epoch seconds or milliseconds as a JSON number).
     """
     checks: list[Check] = []
     worst = PASS
@@ -318,6 +326,12 @@ def evaluate(
             undefined.append(f"{expectation.metric} = {actual!r} is not a finite number")
             continue
         expected = expected_value(expectation, values or {})
+        times = isinstance(expectation.value, ParamRef) and isinstance(
+            (values or {}).get(expectation.value.param), datetime
+        )
+        if times and now is not None and (why := _dated_ahead(expectation.metric, actual, now)):
+            undefined.append(why)
+            continue
         try:
             ok = bool(_OPS[expectation.op](actual, expected))
         except TypeError:
@@ -332,8 +346,7 @@ def evaluate(
                 ok,
                 verdict,
                 expectation.because,
-                times=isinstance(expectation.value, ParamRef)
-                and isinstance((values or {}).get(expectation.value.param), datetime),
+                times=times,
             )
         )
         if _RANK[verdict] > _RANK[worst]:
@@ -383,6 +396,21 @@ def _ahead(metric: str, metrics: Mapping[str, object]) -> str:
             "the data may be fresh or stale)"
         )
     return ""
+
+
+def _dated_ahead(metric: str, actual: object, now: float) -> str:
+    """Why ``actual``, compared with a time and so read as seconds since the epoch,
+    cannot be judged: it is dated more than :data:`SKEW_TOLERANCE` ahead of ``now``."""
+    if isinstance(actual, bool) or not isinstance(actual, int | float):
+        return ""
+    ahead = actual - now
+    if ahead <= SKEW_TOLERANCE:
+        return ""
+    return (
+        f"{metric} cannot be judged: read as a time, it is dated {ahead:.0f} s ahead of "
+        "this machine's clock (clocks disagree, or it is not seconds since the epoch; the "
+        "data may be fresh or stale)"
+    )
 
 
 # --------------------------------------------------------------------------- ages

@@ -38,8 +38,16 @@ class Clockwork(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.seen.append(self.path)
         offset = float(self.path.rsplit("/", 1)[-1])
-        moment = datetime.fromtimestamp(time.time() + offset, UTC)
-        body = json.dumps({"updated": moment.isoformat(), "next_run": "2999-01-01T00:00:00Z"})
+        at = time.time() + offset
+        moment = datetime.fromtimestamp(at, UTC)
+        body = json.dumps(
+            {
+                "updated": moment.isoformat(),
+                "next_run": "2999-01-01T00:00:00Z",
+                "epoch": int(at),  # the same time as JSON numbers: seconds, milliseconds
+                "epoch_ms": int(at * 1000),
+            }
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -167,3 +175,26 @@ def test_a_time_ahead_by_nature_is_compared_through_how_far_ahead_it_is(
     diagnostic = freshness("/ahead/0", {"next_run": "next_run"})
     diagnostic["expect"] = [{"metric": "next_run_ahead_seconds", "op": "ge", "value": 86400}]
     assert Harness(tmp_path, {"api": endpoint}).run(diagnostic)["verdict"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("offset", "pick", "verdict"),
+    [
+        (31536000, "epoch", "error"),  # a year ahead, as epoch seconds: it passed (H, 3)
+        (-600, "epoch_ms", "error"),  # milliseconds: "year 130971", a crash (exit 70)
+        (-3600, "epoch", "fail"),  # an hour old: still compared as a time
+        (0, "epoch", "pass"),
+    ],
+)
+def test_a_time_sent_as_a_number_is_judged_like_one_sent_as_text(
+    endpoint: str, tmp_path: Path, offset: int, pick: str, verdict: str
+) -> None:
+    newest_write = datetime.fromtimestamp(time.time() - 60, UTC)
+    diagnostic = freshness(f"/ahead/{offset}", {pick: pick})
+    diagnostic["params"] = {"newest_write": {"type": "datetime", "description": "last write"}}
+    diagnostic["expect"] = [{"metric": pick, "op": "ge", "value": {"$param": "newest_write"}}]
+    payload = Harness(tmp_path, {"api": endpoint}).run(diagnostic, {"newest_write": newest_write})
+    assert payload["verdict"] == verdict, payload
+    if verdict == "error":
+        assert f"{pick} cannot be judged" in payload["message"]
+        assert "ahead of this machine's clock" in payload["message"]
