@@ -63,6 +63,12 @@ class StandIn:
     """Statuspage's list never ends: every page holds incidents nobody asked about."""
     ignores_page: bool = False
     """Statuspage's list answers page 1 whatever ``page`` asks (a broken server)."""
+    drop_answers: int = 0
+    """How many of the next answers are never sent: the request is read and acted on
+    (a Statuspage incident is created), then the connection closes without a word."""
+    dribble: threading.Event | None = None
+    """When given, answers trickle a byte at a time, each waiting on this event for up to
+    0.25 s, until it is set (a destination whose answer never ends in time)."""
     post_gate: threading.Event | None = None
     """When set, each Statuspage create waits for it (at most 10 s) before it answers:
     a send held in flight while another responder decides."""
@@ -82,12 +88,26 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            if state.drop_answers > 0:
+                state.drop_answers -= 1
+                self.close_connection = True
+                return  # acted on, never answered: the connection just closes
             self.send_response(status)
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if state.dribble is None:
+                self.wfile.write(data)
+                return
+            for byte in data:
+                if state.dribble.wait(0.25):
+                    return
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client gave up
 
         def _bad(self, why: str) -> None:
             state.errors.append(f"{self.command} {self.path}: {why}")

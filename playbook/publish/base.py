@@ -32,6 +32,12 @@ class PublishFailed(PlaybookError):
     exit_code = ExitCode.RUN_FAILED
 
 
+class MaybeSent(PublishFailed):
+    """The request went out whole and no complete answer came back (the connection
+    dropped, or the answer did not arrive in time): the destination may have it. It is
+    recorded as "unknown", never as "not sent", so nothing sends it again on a guess."""
+
+
 class NotConfirmed(PublishFailed):
     """A destination's record could not say whether a message is out (its list did not
     end, or was not what its API returns): the send is left as "may have been sent",

@@ -5,7 +5,11 @@ What it promises, whatever a destination or the network does:
 - TLS verified against the system's trust store (``ssl.create_default_context``); plain
   ``http`` only to a loopback address (a local stand-in), so a token never crosses a
   network in clear;
-- a timeout on connecting and on every read (:data:`TIMEOUT`);
+- a timeout on connecting and on every read, and a watchdog that ends the whole
+  exchange at :data:`TIMEOUT` (an answer trickled a byte at a time resets a read's
+  timeout with every byte; the watchdog shuts the socket down);
+- once the request has gone out, no answer (a dropped connection, the watchdog) is
+  :class:`~playbook.publish.base.MaybeSent`, not a failure: the destination may have it;
 - a response read up to :data:`MAX_RESPONSE` bytes, no more;
 - no redirect followed: a 3xx is a failure naming the status (a redirect to another host
   would carry the token there);
@@ -18,9 +22,11 @@ What it promises, whatever a destination or the network does:
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import json
+import socket
 import ssl
 import threading
 import time
@@ -30,7 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from playbook import redaction
-from playbook.publish.base import PublishFailed
+from playbook.publish.base import MaybeSent, PublishFailed
 
 TIMEOUT = 10.0
 MAX_RESPONSE = 1024 * 1024
@@ -125,15 +131,15 @@ def request(
         for attempt in range(RETRIES + 1):
             _pace(parts.netloc.rpartition("@")[2], credential)
             try:
-                conn.request(method, path, body=data, headers=sent_headers)
-                raw = conn.getresponse()
-                payload = raw.read(MAX_RESPONSE + 1)
+                conn.close()  # a fresh connection for every attempt
+                conn.connect()
             except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
                 conn.close()
                 raise PublishFailed(
                     f"{what}: could not reach {host} ({type(exc).__name__}).",
                     redaction.scrub(str(exc)),
                 ) from None
+            raw, payload = _exchange(conn, method, path, data, sent_headers, what, host)
             if len(payload) > MAX_RESPONSE:
                 raise PublishFailed(f"{what}: the answer was over {MAX_RESPONSE:,} bytes.")
             answer = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, payload)
@@ -149,6 +155,57 @@ def request(
         raise PublishFailed(f"{what}: still rate-limited after {RETRIES} retries.")
     finally:
         conn.close()
+
+
+def _exchange(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    data: bytes | None,
+    headers: Mapping[str, str],
+    what: str,
+    host: str,
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """Send the request on ``conn`` (connected) and read the answer, all within
+    :data:`TIMEOUT`.
+
+    Raises:
+        MaybeSent: once connected, anything but a whole answer: a request cut off on
+            its way may still have reached the destination whole (the last bytes out,
+            then a reset), so only a failure to connect counts as "not sent".
+    """
+    stopped = threading.Event()
+
+    def cut() -> None:
+        stopped.set()
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked on it
+
+    watchdog = threading.Timer(TIMEOUT, cut)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request(method, path, body=data, headers=dict(headers))
+        raw = conn.getresponse()
+        payload = raw.read(MAX_RESPONSE + 1)
+    except (OSError, http.client.HTTPException) as exc:  # TimeoutError is an OSError
+        conn.close()
+        why = f"no whole answer within {TIMEOUT:g} s" if stopped.is_set() else type(exc).__name__
+        raise MaybeSent(
+            f"{what}: the request went to {host}, and no answer came back ({why}).",
+            "It may have arrived: look at the destination before sending it again "
+            f"(--resend). {redaction.scrub(str(exc))}".strip(),
+        ) from None
+    finally:
+        watchdog.cancel()
+    if stopped.is_set():  # an answer ended by the watchdog is not the answer
+        raise MaybeSent(
+            f"{what}: the request went to {host}, and no whole answer came back within "
+            f"{TIMEOUT:g} s.",
+            "It may have arrived: look at the destination before sending it again (--resend).",
+        )
+    return raw, payload
 
 
 def fail(answer: Response, what: str) -> PublishFailed:

@@ -29,6 +29,7 @@ drill's text starts with the DRILL mark), nor while the shared store is offline
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -44,6 +45,7 @@ from playbook.core.publications import Publication
 from playbook.core.state import IncidentState
 from playbook.errors import UsageError
 from playbook.publish.base import (
+    MaybeSent,
     Message,
     NotConfirmed,
     Publisher,
@@ -392,9 +394,29 @@ def _result_payload(part_or_pub: Part | Publication, outcome: Outcome, text: str
     }
 
 
-def _send(publisher: Publisher, request: Request, name: str) -> Outcome:
+def _send(publisher: Publisher, request: Request, name: str, message: Message) -> Outcome:
+    """Send ``request``: published, failed (it never left), or unknown (it went out and
+    no answer came back: the destination may have it, so it is held, never re-sent on a
+    guess). A destination that keeps a record (Statuspage) is asked at once whether the
+    message arrived: found by its key, it is ``reconciled``, and later messages update
+    it."""
     try:
         sent = publisher.send(request)
+    except MaybeSent as why:
+        detail = f"{why.title} {why.message}".strip()
+        if publisher.has_record:
+            with contextlib.suppress(PublishFailed):  # not found or unreadable: unknown
+                found = publisher.find(message)
+                if found is not None:
+                    return Outcome(
+                        name,
+                        "reconciled",
+                        found.external_id,
+                        found.url,
+                        found.http_status,
+                        "its answer was lost; found at the destination by its key",
+                    )
+        return Outcome(name, "unknown", detail=detail)
     except PublishFailed as why:
         return Outcome(name, "failed", detail=f"{why.title} {why.message}".strip())
     return Outcome(name, "published", sent.external_id, sent.url, sent.http_status)
@@ -475,7 +497,7 @@ def publish(
             continue
         request = publisher.build(part.message, part.external_id)
         _require_shared(ctx, prepared.incident_id, part)
-        outcome = _send(publisher, request, part.destination)
+        outcome = _send(publisher, request, part.destination, part.message)
         if after_send is not None:
             after_send(part.destination)
         if outcome.external_id is None and part.external_id:
@@ -703,11 +725,11 @@ def _settle(
             )
         if not mine:
             return None  # in flight elsewhere, perhaps: its sender records it
-        return _send(publisher, publisher.build(message, external), pub.destination)
+        return _send(publisher, publisher.build(message, external), pub.destination, message)
     if not mine:
         return None
     if confirm_unknown(pub):
-        return _send(publisher, publisher.build(message, external), pub.destination)
+        return _send(publisher, publisher.build(message, external), pub.destination, message)
     return Outcome(
         pub.destination,
         "unknown",
