@@ -14,12 +14,15 @@ import json
 import secrets
 import shutil
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 from helpers import ROOT
 
 PAGE = "kctbh9vrtdwd"
@@ -70,6 +73,8 @@ class StandIn:
     """When given, answers trickle a byte at a time, each waiting on this event for up to
     0.25 s, until it is set (a destination whose answer never ends in time)."""
     post_gate: threading.Event | None = None
+    waits: list[float] = field(default_factory=list)
+    """The pauses the client's pacing asked for (never slept in a test)."""
     """When set, each Statuspage create waits for it (at most 10 s) before it answers:
     a send held in flight while another responder decides."""
 
@@ -279,6 +284,34 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PATCH = _handle
 
     return Handler
+
+
+@contextmanager
+def running_standin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, throttle_first: bool = False
+) -> Iterator[StandIn]:
+    """A stand-in serving every destination of :func:`write_config`'s playbook.toml
+    (written under ``tmp_path / "config"``), the secrets in the environment, and the
+    client's pacing recorded in ``waits`` instead of slept. Stopped, with every gate and
+    trickle released, when the block ends."""
+    from playbook import redaction
+    from playbook.publish import http
+
+    state, server = start_standin()
+    state.throttle_first = throttle_first
+    write_config(tmp_path / "config", state.base)
+    for name, value in secret_env(state.base).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(http, "sleep", state.waits.append)
+    try:
+        yield state
+    finally:
+        for gate in (state.post_gate, state.dribble):
+            if gate is not None:
+                gate.set()
+        server.shutdown()
+        server.server_close()
+        redaction._forget_all()
 
 
 def start_standin() -> tuple[StandIn, ThreadingHTTPServer]:

@@ -16,15 +16,12 @@ from publish_support import (
     SLACK_PATH,
     SP_KEY,
     publishable_runbook,
-    secret_env,
-    start_standin,
-    write_config,
+    running_standin,
 )
 
 from playbook import redaction
 from playbook.core.commscheck import check_message
 from playbook.errors import ExitCode
-from playbook.publish import http
 from playbook.service import publishing
 
 GOOD = (
@@ -37,16 +34,8 @@ HALF, REST = SECRET[:8], SECRET[8:]  # "RdS3cret", "Marker_88b"
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(http, "sleep", lambda _s: None)
-    state.throttle_first = False
-    yield state
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch) as state:
+        yield state
 
 
 @pytest.fixture

@@ -11,12 +11,9 @@ import pytest
 from publish_support import (
     HOOK_PATH,
     publishable_runbook,
-    secret_env,
-    start_standin,
-    write_config,
+    running_standin,
 )
 
-from playbook import redaction
 from playbook.core import events as ev
 from playbook.publish import http
 from playbook.publish.base import PublishRefused
@@ -28,18 +25,8 @@ VALUES = {"specific_issues": "slow pages"}
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    state.throttle_first = False
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(http, "sleep", lambda _s: None)  # pacing asked for, not slept
-    yield state
-    if state.dribble is not None:
-        state.dribble.set()
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch) as state:
+        yield state
 
 
 def _incident(tmp_path: Path, clock) -> tuple[Service, str]:

@@ -20,14 +20,10 @@ from publish_support import (
     SLACK_PATH,
     TEAMS_PATH,
     publishable_runbook,
-    secret_env,
-    start_standin,
-    write_config,
+    running_standin,
 )
 
-from playbook import redaction
 from playbook.errors import ExitCode
-from playbook.publish import http
 
 ALL = "statuspage,slack,teams,openstatus,hook"
 NEXT = re.compile(r"Next update by \d\d:\d\d UTC")
@@ -36,17 +32,8 @@ INITIAL = ("--set", "specific_issues=missing messages in their chat history")
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    waits: list[float] = []
-    monkeypatch.setattr(http, "sleep", waits.append)  # the pacing is asked for, not slept
-    state.waits = waits  # type: ignore[attr-defined]
-    yield state
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch, throttle_first=True) as state:
+        yield state
 
 
 @pytest.fixture

@@ -18,16 +18,12 @@ from publish_support import (
     HOOK_PATH,
     SP_KEY,
     publishable_runbook,
-    secret_env,
-    start_standin,
-    write_config,
+    running_standin,
 )
 
-from playbook import redaction
 from playbook.core import events as ev
 from playbook.core.events import NewEvent
 from playbook.errors import ExitCode
-from playbook.publish import http
 from playbook.service import Service, publishing, team
 from playbook.store import StoreUnavailable
 from playbook.store.memory import MemoryStore
@@ -38,16 +34,8 @@ INITIAL = ("--set", "specific_issues=missing messages in their chat history")
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(http, "sleep", lambda _s: None)  # pacing asked for, not slept
-    state.throttle_first = False
-    yield state
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch) as state:
+        yield state
 
 
 def _open(cli, tmp_path: Path, title: str) -> str:

@@ -8,11 +8,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from publish_support import publishable_runbook, secret_env, start_standin, write_config
+from publish_support import (
+    publishable_runbook,
+    running_standin,
+)
 
-from playbook import redaction
 from playbook.core import events as ev
-from playbook.publish import http
 from playbook.publish.base import PublishRefused
 from playbook.service import Service, publishing
 from playbook.store.sqlite import SQLiteStore
@@ -22,18 +23,9 @@ VALUES = {"specific_issues": "slow pages"}
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    state.throttle_first = False
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(http, "sleep", lambda _s: None)  # pacing asked for, not slept
-    state.post_gate = threading.Event()
-    yield state
-    state.post_gate.set()
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch) as state:
+        state.post_gate = threading.Event()
+        yield state
 
 
 def _two_responders(tmp_path: Path, clock) -> tuple[Service, Service, str]:

@@ -8,11 +8,13 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from publish_support import publishable_runbook, secret_env, start_standin, write_config
+from publish_support import (
+    publishable_runbook,
+    running_standin,
+)
 
-from playbook import redaction
 from playbook.core import events as ev
-from playbook.publish import http, statuspage
+from playbook.publish import statuspage
 from playbook.publish.base import PublishRefused
 from playbook.service import Service, publishing
 from playbook.store.sqlite import SQLiteStore
@@ -26,16 +28,8 @@ class Crash(BaseException):
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    state.throttle_first = False
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(http, "sleep", lambda _s: None)  # pacing asked for, not slept
-    yield state
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch) as state:
+        yield state
 
 
 def _crashed_send(tmp_path: Path, clock, monkeypatch) -> tuple[Service, str]:

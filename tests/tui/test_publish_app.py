@@ -10,16 +10,12 @@ from publish_support import (
     SECRETS,
     SLACK_PATH,
     publishable_runbook,
-    secret_env,
-    start_standin,
-    write_config,
+    running_standin,
 )
 from textual.widgets import Input, Static
 from tui_support import SIZE, events, make_app, on_incident, until
 
-from playbook import redaction
 from playbook.adapters.plugins import load_playbook as load
-from playbook.publish import http
 from playbook.service import Service
 from playbook.tui.screens.composer import ComposerScreen
 from playbook.tui.screens.incident import IncidentScreen
@@ -28,16 +24,8 @@ from playbook.tui.screens.publish import PublishScreen
 
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    state, server = start_standin()
-    state.throttle_first = False
-    write_config(tmp_path / "config", state.base)
-    for name, value in secret_env(state.base).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setattr(http, "sleep", lambda _s: None)
-    yield state
-    server.shutdown()
-    server.server_close()
-    redaction._forget_all()
+    with running_standin(tmp_path, monkeypatch) as state:
+        yield state
 
 
 @pytest.fixture
