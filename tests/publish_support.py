@@ -69,6 +69,11 @@ class StandIn:
     drop_answers: int = 0
     """How many of the next answers are never sent: the request is read and acted on
     (a Statuspage incident is created), then the connection closes without a word."""
+    odd_answers: list[tuple[int, bytes]] = field(default_factory=list)
+    """Answers that replace the next ones, after the request was acted on: (status,
+    body as sent), e.g. (200, b"<html>ok</html>") for a create that says no id."""
+    rate_limited: str | None = None
+    """When set, every request is answered 429 with this Retry-After, and not acted on."""
     dribble: threading.Event | None = None
     """When given, answers trickle a byte at a time, each waiting on this event for up to
     0.25 s, until it is set (a destination whose answer never ends in time)."""
@@ -97,6 +102,8 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 state.drop_answers -= 1
                 self.close_connection = True
                 return  # acted on, never answered: the connection just closes
+            if state.odd_answers:
+                status, data = state.odd_answers.pop(0)
             self.send_response(status)
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
@@ -127,6 +134,10 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 return self._bad("body is not JSON")
             headers = {k.lower(): v for k, v in self.headers.items()}
             state.requests.append(Recorded(self.command, self.path, headers, body))
+            if state.rate_limited is not None:
+                return self._answer(
+                    429, {"error": "slow down"}, {"Retry-After": state.rate_limited}
+                )
             if raw and headers.get("content-type") != "application/json":
                 return self._bad("Content-Type is not application/json")
             path = self.path

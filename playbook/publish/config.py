@@ -58,8 +58,16 @@ class Destinations:
         return str(self.publishers[name].settings.get("audience", "external"))
 
 
+_AUTH_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+ +(\S.*)")
+"""An HTTP credential, RFC 9110 section 11.4: ``auth-scheme 1*SP ( token68 / auth-param )``."""
+
+
 def _remember_secret(key: str, value: str) -> None:
     redaction.remember(value)
+    if key == "headers" and (credential := _AUTH_SCHEME.fullmatch(value.strip())):
+        # "Bearer TOKEN": the token alone too, as a server may echo it without the scheme
+        # or the space (attacker round I), and a token typed literally has no ${ENV}.
+        redaction.remember(credential.group(1))
     if key in ("url", "base_url") and "://" in value:
         parts = urlsplit(value)
         last = parts.path.rstrip("/").rpartition("/")[2]

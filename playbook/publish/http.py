@@ -42,6 +42,9 @@ TIMEOUT = 10.0
 MAX_RESPONSE = 1024 * 1024
 RETRIES = 3
 MAX_WAIT = 30.0
+BUDGET = 30.0
+"""Longest one message may wait on a destination's rate limit in all, retries included:
+past it, the 420/429 stands (not sent), and the responder decides when to try again."""
 MIN_INTERVAL = 1.0
 
 _last: dict[tuple[str, str], float] = {}
@@ -127,6 +130,7 @@ def request(
     sent_headers = {"Accept": "application/json", "User-Agent": "playbook", **headers}
     if data is not None:
         sent_headers["Content-Type"] = "application/json"
+    gives_up = time.monotonic() + BUDGET
     try:
         for attempt in range(RETRIES + 1):
             _pace(parts.netloc.rpartition("@")[2], credential)
@@ -141,10 +145,24 @@ def request(
                 ) from None
             raw, payload = _exchange(conn, method, path, data, sent_headers, what, host)
             if len(payload) > MAX_RESPONSE:
+                if 200 <= raw.status < 300:  # accepted; what it said is past reading
+                    raise MaybeSent(
+                        f"{what}: accepted (HTTP {raw.status}), with an answer over "
+                        f"{MAX_RESPONSE:,} bytes that was not read.",
+                        "It arrived; what it made there is unknown: look before sending "
+                        "again (--resend).",
+                    )
                 raise PublishFailed(f"{what}: the answer was over {MAX_RESPONSE:,} bytes.")
             answer = Response(raw.status, {k.lower(): v for k, v in raw.getheaders()}, payload)
             if raw.status in (420, 429) and attempt < RETRIES:
-                sleep(_retry_after(answer.headers.get("retry-after")))
+                wait = _retry_after(answer.headers.get("retry-after"))
+                if time.monotonic() + wait > gives_up:
+                    raise PublishFailed(
+                        f"{what}: still rate-limited (HTTP {raw.status}); waiting "
+                        f"{wait:g} s more would pass the {BUDGET:g} s one message may wait.",
+                        "Nothing was sent. Publish it again in a minute.",
+                    )
+                sleep(wait)
                 continue
             if 300 <= raw.status < 400:
                 raise PublishFailed(
@@ -206,6 +224,35 @@ def _exchange(
             "It may have arrived: look at the destination before sending it again (--resend).",
         )
     return raw, payload
+
+
+def accepted(answer: Response, what: str) -> None:
+    """Raise unless the destination took the message: any 2xx is taken, whatever its
+    body says after (an answer cannot unsend it); anything else is refused.
+
+    Raises:
+        PublishFailed: not a 2xx (not sent, as the destination says).
+    """
+    if not 200 <= answer.status < 300:
+        raise fail(answer, what)
+
+
+def made_record(answer: Response, ident: object, what: str) -> str:
+    """The id of the record a first post made (a Statuspage incident, an OpenStatus
+    report), from an answer :func:`accepted` took.
+
+    Raises:
+        MaybeSent: the answer does not say (not JSON, cut, empty, a 202 or 204): the
+            record exists and its id is unknown, so it is looked up or held, never made
+            a second time.
+    """
+    if ident is None or ident == "":
+        raise MaybeSent(
+            f"{what}: accepted (HTTP {answer.status}), but its answer does not say which "
+            "record it made.",
+            "Look at the destination before sending again (--resend).",
+        )
+    return str(ident)
 
 
 def fail(answer: Response, what: str) -> PublishFailed:

@@ -68,10 +68,11 @@ class OpenStatusPublisher(Publisher):
             credential=str(self.settings["api_key"]),
             what=f"OpenStatus ({self.name})",
         )
-        if answer.status not in (200, 201):
-            raise http.fail(answer, f"OpenStatus ({self.name})")
+        what = f"OpenStatus ({self.name})"
+        http.accepted(answer, what)
         data = answer.json() if isinstance(answer.json(), dict) else {}
         report = data.get("statusReportId", data.get("id"))
         if request.url.endswith("/update"):  # the report's id stays the one we updated
             report = request.body.get("statusReportId", report)
-        return Sent(answer.status, str(report) if report is not None else None)
+            return Sent(answer.status, str(report) if report is not None else None)
+        return Sent(answer.status, http.made_record(answer, report, what))

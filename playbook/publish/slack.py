@@ -68,6 +68,6 @@ class SlackPublisher(Publisher):
             credential=request.url,
             what=f"Slack ({self.name})",
         )
-        if answer.status != 200 or answer.body.strip() != b"ok":
-            raise http.fail(answer, f"Slack ({self.name})")
+        # Slack answers 200 "ok"; its errors come as 4xx/5xx. Any 2xx took the message.
+        http.accepted(answer, f"Slack ({self.name})")
         return Sent(answer.status)

@@ -125,9 +125,12 @@ class StatuspagePublisher(Publisher):
             credential=str(self.settings["api_key"]),
             what=f"Statuspage ({self.name})",
         )
-        if answer.status not in (200, 201):
-            raise http.fail(answer, f"Statuspage ({self.name})")
-        return _sent(answer.status, answer.json())
+        what = f"Statuspage ({self.name})"
+        http.accepted(answer, what)
+        sent = _sent(answer.status, answer.json())
+        if request.method == "POST":  # a create: which incident it made must be known
+            http.made_record(answer, sent.external_id, what)
+        return sent
 
     def find(self, message: Message) -> Sent | None:
         """Read every page of the page's incidents, newest first, until an empty page.

@@ -76,7 +76,9 @@ class TeamsPublisher(Publisher):
             credential=request.url,
             what=f"Teams ({self.name})",
         )
-        # A connector that is rate-limited answers 200 with the error in its body.
-        if answer.status not in (200, 202) or b"HTTP error 429" in answer.body:
+        # A connector that is rate-limited answers 200 with the error in its body: that
+        # one 2xx did not take the message. Any other 2xx did.
+        if b"HTTP error 429" in answer.body:
             raise http.fail(answer, f"Teams ({self.name})")
+        http.accepted(answer, f"Teams ({self.name})")
         return Sent(answer.status)

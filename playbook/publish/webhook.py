@@ -43,8 +43,7 @@ class WebhookPublisher(Publisher):
             credential=request.url,
             what=f"webhook ({self.name})",
         )
-        if not 200 <= answer.status < 300:
-            raise http.fail(answer, f"webhook ({self.name})")
+        http.accepted(answer, f"webhook ({self.name})")
         data = answer.json()
         ident = data.get("id") if isinstance(data, dict) else None
         return Sent(answer.status, str(ident) if ident is not None else None)

@@ -4,6 +4,7 @@ the stand-in received and reads the results recorded in the log."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -93,3 +94,94 @@ def test_an_answer_that_trickles_ends_at_the_timeout_as_unknown(
     assert outcome.outcome == "unknown", outcome
     assert "no whole answer" in outcome.detail and "1 s" in outcome.detail
     assert len(standin.posts(HOOK_PATH)) == 1
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [(200, b"<html>ok</html>"), (200, b""), (204, b""), (201, b'{"name": "no id here"}')],
+)
+def test_a_statuspage_create_taken_without_an_id_is_found_not_made_twice(
+    standin, tmp_path, clock, odd
+) -> None:
+    """Attacker round I, break 1: a create the page took (2xx) whose answer names no
+    incident was recorded as published with no id, so the next message made a second
+    incident. It is looked up by its key now, and the next message updates it."""
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [odd]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["statuspage"])
+    (outcome,) = publishing.publish(service.context, made)
+    (created,) = standin.incidents
+    assert outcome.outcome == "reconciled" and outcome.external_id == created, outcome
+
+    later = publishing.draft(
+        service.context, incident, "progress", {"estimated_time": "2 hours"}, ["statuspage"]
+    )
+    publishing.publish(service.context, later)
+    assert [r.method for r in standin.posts("/sp/")] == ["POST", "PATCH"]
+
+
+def test_an_openstatus_create_taken_without_an_id_is_held(standin, tmp_path, clock) -> None:
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [(202, b"")]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["openstatus"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "unknown" and "does not say which record" in outcome.detail
+    again = publishing.draft(service.context, incident, "initial", VALUES, ["openstatus"])
+    with pytest.raises(PublishRefused):
+        publishing.publish(service.context, again)
+    assert len(standin.posts("/os/")) == 1  # the old code: failed, then a second report
+
+
+@pytest.mark.parametrize(
+    ("destination", "odd"), [("slack", (200, b'{"ok": true}')), ("teams", (204, b""))]
+)
+def test_a_chat_that_answered_2xx_took_the_message(
+    standin, tmp_path, clock, destination, odd
+) -> None:
+    """Attacker round I, break 2: a 2xx was recorded as failed (not sent), so the message
+    stood ready to be sent again without --resend."""
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [odd]
+    made = publishing.draft(service.context, incident, "initial", VALUES, [destination])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "published", outcome
+    (result,) = _results(service, incident)
+    assert result["outcome"] == "published" and result["http_status"] == odd[0]
+
+
+def test_a_rate_limit_past_the_budget_is_not_waited_out(
+    standin, tmp_path, clock, monkeypatch
+) -> None:
+    """Attacker round I, break 3: Retry-After 60, four tries: 90 s a destination."""
+    monkeypatch.setattr(http, "BUDGET", 5.0)
+    standin.rate_limited = "9"
+    service, incident = _incident(tmp_path, clock)
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["hook"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "failed" and "still rate-limited" in outcome.detail
+    assert len(standin.posts(HOOK_PATH)) == 1  # asked once, then no 9 s wait past 5 s
+    assert 9.0 not in standin.waits
+
+
+def test_a_token_typed_in_a_header_is_masked_when_the_server_echoes_it_alone(
+    standin, tmp_path, clock
+) -> None:
+    """Attacker round I, break 4: `Bearer TOKEN` typed literally was masked only whole;
+    a server echoing `BearerTOKEN` put the token in the log and the exports."""
+    token = "WhHeaderMarker4242"
+    config = tmp_path / "config" / "playbook" / "playbook.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[publish.lit]\ntype = "webhook"\nurl = "{standin.base}{HOOK_PATH}"\n'
+        + f'headers = {{ Authorization = "Bearer {token}" }}\n'
+    )
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [(400, f'{{"error": "bad credential Bearer{token}"}}'.encode())]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["lit"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "failed" and "bad credential" in outcome.detail
+    assert token not in outcome.detail
+    recorded = json.dumps([e.payload for e in service.get(incident).events])
+    assert "bad credential" in recorded and token not in recorded
+    exported = service.export(incident, "markdown")
+    assert token not in exported
