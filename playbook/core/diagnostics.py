@@ -329,6 +329,9 @@ def evaluate(
         times = isinstance(expectation.value, ParamRef) and isinstance(
             (values or {}).get(expectation.value.param), datetime
         )
+        if times and (isinstance(actual, bool) or not isinstance(actual, int | float)):
+            undefined.append(f"{expectation.metric} = {actual!r} is not a time")
+            continue
         if times and now is not None and (why := _dated_ahead(expectation.metric, actual, now)):
             undefined.append(why)
             continue

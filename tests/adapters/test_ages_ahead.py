@@ -198,3 +198,17 @@ def test_a_time_sent_as_a_number_is_judged_like_one_sent_as_text(
     if verdict == "error":
         assert f"{pick} cannot be judged" in payload["message"]
         assert "ahead of this machine's clock" in payload["message"]
+
+
+def test_a_yes_or_no_compared_with_a_time_is_no_time(tmp_path: Path) -> None:
+    """Attacker round I: `true != newest_write` passed ("t = True")."""
+    from playbook.core.diagnostics import evaluate
+    from playbook.core.model import Expectation
+
+    expectation = Expectation.model_validate(
+        {"metric": "t", "op": "ne", "value": {"$param": "newest_write"}}
+    )
+    verdict = evaluate(
+        [expectation], {"t": True}, {"newest_write": datetime.now(UTC)}, now=time.time()
+    )
+    assert verdict.verdict == "error" and "t = True is not a time" in verdict.message
