@@ -127,7 +127,23 @@ def forms(secret: str) -> set[str]:
         "".join(f"\\u{ord(c):04x}" for c in secret),  # every character \u-escaped
         *base64_forms(secret),
         *base64_forms(json.dumps(secret)[1:-1]),  # inside base64 of JSON (a JWT, a k8s Secret)
+        *_recased(secret),
     }
+
+
+CASED_FROM = 8
+"""A secret this long or longer is also hunted upper-cased, lower-cased and as hex: a
+server may normalise what it echoes ("BEARERSECRET…" in an error, attacker round J). A
+shorter one is not: its lower-case form is too often an ordinary word."""
+
+
+def _recased(secret: str) -> set[str]:
+    """``secret`` as a server that normalises it shows it: in upper and lower case, and
+    its UTF-8 bytes as hex in either case (from :data:`CASED_FROM` characters on)."""
+    if len(secret) < CASED_FROM:
+        return set()
+    raw = secret.encode("utf-8", "surrogatepass").hex()
+    return {secret.upper(), secret.lower(), raw, raw.upper()}
 
 
 _PERCENT = re.compile(r"%[0-9A-F]{2}")

@@ -163,12 +163,25 @@ def test_a_rate_limit_past_the_budget_is_not_waited_out(
     assert 9.0 not in standin.waits
 
 
+TOKEN = "WhHeaderMarker4242"
+
+
+@pytest.mark.parametrize(
+    "echoed",
+    [
+        f"Bearer{TOKEN}",  # round I: the token alone, without the scheme's space
+        f"BEARER{TOKEN.upper()}",  # round J: a server that normalises case
+        TOKEN.lower(),
+        TOKEN.encode().hex(),  # round J: as hex
+    ],
+)
 def test_a_token_typed_in_a_header_is_masked_when_the_server_echoes_it_alone(
-    standin, tmp_path, clock
+    standin, tmp_path, clock, echoed
 ) -> None:
     """Attacker round I, break 4: `Bearer TOKEN` typed literally was masked only whole;
-    a server echoing `BearerTOKEN` put the token in the log and the exports."""
-    token = "WhHeaderMarker4242"
+    a server echoing `BearerTOKEN` put the token in the log and the exports. Round J:
+    upper-cased or as hex, too."""
+    token = TOKEN
     config = tmp_path / "config" / "playbook" / "playbook.toml"
     config.write_text(
         config.read_text()
@@ -176,12 +189,12 @@ def test_a_token_typed_in_a_header_is_masked_when_the_server_echoes_it_alone(
         + f'headers = {{ Authorization = "Bearer {token}" }}\n'
     )
     service, incident = _incident(tmp_path, clock)
-    standin.odd_answers = [(400, f'{{"error": "bad credential Bearer{token}"}}'.encode())]
+    standin.odd_answers = [(400, f'{{"error": "bad credential {echoed}"}}'.encode())]
     made = publishing.draft(service.context, incident, "initial", VALUES, ["lit"])
     (outcome,) = publishing.publish(service.context, made)
     assert outcome.outcome == "failed" and "bad credential" in outcome.detail
-    assert token not in outcome.detail
+    assert echoed not in outcome.detail
     recorded = json.dumps([e.payload for e in service.get(incident).events])
-    assert "bad credential" in recorded and token not in recorded
+    assert "bad credential" in recorded and echoed not in recorded
     exported = service.export(incident, "markdown")
-    assert token not in exported
+    assert echoed not in exported
