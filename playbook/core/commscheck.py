@@ -33,6 +33,7 @@ import html
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -413,10 +414,26 @@ def reader_forms(text: str) -> list[str]:
         if form not in found:
             found.append(form)
     for form in list(found):
+        folded = folded_form(form)
+        if folded not in found:
+            found.append(folded)
+    for form in list(found):
         bare = without_invisible(form)
         if bare not in found:
             found.append(bare)
     return found
+
+
+_IDNA_DOTS = {0x3002: ".", 0xFF0E: ".", 0xFF61: "."}
+"""The characters IDNA reads as a label's dot (RFC 3490, 3.1): the ideographic, fullwidth
+and halfwidth ideographic full stops."""
+
+
+def folded_form(text: str) -> str:
+    """``text`` as a reader or a resolver takes it: Unicode's compatibility normalisation
+    (NFKC: fullwidth ``ＳｅｃＲｅｔ`` is ``SecRet``, ``１０`` is ``10``) and IDNA's dots
+    (``10。0。0。5`` resolves as ``10.0.0.5``, ``db。internal`` as ``db.internal``)."""
+    return unicodedata.normalize("NFKC", text).translate(_IDNA_DOTS)
 
 
 def _leaks(text: str, internal: Sequence[str], external: bool) -> list[Finding]:

@@ -70,13 +70,13 @@ def _remember_secret(key: str, value: str) -> None:
         redaction.remember(credential.group(1))
     if key in ("url", "base_url") and "://" in value:
         parts = urlsplit(value)
-        last = parts.path.rstrip("/").rpartition("/")[2]
+        segments = [s for s in parts.path.split("/") if len(s) >= 12]
         values = [v for _k, _s, v in (q.partition("=") for q in parts.query.split("&"))]
-        # The path and query whole, the last path segment (Slack's token) and each query
-        # value (Teams' sig): a server may echo any one of them alone.
+        # The path and query whole, each long path segment (Slack's token is the last;
+        # a classic Teams URL's secret is the one before its owner's id, attacker round
+        # K) and each query value (Teams' sig): a server may echo any one of them alone.
         redaction.remember(
-            *(p for p in (parts.path, parts.query, *values) if len(p) > 1),
-            *([last] if len(last) >= 12 else []),
+            *(p for p in (parts.path, parts.query, *values) if len(p) > 1), *segments
         )
 
 

@@ -256,6 +256,11 @@ def made_record(answer: Response, ident: object, what: str) -> str:
 
 
 def fail(answer: Response, what: str) -> PublishFailed:
-    """The error for an answer that is not a success (its body shown scrubbed and cut)."""
-    detail = answer.body[:300].decode("utf-8", "replace")
-    return PublishFailed(f"{what}: answered HTTP {answer.status}.", redaction.scrub(detail))
+    """The error for an answer that is not a success: its body scrubbed whole, then cut
+    (:func:`playbook.redaction.shortened`). Cut first, a secret echoed across the cut
+    lost its last characters and no longer matched: all but one of them were shown and
+    stored (attacker round K)."""
+    detail = answer.body.decode("utf-8", "replace")
+    return PublishFailed(
+        f"{what}: answered HTTP {answer.status}.", redaction.shortened(detail, 300)
+    )

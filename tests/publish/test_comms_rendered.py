@@ -171,6 +171,11 @@ def test_the_hostile_template_with_harmless_text_still_publishes(cli, standin, t
         f"errors: {SP_KEY[:6]}\ufff0{SP_KEY[6:]}",
         f"errors: {SP_KEY[:6]}\u3164{SP_KEY[6:]}",
         "errors on 10\u2065.0.0.5",
+        # what NFKC and IDNA's dots fold to ASCII (attacker round K): fullwidth letters,
+        # the ideographic full stop a browser resolves as a dot
+        "errors: " + "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in SP_KEY),
+        "see http://10\u30020\u30020\u30025:8080/",
+        "see https://\uff44\uff42.\uff49\uff4e\uff54\uff45\uff52\uff4e\uff41\uff4c/",
         "Error: connect ECONNREFUSED\n    at TCPConnectWrap.afterConnect [as oncomplete] "
         "(node:net:1555:16)\n    at process.processTicksAndRejections "
         "(node:internal/process/task_queues:95:5)",

@@ -198,3 +198,46 @@ def test_a_token_typed_in_a_header_is_masked_when_the_server_echoes_it_alone(
     assert "bad credential" in recorded and echoed not in recorded
     exported = service.export(incident, "markdown")
     assert echoed not in exported
+
+
+def test_a_credential_echoed_across_the_cut_of_an_error_is_masked_whole(
+    standin, tmp_path, clock
+) -> None:
+    """Attacker round K: the answer was cut at 300 characters before it was scrubbed, so
+    a token echoed across the cut showed all but its last character, for good."""
+    config = tmp_path / "config" / "playbook" / "playbook.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[publish.lit]\ntype = "webhook"\nurl = "{standin.base}{HOOK_PATH}"\n'
+        + f'headers = {{ X-Api-Key = "{TOKEN}" }}\n'
+    )
+    service, incident = _incident(tmp_path, clock)
+    echo = "E" * (300 - len(TOKEN) + 1) + TOKEN
+    standin.odd_answers = [(400, echo.encode())]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["lit"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "failed"
+    recorded = json.dumps([e.payload for e in service.get(incident).events])
+    assert "EEEE" in recorded  # the answer is there, cut
+    assert TOKEN[:-1] not in recorded and TOKEN[:-1] not in outcome.detail
+
+
+def test_every_long_segment_of_a_webhook_url_is_a_secret(standin, tmp_path, clock) -> None:
+    """Attacker round K: in a classic Teams URL the secret is the segment before the
+    owner's id; only the last segment was registered."""
+    secret = "TeamsSecretHash9876abcd"
+    owner = "5f0e2c1a-8b7d-4e6f-9a3b-2c1d0e9f8a7b"
+    config = tmp_path / "config" / "playbook" / "playbook.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[publish.classic]\ntype = "teams"\nurl = "{standin.base}/webhook/'
+        + f'g1@t1/IncomingWebhook/{secret}/{owner}"\n'
+    )
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [(400, f'{{"error": "Webhook {secret} not found"}}'.encode())]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["classic"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "failed" and "not found" in outcome.detail
+    recorded = json.dumps([e.payload for e in service.get(incident).events])
+    assert "not found" in recorded and secret not in recorded
+    assert secret not in service.export(incident, "json")
