@@ -37,7 +37,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from playbook import redaction
 from playbook.core.seen import seen_in_html, without_invisible
@@ -410,6 +410,9 @@ def reader_forms(text: str) -> list[str]:
         html.unescape(unslashed),
         _BACKSLASH_ESCAPE.sub(r"\1", unescaped),
         seen_in_html(text),
+        # RFC 3986 percent-decoding, as a browser decodes a URL's host before it resolves
+        # it: http://%31%30.0.0.1/ goes to 10.0.0.1 (attacker round L)
+        unquote(text),
     ):
         if form not in found:
             found.append(form)

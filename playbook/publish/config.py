@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from playbook import redaction, targets
 from playbook.errors import UsageError
@@ -70,14 +70,19 @@ def _remember_secret(key: str, value: str) -> None:
         redaction.remember(credential.group(1))
     if key in ("url", "base_url") and "://" in value:
         parts = urlsplit(value)
-        segments = [s for s in parts.path.split("/") if len(s) >= 12]
+        segments = [s for s in re.split(r"[/;]", parts.path) if len(s) >= 12]
         values = [v for _k, _s, v in (q.partition("=") for q in parts.query.split("&"))]
-        # The path and query whole, each long path segment (Slack's token is the last;
-        # a classic Teams URL's secret is the one before its owner's id, attacker round
-        # K) and each query value (Teams' sig): a server may echo any one of them alone.
-        redaction.remember(
-            *(p for p in (parts.path, parts.query, *values) if len(p) > 1), *segments
-        )
+        # The path and query whole, each long path segment or path parameter (Slack's
+        # token is the last; a classic Teams URL's secret is the one before its owner's
+        # id, attacker round K), each query value (Teams' sig), the userinfo and the
+        # fragment: a server may echo any one of them alone, and decoded (round L).
+        found = [
+            *(p for p in (parts.path, parts.query, *values) if len(p) > 1),
+            *segments,
+            # a user with a password is a name; alone (https://TOKEN@host) it is the key
+            *(p for p in (parts.password or parts.username, parts.fragment) if p),
+        ]
+        redaction.remember(*found, *(unquote(p) for p in found))
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from playbook import redaction
 from playbook.core import events as ev
 from playbook.core.commscheck import CheckResult, check_message, seen_in_html
 from playbook.core.publications import Publication
@@ -115,6 +116,16 @@ class Outcome:
     url: str | None = None
     http_status: int | None = None
     detail: str = ""
+
+    def __post_init__(self) -> None:
+        # What a destination answered is shown at once (the CLI's result line, --json,
+        # the app), not only once recorded: it is scrubbed here, where every outcome is
+        # made. A destination echoing an API key as an incident's id or link showed it
+        # on screen while the log masked it (attacker round L).
+        for name in ("external_id", "url", "detail"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, redaction.scrub(value))
 
 
 # --------------------------------------------------------------------------- hooks

@@ -175,6 +175,9 @@ def test_the_hostile_template_with_harmless_text_still_publishes(cli, standin, t
         # the ideographic full stop a browser resolves as a dot
         "errors: " + "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in SP_KEY),
         "see http://10\u30020\u30020\u30025:8080/",
+        # percent-encoded hosts a browser decodes before it resolves (attacker round L)
+        "see http://%31%30.0.0.1/admin",
+        "see http://db%2Einternal/",
         "see https://\uff44\uff42.\uff49\uff4e\uff54\uff45\uff52\uff4e\uff41\uff4c/",
         "Error: connect ECONNREFUSED\n    at TCPConnectWrap.afterConnect [as oncomplete] "
         "(node:net:1555:16)\n    at process.processTicksAndRejections "

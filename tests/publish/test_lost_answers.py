@@ -241,3 +241,45 @@ def test_every_long_segment_of_a_webhook_url_is_a_secret(standin, tmp_path, cloc
     recorded = json.dumps([e.payload for e in service.get(incident).events])
     assert "not found" in recorded and secret not in recorded
     assert secret not in service.export(incident, "json")
+
+
+def test_an_id_or_link_that_echoes_the_api_key_is_masked_in_the_live_result(
+    standin, tmp_path, clock
+) -> None:
+    """Attacker round L: a Statuspage answering with the API key as the incident's id
+    and link showed it in the result line and --json, while the log masked it."""
+    from publish_support import SP_KEY
+
+    service, incident = _incident(tmp_path, clock)
+    body = json.dumps({"id": SP_KEY, "shortlink": f"https://stspg.io/{SP_KEY}"})
+    standin.odd_answers = [(201, body.encode())]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["statuspage"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "published"
+    assert SP_KEY not in f"{outcome.external_id} {outcome.url}"
+
+
+@pytest.mark.parametrize(
+    ("url_tail", "marker"),
+    [
+        ("/hook?b=Val%2BSecret%2F99xx", "Val+Secret/99xx"),  # a query value, decoded
+        ("/hook/Seg%41bcdefghijk", "SegAbcdefghijk"),  # a path segment, decoded
+        ("/h;SemiSecretValue12/x", "SemiSecretValue12"),  # a path parameter
+        ("/hook#FragSecretValue88", "FragSecretValue88"),  # the fragment
+    ],
+)
+def test_every_part_of_a_webhook_url_is_masked_as_a_server_echoes_it(
+    standin, tmp_path, clock, url_tail, marker
+) -> None:
+    config = tmp_path / "config" / "playbook" / "playbook.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[publish.parts]\ntype = "webhook"\nurl = "{standin.base}{url_tail}"\n'
+    )
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [(400, f'{{"error": "no such hook: {marker}"}}'.encode())]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["parts"])
+    (outcome,) = publishing.publish(service.context, made)
+    assert outcome.outcome == "failed" and "no such hook" in outcome.detail
+    recorded = json.dumps([e.payload for e in service.get(incident).events])
+    assert "no such hook" in recorded and marker not in recorded and marker not in outcome.detail
