@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from publish_support import (
     HOOK_PATH,
+    SP_KEY,
     publishable_runbook,
     running_standin,
 )
@@ -166,6 +167,22 @@ def test_a_rate_limit_past_the_budget_is_not_waited_out(
 TOKEN = "WhHeaderMarker4242"
 
 
+def _echoed(
+    standin, tmp_path: Path, clock, table: str, answer: str, status: int = 400
+) -> tuple[publishing.Outcome, str, Service, str]:
+    """Publish to ``[publish.echo]`` (``table`` is the rest of its TOML, appended to the
+    responder's config) whose destination answers ``status`` with ``answer``: the
+    outcome, the incident's events as JSON, the service and the incident."""
+    config = tmp_path / "config" / "playbook" / "playbook.toml"
+    config.write_text(config.read_text() + "\n[publish.echo]\n" + table)
+    service, incident = _incident(tmp_path, clock)
+    standin.odd_answers = [(status, answer.encode())]
+    made = publishing.draft(service.context, incident, "initial", VALUES, ["echo"])
+    (outcome,) = publishing.publish(service.context, made)
+    recorded = json.dumps([e.payload for e in service.get(incident).events])
+    return outcome, recorded, service, incident
+
+
 @pytest.mark.parametrize(
     "echoed",
     [
@@ -181,23 +198,17 @@ def test_a_token_typed_in_a_header_is_masked_when_the_server_echoes_it_alone(
     """Attacker round I, break 4: `Bearer TOKEN` typed literally was masked only whole;
     a server echoing `BearerTOKEN` put the token in the log and the exports. Round J:
     upper-cased or as hex, too."""
-    token = TOKEN
-    config = tmp_path / "config" / "playbook" / "playbook.toml"
-    config.write_text(
-        config.read_text()
-        + f'\n[publish.lit]\ntype = "webhook"\nurl = "{standin.base}{HOOK_PATH}"\n'
-        + f'headers = {{ Authorization = "Bearer {token}" }}\n'
+    table = (
+        f'type = "webhook"\nurl = "{standin.base}{HOOK_PATH}"\n'
+        f'headers = {{ Authorization = "Bearer {TOKEN}" }}\n'
     )
-    service, incident = _incident(tmp_path, clock)
-    standin.odd_answers = [(400, f'{{"error": "bad credential {echoed}"}}'.encode())]
-    made = publishing.draft(service.context, incident, "initial", VALUES, ["lit"])
-    (outcome,) = publishing.publish(service.context, made)
+    outcome, recorded, service, incident = _echoed(
+        standin, tmp_path, clock, table, f'{{"error": "bad credential {echoed}"}}'
+    )
     assert outcome.outcome == "failed" and "bad credential" in outcome.detail
     assert echoed not in outcome.detail
-    recorded = json.dumps([e.payload for e in service.get(incident).events])
     assert "bad credential" in recorded and echoed not in recorded
-    exported = service.export(incident, "markdown")
-    assert echoed not in exported
+    assert echoed not in service.export(incident, "markdown")
 
 
 def test_a_credential_echoed_across_the_cut_of_an_error_is_masked_whole(
@@ -205,19 +216,13 @@ def test_a_credential_echoed_across_the_cut_of_an_error_is_masked_whole(
 ) -> None:
     """Attacker round K: the answer was cut at 300 characters before it was scrubbed, so
     a token echoed across the cut showed all but its last character, for good."""
-    config = tmp_path / "config" / "playbook" / "playbook.toml"
-    config.write_text(
-        config.read_text()
-        + f'\n[publish.lit]\ntype = "webhook"\nurl = "{standin.base}{HOOK_PATH}"\n'
-        + f'headers = {{ X-Api-Key = "{TOKEN}" }}\n'
+    table = (
+        f'type = "webhook"\nurl = "{standin.base}{HOOK_PATH}"\n'
+        f'headers = {{ X-Api-Key = "{TOKEN}" }}\n'
     )
-    service, incident = _incident(tmp_path, clock)
     echo = "E" * (300 - len(TOKEN) + 1) + TOKEN
-    standin.odd_answers = [(400, echo.encode())]
-    made = publishing.draft(service.context, incident, "initial", VALUES, ["lit"])
-    (outcome,) = publishing.publish(service.context, made)
+    outcome, recorded, _service, _incident_id = _echoed(standin, tmp_path, clock, table, echo)
     assert outcome.outcome == "failed"
-    recorded = json.dumps([e.payload for e in service.get(incident).events])
     assert "EEEE" in recorded  # the answer is there, cut
     assert TOKEN[:-1] not in recorded and TOKEN[:-1] not in outcome.detail
 
@@ -227,18 +232,13 @@ def test_every_long_segment_of_a_webhook_url_is_a_secret(standin, tmp_path, cloc
     owner's id; only the last segment was registered."""
     secret = "TeamsSecretHash9876abcd"
     owner = "5f0e2c1a-8b7d-4e6f-9a3b-2c1d0e9f8a7b"
-    config = tmp_path / "config" / "playbook" / "playbook.toml"
-    config.write_text(
-        config.read_text()
-        + f'\n[publish.classic]\ntype = "teams"\nurl = "{standin.base}/webhook/'
-        + f'g1@t1/IncomingWebhook/{secret}/{owner}"\n'
+    table = (
+        f'type = "teams"\nurl = "{standin.base}/webhook/g1@t1/IncomingWebhook/{secret}/{owner}"\n'
     )
-    service, incident = _incident(tmp_path, clock)
-    standin.odd_answers = [(400, f'{{"error": "Webhook {secret} not found"}}'.encode())]
-    made = publishing.draft(service.context, incident, "initial", VALUES, ["classic"])
-    (outcome,) = publishing.publish(service.context, made)
+    outcome, recorded, service, incident = _echoed(
+        standin, tmp_path, clock, table, f'{{"error": "Webhook {secret} not found"}}'
+    )
     assert outcome.outcome == "failed" and "not found" in outcome.detail
-    recorded = json.dumps([e.payload for e in service.get(incident).events])
     assert "not found" in recorded and secret not in recorded
     assert secret not in service.export(incident, "json")
 
@@ -248,8 +248,6 @@ def test_an_id_or_link_that_echoes_the_api_key_is_masked_in_the_live_result(
 ) -> None:
     """Attacker round L: a Statuspage answering with the API key as the incident's id
     and link showed it in the result line and --json, while the log masked it."""
-    from publish_support import SP_KEY
-
     service, incident = _incident(tmp_path, clock)
     body = json.dumps({"id": SP_KEY, "shortlink": f"https://stspg.io/{SP_KEY}"})
     standin.odd_answers = [(201, body.encode())]
@@ -271,15 +269,12 @@ def test_an_id_or_link_that_echoes_the_api_key_is_masked_in_the_live_result(
 def test_every_part_of_a_webhook_url_is_masked_as_a_server_echoes_it(
     standin, tmp_path, clock, url_tail, marker
 ) -> None:
-    config = tmp_path / "config" / "playbook" / "playbook.toml"
-    config.write_text(
-        config.read_text()
-        + f'\n[publish.parts]\ntype = "webhook"\nurl = "{standin.base}{url_tail}"\n'
+    """Attacker round L: a server echoes a URL's parts decoded, or its parameters,
+    password and fragment, which were never registered."""
+    table = f'type = "webhook"\nurl = "{standin.base}{url_tail}"\n'
+    outcome, recorded, _service, _incident_id = _echoed(
+        standin, tmp_path, clock, table, f'{{"error": "no such hook: {marker}"}}'
     )
-    service, incident = _incident(tmp_path, clock)
-    standin.odd_answers = [(400, f'{{"error": "no such hook: {marker}"}}'.encode())]
-    made = publishing.draft(service.context, incident, "initial", VALUES, ["parts"])
-    (outcome,) = publishing.publish(service.context, made)
     assert outcome.outcome == "failed" and "no such hook" in outcome.detail
-    recorded = json.dumps([e.payload for e in service.get(incident).events])
-    assert "no such hook" in recorded and marker not in recorded and marker not in outcome.detail
+    assert "no such hook" in recorded
+    assert marker not in recorded and marker not in outcome.detail
